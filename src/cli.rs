@@ -1,0 +1,639 @@
+//! The whole command-line surface of `resil`, declared with clap in one place so it can be
+//! read top to bottom. No logic lives here: each command module turns its `<X>Args` into a
+//! resolved `<X>Plan` and runs it. Help text comes from these doc comments.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// A resilience lab for Kubernetes: blue/green failover, autoscaling, chaos, load and cost.
+#[derive(Debug, Parser)]
+#[command(name = "resil", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command accepts, named like kubectl's.
+#[derive(Debug, Clone, Args, Default)]
+pub struct GlobalArgs {
+    /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// The kubeconfig context to use (default: the current context).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+
+    /// The namespace of the demo (default: distributed-resilience).
+    #[arg(short = 'n', long, global = true, value_name = "NS")]
+    pub namespace: Option<String>,
+
+    /// Allow mutating commands against this context even though it does not look like a
+    /// local lab (repeatable).
+    #[arg(long = "allow-context", global = true, value_name = "NAME")]
+    pub allow_context: Vec<String>,
+
+    /// More log output on stderr (-v info, -vv debug, -vvv trace). RUST_LOG wins when set.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Never use colour (also when NO_COLOR is set).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+}
+
+impl GlobalArgs {
+    /// Whether output may use ANSI colour: not with `--no-color`, not with `NO_COLOR` set.
+    pub fn color_enabled(&self) -> bool {
+        !self.no_color && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    }
+}
+
+/// Every subcommand.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the embedded single-node lab cluster on loopback.
+    Lab(LabArgs),
+    /// Deploy the blue/green demo (namespace, two Deployments, Service, HPAs).
+    Deploy(DeployArgs),
+    /// Show the demo's state: replicas, pods, HPAs, which colour the Service selects.
+    Status(StatusArgs),
+    /// Remove everything `resil deploy` created.
+    Undeploy(UndeployArgs),
+    /// Inject faults: kill pods, outages, degraded pods, CPU burn, proxy latency.
+    Chaos(ChaosArgs),
+    /// Generate HTTP load and measure latency, errors and per-colour attribution.
+    Load(LoadArgs),
+    /// Watch the demo, fail over between colours and record failover and scaling times.
+    Watch(WatchArgs),
+    /// Render a run's results as a table, JSON, Markdown, JUnit or HTML, with SLO verdicts.
+    Report(ReportArgs),
+    /// The monthly cost calculator for the demo's scaling scenarios.
+    Cost(CostArgs),
+    /// Run a scenario file: deploy, watch, load and chaos on one clock, then report.
+    Run(RunArgs),
+    /// The demo web app (the container entrypoint and the lab's pod process).
+    DemoApp(DemoAppArgs),
+    /// Print shell completions.
+    Completions(CompletionsArgs),
+}
+
+/// Output formats for commands that print state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum StateFormat {
+    #[default]
+    Table,
+    Json,
+    Yaml,
+}
+
+/// The two colours of the blue/green demo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, PartialOrd, Ord)]
+pub enum Color {
+    Blue,
+    Green,
+}
+
+impl Color {
+    /// The label value (`version: blue|green`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Color::Blue => "blue",
+            Color::Green => "green",
+        }
+    }
+
+    /// The other colour.
+    pub fn other(self) -> Color {
+        match self {
+            Color::Blue => Color::Green,
+            Color::Green => Color::Blue,
+        }
+    }
+}
+
+impl std::fmt::Display for Color {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Parses a humantime duration such as `30s`, `1m30s` or `250ms`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{e}: write a duration like 500ms, 30s, 2m or 1h"))
+}
+
+// ---------------------------------------------------------------- lab
+
+/// `resil lab ...`
+#[derive(Debug, Args)]
+pub struct LabArgs {
+    /// Where the lab keeps its state, certificates, logs and pid file
+    /// (default: $XDG_STATE_HOME/resil/lab or ~/.local/state/resil/lab).
+    #[arg(long, global = true, value_name = "DIR", env = "RESIL_LAB_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: LabCommand,
+}
+
+/// The lab's subcommands.
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Start the lab in the background (or attached with --foreground) and add the
+    /// `resil-lab` context to the kubeconfig.
+    Up(LabUpArgs),
+    /// Stop the lab and every pod process it started; remove its kubeconfig context.
+    Down,
+    /// Show pid, address, uptime and object counts.
+    Status,
+    /// Print the lab's kubeconfig.
+    Kubeconfig,
+}
+
+/// `resil lab up`
+#[derive(Debug, Args, Clone)]
+pub struct LabUpArgs {
+    /// Run attached to this terminal instead of in the background.
+    #[arg(long)]
+    pub foreground: bool,
+
+    /// API server port on 127.0.0.1 (0 picks a free one; default: the last one used, else 0).
+    #[arg(long)]
+    pub port: Option<u16>,
+
+    /// Program the kubelet runs for demo pods (default: this resil binary).
+    #[arg(long, value_name = "PATH")]
+    pub pod_program: Option<PathBuf>,
+
+    /// HPA sync period (the upstream default is 15s; shorter makes labs livelier).
+    #[arg(long, value_parser = parse_duration, default_value = "15s")]
+    pub hpa_sync_period: Duration,
+
+    /// Do not touch the kubeconfig (print the lab's own kubeconfig path instead).
+    #[arg(long)]
+    pub no_kubeconfig: bool,
+}
+
+// ---------------------------------------------------------------- demo
+
+/// `resil deploy`
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// Use the manifests in this directory instead of the built-in ones.
+    #[arg(long, value_name = "DIR")]
+    pub manifests: Option<PathBuf>,
+
+    /// Container image for both colours (default: the manifests' image).
+    #[arg(long)]
+    pub image: Option<String>,
+
+    /// Replicas per colour (default: the manifests' value).
+    #[arg(long)]
+    pub replicas: Option<i32>,
+
+    /// The colour the Service selects.
+    #[arg(long, value_enum, default_value_t = Color::Blue)]
+    pub active: Color,
+
+    /// How long to wait for both rollouts.
+    #[arg(long, value_parser = parse_duration, default_value = "120s")]
+    pub timeout: Duration,
+
+    /// Apply and return without waiting for the rollouts.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+/// `resil status`
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = StateFormat::Table)]
+    pub output: StateFormat,
+
+    /// Refresh the view in place until Ctrl-C.
+    #[arg(short, long)]
+    pub watch: bool,
+}
+
+/// `resil undeploy`
+#[derive(Debug, Args)]
+pub struct UndeployArgs {
+    /// How long to wait until everything is gone.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub timeout: Duration,
+}
+
+/// `resil demo-app`
+#[derive(Debug, Args)]
+pub struct DemoAppArgs {
+    /// Address to listen on.
+    #[arg(long, env = "BIND", default_value = "0.0.0.0")]
+    pub bind: String,
+
+    /// Port to listen on.
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    pub port: u16,
+}
+
+// ---------------------------------------------------------------- chaos
+
+/// `resil chaos ...`
+#[derive(Debug, Args)]
+pub struct ChaosArgs {
+    #[command(subcommand)]
+    pub command: ChaosCommand,
+}
+
+/// Chaos actions.
+#[derive(Debug, Subcommand)]
+pub enum ChaosCommand {
+    /// Delete pods of a colour or selector.
+    KillPods(KillPodsArgs),
+    /// Scale a colour to zero for a while, then restore the exact replica count.
+    Outage(OutageArgs),
+    /// Degrade pods through the demo app's admin switches for a while.
+    Degrade(DegradeArgs),
+    /// Burn CPU in chosen pods for a while (drives the HPA without external load).
+    CpuBurn(CpuBurnArgs),
+    /// Add delay, jitter and loss to the lab's Service proxy (lab only).
+    Latency(LatencyArgs),
+    /// Revert every fault still open in the journal (after resil was killed).
+    Revert(ChaosCommonArgs),
+}
+
+/// Flags every chaos action takes.
+#[derive(Debug, Args, Clone)]
+pub struct ChaosCommonArgs {
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Also write timeline events into this results directory.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Where the journal lives (default: $XDG_STATE_HOME/resil/chaos).
+    #[arg(long, value_name = "DIR", env = "RESIL_CHAOS_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// Which pods a chaos action targets.
+#[derive(Debug, Args, Clone)]
+pub struct TargetArgs {
+    /// Target pods of this colour.
+    #[arg(long, value_enum)]
+    pub color: Option<Color>,
+
+    /// Target pods matching this label selector.
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+
+    /// At most this many pods.
+    #[arg(long, conflicts_with = "percent")]
+    pub count: Option<u32>,
+
+    /// This percentage of the matching pods (rounded up).
+    #[arg(long)]
+    pub percent: Option<u32>,
+
+    /// Seed for random choices (reproducible runs).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+/// `resil chaos kill-pods`
+#[derive(Debug, Args)]
+pub struct KillPodsArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    /// Only pods at least this old.
+    #[arg(long, value_parser = parse_duration)]
+    pub min_age: Option<Duration>,
+
+    /// Kill at once (grace period 0).
+    #[arg(long)]
+    pub force: bool,
+
+    /// Repeat every interval (with random jitter).
+    #[arg(long, value_parser = parse_duration)]
+    pub every: Option<Duration>,
+
+    /// How many rounds with --every.
+    #[arg(long, default_value_t = 1)]
+    pub times: u32,
+
+    #[command(flatten)]
+    pub common: ChaosCommonArgs,
+}
+
+/// `resil chaos outage`
+#[derive(Debug, Args)]
+pub struct OutageArgs {
+    /// The colour to take down.
+    #[arg(long, value_enum)]
+    pub color: Color,
+
+    /// How long the outage lasts.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Duration,
+
+    #[command(flatten)]
+    pub common: ChaosCommonArgs,
+}
+
+/// `resil chaos degrade`
+#[derive(Debug, Args)]
+pub struct DegradeArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    /// unready | errors=PCT | latency=200ms | hang
+    #[arg(long)]
+    pub mode: String,
+
+    /// How long the degradation lasts.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Duration,
+
+    #[command(flatten)]
+    pub common: ChaosCommonArgs,
+}
+
+/// `resil chaos cpu-burn`
+#[derive(Debug, Args)]
+pub struct CpuBurnArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    /// Share of one core each chosen pod burns, in percent.
+    #[arg(long, default_value_t = 100)]
+    pub load: u32,
+
+    /// How long the burn lasts.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Duration,
+
+    #[command(flatten)]
+    pub common: ChaosCommonArgs,
+}
+
+/// `resil chaos latency`
+#[derive(Debug, Args)]
+pub struct LatencyArgs {
+    /// The Service whose proxy gets the delay.
+    #[arg(long, default_value = "web")]
+    pub service: String,
+
+    /// Added delay per connection.
+    #[arg(long, value_parser = parse_duration)]
+    pub delay: Duration,
+
+    /// Random extra delay up to this much.
+    #[arg(long, value_parser = parse_duration)]
+    pub jitter: Option<Duration>,
+
+    /// Percentage of connections dropped.
+    #[arg(long, default_value_t = 0.0)]
+    pub loss: f64,
+
+    /// How long the fault lasts.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Duration,
+
+    #[command(flatten)]
+    pub common: ChaosCommonArgs,
+}
+
+// ---------------------------------------------------------------- load
+
+/// `resil load`
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Target URL (default: the deployed demo's Service URL).
+    pub url: Option<String>,
+
+    /// Stop after this long.
+    #[arg(short = 'd', long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Stop after this many requests.
+    #[arg(short = 'r', long)]
+    pub requests: Option<u64>,
+
+    /// Closed model: this many connections, each sending the next request when the last
+    /// one answered.
+    #[arg(short = 'c', long, conflicts_with = "rate")]
+    pub concurrency: Option<u32>,
+
+    /// Open model: this many requests per second, latency measured from the intended send
+    /// time (coordinated-omission corrected).
+    #[arg(long)]
+    pub rate: Option<f64>,
+
+    /// Rate stages, e.g. `10s:100,30s:1000` (open model).
+    #[arg(long, conflicts_with = "rate")]
+    pub ramp: Option<String>,
+
+    /// Path appended to the URL.
+    #[arg(long)]
+    pub path: Option<String>,
+
+    /// HTTP method.
+    #[arg(short = 'm', long, default_value = "GET")]
+    pub method: String,
+
+    /// Extra request header `Name: value` (repeatable).
+    #[arg(short = 'H', long = "header")]
+    pub headers: Vec<String>,
+
+    /// Request body.
+    #[arg(long)]
+    pub body: Option<String>,
+
+    /// Per-request timeout.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub timeout: Duration,
+
+    /// Open a new connection for every request.
+    #[arg(long)]
+    pub no_keepalive: bool,
+
+    /// Worker threads (default: the CPUs this process may run on).
+    #[arg(long)]
+    pub threads: Option<usize>,
+
+    /// Write results (timeline.jsonl, latency.hdr, summary.json) into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Thresholds, e.g. `p99<250ms,error_rate<1%`; exit 1 when one is breached.
+    #[arg(long)]
+    pub fail_on: Option<String>,
+
+    /// Output format of the final summary.
+    #[arg(short, long, value_enum, default_value_t = StateFormat::Table)]
+    pub output: StateFormat,
+}
+
+// ---------------------------------------------------------------- watch
+
+/// `resil watch`
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Fail over when the active colour has fewer ready endpoints than this.
+    #[arg(long, default_value_t = 1)]
+    pub ready_min: u32,
+
+    /// Fail back to the primary only after it has been healthy this long.
+    #[arg(long, value_parser = parse_duration, default_value = "20s")]
+    pub stable_for: Duration,
+
+    /// The primary colour (the one to fail back to).
+    #[arg(long, value_enum, default_value_t = Color::Blue)]
+    pub primary: Color,
+
+    /// Scale the standby up to the active colour's serving size before switching.
+    #[arg(long)]
+    pub prepare_standby: bool,
+
+    /// Only record; never switch the Service.
+    #[arg(long)]
+    pub observe_only: bool,
+
+    /// Write timeline events and summary.json into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Exit after the first completed failover (or --timeout) and print its figures.
+    #[arg(long)]
+    pub once: bool,
+
+    /// Give up after this long (with --once; otherwise run until Ctrl-C).
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+}
+
+// ---------------------------------------------------------------- report / cost
+
+/// Report output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Json,
+    Markdown,
+    Junit,
+    Html,
+}
+
+/// `resil report`
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A results directory (default: the newest run under ./results).
+    pub dir: Option<PathBuf>,
+
+    /// Output format (default: table on a terminal, markdown otherwise).
+    #[arg(short, long, value_enum)]
+    pub output: Option<ReportFormat>,
+
+    /// SLOs to check, e.g. `failover_time<2s,downtime<1s,error_rate<1%,p99<300ms`.
+    #[arg(long)]
+    pub slo: Option<String>,
+
+    /// Compare against another run's results directory.
+    #[arg(long, value_name = "DIR")]
+    pub baseline: Option<PathBuf>,
+
+    /// Pricing profile (YAML) for cost per request.
+    #[arg(long, value_name = "FILE")]
+    pub pricing: Option<PathBuf>,
+}
+
+/// `resil cost`
+#[derive(Debug, Args)]
+pub struct CostArgs {
+    /// Pricing profile: a built-in name or a YAML file.
+    #[arg(long, value_name = "NAME|FILE")]
+    pub pricing: Option<String>,
+
+    /// The scenario savings are measured against.
+    #[arg(long, default_value = "blue-green")]
+    pub baseline: String,
+
+    /// CPU request per pod, e.g. `100m` (default: from the manifests).
+    #[arg(long)]
+    pub cpu_request: Option<String>,
+
+    /// Memory request per pod, e.g. `128Mi` (default: from the manifests).
+    #[arg(long)]
+    pub memory_request: Option<String>,
+
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = StateFormat::Table)]
+    pub output: StateFormat,
+}
+
+// ---------------------------------------------------------------- run
+
+/// `resil run`
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The scenario file.
+    pub scenario: PathBuf,
+
+    /// Results go into a new run directory under this one.
+    #[arg(long, value_name = "DIR", default_value = "results")]
+    pub out: PathBuf,
+
+    /// Seed for random choices.
+    #[arg(long)]
+    pub seed: Option<u64>,
+
+    /// Run the scenario this many times.
+    #[arg(long, default_value_t = 1)]
+    pub repeat: u32,
+
+    /// Stop and revert at the first SLO breach.
+    #[arg(long)]
+    pub fail_fast: bool,
+
+    /// Print the scenario format and exit.
+    #[arg(long)]
+    pub explain: bool,
+}
+
+// ---------------------------------------------------------------- completions
+
+/// `resil completions`
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_surface_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_accept_humantime_and_reject_garbage() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("soon").unwrap_err().contains("like 500ms"));
+    }
+}

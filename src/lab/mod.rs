@@ -1,0 +1,15 @@
+//! The embedded single-node cluster: an HTTPS API server that speaks the Kubernetes API
+//! on 127.0.0.1, a store with resourceVersions and watches, the Deployment, Endpoints and
+//! HPA controllers, a kubelet that runs demo pods as local processes, and a NodePort proxy.
+//!
+//! A world of its own: nothing here imports the toolkit modules (`demo`, `chaos`, `load`,
+//! `watch`, `run`, `report`, `cost`, `cluster`). Toolkit code reaches the lab only over
+//! its API, through kube-rs, exactly as it reaches a real cluster.
+
+use crate::Exit;
+use crate::cli::{GlobalArgs, LabArgs};
+
+/// `resil lab ...`
+pub async fn command(_args: LabArgs, _global: &GlobalArgs) -> anyhow::Result<Exit> {
+    Err(crate::not_implemented("lab"))
+}

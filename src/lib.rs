@@ -1,0 +1,75 @@
+//! resil — a resilience lab for Kubernetes.
+//!
+//! The binary (`main.rs`) parses [`cli::Cli`] and calls [`run`], which dispatches to one
+//! command module. Toolkit modules (`demo`, `chaos`, `load`, `watch`, `run`, `report`,
+//! `cost`) reach a cluster only through [`cluster`] (kube-rs); the embedded cluster in
+//! [`lab`] imports none of them. `tests/architecture.rs` keeps that true.
+
+pub mod atomic;
+pub mod chaos;
+pub mod cli;
+pub mod cluster;
+pub mod cost;
+pub mod demo;
+pub mod exit;
+pub mod lab;
+pub mod load;
+pub mod logging;
+pub mod report;
+pub mod results;
+pub mod run;
+pub mod watch;
+
+use std::io::ErrorKind;
+
+use cli::{Cli, Command};
+pub use exit::Exit;
+
+/// Runs one command to completion and says how it ended. Errors are printed here, once,
+/// with their whole chain of causes.
+pub async fn run(cli: Cli) -> Exit {
+    let Cli { global, command } = cli;
+    let result = match command {
+        Command::Lab(args) => lab::command(args, &global).await,
+        Command::Deploy(args) => demo::deploy_command(args, &global).await,
+        Command::Status(args) => demo::status_command(args, &global).await,
+        Command::Undeploy(args) => demo::undeploy_command(args, &global).await,
+        Command::Chaos(args) => chaos::command(args, &global).await,
+        Command::Load(args) => load::command(args, &global).await,
+        Command::Watch(args) => watch::command(args, &global).await,
+        Command::Report(args) => report::command(args, &global).await,
+        Command::Cost(args) => cost::command(args, &global).await,
+        Command::Run(args) => run::command(args, &global).await,
+        Command::DemoApp(args) => demo::app_command(args).await,
+        Command::Completions(args) => completions(args),
+    };
+    match result {
+        Ok(exit) => exit,
+        Err(err) if is_broken_pipe(&err) => Exit::Ok,
+        Err(err) => {
+            eprintln!("resil: {err:#}");
+            Exit::Error
+        }
+    }
+}
+
+/// The error a command that is not built yet returns: it must not pretend to work.
+pub fn not_implemented(what: &str) -> anyhow::Error {
+    anyhow::anyhow!("`resil {what}` is not implemented yet")
+}
+
+fn completions(args: cli::CompletionsArgs) -> anyhow::Result<Exit> {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    clap_complete::generate(args.shell, &mut cmd, "resil", &mut std::io::stdout());
+    Ok(Exit::Ok)
+}
+
+/// `resil status | head` closes our stdout early; that is not an error (as in ripgrep).
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == ErrorKind::BrokenPipe)
+    })
+}

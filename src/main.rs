@@ -1,0 +1,21 @@
+//! The `resil` binary: parse arguments, start the runtime, hand over to the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = resil::cli::Cli::parse();
+    resil::logging::init(&cli.global);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("resil: cannot start the async runtime: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let exit = runtime.block_on(resil::run(cli));
+    // Background tasks (watch streams, child reapers) must not keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    exit.into()
+}

@@ -1,0 +1,332 @@
+//! The results directory: the contract between the commands that measure (`run`, `load`,
+//! `watch`, `chaos`) and the ones that read (`report`, `cost`).
+//!
+//! ```text
+//! results/<run-id>/
+//!   run.json        RunMeta: what ran, when, against what, with which SLOs; status
+//!   timeline.jsonl  one Event per line (UTC, ms), appended as things happen
+//!   latency.hdr     HDR histograms in the HdrHistogram interval-log format, one per tag
+//!   summary.json    Summary: derived figures, one optional section per producer
+//! ```
+//!
+//! `run.json` and `summary.json` are replaced atomically; `timeline.jsonl` is appended one
+//! whole line per write, so a killed run leaves every complete line readable and at most
+//! one torn last line, which readers skip. A run that did not finish keeps
+//! `status: running` or `partial` in `run.json`, and reports show it as partial.
+//!
+//! The schema is versioned by [`SCHEMA_VERSION`]; `schema/results.schema.json` documents
+//! it for other tools. Bump the version on any incompatible change.
+
+pub mod hdr;
+pub mod summary;
+pub mod timeline;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub use summary::Summary;
+pub use timeline::{Event, EventKind, TimelineWriter};
+
+/// The version of the results-directory schema this build reads and writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// File names inside a results directory.
+pub const RUN_FILE: &str = "run.json";
+pub const TIMELINE_FILE: &str = "timeline.jsonl";
+pub const LATENCY_FILE: &str = "latency.hdr";
+pub const SUMMARY_FILE: &str = "summary.json";
+
+/// Problems reading or writing a results directory.
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file exists but does not parse; `line` is 1-based where it applies.
+    #[error("{path}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Corrupt {
+        path: PathBuf,
+        line: Option<usize>,
+        message: String,
+    },
+    /// The directory was written by a resil with another schema.
+    #[error(
+        "{path}: schema version {found} is not supported (this resil reads version {SCHEMA_VERSION}); \
+         use the resil version that wrote it"
+    )]
+    UnsupportedSchema { path: PathBuf, found: u32 },
+    /// The directory is not a results directory at all.
+    #[error("{path}: not a results directory (no run.json); pass the directory a run wrote")]
+    NotAResultsDir { path: PathBuf },
+}
+
+/// Result alias for this module.
+pub type Result<T> = std::result::Result<T, ResultsError>;
+
+/// Where a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Still being written (or killed before it could say otherwise).
+    Running,
+    /// Finished as planned.
+    Complete,
+    /// Stopped early (Ctrl-C, abort rule, error); what was measured is kept.
+    Partial,
+}
+
+/// `run.json`: what ran, when, against what.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunMeta {
+    pub schema_version: u32,
+    /// Directory name of the run, e.g. `20261123T083000Z-blue-green-failover`.
+    pub run_id: String,
+    pub resil_version: String,
+    /// The command that produced the run: `run`, `load`, `watch`, `chaos`.
+    pub command: String,
+    pub started_at: DateTime<Utc>,
+    #[serde(default)]
+    pub ended_at: Option<DateTime<Utc>>,
+    pub status: RunStatus,
+    /// Why a run is partial (`interrupted`, `aborted: p99 breached`, ...).
+    #[serde(default)]
+    pub partial_reason: Option<String>,
+    /// The kubeconfig context, when a cluster was involved.
+    #[serde(default)]
+    pub context: Option<String>,
+    /// The load target, when load ran.
+    #[serde(default)]
+    pub target_url: Option<String>,
+    /// The scenario's name and its parsed content, when a scenario ran.
+    #[serde(default)]
+    pub scenario: Option<serde_json::Value>,
+    /// SLO expressions the run is judged by, e.g. `p99<300ms`.
+    #[serde(default)]
+    pub slos: Vec<String>,
+    /// Pricing profile name used for cost figures, when chosen at run time.
+    #[serde(default)]
+    pub pricing: Option<String>,
+}
+
+impl RunMeta {
+    /// A fresh `running` record stamped now.
+    pub fn start(run_id: impl Into<String>, command: impl Into<String>) -> RunMeta {
+        RunMeta {
+            schema_version: SCHEMA_VERSION,
+            run_id: run_id.into(),
+            resil_version: env!("CARGO_PKG_VERSION").to_string(),
+            command: command.into(),
+            started_at: now_ms(),
+            ended_at: None,
+            status: RunStatus::Running,
+            partial_reason: None,
+            context: None,
+            target_url: None,
+            scenario: None,
+            slos: Vec::new(),
+            pricing: None,
+        }
+    }
+
+    /// Whether reports must mark this run as partial.
+    pub fn is_partial(&self) -> bool {
+        self.status != RunStatus::Complete
+    }
+}
+
+/// The current time truncated to milliseconds (the timeline's precision).
+pub fn now_ms() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
+}
+
+/// A run directory on disk.
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    path: PathBuf,
+}
+
+impl RunDir {
+    /// Creates (or reuses) `path` as a results directory.
+    pub fn create(path: impl Into<PathBuf>) -> Result<RunDir> {
+        let path = path.into();
+        fs::create_dir_all(&path).map_err(|source| ResultsError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(RunDir { path })
+    }
+
+    /// Creates `<parent>/<timestamp>-<label>` as a new run directory.
+    pub fn create_new(parent: &Path, label: &str) -> Result<RunDir> {
+        let stamp = Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+        RunDir::create(parent.join(format!("{stamp}-{label}")))
+    }
+
+    /// Opens an existing results directory for reading.
+    pub fn open(path: impl Into<PathBuf>) -> Result<RunDir> {
+        let path = path.into();
+        if !path.join(RUN_FILE).is_file() {
+            return Err(ResultsError::NotAResultsDir { path });
+        }
+        Ok(RunDir { path })
+    }
+
+    /// The newest run directory under `parent` (by `run.json` start time, then name).
+    pub fn newest(parent: &Path) -> Result<RunDir> {
+        let entries = fs::read_dir(parent).map_err(|source| ResultsError::Io {
+            path: parent.to_path_buf(),
+            source,
+        })?;
+        let mut best: Option<(DateTime<Utc>, PathBuf)> = None;
+        for entry in entries.flatten() {
+            let dir = entry.path();
+            let Ok(run) = RunDir::open(&dir) else { continue };
+            let Ok(meta) = run.read_meta() else { continue };
+            let key = (meta.started_at, dir);
+            if best.as_ref().is_none_or(|b| key > *b) {
+                best = Some(key);
+            }
+        }
+        best.map(|(_, path)| RunDir { path })
+            .ok_or_else(|| ResultsError::NotAResultsDir {
+                path: parent.to_path_buf(),
+            })
+    }
+
+    /// The directory's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Path of a file inside the directory.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// Writes `run.json` atomically.
+    pub fn write_meta(&self, meta: &RunMeta) -> Result<()> {
+        let path = self.file(RUN_FILE);
+        crate::atomic::write_json(&path, meta).map_err(|source| ResultsError::Io { path, source })
+    }
+
+    /// Reads `run.json`, checking the schema version.
+    pub fn read_meta(&self) -> Result<RunMeta> {
+        let meta: RunMeta = read_versioned_json(&self.file(RUN_FILE))?;
+        Ok(meta)
+    }
+
+    /// Writes `summary.json` atomically.
+    pub fn write_summary(&self, summary: &Summary) -> Result<()> {
+        let path = self.file(SUMMARY_FILE);
+        crate::atomic::write_json(&path, summary)
+            .map_err(|source| ResultsError::Io { path, source })
+    }
+
+    /// Reads `summary.json`; a run that wrote none yet reads as an empty summary.
+    pub fn read_summary(&self) -> Result<Summary> {
+        let path = self.file(SUMMARY_FILE);
+        if !path.exists() {
+            return Ok(Summary::default());
+        }
+        read_versioned_json(&path)
+    }
+
+    /// Reads, changes and writes back `summary.json` (each producer fills its section).
+    pub fn update_summary(&self, change: impl FnOnce(&mut Summary)) -> Result<()> {
+        let mut summary = self.read_summary()?;
+        change(&mut summary);
+        self.write_summary(&summary)
+    }
+
+    /// Opens `timeline.jsonl` for appending.
+    pub fn timeline(&self) -> Result<TimelineWriter> {
+        TimelineWriter::open(&self.file(TIMELINE_FILE))
+    }
+
+    /// Reads every complete event of `timeline.jsonl` (none if it does not exist).
+    pub fn read_timeline(&self) -> Result<Vec<Event>> {
+        timeline::read(&self.file(TIMELINE_FILE))
+    }
+}
+
+/// Reads JSON that carries a `schema_version` field, refusing other versions with a clear
+/// error before looking at the rest.
+fn read_versioned_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = fs::read_to_string(path).map_err(|source| ResultsError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let corrupt = |e: serde_json::Error| ResultsError::Corrupt {
+        path: path.to_path_buf(),
+        line: Some(e.line()),
+        message: e.to_string(),
+    };
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(corrupt)?;
+    let found = value
+        .get("schema_version")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| ResultsError::Corrupt {
+            path: path.to_path_buf(),
+            line: None,
+            message: "missing schema_version".into(),
+        })?;
+    if found != u64::from(SCHEMA_VERSION) {
+        return Err(ResultsError::UnsupportedSchema {
+            path: path.to_path_buf(),
+            found: u32::try_from(found).unwrap_or(u32::MAX),
+        });
+    }
+    serde_json::from_value(value).map_err(|e| ResultsError::Corrupt {
+        path: path.to_path_buf(),
+        line: None,
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_round_trips_and_newest_picks_the_latest_run() {
+        let root = tempfile::tempdir().unwrap();
+        let older = RunDir::create(root.path().join("a")).unwrap();
+        let mut meta = RunMeta::start("a", "load");
+        older.write_meta(&meta).unwrap();
+        let newer = RunDir::create(root.path().join("b")).unwrap();
+        meta.run_id = "b".into();
+        meta.started_at += chrono::Duration::seconds(5);
+        meta.status = RunStatus::Complete;
+        newer.write_meta(&meta).unwrap();
+        fs::create_dir(root.path().join("not-a-run")).unwrap();
+
+        let newest = RunDir::newest(root.path()).unwrap();
+        assert_eq!(newest.read_meta().unwrap(), meta);
+        assert!(!newest.read_meta().unwrap().is_partial());
+    }
+
+    #[test]
+    fn another_schema_version_is_refused_with_the_file_named() {
+        let root = tempfile::tempdir().unwrap();
+        let run = RunDir::create(root.path()).unwrap();
+        fs::write(run.file(RUN_FILE), r#"{"schema_version": 99}"#).unwrap();
+        let err = run.read_meta().unwrap_err().to_string();
+        assert!(err.contains("schema version 99"), "{err}");
+        assert!(err.contains("run.json"), "{err}");
+    }
+
+    #[test]
+    fn a_directory_without_run_json_is_not_a_results_dir() {
+        let root = tempfile::tempdir().unwrap();
+        let err = RunDir::open(root.path()).unwrap_err();
+        assert!(matches!(err, ResultsError::NotAResultsDir { .. }));
+    }
+}

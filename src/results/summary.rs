@@ -1,0 +1,143 @@
+//! `summary.json`: the derived figures of a run, one optional section per producer, so
+//! `load` and `watch` can fill theirs independently and `report` reads one file.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The whole summary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub schema_version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<LoadSummary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch: Option<WatchSummary>,
+}
+
+impl Default for Summary {
+    fn default() -> Self {
+        Summary {
+            schema_version: super::SCHEMA_VERSION,
+            load: None,
+            watch: None,
+        }
+    }
+}
+
+/// Latency percentiles in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    pub p50_us: u64,
+    pub p75_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+    pub mean_us: f64,
+}
+
+/// What the load engine measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadSummary {
+    pub url: String,
+    /// `closed` (fixed concurrency) or `open` (fixed arrival rate).
+    pub model: String,
+    pub started_at: DateTime<Utc>,
+    pub duration_s: f64,
+    /// The open model's target rate (requests per second), if any.
+    pub target_rate: Option<f64>,
+    /// Achieved rate over the whole run.
+    pub achieved_rate: f64,
+    pub requests: u64,
+    pub successes: u64,
+    pub errors: u64,
+    /// Error counts by kind: `connect`, `reset`, `timeout`, `http_5xx`, `http_4xx`, `other`.
+    pub error_kinds: BTreeMap<String, u64>,
+    /// Response counts by HTTP status code.
+    pub status_codes: BTreeMap<String, u64>,
+    /// Latency percentiles (coordinated-omission corrected in the open model).
+    pub latency: Percentiles,
+    /// Open model only: latency measured from the actual send time (wrk-style).
+    #[serde(default)]
+    pub latency_uncorrected: Option<Percentiles>,
+    /// Per served-by colour.
+    pub by_color: BTreeMap<String, ColorLoad>,
+    /// Open model: sends that left later than their intended time by more than 1 ms.
+    #[serde(default)]
+    pub late_sends: u64,
+    /// Client-observed downtime episodes.
+    pub downtime: Vec<DowntimeEpisode>,
+}
+
+/// Load figures of one colour.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColorLoad {
+    pub requests: u64,
+    pub errors: u64,
+    pub latency: Percentiles,
+}
+
+/// First failed request to the first success after it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DowntimeEpisode {
+    pub started_at: DateTime<Utc>,
+    /// `None` when the run ended before a success came back.
+    pub ended_at: Option<DateTime<Utc>>,
+    pub duration_ms: Option<u64>,
+    pub failed_requests: u64,
+}
+
+/// What the watcher recorded.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct WatchSummary {
+    pub failovers: Vec<Failover>,
+    pub scaling: Vec<ScalingEvent>,
+    /// Pod-seconds per colour over the recording (Σ running-pod time).
+    pub pod_seconds: BTreeMap<String, f64>,
+    /// Resource requests of one pod per colour (for cost per request).
+    pub pod_requests: BTreeMap<String, PodRequests>,
+    /// Seconds recorded.
+    pub duration_s: f64,
+}
+
+/// One failover (control plane).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failover {
+    pub from: String,
+    pub to: String,
+    /// When the active colour lost its last ready endpoint (or chaos was injected).
+    pub started_at: DateTime<Utc>,
+    /// When the Service selected the healthy colour and it had ready endpoints.
+    pub completed_at: DateTime<Utc>,
+    pub duration_ms: u64,
+    /// Capacity-aware mode: whether the standby had to be scaled first, and how long it took.
+    #[serde(default)]
+    pub standby_prepared: bool,
+    #[serde(default)]
+    pub prepare_ms: Option<u64>,
+    /// `failover` or `failback`.
+    pub direction: String,
+}
+
+/// One scale-up: desired replicas went up, new pods became Ready.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScalingEvent {
+    pub color: String,
+    pub from_replicas: i32,
+    pub to_replicas: i32,
+    pub desired_at: DateTime<Utc>,
+    /// When the last of the new pods became Ready (`None`: not within the recording).
+    pub ready_at: Option<DateTime<Utc>>,
+    pub latency_ms: Option<u64>,
+}
+
+/// CPU and memory requests of one pod.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PodRequests {
+    /// CPU in millicores.
+    pub cpu_millis: u64,
+    /// Memory in bytes.
+    pub memory_bytes: u64,
+}

@@ -1,0 +1,9 @@
+//! Scenario files and the runner that orchestrates deploy, watch, load and chaos on one clock.
+
+use crate::Exit;
+use crate::cli::{RunArgs, GlobalArgs};
+
+/// `resil run`
+pub async fn command(_args: RunArgs, _global: &GlobalArgs) -> anyhow::Result<Exit> {
+    Err(crate::not_implemented("run"))
+}

@@ -1,0 +1,4 @@
+//! resil's integration tests, in one test binary (one link, shared helpers).
+//! Each module tests one command or subsystem; `support` holds the shared fixtures.
+
+mod architecture;
