@@ -2,9 +2,14 @@
 //! on 127.0.0.1, a store with resourceVersions and watches, the Deployment, Endpoints and
 //! HPA controllers, a kubelet that runs demo pods as local processes, and a NodePort proxy.
 //!
-//! A world of its own: nothing here imports the toolkit modules (`demo`, `chaos`, `load`,
-//! `watch`, `run`, `report`, `cost`, `cluster`). Toolkit code reaches the lab only over
-//! its API, through kube-rs, exactly as it reaches a real cluster.
+//! A world of its own: nothing here imports the toolkit modules (`cluster`, `demo`,
+//! `chaos`, `load`, `watch`, `run`, `report`, `cost`, `results`). Toolkit code reaches the
+//! lab only over its API, through kube-rs, exactly as it reaches a real cluster; the only
+//! entry points it may name are the types re-exported here.
+
+mod server;
+
+pub use server::{Lab, LabConfig, LabError};
 
 use crate::Exit;
 use crate::cli::{GlobalArgs, LabArgs};
