@@ -1,7 +1,7 @@
 //! The load engine: open and closed models, HDR statistics, per-second timeline, per-colour attribution. Needs no cluster: it takes a URL.
 
 use crate::Exit;
-use crate::cli::{LoadArgs, GlobalArgs};
+use crate::cli::{GlobalArgs, LoadArgs};
 
 /// `resil load`
 pub async fn command(_args: LoadArgs, _global: &GlobalArgs) -> anyhow::Result<Exit> {

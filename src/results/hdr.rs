@@ -56,7 +56,8 @@ pub fn write(path: &Path, histograms: &[TaggedHistogram]) -> Result<()> {
             .begin_log_with(&mut buf, &mut serializer)
             .map_err(|e| corrupt(e.to_string()))?;
         for h in histograms {
-            let tag = Tag::new(&h.tag).ok_or_else(|| corrupt(format!("invalid tag {:?}", h.tag)))?;
+            let tag =
+                Tag::new(&h.tag).ok_or_else(|| corrupt(format!("invalid tag {:?}", h.tag)))?;
             writer
                 .write_histogram(&h.histogram, h.start, h.duration, Some(tag))
                 .map_err(|e| corrupt(e.to_string()))?;
@@ -99,7 +100,10 @@ pub fn read(path: &Path) -> Result<Vec<TaggedHistogram>> {
             .deserialize(&mut encoded.as_slice())
             .map_err(|e| corrupt(format!("{e:?}")))?;
         out.push(TaggedHistogram {
-            tag: interval.tag().map(|t| t.as_str().to_string()).unwrap_or_default(),
+            tag: interval
+                .tag()
+                .map(|t| t.as_str().to_string())
+                .unwrap_or_default(),
             start: interval.start_timestamp(),
             duration: interval.duration(),
             histogram,

@@ -188,7 +188,9 @@ impl RunDir {
         let mut best: Option<(DateTime<Utc>, PathBuf)> = None;
         for entry in entries.flatten() {
             let dir = entry.path();
-            let Ok(run) = RunDir::open(&dir) else { continue };
+            let Ok(run) = RunDir::open(&dir) else {
+                continue;
+            };
             let Ok(meta) = run.read_meta() else { continue };
             let key = (meta.started_at, dir);
             if best.as_ref().is_none_or(|b| key > *b) {

@@ -1,7 +1,7 @@
 //! Scenario files and the runner that orchestrates deploy, watch, load and chaos on one clock.
 
 use crate::Exit;
-use crate::cli::{RunArgs, GlobalArgs};
+use crate::cli::{GlobalArgs, RunArgs};
 
 /// `resil run`
 pub async fn command(_args: RunArgs, _global: &GlobalArgs) -> anyhow::Result<Exit> {

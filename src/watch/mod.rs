@@ -1,7 +1,7 @@
 //! The failover watcher (kube::runtime watchers over the demo) and the recorder of failover time and scaling latency.
 
 use crate::Exit;
-use crate::cli::{WatchArgs, GlobalArgs};
+use crate::cli::{GlobalArgs, WatchArgs};
 
 /// `resil watch`
 pub async fn command(_args: WatchArgs, _global: &GlobalArgs) -> anyhow::Result<Exit> {

@@ -45,7 +45,11 @@ fn the_lab_imports_no_toolkit_module() {
             }
         }
     }
-    assert!(offences.is_empty(), "the lab must not import toolkit code:\n{}", offences.join("\n"));
+    assert!(
+        offences.is_empty(),
+        "the lab must not import toolkit code:\n{}",
+        offences.join("\n")
+    );
 }
 
 #[test]
