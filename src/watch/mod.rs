@@ -1,4 +1,10 @@
-//! The failover watcher (kube::runtime watchers over the demo) and the recorder of failover time and scaling latency.
+//! The failover watcher (kube::runtime watchers over the demo) and the recorder of
+//! failover time and scaling latency.
+//!
+//! [`failover`] holds the decision rules as a pure, clock-injected policy; the controller
+//! that feeds it from the cluster and acts on its decisions comes with the watch command.
+
+pub mod failover;
 
 use crate::Exit;
 use crate::cli::{GlobalArgs, WatchArgs};
