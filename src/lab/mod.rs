@@ -7,9 +7,14 @@
 //! lab only over its API, through kube-rs, exactly as it reaches a real cluster; the only
 //! entry points it may name are the types re-exported here.
 
+mod api;
+pub mod patch;
 mod server;
+pub mod store;
+mod tls;
 
 pub use server::{Lab, LabConfig, LabError};
+pub use store::Store;
 
 use crate::Exit;
 use crate::cli::{GlobalArgs, LabArgs};

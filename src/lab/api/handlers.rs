@@ -1,0 +1,630 @@
+//! Resource requests: parse the URL into (kind, namespace, name, subresource), then get,
+//! list, create, replace, patch and delete against the store, plus the Deployment `/scale`
+//! subresource and pod metrics. Watches are handed to `watch.rs`. Every failure is a
+//! Status (`status.rs`); nothing here panics on client input.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::selector::Selector;
+use super::status::{ApiError, ApiResult, deleted_status, json_response};
+use super::{
+    App, BodyFormat, content_type, discovery, parse_object, parse_value, read_body, validate,
+    write_format,
+};
+use crate::lab::patch::{self, Patch};
+use crate::lab::store::{DeleteOptions, Deleted, Kind, Propagation, StoreError, WriteMode, kinds};
+
+/// A resource URL, parsed.
+#[derive(Debug)]
+pub struct Target {
+    /// The resource type.
+    pub kind: &'static Kind,
+    /// Namespace from the URL (None: cluster-scoped type or a cross-namespace list).
+    pub namespace: Option<String>,
+    /// Object name.
+    pub name: Option<String>,
+    /// `status` or `scale`.
+    pub sub: Option<String>,
+}
+
+enum Route {
+    Resources(String, String),
+    Object(Target),
+}
+
+fn route(path: &str) -> ApiResult<Route> {
+    let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    let (group, version, rest) = match segs.as_slice() {
+        ["api", v, rest @ ..] => ("", *v, rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return Err(ApiError::no_route()),
+    };
+    if rest.is_empty() {
+        return Ok(Route::Resources(group.to_string(), version.to_string()));
+    }
+    let namespaced_path = rest[0] == "namespaces"
+        && rest.len() >= 3
+        && !(rest.len() == 3 && matches!(rest[2], "status" | "finalize"));
+    let (namespace, rest) = if namespaced_path {
+        (Some(rest[1]), &rest[2..])
+    } else {
+        (None, rest)
+    };
+    if rest.len() > 3 || rest.iter().any(|s| s.is_empty()) {
+        return Err(ApiError::no_route());
+    }
+    let kind = kinds::lookup(group, version, rest[0]).ok_or_else(ApiError::no_route)?;
+    if namespace.is_some() && !kind.namespaced {
+        return Err(ApiError::no_route());
+    }
+    let sub = rest.get(2).map(|s| s.to_string());
+    match sub.as_deref() {
+        None => {}
+        Some("status") if kind.status => {}
+        Some("scale") if kind.plural == "deployments" => {}
+        Some(_) => return Err(ApiError::no_route()),
+    }
+    Ok(Route::Object(Target {
+        kind,
+        namespace: namespace.map(str::to_string),
+        name: rest.get(1).map(|s| s.to_string()),
+        sub,
+    }))
+}
+
+/// The fallback handler: every `/api/...` and `/apis/...` request not answered by a fixed
+/// route.
+pub async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
+    match handle(app, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn handle(app: Arc<App>, req: Request) -> ApiResult<Response> {
+    let (parts, body) = req.into_parts();
+    let query: HashMap<String, String> = axum::extract::Query::try_from_uri(&parts.uri)
+        .map(|q: axum::extract::Query<HashMap<String, String>>| q.0)
+        .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))?;
+    let target = match route(parts.uri.path())? {
+        Route::Resources(g, v) if parts.method == Method::GET => {
+            return discovery::resources(&g, &v).ok_or_else(ApiError::no_route);
+        }
+        Route::Resources(..) => {
+            return Err(ApiError::method_not_allowed(
+                parts.method.as_str(),
+                parts.uri.path(),
+            ));
+        }
+        Route::Object(t) => t,
+    };
+    let m = &parts.method;
+    let not_allowed = || ApiError::method_not_allowed(m.as_str(), parts.uri.path());
+    if !target.kind.stored {
+        return match (m, &target.name) {
+            (&Method::GET, None) => metrics_list(&app, &target, &query),
+            (&Method::GET, Some(name)) => metrics_get(&app, &target, name),
+            _ => Err(not_allowed()),
+        };
+    }
+    let flag = |k: &str| query.get(k).is_some_and(|v| v == "true" || v == "1");
+    match (m.clone(), target.name.clone()) {
+        (Method::GET, None) if flag("watch") => super::watch::serve(app, &target, &query),
+        (Method::GET, None) => list(&app, &target, &query),
+        (Method::GET, Some(name)) => get(&app, &target, &name),
+        (Method::POST, None) if target.namespace.is_some() || !target.kind.namespaced => {
+            no_dry_run(&query)?;
+            let obj = parse_object(&read_body(body).await?, write_format(&parts.headers)?)?;
+            create(&app, &target, obj)
+        }
+        (Method::PUT, Some(name)) => {
+            no_dry_run(&query)?;
+            let obj = parse_object(&read_body(body).await?, write_format(&parts.headers)?)?;
+            replace(&app, &target, &name, obj)
+        }
+        (Method::PATCH, Some(name)) => {
+            no_dry_run(&query)?;
+            let ct = content_type(&parts.headers);
+            let bytes = read_body(body).await?;
+            patch(&app, &target, &name, &ct, &bytes, &query)
+        }
+        (Method::DELETE, Some(name)) => {
+            no_dry_run(&query)?;
+            let bytes = read_body(body).await?;
+            delete(&app, &target, &name, &bytes, &query)
+        }
+        (Method::DELETE, None) => {
+            no_dry_run(&query)?;
+            let bytes = read_body(body).await?;
+            delete_collection(&app, &target, &bytes, &query)
+        }
+        _ => Err(not_allowed()),
+    }
+}
+
+fn no_dry_run(query: &HashMap<String, String>) -> ApiResult<()> {
+    match query.get("dryRun") {
+        Some(v) if !v.is_empty() => Err(ApiError::bad_request(
+            "dryRun is not supported by the lab; run the command without --dry-run=server",
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn ns(target: &Target) -> &str {
+    target.namespace.as_deref().unwrap_or("")
+}
+
+/// `{Kind}List` with the list's resourceVersion and an `items` array (never omitted).
+pub fn list_body(kind: &Kind, items: Vec<Value>, rv: u64) -> Value {
+    json!({
+        "kind": format!("{}List", kind.kind),
+        "apiVersion": kind.api_version(),
+        "metadata": {"resourceVersion": rv.to_string()},
+        "items": items,
+    })
+}
+
+fn selector(target: &Target, query: &HashMap<String, String>) -> ApiResult<Selector> {
+    Selector::parse(
+        query.get("labelSelector").map(String::as_str),
+        query.get("fieldSelector").map(String::as_str),
+        target.kind.plural,
+    )
+    .map_err(ApiError::bad_request)
+}
+
+fn list(app: &App, target: &Target, query: &HashMap<String, String>) -> ApiResult<Response> {
+    let sel = selector(target, query)?;
+    let listed = app
+        .store
+        .list(target.kind.plural, target.namespace.as_deref());
+    let items = listed
+        .items
+        .into_iter()
+        .filter(|o| sel.matches(o))
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &list_body(target.kind, items, listed.rv),
+    ))
+}
+
+fn live(app: &App, target: &Target, name: &str) -> ApiResult<Value> {
+    app.store
+        .get(target.kind.plural, ns(target), name)
+        .ok_or_else(|| ApiError::not_found(target.kind, name))
+}
+
+fn get(app: &App, target: &Target, name: &str) -> ApiResult<Response> {
+    let obj = live(app, target, name)?;
+    let body = if target.sub.as_deref() == Some("scale") {
+        scale_of(&obj)
+    } else {
+        obj
+    };
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+/// 400 when the body names another type or namespace than the URL.
+fn check_body(kind: &Kind, target: &Target, obj: &Value, scale: bool) -> ApiResult<()> {
+    let (want_av, want_kind) = if scale {
+        ("autoscaling/v1".to_string(), "Scale")
+    } else {
+        (kind.api_version(), kind.kind)
+    };
+    let av = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let k = obj.get("kind").and_then(Value::as_str).unwrap_or("");
+    if (!av.is_empty() && av != want_av) || (!k.is_empty() && k != want_kind) {
+        return Err(ApiError::bad_request(format!(
+            "the body is a {av}/{k}, but this URL takes {want_av}/{want_kind}"
+        )));
+    }
+    let body_ns = obj
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if kind.namespaced && !body_ns.is_empty() && body_ns != ns(target) {
+        return Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
+    }
+    Ok(())
+}
+
+fn create(app: &App, target: &Target, obj: Value) -> ApiResult<Response> {
+    check_body(target.kind, target, &obj, false)?;
+    validate::check(target.kind, &obj)?;
+    let created = app
+        .store
+        .create(target.kind, ns(target), obj)
+        .map_err(ApiError::from_store)?;
+    Ok(json_response(StatusCode::CREATED, &created))
+}
+
+fn mode(target: &Target) -> WriteMode {
+    if target.sub.as_deref() == Some("status") {
+        WriteMode::Status
+    } else {
+        WriteMode::Main
+    }
+}
+
+fn replace(app: &App, target: &Target, name: &str, obj: Value) -> ApiResult<Response> {
+    let scale = target.sub.as_deref() == Some("scale");
+    check_body(target.kind, target, &obj, scale)?;
+    let body_name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if !body_name.is_empty() && body_name != name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    if scale {
+        let rv = obj
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let replicas = obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
+        return set_replicas(app, target, name, &replicas, &rv);
+    }
+    if mode(target) == WriteMode::Main {
+        validate::check(target.kind, &obj)?;
+    }
+    let updated = app
+        .store
+        .update(target.kind, ns(target), name, obj, mode(target))
+        .map_err(ApiError::from_store)?;
+    Ok(json_response(StatusCode::OK, &updated))
+}
+
+/// The autoscaling/v1 Scale view of a Deployment.
+fn scale_of(deploy: &Value) -> Value {
+    let meta = &deploy["metadata"];
+    let selector = deploy
+        .pointer("/spec/selector/matchLabels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"],
+            "resourceVersion": meta["resourceVersion"], "creationTimestamp": meta["creationTimestamp"],
+        },
+        "spec": {"replicas": deploy.pointer("/spec/replicas").cloned().unwrap_or(json!(1))},
+        "status": {
+            "replicas": deploy.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+            "selector": selector,
+        },
+    })
+}
+
+fn set_replicas(
+    app: &App,
+    target: &Target,
+    name: &str,
+    replicas: &Value,
+    rv: &str,
+) -> ApiResult<Response> {
+    let Some(n) = replicas
+        .as_i64()
+        .filter(|n| *n >= 0 && *n <= i32::MAX as i64)
+    else {
+        return Err(ApiError::invalid(
+            target.kind,
+            name,
+            &[(
+                "spec.replicas".into(),
+                format!("Invalid value: {replicas}: must be a non-negative integer"),
+            )],
+        ));
+    };
+    let mut deploy = live(app, target, name)?;
+    if !rv.is_empty()
+        && rv
+            != deploy
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+    {
+        return Err(ApiError::from_store(StoreError::Conflict {
+            resource: target.kind.plural,
+            name: name.to_string(),
+        }));
+    }
+    deploy["spec"]["replicas"] = json!(n);
+    let updated = app
+        .store
+        .update(target.kind, ns(target), name, deploy, WriteMode::Main)
+        .map_err(ApiError::from_store)?;
+    Ok(json_response(StatusCode::OK, &scale_of(&updated)))
+}
+
+const PATCH_TYPES: &[&str] = &[
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+    "application/apply-patch+yaml",
+];
+
+fn patch(
+    app: &App,
+    target: &Target,
+    name: &str,
+    content_type: &str,
+    bytes: &[u8],
+    query: &HashMap<String, String>,
+) -> ApiResult<Response> {
+    let format = if content_type == "application/apply-patch+yaml" {
+        BodyFormat::Yaml
+    } else {
+        BodyFormat::Json
+    };
+    if !PATCH_TYPES.contains(&content_type) {
+        return Err(ApiError::unsupported_media_type(content_type, PATCH_TYPES));
+    }
+    let doc = parse_value(bytes, format)?;
+    let manager = query.get("fieldManager").map(String::as_str).unwrap_or("");
+    let force = query.get("force").is_some_and(|v| v == "true");
+    let patch = match content_type {
+        "application/json-patch+json" => Patch::Json(&doc),
+        "application/merge-patch+json" => Patch::Merge(&doc),
+        "application/strategic-merge-patch+json" => Patch::Strategic(&doc),
+        _ => {
+            if manager.is_empty() {
+                return Err(ApiError::bad_request(
+                    "PATCH with apply requires the fieldManager query parameter",
+                ));
+            }
+            Patch::Apply {
+                body: &doc,
+                manager,
+                force,
+            }
+        }
+    };
+    if !matches!(patch, Patch::Json(_)) && !doc.is_object() {
+        return Err(ApiError::bad_request(
+            "the patch document must be a JSON object",
+        ));
+    }
+    // A patch without its own resourceVersion is applied to the latest object, retried a
+    // few times if a concurrent write wins the race, as the upstream server does.
+    let pins_rv = String::from_utf8_lossy(bytes).contains("resourceVersion");
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let current = app.store.get(target.kind.plural, ns(target), name);
+        let result = patch_once(app, target, name, current, patch);
+        match result {
+            Err(e) if e.code == 409 && e.reason == "Conflict" && !pins_rv && attempts < 5 => {
+                continue;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn patch_once(
+    app: &App,
+    target: &Target,
+    name: &str,
+    current: Option<Value>,
+    patch: Patch<'_>,
+) -> ApiResult<Response> {
+    let kind = target.kind;
+    if target.sub.as_deref() == Some("scale") {
+        let deploy = current.ok_or_else(|| ApiError::not_found(kind, name))?;
+        let scale = scale_of(&deploy);
+        let patched = patch::apply(Some(&scale), patch, "Scale")
+            .map_err(|e| ApiError::from_patch(kind, name, e))?;
+        let rv = patched
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let replicas = patched
+            .pointer("/spec/replicas")
+            .cloned()
+            .unwrap_or(json!(null));
+        return set_replicas(app, target, name, &replicas, &rv);
+    }
+    let is_apply = matches!(patch, Patch::Apply { .. });
+    if current.is_none() && (!is_apply || target.sub.is_some()) {
+        return Err(ApiError::not_found(kind, name));
+    }
+    if let Patch::Apply { body, .. } = patch {
+        check_body(kind, target, body, false)?;
+        let body_name = body
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if body_name != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+    }
+    let result = patch::apply(current.as_ref(), patch, kind.kind)
+        .map_err(|e| ApiError::from_patch(kind, name, e))?;
+    if !result.is_object() {
+        return Err(ApiError::bad_request(
+            "the patch does not produce an object",
+        ));
+    }
+    if current.is_none() {
+        validate::check(kind, &result)?;
+        let created = app
+            .store
+            .create(kind, ns(target), result)
+            .map_err(ApiError::from_store)?;
+        return Ok(json_response(StatusCode::CREATED, &created));
+    }
+    if mode(target) == WriteMode::Main {
+        validate::check(kind, &result)?;
+    }
+    let updated = app
+        .store
+        .update(kind, ns(target), name, result, mode(target))
+        .map_err(ApiError::from_store)?;
+    Ok(json_response(StatusCode::OK, &updated))
+}
+
+/// DeleteOptions from the body and the query (the query wins, as upstream).
+fn delete_options(bytes: &[u8], query: &HashMap<String, String>) -> ApiResult<DeleteOptions> {
+    let body = if bytes.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        parse_value(bytes, BodyFormat::Json)?
+    };
+    let mut opts = DeleteOptions {
+        grace_period: body.get("gracePeriodSeconds").and_then(Value::as_i64),
+        precondition_uid: body
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        precondition_rv: body
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        ..DeleteOptions::default()
+    };
+    if let Some(g) = query.get("gracePeriodSeconds") {
+        opts.grace_period = Some(
+            g.parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds {g:?}")))?,
+        );
+    }
+    let mut policy = body
+        .get("propagationPolicy")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    if body.get("orphanDependents").and_then(Value::as_bool) == Some(true) {
+        policy = Some("Orphan".into());
+    }
+    if let Some(p) = query.get("propagationPolicy") {
+        policy = Some(p.clone());
+    }
+    opts.propagation = match policy.as_deref() {
+        None | Some("Background") => Propagation::Background,
+        Some("Foreground") => Propagation::Foreground,
+        Some("Orphan") => Propagation::Orphan,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "propagationPolicy {other:?} is not one of Orphan, Background, Foreground"
+            )));
+        }
+    };
+    Ok(opts)
+}
+
+fn delete(
+    app: &App,
+    target: &Target,
+    name: &str,
+    bytes: &[u8],
+    query: &HashMap<String, String>,
+) -> ApiResult<Response> {
+    if target.sub.is_some() {
+        return Err(ApiError::method_not_allowed("DELETE", "a subresource"));
+    }
+    let opts = delete_options(bytes, query)?;
+    let deleted = app
+        .store
+        .delete(target.kind, ns(target), name, &opts)
+        .map_err(ApiError::from_store)?;
+    let body = match deleted {
+        Deleted::Pending(obj) => obj,
+        Deleted::Gone(obj) if target.kind.plural == "pods" => obj,
+        Deleted::Gone(obj) => deleted_status(
+            target.kind,
+            name,
+            obj.pointer("/metadata/uid")
+                .and_then(Value::as_str)
+                .unwrap_or(""),
+        ),
+    };
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+fn delete_collection(
+    app: &App,
+    target: &Target,
+    bytes: &[u8],
+    query: &HashMap<String, String>,
+) -> ApiResult<Response> {
+    let opts = delete_options(bytes, query)?;
+    let sel = selector(target, query)?;
+    let listed = app
+        .store
+        .list(target.kind.plural, target.namespace.as_deref());
+    let mut items = Vec::new();
+    for obj in listed.items.into_iter().filter(|o| sel.matches(o)) {
+        let ns = obj
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        match app.store.delete(target.kind, &ns, &name, &opts) {
+            Ok(Deleted::Gone(o) | Deleted::Pending(o)) => items.push(o),
+            // Removed meanwhile (a cascade): nothing to report.
+            Err(StoreError::NotFound { .. }) => {}
+            Err(e) => return Err(ApiError::from_store(e)),
+        }
+    }
+    let rv = app.store.resource_version();
+    Ok(json_response(
+        StatusCode::OK,
+        &list_body(target.kind, items, rv),
+    ))
+}
+
+fn metrics_list(
+    app: &App,
+    target: &Target,
+    query: &HashMap<String, String>,
+) -> ApiResult<Response> {
+    if query.get("watch").is_some_and(|v| v == "true" || v == "1") {
+        return Err(ApiError::method_not_allowed("WATCH", "metrics"));
+    }
+    let sel = selector(target, query)?;
+    let items: Vec<Value> = app
+        .store
+        .pod_metrics(target.namespace.as_deref())
+        .into_iter()
+        .filter(|o| sel.matches(o))
+        .collect();
+    let mut body = list_body(target.kind, items, app.store.resource_version());
+    body["metadata"] = json!({});
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+fn metrics_get(app: &App, target: &Target, name: &str) -> ApiResult<Response> {
+    app.store
+        .pod_metrics(target.namespace.as_deref())
+        .into_iter()
+        .find(|o| o.pointer("/metadata/name").and_then(Value::as_str) == Some(name))
+        .map(|o| json_response(StatusCode::OK, &o))
+        .ok_or_else(|| ApiError::not_found(target.kind, name))
+}

@@ -1,0 +1,1 @@
+//! kubectl against the lab.
