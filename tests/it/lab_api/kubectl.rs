@@ -1,1 +1,279 @@
-//! kubectl against the lab.
+//! kubectl against the lab: discovery, get/describe, apply, patch, scale, delete, jsonpath
+//! and watch. Each test skips (with a note) when `kubectl` is not on PATH. kubectl gets a
+//! temporary kubeconfig and discovery cache, never the user's.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, PostParams};
+use serde_json::json;
+use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+
+use crate::support::start_lab;
+
+/// kubectl wired to one lab.
+struct Kubectl {
+    kubeconfig: PathBuf,
+    cache: PathBuf,
+    _dir: TempDir,
+}
+
+fn on_path() -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("kubectl").is_file()))
+}
+
+impl Kubectl {
+    /// None (and a printed note) when kubectl is not installed.
+    fn for_lab(lab: &resil::lab::Lab) -> Option<Kubectl> {
+        if !on_path() {
+            eprintln!("note: kubectl is not on PATH; skipping the kubectl test");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        std::fs::write(&kubeconfig, lab.kubeconfig_yaml()).unwrap();
+        let cache = dir.path().join("cache");
+        Some(Kubectl {
+            kubeconfig,
+            cache,
+            _dir: dir,
+        })
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("kubectl");
+        cmd.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(&self.cache)
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", self._dir.path())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// Runs kubectl (bounded at 30 s) and returns stdout, panicking with stderr on failure.
+    async fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let (ok, out, err) = self.run(args, stdin).await;
+        assert!(ok, "kubectl {args:?} failed:\n{err}\n{out}");
+        out
+    }
+
+    async fn run(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+        let mut cmd = self.command(args);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("kubectl starts");
+        let mut input = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            input.write_all(text.as_bytes()).await.unwrap();
+        }
+        drop(input);
+        let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("kubectl {args:?} did not finish within 30 s"))
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+fn deployment(name: &str, replicas: i32) -> Deployment {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "web", "image": "resil-demo:1"}]},
+            },
+        },
+    }))
+    .unwrap()
+}
+
+const DEPLOYMENT_YAML: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: applied
+  labels:
+    app: applied
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: applied
+  template:
+    metadata:
+      labels:
+        app: applied
+    spec:
+      containers:
+      - name: web
+        image: resil-demo:1
+        ports:
+        - containerPort: 8080
+";
+
+#[tokio::test]
+async fn kubectl_gets_describes_and_reads_jsonpath() {
+    let (lab, client, _dir) = start_lab().await;
+    let Some(kubectl) = Kubectl::for_lab(&lab) else {
+        return;
+    };
+    let deployments: Api<Deployment> = Api::default_namespaced(client);
+    deployments
+        .create(&PostParams::default(), &deployment("web", 2))
+        .await
+        .unwrap();
+
+    let out = kubectl.ok(&["get", "deployments"], None).await;
+    assert!(out.contains("web"), "{out}");
+    let out = kubectl
+        .ok(
+            &["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"],
+            None,
+        )
+        .await;
+    assert_eq!(out.trim(), "2");
+    let out = kubectl.ok(&["get", "ns"], None).await;
+    assert!(out.contains("default"), "{out}");
+    let out = kubectl.ok(&["describe", "deployment", "web"], None).await;
+    assert!(out.contains("web") && out.contains("resil-demo:1"), "{out}");
+    let out = kubectl.ok(&["version", "-o", "json"], None).await;
+    assert!(out.contains("serverVersion"), "{out}");
+    lab.shutdown().await;
+}
+
+#[tokio::test]
+async fn kubectl_apply_creates_and_reapplying_is_unchanged() {
+    let (lab, client, _dir) = start_lab().await;
+    let Some(kubectl) = Kubectl::for_lab(&lab) else {
+        return;
+    };
+    let out = kubectl
+        .ok(&["apply", "-f", "-"], Some(DEPLOYMENT_YAML))
+        .await;
+    assert!(out.contains("created"), "{out}");
+    let deployments: Api<Deployment> = Api::default_namespaced(client);
+    let d = deployments.get("applied").await.unwrap();
+    assert_eq!(d.spec.replicas, Some(2));
+    let annotations = d.metadata.annotations.unwrap_or_default();
+    assert!(annotations.contains_key("kubectl.kubernetes.io/last-applied-configuration"));
+    let out = kubectl
+        .ok(&["apply", "-f", "-"], Some(DEPLOYMENT_YAML))
+        .await;
+    assert!(out.contains("unchanged"), "{out}");
+    lab.shutdown().await;
+}
+
+#[tokio::test]
+async fn kubectl_patches_scales_and_deletes() {
+    let (lab, client, _dir) = start_lab().await;
+    let Some(kubectl) = Kubectl::for_lab(&lab) else {
+        return;
+    };
+    let deployments: Api<Deployment> = Api::default_namespaced(client.clone());
+    deployments
+        .create(&PostParams::default(), &deployment("web", 1))
+        .await
+        .unwrap();
+
+    kubectl
+        .ok(
+            &[
+                "patch",
+                "deployment",
+                "web",
+                "--type=merge",
+                "-p",
+                r#"{"metadata":{"labels":{"team":"a"}}}"#,
+            ],
+            None,
+        )
+        .await;
+    kubectl
+        .ok(
+            &[
+                "patch",
+                "deployment",
+                "web",
+                "--type=json",
+                "-p",
+                r#"[{"op":"replace","path":"/spec/replicas","value":3}]"#,
+            ],
+            None,
+        )
+        .await;
+    let d = deployments.get("web").await.unwrap();
+    assert_eq!(d.metadata.labels.unwrap()["team"], "a");
+    assert_eq!(d.spec.replicas, Some(3));
+
+    let out = kubectl
+        .ok(&["scale", "deployment", "web", "--replicas=5"], None)
+        .await;
+    assert!(out.contains("scaled"), "{out}");
+    assert_eq!(deployments.get("web").await.unwrap().spec.replicas, Some(5));
+
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "p"}, "spec": {"containers": [{"name": "a", "image": "resil-demo"}]},
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    kubectl
+        .ok(&["delete", "pod", "p", "--force", "--grace-period=0"], None)
+        .await;
+    assert!(pods.get_opt("p").await.unwrap().is_none());
+    let out = kubectl.ok(&["delete", "deployment", "web"], None).await;
+    assert!(out.contains("deleted"), "{out}");
+    assert!(deployments.get_opt("web").await.unwrap().is_none());
+    let (ok, _, err) = kubectl.run(&["get", "deployment", "web"], None).await;
+    assert!(!ok && err.contains("NotFound"), "{err}");
+    lab.shutdown().await;
+}
+
+#[tokio::test]
+async fn kubectl_get_watch_prints_new_objects() {
+    let (lab, client, _dir) = start_lab().await;
+    let Some(kubectl) = Kubectl::for_lab(&lab) else {
+        return;
+    };
+    let mut cmd = kubectl.command(&["get", "pods", "-w", "--request-timeout=20s"]);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let pods: Api<Pod> = Api::default_namespaced(client);
+    // Let kubectl list and start watching before the pod appears.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "watched"}, "spec": {"containers": [{"name": "a", "image": "resil-demo"}]},
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let seen = tokio::time::timeout(Duration::from_secs(15), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("watched") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    let _ = child.kill().await;
+    assert_eq!(seen, Ok(true), "kubectl get -w printed the new pod");
+    lab.shutdown().await;
+}
