@@ -14,9 +14,11 @@
 //! then stops the process and calls [`Store::remove`]. Without a terminator (tests, a lab
 //! without a runtime) pods are removed at once, like `--grace-period=0`.
 
+mod delete;
 pub mod kinds;
 mod meta;
 pub mod persist;
+mod services;
 mod watch;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -311,7 +313,7 @@ impl Store {
         }
         let mut obj = meta::prepare_create(kind, namespace, obj)?;
         if kind.plural == "services" {
-            allocate_service(&state, &mut obj, None);
+            services::allocate(&state, &mut obj, None);
         }
         let name = meta::name(&obj).to_string();
         let key = (kind.plural, namespace.to_string(), name.clone());
@@ -364,8 +366,8 @@ impl Store {
         }
         let mut new = meta::prepare_update(kind, live, obj, mode)?;
         if kind.plural == "services" && mode == WriteMode::Main {
-            keep_service_allocations(live, &mut new);
-            allocate_service(&state, &mut new, Some(name));
+            services::keep_allocations(live, &mut new);
+            services::allocate(&state, &mut new, Some(name));
         }
         let live = &state.objects[&key];
         if meta::same_ignoring_rv(live, &new) {
@@ -402,88 +404,6 @@ impl Store {
             Some(previous),
         );
         Ok(new)
-    }
-
-    /// Deletes an object following Kubernetes rules: objects with finalizers and pods with a
-    /// grace period (when a pod terminator is present) are marked; everything else goes
-    /// at once, cascading to dependents per `opts.propagation`. Deleting a namespace deletes
-    /// everything in it.
-    pub fn delete(
-        &self,
-        kind: &'static Kind,
-        namespace: &str,
-        name: &str,
-        opts: &DeleteOptions,
-    ) -> Result<Deleted, StoreError> {
-        let namespace = if kind.namespaced { namespace } else { "" };
-        let live = self
-            .get(kind.plural, namespace, name)
-            .ok_or_else(|| StoreError::NotFound {
-                resource: kind.plural,
-                name: name.to_string(),
-            })?;
-        let conflict = || StoreError::Conflict {
-            resource: kind.plural,
-            name: name.to_string(),
-        };
-        if opts
-            .precondition_uid
-            .as_deref()
-            .is_some_and(|u| u != meta::uid(&live))
-        {
-            return Err(conflict());
-        }
-        if opts
-            .precondition_rv
-            .as_deref()
-            .is_some_and(|r| r != meta::rv(&live))
-        {
-            return Err(conflict());
-        }
-        let graceful_pod = kind.plural == "pods"
-            && opts.grace_period != Some(0)
-            && self.pod_terminator.load(Ordering::SeqCst)
-            && !meta::pod_finished(&live);
-        if graceful_pod || !meta::finalizers(&live).is_empty() {
-            if meta::deletion_timestamp(&live).is_some()
-                && !(kind.plural == "pods" && opts.grace_period == Some(0))
-            {
-                return Ok(Deleted::Pending(live));
-            }
-            if graceful_pod {
-                let mut marked = live.clone();
-                let grace = opts.grace_period.unwrap_or_else(|| meta::pod_grace(&live));
-                meta::mark_deleted(&mut marked, grace);
-                let marked = self.write_marked(kind, namespace, name, marked)?;
-                return Ok(Deleted::Pending(marked));
-            }
-            if meta::finalizers(&live).iter().any(|f| !f.is_empty()) {
-                let mut marked = live.clone();
-                meta::mark_deleted(&mut marked, 0);
-                let marked = self.write_marked(kind, namespace, name, marked)?;
-                return Ok(Deleted::Pending(marked));
-            }
-        }
-        if kind.plural == "namespaces" {
-            self.delete_namespace_contents(name);
-        }
-        self.remove_with(kind, namespace, name, opts.propagation, None)
-    }
-
-    /// Removes an object at once, ignoring finalizers and grace periods — the end of a
-    /// graceful deletion (the kubelet calls this for pods it has stopped). Dependents are
-    /// deleted in the background.
-    pub fn remove(
-        &self,
-        resource: &str,
-        namespace: &str,
-        name: &str,
-    ) -> Result<Deleted, StoreError> {
-        let kind = kinds::stored(resource).ok_or_else(|| StoreError::NotFound {
-            resource: "resources",
-            name: resource.to_string(),
-        })?;
-        self.remove_with(kind, namespace, name, Propagation::Background, None)
     }
 
     /// Latest metrics of one pod (metrics.k8s.io PodMetrics object), set by the kubelet.
@@ -560,105 +480,6 @@ impl Store {
         ))
     }
 
-    fn write_marked(
-        &self,
-        kind: &'static Kind,
-        namespace: &str,
-        name: &str,
-        mut obj: Value,
-    ) -> Result<Value, StoreError> {
-        let mut state = self.lock();
-        let key = (kind.plural, namespace.to_string(), name.to_string());
-        let previous = state.objects.get(&key).cloned();
-        meta::set_rv(&mut obj, state.rv + 1);
-        state.objects.insert(key, obj.clone());
-        self.record(
-            &mut state,
-            EventType::Modified,
-            kind,
-            namespace,
-            obj.clone(),
-            previous,
-        );
-        Ok(obj)
-    }
-
-    fn delete_namespace_contents(&self, namespace: &str) {
-        let keys: Vec<Key> = self
-            .lock()
-            .objects
-            .keys()
-            .filter(|(_, ns, _)| ns == namespace)
-            .cloned()
-            .collect();
-        for (resource, ns, name) in keys {
-            if let Some(kind) = kinds::stored(resource) {
-                // Already gone through a cascade: fine.
-                let _ = self.remove_with(kind, &ns, &name, Propagation::Background, None);
-            }
-        }
-    }
-
-    fn remove_with(
-        &self,
-        kind: &'static Kind,
-        namespace: &str,
-        name: &str,
-        propagation: Propagation,
-        previous: Option<Value>,
-    ) -> Result<Deleted, StoreError> {
-        let removed = {
-            let mut state = self.lock();
-            let key = (kind.plural, namespace.to_string(), name.to_string());
-            let Some(mut obj) = state.objects.remove(&key) else {
-                return Err(StoreError::NotFound {
-                    resource: kind.plural,
-                    name: name.to_string(),
-                });
-            };
-            meta::set_rv(&mut obj, state.rv + 1);
-            self.record(
-                &mut state,
-                EventType::Deleted,
-                kind,
-                namespace,
-                obj.clone(),
-                previous,
-            );
-            obj
-        };
-        self.set_pod_metrics(namespace, name, None);
-        let uid = meta::uid(&removed).to_string();
-        if !uid.is_empty() {
-            self.cascade(&uid, propagation);
-        }
-        Ok(Deleted::Gone(removed))
-    }
-
-    /// Deletes (or orphans) every object owned by `uid`.
-    fn cascade(&self, uid: &str, propagation: Propagation) {
-        let dependents: Vec<(Key, Value)> = self
-            .lock()
-            .objects
-            .iter()
-            .filter(|(_, v)| meta::owned_by(v, uid))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        for ((resource, ns, name), obj) in dependents {
-            let Some(kind) = kinds::stored(resource) else {
-                continue;
-            };
-            if propagation == Propagation::Orphan {
-                let mut orphan = obj;
-                meta::drop_owner(&mut orphan, uid);
-                let _ = self.write_marked(kind, &ns, &name, orphan);
-            } else {
-                // A dependent may already be gone or marked; either is fine.
-                let _ = self.delete(kind, &ns, &name, &DeleteOptions::default());
-            }
-        }
-    }
-
     fn record(
         &self,
         state: &mut State,
@@ -702,61 +523,6 @@ impl Store {
 impl Default for Store {
     fn default() -> Self {
         Store::new()
-    }
-}
-
-/// Allocates cluster IP and node ports for a Service, avoiding other Services'.
-fn allocate_service(state: &State, obj: &mut Value, skip: Option<&str>) {
-    let namespace = obj
-        .pointer("/metadata/namespace")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    let mut ips = Vec::new();
-    let mut ports = Vec::new();
-    for ((r, ns, name), v) in &state.objects {
-        if *r != "services" || (Some(name.as_str()) == skip && *ns == namespace) {
-            continue;
-        }
-        let (ip, p) = meta::service_allocations(v);
-        ips.extend(ip);
-        ports.extend(p);
-    }
-    meta::allocate_service(obj, &ips, &ports);
-}
-
-/// A Service update that omits its cluster IP or node ports keeps the allocated ones.
-fn keep_service_allocations(live: &Value, new: &mut Value) {
-    let Some(spec) = new.get_mut("spec") else {
-        return;
-    };
-    if spec
-        .get("clusterIP")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .is_empty()
-        && let Some(ip) = live.pointer("/spec/clusterIP")
-    {
-        spec["clusterIP"] = ip.clone();
-        if let Some(ips) = live.pointer("/spec/clusterIPs") {
-            spec["clusterIPs"] = ips.clone();
-        }
-    }
-    let live_ports = live
-        .pointer("/spec/ports")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
-        for p in ports {
-            if p.get("nodePort").is_some() {
-                continue;
-            }
-            let same = live_ports.iter().find(|lp| lp.get("port") == p.get("port"));
-            if let Some(n) = same.and_then(|lp| lp.get("nodePort")) {
-                p["nodePort"] = n.clone();
-            }
-        }
     }
 }
 
