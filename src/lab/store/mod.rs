@@ -476,7 +476,12 @@ impl Store {
             namespace.map(str::to_string),
             initial,
             self.events.subscribe(),
-            state.rv,
+            match start {
+                // A client that asks for events after a version it has not seen yet (ahead
+                // of this store) gets only events after that version.
+                WatchStart::After(rv) => rv.max(state.rv),
+                WatchStart::Now => state.rv,
+            },
         ))
     }
 

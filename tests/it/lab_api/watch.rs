@@ -9,7 +9,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
 use super::{api_error, pod};
-use crate::support::start_lab;
+use crate::support::{self, raw, start_lab};
 
 #[tokio::test]
 async fn watcher_sees_added_modified_deleted_in_order() {
@@ -171,6 +171,72 @@ async fn watch_streams_keep_up_with_many_changes() {
             .unwrap()
             .unwrap();
         names.insert(p.metadata.name.unwrap());
+    }
+    lab.shutdown().await;
+}
+
+#[tokio::test]
+async fn watch_from_before_a_restart_gets_an_expired_error_event() {
+    let (lab, client, dir) = start_lab().await;
+    let pods: Api<Pod> = Api::default_namespaced(client);
+    let created = pods
+        .create(&PostParams::default(), &pod("a", json!({})))
+        .await
+        .unwrap();
+    let old_rv = created.metadata.resource_version.unwrap();
+    lab.shutdown().await;
+    let lab = support::start_lab_in(&dir).await;
+    let client = support::client_for(&lab).await;
+    let path = format!(
+        "/api/v1/namespaces/default/pods?watch=true&resourceVersion={}",
+        old_rv.parse::<u64>().unwrap() - 1
+    );
+    let (code, ct, body) = raw(&client, "GET", &path, None, vec![]).await;
+    assert_eq!(
+        (code, ct.as_str()),
+        (200, "application/json"),
+        "a watch stays 200"
+    );
+    assert_eq!(body["type"], "ERROR");
+    assert_eq!(body["object"]["code"], 410);
+    assert_eq!(body["object"]["reason"], "Expired");
+    lab.shutdown().await;
+}
+
+#[tokio::test]
+async fn streaming_list_watchers_get_initial_events_then_changes() {
+    let (lab, client, _dir) = start_lab().await;
+    let pods: Api<Pod> = Api::default_namespaced(client);
+    pods.create(&PostParams::default(), &pod("before", json!({})))
+        .await
+        .unwrap();
+    let stream = watcher(pods.clone(), watcher::Config::default().streaming_lists());
+    let mut stream = Box::pin(stream);
+    let mut initial = Vec::new();
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(10), stream.try_next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        match ev {
+            watcher::Event::InitApply(p) => initial.push(p.metadata.name.unwrap()),
+            watcher::Event::InitDone => break,
+            _ => {}
+        }
+    }
+    assert_eq!(initial, ["before"]);
+    pods.create(&PostParams::default(), &pod("after", json!({})))
+        .await
+        .unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(10), stream.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    match ev {
+        watcher::Event::Apply(p) => assert_eq!(p.metadata.name.as_deref(), Some("after")),
+        other => panic!("expected the new pod, got {other:?}"),
     }
     lab.shutdown().await;
 }
