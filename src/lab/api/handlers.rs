@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::selector::Selector;
 use super::status::{ApiError, ApiResult, deleted_status, json_response};
+use super::table::{self, RowObject};
 use super::{
     App, BodyFormat, content_type, discovery, parse_object, parse_value, read_body, validate,
     write_format,
@@ -114,10 +115,14 @@ async fn handle(app: Arc<App>, req: Request) -> ApiResult<Response> {
         };
     }
     let flag = |k: &str| query.get(k).is_some_and(|v| v == "true" || v == "1");
+    let table = table::wanted(
+        &parts.headers,
+        query.get("includeObject").map(String::as_str),
+    );
     match (m.clone(), target.name.clone()) {
-        (Method::GET, None) if flag("watch") => super::watch::serve(app, &target, &query),
-        (Method::GET, None) => list(&app, &target, &query),
-        (Method::GET, Some(name)) => get(&app, &target, &name),
+        (Method::GET, None) if flag("watch") => super::watch::serve(app, &target, &query, table),
+        (Method::GET, None) => list(&app, &target, &query, table),
+        (Method::GET, Some(name)) => get(&app, &target, &name, table),
         (Method::POST, None) if target.namespace.is_some() || !target.kind.namespaced => {
             no_dry_run(&query)?;
             let obj = parse_object(&read_body(body).await?, write_format(&parts.headers)?)?;
@@ -180,20 +185,26 @@ fn selector(target: &Target, query: &HashMap<String, String>) -> ApiResult<Selec
     .map_err(ApiError::bad_request)
 }
 
-fn list(app: &App, target: &Target, query: &HashMap<String, String>) -> ApiResult<Response> {
+fn list(
+    app: &App,
+    target: &Target,
+    query: &HashMap<String, String>,
+    table: Option<RowObject>,
+) -> ApiResult<Response> {
     let sel = selector(target, query)?;
     let listed = app
         .store
         .list(target.kind.plural, target.namespace.as_deref());
-    let items = listed
+    let items: Vec<Value> = listed
         .items
         .into_iter()
         .filter(|o| sel.matches(o))
         .collect();
-    Ok(json_response(
-        StatusCode::OK,
-        &list_body(target.kind, items, listed.rv),
-    ))
+    let body = match table {
+        Some(include) => table::table(target.kind, &items, Some(listed.rv), include),
+        None => list_body(target.kind, items, listed.rv),
+    };
+    Ok(json_response(StatusCode::OK, &body))
 }
 
 fn live(app: &App, target: &Target, name: &str) -> ApiResult<Value> {
@@ -202,12 +213,12 @@ fn live(app: &App, target: &Target, name: &str) -> ApiResult<Value> {
         .ok_or_else(|| ApiError::not_found(target.kind, name))
 }
 
-fn get(app: &App, target: &Target, name: &str) -> ApiResult<Response> {
+fn get(app: &App, target: &Target, name: &str, table: Option<RowObject>) -> ApiResult<Response> {
     let obj = live(app, target, name)?;
-    let body = if target.sub.as_deref() == Some("scale") {
-        scale_of(&obj)
-    } else {
-        obj
+    let body = match (target.sub.as_deref(), table) {
+        (Some("scale"), _) => scale_of(&obj),
+        (None, Some(include)) => table::table(target.kind, &[obj], None, include),
+        _ => obj,
     };
     Ok(json_response(StatusCode::OK, &body))
 }

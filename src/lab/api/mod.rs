@@ -8,6 +8,7 @@ mod discovery;
 mod handlers;
 mod selector;
 pub mod status;
+mod table;
 mod validate;
 mod watch;
 

@@ -21,6 +21,7 @@ use super::App;
 use super::handlers::Target;
 use super::selector::Selector;
 use super::status::{ApiError, ApiResult};
+use super::table::{self, RowObject};
 use crate::lab::store::{EventType, Kind, Subscription, WatchStart};
 
 /// Longest watch the lab keeps open when the client names no timeout.
@@ -31,6 +32,7 @@ pub fn serve(
     app: Arc<App>,
     target: &Target,
     query: &HashMap<String, String>,
+    table: Option<RowObject>,
 ) -> ApiResult<Response> {
     let kind = target.kind;
     let sel = Selector::parse(
@@ -75,6 +77,7 @@ pub fn serve(
                 bookmarks,
                 send_initial,
                 timeout,
+                table,
             };
             tokio::spawn(stream.run(sub));
         }
@@ -119,9 +122,21 @@ struct Stream {
     bookmarks: bool,
     send_initial: bool,
     timeout: Duration,
+    /// Send each object as a one-row Table (`kubectl get -w`).
+    table: Option<RowObject>,
 }
 
 impl Stream {
+    fn event_line(&self, ty: &str, obj: &Value) -> Bytes {
+        match self.table {
+            Some(include) => line(
+                ty,
+                &table::table(self.kind, std::slice::from_ref(obj), None, include),
+            ),
+            None => line(ty, obj),
+        }
+    }
+
     fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
         let mut meta = json!({"resourceVersion": rv.to_string()});
         if initial_end {
@@ -159,7 +174,7 @@ impl Stream {
                     };
                     last_rv = last_rv.max(event.rv);
                     if let Some((ty, obj)) = self.translate(event.kind, &event.object, event.previous.as_ref())
-                        && self.tx.send(line(ty, obj)).await.is_err()
+                        && self.tx.send(self.event_line(ty, obj)).await.is_err()
                     {
                         return;
                     }

@@ -141,7 +141,27 @@ async fn kubectl_gets_describes_and_reads_jsonpath() {
         .unwrap();
 
     let out = kubectl.ok(&["get", "deployments"], None).await;
-    assert!(out.contains("web"), "{out}");
+    assert!(
+        out.contains("web") && out.contains("UP-TO-DATE"),
+        "server-side columns: {out}"
+    );
+    let pods: Api<Pod> = Api::default_namespaced(deployments.clone().into_client());
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "web-1"}, "spec": {"containers": [{"name": "a", "image": "resil-demo"}]},
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let out = kubectl.ok(&["get", "pods", "-A"], None).await;
+    let row = out
+        .lines()
+        .find(|l| l.contains("web-1"))
+        .unwrap_or_default();
+    assert!(
+        row.starts_with("default") && row.contains("0/1") && row.contains("Pending"),
+        "{out}"
+    );
+    let out = kubectl.ok(&["describe", "pod", "web-1"], None).await;
+    assert!(out.contains("Pending"), "{out}");
     let out = kubectl
         .ok(
             &["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"],
