@@ -18,7 +18,7 @@ use super::{
     App, BodyFormat, content_type, discovery, parse_object, parse_value, read_body, validate,
     write_format,
 };
-use crate::lab::patch::{self, Patch};
+use super::{patching, subresources};
 use crate::lab::store::{DeleteOptions, Deleted, Kind, Propagation, StoreError, WriteMode, kinds};
 
 /// A resource URL, parsed.
@@ -109,8 +109,8 @@ async fn handle(app: Arc<App>, req: Request) -> ApiResult<Response> {
     let not_allowed = || ApiError::method_not_allowed(m.as_str(), parts.uri.path());
     if !target.kind.stored {
         return match (m, &target.name) {
-            (&Method::GET, None) => metrics_list(&app, &target, &query),
-            (&Method::GET, Some(name)) => metrics_get(&app, &target, name),
+            (&Method::GET, None) => subresources::metrics_list(&app, &target, &query),
+            (&Method::GET, Some(name)) => subresources::metrics_get(&app, &target, name),
             _ => Err(not_allowed()),
         };
     }
@@ -137,7 +137,7 @@ async fn handle(app: Arc<App>, req: Request) -> ApiResult<Response> {
             no_dry_run(&query)?;
             let ct = content_type(&parts.headers);
             let bytes = read_body(body).await?;
-            patch(&app, &target, &name, &ct, &bytes, &query)
+            patching::patch(&app, &target, &name, &ct, &bytes, &query)
         }
         (Method::DELETE, Some(name)) => {
             no_dry_run(&query)?;
@@ -162,7 +162,7 @@ fn no_dry_run(query: &HashMap<String, String>) -> ApiResult<()> {
     }
 }
 
-fn ns(target: &Target) -> &str {
+pub(super) fn ns(target: &Target) -> &str {
     target.namespace.as_deref().unwrap_or("")
 }
 
@@ -176,7 +176,7 @@ pub fn list_body(kind: &Kind, items: Vec<Value>, rv: u64) -> Value {
     })
 }
 
-fn selector(target: &Target, query: &HashMap<String, String>) -> ApiResult<Selector> {
+pub(super) fn selector(target: &Target, query: &HashMap<String, String>) -> ApiResult<Selector> {
     Selector::parse(
         query.get("labelSelector").map(String::as_str),
         query.get("fieldSelector").map(String::as_str),
@@ -207,7 +207,7 @@ fn list(
     Ok(json_response(StatusCode::OK, &body))
 }
 
-fn live(app: &App, target: &Target, name: &str) -> ApiResult<Value> {
+pub(super) fn live(app: &App, target: &Target, name: &str) -> ApiResult<Value> {
     app.store
         .get(target.kind.plural, ns(target), name)
         .ok_or_else(|| ApiError::not_found(target.kind, name))
@@ -216,7 +216,7 @@ fn live(app: &App, target: &Target, name: &str) -> ApiResult<Value> {
 fn get(app: &App, target: &Target, name: &str, table: Option<RowObject>) -> ApiResult<Response> {
     let obj = live(app, target, name)?;
     let body = match (target.sub.as_deref(), table) {
-        (Some("scale"), _) => scale_of(&obj),
+        (Some("scale"), _) => subresources::scale_of(&obj),
         (None, Some(include)) => table::table(target.kind, &[obj], None, include),
         _ => obj,
     };
@@ -224,7 +224,7 @@ fn get(app: &App, target: &Target, name: &str, table: Option<RowObject>) -> ApiR
 }
 
 /// 400 when the body names another type or namespace than the URL.
-fn check_body(kind: &Kind, target: &Target, obj: &Value, scale: bool) -> ApiResult<()> {
+pub(super) fn check_body(kind: &Kind, target: &Target, obj: &Value, scale: bool) -> ApiResult<()> {
     let (want_av, want_kind) = if scale {
         ("autoscaling/v1".to_string(), "Scale")
     } else {
@@ -259,7 +259,7 @@ fn create(app: &App, target: &Target, obj: Value) -> ApiResult<Response> {
     Ok(json_response(StatusCode::CREATED, &created))
 }
 
-fn mode(target: &Target) -> WriteMode {
+pub(super) fn mode(target: &Target) -> WriteMode {
     if target.sub.as_deref() == Some("status") {
         WriteMode::Status
     } else {
@@ -286,7 +286,7 @@ fn replace(app: &App, target: &Target, name: &str, obj: Value) -> ApiResult<Resp
             .unwrap_or("")
             .to_string();
         let replicas = obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
-        return set_replicas(app, target, name, &replicas, &rv);
+        return subresources::set_replicas(app, target, name, &replicas, &rv);
     }
     if mode(target) == WriteMode::Main {
         validate::check(target.kind, &obj)?;
@@ -294,205 +294,6 @@ fn replace(app: &App, target: &Target, name: &str, obj: Value) -> ApiResult<Resp
     let updated = app
         .store
         .update(target.kind, ns(target), name, obj, mode(target))
-        .map_err(ApiError::from_store)?;
-    Ok(json_response(StatusCode::OK, &updated))
-}
-
-/// The autoscaling/v1 Scale view of a Deployment.
-fn scale_of(deploy: &Value) -> Value {
-    let meta = &deploy["metadata"];
-    let selector = deploy
-        .pointer("/spec/selector/matchLabels")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default();
-    json!({
-        "kind": "Scale",
-        "apiVersion": "autoscaling/v1",
-        "metadata": {
-            "name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"],
-            "resourceVersion": meta["resourceVersion"], "creationTimestamp": meta["creationTimestamp"],
-        },
-        "spec": {"replicas": deploy.pointer("/spec/replicas").cloned().unwrap_or(json!(1))},
-        "status": {
-            "replicas": deploy.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
-            "selector": selector,
-        },
-    })
-}
-
-fn set_replicas(
-    app: &App,
-    target: &Target,
-    name: &str,
-    replicas: &Value,
-    rv: &str,
-) -> ApiResult<Response> {
-    let Some(n) = replicas
-        .as_i64()
-        .filter(|n| *n >= 0 && *n <= i32::MAX as i64)
-    else {
-        return Err(ApiError::invalid(
-            target.kind,
-            name,
-            &[(
-                "spec.replicas".into(),
-                format!("Invalid value: {replicas}: must be a non-negative integer"),
-            )],
-        ));
-    };
-    let mut deploy = live(app, target, name)?;
-    if !rv.is_empty()
-        && rv
-            != deploy
-                .pointer("/metadata/resourceVersion")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-    {
-        return Err(ApiError::from_store(StoreError::Conflict {
-            resource: target.kind.plural,
-            name: name.to_string(),
-        }));
-    }
-    deploy["spec"]["replicas"] = json!(n);
-    let updated = app
-        .store
-        .update(target.kind, ns(target), name, deploy, WriteMode::Main)
-        .map_err(ApiError::from_store)?;
-    Ok(json_response(StatusCode::OK, &scale_of(&updated)))
-}
-
-const PATCH_TYPES: &[&str] = &[
-    "application/json-patch+json",
-    "application/merge-patch+json",
-    "application/strategic-merge-patch+json",
-    "application/apply-patch+yaml",
-];
-
-fn patch(
-    app: &App,
-    target: &Target,
-    name: &str,
-    content_type: &str,
-    bytes: &[u8],
-    query: &HashMap<String, String>,
-) -> ApiResult<Response> {
-    let format = if content_type == "application/apply-patch+yaml" {
-        BodyFormat::Yaml
-    } else {
-        BodyFormat::Json
-    };
-    if !PATCH_TYPES.contains(&content_type) {
-        return Err(ApiError::unsupported_media_type(content_type, PATCH_TYPES));
-    }
-    let doc = parse_value(bytes, format)?;
-    let manager = query.get("fieldManager").map(String::as_str).unwrap_or("");
-    let force = query.get("force").is_some_and(|v| v == "true");
-    let patch = match content_type {
-        "application/json-patch+json" => Patch::Json(&doc),
-        "application/merge-patch+json" => Patch::Merge(&doc),
-        "application/strategic-merge-patch+json" => Patch::Strategic(&doc),
-        _ => {
-            if manager.is_empty() {
-                return Err(ApiError::bad_request(
-                    "PATCH with apply requires the fieldManager query parameter",
-                ));
-            }
-            Patch::Apply {
-                body: &doc,
-                manager,
-                force,
-            }
-        }
-    };
-    if !matches!(patch, Patch::Json(_)) && !doc.is_object() {
-        return Err(ApiError::bad_request(
-            "the patch document must be a JSON object",
-        ));
-    }
-    // A patch without its own resourceVersion is applied to the latest object, retried a
-    // few times if a concurrent write wins the race, as the upstream server does.
-    let pins_rv = String::from_utf8_lossy(bytes).contains("resourceVersion");
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
-        let current = app.store.get(target.kind.plural, ns(target), name);
-        let result = patch_once(app, target, name, current, patch);
-        match result {
-            Err(e) if e.code == 409 && e.reason == "Conflict" && !pins_rv && attempts < 5 => {
-                continue;
-            }
-            other => return other,
-        }
-    }
-}
-
-fn patch_once(
-    app: &App,
-    target: &Target,
-    name: &str,
-    current: Option<Value>,
-    patch: Patch<'_>,
-) -> ApiResult<Response> {
-    let kind = target.kind;
-    if target.sub.as_deref() == Some("scale") {
-        let deploy = current.ok_or_else(|| ApiError::not_found(kind, name))?;
-        let scale = scale_of(&deploy);
-        let patched = patch::apply(Some(&scale), patch, "Scale")
-            .map_err(|e| ApiError::from_patch(kind, name, e))?;
-        let rv = patched
-            .pointer("/metadata/resourceVersion")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let replicas = patched
-            .pointer("/spec/replicas")
-            .cloned()
-            .unwrap_or(json!(null));
-        return set_replicas(app, target, name, &replicas, &rv);
-    }
-    let is_apply = matches!(patch, Patch::Apply { .. });
-    if current.is_none() && (!is_apply || target.sub.is_some()) {
-        return Err(ApiError::not_found(kind, name));
-    }
-    if let Patch::Apply { body, .. } = patch {
-        check_body(kind, target, body, false)?;
-        let body_name = body
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        if body_name != name {
-            return Err(ApiError::bad_request(format!(
-                "the name of the object ({body_name}) does not match the name on the URL ({name})"
-            )));
-        }
-    }
-    let result = patch::apply(current.as_ref(), patch, kind.kind)
-        .map_err(|e| ApiError::from_patch(kind, name, e))?;
-    if !result.is_object() {
-        return Err(ApiError::bad_request(
-            "the patch does not produce an object",
-        ));
-    }
-    if current.is_none() {
-        validate::check(kind, &result)?;
-        let created = app
-            .store
-            .create(kind, ns(target), result)
-            .map_err(ApiError::from_store)?;
-        return Ok(json_response(StatusCode::CREATED, &created));
-    }
-    if mode(target) == WriteMode::Main {
-        validate::check(kind, &result)?;
-    }
-    let updated = app
-        .store
-        .update(kind, ns(target), name, result, mode(target))
         .map_err(ApiError::from_store)?;
     Ok(json_response(StatusCode::OK, &updated))
 }
@@ -609,33 +410,4 @@ fn delete_collection(
         StatusCode::OK,
         &list_body(target.kind, items, rv),
     ))
-}
-
-fn metrics_list(
-    app: &App,
-    target: &Target,
-    query: &HashMap<String, String>,
-) -> ApiResult<Response> {
-    if query.get("watch").is_some_and(|v| v == "true" || v == "1") {
-        return Err(ApiError::method_not_allowed("WATCH", "metrics"));
-    }
-    let sel = selector(target, query)?;
-    let items: Vec<Value> = app
-        .store
-        .pod_metrics(target.namespace.as_deref())
-        .into_iter()
-        .filter(|o| sel.matches(o))
-        .collect();
-    let mut body = list_body(target.kind, items, app.store.resource_version());
-    body["metadata"] = json!({});
-    Ok(json_response(StatusCode::OK, &body))
-}
-
-fn metrics_get(app: &App, target: &Target, name: &str) -> ApiResult<Response> {
-    app.store
-        .pod_metrics(target.namespace.as_deref())
-        .into_iter()
-        .find(|o| o.pointer("/metadata/name").and_then(Value::as_str) == Some(name))
-        .map(|o| json_response(StatusCode::OK, &o))
-        .ok_or_else(|| ApiError::not_found(target.kind, name))
 }

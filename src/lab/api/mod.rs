@@ -6,8 +6,10 @@
 
 mod discovery;
 mod handlers;
+mod patching;
 mod selector;
 pub mod status;
+mod subresources;
 mod table;
 mod validate;
 mod watch;
@@ -62,6 +64,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/openapi/v2", get(|| async { discovery::openapi_v2() }))
         .route("/resil/v1/status", get(lab_status))
         .fallback(handlers::dispatch)
+        .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn_with_state(app.clone(), authenticate))
         .with_state(app)
 }
@@ -77,6 +80,24 @@ async fn authenticate(State(app): State<Arc<App>>, req: Request, next: Next) -> 
     match presented {
         Some(t) if constant_time_eq(t.as_bytes(), app.token.as_bytes()) => next.run(req).await,
         _ => ApiError::unauthorized().into_response(),
+    }
+}
+
+/// Gives the router's own bodiless answers (a wrong method on a fixed route such as
+/// `POST /version`) a Status body, so every error a client sees is JSON.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let res = next.run(req).await;
+    if res.headers().contains_key(header::CONTENT_TYPE) {
+        return res;
+    }
+    match res.status() {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ApiError::method_not_allowed(method.as_str(), &path).into_response()
+        }
+        StatusCode::NOT_FOUND => ApiError::no_route().into_response(),
+        _ => res,
     }
 }
 

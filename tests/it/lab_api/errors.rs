@@ -134,3 +134,20 @@ async fn bad_requests_get_status_errors_not_panics() {
     assert_eq!(code, 200);
     lab.shutdown().await;
 }
+
+#[tokio::test]
+async fn every_error_answer_is_a_json_status() {
+    let (lab, client, _dir) = start_lab().await;
+    for (method, path) in [
+        ("POST", "/version"),
+        ("DELETE", "/apis"),
+        ("GET", "/nothing/here"),
+        ("GET", "/api/v2"),
+    ] {
+        let (code, ct, body) = raw(&client, method, path, None, vec![]).await;
+        assert!(code >= 400, "{method} {path}: {code}");
+        assert_eq!(ct, "application/json", "{method} {path}");
+        assert_eq!(body["kind"], "Status", "{method} {path}: {body}");
+    }
+    lab.shutdown().await;
+}
