@@ -297,3 +297,81 @@ async fn kubectl_get_watch_prints_new_objects() {
     assert_eq!(seen, Ok(true), "kubectl get -w printed the new pod");
     lab.shutdown().await;
 }
+
+#[tokio::test]
+async fn kubectl_rollout_status_follows_deployment_status() {
+    let (lab, client, _dir) = start_lab().await;
+    let Some(kubectl) = Kubectl::for_lab(&lab) else {
+        return;
+    };
+    let deployments: Api<Deployment> = Api::default_namespaced(client);
+    deployments
+        .create(&PostParams::default(), &deployment("web", 2))
+        .await
+        .unwrap();
+    let mut cmd = kubectl.command(&["rollout", "status", "deployment/web", "--timeout=20s"]);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // What the deployment controller reports once both replicas are up.
+    let status = json!({"status": {
+        "observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2, "availableReplicas": 2,
+        "conditions": [
+            {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"},
+            {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"},
+        ],
+    }});
+    deployments
+        .patch_status(
+            "web",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&status),
+        )
+        .await
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(25), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("successfully rolled out"), "{stdout}");
+    lab.shutdown().await;
+}
+
+#[tokio::test]
+async fn kubectl_top_pods_reads_pod_metrics() {
+    let (lab, client, _dir) = start_lab().await;
+    let Some(kubectl) = Kubectl::for_lab(&lab) else {
+        return;
+    };
+    let pods: Api<Pod> = Api::default_namespaced(client);
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "web-1", "labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "web", "image": "resil-demo"}]},
+    }))
+    .unwrap();
+    let pod = pods.create(&PostParams::default(), &pod).await.unwrap();
+    // What the kubelet publishes for a running pod.
+    lab.store().set_pod_metrics(
+        "default",
+        "web-1",
+        Some(json!({
+            "kind": "PodMetrics", "apiVersion": "metrics.k8s.io/v1beta1",
+            "metadata": {"name": "web-1", "namespace": "default", "labels": {"app": "web"},
+                         "creationTimestamp": pod.metadata.creation_timestamp},
+            "timestamp": "2026-01-01T00:00:00Z", "window": "15s",
+            "containers": [{"name": "web", "usage": {"cpu": "12000000n", "memory": "20480Ki"}}],
+        })),
+    );
+    let out = kubectl.ok(&["top", "pods"], None).await;
+    assert!(
+        out.contains("web-1") && out.contains("12m") && out.contains("20Mi"),
+        "{out}"
+    );
+    lab.shutdown().await;
+}
