@@ -136,11 +136,32 @@ fn applied_config(
         Some(k) => return bad(format!("the apply patch is a {k}, but this is a {kind}")),
         None => return bad(format!("an apply patch needs kind ({kind})")),
     }
+    if let Some(directive) = find_directive(body) {
+        return bad(format!(
+            "{directive} is a strategic-merge-patch directive; an apply patch is the plain \
+             object you want (send it as application/strategic-merge-patch+json instead)"
+        ));
+    }
     let mut config = config.clone();
     if let Some(Value::Object(metadata)) = config.get_mut("metadata") {
         metadata.remove("managedFields");
     }
     Ok(config)
+}
+
+/// The first `$...` key anywhere in `value`.
+fn find_directive(value: &Value) -> Option<&str> {
+    match value {
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.starts_with('$') {
+                Some(k.as_str())
+            } else {
+                find_directive(v)
+            }
+        }),
+        Value::Array(items) => items.iter().find_map(find_directive),
+        _ => None,
+    }
 }
 
 /// The object without `metadata.managedFields`, and those entries.

@@ -251,6 +251,16 @@ fn malformed_apply_bodies_are_bad_requests() {
         ),
         (config(1, "x"), ""),
         (missing_key, "kubectl"),
+        (
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                   "spec": {"template": {"spec": {"containers": [["web"]]}}}}),
+            "kubectl",
+        ),
+        (
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                   "spec": {"strategy": {"$patch": "replace"}}}),
+            "kubectl",
+        ),
     ];
     for (body, manager) in cases {
         let result = apply_at(None, &body, manager, "Deployment", T1);
@@ -259,4 +269,33 @@ fn malformed_apply_bodies_are_bad_requests() {
             "{body} / {manager:?}: {result:?}"
         );
     }
+}
+
+#[test]
+fn lists_without_a_key_are_replaced_whole_even_lists_of_lists() {
+    let live = json!({"apiVersion": "v1", "kind": "Thing", "metadata": {"name": "t"},
+                      "data": [[1, 2], [3]], "args": ["a", "b"]});
+    let body = json!({"apiVersion": "v1", "kind": "Thing", "metadata": {"name": "t"},
+                      "data": [[4]], "args": ["c"]});
+    let out = apply_at(Some(&live), &body, "m", "Thing", T1).unwrap();
+    assert_eq!(out["data"], json!([[4]]));
+    assert_eq!(out["args"], json!(["c"]));
+    assert_eq!(
+        entry(&out, "m")["fieldsV1"],
+        json!({"f:args": {}, "f:data": {}})
+    );
+}
+
+#[test]
+fn finalizers_apply_as_a_set_and_are_owned_by_value() {
+    let live = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                      "metadata": {"name": "c", "finalizers": ["x"]}});
+    let body = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                      "metadata": {"name": "c", "finalizers": ["y", "x"]}});
+    let out = apply_at(Some(&live), &body, "m", "ConfigMap", T1).unwrap();
+    assert_eq!(out["metadata"]["finalizers"], json!(["y", "x"]));
+    assert_eq!(
+        entry(&out, "m")["fieldsV1"],
+        json!({"f:metadata": {"f:finalizers": {"v:\"x\"": {}, "v:\"y\"": {}}}})
+    );
 }

@@ -41,12 +41,15 @@ pub(super) struct FieldSet {
 }
 
 impl FieldSet {
-    /// The fields an applied configuration of `kind` sets.
+    /// The fields an applied configuration of `kind` sets. As upstream, identity metadata
+    /// is never owned, nor `status` of a kind with a status subresource (an apply to the
+    /// main resource does not write it).
     pub(super) fn of_applied(config: &Map<String, Value>, kind: &str) -> Result<Self, PatchError> {
         let mut set = FieldSet::default();
         let mut path = Vec::new();
+        let skip_status = keys::has_status_subresource(kind);
         for (field, value) in config {
-            if UNOWNED_ROOT.contains(&field.as_str()) {
+            if UNOWNED_ROOT.contains(&field.as_str()) || (skip_status && field == "status") {
                 continue;
             }
             path.push(field.clone());
@@ -321,6 +324,32 @@ mod tests {
                     }
                 }
             })
+        );
+    }
+
+    #[test]
+    fn atomic_references_and_status_of_main_resources_are_recorded_as_upstream_does() {
+        let pod = json!({
+            "spec": {"containers": [{"name": "web", "env": [
+                {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}
+            ]}]},
+            "status": {"phase": "Running"}
+        });
+        assert_eq!(
+            set_of("Pod", pod.clone()).to_fields_v1(),
+            json!({"f:spec": {"f:containers": {"k:{\"name\":\"web\"}": {
+                ".": {}, "f:name": {},
+                "f:env": {"k:{\"name\":\"NODE\"}": {
+                    ".": {}, "f:name": {}, "f:valueFrom": {"f:fieldRef": {}}
+                }}
+            }}}})
+        );
+        // A kind without a status subresource owns what it applies under `status`.
+        assert!(
+            set_of("Thing", pod)
+                .to_fields_v1()
+                .get("f:status")
+                .is_some()
         );
     }
 

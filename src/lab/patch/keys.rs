@@ -81,6 +81,23 @@ const RULES: &[(Scope, &str, Shape)] = &[
         ),
     ),
     (Scope::Container, "env", keyed("name", NAME)),
+    // The reference structs under env[].valueFrom are `+structType=atomic`.
+    (Scope::Container, "env.valueFrom.fieldRef", Shape::Atomic),
+    (
+        Scope::Container,
+        "env.valueFrom.resourceFieldRef",
+        Shape::Atomic,
+    ),
+    (
+        Scope::Container,
+        "env.valueFrom.configMapKeyRef",
+        Shape::Atomic,
+    ),
+    (
+        Scope::Container,
+        "env.valueFrom.secretKeyRef",
+        Shape::Atomic,
+    ),
     (
         Scope::Container,
         "volumeMounts",
@@ -123,6 +140,26 @@ fn pod_spec_prefix(kind: &str) -> Option<&'static str> {
         "CronJob" => Some("spec.jobTemplate.spec.template.spec"),
         _ => None,
     }
+}
+
+/// Whether `kind` has a `/status` subresource. Upstream's field manager never records
+/// `status` as owned by an apply to such an object's main resource.
+pub(crate) fn has_status_subresource(kind: &str) -> bool {
+    matches!(
+        kind,
+        "Pod"
+            | "Deployment"
+            | "ReplicaSet"
+            | "StatefulSet"
+            | "DaemonSet"
+            | "Job"
+            | "CronJob"
+            | "Service"
+            | "HorizontalPodAutoscaler"
+            | "Namespace"
+            | "Node"
+            | "PersistentVolumeClaim"
+    )
 }
 
 /// The shape of the value at `path` (field names from the object root) in an object of

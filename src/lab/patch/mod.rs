@@ -61,6 +61,16 @@ pub enum PatchError {
 /// `live` is `None` only for `Patch::Apply`, which is an upsert: the result is then the
 /// object to create. For the other types a missing object is the caller's 404.
 pub fn apply(live: Option<&Value>, patch: Patch<'_>, kind: &str) -> Result<Value, PatchError> {
+    let object = patched(live, patch, kind)?;
+    if !object.is_object() {
+        return Err(PatchError::Invalid(format!(
+            "the patched {kind} is {object}, not a JSON object"
+        )));
+    }
+    Ok(object)
+}
+
+fn patched(live: Option<&Value>, patch: Patch<'_>, kind: &str) -> Result<Value, PatchError> {
     match patch {
         Patch::Apply { body, manager, .. } => apply::apply(live, body, manager, kind),
         Patch::Merge(doc) => {
@@ -169,6 +179,13 @@ mod tests {
             panic!("expected Invalid, got {err:?}")
         };
         assert!(message.contains("value did not match"), "{message}");
+    }
+
+    #[test]
+    fn json_patch_that_replaces_the_whole_object_with_a_scalar_is_invalid() {
+        let patch = json!([{"op": "replace", "path": "", "value": 3}]);
+        let err = apply(Some(&deployment()), Patch::Json(&patch), "Deployment");
+        assert!(matches!(err, Err(PatchError::Invalid(_))), "{err:?}");
     }
 
     #[test]
