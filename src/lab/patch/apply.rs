@@ -8,11 +8,15 @@
 //! another manager's set still holds them. Apply is an upsert: with no live object the
 //! result is the object to create.
 //!
-//! Not done: conflict detection between managers. Upstream refuses (409) to let one
-//! manager take a field another manager owns with a different value unless `force` is
-//! set; here the last applier always wins and `force` changes nothing. Managers that only
-//! wrote through PUT/POST/PATCH (operation `Update`) are not recorded by this module; the
-//! entries already on the object are kept and respected when pruning.
+//! Ownership follows upstream: fields set to the value they already had are shared with
+//! their other owners; fields the apply adds or changes are taken from other managers; the
+//! fields of an object no manager has touched yet first go to `before-first-apply`.
+//!
+//! Not done: conflicts. Upstream answers 409 Conflict when an apply changes a field another
+//! manager owns, unless `force=true`; here every apply acts as forced (the last applier
+//! wins and takes the field) and `force` changes nothing. Writes through PUT/POST/PATCH
+//! (operation `Update`) are not recorded by this module; entries already on the object are
+//! kept and respected.
 //! Called by `patch::apply` for `Patch::Apply`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -61,7 +65,25 @@ fn apply_at(
         }
     };
     let merged = Merger { kind }.map(before.clone(), &config, &mut Vec::new())?;
+    let mut object = Value::Object(merged);
 
+    let mut entries: Vec<Value> = entries.into_iter().filter(Value::is_object).collect();
+    if live.is_some() && entries.is_empty() {
+        // Upstream hands every field of an object no manager has touched yet to the
+        // placeholder manager `before-first-apply`, so a later apply that drops a field it
+        // never changed does not delete it.
+        let existing = FieldSet::of_applied(&before, kind).unwrap_or_default();
+        if existing.has_members() {
+            let api_version = before.get("apiVersion").cloned().unwrap_or_default();
+            entries.push(entry(
+                BEFORE_FIRST_APPLY,
+                "Update",
+                api_version,
+                now,
+                &existing,
+            ));
+        }
+    }
     let mine = |entry: &Value| {
         entry["manager"] == manager
             && entry["operation"] == "Apply"
@@ -75,41 +97,76 @@ fn apply_at(
     let previous = old_entry
         .map(|entry| FieldSet::from_fields_v1(&entry["fieldsV1"]))
         .unwrap_or_default();
+
+    // Every apply acts as forced: the fields it adds or changes are taken from the other
+    // managers (upstream would answer 409 Conflict without `force`). Fields it sets to the
+    // value they already had stay shared.
+    let before_value = Value::Object(before.clone());
+    let taken = fieldset::changed(
+        kind,
+        &applied,
+        Some(&before_value),
+        Some(&object),
+        &mut Vec::new(),
+    );
     let mut keep = applied.clone();
-    for entry in entries.iter().filter(|entry| !mine(entry)) {
-        keep.union(&FieldSet::from_fields_v1(&entry["fieldsV1"]));
+    let mut others = Vec::new();
+    for other in entries.iter().filter(|entry| !mine(entry)) {
+        let owned = FieldSet::from_fields_v1(&other["fieldsV1"]);
+        let left = owned.difference(&taken);
+        if !left.has_members() {
+            continue;
+        }
+        keep.union(&left);
+        let mut other = other.clone();
+        if left != owned
+            && let Some(map) = other.as_object_mut()
+        {
+            map.insert("fieldsV1".to_string(), left.to_fields_v1());
+        }
+        others.push(other);
     }
+
     let removed = previous.difference(&applied);
-    let mut object = Value::Object(merged);
     fieldset::prune(kind, &mut object, &removed, Some(&keep), &mut Vec::new());
 
     // Upstream moves the timestamp when the manager's fields or the object change.
     let time = match old_entry {
-        Some(old) if previous == applied && object.as_object() == Some(&before) => {
-            old["time"].clone()
-        }
+        Some(old) if previous == applied && object == before_value => old["time"].clone(),
         _ => Value::String(now.to_string()),
     };
-    let mut entries: Vec<Value> = entries
-        .iter()
-        .filter(|entry| !mine(entry))
-        .cloned()
-        .collect();
+    let mut entries = others;
     if applied.has_members() {
-        entries.push(serde_json::json!({
-            "manager": manager,
-            "operation": "Apply",
-            "apiVersion": api_version,
-            "time": time,
-            "fieldsType": "FieldsV1",
-            "fieldsV1": applied.to_fields_v1(),
-        }));
+        let mut own = entry(manager, "Apply", Value::String(api_version), now, &applied);
+        own["time"] = time;
+        entries.push(own);
     }
     sort_entries(&mut entries);
     if let Value::Object(map) = &mut object {
         set_managed_fields(map, entries);
     }
     Ok(object)
+}
+
+/// The placeholder owner upstream gives the fields of an object on its first apply.
+const BEFORE_FIRST_APPLY: &str = "before-first-apply";
+
+/// One `metadata.managedFields` entry.
+fn entry(
+    manager: &str,
+    operation: &str,
+    api_version: Value,
+    time: &str,
+    fields: &FieldSet,
+) -> Value {
+    serde_json::json!({
+        "manager": manager,
+        "operation": operation,
+        "apiVersion": api_version,
+        "time": time,
+        "fieldsType": "FieldsV1",
+        "fieldsV1": fields.to_fields_v1(),
+    })
 }
 
 /// Checks the apply body and returns it without any `managedFields` it carried (those are

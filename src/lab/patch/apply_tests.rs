@@ -299,3 +299,55 @@ fn finalizers_apply_as_a_set_and_are_owned_by_value() {
         json!({"f:metadata": {"f:finalizers": {"v:\"x\"": {}, "v:\"y\"": {}}}})
     );
 }
+
+#[test]
+fn first_apply_to_an_unmanaged_object_hands_its_fields_to_before_first_apply() {
+    // As created by a plain POST: no managedFields at all.
+    let mut created = config(1, "web:v1");
+    created["spec"]["paused"] = json!(false);
+    let applied = run(Some(&created), &config(3, "web:v1"), "kubectl", T1);
+
+    let placeholder = entry(&applied, "before-first-apply");
+    assert_eq!(placeholder["operation"], "Update");
+    let owned = &placeholder["fieldsV1"];
+    assert!(owned["f:spec"].get("f:paused").is_some(), "{owned}");
+    assert!(
+        owned["f:metadata"]["f:labels"].get("f:app").is_some(),
+        "same value: shared"
+    );
+    assert!(
+        owned["f:spec"].get("f:replicas").is_none(),
+        "changed by the apply: taken"
+    );
+
+    // Dropping a field the apply never changed keeps it; dropping one it took removes it.
+    let mut slimmer = config(3, "web:v1");
+    slimmer["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("labels");
+    slimmer["spec"].as_object_mut().unwrap().remove("replicas");
+    let out = run(Some(&applied), &slimmer, "kubectl", T2);
+    assert_eq!(out["metadata"]["labels"], json!({"app": "web"}));
+    assert!(out["spec"].get("replicas").is_none(), "{}", out["spec"]);
+    assert_eq!(out["spec"]["paused"], false);
+}
+
+#[test]
+fn changing_a_field_takes_it_from_the_manager_that_owned_it() {
+    let live = run(None, &config(2, "web:v1"), "ci", T1);
+    let scaler = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                        "metadata": {"name": "web"}, "spec": {"replicas": 5}});
+    let live = run(Some(&live), &scaler, "scaler", T1);
+    assert!(
+        entry(&live, "ci")["fieldsV1"]["f:spec"]
+            .get("f:replicas")
+            .is_none()
+    );
+
+    // The scaler owned nothing else: once ci takes replicas back, its entry goes.
+    let out = run(Some(&live), &config(3, "web:v1"), "ci", T2);
+    assert_eq!(out["spec"]["replicas"], 3);
+    assert_eq!(managed(&out).len(), 1, "{:?}", managed(&out));
+    assert_eq!(managed(&out)[0]["manager"], "ci");
+}

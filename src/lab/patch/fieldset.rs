@@ -222,6 +222,62 @@ pub(super) fn element_name(shape: Shape, item: &Value) -> Result<Option<String>,
     }
 }
 
+/// The members of `set` whose value was added or modified between `old` and `new` (both
+/// found at `path`), as structured-merge-diff's `Compare` sees it: a leaf changed when its
+/// value differs; a list element or object that has fields of its own in `set` counts as
+/// changed only when it is new, its fields are compared one by one.
+pub(super) fn changed(
+    kind: &str,
+    set: &FieldSet,
+    old: Option<&Value>,
+    new: Option<&Value>,
+    path: &mut Vec<String>,
+) -> FieldSet {
+    let mut out = FieldSet {
+        member: set.member
+            && if set.children.is_empty() {
+                old != new
+            } else {
+                old.is_none() && new.is_some()
+            },
+        children: BTreeMap::new(),
+    };
+    for (name, child) in &set.children {
+        let before = child_value(kind, old, name, path);
+        let after = child_value(kind, new, name, path);
+        let field = name.strip_prefix("f:");
+        if let Some(field) = field {
+            path.push(field.to_string());
+        }
+        let inner = changed(kind, child, before, after, path);
+        if field.is_some() {
+            path.pop();
+        }
+        if inner.has_members() {
+            out.children.insert(name.clone(), inner);
+        }
+    }
+    out
+}
+
+/// The value a path element names inside `value` (found at `path`).
+fn child_value<'v>(
+    kind: &str,
+    value: Option<&'v Value>,
+    name: &str,
+    path: &[String],
+) -> Option<&'v Value> {
+    let value = value?;
+    if let Some(field) = name.strip_prefix("f:") {
+        return value.as_object()?.get(field);
+    }
+    let shape = keys::shape(kind, path);
+    value
+        .as_array()?
+        .iter()
+        .find(|item| element_name(shape, item).ok().flatten().as_deref() == Some(name))
+}
+
 /// Removes from `value` (found at `path` in an object of `kind`) every member of
 /// `removed`, except where `keep` still owns the value or something inside it; then only
 /// the removed parts inside are taken out.

@@ -30,8 +30,8 @@ pub enum Patch<'a> {
     /// `application/strategic-merge-patch+json`.
     Strategic(&'a Value),
     /// `application/apply-patch+yaml`, the body already parsed from JSON or YAML.
-    /// `force` is accepted but has no effect: conflicts between field managers are not
-    /// detected, so there is nothing to force.
+    /// `force` is accepted but has no effect: every apply acts as forced (conflicts between
+    /// field managers are never reported; the applier takes the fields it changes).
     Apply {
         /// The applied configuration.
         body: &'a Value,
