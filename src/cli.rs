@@ -251,9 +251,30 @@ pub struct DemoAppArgs {
     #[arg(long, env = "BIND", default_value = "0.0.0.0")]
     pub bind: String,
 
-    /// Port to listen on.
+    /// Port to listen on; 0 picks a free one. The first line on stdout is always
+    /// `listening on ADDRESS:PORT`.
     #[arg(long, env = "PORT", default_value_t = 8080)]
     pub port: u16,
+
+    /// Colour shown on the page and sent in `x-resil-color`.
+    #[arg(long, env = "COLOR", default_value = "blue")]
+    pub color: String,
+
+    /// Version sent in `x-resil-version`.
+    #[arg(long, env = "VERSION", default_value = "v1")]
+    pub app_version: String,
+
+    /// Region shown on the page.
+    #[arg(long, env = "REGION", default_value = "local")]
+    pub region: String,
+
+    /// Pod name sent in `x-resil-pod` [default: the host name].
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
+
+    /// Longest CPU burn one `/work?ms=N` request performs (longer asks are capped).
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub max_work: Duration,
 }
 
 // ---------------------------------------------------------------- chaos
