@@ -497,3 +497,42 @@ fn unreadable_scale_target_sets_able_to_scale_false() {
         )
     );
 }
+
+#[test]
+fn a_load_step_scales_up_then_back_down_after_the_window() {
+    // The whole loop as a lab drives it, with a 1 s sync period and a 5 s downscale window:
+    // demand of 3600m spread over the pods (1 CPU requested each, target 50 %) needs
+    // ceil(3600 / 500) = 8 pods; the first step is capped at max(2·1, 4) = 4. When demand
+    // drops to 400m at t=4 the size holds until the last high recommendation (t=3) is older
+    // than the window (t=9), then falls to minReplicas.
+    let tuning = HpaTuning {
+        sync_period: Duration::from_secs(1),
+        downscale_stabilization_window: Duration::from_secs(5),
+        ..HpaTuning::default()
+    };
+    let period = tuning.sync_period.as_secs() as i64;
+    let mut history = History::default();
+    let mut stored = hpa();
+    let mut replicas = 1;
+    let mut sizes = Vec::new();
+    for step in 0..12 {
+        let demand = if step < 4 { 3600 } else { 400 };
+        let load = pods(replicas as usize, demand / i64::from(replicas));
+        let now = ts(NOW + step * period);
+        let input = SyncInput {
+            hpa: &stored,
+            current_replicas: replicas,
+            pods: &load,
+            now,
+            tuning: &tuning,
+        };
+        let decision = sync(&input, &mut history);
+        if decision.rescale {
+            decision.record_rescale(&mut history);
+            replicas = decision.desired_replicas;
+        }
+        stored.status = Some(decision.status);
+        sizes.push(replicas);
+    }
+    assert_eq!(sizes, [4, 8, 8, 8, 8, 8, 8, 8, 8, 1, 1, 1]);
+}
