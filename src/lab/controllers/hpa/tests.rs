@@ -305,14 +305,14 @@ fn failed_scale_write_keeps_previous_status_and_warns() {
     let mut with_behavior = hpa();
     with_behavior.spec.behavior = Some(HorizontalPodAutoscalerBehavior::default());
     with_behavior.status = Some(HorizontalPodAutoscalerStatus {
-        desired_replicas: 2,
+        desired_replicas: 3,
         ..Default::default()
     });
     let mut history = History::default();
     let decision =
         run(&with_behavior, 2, &pods(2, 900), NOW, &mut history).rescale_failed("conflict");
-    assert!(!decision.rescale);
-    assert_eq!(decision.status.desired_replicas, 2);
+    assert_eq!((decision.rescale, decision.desired_replicas), (false, 2));
+    assert_eq!(decision.status.desired_replicas, 3);
     assert_eq!(decision.status.last_scale_time, None);
     assert_eq!(
         condition(&decision.status, "AbleToScale"),
