@@ -49,7 +49,15 @@ impl RunData {
 pub fn build(data: &RunData, pricing: &PricingProfile) -> (Report, Series) {
     let meta = &data.meta;
     let start = meta.started_at;
-    let last_event = data.events.iter().map(|e| e.ts).max();
+    // A load bucket stamped at its start covers the second after it.
+    let last_event = data
+        .events
+        .iter()
+        .map(|e| match e.kind {
+            EventKind::LoadBucket { .. } => e.ts + chrono::Duration::seconds(1),
+            _ => e.ts,
+        })
+        .max();
     let end = meta
         .ended_at
         .or(last_event)
@@ -270,77 +278,78 @@ fn downtime(data: &RunData) -> Vec<Downtime> {
 }
 
 fn failovers(data: &RunData, downtime: &[Downtime]) -> Vec<FailoverEpisode> {
-    // (from, to, direction, started, completed, ms)
-    let raw: Vec<(String, String, String, DateTime<Utc>, DateTime<Utc>, u64)> =
-        match &data.summary.watch {
-            Some(w) if !w.failovers.is_empty() => w
-                .failovers
-                .iter()
-                .map(|f| {
-                    let (from, to, dir) = (f.from.clone(), f.to.clone(), f.direction.clone());
-                    (from, to, dir, f.started_at, f.completed_at, f.duration_ms)
-                })
-                .collect(),
-            _ => data
-                .events
-                .iter()
-                .filter_map(|e| match &e.kind {
-                    EventKind::FailoverCompleted {
-                        from,
-                        to,
-                        started_at,
-                        duration_ms,
-                    } => Some((
-                        from.clone(),
-                        to.clone(),
-                        "failover".to_string(),
-                        *started_at,
-                        e.ts,
-                        *duration_ms,
-                    )),
-                    _ => None,
-                })
-                .collect(),
+    let episode =
+        |from: &str, to: &str, direction: &str, started_at, completed_at, ms| FailoverEpisode {
+            from: from.to_string(),
+            to: to.to_string(),
+            direction: direction.to_string(),
+            started_at,
+            completed_at,
+            control_plane_ms: ms,
+            client_downtime_ms: None,
+            downtime_unbounded: false,
+            errors_during: 0,
         };
-    raw.into_iter()
-        .map(|(from, to, direction, started_at, completed_at, ms)| {
-            let lo = started_at - chrono::Duration::milliseconds(BEFORE_FAILOVER_MS);
-            let hi = completed_at + chrono::Duration::milliseconds(AFTER_FAILOVER_MS);
+    let recorded: Vec<FailoverEpisode> = match &data.summary.watch {
+        Some(w) if !w.failovers.is_empty() => w
+            .failovers
+            .iter()
+            .map(|f| {
+                let (from, to, dir) = (&f.from, &f.to, &f.direction);
+                episode(from, to, dir, f.started_at, f.completed_at, f.duration_ms)
+            })
+            .collect(),
+        _ => data
+            .events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::FailoverCompleted {
+                    from,
+                    to,
+                    started_at,
+                    duration_ms,
+                } => Some(episode(
+                    from,
+                    to,
+                    "failover",
+                    *started_at,
+                    e.ts,
+                    *duration_ms,
+                )),
+                _ => None,
+            })
+            .collect(),
+    };
+    recorded
+        .into_iter()
+        .map(|mut f| {
+            let lo = f.started_at - chrono::Duration::milliseconds(BEFORE_FAILOVER_MS);
+            let hi = f.completed_at + chrono::Duration::milliseconds(AFTER_FAILOVER_MS);
             let mine: Vec<&Downtime> = downtime
                 .iter()
                 .filter(|d| d.started_at <= hi && d.ended_at.is_none_or(|e| e >= lo))
                 .collect();
-            let unbounded = mine.iter().any(|d| d.duration_ms.is_none());
-            let client_ms =
+            f.downtime_unbounded = mine.iter().any(|d| d.duration_ms.is_none());
+            f.client_downtime_ms =
                 (!mine.is_empty()).then(|| mine.iter().filter_map(|d| d.duration_ms).sum::<u64>());
             let window_end = mine
                 .iter()
                 .filter_map(|d| d.ended_at)
-                .fold(completed_at, DateTime::max);
-            let errors_during = data
+                .fold(f.completed_at, DateTime::max);
+            f.errors_during = data
                 .events
                 .iter()
                 .filter_map(|e| match e.kind {
                     EventKind::LoadBucket { errors, .. }
                         if e.ts < window_end
-                            && e.ts + chrono::Duration::seconds(1) > started_at =>
+                            && e.ts + chrono::Duration::seconds(1) > f.started_at =>
                     {
                         Some(errors)
                     }
                     _ => None,
                 })
                 .sum();
-            FailoverEpisode {
-                from,
-                to,
-                direction,
-                started_at,
-                completed_at,
-                control_plane_ms: ms,
-                client_downtime_ms: client_ms,
-                downtime_unbounded: unbounded,
-                errors_during,
-            }
+            f
         })
         .collect()
 }

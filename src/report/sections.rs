@@ -370,8 +370,14 @@ pub fn sections(report: &Report) -> Vec<Section> {
                     .iter()
                     .map(|d| {
                         let delta = d.delta.map(|x| {
-                            let sign = if x > 0.0 { "+" } else { "" };
-                            format!("{sign}{}", value(&d.unit, Some(x)))
+                            let sign = if x > 0.0 {
+                                "+"
+                            } else if x < 0.0 {
+                                "-"
+                            } else {
+                                ""
+                            };
+                            format!("{sign}{}", value(&d.unit, Some(x.abs())))
                         });
                         vec![
                             d.metric.clone(),

@@ -2,3 +2,5 @@
 //! Each module tests one command or subsystem; `support` holds the shared fixtures.
 
 mod architecture;
+mod cost;
+mod report;
