@@ -32,29 +32,48 @@ fn main() -> anyhow::Result<()> {
     meta.started_at = start;
     meta.ended_at = Some(at(SECONDS as i64 * 1000));
     meta.status = RunStatus::Complete;
-    meta.slos = ["failover_time<2s", "downtime<1s", "error_rate<1%", "p99<300ms", "cost_per_1m<0.50"]
-        .map(String::from)
-        .to_vec();
+    meta.slos = [
+        "failover_time<2s",
+        "downtime<1s",
+        "error_rate<1%",
+        "p99<300ms",
+        "cost_per_1m<0.50",
+    ]
+    .map(String::from)
+    .to_vec();
     run.write_meta(&meta)?;
 
     // Latencies: a deterministic generator, ~8–40 ms with a 1% tail to ~400 ms.
     let mut seed: u64 = 0x5eed;
     let mut next = move || {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         seed >> 33
     };
     let mut overall = hdr::new_histogram();
-    let mut by_color = BTreeMap::from([("blue", hdr::new_histogram()), ("green", hdr::new_histogram())]);
+    let mut by_color = BTreeMap::from([
+        ("blue", hdr::new_histogram()),
+        ("green", hdr::new_histogram()),
+    ]);
     let mut timeline = run.timeline()?;
     let mut errors_total = 0;
     for s in 0..SECONDS {
         let color = if s < switch_s { "blue" } else { "green" };
-        let errors = if s == switch_s { 120 } else { u64::from(s % 97 == 0) };
+        let errors = if s == switch_s {
+            120
+        } else {
+            u64::from(s % 97 == 0)
+        };
         errors_total += errors;
         let mut bucket = hdr::new_histogram();
         for _ in 0..PER_SECOND - errors {
             let r = next();
-            let us = if r % 100 == 0 { 100_000 + r % 300_000 } else { 8_000 + r % 32_000 };
+            let us = if r % 100 == 0 {
+                100_000 + r % 300_000
+            } else {
+                8_000 + r % 32_000
+            };
             bucket.saturating_record(us);
         }
         overall.add(&bucket)?;
@@ -63,10 +82,19 @@ fn main() -> anyhow::Result<()> {
         }
         let mut served = BTreeMap::from([(
             color.to_string(),
-            Served { requests: PER_SECOND - errors, errors: 0 },
+            Served {
+                requests: PER_SECOND - errors,
+                errors: 0,
+            },
         )]);
         if errors > 0 {
-            served.insert("unknown".into(), Served { requests: errors, errors });
+            served.insert(
+                "unknown".into(),
+                Served {
+                    requests: errors,
+                    errors,
+                },
+            );
         }
         timeline.append(&Event {
             ts: at(s as i64 * 1000),
@@ -84,7 +112,10 @@ fn main() -> anyhow::Result<()> {
             },
         })?;
         if s % 60 == 0 {
-            for (c, ready) in [("blue", if s < switch_s { 2 + (s / 600) % 3 } else { 0 }), ("green", if s < switch_s { 1 } else { 3 })] {
+            for (c, ready) in [
+                ("blue", if s < switch_s { 2 + (s / 600) % 3 } else { 0 }),
+                ("green", if s < switch_s { 1 } else { 3 }),
+            ] {
                 timeline.append(&Event {
                     ts: at(s as i64 * 1000 + 10),
                     source: "watch".into(),
@@ -132,7 +163,10 @@ fn main() -> anyhow::Result<()> {
         mean_us: h.mean(),
     };
     let requests = SECONDS * PER_SECOND;
-    let pod = PodRequests { cpu_millis: 100, memory_bytes: 128 << 20 };
+    let pod = PodRequests {
+        cpu_millis: 100,
+        memory_bytes: 128 << 20,
+    };
     let summary = Summary {
         load: Some(LoadSummary {
             url: "http://127.0.0.1:30080/".into(),
@@ -150,7 +184,16 @@ fn main() -> anyhow::Result<()> {
             latency_uncorrected: None,
             by_color: by_color
                 .iter()
-                .map(|(c, h)| (c.to_string(), ColorLoad { requests: h.len(), errors: 0, latency: pct(h) }))
+                .map(|(c, h)| {
+                    (
+                        c.to_string(),
+                        ColorLoad {
+                            requests: h.len(),
+                            errors: 0,
+                            latency: pct(h),
+                        },
+                    )
+                })
                 .collect(),
             late_sends: 0,
             downtime: vec![DowntimeEpisode {

@@ -403,7 +403,8 @@ fn series(data: &RunData, start: DateTime<Utc>, duration_s: f64) -> Series {
                 p99_us,
                 ..
             } => out.buckets.push(BucketPoint {
-                t,
+                // A bucket covers [ts, ts + 1 s): plot it at its middle.
+                t: t + 0.5,
                 requests: *requests,
                 errors: *errors,
                 p50_ms: *p50_us as f64 / 1000.0,

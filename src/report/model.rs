@@ -190,7 +190,7 @@ pub struct Delta {
 /// Per-second series for the HTML plots (not part of the JSON report).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Series {
-    /// One point per load bucket: seconds since the run started.
+    /// One point per load bucket, at the middle of its second since the run started.
     pub buckets: Vec<BucketPoint>,
     /// Step series of ready replicas per colour: (seconds since start, replicas).
     pub replicas: BTreeMap<String, Vec<(f64, f64)>>,

@@ -117,8 +117,14 @@ pub fn chart(c: &Chart) -> String {
         .iter()
         .flat_map(|l| l.points.iter().map(|p| p.1))
         .fold(0.0f64, f64::max);
-    let y_step = tick_step(if y_data_max > 0.0 { y_data_max } else { 1.0 }, 4.0);
-    let y_max = ((y_data_max / y_step).ceil() * y_step).max(y_step);
+    // 5% headroom so a flat line at the maximum does not hide in the top border.
+    let y_top = if y_data_max > 0.0 {
+        y_data_max * 1.05
+    } else {
+        1.0
+    };
+    let y_step = tick_step(y_top, 4.0);
+    let y_max = ((y_top / y_step).ceil() * y_step).max(y_step);
     let sx = |x: f64| LEFT + (x.clamp(0.0, x_max) / x_max) * plot_w;
     let sy = |y: f64| TOP + plot_h - (y / y_max).clamp(0.0, 1.0) * plot_h;
 
@@ -169,9 +175,16 @@ pub fn chart(c: &Chart) -> String {
         b = TOP + plot_h,
         r = WIDTH - RIGHT
     );
-    // Markers under the lines.
+    // Markers under the lines; a label close to the previous one moves down a row so
+    // nearby events (a kill and the switch it causes) stay readable.
+    let mut last_label: Option<(f64, usize)> = None;
     for m in c.markers {
         let px = sx(m.t);
+        let row = match last_label {
+            Some((x, row)) if px - x < 160.0 => (row + 1) % 3,
+            _ => 0,
+        };
+        last_label = Some((px, row));
         let class = match m.kind {
             MarkerKind::Chaos => "marker chaos",
             MarkerKind::SelectorSwitch => "marker switch",
@@ -184,7 +197,7 @@ pub fn chart(c: &Chart) -> String {
             t = m.t,
             b = TOP + plot_h,
             tx = px + 3.0,
-            ty = TOP + 10.0,
+            ty = TOP + 10.0 + 12.0 * row as f64,
             short = escape(&short)
         );
     }
