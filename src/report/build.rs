@@ -481,3 +481,24 @@ fn integrate(replicas: &BTreeMap<String, Vec<(f64, f64)>>, end: f64) -> BTreeMap
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replica_seconds_hold_each_count_until_the_next_change_or_the_end() {
+        // blue: 2 pods for 10 s, 0 for 5 s, 1 for the last 5 s → 25 pod-s.
+        let replicas = BTreeMap::from([(
+            "blue".to_string(),
+            vec![(0.0, 2.0), (10.0, 0.0), (15.0, 1.0)],
+        )]);
+        assert_eq!(integrate(&replicas, 20.0)["blue"], 25.0);
+    }
+
+    #[test]
+    fn the_colour_comes_from_the_event_or_the_deployment_name() {
+        assert_eq!(color_of(&Some("green".into()), "web-blue"), "green");
+        assert_eq!(color_of(&None, "web-blue"), "blue");
+    }
+}

@@ -139,6 +139,28 @@ fn failover_episodes_join_control_plane_time_with_client_downtime_and_errors() {
     );
 }
 
+#[test]
+fn an_unmeasured_metric_or_a_downtime_still_open_at_the_end_fails_its_slo() {
+    let (json, exit) = report(
+        &fixture("partial"),
+        ReportFormat::Json,
+        Some("downtime<1s,failover_time<2s"),
+        None,
+    );
+    assert_eq!(exit, Exit::SloFailed);
+    let v: Value = serde_json::from_str(&json).unwrap();
+    // Down from 09:00:04.010 to the end of the recording at 09:00:10.000.
+    assert_eq!(v["slos"][0]["actual"], 5990.0);
+    assert_eq!(v["slos"][0]["passed"], false);
+    assert_eq!(v["slos"][1]["actual"], Value::Null);
+    assert!(
+        v["slos"][1]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no failover was recorded")
+    );
+}
+
 // ------------------------------------------------------------------ JSON schema
 
 /// A minimal JSON Schema check for what schema/report.schema.json uses: type, required,
