@@ -8,6 +8,7 @@
 //! entry points it may name are the types re-exported here.
 
 mod api;
+pub(crate) mod controllers;
 pub mod patch;
 mod server;
 pub mod store;

@@ -2,5 +2,8 @@
 //! Each module tests one command or subsystem; `support` holds the shared fixtures.
 
 mod architecture;
+mod cost;
+mod demo_app;
 mod lab_api;
+mod report;
 mod support;
