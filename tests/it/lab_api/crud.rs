@@ -406,3 +406,34 @@ async fn discovery_describes_every_served_group() {
     assert_eq!(body["objects"]["namespaces"], 1);
     lab.shutdown().await;
 }
+
+#[tokio::test]
+async fn server_side_apply_creates_then_updates() {
+    let (lab, client, _dir) = start_lab().await;
+    let deployments: Api<Deployment> = Api::default_namespaced(client);
+    let pp = PatchParams::apply("resil-test");
+    let mut manifest = serde_json::to_value(deployment("web", 1)).unwrap();
+    manifest["apiVersion"] = json!("apps/v1");
+    manifest["kind"] = json!("Deployment");
+    let created = deployments
+        .patch("web", &pp, &Patch::Apply(&manifest))
+        .await
+        .unwrap();
+    assert_eq!(created.spec.replicas, Some(1), "apply is an upsert");
+    manifest["spec"]["replicas"] = json!(3);
+    let updated = deployments
+        .patch("web", &pp, &Patch::Apply(&manifest))
+        .await
+        .unwrap();
+    assert_eq!(updated.spec.replicas, Some(3));
+    assert_eq!(updated.metadata.uid, created.metadata.uid);
+    let managers: Vec<_> = updated
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|m| m.manager)
+        .collect();
+    assert!(managers.contains(&"resil-test".to_string()), "{managers:?}");
+    lab.shutdown().await;
+}

@@ -179,7 +179,7 @@ async fn kubectl_gets_describes_and_reads_jsonpath() {
 }
 
 #[tokio::test]
-async fn kubectl_apply_creates_and_reapplying_is_unchanged() {
+async fn kubectl_apply_creates_configures_and_server_side_applies() {
     let (lab, client, _dir) = start_lab().await;
     let Some(kubectl) = Kubectl::for_lab(&lab) else {
         return;
@@ -197,6 +197,29 @@ async fn kubectl_apply_creates_and_reapplying_is_unchanged() {
         .ok(&["apply", "-f", "-"], Some(DEPLOYMENT_YAML))
         .await;
     assert!(out.contains("unchanged"), "{out}");
+
+    // A changed manifest goes out as a three-way strategic merge patch.
+    let three = DEPLOYMENT_YAML.replace("replicas: 2", "replicas: 3");
+    let out = kubectl.ok(&["apply", "-f", "-"], Some(&three)).await;
+    assert!(out.contains("configured"), "{out}");
+    assert_eq!(
+        deployments.get("applied").await.unwrap().spec.replicas,
+        Some(3)
+    );
+
+    // Server-side apply takes the object over for field manager "kubectl".
+    let four = DEPLOYMENT_YAML.replace("replicas: 2", "replicas: 4");
+    let out = kubectl
+        .ok(
+            &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+            Some(&four),
+        )
+        .await;
+    assert!(out.contains("serverside-applied"), "{out}");
+    assert_eq!(
+        deployments.get("applied").await.unwrap().spec.replicas,
+        Some(4)
+    );
     lab.shutdown().await;
 }
 
@@ -241,6 +264,17 @@ async fn kubectl_patches_scales_and_deletes() {
     let d = deployments.get("web").await.unwrap();
     assert_eq!(d.metadata.labels.unwrap()["team"], "a");
     assert_eq!(d.spec.replicas, Some(3));
+    // kubectl's default patch type is strategic merge: containers merge by name.
+    let image =
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"resil-demo:2"}]}}}}"#;
+    kubectl
+        .ok(&["patch", "deployment", "web", "-p", image], None)
+        .await;
+    let d = deployments.get("web").await.unwrap();
+    let containers = d.spec.template.spec.unwrap().containers;
+    assert_eq!(containers.len(), 1);
+    assert_eq!(containers[0].image.as_deref(), Some("resil-demo:2"));
+    assert_eq!(d.metadata.generation, Some(3), "two spec changes so far");
 
     let out = kubectl
         .ok(&["scale", "deployment", "web", "--replicas=5"], None)
