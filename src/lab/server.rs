@@ -128,6 +128,7 @@ impl Lab {
             shutdown: shutdown.clone(),
             started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             addr,
+            state_dir: dir.clone(),
             bookmark_interval: BOOKMARK_INTERVAL,
         });
         let router = api::router(app);

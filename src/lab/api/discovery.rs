@@ -118,6 +118,15 @@ pub fn resources(group: &str, version: &str) -> Option<Response> {
                 "verbs": ["get", "patch", "update"],
             }));
         }
+        if k.plural == "pods" && k.stored {
+            list.push(json!({
+                "name": "pods/log",
+                "singularName": "",
+                "namespaced": true,
+                "kind": "Pod",
+                "verbs": ["get"],
+            }));
+        }
         if k.plural == "deployments" {
             list.push(json!({
                 "name": "deployments/scale",

@@ -69,6 +69,7 @@ fn route(path: &str) -> ApiResult<Route> {
         None => {}
         Some("status") if kind.status => {}
         Some("scale") if kind.plural == "deployments" => {}
+        Some("log") if kind.plural == "pods" => {}
         Some(_) => return Err(ApiError::no_route()),
     }
     Ok(Route::Object(Target {
@@ -122,6 +123,10 @@ async fn handle(app: Arc<App>, req: Request) -> ApiResult<Response> {
     match (m.clone(), target.name.clone()) {
         (Method::GET, None) if flag("watch") => super::watch::serve(app, &target, &query, table),
         (Method::GET, None) => list(&app, &target, &query, table),
+        (Method::GET, Some(name)) if target.sub.as_deref() == Some("log") => {
+            super::logs::serve(app, &target, &name, &query)
+        }
+        (_, Some(_)) if target.sub.as_deref() == Some("log") => Err(not_allowed()),
         (Method::GET, Some(name)) => get(&app, &target, &name, table),
         (Method::POST, None) if target.namespace.is_some() || !target.kind.namespaced => {
             no_dry_run(&query)?;

@@ -6,6 +6,7 @@
 
 mod discovery;
 mod handlers;
+mod logs;
 mod patching;
 mod selector;
 pub mod status;
@@ -47,6 +48,8 @@ pub struct App {
     pub started_at: String,
     /// Where the API listens.
     pub addr: SocketAddr,
+    /// The lab's state directory (pod logs live under `pods/`).
+    pub state_dir: std::path::PathBuf,
     /// How often a watch with allowWatchBookmarks gets a BOOKMARK.
     pub bookmark_interval: Duration,
 }

@@ -409,3 +409,69 @@ async fn kubectl_top_pods_reads_pod_metrics() {
     );
     lab.shutdown().await;
 }
+
+#[tokio::test]
+async fn kubectl_logs_reads_and_follows_container_output() {
+    let (lab, client, dir) = start_lab().await;
+    let Some(kubectl) = Kubectl::for_lab(&lab) else {
+        return;
+    };
+    let pods: Api<Pod> = Api::default_namespaced(client);
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "web-1"}, "spec": {"containers": [{"name": "web", "image": "resil-demo"}]},
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let (ok, _, err) = kubectl.run(&["logs", "web-1"], None).await;
+    assert!(!ok && err.contains("waiting to start"), "{err}");
+
+    // The layout the kubelet writes: current instance, rotated older part.
+    let logs = dir.path().join("pods/default_web-1");
+    std::fs::create_dir_all(&logs).unwrap();
+    std::fs::write(logs.join("web.log.1"), "one\n").unwrap();
+    std::fs::write(logs.join("web.log"), "two\nthree\n").unwrap();
+    assert_eq!(
+        kubectl.ok(&["logs", "web-1"], None).await,
+        "one\ntwo\nthree\n"
+    );
+    assert_eq!(
+        kubectl.ok(&["logs", "web-1", "--tail=1"], None).await,
+        "three\n"
+    );
+    let (ok, _, err) = kubectl.run(&["logs", "web-1", "--previous"], None).await;
+    assert!(
+        !ok && err.contains("previous terminated container"),
+        "{err}"
+    );
+
+    let mut cmd = kubectl.command(&["logs", "-f", "web-1", "-c", "web"]);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.as_deref(), Some("one"));
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(logs.join("web.log"))
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"four\n").unwrap();
+    let followed = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line == "four" {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(followed, Ok(true), "-f shows output appended later");
+    pods.delete("web-1", &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    assert!(ended.is_ok(), "-f ends when the pod is gone");
+    lab.shutdown().await;
+}
