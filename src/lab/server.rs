@@ -189,6 +189,17 @@ impl Lab {
         &self.store
     }
 
+    /// Runs a background part of the lab (a controller, the kubelet) built from the store
+    /// and the lab's shutdown signal. [`Lab::shutdown`] cancels the signal and waits for the
+    /// task (up to a grace period), so the task must return soon after the signal fires.
+    pub fn spawn_task<F>(&self, make: impl FnOnce(Arc<Store>, CancellationToken) -> F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.tasks
+            .spawn(make(self.store.clone(), self.shutdown.clone()));
+    }
+
     /// A kubeconfig (YAML) with cluster, user and context `resil-lab`.
     pub fn kubeconfig_yaml(&self) -> String {
         let ca =

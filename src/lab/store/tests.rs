@@ -163,3 +163,37 @@ fn state_round_trips_through_the_file() {
     );
     assert_eq!(loaded.resource_version(), store.resource_version());
 }
+
+#[tokio::test]
+async fn a_controller_sees_changes_through_a_subscription() {
+    let dir = tempfile::tempdir().unwrap();
+    let lab = crate::lab::Lab::start(crate::lab::LabConfig::new(dir.path()))
+        .await
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    lab.spawn_task(|store, shutdown| async move {
+        let mut sub = store.watch("pods", None, WatchStart::Now).unwrap();
+        loop {
+            tokio::select! {
+                e = sub.next() => match e {
+                    Ok(e) => { let _ = tx.send(meta::name(&e.object).to_string()); }
+                    Err(_) => return,
+                },
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    });
+    lab.store()
+        .create(k("pods"), "default", pod("seen"))
+        .unwrap();
+    let name = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap();
+    assert_eq!(name.as_deref(), Some("seen"));
+    let started = std::time::Instant::now();
+    lab.shutdown().await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "the task stopped at shutdown"
+    );
+}
