@@ -170,6 +170,7 @@ impl ApiError {
                 Some(k) => ApiError::invalid(k, name, causes),
                 None => ApiError::new(422, "Invalid", err.to_string()),
             },
+            StoreError::Forbidden(message) => ApiError::new(403, "Forbidden", message.clone()),
             StoreError::NamespaceNotFound(ns) => {
                 let mut e = ApiError::new(404, "NotFound", err.to_string());
                 e.details = Some(json!({"name": ns, "kind": "namespaces"}));

@@ -22,6 +22,12 @@ impl Store {
         opts: &DeleteOptions,
     ) -> Result<Deleted, StoreError> {
         let namespace = if kind.namespaced { namespace } else { "" };
+        if kind.plural == "namespaces" && name == "default" {
+            return Err(StoreError::Forbidden(
+                "namespaces \"default\" is forbidden: this namespace may not be deleted"
+                    .to_string(),
+            ));
+        }
         let live = self
             .get(kind.plural, namespace, name)
             .ok_or_else(|| StoreError::NotFound {

@@ -116,6 +116,9 @@ pub enum StoreError {
         /// (field path, message) pairs.
         causes: Vec<(String, String)>,
     },
+    /// The operation is never allowed (deleting namespace `default`).
+    #[error("{0}")]
+    Forbidden(String),
     /// The namespace does not exist or is being deleted.
     #[error("namespaces \"{0}\" not found")]
     NamespaceNotFound(String),

@@ -362,6 +362,17 @@ async fn deleting_a_namespace_deletes_everything_in_it() {
         .delete("gone", &DeleteParams::default())
         .await
         .unwrap();
+    let err = api_error(
+        namespaces
+            .delete("default", &DeleteParams::default())
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (err.code, err.reason.as_str()),
+        (403, "Forbidden"),
+        "default cannot be deleted"
+    );
     assert!(pods.get_opt("p").await.unwrap().is_none());
     let err = api_error(
         pods.create(&PostParams::default(), &pod("q", json!({})))
