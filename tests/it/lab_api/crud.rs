@@ -448,3 +448,30 @@ async fn server_side_apply_creates_then_updates() {
     assert!(managers.contains(&"resil-test".to_string()), "{managers:?}");
     lab.shutdown().await;
 }
+
+#[tokio::test]
+async fn delete_collection_removes_only_selected_objects() {
+    let (lab, client, _dir) = start_lab().await;
+    let pods: Api<Pod> = Api::default_namespaced(client);
+    for (name, app) in [("a", "web"), ("b", "web"), ("c", "db")] {
+        pods.create(&PostParams::default(), &pod(name, json!({"app": app})))
+            .await
+            .unwrap();
+    }
+    pods.delete_collection(
+        &DeleteParams::default(),
+        &ListParams::default().labels("app=web"),
+    )
+    .await
+    .unwrap();
+    let left: Vec<_> = pods
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|p| p.metadata.name.unwrap())
+        .collect();
+    assert_eq!(left, ["c"]);
+    lab.shutdown().await;
+}

@@ -240,3 +240,49 @@ async fn streaming_list_watchers_get_initial_events_then_changes() {
     }
     lab.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_object_leaving_a_watched_selection_is_deleted_for_that_watcher() {
+    let (lab, client, _dir) = start_lab().await;
+    let pods: Api<Pod> = Api::default_namespaced(client);
+    pods.create(&PostParams::default(), &pod("a", json!({"track": "blue"})))
+        .await
+        .unwrap();
+    let mut stream = Box::pin(watcher(
+        pods.clone(),
+        watcher::Config::default().labels("track=blue"),
+    ));
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(10), stream.try_next())
+            .await
+            .unwrap()
+            .unwrap();
+        if matches!(ev, Some(watcher::Event::InitDone)) {
+            break;
+        }
+    }
+    let relabel = json!({"metadata": {"labels": {"track": "green"}}});
+    pods.patch("a", &PatchParams::default(), &Patch::Merge(&relabel))
+        .await
+        .unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(10), stream.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(ev, watcher::Event::Delete(ref p) if p.metadata.name.as_deref() == Some("a")),
+        "{ev:?}"
+    );
+    let back = json!({"metadata": {"labels": {"track": "blue"}}});
+    pods.patch("a", &PatchParams::default(), &Patch::Merge(&back))
+        .await
+        .unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(10), stream.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(matches!(ev, watcher::Event::Apply(_)), "{ev:?}");
+    lab.shutdown().await;
+}
