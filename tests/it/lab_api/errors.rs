@@ -151,3 +151,45 @@ async fn every_error_answer_is_a_json_status() {
     }
     lab.shutdown().await;
 }
+
+#[tokio::test]
+async fn concurrent_read_modify_write_loses_no_update() {
+    let (lab, client, _dir) = start_lab().await;
+    let pods: Api<Pod> = Api::default_namespaced(client);
+    pods.create(&PostParams::default(), &pod("counter", json!({"n": "0"})))
+        .await
+        .unwrap();
+    let mut writers = Vec::new();
+    for _ in 0..4 {
+        let pods = pods.clone();
+        writers.push(tokio::spawn(async move {
+            let mut done = 0;
+            let mut attempts = 0;
+            while done < 10 && attempts < 500 {
+                attempts += 1;
+                let mut p = pods.get("counter").await.unwrap();
+                let labels = p.metadata.labels.get_or_insert_with(Default::default);
+                let n: u32 = labels["n"].parse().unwrap();
+                labels.insert("n".into(), (n + 1).to_string());
+                match pods.replace("counter", &PostParams::default(), &p).await {
+                    Ok(_) => done += 1,
+                    Err(kube::Error::Api(s)) if s.code == 409 => continue,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            done
+        }));
+    }
+    let mut total = 0;
+    for w in writers {
+        total += w.await.unwrap();
+    }
+    let p = pods.get("counter").await.unwrap();
+    assert_eq!(
+        p.metadata.labels.unwrap()["n"],
+        total.to_string(),
+        "every successful write counted once"
+    );
+    assert_eq!(total, 40);
+    lab.shutdown().await;
+}

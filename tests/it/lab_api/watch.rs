@@ -286,3 +286,22 @@ async fn an_object_leaving_a_watched_selection_is_deleted_for_that_watcher() {
     assert!(matches!(ev, watcher::Event::Apply(_)), "{ev:?}");
     lab.shutdown().await;
 }
+
+#[tokio::test]
+async fn shutdown_ends_open_watches_promptly() {
+    let (lab, client, _dir) = start_lab().await;
+    let req = axum::http::Request::get("/api/v1/pods?watch=true")
+        .body(kube::client::Body::empty())
+        .unwrap();
+    let res = client.send(req).await.unwrap();
+    let body = tokio::spawn(res.into_body().collect_bytes());
+    let started = std::time::Instant::now();
+    lab.shutdown().await;
+    let ended = tokio::time::timeout(Duration::from_secs(5), body).await;
+    assert!(ended.is_ok(), "the watch stream ended with the lab");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+}
