@@ -1,15 +1,17 @@
 //! The lab's Kubernetes API over HTTP: the axum router, bearer-token authentication, body
 //! reading (size limit, JSON or YAML) and the lab's own status endpoint. Resource requests
-//! are routed by `handlers.rs`, watches streamed by `watch.rs`, discovery answered by
-//! `discovery.rs`, errors rendered by `status.rs`. Built by `server.rs`; it does not know
-//! about TLS or sockets.
+//! are routed by `handlers.rs` (PATCH in `patching.rs`, `/scale` and pod metrics in
+//! `subresources.rs`, `/log` in `logs.rs`), watches streamed by `watch.rs`, discovery
+//! answered by `discovery.rs`, Table printing in `table.rs`, selectors in `selector.rs`,
+//! validation in `validate.rs`, errors rendered by `status.rs`. Built by `server.rs`; it
+//! does not know about TLS or sockets. All state lives in the store.
 
 mod discovery;
 mod handlers;
 mod logs;
 mod patching;
 mod selector;
-pub mod status;
+mod status;
 mod subresources;
 mod table;
 mod validate;
