@@ -57,7 +57,7 @@ fn route(path: &str) -> ApiResult<Route> {
     } else {
         (None, rest)
     };
-    if rest.len() > 3 || rest.iter().any(|s| s.is_empty()) {
+    if rest.len() > 3 || rest.iter().any(|s| s.is_empty()) || namespace == Some("") {
         return Err(ApiError::no_route());
     }
     let kind = kinds::lookup(group, version, rest[0]).ok_or_else(ApiError::no_route)?;
