@@ -30,8 +30,10 @@ pub struct Target {
     pub namespace: Option<String>,
     /// Object name.
     pub name: Option<String>,
-    /// `status` or `scale`.
+    /// `status`, `scale` or `log`.
     pub sub: Option<String>,
+    /// `dryRun=All`: check and answer, store nothing.
+    pub dry_run: bool,
 }
 
 enum Route {
@@ -77,6 +79,7 @@ fn route(path: &str) -> ApiResult<Route> {
         namespace: namespace.map(str::to_string),
         name: rest.get(1).map(|s| s.to_string()),
         sub,
+        dry_run: false,
     }))
 }
 
@@ -106,6 +109,8 @@ async fn handle(app: Arc<App>, req: Request) -> ApiResult<Response> {
         }
         Route::Object(t) => t,
     };
+    let mut target = target;
+    target.dry_run = dry_run(&query)?;
     let m = &parts.method;
     let not_allowed = || ApiError::method_not_allowed(m.as_str(), parts.uri.path());
     if !target.kind.stored {
@@ -129,28 +134,23 @@ async fn handle(app: Arc<App>, req: Request) -> ApiResult<Response> {
         (_, Some(_)) if target.sub.as_deref() == Some("log") => Err(not_allowed()),
         (Method::GET, Some(name)) => get(&app, &target, &name, table),
         (Method::POST, None) if target.namespace.is_some() || !target.kind.namespaced => {
-            no_dry_run(&query)?;
             let obj = parse_object(&read_body(body).await?, write_format(&parts.headers)?)?;
             create(&app, &target, obj)
         }
         (Method::PUT, Some(name)) => {
-            no_dry_run(&query)?;
             let obj = parse_object(&read_body(body).await?, write_format(&parts.headers)?)?;
             replace(&app, &target, &name, obj)
         }
         (Method::PATCH, Some(name)) => {
-            no_dry_run(&query)?;
             let ct = content_type(&parts.headers);
             let bytes = read_body(body).await?;
             patching::patch(&app, &target, &name, &ct, &bytes, &query)
         }
         (Method::DELETE, Some(name)) => {
-            no_dry_run(&query)?;
             let bytes = read_body(body).await?;
             delete(&app, &target, &name, &bytes, &query)
         }
         (Method::DELETE, None) => {
-            no_dry_run(&query)?;
             let bytes = read_body(body).await?;
             delete_collection(&app, &target, &bytes, &query)
         }
@@ -158,13 +158,42 @@ async fn handle(app: Arc<App>, req: Request) -> ApiResult<Response> {
     }
 }
 
-fn no_dry_run(query: &HashMap<String, String>) -> ApiResult<()> {
-    match query.get("dryRun") {
-        Some(v) if !v.is_empty() => Err(ApiError::bad_request(
-            "dryRun is not supported by the lab; run the command without --dry-run=server",
-        )),
-        _ => Ok(()),
+/// `dryRun=All` (server-side dry run); any other value is refused as upstream does.
+fn dry_run(query: &HashMap<String, String>) -> ApiResult<bool> {
+    match query.get("dryRun").map(String::as_str) {
+        None | Some("") => Ok(false),
+        Some("All") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "Unsupported value for dryRun: {other:?}: supported values: \"All\""
+        ))),
     }
+}
+
+/// Creates through the store (or previews the creation on a dry run).
+pub(super) fn store_create(app: &App, target: &Target, obj: Value) -> ApiResult<Value> {
+    let result = if target.dry_run {
+        app.store.preview_create(target.kind, ns(target), obj)
+    } else {
+        app.store.create(target.kind, ns(target), obj)
+    };
+    result.map_err(ApiError::from_store)
+}
+
+/// Updates through the store (or previews the update on a dry run).
+pub(super) fn store_update(
+    app: &App,
+    target: &Target,
+    name: &str,
+    obj: Value,
+    mode: WriteMode,
+) -> ApiResult<Value> {
+    let result = if target.dry_run {
+        app.store
+            .preview_update(target.kind, ns(target), name, obj, mode)
+    } else {
+        app.store.update(target.kind, ns(target), name, obj, mode)
+    };
+    result.map_err(ApiError::from_store)
 }
 
 pub(super) fn ns(target: &Target) -> &str {
@@ -257,10 +286,7 @@ pub(super) fn check_body(kind: &Kind, target: &Target, obj: &Value, scale: bool)
 fn create(app: &App, target: &Target, obj: Value) -> ApiResult<Response> {
     check_body(target.kind, target, &obj, false)?;
     validate::check(target.kind, &obj)?;
-    let created = app
-        .store
-        .create(target.kind, ns(target), obj)
-        .map_err(ApiError::from_store)?;
+    let created = store_create(app, target, obj)?;
     Ok(json_response(StatusCode::CREATED, &created))
 }
 
@@ -296,15 +322,16 @@ fn replace(app: &App, target: &Target, name: &str, obj: Value) -> ApiResult<Resp
     if mode(target) == WriteMode::Main {
         validate::check(target.kind, &obj)?;
     }
-    let updated = app
-        .store
-        .update(target.kind, ns(target), name, obj, mode(target))
-        .map_err(ApiError::from_store)?;
+    let updated = store_update(app, target, name, obj, mode(target))?;
     Ok(json_response(StatusCode::OK, &updated))
 }
 
 /// DeleteOptions from the body and the query (the query wins, as upstream).
-fn delete_options(bytes: &[u8], query: &HashMap<String, String>) -> ApiResult<DeleteOptions> {
+/// Also says whether the body asks for a dry run (`"dryRun": ["All"]`, how kube sends it).
+fn delete_options(
+    bytes: &[u8],
+    query: &HashMap<String, String>,
+) -> ApiResult<(DeleteOptions, bool)> {
     let body = if bytes.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
@@ -348,7 +375,11 @@ fn delete_options(bytes: &[u8], query: &HashMap<String, String>) -> ApiResult<De
             )));
         }
     };
-    Ok(opts)
+    let dry = body
+        .get("dryRun")
+        .and_then(Value::as_array)
+        .is_some_and(|d| d.iter().any(|v| v == "All"));
+    Ok((opts, dry))
 }
 
 fn delete(
@@ -361,11 +392,15 @@ fn delete(
     if target.sub.is_some() {
         return Err(ApiError::method_not_allowed("DELETE", "a subresource"));
     }
-    let opts = delete_options(bytes, query)?;
-    let deleted = app
-        .store
-        .delete(target.kind, ns(target), name, &opts)
-        .map_err(ApiError::from_store)?;
+    let (opts, body_dry) = delete_options(bytes, query)?;
+    let deleted = if target.dry_run || body_dry {
+        // A dry run answers with the object as it stands.
+        Deleted::Pending(live(app, target, name)?)
+    } else {
+        app.store
+            .delete(target.kind, ns(target), name, &opts)
+            .map_err(ApiError::from_store)?
+    };
     let body = match deleted {
         Deleted::Pending(obj) => obj,
         Deleted::Gone(obj) if target.kind.plural == "pods" => obj,
@@ -386,7 +421,8 @@ fn delete_collection(
     bytes: &[u8],
     query: &HashMap<String, String>,
 ) -> ApiResult<Response> {
-    let opts = delete_options(bytes, query)?;
+    let (opts, body_dry) = delete_options(bytes, query)?;
+    let dry = target.dry_run || body_dry;
     let sel = selector(target, query)?;
     let listed = app
         .store
@@ -403,6 +439,10 @@ fn delete_collection(
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
+        if dry {
+            items.push(obj);
+            continue;
+        }
         match app.store.delete(target.kind, &ns, &name, &opts) {
             Ok(Deleted::Gone(o) | Deleted::Pending(o)) => items.push(o),
             // Removed meanwhile (a cascade): nothing to report.

@@ -11,7 +11,7 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::App;
-use super::handlers::{Target, check_body, mode, ns};
+use super::handlers::{Target, check_body, mode, ns, store_create, store_update};
 use super::status::{ApiError, ApiResult, json_response};
 use super::subresources::{scale_of, set_replicas};
 use super::{BodyFormat, parse_value, validate};
@@ -132,18 +132,12 @@ fn patch_once(
     }
     if current.is_none() {
         validate::check(kind, &result)?;
-        let created = app
-            .store
-            .create(kind, ns(target), result)
-            .map_err(ApiError::from_store)?;
+        let created = store_create(app, target, result)?;
         return Ok(json_response(StatusCode::CREATED, &created));
     }
     if mode(target) == WriteMode::Main {
         validate::check(kind, &result)?;
     }
-    let updated = app
-        .store
-        .update(kind, ns(target), name, result, mode(target))
-        .map_err(ApiError::from_store)?;
+    let updated = store_update(app, target, name, result, mode(target))?;
     Ok(json_response(StatusCode::OK, &updated))
 }

@@ -9,7 +9,7 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::App;
-use super::handlers::{Target, list_body, live, ns, selector};
+use super::handlers::{Target, list_body, live, selector, store_update};
 use super::status::{ApiError, ApiResult, json_response};
 use crate::lab::store::{StoreError, WriteMode};
 
@@ -75,10 +75,7 @@ pub(super) fn set_replicas(
         }));
     }
     deploy["spec"]["replicas"] = json!(n);
-    let updated = app
-        .store
-        .update(target.kind, ns(target), name, deploy, WriteMode::Main)
-        .map_err(ApiError::from_store)?;
+    let updated = store_update(app, target, name, deploy, WriteMode::Main)?;
     Ok(json_response(StatusCode::OK, &scale_of(&updated)))
 }
 

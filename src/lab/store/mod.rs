@@ -303,6 +303,27 @@ impl Store {
         namespace: &str,
         obj: Value,
     ) -> Result<Value, StoreError> {
+        self.create_with(kind, namespace, obj, false)
+    }
+
+    /// What [`Store::create`] would store, with every check, storing nothing (server-side
+    /// dry run).
+    pub fn preview_create(
+        &self,
+        kind: &'static Kind,
+        namespace: &str,
+        obj: Value,
+    ) -> Result<Value, StoreError> {
+        self.create_with(kind, namespace, obj, true)
+    }
+
+    fn create_with(
+        &self,
+        kind: &'static Kind,
+        namespace: &str,
+        obj: Value,
+        dry: bool,
+    ) -> Result<Value, StoreError> {
         let mut state = self.lock();
         let namespace = if kind.namespaced { namespace } else { "" };
         if kind.namespaced {
@@ -325,6 +346,9 @@ impl Store {
                 resource: kind.plural,
                 name,
             });
+        }
+        if dry {
+            return Ok(obj);
         }
         let rv = state.rv + 1;
         meta::set_rv(&mut obj, rv);
@@ -351,6 +375,31 @@ impl Store {
         obj: Value,
         mode: WriteMode,
     ) -> Result<Value, StoreError> {
+        self.update_with(kind, namespace, name, obj, mode, false)
+    }
+
+    /// What [`Store::update`] would store, with every check, storing nothing (server-side
+    /// dry run).
+    pub fn preview_update(
+        &self,
+        kind: &'static Kind,
+        namespace: &str,
+        name: &str,
+        obj: Value,
+        mode: WriteMode,
+    ) -> Result<Value, StoreError> {
+        self.update_with(kind, namespace, name, obj, mode, true)
+    }
+
+    fn update_with(
+        &self,
+        kind: &'static Kind,
+        namespace: &str,
+        name: &str,
+        obj: Value,
+        mode: WriteMode,
+        dry: bool,
+    ) -> Result<Value, StoreError> {
         let mut state = self.lock();
         let namespace = if kind.namespaced { namespace } else { "" };
         let key = (kind.plural, namespace.to_string(), name.to_string());
@@ -375,6 +424,9 @@ impl Store {
         let live = &state.objects[&key];
         if meta::same_ignoring_rv(live, &new) {
             return Ok(live.clone());
+        }
+        if dry {
+            return Ok(new);
         }
         // Finalizers emptied on an object being deleted: the deletion completes now.
         if meta::deletion_timestamp(&new).is_some()

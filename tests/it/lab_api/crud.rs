@@ -475,3 +475,56 @@ async fn delete_collection_removes_only_selected_objects() {
     assert_eq!(left, ["c"]);
     lab.shutdown().await;
 }
+
+#[tokio::test]
+async fn dry_runs_check_and_answer_but_store_nothing() {
+    let (lab, client, _dir) = start_lab().await;
+    let deployments: Api<Deployment> = Api::default_namespaced(client);
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let preview = deployments
+        .create(&dry, &deployment("web", 2))
+        .await
+        .unwrap();
+    assert_eq!(preview.spec.replicas, Some(2));
+    assert!(
+        deployments.get_opt("web").await.unwrap().is_none(),
+        "nothing stored"
+    );
+
+    deployments
+        .create(&PostParams::default(), &deployment("web", 2))
+        .await
+        .unwrap();
+    let mut pp = PatchParams::default();
+    pp.dry_run = true;
+    let patched = deployments
+        .patch("web", &pp, &Patch::Merge(json!({"spec": {"replicas": 7}})))
+        .await
+        .unwrap();
+    assert_eq!(patched.spec.replicas, Some(7));
+    assert_eq!(
+        deployments.get("web").await.unwrap().spec.replicas,
+        Some(2),
+        "patch not stored"
+    );
+    let dp = DeleteParams {
+        dry_run: true,
+        ..DeleteParams::default()
+    };
+    deployments.delete("web", &dp).await.unwrap();
+    assert!(
+        deployments.get_opt("web").await.unwrap().is_some(),
+        "delete not done"
+    );
+    let err = api_error(
+        deployments
+            .create(&dry, &deployment("web", 1))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 409, "a dry run still checks the name");
+    lab.shutdown().await;
+}

@@ -185,6 +185,13 @@ async fn kubectl_apply_creates_configures_and_server_side_applies() {
         return;
     };
     let out = kubectl
+        .ok(
+            &["apply", "--dry-run=server", "-f", "-"],
+            Some(DEPLOYMENT_YAML),
+        )
+        .await;
+    assert!(out.contains("server dry run"), "{out}");
+    let out = kubectl
         .ok(&["apply", "-f", "-"], Some(DEPLOYMENT_YAML))
         .await;
     assert!(out.contains("created"), "{out}");
