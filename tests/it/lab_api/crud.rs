@@ -498,8 +498,10 @@ async fn dry_runs_check_and_answer_but_store_nothing() {
         .create(&PostParams::default(), &deployment("web", 2))
         .await
         .unwrap();
-    let mut pp = PatchParams::default();
-    pp.dry_run = true;
+    let pp = PatchParams {
+        dry_run: true,
+        ..PatchParams::default()
+    };
     let patched = deployments
         .patch("web", &pp, &Patch::Merge(json!({"spec": {"replicas": 7}})))
         .await
