@@ -136,8 +136,49 @@ fn metadata_mut<'a>(
     Ok(meta.as_object_mut().expect("metadata is an object"))
 }
 
+/// Refuses shapes no Kubernetes client could decode (and that later writes could not
+/// index into): labels and annotations must map strings to strings; `spec` and `status`
+/// must be objects; a Service's ports a list of objects.
+fn check_shape(kind: &Kind, obj: &Value) -> Result<(), StoreError> {
+    let name = self::name(obj);
+    for field in ["labels", "annotations"] {
+        if let Some(map) = obj.pointer(&format!("/metadata/{field}"))
+            && !map.is_null()
+            && !map
+                .as_object()
+                .is_some_and(|m| m.values().all(Value::is_string))
+        {
+            let msg = "must be a map of string keys to string values";
+            return Err(invalid(kind, name, &format!("metadata.{field}"), msg));
+        }
+    }
+    for field in ["spec", "status"] {
+        if let Some(v) = obj.get(field)
+            && !v.is_object()
+            && !v.is_null()
+        {
+            return Err(invalid(kind, name, field, "must be an object"));
+        }
+    }
+    if kind.plural == "services"
+        && let Some(ports) = obj.pointer("/spec/ports")
+        && !ports
+            .as_array()
+            .is_some_and(|a| a.iter().all(Value::is_object))
+    {
+        return Err(invalid(
+            kind,
+            name,
+            "spec.ports",
+            "must be a list of port objects",
+        ));
+    }
+    Ok(())
+}
+
 /// A new object as the server stores it (without resourceVersion).
 pub fn prepare_create(kind: &Kind, namespace: &str, mut obj: Value) -> Result<Value, StoreError> {
+    check_shape(kind, &obj)?;
     let meta = metadata_mut(kind, &mut obj)?;
     let mut name = meta
         .get("name")
@@ -202,6 +243,7 @@ pub fn prepare_update(
     mode: super::WriteMode,
 ) -> Result<Value, StoreError> {
     let name = self::name(live).to_string();
+    check_shape(kind, &obj)?;
     if mode == super::WriteMode::Status {
         let mut new = live.clone();
         match obj.get_mut("status").map(Value::take) {

@@ -193,3 +193,50 @@ async fn concurrent_read_modify_write_loses_no_update() {
     assert_eq!(total, 40);
     lab.shutdown().await;
 }
+
+#[tokio::test]
+async fn objects_of_the_wrong_shape_are_invalid_not_a_crash() {
+    let (lab, client, _dir) = start_lab().await;
+    let cases = [
+        (
+            "/api/v1/namespaces/default/services",
+            json!({"metadata": {"name": "s"}, "spec": "x"}),
+        ),
+        (
+            "/api/v1/namespaces/default/services",
+            json!({"metadata": {"name": "s"}, "spec": {"type": "NodePort", "ports": [80]}}),
+        ),
+        (
+            "/api/v1/namespaces/default/pods",
+            json!({"metadata": {"name": "p", "labels": {"a": 1}},
+            "spec": {"containers": [{"name": "a", "image": "resil-demo"}]}}),
+        ),
+        (
+            "/api/v1/namespaces/default/endpoints",
+            json!({"metadata": {"name": "e"}, "status": 3}),
+        ),
+        ("/api/v1/namespaces/default/events", json!([1, 2])),
+    ];
+    for (path, body) in cases {
+        let (code, _, status) = raw(
+            &client,
+            "POST",
+            path,
+            Some("application/json"),
+            body.to_string().into(),
+        )
+        .await;
+        assert!(code == 422 || code == 400, "{body}: {code} {status}");
+        assert_eq!(status["kind"], "Status");
+    }
+    let (code, _, _) = raw(
+        &client,
+        "GET",
+        "/api/v1/namespaces/default/services",
+        None,
+        vec![],
+    )
+    .await;
+    assert_eq!(code, 200, "the server still answers");
+    lab.shutdown().await;
+}
