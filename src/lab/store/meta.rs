@@ -152,6 +152,26 @@ fn check_shape(kind: &Kind, obj: &Value) -> Result<(), StoreError> {
             return Err(invalid(kind, name, &format!("metadata.{field}"), msg));
         }
     }
+    let list_of = |pointer: &str, ok: fn(&Value) -> bool| {
+        obj.pointer(pointer)
+            .is_none_or(|v| v.is_null() || v.as_array().is_some_and(|a| a.iter().all(ok)))
+    };
+    if !list_of("/metadata/finalizers", Value::is_string) {
+        return Err(invalid(
+            kind,
+            name,
+            "metadata.finalizers",
+            "must be a list of strings",
+        ));
+    }
+    if !list_of("/metadata/ownerReferences", Value::is_object) {
+        return Err(invalid(
+            kind,
+            name,
+            "metadata.ownerReferences",
+            "must be a list of objects",
+        ));
+    }
     for field in ["spec", "status"] {
         if let Some(v) = obj.get(field)
             && !v.is_object()
