@@ -5,6 +5,7 @@
 mod crud;
 mod errors;
 mod kubectl;
+mod perf;
 mod persistence;
 mod watch;
 
