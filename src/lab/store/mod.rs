@@ -13,6 +13,21 @@
 //! pod terminator has claimed pods with [`Store::set_pod_terminator`] — the kubelet does,
 //! then stops the process and calls [`Store::remove`]. Without a terminator (tests, a lab
 //! without a runtime) pods are removed at once, like `--grace-period=0`.
+//! Deleting a namespace removes its objects at once (pods included), so a terminator must
+//! also stop the process of a pod it sees DELETED.
+//!
+//! How an in-lab controller uses it (the lab hands it the store via `Lab::spawn_task`):
+//!
+//! ```text
+//! let pods = kinds::stored("pods").unwrap();            // the type table entry
+//! let mut sub = store.watch("pods", None, WatchStart::Now)?;  // ADDED per pod, then live
+//! while let Ok(event) = sub.next().await { ... }         // Err(Lagged): relist, re-watch
+//! store.create(pods, "default", json!({...}))?;          // server fills uid, RV, ...
+//! store.update(pods, "default", "web-1", obj, WriteMode::Status)?;  // status only
+//! store.delete(pods, "default", "web-1", &DeleteOptions::default())?;
+//! store.remove("pods", "default", "web-1")?;             // the terminator's last step
+//! store.set_pod_metrics("default", "web-1", Some(pod_metrics_json));
+//! ```
 
 mod delete;
 pub mod kinds;
