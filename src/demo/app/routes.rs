@@ -16,7 +16,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::burn::spin_for;
+use super::burn::burn_cpu;
 use super::counters::{Counters, PathClass};
 use super::faults::{FaultSpec, FaultSwitch};
 use super::{AppConfig, IdentityHeaders};
@@ -196,7 +196,7 @@ async fn work(State(state): State<AppState>, request: Request) -> Response {
     };
     let cap = u64::try_from(state.config.max_work.as_millis()).unwrap_or(u64::MAX);
     let burned = requested.min(cap);
-    let spun = tokio::task::spawn_blocking(move || spin_for(Duration::from_millis(burned))).await;
+    let spun = tokio::task::spawn_blocking(move || burn_cpu(Duration::from_millis(burned))).await;
     if spun.is_err() {
         return error(StatusCode::INTERNAL_SERVER_ERROR, "the work thread failed");
     }

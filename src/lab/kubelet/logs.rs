@@ -9,8 +9,9 @@
 //!
 //! so one instance keeps at most two files of `cap` bytes, as the kubelet keeps
 //! `containerLogMaxSize` × files. [`LogWriter`] appends a process's output and rotates;
-//! [`ContainerLogs`] finds and reads the files. `PodProcess` writes; the API's log
-//! handler reads.
+//! [`ContainerLogs`] finds and reads the files; [`LogFollower`] reads what is appended
+//! (`kubectl logs -f`), across rotations. `PodProcess` writes; the API's log handler
+//! reads. Lines carry no timestamps of their own.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -168,6 +169,79 @@ impl LogWriter {
     }
 }
 
+/// Reads a container's current log as it grows (`kubectl logs -f`). Holds the open
+/// file, so output written just before a rotation is still read from the renamed file
+/// before moving on to the fresh one. The caller polls [`LogFollower::read_new`] (e.g.
+/// every 100 ms) and stops when the container has exited and nothing new came. A
+/// follower that falls more than one whole rotation behind skips the file in between.
+#[derive(Debug)]
+pub struct LogFollower {
+    path: PathBuf,
+    file: Option<File>,
+}
+
+impl LogFollower {
+    /// Follows `logs`' current file; with `from_start` false, only output written after
+    /// this call is returned (the caller sends the existing content itself).
+    pub fn new(logs: &ContainerLogs, from_start: bool) -> io::Result<LogFollower> {
+        let path = logs.current();
+        let file = match File::open(&path) {
+            Ok(mut file) => {
+                if !from_start {
+                    io::Seek::seek(&mut file, io::SeekFrom::End(0))?;
+                }
+                Some(file)
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => None,
+            Err(err) => return Err(err),
+        };
+        Ok(LogFollower { path, file })
+    }
+
+    /// Whatever was appended since the last call (empty when nothing was).
+    pub fn read_new(&mut self) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        if let Some(file) = &mut self.file {
+            io::Read::read_to_end(file, &mut out)?;
+        }
+        // A different file under the name: the old one was rotated away (and is now
+        // drained above); continue from the start of the new one.
+        if self.replaced()? {
+            self.file = match File::open(&self.path) {
+                Ok(file) => Some(file),
+                Err(err) if err.kind() == io::ErrorKind::NotFound => None,
+                Err(err) => return Err(err),
+            };
+            if let Some(file) = &mut self.file {
+                io::Read::read_to_end(file, &mut out)?;
+            }
+        }
+        Ok(out)
+    }
+
+    #[cfg(unix)]
+    fn replaced(&self) -> io::Result<bool> {
+        use std::os::unix::fs::MetadataExt;
+        let on_disk = match fs::metadata(&self.path) {
+            Ok(meta) => meta,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(err) => return Err(err),
+        };
+        Ok(match &self.file {
+            Some(file) => {
+                let open = file.metadata()?;
+                (open.dev(), open.ino()) != (on_disk.dev(), on_disk.ino())
+            }
+            None => true,
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn replaced(&self) -> io::Result<bool> {
+        Ok(self.file.is_none() && self.path.exists())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,6 +282,25 @@ mod tests {
         assert_eq!(logs.read(true).unwrap(), b"first instance\n");
         logs.remove().unwrap();
         assert!(logs.read(false).is_err());
+    }
+
+    #[test]
+    fn a_follower_sees_appends_across_rotations_without_losing_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = ContainerLogs::new(dir.path(), "default", "web-1", "web");
+        let mut writer = logs.start_instance(10).unwrap();
+        writer.append(b"old\n").unwrap();
+        let mut follower = LogFollower::new(&logs, false).unwrap();
+        assert_eq!(follower.read_new().unwrap(), b"");
+        let mut seen = Vec::new();
+        for line in ["aaaa\n", "bbbb\n", "cccc\n", "dddd\n", "eeee\n"] {
+            writer.append(line.as_bytes()).unwrap();
+            if line.starts_with('b') || line.starts_with('e') {
+                seen.extend(follower.read_new().unwrap());
+            }
+        }
+        seen.extend(follower.read_new().unwrap());
+        assert_eq!(seen, b"aaaa\nbbbb\ncccc\ndddd\neeee\n");
     }
 
     #[test]

@@ -274,3 +274,40 @@ async fn a_program_that_cannot_start_is_a_spawn_error() {
     assert!(matches!(err, KubeletError::Spawn { .. }), "{err}");
     assert!(registry.pods().is_empty());
 }
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cpu_burn_switch_shows_in_the_pods_sampled_usage() {
+    use crate::lab::kubelet::UsageMeter;
+
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Arc::new(PodRegistry::new(dir.path()));
+    let process =
+        PodProcess::spawn(&launch(dir.path(), test_program(), "burner"), &registry).unwrap();
+    let addr = within("listening", 10, process.listening()).await.unwrap();
+    let mut meter = UsageMeter::new(process.pid());
+    assert_eq!(meter.poll(), None);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = meter.poll().expect("usage of a live pod");
+    assert!(idle.memory_bytes > 1 << 20, "{idle:?}");
+
+    probe_client()
+        .put(format!("http://{addr}/admin/faults"))
+        .body(r#"{"cpu_burn_percent":60,"for":"10s"}"#)
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let busy = meter.poll().expect("usage of a live pod");
+    // 60 % of a core asked for; on a shared machine (load 20 on 2 cores was seen) the
+    // share actually granted can fall to a tenth of that, so only demand that it is
+    // clearly busier than idle (which reads 0) and not above one core.
+    assert!(
+        busy.nanocores > idle.nanocores + 30_000_000,
+        "idle {idle:?}, busy {busy:?}"
+    );
+    assert!(busy.nanocores < 1_100_000_000, "{busy:?}");
+    process.kill_now();
+    within("the exit", 10, process.exited()).await;
+    assert_eq!(meter.poll(), None, "a dead process has no usage");
+}
