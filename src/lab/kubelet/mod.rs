@@ -15,6 +15,8 @@
 //! - [`usage`]: per-process CPU (nanocores) and memory for metrics and the HPA.
 //! - [`image`]: which images are the demo image, and how other images fail.
 //! - [`env`]: a container's env resolved to strings.
+//! - [`supervisor`]: [`ContainerHandle`] — the above composed: one container kept
+//!   running under `restartPolicy: Always`, reporting [`ContainerEvent`]s.
 //!
 //! It knows nothing of the API or the store, and nothing of the toolkit.
 
@@ -30,6 +32,7 @@ pub mod ports;
 pub mod probe;
 pub mod process;
 pub mod registry;
+pub mod supervisor;
 pub mod usage;
 
 use std::io;
@@ -41,6 +44,7 @@ pub use ports::free_port;
 pub use probe::{ProbeCheck, ProbeKind, ProbeSettings, ProbeUpdate, run_probe};
 pub use process::{PodLaunch, PodProcess, ProcessExit};
 pub use registry::{PodRecord, PodRegistry, kill_orphans};
+pub use supervisor::{ContainerEvent, ContainerHandle, ContainerSpec};
 pub use usage::{Usage, UsageMeter};
 
 /// Why a pod process could not be started.
