@@ -209,3 +209,66 @@ async fn unsupported_probes_are_reported_and_ignored() {
     assert_eq!(next(&mut rx).await, ContainerEvent::Ready(true));
     handle.stop(Duration::from_secs(5)).await;
 }
+
+/// The figure "200 demo pods Ready in ≤ 20 s, resident memory ≤ 600 MB", for
+/// the process layer alone. A benchmark, not a check: run it with
+/// `cargo nextest run --lib --run-ignored only -E 'test(/two_hundred/)' --no-capture`.
+#[ignore = "benchmark: starts 200 processes"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_pods_ready_benchmark() {
+    const PODS: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Arc::new(PodRegistry::new(dir.path()));
+    let (tx, mut rx) = mpsc::channel(4 * PODS);
+    let start = std::time::Instant::now();
+    let mut handles = Vec::new();
+    for i in 0..PODS {
+        let mut spec = spec(dir.path(), &format!("web-{i}"));
+        spec.readiness = Some(http_probe("/readyz", 1, 3));
+        let (pod_tx, mut pod_rx) = mpsc::channel(16);
+        let tx = tx.clone();
+        // Tag each pod's events with its index.
+        tokio::spawn(async move {
+            while let Some(event) = pod_rx.recv().await {
+                if tx.send((i, event)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        handles.push(ContainerHandle::start(spec, Arc::clone(&registry), pod_tx));
+    }
+    let mut ready = std::collections::HashSet::new();
+    let mut pids = Vec::new();
+    while ready.len() < PODS {
+        let (i, event) = tokio::time::timeout(Duration::from_secs(120), rx.recv())
+            .await
+            .expect("pods did not get ready")
+            .unwrap();
+        match event {
+            ContainerEvent::Ready(true) => {
+                ready.insert(i);
+            }
+            ContainerEvent::Started { pid, .. } => pids.push(pid),
+            _ => {}
+        }
+    }
+    let took = start.elapsed();
+    let pss_kib: u64 = pids
+        .iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok())
+        .filter_map(|text| {
+            text.lines()
+                .find(|l| l.starts_with("Pss:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse::<u64>().ok())
+        })
+        .sum();
+    println!(
+        "{PODS} pods ready in {took:?}; pods' proportional set size {} MiB",
+        pss_kib / 1024
+    );
+    for handle in handles {
+        handle.stop(Duration::from_secs(5)).await;
+    }
+    assert!(registry.pods().is_empty());
+}
