@@ -74,6 +74,25 @@ use tokio::net::TcpListener;
 pub use counters::{CounterSnapshot, PathClass};
 pub use faults::{FaultError, FaultSpec, Faults};
 
+/// The body of `GET /admin/state` (also what chaos and load read back).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AdminState {
+    /// Pod name.
+    pub pod: String,
+    /// Colour.
+    pub color: String,
+    /// Version.
+    pub version: String,
+    /// Region.
+    pub region: String,
+    /// When the app started.
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    /// The faults in force.
+    pub faults: Faults,
+    /// Responses counted since start.
+    pub requests: CounterSnapshot,
+}
+
 /// Who this instance is: shown on the page and sent in every response's headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::burn::burn_cpu;
 use super::counters::{Counters, PathClass};
 use super::faults::{FaultSpec, FaultSwitch};
-use super::{AppConfig, IdentityHeaders};
+use super::{AdminState, AppConfig, IdentityHeaders};
 
 /// Default `/work` burn when `ms` is not given.
 const DEFAULT_WORK_MS: u64 = 100;
@@ -219,15 +219,15 @@ fn work_ms(query: Option<&str>) -> Result<u64, String> {
 
 async fn admin_state(State(state): State<AppState>) -> Response {
     let identity = &state.config.identity;
-    axum::Json(json!({
-        "pod": identity.pod,
-        "color": identity.color,
-        "version": identity.version,
-        "region": identity.region,
-        "started_at": state.started_at.to_rfc3339_opts(SecondsFormat::Millis, true),
-        "faults": state.faults.current(),
-        "requests": state.counters.snapshot(),
-    }))
+    axum::Json(AdminState {
+        pod: identity.pod.clone(),
+        color: identity.color.clone(),
+        version: identity.version.clone(),
+        region: identity.region.clone(),
+        started_at: state.started_at,
+        faults: state.faults.current(),
+        requests: state.counters.snapshot(),
+    })
     .into_response()
 }
 
