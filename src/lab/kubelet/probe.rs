@@ -405,7 +405,8 @@ impl TcpCheck {
     }
 }
 
-fn error_chain(err: &dyn std::error::Error) -> String {
+/// An error with its causes, `: `-separated (as Go prints wrapped errors).
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

@@ -20,7 +20,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::backoff::{Backoff, BackoffPolicy, crash_loop_message};
 use super::ports::free_port;
-use super::probe::{ProbeCheck, ProbeKind, ProbeSettings, ProbeUpdate, probe_client, run_probe};
+use super::probe::{
+    ProbeCheck, ProbeKind, ProbeSettings, ProbeUpdate, error_chain, probe_client, run_probe,
+};
 use super::process::{PodLaunch, PodProcess, ProcessExit};
 use super::registry::PodRegistry;
 
@@ -205,8 +207,7 @@ async fn run_instance(
         .map_err(|err| format!("no free port on 127.0.0.1: {err}"))
         .and_then(|port| {
             launch.port = port;
-            PodProcess::spawn(&launch, registry)
-                .map_err(|err| format!("{:#}", anyhow::Error::new(err)))
+            PodProcess::spawn(&launch, registry).map_err(|err| error_chain(&err))
         });
     let process = match spawned {
         Ok(process) => process,
