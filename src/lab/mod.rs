@@ -10,6 +10,7 @@
 mod api;
 pub(crate) mod controllers;
 pub mod patch;
+pub(crate) mod kubelet;
 mod server;
 pub mod store;
 mod tls;
