@@ -1,9 +1,408 @@
-//! Chaos: plan → dry-run → execute → journal → revert for kill-pods, outage, degrade, cpu-burn and proxy latency.
+//! Chaos: kill pods, outages with guaranteed restore, degraded pods, CPU burn, proxy
+//! latency — each one planned, printed, journaled, executed and reverted.
+//!
+//! The flow of every action: `<X>Args` → a plan ([`plan`]: targets chosen with a seeded
+//! shuffle) → printed → stop here with `--dry-run` → the safety guard → a journal entry
+//! written *before* acting ([`journal`]) → the action ([`execute`], kube-rs only) → wait
+//! for the duration or Ctrl-C/SIGTERM → revert → journal entry closed. `resil chaos revert`
+//! undoes whatever a killed resil left open. This file is the command layer; the scenario
+//! runner drives the same pieces.
+
+pub mod execute;
+pub mod injector;
+pub mod journal;
+pub mod plan;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use rand::RngExt;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 
 use crate::Exit;
-use crate::cli::{ChaosArgs, GlobalArgs};
+use crate::cli::{
+    ChaosArgs, ChaosCommand, ChaosCommonArgs, CpuBurnArgs, DegradeArgs, GlobalArgs, KillPodsArgs,
+    LatencyArgs, OutageArgs, TargetArgs,
+};
+use crate::results::RunDir;
+use execute::Scope;
+use injector::Injector;
+use journal::{Entry, Journal};
+use plan::{Amount, Faults, ProxyFault, Selection};
 
-/// `resil chaos`
-pub async fn command(_args: ChaosArgs, _global: &GlobalArgs) -> anyhow::Result<Exit> {
-    Err(crate::not_implemented("chaos"))
+/// The most rounds `kill-pods --every` will run.
+const MAX_ROUNDS: u32 = 1000;
+
+/// `resil chaos ...`
+pub async fn command(args: ChaosArgs, global: &GlobalArgs) -> anyhow::Result<Exit> {
+    match args.command {
+        ChaosCommand::KillPods(a) => kill_pods(a, global).await,
+        ChaosCommand::Outage(a) => outage(a, global).await,
+        ChaosCommand::Degrade(a) => degrade(a, global).await,
+        ChaosCommand::CpuBurn(a) => cpu_burn(a, global).await,
+        ChaosCommand::Latency(a) => latency(a, global).await,
+        ChaosCommand::Revert(a) => revert(a, global).await,
+    }
+}
+
+/// A connected injector plus the command line's dry-run switch.
+struct Session {
+    injector: Injector,
+    dry_run: bool,
+}
+
+impl Session {
+    async fn open(common: &ChaosCommonArgs, global: &GlobalArgs) -> anyhow::Result<Session> {
+        let target = crate::watch::connect(global).await?;
+        let state_dir = common
+            .state_dir
+            .clone()
+            .unwrap_or_else(journal::default_state_dir);
+        let out = match &common.out {
+            Some(dir) => Some(
+                RunDir::create(dir)
+                    .with_context(|| format!("creating results directory {}", dir.display()))?,
+            ),
+            None => None,
+        };
+        Ok(Session {
+            injector: Injector {
+                scope: Scope {
+                    client: target.client,
+                    namespace: global
+                        .namespace
+                        .clone()
+                        .unwrap_or_else(|| crate::watch::DEMO_NAMESPACE.to_string()),
+                },
+                context: target.context,
+                journal: Journal::new(&state_dir),
+                out,
+            },
+            dry_run: common.dry_run,
+        })
+    }
+
+    fn context(&self) -> &str {
+        &self.injector.context
+    }
+
+    /// Prints the plan; says whether to go on (not with `--dry-run`).
+    fn announce(&self, lines: &[String]) -> bool {
+        println!(
+            "plan (context {}, namespace {}):",
+            self.context(),
+            self.injector.scope.namespace
+        );
+        for line in lines {
+            println!("  {line}");
+        }
+        if self.dry_run {
+            println!("dry run: nothing was changed");
+        }
+        !self.dry_run
+    }
+
+    /// Holds a timed fault for `duration`, then reverts it — also on Ctrl-C or SIGTERM.
+    async fn hold_and_revert(&self, entry: Entry, duration: Duration) -> anyhow::Result<Exit> {
+        eprintln!(
+            "injected {} ({}); reverting in {} — Ctrl-C reverts now",
+            entry.action,
+            entry.id,
+            humantime::format_duration(duration)
+        );
+        let interrupted = tokio::select! {
+            // The fault ran its course.
+            () = tokio::time::sleep(duration) => false,
+            // The user (or a supervisor) wants out: revert first, then leave.
+            () = interrupt() => true,
+        };
+        self.injector.revert(&entry).await?;
+        println!("reverted {} ({})", entry.action, entry.id);
+        Ok(if interrupted {
+            Exit::Interrupted
+        } else {
+            Exit::Ok
+        })
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn interrupt() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        // Ctrl-C in the terminal.
+        _ = tokio::signal::ctrl_c() => {}
+        // `kill` or a supervisor stopping us.
+        () = term => {}
+    }
+}
+
+fn seed(target: &TargetArgs) -> u64 {
+    target.seed.unwrap_or_else(rand::random)
+}
+
+fn selection(target: &TargetArgs, min_age: Option<Duration>) -> anyhow::Result<Selection> {
+    let amount = Amount::from_flags(target.count, target.percent)?;
+    Ok(Selection::new(
+        target.color,
+        target.selector.as_deref(),
+        amount,
+        min_age,
+    )?)
+}
+
+async fn kill_pods(args: KillPodsArgs, global: &GlobalArgs) -> anyhow::Result<Exit> {
+    if args.times == 0 || args.times > MAX_ROUNDS {
+        anyhow::bail!("--times must be between 1 and {MAX_ROUNDS}");
+    }
+    if args.times > 1 && args.every.is_none() {
+        anyhow::bail!(
+            "--times {} needs --every INTERVAL between rounds",
+            args.times
+        );
+    }
+    let session = Session::open(&args.common, global).await?;
+    let injector = &session.injector;
+    let selection = selection(&args.target, args.min_age)?;
+    let seed = seed(&args.target);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let how = if args.force {
+        "force-delete (grace 0)"
+    } else {
+        "delete (graceful)"
+    };
+    let first = injector.choose(&selection, rng.random()).await?;
+    let mut lines = vec![
+        format!(
+            "{how} {} pod(s) matching `{}`: {}",
+            first.len(),
+            selection.selector,
+            first.join(", ")
+        ),
+        format!("seed {seed} (pass --seed {seed} to repeat these choices)"),
+    ];
+    if let Some(every) = args.every {
+        lines.push(format!(
+            "{} round(s), every {} with up to 20% random jitter; later rounds choose again",
+            args.times,
+            humantime::format_duration(every)
+        ));
+    }
+    if !session.announce(&lines) {
+        return Ok(Exit::Ok);
+    }
+    guard(&session, global)?;
+    let mut chosen = first;
+    for round in 1..=args.times {
+        if round > 1 {
+            let every = args.every.unwrap_or_default();
+            let jitter = every.mul_f64(rng.random_range(0.0..0.2));
+            tokio::select! {
+                // The interval between rounds.
+                () = tokio::time::sleep(every + jitter) => {}
+                // Stop between rounds; nothing is left to revert.
+                () = interrupt() => return Ok(Exit::Interrupted),
+            }
+            chosen = match injector.choose(&selection, rng.random()).await {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("round {round}: {e:#}");
+                    continue;
+                }
+            };
+        }
+        let entry = injector.kill_pods(&chosen, args.force).await?;
+        println!(
+            "{} round {round}/{}: killed {}",
+            stamp(entry.injected_at),
+            args.times,
+            chosen.join(", ")
+        );
+    }
+    Ok(Exit::Ok)
+}
+
+async fn outage(args: OutageArgs, global: &GlobalArgs) -> anyhow::Result<Exit> {
+    let session = Session::open(&args.common, global).await?;
+    let deployment = format!("web-{}", args.color.as_str());
+    let replicas = session.injector.scope.replicas(&deployment).await?;
+    let lines = [format!(
+        "scale deployment/{deployment} from {replicas} to 0 for {}, then back to {replicas}",
+        humantime::format_duration(args.duration)
+    )];
+    if !session.announce(&lines) {
+        return Ok(Exit::Ok);
+    }
+    guard(&session, global)?;
+    let entry = session.injector.outage(args.color, args.duration).await?;
+    session.hold_and_revert(entry, args.duration).await
+}
+
+async fn pod_faults(
+    action: &str,
+    target: &TargetArgs,
+    faults: Faults,
+    duration: Duration,
+    common: &ChaosCommonArgs,
+    global: &GlobalArgs,
+) -> anyhow::Result<Exit> {
+    let session = Session::open(common, global).await?;
+    let selection = selection(target, None)?;
+    let seed = seed(target);
+    let chosen = session.injector.choose(&selection, seed).await?;
+    let lines = [
+        format!(
+            "{faults} on {} pod(s) for {}: {}",
+            chosen.len(),
+            humantime::format_duration(duration),
+            chosen.join(", ")
+        ),
+        format!("seed {seed} (pass --seed {seed} to repeat these choices)"),
+        "the pods revert by themselves at the end even if resil is killed".to_string(),
+    ];
+    if !session.announce(&lines) {
+        return Ok(Exit::Ok);
+    }
+    guard(&session, global)?;
+    let entry = session
+        .injector
+        .pod_faults(action, &chosen, faults, duration)
+        .await?;
+    session.hold_and_revert(entry, duration).await
+}
+
+async fn degrade(args: DegradeArgs, global: &GlobalArgs) -> anyhow::Result<Exit> {
+    let faults = Faults::from_mode(&args.mode)?;
+    pod_faults(
+        "degrade",
+        &args.target,
+        faults,
+        args.duration,
+        &args.common,
+        global,
+    )
+    .await
+}
+
+async fn cpu_burn(args: CpuBurnArgs, global: &GlobalArgs) -> anyhow::Result<Exit> {
+    if args.load == 0 || args.load > 100 {
+        anyhow::bail!(
+            "--load is a share of one core in percent, 1 to 100, not {}",
+            args.load
+        );
+    }
+    let faults = Faults {
+        cpu_burn_percent: args.load,
+        ..Faults::default()
+    };
+    pod_faults(
+        "cpu-burn",
+        &args.target,
+        faults,
+        args.duration,
+        &args.common,
+        global,
+    )
+    .await
+}
+
+async fn latency(args: LatencyArgs, global: &GlobalArgs) -> anyhow::Result<Exit> {
+    let fault = ProxyFault::new(args.delay, args.jitter, args.loss)?;
+    let session = Session::open(&args.common, global).await?;
+    let mut lines = vec![format!(
+        "service/{}: {} on the lab's Service proxy for {}",
+        args.service,
+        fault.annotation(),
+        humantime::format_duration(args.duration)
+    )];
+    if session.context() != "resil-lab" {
+        lines.push(format!(
+            "note: proxy latency is a lab-only fault; on {} the annotation is set but no \
+             proxy honours it (use a service mesh or tc netem there)",
+            session.context()
+        ));
+    }
+    if !session.announce(&lines) {
+        return Ok(Exit::Ok);
+    }
+    guard(&session, global)?;
+    let entry = session
+        .injector
+        .proxy_fault(&args.service, &fault, args.duration)
+        .await?;
+    session.hold_and_revert(entry, args.duration).await
+}
+
+async fn revert(common: ChaosCommonArgs, global: &GlobalArgs) -> anyhow::Result<Exit> {
+    let state_dir: PathBuf = common
+        .state_dir
+        .clone()
+        .unwrap_or_else(journal::default_state_dir);
+    let journal = Journal::new(&state_dir);
+    let open = journal.open_entries()?;
+    if open.is_empty() {
+        println!(
+            "nothing to revert ({} has no open fault)",
+            journal.path().display()
+        );
+        return Ok(Exit::Ok);
+    }
+    for entry in &open {
+        println!(
+            "revert {} ({}) in {} / {}: {}",
+            entry.action, entry.id, entry.context, entry.namespace, entry.detail
+        );
+    }
+    if common.dry_run {
+        println!("dry run: nothing was changed");
+        return Ok(Exit::Ok);
+    }
+    let mut failed = 0;
+    for entry in &open {
+        // Each fault goes back to the cluster and namespace it was injected into, whatever
+        // the current context is now.
+        let mut scoped = global.clone();
+        scoped.context = Some(entry.context.clone());
+        scoped.namespace = Some(entry.namespace.clone());
+        let session = match Session::open(&common, &scoped).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                failed += 1;
+                continue;
+            }
+        };
+        match session.injector.revert(entry).await {
+            Ok(()) => println!("reverted {} ({})", entry.action, entry.id),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!(
+            "{failed} fault(s) still open; fix the cause and run `resil chaos revert` again"
+        );
+    }
+    Ok(Exit::Ok)
+}
+
+/// The safety guard every mutating path goes through.
+fn guard(session: &Session, global: &GlobalArgs) -> anyhow::Result<()> {
+    crate::watch::guard_mutation(session.context(), global)
+}
+
+fn stamp(at: DateTime<Utc>) -> String {
+    at.format("%H:%M:%S%.3f").to_string()
 }

@@ -3,4 +3,5 @@
 
 mod architecture;
 mod cost;
+mod demo_app;
 mod report;
