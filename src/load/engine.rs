@@ -123,13 +123,21 @@ pub async fn run(
         let _ = events.send(report::downtime_event(started_at, &open));
         collector.episodes.push(open);
     }
-    let duration = ended.saturating_duration_since(start);
+    let elapsed = ended.saturating_duration_since(start);
+    let interrupted = cancel.is_cancelled();
+    // The achieved rate is over the sending window: a planned duration does not count the
+    // drain of the last in-flight requests after it.
+    let window = match plan.stop.duration {
+        Some(d) if !interrupted => elapsed.min(d),
+        _ => elapsed,
+    };
     Ok(report::build(
         plan,
         collector,
         started_at,
-        duration,
-        cancel.is_cancelled(),
+        elapsed,
+        window,
+        interrupted,
     ))
 }
 
@@ -479,9 +487,12 @@ async fn dispatch(ctx: &Rc<ThreadCtx>) {
         }
         d.queue.borrow_mut().push_back(intended);
         d.ready.notify_one();
-        if d.queue.borrow().len() > d.idle.get()
-            && d.users.get() < shared.max_connections_per_thread
-        {
+        // Grow ahead of demand: a job with no idle user, or the spare users running low,
+        // opens another connection now, so a stall does not make later sends wait for a
+        // connect.
+        let spare = (d.users.get() / 16).max(2);
+        let short = d.queue.borrow().len() > d.idle.get() || d.idle.get() < spare;
+        if short && d.users.get() < shared.max_connections_per_thread {
             spawn_user(ctx);
         }
         k += step;
@@ -490,16 +501,20 @@ async fn dispatch(ctx: &Rc<ThreadCtx>) {
     d.ready.notify_waiters();
 }
 
-/// Waits until `at` more precisely than the runtime's millisecond timer: sleep until
-/// about a millisecond before, then yield until it is time.
+/// Waits until `at` more precisely than the runtime's timer: tokio's sleeps have
+/// millisecond granularity and can wake up to ~2 ms after their deadline, which would
+/// make every send late. So sleep until 2 ms before, then yield until it is time (this
+/// spins the worker thread for the last 2 ms before each send at low rates; at high rates
+/// the thread is busy with requests anyway).
 async fn wait_until(at: Instant) {
+    const MARGIN: Duration = Duration::from_millis(2);
     loop {
         let now = Instant::now();
         if now >= at {
             return;
         }
-        if at - now > Duration::from_millis(2) {
-            tokio::time::sleep_until((at - Duration::from_millis(1)).into()).await;
+        if at - now > MARGIN + Duration::from_millis(1) {
+            tokio::time::sleep_until((at - MARGIN).into()).await;
         } else {
             tokio::task::yield_now().await;
         }

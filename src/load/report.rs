@@ -32,10 +32,12 @@ pub(super) fn build(
     collector: Collector,
     started_at: DateTime<Utc>,
     duration: Duration,
+    window: Duration,
     interrupted: bool,
 ) -> LoadReport {
     let open = !matches!(plan.pace, Pace::Closed { .. });
     let secs = duration.as_secs_f64();
+    let window_s = window.as_secs_f64();
     let summary = LoadSummary {
         url: plan.url.clone(),
         model: plan.pace.model().to_string(),
@@ -45,8 +47,8 @@ pub(super) fn build(
             Pace::Rate(r) => Some(r),
             _ => None,
         },
-        achieved_rate: if secs > 0.0 {
-            collector.requests as f64 / secs
+        achieved_rate: if window_s > 0.0 {
+            collector.requests as f64 / window_s
         } else {
             0.0
         },
