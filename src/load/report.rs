@@ -148,15 +148,22 @@ pub fn start_meta(plan: &LoadPlan, run_id: &str) -> RunMeta {
     meta
 }
 
-/// Writes the end of a run into `dir`: `latency.hdr`, the `load` section of
-/// `summary.json` (other sections kept), and `run.json` marked complete or partial.
+/// Writes what load measured into `dir`: `latency.hdr` and the `load` section of
+/// `summary.json` (other producers' sections kept). For callers that own `run.json`
+/// themselves (the scenario runner).
+pub fn write_load_files(dir: &RunDir, report: &LoadReport) -> Result<(), ResultsError> {
+    hdr::write(&dir.file(crate::results::LATENCY_FILE), &report.histograms)?;
+    dir.update_summary(|s| s.load = Some(report.summary.clone()))
+}
+
+/// Writes the end of a `resil load` run into `dir`: [`write_load_files`], then `run.json`
+/// marked complete or partial.
 pub fn write_results(
     dir: &RunDir,
     mut meta: RunMeta,
     report: &LoadReport,
 ) -> Result<(), ResultsError> {
-    hdr::write(&dir.file(crate::results::LATENCY_FILE), &report.histograms)?;
-    dir.update_summary(|s| s.load = Some(report.summary.clone()))?;
+    write_load_files(dir, report)?;
     meta.ended_at = Some(now_ms());
     if report.interrupted {
         meta.status = RunStatus::Partial;
