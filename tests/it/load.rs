@@ -425,6 +425,13 @@ async fn resil(args: &[&str]) -> std::process::Output {
 async fn thresholds_decide_the_exit_code() {
     let server = serve("127.0.0.1:0", Behaviour::Ok, Arc::default()).await;
     let url = format!("http://{}/", server.addr);
+    // The run writes into a directory where a watcher already wrote its section.
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = resil::results::RunDir::create(dir.path().join("run")).unwrap();
+    run_dir
+        .update_summary(|s| s.watch = Some(Default::default()))
+        .unwrap();
+    let out = run_dir.path().to_str().unwrap();
     let held = resil(&[
         "load",
         &url,
@@ -434,6 +441,8 @@ async fn thresholds_decide_the_exit_code() {
         "2",
         "--fail-on",
         "p99<10s,error_rate<1%",
+        "--out",
+        out,
     ])
     .await;
     assert_eq!(
@@ -442,6 +451,13 @@ async fn thresholds_decide_the_exit_code() {
         "{}",
         String::from_utf8_lossy(&held.stderr)
     );
+    let meta = run_dir.read_meta().unwrap();
+    assert_eq!(meta.status, resil::results::RunStatus::Complete);
+    assert_eq!(meta.slos, vec!["p99<10s", "error_rate<1%"]);
+    assert_eq!(meta.target_url.as_deref(), Some(url.as_str()));
+    let summary = run_dir.read_summary().unwrap();
+    assert!(summary.watch.is_some(), "the watcher's section is kept");
+    assert_eq!(summary.load.unwrap().requests, 200);
     let breached = resil(&["load", &url, "-r", "200", "-c", "2", "--fail-on", "max<1us"]).await;
     assert_eq!(breached.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&breached.stderr).contains("threshold breached: max<1us"));
