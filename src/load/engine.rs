@@ -350,9 +350,21 @@ async fn virtual_user(ctx: &ThreadCtx) {
         // Open model: connect before the first job so its latency is the service's.
         conn = Connection::open(shared.addr).await.ok();
     }
+    // One timer per user, pushed forward for each request: moving a registered tokio
+    // timer later is a lock-free update, where a fresh `timeout()` per request would
+    // register and deregister in the timer wheel every time.
+    let deadline = tokio::time::sleep(shared.timeout);
+    tokio::pin!(deadline);
     while let Some(job) = next_job(ctx).await {
         let sent = Instant::now();
-        let result = tokio::time::timeout(shared.timeout, attempt(&mut conn, shared)).await;
+        deadline.as_mut().reset((sent + shared.timeout).into());
+        let result = tokio::select! {
+            biased;
+            // The response (or a failure) arrived in time.
+            r = attempt(&mut conn, shared) => Ok(r),
+            // The timeout expired first; the connection is dropped below.
+            _ = &mut deadline => Err(()),
+        };
         let done = Instant::now();
         let outcome = match result {
             Ok(Ok(reply)) => {

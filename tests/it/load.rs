@@ -336,6 +336,22 @@ async fn stopping_and_restarting_the_server_is_one_downtime_episode_of_that_leng
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_unanswered_within_the_timeout_is_a_timeout_error() {
+    let (_freeze, frozen) = watch::channel(true);
+    let server = serve("127.0.0.1:0", Behaviour::Freezable(frozen), Arc::default()).await;
+    let mut p = plan(server.addr, Pace::Closed { concurrency: 2 }, requests(4));
+    p.timeout = Duration::from_millis(200);
+    let begun = Instant::now();
+    let (report, _) = run(&p).await;
+    let s = &report.summary;
+    assert_eq!((s.requests, s.errors), (4, 4));
+    assert_eq!(s.error_kinds.get("timeout"), Some(&4));
+    assert!(begun.elapsed() < Duration::from_secs(2));
+    assert_eq!(s.downtime.len(), 1);
+    assert_eq!(s.downtime[0].ended_at, None, "still failing at the end");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_a_run_returns_what_was_measured_marked_interrupted() {
     let server = serve("127.0.0.1:0", Behaviour::Ok, Arc::default()).await;
     let p = plan(
@@ -395,13 +411,19 @@ async fn a_stalled_server_gives_the_hand_computed_p50_and_p75_at_a_fixed_rate() 
         - thaw.duration_since(server.started).as_secs_f64() * 1e6)
         .max(0.0);
     let expect = |q: f64| (q * n - n_fast) / n_frozen * f;
+    // The hand computation assumes the generator kept its schedule. On a machine so busy
+    // that it could not (many sends late by over 1 ms, counted by the engine itself), the
+    // late sends shift which requests were held; allow 15% then. A generator that stopped
+    // sending during the stall would be off by nearly 100%.
+    let on_schedule = s.late_sends * 20 <= s.requests;
+    let tolerance = if on_schedule { 0.05 } else { 0.15 };
     for (name, got, want) in [
         ("p50", s.latency.p50_us as f64, expect(0.50)),
         ("p75", s.latency.p75_us as f64, expect(0.75)),
     ] {
         let off = (got - want).abs() / want;
         assert!(
-            off < 0.05,
+            off < tolerance,
             "{name}: measured {got} µs, hand-computed {want} µs ({:.1}% off; {n_frozen} of {n} held, \
              answering them took {release} µs, {} sends late)",
             off * 100.0,
