@@ -126,3 +126,20 @@ jq -r '"target \(.target_rate) req/s, achieved \(.achieved_rate | floor) req/s (
      + "p50 corrected \(.latency.p50_us) µs / uncorrected \(.latency_uncorrected.p50_us) µs; "
      + "p99 corrected \(.latency.p99_us) µs / uncorrected \(.latency_uncorrected.p99_us) µs "
      + "(ratio \(.latency.p99_us / .latency_uncorrected.p99_us | . * 100 | round / 100))"' <<<"$out"
+
+echo
+STALL_RATE=${STALL_RATE:-500}
+echo "stall honesty: resil --rate $STALL_RATE for 10s; nginx frozen (SIGSTOP) from 2.5s to 7.5s"
+gen "$RESIL" load "$url" --rate "$STALL_RATE" -d 10s --threads 1 -o json >"$work/stall.json" &
+load_pid=$!
+sleep 2.55   # resil starts sending ~50 ms after it starts
+kill -STOP "$nginx_pid"
+sleep 5
+kill -CONT "$nginx_pid"
+wait "$load_pid"
+# Half the requests are answered at once; the other half were sent during the freeze and
+# wait for its end: their latencies spread evenly over (0, 5 s]. So p75 = 2.5 s, p90 = 4 s
+# (p50 sits on the edge between the halves).
+jq -r '"requests \(.requests), late sends \(.late_sends)\n"
+     + "p50 \(.latency.p50_us) µs; p75 \(.latency.p75_us) µs (hand-computed 2500000, \((.latency.p75_us / 2500000 - 1) * 1000 | round / 10)%); "
+     + "p90 \(.latency.p90_us) µs (hand-computed 4000000, \((.latency.p90_us / 4000000 - 1) * 1000 | round / 10)%)"' "$work/stall.json"
