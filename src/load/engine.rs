@@ -38,6 +38,8 @@ const OPEN_LEAD: Duration = Duration::from_millis(50);
 /// A closed-model user whose connection was refused waits this long before trying again,
 /// so a down target is probed, not flooded.
 const CONNECT_BACKOFF: Duration = Duration::from_millis(10);
+/// How far ahead of its intended time the open model may release a send.
+const EARLY: Duration = Duration::from_millis(1);
 /// How often an idle thread moves its per-second bucket on.
 const TICK: Duration = Duration::from_millis(100);
 
@@ -96,15 +98,17 @@ pub async fn run(
     let mut collector = Collector::new(plan.threads);
     // The channel closes when every worker thread has finished (or died).
     while let Some(message) = rx.recv().await {
-        let episode = match &message {
-            Message::Episode(e) => Some(*e),
-            _ => None,
-        };
-        for bucket in collector.accept(message) {
-            let _ = events.send(report::bucket_event(started_at, &bucket));
-        }
-        if let Some(e) = episode {
-            let _ = events.send(report::downtime_event(started_at, &e));
+        match message {
+            Message::Episode(e) => {
+                if collector.record_episode(e) {
+                    let _ = events.send(report::downtime_event(started_at, &e));
+                }
+            }
+            other => {
+                for bucket in collector.accept(other) {
+                    let _ = events.send(report::bucket_event(started_at, &bucket));
+                }
+            }
         }
     }
     let ended = Instant::now();
@@ -119,9 +123,10 @@ pub async fn run(
     if panicked {
         return Err(LoadError::WorkerPanicked);
     }
-    if let Some(open) = shared.downtime.take_open() {
+    if let Some(open) = shared.downtime.take_open()
+        && collector.record_episode(open)
+    {
         let _ = events.send(report::downtime_event(started_at, &open));
-        collector.episodes.push(open);
     }
     let elapsed = ended.saturating_duration_since(start);
     let interrupted = cancel.is_cancelled();
@@ -383,7 +388,9 @@ async fn virtual_user(ctx: &ThreadCtx) {
             }
         };
         ctx.stats.borrow_mut().record(
-            job.intended.unwrap_or(sent),
+            // Latency counts from the intended time when the send left late (the
+            // coordinated-omission correction), from the send itself when it left early.
+            job.intended.map_or(sent, |intended| intended.min(sent)),
             sent,
             done,
             &outcome,
@@ -513,22 +520,13 @@ async fn dispatch(ctx: &Rc<ThreadCtx>) {
     d.ready.notify_waiters();
 }
 
-/// Waits until `at` more precisely than the runtime's timer: tokio's sleeps have
-/// millisecond granularity and can wake up to ~2 ms after their deadline, which would
-/// make every send late. So sleep until 2 ms before, then yield until it is time (this
-/// spins the worker thread for the last 2 ms before each send at low rates; at high rates
-/// the thread is busy with requests anyway).
+/// Waits until a job may leave: up to [`EARLY`] before its intended time. tokio's timer
+/// has millisecond granularity and wakes up to ~1 ms after its deadline, so aiming early
+/// keeps sends on time without spinning a CPU (which would steal it from a target on the
+/// same machine). An early send's latency is measured from when it actually left.
 async fn wait_until(at: Instant) {
-    const MARGIN: Duration = Duration::from_millis(2);
-    loop {
-        let now = Instant::now();
-        if now >= at {
-            return;
-        }
-        if at - now > MARGIN + Duration::from_millis(1) {
-            tokio::time::sleep_until((at - MARGIN).into()).await;
-        } else {
-            tokio::task::yield_now().await;
-        }
+    let wake = at.checked_sub(EARLY).unwrap_or(at);
+    if Instant::now() < wake {
+        tokio::time::sleep_until(wake.into()).await;
     }
 }

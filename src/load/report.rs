@@ -70,6 +70,8 @@ pub(super) fn build(
             .iter()
             .map(|e| stats::episode_at(started_at, e))
             .collect(),
+        downtime_episodes: collector.episodes_total,
+        downtime_total_ms: collector.downtime_total.as_millis() as u64,
     };
     let start = Duration::from_millis(started_at.timestamp_millis().max(0) as u64);
     let tagged = |tag: String, histogram| TaggedHistogram {

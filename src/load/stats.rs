@@ -28,6 +28,9 @@ pub const LATE_AFTER: Duration = Duration::from_millis(1);
 /// The colour (and pod) name used when a response names none.
 pub const UNKNOWN: &str = "unknown";
 
+/// Most downtime episodes kept in the summary and the timeline.
+pub const MAX_EPISODES: usize = 1000;
+
 /// Most distinct pod names tracked per thread; later ones are counted under `other`.
 const MAX_PODS: usize = 1024;
 
@@ -503,7 +506,11 @@ pub struct Collector {
     pub kinds: [u64; 6],
     pub status_codes: BTreeMap<u16, u64>,
     pub by_color: BTreeMap<String, (Served, Histogram<u64>)>,
+    /// The first [`MAX_EPISODES`] downtime episodes.
     pub episodes: Vec<Episode>,
+    /// All downtime episodes, and the summed length of the ended ones.
+    pub episodes_total: u64,
+    pub downtime_total: Duration,
 }
 
 impl Collector {
@@ -522,7 +529,23 @@ impl Collector {
             status_codes: BTreeMap::new(),
             by_color: BTreeMap::new(),
             episodes: Vec::new(),
+            episodes_total: 0,
+            downtime_total: Duration::ZERO,
         }
+    }
+
+    /// Counts a downtime episode; keeps it (and returns true) while fewer than
+    /// [`MAX_EPISODES`] are kept, so a flapping target cannot grow memory without bound.
+    pub fn record_episode(&mut self, episode: Episode) -> bool {
+        self.episodes_total += 1;
+        if let Some(end) = episode.ended {
+            self.downtime_total += end.saturating_sub(episode.started);
+        }
+        let keep = self.episodes.len() < MAX_EPISODES;
+        if keep {
+            self.episodes.push(episode);
+        }
+        keep
     }
 
     /// Takes one message; returns the seconds every thread is now past, in order (empty
@@ -553,7 +576,7 @@ impl Collector {
                 self.release(upto)
             }
             Message::Episode(episode) => {
-                self.episodes.push(episode);
+                self.record_episode(episode);
                 Vec::new()
             }
             Message::Done { totals, .. } => {
