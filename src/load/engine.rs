@@ -25,11 +25,12 @@ use tokio::sync::mpsc::{self, UnboundedSender};
 use tokio_util::sync::CancellationToken;
 
 use super::LoadError;
+use super::collector::Collector;
 use super::http::{Connection, Failure};
 use super::plan::{LoadPlan, Pace};
 use super::report::{self, LoadReport};
 use super::schedule::Schedule;
-use super::stats::{Collector, DowntimeTracker, Message, Outcome, ThreadStats};
+use super::stats::{DowntimeTracker, Message, Outcome, ThreadStats};
 use crate::results::Event;
 
 /// How long the open model waits before its first scheduled send, so worker threads

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::collector::{self, Collector, percentiles};
 use super::plan::{LoadPlan, Pace};
-use super::stats::{self, Bucket, Collector, Episode, percentiles};
+use super::stats::{Bucket, Episode};
 use crate::results::hdr::{self, TaggedHistogram};
 use crate::results::summary::LoadSummary;
 use crate::results::{Event, EventKind, ResultsError, RunDir, RunMeta, RunStatus, now_ms};
@@ -68,7 +69,7 @@ pub(super) fn build(
         downtime: collector
             .episodes
             .iter()
-            .map(|e| stats::episode_at(started_at, e))
+            .map(|e| collector::episode_at(started_at, e))
             .collect(),
         downtime_episodes: collector.episodes_total,
         downtime_total_ms: collector.downtime_total.as_millis() as u64,
@@ -129,7 +130,7 @@ pub(super) fn bucket_event(started_at: DateTime<Utc>, b: &Bucket) -> Event {
 
 /// The timeline event of a downtime episode (stamped when it started).
 pub(super) fn downtime_event(started_at: DateTime<Utc>, e: &Episode) -> Event {
-    let d = stats::episode_at(started_at, e);
+    let d = collector::episode_at(started_at, e);
     Event {
         ts: d.started_at,
         source: SOURCE.to_string(),
