@@ -43,6 +43,8 @@ pub struct Collector {
     pub successes: u64,
     pub errors: u64,
     pub late_sends: u64,
+    /// When the run's last request left, from its start.
+    pub last_sent: Duration,
     pub kinds: [u64; 6],
     pub status_codes: BTreeMap<u16, u64>,
     pub by_color: BTreeMap<String, (Served, Histogram<u64>)>,
@@ -65,6 +67,7 @@ impl Collector {
             successes: 0,
             errors: 0,
             late_sends: 0,
+            last_sent: Duration::ZERO,
             kinds: [0; 6],
             status_codes: BTreeMap::new(),
             by_color: BTreeMap::new(),
@@ -124,6 +127,7 @@ impl Collector {
                 self.successes += totals.successes;
                 self.errors += totals.errors;
                 self.late_sends += totals.late_sends;
+                self.last_sent = self.last_sent.max(totals.last_sent);
                 for (sum, n) in self.kinds.iter_mut().zip(totals.kinds) {
                     *sum += n;
                 }

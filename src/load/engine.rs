@@ -30,7 +30,7 @@ use super::http::{Connection, Failure};
 use super::plan::{LoadPlan, Pace};
 use super::report::{self, LoadReport};
 use super::schedule::Schedule;
-use super::stats::{DowntimeTracker, Message, Outcome, ThreadStats};
+use super::stats::{DowntimeTracker, LATE_AFTER, Message, Outcome, ThreadStats};
 use crate::results::Event;
 
 /// How long the open model waits before its first scheduled send, so worker threads
@@ -131,10 +131,10 @@ pub async fn run(
     }
     let elapsed = ended.saturating_duration_since(start);
     let interrupted = cancel.is_cancelled();
-    // The achieved rate is over the sending window: a planned duration does not count the
-    // drain of the last in-flight requests after it.
+    // The achieved rate is over the sending window: the planned duration, not counting
+    // the drain of the last in-flight requests after it — unless sends ran over it.
     let window = match plan.stop.duration {
-        Some(d) if !interrupted => elapsed.min(d),
+        Some(d) if !interrupted => elapsed.min(d.max(collector.last_sent)),
         _ => elapsed,
     };
     Ok(report::build(
@@ -335,6 +335,7 @@ fn initial_users(shared: &Shared) -> usize {
 fn spawn_user(ctx: &Rc<ThreadCtx>) {
     if let Some(d) = &ctx.dispatch {
         d.users.set(d.users.get() + 1);
+        d.starting.set(d.starting.get() + 1);
     }
     let live = LiveGuard::enter(ctx);
     tokio::task::spawn_local(async move {
@@ -355,6 +356,9 @@ async fn virtual_user(ctx: &ThreadCtx) {
     if ctx.dispatch.is_some() {
         // Open model: connect before the first job so its latency is the service's.
         conn = Connection::open(shared.addr).await.ok();
+        if let Some(d) = &ctx.dispatch {
+            d.starting.set(d.starting.get() - 1);
+        }
     }
     // One timer per user, pushed forward for each request: moving a registered tokio
     // timer later is a lock-free update, where a fresh `timeout()` per request would
@@ -440,6 +444,8 @@ struct Dispatch {
     queue: RefCell<VecDeque<Instant>>,
     /// Users waiting for a job.
     idle: Cell<usize>,
+    /// Users still opening their first connection (free soon).
+    starting: Cell<usize>,
     /// Users started on this thread.
     users: Cell<usize>,
     /// No more jobs will come.
@@ -498,25 +504,37 @@ async fn dispatch(ctx: &Rc<ThreadCtx>) {
         if shared.cancel.is_cancelled() {
             break;
         }
-        // At the connection cap with a job already waiting for every user: hold the next
+        // The dispatcher itself running late means this thread lacks CPU, not
+        // connections: opening more would only cost more CPU. Growth is for a slow target.
+        let behind = Instant::now().saturating_duration_since(intended) > LATE_AFTER;
+        let cap = shared.max_connections_per_thread;
+        // Every user already has a job waiting and no more may be opened: hold the next
         // one back (it will leave late, and be counted so) instead of queueing without end.
-        while d.users.get() >= shared.max_connections_per_thread
-            && d.queue.borrow().len() >= d.users.get()
+        while d.queue.borrow().len() >= d.users.get()
+            && (d.users.get() >= cap
+                || Instant::now().saturating_duration_since(intended) > LATE_AFTER)
         {
             d.room.notified().await;
         }
         d.queue.borrow_mut().push_back(intended);
         d.ready.notify_one();
-        // Grow ahead of demand: a job with no idle user, or the spare users running low,
+        // Grow ahead of demand: a job with no free user, or the spare users running low,
         // opens another connection now, so a stall does not make later sends wait for a
-        // connect.
+        // connect. Users still connecting count as free, or a burst would open a
+        // connection per job before the first of them is ready.
+        let free = d.idle.get() + d.starting.get();
         let spare = (d.users.get() / 16).max(2);
-        let short = d.queue.borrow().len() > d.idle.get() || d.idle.get() < spare;
-        if short && d.users.get() < shared.max_connections_per_thread {
+        let short = d.queue.borrow().len() > free || free < spare;
+        if short && !behind && d.users.get() < cap {
             spawn_user(ctx);
         }
         k += step;
     }
+    tracing::debug!(
+        thread = ctx.thread,
+        users = d.users.get(),
+        "open-model dispatcher done"
+    );
     d.closed.set(true);
     d.ready.notify_waiters();
 }

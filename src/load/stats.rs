@@ -159,6 +159,8 @@ pub struct ThreadTotals {
     pub successes: u64,
     pub errors: u64,
     pub late_sends: u64,
+    /// When the thread's last request left, from the start of the run.
+    pub last_sent: Duration,
     pub kinds: [u64; 6],
     pub status_codes: BTreeMap<u16, u64>,
     /// Latency from the actual send (open model; equals the corrected one when closed).
@@ -261,6 +263,7 @@ pub struct ThreadStats {
     successes: u64,
     errors: u64,
     late_sends: u64,
+    last_sent: Instant,
     kinds: [u64; 6],
     status_codes: Vec<u64>,
     uncorrected: Histogram<u64>,
@@ -315,6 +318,7 @@ impl ThreadStats {
             successes: 0,
             errors: 0,
             late_sends: 0,
+            last_sent: start,
             kinds: [0; 6],
             status_codes: vec![0; 600],
             uncorrected: new_histogram(),
@@ -342,6 +346,7 @@ impl ThreadStats {
         if sent.saturating_duration_since(intended) > LATE_AFTER {
             self.late_sends += 1;
         }
+        self.last_sent = self.last_sent.max(sent);
         match class {
             Class::Success => {
                 self.successes += 1;
@@ -459,6 +464,7 @@ impl ThreadStats {
             successes: self.successes,
             errors: self.errors,
             late_sends: self.late_sends,
+            last_sent: self.last_sent.saturating_duration_since(self.start),
             kinds: self.kinds,
             status_codes,
             uncorrected: std::mem::replace(&mut self.uncorrected, new_histogram()),
