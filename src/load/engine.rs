@@ -30,7 +30,7 @@ use super::http::{Connection, Failure};
 use super::plan::{LoadPlan, Pace};
 use super::report::{self, LoadReport};
 use super::schedule::Schedule;
-use super::stats::{DowntimeTracker, LATE_AFTER, Message, Outcome, ThreadStats};
+use super::stats::{DowntimeTracker, Message, Outcome, ThreadStats};
 use crate::results::Event;
 
 /// How long the open model waits before its first scheduled send, so worker threads
@@ -39,6 +39,13 @@ const OPEN_LEAD: Duration = Duration::from_millis(50);
 /// A closed-model user whose connection was refused waits this long before trying again,
 /// so a down target is probed, not flooded.
 const CONNECT_BACKOFF: Duration = Duration::from_millis(10);
+/// A dispatcher this far behind its schedule is short of CPU, and opens no more
+/// connections (they would cost CPU and not help).
+const BEHIND: Duration = Duration::from_millis(50);
+/// At most one connection opened on demand per this interval per thread (2000/s): fast
+/// enough to keep a 2000 req/s schedule through a total stall, slow enough that a
+/// saturated generator cannot open thousands of connections before it notices.
+const GROWTH_INTERVAL: Duration = Duration::from_micros(500);
 /// How far ahead of its intended time the open model may release a send.
 const EARLY: Duration = Duration::from_millis(1);
 /// How often an idle thread moves its per-second bucket on.
@@ -273,7 +280,10 @@ async fn thread_main(shared: Arc<Shared>, thread: usize, tx: UnboundedSender<Mes
             count: Cell::new(0),
             zero: Notify::new(),
         },
-        dispatch: open.then(Dispatch::default),
+        dispatch: open.then(|| Dispatch {
+            next: Cell::new(thread as u64),
+            ..Dispatch::default()
+        }),
         shared,
     });
 
@@ -434,13 +444,18 @@ async fn next_job(ctx: &ThreadCtx) -> Option<Job> {
             }
             Some(Job { intended: None })
         }
-        Some(d) => d.take().await,
+        Some(d) => d.take(shared).await,
     }
 }
 
-/// Open model, per thread: scheduled jobs waiting for a free user.
+/// Open model, per thread: this thread's share of the schedule (sends k ≡ thread mod
+/// threads) and the jobs released from it that wait for a free user.
 #[derive(Default)]
 struct Dispatch {
+    /// The next send of the schedule not yet released.
+    next: Cell<u64>,
+    /// The schedule has no more sends for this thread.
+    exhausted: Cell<bool>,
     queue: RefCell<VecDeque<Instant>>,
     /// Users waiting for a job.
     idle: Cell<usize>,
@@ -448,6 +463,8 @@ struct Dispatch {
     starting: Cell<usize>,
     /// Users started on this thread.
     users: Cell<usize>,
+    /// When the dispatcher last opened a connection on demand.
+    last_growth: Cell<Option<Instant>>,
     /// No more jobs will come.
     closed: Cell<bool>,
     /// A job was queued (or the dispatcher closed).
@@ -457,7 +474,37 @@ struct Dispatch {
 }
 
 impl Dispatch {
-    async fn take(&self) -> Option<Job> {
+    /// The intended time of the next send, without releasing it; `None` when the schedule
+    /// is over for this thread.
+    fn peek(&self, shared: &Shared) -> Option<Instant> {
+        if self.exhausted.get() {
+            return None;
+        }
+        let k = self.next.get();
+        let at = shared
+            .schedule
+            .as_ref()
+            .filter(|_| shared.max_requests.is_none_or(|max| k < max))
+            .and_then(|s| s.offset(k))
+            .map(|offset| shared.start + offset)
+            .filter(|at| !shared.past_deadline(*at));
+        if at.is_none() {
+            self.exhausted.set(true);
+        }
+        at
+    }
+
+    /// Releases the next send if it may leave by `now` (up to [`EARLY`] ahead).
+    fn pull_due(&self, shared: &Shared, now: Instant) -> Option<Instant> {
+        let at = self.peek(shared)?;
+        if at > now + EARLY {
+            return None;
+        }
+        self.next.set(self.next.get() + shared.threads as u64);
+        Some(at)
+    }
+
+    async fn take(&self, shared: &Shared) -> Option<Job> {
         loop {
             let job = self.queue.borrow_mut().pop_front();
             if let Some(intended) = job {
@@ -466,6 +513,16 @@ impl Dispatch {
                     // Notifications coalesce; pass the wake on so no job waits beside an idle user.
                     self.ready.notify_one();
                 }
+                return Some(Job {
+                    intended: Some(intended),
+                });
+            }
+            if shared.cancel.is_cancelled() {
+                return None;
+            }
+            // A user that is free when a send is due takes it itself: at high rates sends
+            // then leave on time without waiting for the dispatcher's timer.
+            if let Some(intended) = self.pull_due(shared, Instant::now()) {
                 return Some(Job {
                     intended: Some(intended),
                 });
@@ -480,55 +537,50 @@ impl Dispatch {
     }
 }
 
-/// Releases this thread's share of the schedule (sends k ≡ thread mod threads) at their
-/// intended times, growing the pool of users when all are busy.
+/// Releases this thread's share of the schedule at the intended times (when no free user
+/// took a send first), growing the pool of users when all are busy.
 async fn dispatch(ctx: &Rc<ThreadCtx>) {
     let shared = &*ctx.shared;
-    let (Some(d), Some(schedule)) = (&ctx.dispatch, &shared.schedule) else {
+    let Some(d) = &ctx.dispatch else {
         return;
     };
-    let step = shared.threads as u64;
-    let mut k = ctx.thread as u64;
-    loop {
-        if shared.max_requests.is_some_and(|max| k >= max) {
-            break;
-        }
-        let Some(offset) = schedule.offset(k) else {
-            break;
-        };
-        let intended = shared.start + offset;
-        if shared.past_deadline(intended) {
-            break;
-        }
-        wait_until(intended).await;
+    let cap = shared.max_connections_per_thread;
+    while let Some(at) = d.peek(shared) {
+        wait_until(at).await;
         if shared.cancel.is_cancelled() {
             break;
         }
-        // The dispatcher itself running late means this thread lacks CPU, not
-        // connections: opening more would only cost more CPU. Growth is for a slow target.
-        let behind = Instant::now().saturating_duration_since(intended) > LATE_AFTER;
-        let cap = shared.max_connections_per_thread;
-        // Every user already has a job waiting and no more may be opened: hold the next
-        // one back (it will leave late, and be counted so) instead of queueing without end.
-        while d.queue.borrow().len() >= d.users.get()
-            && (d.users.get() >= cap
-                || Instant::now().saturating_duration_since(intended) > LATE_AFTER)
-        {
-            d.room.notified().await;
+        while let Some(intended) = d.pull_due(shared, Instant::now()) {
+            // The dispatcher itself running well behind means this thread lacks CPU, not
+            // connections: opening more would only cost more CPU. Growth is for a slow
+            // target.
+            let late = || Instant::now().saturating_duration_since(intended) > BEHIND;
+            let behind = late();
+            // Every user already has a job waiting and no more may be opened: hold the
+            // next one back (it leaves late, and is counted so) instead of queueing
+            // without end.
+            while d.queue.borrow().len() >= d.users.get() && (d.users.get() >= cap || late()) {
+                d.room.notified().await;
+            }
+            d.queue.borrow_mut().push_back(intended);
+            d.ready.notify_one();
+            // Grow ahead of demand: a job with no free user, or the spare users running
+            // low, opens another connection now, so a stall does not make later sends
+            // wait for a connect. Users still connecting count as free, or a burst would
+            // open a connection per job before the first of them is ready.
+            let free = d.idle.get() + d.starting.get();
+            let spare = (d.users.get() / 16).max(2);
+            let short = d.queue.borrow().len() > free || free < spare;
+            let now = Instant::now();
+            let may_grow = d
+                .last_growth
+                .get()
+                .is_none_or(|last| now.saturating_duration_since(last) >= GROWTH_INTERVAL);
+            if short && !behind && may_grow && d.users.get() < cap {
+                d.last_growth.set(Some(now));
+                spawn_user(ctx);
+            }
         }
-        d.queue.borrow_mut().push_back(intended);
-        d.ready.notify_one();
-        // Grow ahead of demand: a job with no free user, or the spare users running low,
-        // opens another connection now, so a stall does not make later sends wait for a
-        // connect. Users still connecting count as free, or a burst would open a
-        // connection per job before the first of them is ready.
-        let free = d.idle.get() + d.starting.get();
-        let spare = (d.users.get() / 16).max(2);
-        let short = d.queue.borrow().len() > free || free < spare;
-        if short && !behind && d.users.get() < cap {
-            spawn_user(ctx);
-        }
-        k += step;
     }
     tracing::debug!(
         thread = ctx.thread,
