@@ -18,6 +18,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 GEN_CPU=${GEN_CPU:-1}
 PORT=${PORT:-18080}
 OPEN_RATE=${OPEN_RATE:-60000}
+PARTS=${PARTS:-"closed open stall"}   # which parts to run
 OHA_ROOT=${OHA_ROOT:-${TMPDIR:-/tmp}/resil-bench-oha}
 here=$(cd "$(dirname "$0")/.." && pwd)
 RESIL=${RESIL:-${CARGO_TARGET_DIR:-$here/target}/release/resil}
@@ -50,6 +51,8 @@ fi
 work=$(mktemp -d)
 cat >"$work/nginx.conf" <<EOF
 worker_processes 1;
+# One process serves, so SIGSTOP freezes the server for the stall case.
+master_process off;
 daemon off;
 pid $work/nginx.pid;
 error_log $work/error.log warn;
@@ -76,7 +79,10 @@ to_us() {
            else if (v ~ /s$/) { sub(/s$/,"",v); print v*1000000 } }'
 }
 
+has() { [[ " $PARTS " == *" $1 "* ]]; }
+
 results=$work/results.tsv   # tool conns run rps p50_us p99_us
+if has closed; then
 for c in $CONNS; do
     for run in $(seq "$RUNS"); do
         out=$(gen wrk -t1 -c"$c" -d"${DURATION}s" --latency "$url")
@@ -117,7 +123,9 @@ for c in $CONNS; do
         -v r50="${med[resil,$c,5]}" -v w50="${med[wrk,$c,5]}" -v r99="${med[resil,$c,6]}" -v w99="${med[wrk,$c,6]}" -v c="$c" \
         'BEGIN { printf "%-6s %14.3f %14.3f %14.3f %14.3f\n", c, rw/w, rw/o, r50/w50, r99/w99 }'
 done
+fi
 
+if has open; then
 echo
 echo "open model: resil --rate $OPEN_RATE for ${DURATION}s on CPU $GEN_CPU"
 out=$(gen "$RESIL" load "$url" --rate "$OPEN_RATE" -d "${DURATION}s" --threads 1 -o json)
@@ -126,7 +134,9 @@ jq -r '"target \(.target_rate) req/s, achieved \(.achieved_rate | floor) req/s (
      + "p50 corrected \(.latency.p50_us) µs / uncorrected \(.latency_uncorrected.p50_us) µs; "
      + "p99 corrected \(.latency.p99_us) µs / uncorrected \(.latency_uncorrected.p99_us) µs "
      + "(ratio \(.latency.p99_us / .latency_uncorrected.p99_us | . * 100 | round / 100))"' <<<"$out"
+fi
 
+if has stall; then
 echo
 STALL_RATE=${STALL_RATE:-500}
 echo "stall honesty: resil --rate $STALL_RATE for 10s; nginx frozen (SIGSTOP) from 2.5s to 7.5s"
@@ -143,3 +153,4 @@ wait "$load_pid"
 jq -r '"requests \(.requests), late sends \(.late_sends)\n"
      + "p50 \(.latency.p50_us) µs; p75 \(.latency.p75_us) µs (hand-computed 2500000, \((.latency.p75_us / 2500000 - 1) * 1000 | round / 10)%); "
      + "p90 \(.latency.p90_us) µs (hand-computed 4000000, \((.latency.p90_us / 4000000 - 1) * 1000 | round / 10)%)"' "$work/stall.json"
+fi
