@@ -7,3 +7,4 @@ mod demo_app;
 mod lab_api;
 mod report;
 mod support;
+mod load;
