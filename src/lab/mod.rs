@@ -7,6 +7,9 @@
 //! lab only over its API, through kube-rs, exactly as it reaches a real cluster; the only
 //! entry points it may name are the types re-exported here.
 
+mod command;
+mod daemon;
+mod kubeconfig;
 mod server;
 
 pub use server::{Lab, LabConfig, LabError};
@@ -15,6 +18,6 @@ use crate::Exit;
 use crate::cli::{GlobalArgs, LabArgs};
 
 /// `resil lab ...`
-pub async fn command(_args: LabArgs, _global: &GlobalArgs) -> anyhow::Result<Exit> {
-    Err(crate::not_implemented("lab"))
+pub async fn command(args: LabArgs, global: &GlobalArgs) -> anyhow::Result<Exit> {
+    command::run(args, global).await
 }
