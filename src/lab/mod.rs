@@ -8,8 +8,10 @@
 //! entry points it may name are the types re-exported here.
 
 mod command;
+pub(crate) mod controllers;
 mod daemon;
 mod kubeconfig;
+pub mod patch;
 mod server;
 
 pub use server::{Lab, LabConfig, LabError};

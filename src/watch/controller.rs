@@ -15,9 +15,8 @@ use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt, stream::BoxStream};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Endpoints, Event as KubeEvent, ObjectReference, Pod, Service};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::watcher::{self, Event as WatchEvent};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
@@ -29,6 +28,7 @@ use super::failover::{Decision, FailoverPolicy, Observation, Policy};
 use super::recorder::Recorder;
 use super::state::DemoState;
 use crate::cli::Color;
+use crate::cluster::events::{self, Involved, Severity};
 use crate::results::summary::{Failover, WatchSummary};
 use crate::results::timeline::{Event, EventKind, TimelineWriter};
 use crate::results::{RunDir, now_ms};
@@ -393,7 +393,8 @@ impl Watcher {
             Decision::Stay => Ok(()),
             Decision::Alarm { reason } => {
                 self.explain(inputs, "never-into-the-dark", "alarm", &reason)?;
-                self.emit("Warning", "NoHealthyColor", &reason).await;
+                self.emit(Severity::Warning, "NoHealthyColor", &reason)
+                    .await;
                 self.warn(reason);
                 Ok(())
             }
@@ -485,12 +486,11 @@ impl Watcher {
                     "Failover"
                 };
                 self.emit(
-                    "Normal",
+                    Severity::Normal,
                     kind,
                     &format!("selector → {}: {reason}", to.as_str()),
                 )
                 .await;
-                self.recorder.observe(&self.state, now_ms());
             }
             Err(e) => self.warn(format!(
                 "could not switch service/{} to {}: {e}",
@@ -513,7 +513,7 @@ impl Watcher {
             Ok(_) => {
                 self.preparing = Some((color, replicas, now_ms()));
                 self.emit(
-                    "Normal",
+                    Severity::Normal,
                     "PrepareStandby",
                     &format!("scaled {name} to {replicas} before moving traffic to it"),
                 )
@@ -524,41 +524,21 @@ impl Watcher {
     }
 
     /// Emits a Kubernetes Event on the Service so `kubectl get events` tells the story.
-    /// Best effort: a cluster that refuses Events must not stop failover.
-    async fn emit(&self, type_: &str, reason: &str, message: &str) {
-        let api: Api<KubeEvent> = Api::namespaced(self.client.clone(), &self.plan.namespace);
-        let now = k8s_openapi::jiff::Timestamp::now();
-        let event = KubeEvent {
-            metadata: ObjectMeta {
-                generate_name: Some(format!("{}.", self.plan.service)),
-                namespace: Some(self.plan.namespace.clone()),
-                ..ObjectMeta::default()
-            },
-            involved_object: ObjectReference {
-                api_version: Some("v1".to_string()),
-                kind: Some("Service".to_string()),
-                name: Some(self.plan.service.clone()),
-                namespace: Some(self.plan.namespace.clone()),
-                ..ObjectReference::default()
-            },
-            reason: Some(reason.to_string()),
-            message: Some(message.to_string()),
-            type_: Some(type_.to_string()),
-            first_timestamp: Some(Time(now)),
-            last_timestamp: Some(Time(now)),
-            event_time: Some(MicroTime(now)),
-            count: Some(1),
-            action: Some(reason.to_string()),
-            reporting_component: Some(MANAGER.to_string()),
-            reporting_instance: Some(MANAGER.to_string()),
-            source: Some(k8s_openapi::api::core::v1::EventSource {
-                component: Some(MANAGER.to_string()),
-                host: None,
-            }),
-            ..KubeEvent::default()
+    async fn emit(&self, severity: Severity, reason: &str, message: &str) {
+        let involved = Involved {
+            api_version: "v1",
+            kind: "Service",
+            name: &self.plan.service,
         };
-        if let Err(e) = api.create(&PostParams::default(), &event).await {
-            tracing::debug!("could not emit event {reason}: {e}");
-        }
+        events::emit(
+            &self.client,
+            &self.plan.namespace,
+            involved,
+            severity,
+            reason,
+            message,
+            MANAGER,
+        )
+        .await;
     }
 }

@@ -243,13 +243,31 @@ fn print_figures(outcome: &Outcome) {
 }
 
 /// The cluster the watcher talks to.
-struct Target {
-    client: kube::Client,
-    context: String,
+pub struct Target {
+    pub client: kube::Client,
+    pub context: String,
+}
+
+/// Refuses to change a cluster that does not look like a local lab unless allowed.
+pub fn guard_mutation(context: &str, global: &GlobalArgs) -> anyhow::Result<()> {
+    let local = context == "resil-lab"
+        || context == "minikube"
+        || context == "docker-desktop"
+        || context == "rancher-desktop"
+        || context == "orbstack"
+        || context.starts_with("kind-")
+        || context.starts_with("k3d-");
+    if local || global.allow_context.iter().any(|c| c == context) {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "refusing to change context `{context}`: it does not look like a local lab. If you \
+         mean it, pass --allow-context {context}"
+    )
 }
 
 /// Connects with the kubeconfig and context of the global flags.
-async fn connect(global: &GlobalArgs) -> anyhow::Result<Target> {
+pub async fn connect(global: &GlobalArgs) -> anyhow::Result<Target> {
     let kubeconfig = match &global.kubeconfig {
         Some(path) => kube::config::Kubeconfig::read_from(path)?,
         None => kube::config::Kubeconfig::read()?,
