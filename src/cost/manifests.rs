@@ -154,8 +154,14 @@ spec:
         assert_eq!(requests.cpu_millis, 250);
         assert!(file.ends_with("deployment-blue.yaml"));
 
-        std::fs::write(dir.path().join("a-broken.yaml"), "kind: Deployment\nspec: [").unwrap();
-        let err = pod_requests_from_manifests(dir.path()).unwrap_err().to_string();
+        std::fs::write(
+            dir.path().join("a-broken.yaml"),
+            "kind: Deployment\nspec: [",
+        )
+        .unwrap();
+        let err = pod_requests_from_manifests(dir.path())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("a-broken.yaml"), "{err}");
     }
 }

@@ -95,10 +95,7 @@ impl CostPlan {
         {
             (requests, file.display().to_string())
         } else {
-            (
-                DEFAULT_POD_REQUESTS,
-                "built-in default".to_string(),
-            )
+            (DEFAULT_POD_REQUESTS, "built-in default".to_string())
         };
         let source = match (flag_cpu.is_some(), flag_memory.is_some()) {
             (true, true) => source,

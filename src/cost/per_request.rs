@@ -50,7 +50,12 @@ pub fn cost_per_request(
             let seconds = pod_seconds.get(color).copied().unwrap_or(0.0);
             let requests = pod_requests.get(color).copied().unwrap_or(fallback);
             let cost = seconds / 3600.0 * profile.pod_hour_price(requests);
-            figures(color, seconds, cost, successes.get(color).copied().unwrap_or(0))
+            figures(
+                color,
+                seconds,
+                cost,
+                successes.get(color).copied().unwrap_or(0),
+            )
         })
         .collect();
     let total = figures(
@@ -100,8 +105,7 @@ mod tests {
     }
 
     #[test]
-    fn recorded_pod_requests_win_over_the_fallback_and_idle_colours_have_no_per_request_cost()
-    {
+    fn recorded_pod_requests_win_over_the_fallback_and_idle_colours_have_no_per_request_cost() {
         let profile = PricingProfile::default_profile();
         let small = PodRequests {
             cpu_millis: 100,

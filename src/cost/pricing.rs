@@ -14,7 +14,10 @@ use crate::results::summary::PodRequests;
 const BUILTIN: &[(&str, &str)] = &[
     ("default", include_str!("../../cost/default.yaml")),
     ("fargate-like", include_str!("../../cost/fargate-like.yaml")),
-    ("autopilot-like", include_str!("../../cost/autopilot-like.yaml")),
+    (
+        "autopilot-like",
+        include_str!("../../cost/autopilot-like.yaml"),
+    ),
     ("spot-like", include_str!("../../cost/spot-like.yaml")),
 ];
 
@@ -52,13 +55,14 @@ impl PricingProfile {
 
     /// A built-in profile by name.
     pub fn builtin(name: &str) -> Result<PricingProfile, CostError> {
-        let (_, text) = BUILTIN
-            .iter()
-            .find(|(n, _)| *n == name)
-            .ok_or_else(|| CostError::UnknownPricing {
-                name: name.to_string(),
-                valid: Self::builtin_names().join(", "),
-            })?;
+        let (_, text) =
+            BUILTIN
+                .iter()
+                .find(|(n, _)| *n == name)
+                .ok_or_else(|| CostError::UnknownPricing {
+                    name: name.to_string(),
+                    valid: Self::builtin_names().join(", "),
+                })?;
         Self::parse(text, &format!("built-in profile {name}"))
     }
 
@@ -169,7 +173,10 @@ mod tests {
         for name in PricingProfile::builtin_names() {
             let profile = PricingProfile::builtin(name).unwrap();
             assert_eq!(profile.name, name);
-            assert!(!profile.description.is_empty(), "{name} needs a description");
+            assert!(
+                !profile.description.is_empty(),
+                "{name} needs a description"
+            );
         }
     }
 
@@ -201,8 +208,13 @@ mod tests {
         let base = "name: x\nprice_per_vcpu_hour: 0.1\nhours_per_month: 730\npeak_hours_per_day: 2\noff_hours_per_day: 8\n";
         assert!(PricingProfile::parse(base, "t").is_ok());
         let negative = base.replace("0.1", "-0.1");
-        let err = PricingProfile::parse(&negative, "t.yaml").unwrap_err().to_string();
-        assert!(err.contains("t.yaml") && err.contains("price_per_vcpu_hour"), "{err}");
+        let err = PricingProfile::parse(&negative, "t.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("t.yaml") && err.contains("price_per_vcpu_hour"),
+            "{err}"
+        );
         let typo = format!("{base}price_per_cpu_hour: 1\n");
         assert!(PricingProfile::parse(&typo, "t").is_err());
         let too_long = base.replace("off_hours_per_day: 8", "off_hours_per_day: 25");

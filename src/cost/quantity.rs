@@ -74,7 +74,11 @@ pub fn format_memory(bytes: u64) -> String {
 
 fn parse_number(text: &str) -> Option<f64> {
     // Reject what f64::from_str accepts but a quantity never is: inf, NaN, signs.
-    if text.is_empty() || !text.chars().all(|c| c.is_ascii_digit() || ".eE".contains(c)) {
+    if text.is_empty()
+        || !text
+            .chars()
+            .all(|c| c.is_ascii_digit() || ".eE".contains(c))
+    {
         return None;
     }
     text.parse::<f64>().ok().filter(|v| v.is_finite())

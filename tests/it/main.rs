@@ -3,3 +3,4 @@
 
 mod architecture;
 mod demo_app;
+mod lab_cli;
