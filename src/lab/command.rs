@@ -438,3 +438,51 @@ async fn print_kubeconfig(state: &StateDir) -> anyhow::Result<Exit> {
     }
     Ok(Exit::Ok)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    #[test]
+    fn the_detached_child_gets_arguments_that_parse_back_into_the_same_plan() {
+        let state = StateDir::resolve(Some(PathBuf::from("/tmp/lab state"))).unwrap();
+        let plan = LabUpPlan {
+            foreground: false,
+            port: Some(6443),
+            pod_program: Some(PathBuf::from("/opt/resil")),
+            hpa_sync_period: Duration::from_millis(1500),
+            kubeconfig: Some(PathBuf::from("/home/u/.kube/config")),
+        };
+        let global = GlobalArgs {
+            verbose: 2,
+            ..GlobalArgs::default()
+        };
+        let mut argv = vec![OsString::from("resil")];
+        argv.extend(plan.child_args(&state, &global));
+        let cli = Cli::try_parse_from(argv).unwrap();
+        assert_eq!(cli.global.verbose, 2);
+        assert!(cli.global.no_color);
+        let Command::Lab(lab) = cli.command else {
+            panic!("not a lab command");
+        };
+        assert_eq!(lab.state_dir.as_deref(), Some(state.path()));
+        let LabCommand::Up(up) = lab.command else {
+            panic!("not lab up");
+        };
+        assert!(up.foreground && up.no_kubeconfig);
+        assert_eq!(up.port, Some(6443));
+        assert_eq!(up.pod_program, plan.pod_program);
+        assert_eq!(up.hpa_sync_period, plan.hpa_sync_period);
+    }
+
+    #[test]
+    fn object_counts_are_listed_by_kind_in_order() {
+        let body = serde_json::json!({"objects": {"pods": 3, "deployments": 2}});
+        assert_eq!(object_counts(&body), "deployments 2, pods 3");
+        assert_eq!(object_counts(&serde_json::json!({"objects": {}})), "none");
+        assert!(object_counts(&serde_json::json!({})).starts_with("unavailable"));
+    }
+}
