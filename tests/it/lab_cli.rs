@@ -450,3 +450,30 @@ fn the_default_state_dir_is_under_xdg_state_home_else_home() {
         assert!(!expected.join("lab.json").exists());
     }
 }
+
+#[test]
+#[ignore = "needs Lab::start (the lab API server), not merged yet"]
+fn up_with_a_corrupt_kubeconfig_fails_naming_it_and_leaves_it_untouched() {
+    let env = LabEnv::new();
+    let corrupt = "clusters: [ {name: x\n";
+    fs::write(env.kubeconfig(), corrupt).unwrap();
+    let out = env.run(&["up"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&env.kubeconfig().display().to_string()),
+        "{err}"
+    );
+    assert!(err.contains("the lab is running"), "{err}");
+    assert!(err.contains("resil lab kubeconfig"), "{err}");
+    assert_eq!(fs::read_to_string(env.kubeconfig()).unwrap(), corrupt);
+    // The lab itself is usable through its own kubeconfig; down stops it and still refuses
+    // to rewrite the file.
+    let printed = env.run(&["kubeconfig"]);
+    assert_eq!(printed.status.code(), Some(0));
+    let pid = env.lab_pid().unwrap();
+    let down = env.run(&["down"]);
+    assert_eq!(down.status.code(), Some(2));
+    assert!(!alive(pid));
+    assert_eq!(fs::read_to_string(env.kubeconfig()).unwrap(), corrupt);
+}
