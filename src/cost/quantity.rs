@@ -49,7 +49,7 @@ pub fn parse_memory_bytes(text: &str) -> Result<u64, CostError> {
 
 /// Formats millicores the way Kubernetes prints them (`100m`, `2`).
 pub fn format_cpu(millis: u64) -> String {
-    if millis % 1000 == 0 {
+    if millis.is_multiple_of(1000) {
         format!("{}", millis / 1000)
     } else {
         format!("{millis}m")
@@ -65,7 +65,7 @@ pub fn format_memory(bytes: u64) -> String {
         ("Ki", 1 << 10),
     ];
     for (suffix, size) in UNITS {
-        if bytes >= *size && bytes % size == 0 {
+        if bytes >= *size && bytes.is_multiple_of(*size) {
             return format!("{}{suffix}", bytes / size);
         }
     }
@@ -87,7 +87,9 @@ fn parse_number(text: &str) -> Option<f64> {
 fn to_whole(value: f64) -> Option<u64> {
     let rounded = value.round();
     // 2^53: beyond it f64 no longer holds every integer; no pod requests that much.
-    (rounded >= 0.0 && rounded < 9_007_199_254_740_992.0).then_some(rounded as u64)
+    (0.0..9_007_199_254_740_992.0)
+        .contains(&rounded)
+        .then_some(rounded as u64)
 }
 
 #[cfg(test)]

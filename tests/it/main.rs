@@ -2,5 +2,7 @@
 //! Each module tests one command or subsystem; `support` holds the shared fixtures.
 
 mod architecture;
+mod cost;
 mod demo_app;
 mod lab_cli;
+mod report;

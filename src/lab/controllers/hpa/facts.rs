@@ -201,7 +201,7 @@ pub fn milli_quantity(millis: i64) -> Quantity {
     const SUFFIXES: [&str; 8] = ["m", "", "k", "M", "G", "T", "P", "E"];
     let mut mantissa = millis.unsigned_abs();
     let mut step = 0;
-    while mantissa % 1000 == 0 && step + 1 < SUFFIXES.len() {
+    while mantissa.is_multiple_of(1000) && step + 1 < SUFFIXES.len() {
         mantissa /= 1000;
         step += 1;
     }
