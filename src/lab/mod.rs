@@ -8,7 +8,10 @@
 //! entry points it may name are the types re-exported here.
 
 mod api;
+mod command;
 pub(crate) mod controllers;
+mod daemon;
+mod kubeconfig;
 pub mod patch;
 pub(crate) mod kubelet;
 mod server;
@@ -22,6 +25,6 @@ use crate::Exit;
 use crate::cli::{GlobalArgs, LabArgs};
 
 /// `resil lab ...`
-pub async fn command(_args: LabArgs, _global: &GlobalArgs) -> anyhow::Result<Exit> {
-    Err(crate::not_implemented("lab"))
+pub async fn command(args: LabArgs, global: &GlobalArgs) -> anyhow::Result<Exit> {
+    command::run(args, global).await
 }

@@ -5,6 +5,7 @@ mod architecture;
 mod cost;
 mod demo_app;
 mod lab_api;
+mod lab_cli;
 mod report;
 mod support;
 mod load;
