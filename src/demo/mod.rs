@@ -1,6 +1,8 @@
 //! The blue/green demo: its manifests (embedded from `manifests/`), `resil deploy`,
 //! `resil status`, `resil undeploy`, and the demo web app every pod runs.
 
+pub mod manifests;
+
 use crate::Exit;
 use crate::cli::{DemoAppArgs, DeployArgs, GlobalArgs, StatusArgs, UndeployArgs};
 
