@@ -223,7 +223,7 @@ pub fn select_context(
             }
         },
     };
-    if known.iter().any(|k| *k == wanted) {
+    if known.contains(&wanted) {
         return Ok(wanted);
     }
     let hint = if wanted == LAB_CONTEXT {
