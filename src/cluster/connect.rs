@@ -8,7 +8,7 @@ use std::time::Duration;
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::{Client, Config};
 
-use super::{ClusterError, LAB_CONTEXT, Result};
+use super::{ClusterError, Guard, LAB_CONTEXT, Result};
 
 /// How long the first request may take before the API server counts as unreachable.
 const REACH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -76,7 +76,13 @@ fn kubeconfig_reason(err: &KubeconfigError) -> String {
     match err {
         // Leave out the path kube repeats; the message names it already.
         KubeconfigError::ReadConfig(io, _) => io.to_string(),
-        other => other.to_string(),
+        // The YAML parser appends a source snippet; its first line says it all.
+        other => other
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or("invalid YAML")
+            .to_string(),
     }
 }
 
@@ -243,9 +249,10 @@ pub fn select_context(
     })
 }
 
-/// Connects: finds the kubeconfig, chooses the context, builds the client and checks the
-/// API server answers.
-pub async fn connect(options: &ConnectOptions) -> Result<Target> {
+/// Connects: finds the kubeconfig, chooses the context, asks the guard (for mutating
+/// commands; before any request is sent), builds the client and checks the API server
+/// answers.
+pub async fn connect(options: &ConnectOptions, guard: Option<&Guard>) -> Result<Target> {
     let source = locate_kubeconfig(
         options.kubeconfig.as_deref(),
         std::env::var_os("KUBECONFIG"),
@@ -265,8 +272,14 @@ pub async fn connect(options: &ConnectOptions) -> Result<Target> {
         _ => err,
     })?;
     let kubeconfig = source.read()?;
+    // kube's rustls needs a process-wide crypto provider once two are compiled in; an
+    // Err only means one is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let described = source.describe();
     let context = select_context(&kubeconfig, options.context.as_deref(), &described)?;
+    if let Some(guard) = guard {
+        guard.check(&context)?;
+    }
     let kube_options = KubeConfigOptions {
         context: Some(context.clone()),
         ..Default::default()
