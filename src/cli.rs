@@ -93,7 +93,20 @@ pub enum StateFormat {
 }
 
 /// The two colours of the blue/green demo.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, PartialOrd, Ord)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    ValueEnum,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Color {
     Blue,
     Green,
@@ -238,9 +251,30 @@ pub struct DemoAppArgs {
     #[arg(long, env = "BIND", default_value = "0.0.0.0")]
     pub bind: String,
 
-    /// Port to listen on.
+    /// Port to listen on; 0 picks a free one. The first line on stdout is always
+    /// `listening on ADDRESS:PORT`.
     #[arg(long, env = "PORT", default_value_t = 8080)]
     pub port: u16,
+
+    /// Colour shown on the page and sent in `x-resil-color`.
+    #[arg(long, env = "COLOR", default_value = "blue")]
+    pub color: String,
+
+    /// Version sent in `x-resil-version`.
+    #[arg(long, env = "VERSION", default_value = "v1")]
+    pub app_version: String,
+
+    /// Region shown on the page.
+    #[arg(long, env = "REGION", default_value = "local")]
+    pub region: String,
+
+    /// Pod name sent in `x-resil-pod` [default: the host name].
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
+
+    /// Longest CPU burn one `/work?ms=N` request performs (longer asks are capped).
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub max_work: Duration,
 }
 
 // ---------------------------------------------------------------- chaos
@@ -416,22 +450,28 @@ pub struct LatencyArgs {
 // ---------------------------------------------------------------- load
 
 /// `resil load`
+///
+/// Errors are transport failures (connect, reset), timeouts and 5xx answers; 4xx answers
+/// are counted but are not errors. A downtime episode runs from the first error to the
+/// first success after it. Latency is send → whole response, in the open model measured
+/// from the intended send time (coordinated-omission corrected).
 #[derive(Debug, Args)]
 pub struct LoadArgs {
-    /// Target URL (default: the deployed demo's Service URL).
+    /// Target URL (plain http). Default: http://127.0.0.1:30080, the lab's NodePort for
+    /// the demo Service.
     pub url: Option<String>,
 
     /// Stop after this long.
     #[arg(short = 'd', long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
 
-    /// Stop after this many requests.
+    /// Stop after this many requests (with --duration: whichever comes first).
     #[arg(short = 'r', long)]
     pub requests: Option<u64>,
 
     /// Closed model: this many connections, each sending the next request when the last
-    /// one answered.
-    #[arg(short = 'c', long, conflicts_with = "rate")]
+    /// one answered (default 10 when neither --rate nor --ramp is given).
+    #[arg(short = 'c', long, conflicts_with_all = ["rate", "ramp"])]
     pub concurrency: Option<u32>,
 
     /// Open model: this many requests per second, latency measured from the intended send
@@ -439,11 +479,13 @@ pub struct LoadArgs {
     #[arg(long)]
     pub rate: Option<f64>,
 
-    /// Rate stages, e.g. `10s:100,30s:1000` (open model).
+    /// Open model with rate stages, e.g. `10s:100,30s:1000`: each stage moves the rate
+    /// linearly from the previous stage's (0 at first) to its own; the run lasts the
+    /// stages unless --duration is longer, then the last rate holds.
     #[arg(long, conflicts_with = "rate")]
     pub ramp: Option<String>,
 
-    /// Path appended to the URL.
+    /// Path appended to the URL's path.
     #[arg(long)]
     pub path: Option<String>,
 
@@ -459,7 +501,7 @@ pub struct LoadArgs {
     #[arg(long)]
     pub body: Option<String>,
 
-    /// Per-request timeout.
+    /// Per-request timeout (connect, send and the whole response).
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub timeout: Duration,
 
@@ -471,11 +513,18 @@ pub struct LoadArgs {
     #[arg(long)]
     pub threads: Option<usize>,
 
-    /// Write results (timeline.jsonl, latency.hdr, summary.json) into this directory.
+    /// Open model: the most connections opened to keep to the schedule while the target
+    /// is slow (default 10000).
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+
+    /// Write results (run.json, timeline.jsonl, latency.hdr, summary.json) into this
+    /// directory.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 
-    /// Thresholds, e.g. `p99<250ms,error_rate<1%`; exit 1 when one is breached.
+    /// Thresholds, e.g. `p99<250ms,error_rate<1%`; exit 1 when one is breached. Keys:
+    /// p50 p75 p90 p99 p999 max mean (durations), error_rate (1% or 0.01), rps.
     #[arg(long)]
     pub fail_on: Option<String>,
 

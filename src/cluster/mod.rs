@@ -10,6 +10,7 @@
 
 mod apply;
 mod connect;
+pub mod events;
 mod guard;
 mod rollout;
 

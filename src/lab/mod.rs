@@ -7,6 +7,8 @@
 //! lab only over its API, through kube-rs, exactly as it reaches a real cluster; the only
 //! entry points it may name are the types re-exported here.
 
+pub(crate) mod controllers;
+pub mod patch;
 mod server;
 
 pub use server::{Lab, LabConfig, LabError};

@@ -1,5 +1,7 @@
 //! Scenario files and the runner that orchestrates deploy, watch, load and chaos on one clock.
 
+pub mod scenario;
+
 use crate::Exit;
 use crate::cli::{GlobalArgs, RunArgs};
 

@@ -131,6 +131,11 @@ impl FailoverPolicy {
         &self.policy
     }
 
+    /// The standby scale-up under way (capacity-aware mode): colour and target size.
+    pub fn preparing(&self) -> Option<(Color, u32)> {
+        self.preparing
+    }
+
     fn healthy(&self, obs: &Observation, color: Color) -> bool {
         obs.ready(color) >= self.policy.ready_min.max(1)
     }

@@ -1,15 +1,289 @@
 //! The failover watcher (kube::runtime watchers over the demo) and the recorder of
 //! failover time and scaling latency.
 //!
-//! [`failover`] holds the decision rules as a pure, clock-injected policy; the controller
-//! that feeds it from the cluster and acts on its decisions comes with the watch command.
+//! [`failover`] holds the decision rules as a pure, clock-injected policy; [`state`] the
+//! watcher's picture of the demo; [`recorder`] derives the figures; [`controller`] runs the
+//! watches and acts. This file is the command layer: it resolves `WatchArgs` into a
+//! [`WatchPlan`], connects, and renders what the controller reports.
 
+pub mod controller;
 pub mod failover;
+pub mod recorder;
+pub mod state;
+
+use std::io::IsTerminal;
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub use controller::{Ended, Outcome, Update, WatchPlan};
 
 use crate::Exit;
 use crate::cli::{GlobalArgs, WatchArgs};
+use crate::results::{RunDir, RunMeta, RunStatus};
+
+/// The namespace of the demo when `-n` is not given.
+pub const DEMO_NAMESPACE: &str = "distributed-resilience";
+
+impl WatchPlan {
+    /// Resolves the command line.
+    pub fn from_args(args: &WatchArgs, global: &GlobalArgs) -> anyhow::Result<WatchPlan> {
+        if args.once && args.timeout.is_none() {
+            anyhow::bail!(
+                "--once needs --timeout so it cannot wait forever (e.g. `resil watch --once \
+                 --timeout 2m`)"
+            );
+        }
+        Ok(WatchPlan {
+            namespace: global
+                .namespace
+                .clone()
+                .unwrap_or_else(|| DEMO_NAMESPACE.to_string()),
+            service: "web".to_string(),
+            policy: failover::Policy {
+                primary: args.primary,
+                ready_min: args.ready_min.max(1),
+                stable_for: args.stable_for,
+                prepare_standby: args.prepare_standby,
+            },
+            observe_only: args.observe_only,
+            once: args.once,
+            timeout: args.timeout,
+        })
+    }
+}
 
 /// `resil watch`
-pub async fn command(_args: WatchArgs, _global: &GlobalArgs) -> anyhow::Result<Exit> {
-    Err(crate::not_implemented("watch"))
+pub async fn command(args: WatchArgs, global: &GlobalArgs) -> anyhow::Result<Exit> {
+    let plan = WatchPlan::from_args(&args, global)?;
+    let target = connect(global).await?;
+    let out = match &args.out {
+        Some(path) => {
+            let dir = RunDir::create(path)
+                .with_context(|| format!("creating results directory {}", path.display()))?;
+            let mut meta = dir.read_meta().unwrap_or_else(|_| {
+                RunMeta::start(
+                    path.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    "watch",
+                )
+            });
+            meta.context = Some(target.context.clone());
+            dir.write_meta(&meta)?;
+            Some(dir)
+        }
+        None => None,
+    };
+
+    let (tx, rx) = mpsc::unbounded_channel();
+    let shutdown = CancellationToken::new();
+    let interrupted = CancellationToken::new();
+    {
+        let (shutdown, interrupted) = (shutdown.clone(), interrupted.clone());
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                interrupted.cancel();
+                shutdown.cancel();
+            }
+        });
+    }
+    let view = tokio::spawn(render(rx, std::io::stderr().is_terminal()));
+    eprintln!(
+        "watching service/{} in {} on {} (primary {}, ready-min {}, stable-for {}{})",
+        plan.service,
+        plan.namespace,
+        target.context,
+        plan.policy.primary.as_str(),
+        plan.policy.ready_min,
+        humantime::format_duration(plan.policy.stable_for),
+        if plan.observe_only {
+            ", observe-only"
+        } else if plan.policy.prepare_standby {
+            ", capacity-aware"
+        } else {
+            ""
+        }
+    );
+    let once = plan.once;
+    let result = controller::run(target.client.clone(), plan, out.clone(), tx, shutdown).await;
+    let _ = view.await;
+    let outcome = result.context("watching the demo")?;
+
+    if let Some(dir) = &out {
+        let mut meta = dir.read_meta()?;
+        meta.ended_at = Some(crate::results::now_ms());
+        meta.status = match outcome.ended {
+            Ended::Cancelled if interrupted.is_cancelled() => RunStatus::Partial,
+            _ => RunStatus::Complete,
+        };
+        if meta.status == RunStatus::Partial {
+            meta.partial_reason = Some("interrupted".to_string());
+        }
+        dir.write_meta(&meta)?;
+    }
+    print_figures(&outcome);
+    Ok(match outcome.ended {
+        Ended::Cancelled if interrupted.is_cancelled() => Exit::Interrupted,
+        // `--once` that saw no failover within its timeout: the SLO "it fails over" failed.
+        Ended::TimedOut if once => Exit::SloFailed,
+        _ => Exit::Ok,
+    })
+}
+
+/// Prints the live view: one line per decision, failover and warning; on a TTY also a
+/// status line that updates in place.
+async fn render(mut rx: mpsc::UnboundedReceiver<Update>, tty: bool) {
+    let bar = if tty {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        Some(bar)
+    } else {
+        None
+    };
+    let say = |line: String| match &bar {
+        Some(bar) => bar.println(line),
+        None => eprintln!("{line}"),
+    };
+    while let Some(update) = rx.recv().await {
+        match update {
+            Update::Snapshot(s) => {
+                if let Some(bar) = &bar {
+                    bar.set_message(snapshot_line(&s));
+                }
+            }
+            Update::Decision { rule, action } => say(format!("{} [{rule}] {action}", stamp())),
+            Update::Failover(f) => say(format!(
+                "{} {} {} → {} completed in {} ms{}",
+                stamp(),
+                f.direction,
+                f.from,
+                f.to,
+                f.duration_ms,
+                f.prepare_ms
+                    .map(|ms| format!(" (standby prepared in {ms} ms)"))
+                    .unwrap_or_default()
+            )),
+            Update::Warning(w) => say(format!("{} warning: {w}", stamp())),
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+}
+
+fn stamp() -> String {
+    chrono::Utc::now().format("%H:%M:%S%.3f").to_string()
+}
+
+fn snapshot_line(s: &controller::Snapshot) -> String {
+    let active = s.selected.map(|c| c.as_str()).unwrap_or("?");
+    let ready: Vec<String> = s
+        .ready
+        .iter()
+        .map(|(c, n)| format!("{}={n}", c.as_str()))
+        .collect();
+    let hpas: Vec<String> = s
+        .hpas
+        .iter()
+        .map(|(c, cur, want, cpu)| {
+            let cpu = cpu.map(|u| format!(" cpu {u}%")).unwrap_or_default();
+            format!("{} {cur}→{want}{cpu}", c.as_str())
+        })
+        .collect();
+    let last = s
+        .last_failover
+        .as_ref()
+        .map(|f| format!(" | last {} {} ms", f.direction, f.duration_ms))
+        .unwrap_or_default();
+    format!(
+        "active {active} ({} serving) | ready {} | hpa {}{last}",
+        s.serving,
+        ready.join(" "),
+        if hpas.is_empty() {
+            "-".to_string()
+        } else {
+            hpas.join(", ")
+        }
+    )
+}
+
+/// The figures at the end (stdout, so scripts can read them).
+fn print_figures(outcome: &Outcome) {
+    let summary = &outcome.summary;
+    if summary.failovers.is_empty() {
+        println!("no failover in {:.1} s", summary.duration_s);
+    }
+    for f in &summary.failovers {
+        println!(
+            "{} {} → {}: {} ms (started {}){}",
+            f.direction,
+            f.from,
+            f.to,
+            f.duration_ms,
+            f.started_at.format("%H:%M:%S%.3f"),
+            f.prepare_ms
+                .map(|ms| format!(", standby prepared in {ms} ms"))
+                .unwrap_or_default()
+        );
+    }
+    for s in &summary.scaling {
+        match s.latency_ms {
+            Some(ms) => println!(
+                "scale-up {} {} → {}: ready in {ms} ms",
+                s.color, s.from_replicas, s.to_replicas
+            ),
+            None => println!(
+                "scale-up {} {} → {}: not ready by the end",
+                s.color, s.from_replicas, s.to_replicas
+            ),
+        }
+    }
+}
+
+/// The cluster the watcher talks to.
+pub struct Target {
+    pub client: kube::Client,
+    pub context: String,
+}
+
+/// Refuses to change a cluster that does not look like a local lab unless allowed.
+pub fn guard_mutation(context: &str, global: &GlobalArgs) -> anyhow::Result<()> {
+    let local = context == "resil-lab"
+        || context == "minikube"
+        || context == "docker-desktop"
+        || context == "rancher-desktop"
+        || context == "orbstack"
+        || context.starts_with("kind-")
+        || context.starts_with("k3d-");
+    if local || global.allow_context.iter().any(|c| c == context) {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "refusing to change context `{context}`: it does not look like a local lab. If you \
+         mean it, pass --allow-context {context}"
+    )
+}
+
+/// Connects with the kubeconfig and context of the global flags.
+pub async fn connect(global: &GlobalArgs) -> anyhow::Result<Target> {
+    let kubeconfig = match &global.kubeconfig {
+        Some(path) => kube::config::Kubeconfig::read_from(path)?,
+        None => kube::config::Kubeconfig::read()?,
+    };
+    let context = global
+        .context
+        .clone()
+        .or_else(|| kubeconfig.current_context.clone())
+        .unwrap_or_default();
+    let options = kube::config::KubeConfigOptions {
+        context: Some(context.clone()),
+        ..Default::default()
+    };
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?;
+    Ok(Target {
+        client: kube::Client::try_from(config)?,
+        context,
+    })
 }

@@ -2,3 +2,4 @@
 //! Each module tests one command or subsystem; `support` holds the shared fixtures.
 
 mod architecture;
+mod demo_app;

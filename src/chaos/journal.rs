@@ -1,0 +1,226 @@
+//! The chaos journal: one JSON file in the state dir listing every fault resil injected,
+//! with what is needed to undo it. An entry is written (atomically) *before* the action, so
+//! a resil killed mid-outage leaves behind exactly what `resil chaos revert` needs; an
+//! entry is closed once its revert succeeded, so a second revert is a no-op.
+//!
+//! Called by the chaos command layer (and the scenario runner); knows nothing of clusters.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::plan::Faults;
+
+/// Journal file format version.
+const VERSION: u32 = 1;
+const FILE: &str = "journal.json";
+
+/// Errors reading or writing the journal.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("reading or writing the chaos journal {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the chaos journal {path} is not readable ({message}); it may list faults still \
+         open — inspect it, revert by hand if needed, then move it aside"
+    )]
+    Corrupt { path: PathBuf, message: String },
+}
+
+/// How to undo one action.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Undo {
+    /// Nothing to undo (killed pods are replaced by their Deployment).
+    Nothing,
+    /// Put a Deployment back to `replicas`.
+    Replicas { deployment: String, replicas: i32 },
+    /// Reset the demo app's fault switches on these pods.
+    PodFaults { pods: Vec<String>, faults: Faults },
+    /// Put the Service's proxy-fault annotation back as it was (`None`: remove it).
+    ProxyFault {
+        service: String,
+        previous: Option<String>,
+    },
+}
+
+/// One injected fault.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Unique id, shared by the timeline's injected/reverted events.
+    pub id: String,
+    /// `kill-pods`, `outage`, `degrade`, `cpu-burn`, `latency`.
+    pub action: String,
+    pub context: String,
+    pub namespace: String,
+    pub targets: Vec<String>,
+    pub detail: String,
+    pub injected_at: DateTime<Utc>,
+    /// When the fault is due to be reverted (`None`: nothing to revert).
+    pub revert_at: Option<DateTime<Utc>>,
+    pub undo: Undo,
+    /// Set once the revert succeeded.
+    pub reverted_at: Option<DateTime<Utc>>,
+}
+
+impl Entry {
+    /// Whether a revert is still owed.
+    pub fn is_open(&self) -> bool {
+        self.reverted_at.is_none() && self.undo != Undo::Nothing
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct File {
+    version: u32,
+    entries: Vec<Entry>,
+}
+
+/// The journal in one state dir.
+#[derive(Debug, Clone)]
+pub struct Journal {
+    path: PathBuf,
+}
+
+impl Journal {
+    /// The journal under `state_dir` (created on first write).
+    pub fn new(state_dir: &Path) -> Journal {
+        Journal {
+            path: state_dir.join(FILE),
+        }
+    }
+
+    /// The file's path (for messages).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every entry, oldest first.
+    pub fn entries(&self) -> Result<Vec<Entry>, JournalError> {
+        Ok(self.read()?.entries)
+    }
+
+    /// Entries still owing a revert.
+    pub fn open_entries(&self) -> Result<Vec<Entry>, JournalError> {
+        Ok(self.entries()?.into_iter().filter(Entry::is_open).collect())
+    }
+
+    /// Records an action about to happen.
+    pub fn record(&self, entry: &Entry) -> Result<(), JournalError> {
+        let mut file = self.read()?;
+        file.entries.retain(|e| e.id != entry.id);
+        file.entries.push(entry.clone());
+        self.write(&file)
+    }
+
+    /// Marks an entry reverted.
+    pub fn close(&self, id: &str, at: DateTime<Utc>) -> Result<(), JournalError> {
+        let mut file = self.read()?;
+        for entry in file.entries.iter_mut().filter(|e| e.id == id) {
+            entry.reverted_at.get_or_insert(at);
+        }
+        self.write(&file)
+    }
+
+    fn read(&self) -> Result<File, JournalError> {
+        let bytes = match std::fs::read(&self.path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(File {
+                    version: VERSION,
+                    entries: Vec::new(),
+                });
+            }
+            Err(source) => {
+                return Err(JournalError::Io {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
+        };
+        serde_json::from_slice(&bytes).map_err(|e| JournalError::Corrupt {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })
+    }
+
+    fn write(&self, file: &File) -> Result<(), JournalError> {
+        let io = |source| JournalError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let file = File {
+            version: VERSION,
+            entries: file.entries.clone(),
+        };
+        crate::atomic::write_json(&self.path, &file).map_err(io)
+    }
+}
+
+/// The default state dir: `$XDG_STATE_HOME/resil/chaos`, else `~/.local/state/resil/chaos`.
+pub fn default_state_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("resil").join("chaos")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str, undo: Undo) -> Entry {
+        Entry {
+            id: id.to_string(),
+            action: "outage".to_string(),
+            context: "resil-lab".to_string(),
+            namespace: "distributed-resilience".to_string(),
+            targets: vec!["deployment/web-blue".to_string()],
+            detail: String::new(),
+            injected_at: Utc::now(),
+            revert_at: None,
+            undo,
+            reverted_at: None,
+        }
+    }
+
+    #[test]
+    fn an_open_entry_survives_a_reload_and_closing_it_is_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::new(dir.path());
+        let undo = Undo::Replicas {
+            deployment: "web-blue".to_string(),
+            replicas: 3,
+        };
+        journal.record(&entry("a", undo.clone())).unwrap();
+        journal.record(&entry("b", Undo::Nothing)).unwrap();
+        let open = Journal::new(dir.path()).open_entries().unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].undo, undo);
+        let at = Utc::now();
+        journal.close("a", at).unwrap();
+        journal
+            .close("a", at + chrono::Duration::seconds(5))
+            .unwrap();
+        assert!(journal.open_entries().unwrap().is_empty());
+        assert_eq!(journal.entries().unwrap()[0].reverted_at, Some(at));
+    }
+
+    #[test]
+    fn a_corrupt_journal_is_an_error_not_an_empty_list() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILE), b"{not json").unwrap();
+        let err = Journal::new(dir.path()).open_entries().unwrap_err();
+        assert!(err.to_string().contains("revert by hand"), "{err}");
+    }
+}

@@ -1,0 +1,183 @@
+//! The demo web app every demo pod runs (`resil demo-app`): a small axum server whose
+//! behaviour chaos can degrade at runtime, and whose every response says which pod,
+//! colour and version answered it. The lab's kubelet starts it as a child process; the
+//! container image runs it on real clusters. The command layer (`demo::app_command`)
+//! resolves flags into an [`AppConfig`], binds, prints the address and calls [`serve`].
+//! It does not know about Kubernetes: pod name, colour, version and region come from its
+//! environment.
+//!
+//! # HTTP surface
+//! | Path | Answer |
+//! |------|--------|
+//! | `GET /` | a small HTML page in the colour of `COLOR`, with version, region, pod and time |
+//! | `GET /healthz` | liveness: `200 ok` while the process serves |
+//! | `GET /readyz` | readiness: `200 ready`, or `503 not ready` while the `unready` fault is on |
+//! | `GET /work?ms=N` | burns N ms (default 100, capped by `--max-work`, default 10 s) of one core on a blocking thread; answers JSON `{"burned_ms":N,"capped":bool}` |
+//! | `GET /admin/state` | identity, faults in force and request counters (below) |
+//! | `GET /admin/faults` | the faults in force |
+//! | `PUT /admin/faults` | replace the faults in force (body below); answers the faults now in force |
+//! | `DELETE /admin/faults` | clear every fault (and stop a CPU burn); answers the cleared faults |
+//!
+//! Every response, errors and 404s included, carries `x-resil-pod`, `x-resil-color` and
+//! `x-resil-version`; the load engine counts responses per colour from these names.
+//!
+//! # Admin API
+//! `PUT /admin/faults` takes a JSON object; every field is optional and a missing field
+//! means "off", so a PUT replaces the whole set (unknown fields are rejected, to catch
+//! typos):
+//! ```json
+//! {"unready": true, "error_rate": 0.3, "latency_ms": 200, "jitter_ms": 50,
+//!  "hang": false, "cpu_burn_percent": 0, "until": "2030-01-01T12:00:00Z"}
+//! ```
+//! - `unready`: `/readyz` answers 503.
+//! - `error_rate` (0.0–1.0): that fraction of traffic requests (`/`, `/work`, unknown
+//!   paths) answer `500` with a JSON body, chosen at random per request.
+//! - `latency_ms`, `jitter_ms` (each ≤ 600000): traffic requests wait `latency_ms` plus a
+//!   uniform random `0..=jitter_ms` before being served.
+//! - `hang`: every request except `/admin/*` is accepted and not answered until the
+//!   switch goes off (then it is served normally) or the app shuts down (then `503`).
+//!   Probes hang too, as they would against a stuck process.
+//! - `cpu_burn_percent` (0–100): a background thread keeps that share of one core busy.
+//! - `until` (RFC 3339) or `for` (a duration such as `"30s"`, measured on the app's own
+//!   clock, which avoids clock skew): the whole set reverts to "no faults" at that time
+//!   even if nobody calls back, so a fault outlives neither its deadline nor a crashed
+//!   chaos command. The answer carries the absolute `until`. Not both; not in the past.
+//!
+//! Health probes (`/healthz`, `/readyz`) and `/admin/*` never get injected errors or
+//! latency, so a degraded pod stays alive and can always be switched back.
+//! A bad body answers `400 {"error":"..."}`.
+//!
+//! `GET /admin/state` answers:
+//! ```json
+//! {"pod":"web-blue-7d9f-abcde","color":"blue","version":"v1","region":"local",
+//!  "started_at":"RFC 3339","faults":{...same fields as above, "until":null...},
+//!  "requests":{"total":120,"by_class":{"root":100,"work":0,"healthz":10,"readyz":10,
+//!  "admin":0,"other":0},"by_status":{"200":120}}}
+//! ```
+//! Counters count responses produced since start (a request counts once its response
+//! is ready, so a state request is not in its own figures; requests whose client went
+//! away before the answer are not counted).
+
+mod burn;
+mod counters;
+mod faults;
+mod routes;
+
+use std::future::Future;
+use std::io;
+use std::time::Duration;
+
+use axum::http::HeaderValue;
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+
+pub use counters::{CounterSnapshot, PathClass};
+pub use faults::{FaultError, FaultSpec, Faults};
+
+/// Who this instance is: shown on the page and sent in every response's headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Pod name (`POD_NAME`, else the host name).
+    pub pod: String,
+    /// Colour (`COLOR`), e.g. `blue`.
+    pub color: String,
+    /// Version (`VERSION`).
+    pub version: String,
+    /// Region (`REGION`), shown on the page only.
+    pub region: String,
+}
+
+/// A resolved demo-app configuration.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// Who this instance is.
+    pub identity: Identity,
+    /// The longest burn `/work?ms=` performs; longer requests are capped to it.
+    pub max_work: Duration,
+}
+
+/// Why the demo app could not start or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// An identity value cannot travel in an HTTP header.
+    #[error("{name} {value:?} cannot be sent in an HTTP header: use visible ASCII characters only")]
+    BadHeaderValue {
+        /// Which value (`POD_NAME`, `COLOR`, `VERSION`).
+        name: &'static str,
+        /// The offending value.
+        value: String,
+    },
+    /// The server stopped with an I/O error.
+    #[error("serving HTTP failed")]
+    Serve(#[source] io::Error),
+}
+
+/// The three identity headers, validated once at start.
+#[derive(Debug, Clone)]
+pub(crate) struct IdentityHeaders {
+    pub pod: HeaderValue,
+    pub color: HeaderValue,
+    pub version: HeaderValue,
+}
+
+impl IdentityHeaders {
+    fn new(identity: &Identity) -> Result<IdentityHeaders, AppError> {
+        let value = |name: &'static str, value: &str| {
+            HeaderValue::from_str(value).map_err(|_| AppError::BadHeaderValue {
+                name,
+                value: value.to_string(),
+            })
+        };
+        Ok(IdentityHeaders {
+            pod: value("POD_NAME", &identity.pod)?,
+            color: value("COLOR", &identity.color)?,
+            version: value("VERSION", &identity.version)?,
+        })
+    }
+}
+
+/// Serves the demo app on `listener` until `shutdown` completes, then stops accepting,
+/// releases hung requests, finishes in-flight ones and returns.
+pub async fn serve(
+    listener: TcpListener,
+    config: AppConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AppError> {
+    let headers = IdentityHeaders::new(&config.identity)?;
+    let state = routes::new_state(config, headers);
+    let expiry = tokio::spawn(state.faults.clone().run_expiry(state.stopping.clone()));
+    let router = routes::router(state.clone());
+    let listener = listener.tap_io(|tcp| {
+        // Small answers on keep-alive connections: never wait for Nagle.
+        let _ = tcp.set_nodelay(true);
+    });
+    let stopping = state.stopping.clone();
+    let result = axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // Hung requests and the CPU burn must not hold up a graceful exit.
+            stopping.cancel();
+        })
+        .await;
+    state.stopping.cancel();
+    state.faults.clear_burn();
+    let _ = expiry.await;
+    result.map_err(AppError::Serve)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_values_that_cannot_be_headers_are_rejected_with_their_name() {
+        let identity = Identity {
+            pod: "web\n1".into(),
+            color: "blue".into(),
+            version: "v1".into(),
+            region: "local".into(),
+        };
+        let err = IdentityHeaders::new(&identity).unwrap_err();
+        assert!(err.to_string().contains("POD_NAME"), "{err}");
+    }
+}

@@ -1,0 +1,2 @@
+//! Tests for normalization.
+use super::*;

@@ -1,0 +1,2 @@
+//! Tests for the replica calculator.
+use super::*;

@@ -1,0 +1,2 @@
+//! Tests for whole syncs.
+use super::*;

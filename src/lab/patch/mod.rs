@@ -1,0 +1,227 @@
+//! The lab's patch engine: the four PATCH content types of the Kubernetes API applied to a
+//! stored object, as pure functions over `serde_json::Value` (no I/O, no async).
+//!
+//! - `application/merge-patch+json`: RFC 7386, by the `json-patch` crate.
+//! - `application/json-patch+json`: RFC 6902, by the `json-patch` crate.
+//! - `application/strategic-merge-patch+json`: Kubernetes strategic merge (`strategic`),
+//!   what `kubectl patch` sends by default and `kubectl apply` sends as a three-way patch.
+//! - `application/apply-patch+yaml`: server-side apply with `metadata.managedFields`
+//!   (`apply`).
+//!
+//! Called by the API server's PATCH handler, which parses the body, looks up the live
+//! object and afterwards enforces what this module deliberately does not: immutable
+//! metadata (name, namespace, uid, creationTimestamp), resourceVersion preconditions and
+//! the status-subresource rule. Merge-key knowledge lives in one table (`keys`).
+
+mod apply;
+mod fieldset;
+mod keys;
+mod strategic;
+
+use serde_json::Value;
+
+/// A patch document and its type, as the PATCH handler received it.
+#[derive(Debug, Clone, Copy)]
+pub enum Patch<'a> {
+    /// `application/merge-patch+json` (RFC 7386).
+    Merge(&'a Value),
+    /// `application/json-patch+json` (RFC 6902).
+    Json(&'a Value),
+    /// `application/strategic-merge-patch+json`.
+    Strategic(&'a Value),
+    /// `application/apply-patch+yaml`, the body already parsed from JSON or YAML.
+    /// `force` is accepted but has no effect: every apply acts as forced (conflicts between
+    /// field managers are never reported; the applier takes the fields it changes).
+    Apply {
+        /// The applied configuration.
+        body: &'a Value,
+        /// The `fieldManager` query parameter.
+        manager: &'a str,
+        /// The `force` query parameter.
+        force: bool,
+    },
+}
+
+/// Why a patch could not be applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatchError {
+    /// The patch document is malformed (wrong JSON shape, unknown directive, missing merge
+    /// key); the API answers 400 BadRequest.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The document is well formed but cannot be applied to this object (a failed JSON
+    /// patch `test`, a path that does not exist); the API answers 422 Invalid.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Applies `patch` to the live object of `kind` (e.g. `"Deployment"`) and returns the whole
+/// new object.
+///
+/// `live` is `None` only for `Patch::Apply`, which is an upsert: the result is then the
+/// object to create. For the other types a missing object is the caller's 404.
+pub fn apply(live: Option<&Value>, patch: Patch<'_>, kind: &str) -> Result<Value, PatchError> {
+    let object = patched(live, patch, kind)?;
+    if !object.is_object() {
+        return Err(PatchError::Invalid(format!(
+            "the patched {kind} is {object}, not a JSON object"
+        )));
+    }
+    Ok(object)
+}
+
+fn patched(live: Option<&Value>, patch: Patch<'_>, kind: &str) -> Result<Value, PatchError> {
+    match patch {
+        Patch::Apply { body, manager, .. } => apply::apply(live, body, manager, kind),
+        Patch::Merge(doc) => {
+            let live = existing(live, "merge")?;
+            if !doc.is_object() {
+                return Err(PatchError::BadRequest(
+                    "a merge patch must be a JSON object".to_string(),
+                ));
+            }
+            let mut object = live.clone();
+            json_patch::merge(&mut object, doc);
+            Ok(object)
+        }
+        Patch::Json(doc) => {
+            let live = existing(live, "JSON")?;
+            let operations: json_patch::Patch =
+                serde_json::from_value(doc.clone()).map_err(|e| {
+                    PatchError::BadRequest(format!(
+                        "a JSON patch must be an array of operations \
+                         ({{\"op\":\"replace\",\"path\":\"/spec/replicas\",\"value\":3}}): {e}"
+                    ))
+                })?;
+            let mut object = live.clone();
+            json_patch::patch(&mut object, &operations)
+                .map_err(|e| PatchError::Invalid(e.to_string()))?;
+            Ok(object)
+        }
+        Patch::Strategic(doc) => strategic::merge(existing(live, "strategic merge")?, doc, kind),
+    }
+}
+
+/// The live object a non-apply patch needs.
+fn existing<'v>(live: Option<&'v Value>, what: &str) -> Result<&'v Value, PatchError> {
+    live.ok_or_else(|| {
+        PatchError::BadRequest(format!(
+            "a {what} patch needs an existing object; create it first or use server-side apply"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn deployment() -> Value {
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "labels": {"app": "web", "tier": "front"}},
+            "spec": {"replicas": 2, "template": {"spec": {"containers": [
+                {"name": "web", "image": "web:v1"},
+                {"name": "sidecar", "image": "proxy:v1"}
+            ]}}}
+        })
+    }
+
+    #[test]
+    fn merge_patch_null_deletes_a_key_and_keeps_the_rest() {
+        let patch = json!({"metadata": {"labels": {"tier": null}}, "spec": {"replicas": 5}});
+        let out = apply(Some(&deployment()), Patch::Merge(&patch), "Deployment").unwrap();
+        assert_eq!(out["metadata"]["labels"], json!({"app": "web"}));
+        assert_eq!(out["spec"]["replicas"], 5);
+        assert_eq!(out["spec"]["template"], deployment()["spec"]["template"]);
+    }
+
+    #[test]
+    fn merge_patch_replaces_lists_whole() {
+        let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "only"}]}}}});
+        let out = apply(Some(&deployment()), Patch::Merge(&patch), "Deployment").unwrap();
+        assert_eq!(
+            out["spec"]["template"]["spec"]["containers"],
+            json!([{"name": "only"}])
+        );
+    }
+
+    #[test]
+    fn merge_patch_that_is_not_an_object_is_a_bad_request() {
+        let err = apply(Some(&deployment()), Patch::Merge(&json!([1])), "Deployment");
+        assert!(matches!(err, Err(PatchError::BadRequest(_))), "{err:?}");
+    }
+
+    #[test]
+    fn json_patch_adds_replaces_and_removes() {
+        let patch = json!([
+            {"op": "add", "path": "/metadata/labels/version", "value": "blue"},
+            {"op": "replace", "path": "/spec/replicas", "value": 4},
+            {"op": "remove", "path": "/spec/template/spec/containers/1"}
+        ]);
+        let out = apply(Some(&deployment()), Patch::Json(&patch), "Deployment").unwrap();
+        assert_eq!(out["metadata"]["labels"]["version"], "blue");
+        assert_eq!(out["spec"]["replicas"], 4);
+        assert_eq!(
+            out["spec"]["template"]["spec"]["containers"],
+            json!([{"name": "web", "image": "web:v1"}])
+        );
+    }
+
+    #[test]
+    fn json_patch_failed_test_is_invalid_and_changes_nothing() {
+        let patch = json!([
+            {"op": "replace", "path": "/spec/replicas", "value": 9},
+            {"op": "test", "path": "/spec/replicas", "value": 3}
+        ]);
+        let err = apply(Some(&deployment()), Patch::Json(&patch), "Deployment").unwrap_err();
+        let PatchError::Invalid(message) = err else {
+            panic!("expected Invalid, got {err:?}")
+        };
+        assert!(message.contains("value did not match"), "{message}");
+    }
+
+    #[test]
+    fn json_patch_that_replaces_the_whole_object_with_a_scalar_is_invalid() {
+        let patch = json!([{"op": "replace", "path": "", "value": 3}]);
+        let err = apply(Some(&deployment()), Patch::Json(&patch), "Deployment");
+        assert!(matches!(err, Err(PatchError::Invalid(_))), "{err:?}");
+    }
+
+    #[test]
+    fn json_patch_on_a_missing_path_is_invalid() {
+        let patch = json!([{"op": "remove", "path": "/spec/nothing"}]);
+        let err = apply(Some(&deployment()), Patch::Json(&patch), "Deployment");
+        assert!(matches!(err, Err(PatchError::Invalid(_))), "{err:?}");
+    }
+
+    #[test]
+    fn malformed_json_patch_is_a_bad_request() {
+        for doc in [
+            json!({"op": "add"}),
+            json!([{"op": "frobnicate", "path": "/a"}]),
+            json!([{"op": "add", "value": 1}]),
+        ] {
+            let err = apply(Some(&deployment()), Patch::Json(&doc), "Deployment");
+            assert!(
+                matches!(err, Err(PatchError::BadRequest(_))),
+                "{doc}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn patches_other_than_apply_need_a_live_object() {
+        let doc = json!({"spec": {}});
+        for patch in [
+            Patch::Merge(&doc),
+            Patch::Strategic(&doc),
+            Patch::Json(&json!([])),
+        ] {
+            assert!(matches!(
+                apply(None, patch, "Deployment"),
+                Err(PatchError::BadRequest(_))
+            ));
+        }
+    }
+}

@@ -1,0 +1,372 @@
+//! One virtual user's HTTP/1.1 connection: write the pre-encoded request, read and
+//! discard the response, keep the connection for the next one.
+//!
+//! This is the load engine's hot path, so it does only what a load generator needs: one
+//! `write` per request from bytes encoded once, responses parsed in place in a reused
+//! buffer (`httparse`), bodies skipped (Content-Length, chunked, or read-to-close), no
+//! allocation per request and no task hand-off. A general client (hyper's) costs a
+//! channel round trip and a task wake per request between the caller and the connection
+//! task; at the request rates the engine must sustain on one core that overhead decides
+//! whether resil keeps up with wrk. Knows nothing about statistics or pacing; the engine
+//! calls it.
+
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::plan::{COLOR_HEADER, POD_HEADER};
+
+/// Read buffer size; responses whose headers exceed it are refused.
+const BUF_SIZE: usize = 16 * 1024;
+/// Most response headers parsed.
+const MAX_HEADERS: usize = 48;
+
+/// Why a request did not get a complete response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The TCP connection could not be opened (refused, unreachable).
+    Connect,
+    /// The connection was reset or closed before the response was complete.
+    Reset,
+    /// No complete response within the timeout.
+    Timeout,
+    /// Anything else: a malformed response, headers too large.
+    Other,
+}
+
+impl Failure {
+    fn from_io(err: &std::io::Error) -> Failure {
+        match err.kind() {
+            ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted
+            | ErrorKind::BrokenPipe
+            | ErrorKind::UnexpectedEof => Failure::Reset,
+            _ => Failure::Other,
+        }
+    }
+}
+
+/// A short header value copied out of the read buffer without allocating (values longer
+/// than 63 bytes are truncated; pod and colour names are short).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ShortValue {
+    len: u8,
+    bytes: [u8; 63],
+}
+
+impl ShortValue {
+    /// No value.
+    pub const EMPTY: ShortValue = ShortValue {
+        len: 0,
+        bytes: [0; 63],
+    };
+
+    fn copy(value: &[u8]) -> ShortValue {
+        let mut v = ShortValue::EMPTY;
+        let n = value.len().min(v.bytes.len());
+        v.bytes[..n].copy_from_slice(&value[..n]);
+        v.len = n as u8;
+        v
+    }
+
+    /// The value's bytes (empty when the header was absent).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+}
+
+impl std::fmt::Debug for ShortValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self.as_bytes()))
+    }
+}
+
+/// What the engine keeps of a response.
+#[derive(Debug, Clone, Copy)]
+pub struct Reply {
+    pub status: u16,
+    /// `x-resil-color`, empty when absent.
+    pub color: ShortValue,
+    /// `x-resil-pod`, empty when absent.
+    pub pod: ShortValue,
+    /// Whether the connection may carry the next request.
+    pub reusable: bool,
+}
+
+/// An open connection with its read buffer.
+pub struct Connection {
+    stream: TcpStream,
+    buf: Box<[u8]>,
+    /// Unconsumed bytes are `buf[pos..end]`.
+    pos: usize,
+    end: usize,
+}
+
+impl Connection {
+    /// Opens a connection with Nagle off (requests are single small writes).
+    pub async fn open(addr: SocketAddr) -> Result<Connection, Failure> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|_| Failure::Connect)?;
+        stream.set_nodelay(true).map_err(|e| Failure::from_io(&e))?;
+        Ok(Connection {
+            stream,
+            buf: vec![0; BUF_SIZE].into_boxed_slice(),
+            pos: 0,
+            end: 0,
+        })
+    }
+
+    /// Sends `request` and reads the whole response. `head` says the request was a HEAD
+    /// (no body follows whatever the headers say).
+    pub async fn exchange(&mut self, request: &[u8], head: bool) -> Result<Reply, Failure> {
+        self.stream
+            .write_all(request)
+            .await
+            .map_err(|e| Failure::from_io(&e))?;
+        loop {
+            let (reply, framing) = self.read_head(head).await?;
+            // 1xx are interim: the real response follows.
+            if (100..200).contains(&reply.status) && reply.status != 101 {
+                continue;
+            }
+            match framing {
+                Framing::None => {}
+                Framing::Length(n) => self.skip(n).await?,
+                Framing::Chunked => self.skip_chunked().await?,
+                Framing::UntilClose => {
+                    self.skip_to_close().await?;
+                    return Ok(Reply {
+                        reusable: false,
+                        ..reply
+                    });
+                }
+            }
+            return Ok(reply);
+        }
+    }
+
+    /// Reads more bytes into the buffer (compacting it first); EOF is a reset.
+    async fn fill(&mut self) -> Result<(), Failure> {
+        if self.pos == self.end {
+            self.pos = 0;
+            self.end = 0;
+        } else if self.end == self.buf.len() {
+            if self.pos == 0 {
+                return Err(Failure::Other); // headers or chunk line larger than the buffer
+            }
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.end -= self.pos;
+            self.pos = 0;
+        }
+        match self.stream.read(&mut self.buf[self.end..]).await {
+            Ok(0) => Err(Failure::Reset),
+            Ok(n) => {
+                self.end += n;
+                Ok(())
+            }
+            Err(e) => Err(Failure::from_io(&e)),
+        }
+    }
+
+    async fn read_head(&mut self, head: bool) -> Result<(Reply, Framing), Failure> {
+        loop {
+            if self.pos < self.end {
+                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                let mut response = httparse::Response::new(&mut headers);
+                match response.parse(&self.buf[self.pos..self.end]) {
+                    Ok(httparse::Status::Complete(len)) => {
+                        let parsed = interpret(&response, head);
+                        self.pos += len;
+                        return Ok(parsed);
+                    }
+                    Ok(httparse::Status::Partial) => {}
+                    Err(_) => return Err(Failure::Other),
+                }
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// Discards `n` body bytes.
+    async fn skip(&mut self, mut n: u64) -> Result<(), Failure> {
+        loop {
+            let available = (self.end - self.pos) as u64;
+            let take = available.min(n);
+            self.pos += take as usize;
+            n -= take;
+            if n == 0 {
+                return Ok(());
+            }
+            self.fill().await?;
+        }
+    }
+
+    async fn skip_chunked(&mut self) -> Result<(), Failure> {
+        loop {
+            let size = loop {
+                match httparse::parse_chunk_size(&self.buf[self.pos..self.end]) {
+                    Ok(httparse::Status::Complete((len, size))) => {
+                        self.pos += len;
+                        break size;
+                    }
+                    Ok(httparse::Status::Partial) => self.fill().await?,
+                    Err(_) => return Err(Failure::Other),
+                }
+            };
+            if size == 0 {
+                return self.skip_trailers().await;
+            }
+            // The chunk's data and its closing CRLF.
+            self.skip(size + 2).await?;
+        }
+    }
+
+    /// Trailer lines after the last chunk, up to the empty line.
+    async fn skip_trailers(&mut self) -> Result<(), Failure> {
+        loop {
+            match self.buf[self.pos..self.end]
+                .windows(2)
+                .position(|w| w == b"\r\n")
+            {
+                Some(0) => {
+                    self.pos += 2;
+                    return Ok(());
+                }
+                Some(i) => self.pos += i + 2,
+                None => self.fill().await?,
+            }
+        }
+    }
+
+    async fn skip_to_close(&mut self) -> Result<(), Failure> {
+        self.pos = self.end;
+        loop {
+            match self.stream.read(&mut self.buf[..]).await {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(Failure::from_io(&e)),
+            }
+        }
+    }
+}
+
+enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+fn interpret(response: &httparse::Response<'_, '_>, head: bool) -> (Reply, Framing) {
+    let status = response.code.unwrap_or(0);
+    let mut reply = Reply {
+        status,
+        color: ShortValue::EMPTY,
+        pod: ShortValue::EMPTY,
+        // HTTP/1.0 closes unless it says keep-alive.
+        reusable: response.version == Some(1),
+    };
+    let mut length = None;
+    let mut chunked = false;
+    for h in response.headers.iter() {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            length = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok());
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = h
+                .value
+                .rsplit(|b| *b == b',')
+                .next()
+                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in h.value.split(|b| *b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    reply.reusable = false;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    reply.reusable = true;
+                }
+            }
+        } else if name.eq_ignore_ascii_case(COLOR_HEADER) {
+            reply.color = ShortValue::copy(h.value.trim_ascii());
+        } else if name.eq_ignore_ascii_case(POD_HEADER) {
+            reply.pod = ShortValue::copy(h.value.trim_ascii());
+        }
+    }
+    let framing = if head || status == 204 || status == 304 || (100..200).contains(&status) {
+        Framing::None
+    } else if chunked {
+        Framing::Chunked
+    } else if let Some(n) = length {
+        Framing::Length(n)
+    } else {
+        Framing::UntilClose
+    };
+    (reply, framing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// A server that answers every request on one connection with the next canned reply.
+    async fn canned(replies: Vec<&'static [u8]>) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            for reply in replies {
+                let _ = s.read(&mut buf).await.unwrap();
+                // Split the reply to exercise partial reads.
+                let mid = reply.len() / 2;
+                s.write_all(&reply[..mid]).await.unwrap();
+                s.flush().await.unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                s.write_all(&reply[mid..]).await.unwrap();
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn lengths_chunks_and_attribution_headers_are_read_on_one_connection() {
+        let addr = canned(vec![
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Resil-Color: blue\r\nx-resil-pod: web-blue-1\r\n\r\nhello",
+            b"HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n10\r\n0123456789abcdef\r\n0\r\nX-T: 1\r\n\r\n",
+            b"HTTP/1.1 204 No Content\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+        ])
+        .await;
+        let mut conn = Connection::open(addr).await.unwrap();
+        let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let r = conn.exchange(req, false).await.unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.color.as_bytes(), b"blue");
+        assert_eq!(r.pod.as_bytes(), b"web-blue-1");
+        assert!(r.reusable);
+        let r = conn.exchange(req, false).await.unwrap();
+        assert_eq!(r.status, 503);
+        assert_eq!(r.color.as_bytes(), b"");
+        let r = conn.exchange(req, false).await.unwrap();
+        assert_eq!(r.status, 204);
+        let r = conn.exchange(req, false).await.unwrap();
+        assert_eq!(r.status, 200);
+        assert!(!r.reusable);
+        assert_eq!(conn.exchange(req, false).await.unwrap_err(), Failure::Reset);
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_a_connect_failure() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        assert_eq!(Connection::open(addr).await.err(), Some(Failure::Connect));
+    }
+}

@@ -1,0 +1,214 @@
+//! How `resil load` shows itself: the live progress line (a TTY only) and the summary
+//! table at the end. Only the command layer calls this; it writes to the writers given.
+
+use std::io::{self, Write};
+use std::time::Duration;
+
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::thresholds::Breach;
+use crate::results::summary::{LoadSummary, Percentiles};
+use crate::results::{Event, EventKind};
+
+/// A latency in µs as `842µs`, `12.4ms` or `1.52s`.
+pub fn duration_us(us: u64) -> String {
+    if us >= 1_000_000 {
+        format!("{:.2}s", us as f64 / 1e6)
+    } else if us >= 1_000 {
+        format!("{:.1}ms", us as f64 / 1e3)
+    } else {
+        format!("{us}µs")
+    }
+}
+
+/// The live line on stderr: rps, errors, p99 of the last second, elapsed. Hidden unless
+/// stderr is a terminal, so CI logs stay clean.
+pub struct Progress {
+    bar: ProgressBar,
+    requests: u64,
+    errors: u64,
+    total: Option<Duration>,
+}
+
+impl Progress {
+    pub fn new(total: Option<Duration>) -> Progress {
+        use std::io::IsTerminal;
+        let bar = if io::stderr().is_terminal() {
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.enable_steady_tick(Duration::from_millis(250));
+            bar
+        } else {
+            ProgressBar::hidden()
+        };
+        Progress {
+            bar,
+            requests: 0,
+            errors: 0,
+            total,
+        }
+    }
+
+    /// Updates the line from a timeline event.
+    pub fn event(&mut self, event: &Event) {
+        let EventKind::LoadBucket {
+            second,
+            requests,
+            errors,
+            p99_us,
+            ..
+        } = &event.kind
+        else {
+            return;
+        };
+        self.requests += requests;
+        self.errors += errors;
+        let elapsed = Duration::from_secs(second + 1);
+        let of = self
+            .total
+            .map(|t| format!(" / {}", clock(t)))
+            .unwrap_or_default();
+        self.bar.set_message(format!(
+            "{requests} req/s · {} requests · {} errors · p99 {} · {}{of}",
+            self.requests,
+            self.errors,
+            duration_us(*p99_us),
+            clock(elapsed)
+        ));
+    }
+
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+fn clock(d: Duration) -> String {
+    let s = d.as_secs();
+    format!("{:02}:{:02}", s / 60, s % 60)
+}
+
+/// The summary table.
+pub fn table(
+    out: &mut dyn Write,
+    s: &LoadSummary,
+    breaches: &[Breach],
+    partial: bool,
+) -> io::Result<()> {
+    let mut t = Table::new();
+    t.load_style(UTF8_FULL_CONDENSED);
+    t.set_header(vec!["load", ""]);
+    let title = if partial {
+        format!("{} (partial: interrupted)", s.url)
+    } else {
+        s.url.clone()
+    };
+    t.add_row(vec!["target".to_string(), title]);
+    let model = match s.target_rate {
+        Some(r) => format!("{} (target {r} req/s)", s.model),
+        None => s.model.clone(),
+    };
+    t.add_row(vec!["model".to_string(), model]);
+    t.add_row(vec![
+        "duration".to_string(),
+        format!("{:.2}s", s.duration_s),
+    ]);
+    t.add_row(vec![
+        "requests".to_string(),
+        format!(
+            "{} ({:.1} req/s), {} ok, {} errors ({:.2}%)",
+            s.requests,
+            s.achieved_rate,
+            s.successes,
+            s.errors,
+            if s.requests > 0 {
+                s.errors as f64 * 100.0 / s.requests as f64
+            } else {
+                0.0
+            }
+        ),
+    ]);
+    if !s.error_kinds.is_empty() {
+        let kinds: Vec<String> = s
+            .error_kinds
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        t.add_row(vec!["error kinds".to_string(), kinds.join(", ")]);
+    }
+    let codes: Vec<String> = s
+        .status_codes
+        .iter()
+        .map(|(k, n)| format!("{k}: {n}"))
+        .collect();
+    t.add_row(vec!["status codes".to_string(), codes.join(", ")]);
+    t.add_row(vec!["latency".to_string(), latency_line(&s.latency)]);
+    if let Some(u) = &s.latency_uncorrected {
+        t.add_row(vec!["latency (uncorrected)".to_string(), latency_line(u)]);
+        t.add_row(vec![
+            "late sends (>1ms)".to_string(),
+            s.late_sends.to_string(),
+        ]);
+    }
+    for (color, c) in &s.by_color {
+        t.add_row(vec![
+            format!("served by {color}"),
+            format!(
+                "{} requests, {} errors, p99 {}",
+                c.requests,
+                c.errors,
+                duration_us(c.latency.p99_us)
+            ),
+        ]);
+    }
+    if !s.downtime.is_empty() {
+        let total: u64 = s.downtime.iter().filter_map(|d| d.duration_ms).sum();
+        let open = s.downtime.iter().any(|d| d.ended_at.is_none());
+        t.add_row(vec![
+            "downtime".to_string(),
+            format!(
+                "{} episode(s), {total} ms in total{}",
+                s.downtime.len(),
+                if open {
+                    ", still failing at the end"
+                } else {
+                    ""
+                }
+            ),
+        ]);
+        for d in s.downtime.iter().take(5) {
+            t.add_row(vec![
+                String::new(),
+                format!(
+                    "{} for {} ({} failed)",
+                    d.started_at.format("%H:%M:%S%.3f"),
+                    d.duration_ms
+                        .map_or("—".to_string(), |ms| format!("{ms} ms")),
+                    d.failed_requests
+                ),
+            ]);
+        }
+    }
+    for b in breaches {
+        t.add_row(vec![
+            "threshold breached".to_string(),
+            format!("{} (measured {})", b.threshold, b.actual),
+        ]);
+    }
+    writeln!(out, "{t}")
+}
+
+fn latency_line(p: &Percentiles) -> String {
+    format!(
+        "p50 {} · p90 {} · p99 {} · p99.9 {} · max {} · mean {}",
+        duration_us(p.p50_us),
+        duration_us(p.p90_us),
+        duration_us(p.p99_us),
+        duration_us(p.p999_us),
+        duration_us(p.max_us),
+        duration_us(p.mean_us.round() as u64)
+    )
+}

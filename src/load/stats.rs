@@ -1,0 +1,702 @@
+//! Statistics: per-thread pre-aggregation on the hot path, one collector that owns the
+//! merged HDR histograms, the per-second timeline and the downtime episodes.
+//!
+//! Each worker thread records its requests into a [`ThreadStats`] (no locks, no
+//! allocation per request) and hands the collector one finished bucket per second plus
+//! its run totals at the end. The [`Collector`] merges buckets across threads, emits a
+//! `LoadBucket` event once every thread is past a second, and builds the `LoadSummary`.
+//! Downtime episodes need one order across threads, so they go through the small shared
+//! [`DowntimeTracker`], touched only on failures and on the first success after one.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use hdrhistogram::Histogram;
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::http::{Failure, Reply};
+use crate::results::hdr::new_histogram;
+use crate::results::summary::{ColorLoad, DowntimeEpisode, Percentiles};
+use crate::results::timeline::Served;
+
+/// Sends that leave later than their intended time by more than this are counted late.
+pub const LATE_AFTER: Duration = Duration::from_millis(1);
+
+/// The colour (and pod) name used when a response names none.
+pub const UNKNOWN: &str = "unknown";
+
+/// Most distinct pod names tracked per thread; later ones are counted under `other`.
+const MAX_PODS: usize = 1024;
+
+/// How one request ended.
+#[derive(Debug, Clone, Copy)]
+pub enum Outcome {
+    Reply(Reply),
+    Failed(Failure),
+}
+
+/// Error kinds, in the order of [`KIND_NAMES`].
+const KIND_CONNECT: usize = 0;
+const KIND_RESET: usize = 1;
+const KIND_TIMEOUT: usize = 2;
+const KIND_5XX: usize = 3;
+const KIND_4XX: usize = 4;
+const KIND_OTHER: usize = 5;
+/// The names of error kinds in the summary's `error_kinds`.
+pub const KIND_NAMES: [&str; 6] = [
+    "connect", "reset", "timeout", "http_5xx", "http_4xx", "other",
+];
+
+/// Whether an outcome is a failure (counts as an error and towards downtime), a client
+/// error (4xx: the service answered, so it is counted but is neither), or a success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Success,
+    ClientError,
+    Failure(usize),
+}
+
+fn classify(outcome: &Outcome) -> Class {
+    match outcome {
+        Outcome::Reply(r) if r.status >= 500 => Class::Failure(KIND_5XX),
+        Outcome::Reply(r) if r.status >= 400 => Class::ClientError,
+        Outcome::Reply(_) => Class::Success,
+        Outcome::Failed(Failure::Connect) => Class::Failure(KIND_CONNECT),
+        Outcome::Failed(Failure::Reset) => Class::Failure(KIND_RESET),
+        Outcome::Failed(Failure::Timeout) => Class::Failure(KIND_TIMEOUT),
+        Outcome::Failed(Failure::Other) => Class::Failure(KIND_OTHER),
+    }
+}
+
+/// A small intern table: name bytes → index, so counting by colour and pod costs no
+/// allocation after a name's first appearance. Index 0 is always [`UNKNOWN`].
+#[derive(Debug)]
+struct Names {
+    names: Vec<Box<[u8]>>,
+    limit: usize,
+}
+
+impl Names {
+    fn new(limit: usize) -> Names {
+        Names {
+            names: vec![UNKNOWN.as_bytes().into()],
+            limit,
+        }
+    }
+
+    fn id(&mut self, name: &[u8]) -> usize {
+        if name.is_empty() {
+            return 0;
+        }
+        if let Some(i) = self.names.iter().position(|n| &**n == name) {
+            return i;
+        }
+        if self.names.len() >= self.limit {
+            return self.id(b"other");
+        }
+        self.names.push(name.into());
+        self.names.len() - 1
+    }
+
+    fn name(&self, id: usize) -> String {
+        String::from_utf8_lossy(&self.names[id]).into_owned()
+    }
+}
+
+/// One thread's (or, merged, the run's) figures for one second.
+#[derive(Debug)]
+pub struct Bucket {
+    /// Seconds since the start of the run.
+    pub second: u64,
+    pub requests: u64,
+    pub errors: u64,
+    /// Latency (µs) of the responses that completed in this second.
+    pub latency: Histogram<u64>,
+    pub by_color: BTreeMap<String, Served>,
+    pub by_pod: BTreeMap<String, Served>,
+}
+
+impl Bucket {
+    pub fn empty(second: u64) -> Bucket {
+        Bucket {
+            second,
+            requests: 0,
+            errors: 0,
+            latency: new_histogram(),
+            by_color: BTreeMap::new(),
+            by_pod: BTreeMap::new(),
+        }
+    }
+
+    /// Adds another thread's figures for the same second.
+    pub fn merge(&mut self, other: Bucket) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        // Same bounds on both sides, so adding cannot fail.
+        let _ = self.latency.add(&other.latency);
+        for (k, v) in other.by_color {
+            add_served(self.by_color.entry(k).or_default(), v);
+        }
+        for (k, v) in other.by_pod {
+            add_served(self.by_pod.entry(k).or_default(), v);
+        }
+    }
+}
+
+fn add_served(into: &mut Served, from: Served) {
+    into.requests += from.requests;
+    into.errors += from.errors;
+}
+
+/// A thread's run totals, sent once when it finishes.
+#[derive(Debug)]
+pub struct ThreadTotals {
+    pub requests: u64,
+    pub successes: u64,
+    pub errors: u64,
+    pub late_sends: u64,
+    pub kinds: [u64; 6],
+    pub status_codes: BTreeMap<u16, u64>,
+    /// Latency from the actual send (open model; equals the corrected one when closed).
+    pub uncorrected: Histogram<u64>,
+    pub by_color: BTreeMap<String, (Served, Histogram<u64>)>,
+}
+
+/// What worker threads tell the collector.
+#[derive(Debug)]
+pub enum Message {
+    /// A finished second; the thread will send nothing more for seconds before `next`.
+    Bucket {
+        thread: usize,
+        bucket: Option<Bucket>,
+        next: u64,
+    },
+    /// A downtime episode closed (offsets from the start of the run).
+    Episode(Episode),
+    /// The thread is done.
+    Done {
+        thread: usize,
+        totals: Box<ThreadTotals>,
+    },
+}
+
+/// A downtime episode as offsets from the run's start.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Episode {
+    pub started: Duration,
+    pub ended: Option<Duration>,
+    pub failed_requests: u64,
+}
+
+/// Client-observed downtime across all threads: the first failure opens an episode, the
+/// first success after it closes it. 4xx responses neither open nor close one.
+#[derive(Debug)]
+pub struct DowntimeTracker {
+    start: Instant,
+    /// Lets the success path skip the lock while nothing is failing.
+    down: AtomicBool,
+    open: Mutex<Option<Episode>>,
+}
+
+impl DowntimeTracker {
+    pub fn new(start: Instant) -> DowntimeTracker {
+        DowntimeTracker {
+            start,
+            down: AtomicBool::new(false),
+            open: Mutex::new(None),
+        }
+    }
+
+    fn failure(&self, at: Instant) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        match open.as_mut() {
+            Some(episode) => episode.failed_requests += 1,
+            None => {
+                *open = Some(Episode {
+                    started: at.saturating_duration_since(self.start),
+                    ended: None,
+                    failed_requests: 1,
+                });
+                self.down.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    fn success(&self, at: Instant) -> Option<Episode> {
+        if !self.down.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let mut episode = open.take()?;
+        self.down.store(false, Ordering::Release);
+        // Another thread may have stamped its failure a hair after this success.
+        episode.ended = Some(
+            at.saturating_duration_since(self.start)
+                .max(episode.started),
+        );
+        Some(episode)
+    }
+
+    /// The episode still open at the end of the run, if any.
+    pub fn take_open(&self) -> Option<Episode> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// One worker thread's statistics; shared by the thread's virtual users through a
+/// `RefCell` (single-threaded runtime), so recording takes no lock.
+pub struct ThreadStats {
+    thread: usize,
+    start: Instant,
+    tx: UnboundedSender<Message>,
+    bucket: ThreadBucket,
+    colors: Names,
+    pods: Names,
+    totals_by_color: Vec<(Served, Histogram<u64>)>,
+    requests: u64,
+    successes: u64,
+    errors: u64,
+    late_sends: u64,
+    kinds: [u64; 6],
+    status_codes: Vec<u64>,
+    uncorrected: Histogram<u64>,
+}
+
+/// The current second of one thread, indexed by interned names.
+struct ThreadBucket {
+    second: u64,
+    requests: u64,
+    errors: u64,
+    latency: Histogram<u64>,
+    by_color: Vec<Served>,
+    by_pod: Vec<Served>,
+}
+
+impl ThreadBucket {
+    fn new(second: u64) -> ThreadBucket {
+        ThreadBucket {
+            second,
+            requests: 0,
+            errors: 0,
+            latency: new_histogram(),
+            by_color: Vec::new(),
+            by_pod: Vec::new(),
+        }
+    }
+}
+
+fn count(slots: &mut Vec<Served>, id: usize, error: bool) {
+    if slots.len() <= id {
+        slots.resize(id + 1, Served::default());
+    }
+    slots[id].requests += 1;
+    slots[id].errors += u64::from(error);
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+impl ThreadStats {
+    pub fn new(thread: usize, start: Instant, tx: UnboundedSender<Message>) -> ThreadStats {
+        ThreadStats {
+            thread,
+            start,
+            tx,
+            bucket: ThreadBucket::new(0),
+            colors: Names::new(64),
+            pods: Names::new(MAX_PODS),
+            totals_by_color: Vec::new(),
+            requests: 0,
+            successes: 0,
+            errors: 0,
+            late_sends: 0,
+            kinds: [0; 6],
+            status_codes: vec![0; 600],
+            uncorrected: new_histogram(),
+        }
+    }
+
+    /// Records one request: `intended` is when it was meant to leave (the send time in
+    /// the closed model), `sent` when it left, `done` when it ended.
+    pub fn record(
+        &mut self,
+        intended: Instant,
+        sent: Instant,
+        done: Instant,
+        outcome: &Outcome,
+        downtime: &DowntimeTracker,
+    ) {
+        let second = done.saturating_duration_since(self.start).as_secs();
+        if second > self.bucket.second {
+            self.rotate(second);
+        }
+        let class = classify(outcome);
+        let error = matches!(class, Class::Failure(_));
+        self.requests += 1;
+        self.bucket.requests += 1;
+        if sent.saturating_duration_since(intended) > LATE_AFTER {
+            self.late_sends += 1;
+        }
+        match class {
+            Class::Success => {
+                self.successes += 1;
+                if let Some(episode) = downtime.success(done) {
+                    let _ = self.tx.send(Message::Episode(episode));
+                }
+            }
+            Class::ClientError => self.kinds[KIND_4XX] += 1,
+            Class::Failure(kind) => {
+                self.errors += 1;
+                self.bucket.errors += 1;
+                self.kinds[kind] += 1;
+                downtime.failure(done);
+            }
+        }
+        let (color, pod) = match outcome {
+            Outcome::Reply(reply) => {
+                let slot = usize::from(reply.status).min(599);
+                self.status_codes[slot] += 1;
+                (
+                    self.colors.id(reply.color.as_bytes()),
+                    self.pods.id(reply.pod.as_bytes()),
+                )
+            }
+            Outcome::Failed(_) => (0, 0),
+        };
+        count(&mut self.bucket.by_color, color, error);
+        count(&mut self.bucket.by_pod, pod, error);
+        while self.totals_by_color.len() <= color {
+            self.totals_by_color
+                .push((Served::default(), new_histogram()));
+        }
+        let totals = &mut self.totals_by_color[color];
+        totals.0.requests += 1;
+        totals.0.errors += u64::from(error);
+        // Latency is a response's: failures without one are counted, not timed.
+        if let Outcome::Reply(_) = outcome {
+            let corrected = micros(done.saturating_duration_since(intended));
+            self.bucket.latency.saturating_record(corrected.max(1));
+            totals.1.saturating_record(corrected.max(1));
+            self.uncorrected
+                .saturating_record(micros(done.saturating_duration_since(sent)).max(1));
+        }
+    }
+
+    /// Called periodically so a thread that records nothing still moves its second on.
+    pub fn tick(&mut self, now: Instant) {
+        let second = now.saturating_duration_since(self.start).as_secs();
+        if second > self.bucket.second {
+            self.rotate(second);
+        }
+    }
+
+    fn rotate(&mut self, next: u64) {
+        let finished = std::mem::replace(&mut self.bucket, ThreadBucket::new(next));
+        let bucket = self.export(finished);
+        let _ = self.tx.send(Message::Bucket {
+            thread: self.thread,
+            bucket,
+            next,
+        });
+    }
+
+    fn export(&self, b: ThreadBucket) -> Option<Bucket> {
+        if b.requests == 0 {
+            return None;
+        }
+        let named = |names: &Names, slots: Vec<Served>| {
+            slots
+                .into_iter()
+                .enumerate()
+                .filter(|(_, s)| s.requests > 0)
+                .map(|(i, s)| (names.name(i), s))
+                .collect()
+        };
+        let mut by_pod: BTreeMap<String, Served> = named(&self.pods, b.by_pod);
+        // Pods are only worth listing when the target names them.
+        if by_pod.len() == 1 && by_pod.contains_key(UNKNOWN) {
+            by_pod.clear();
+        }
+        Some(Bucket {
+            second: b.second,
+            requests: b.requests,
+            errors: b.errors,
+            latency: b.latency,
+            by_color: named(&self.colors, b.by_color),
+            by_pod,
+        })
+    }
+
+    /// Sends the last bucket and the thread's totals. Called once, at the end.
+    pub fn finish(&mut self) {
+        let last = std::mem::replace(&mut self.bucket, ThreadBucket::new(u64::MAX));
+        let bucket = self.export(last);
+        let _ = self.tx.send(Message::Bucket {
+            thread: self.thread,
+            bucket,
+            next: u64::MAX,
+        });
+        let status_codes = self
+            .status_codes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(code, n)| (code as u16, *n))
+            .collect();
+        let by_color = std::mem::take(&mut self.totals_by_color)
+            .into_iter()
+            .enumerate()
+            .filter(|(_, (s, _))| s.requests > 0)
+            .map(|(i, t)| (self.colors.name(i), t))
+            .collect();
+        let totals = ThreadTotals {
+            requests: self.requests,
+            successes: self.successes,
+            errors: self.errors,
+            late_sends: self.late_sends,
+            kinds: self.kinds,
+            status_codes,
+            uncorrected: std::mem::replace(&mut self.uncorrected, new_histogram()),
+            by_color,
+        };
+        let _ = self.tx.send(Message::Done {
+            thread: self.thread,
+            totals: Box::new(totals),
+        });
+    }
+}
+
+/// Latency percentiles of a histogram (all zero when it is empty).
+pub fn percentiles(h: &Histogram<u64>) -> Percentiles {
+    if h.is_empty() {
+        return Percentiles::default();
+    }
+    Percentiles {
+        p50_us: h.value_at_quantile(0.50),
+        p75_us: h.value_at_quantile(0.75),
+        p90_us: h.value_at_quantile(0.90),
+        p99_us: h.value_at_quantile(0.99),
+        p999_us: h.value_at_quantile(0.999),
+        max_us: h.max(),
+        mean_us: h.mean(),
+    }
+}
+
+/// Merges what the threads send: buckets into seconds (released once every thread is
+/// past them), totals into run totals.
+pub struct Collector {
+    /// Per thread: the first second it may still send.
+    next: Vec<u64>,
+    pending: BTreeMap<u64, Bucket>,
+    /// The next second to release.
+    released: u64,
+    pub overall: Histogram<u64>,
+    pub uncorrected: Histogram<u64>,
+    pub requests: u64,
+    pub successes: u64,
+    pub errors: u64,
+    pub late_sends: u64,
+    pub kinds: [u64; 6],
+    pub status_codes: BTreeMap<u16, u64>,
+    pub by_color: BTreeMap<String, (Served, Histogram<u64>)>,
+    pub episodes: Vec<Episode>,
+}
+
+impl Collector {
+    pub fn new(threads: usize) -> Collector {
+        Collector {
+            next: vec![0; threads],
+            pending: BTreeMap::new(),
+            released: 0,
+            overall: new_histogram(),
+            uncorrected: new_histogram(),
+            requests: 0,
+            successes: 0,
+            errors: 0,
+            late_sends: 0,
+            kinds: [0; 6],
+            status_codes: BTreeMap::new(),
+            by_color: BTreeMap::new(),
+            episodes: Vec::new(),
+        }
+    }
+
+    /// Takes one message; returns the seconds every thread is now past, in order (empty
+    /// seconds included, so a stalled target shows as zeros, not as a gap).
+    pub fn accept(&mut self, message: Message) -> Vec<Bucket> {
+        match message {
+            Message::Bucket {
+                thread,
+                bucket,
+                next,
+            } => {
+                if let Some(bucket) = bucket {
+                    let _ = self.overall.add(&bucket.latency);
+                    match self.pending.remove(&bucket.second) {
+                        Some(mut merged) => {
+                            merged.merge(bucket);
+                            self.pending.insert(merged.second, merged);
+                        }
+                        None => {
+                            self.pending.insert(bucket.second, bucket);
+                        }
+                    }
+                }
+                if let Some(slot) = self.next.get_mut(thread) {
+                    *slot = (*slot).max(next);
+                }
+                let upto = self.next.iter().copied().min().unwrap_or(0);
+                self.release(upto)
+            }
+            Message::Episode(episode) => {
+                self.episodes.push(episode);
+                Vec::new()
+            }
+            Message::Done { totals, .. } => {
+                self.requests += totals.requests;
+                self.successes += totals.successes;
+                self.errors += totals.errors;
+                self.late_sends += totals.late_sends;
+                for (sum, n) in self.kinds.iter_mut().zip(totals.kinds) {
+                    *sum += n;
+                }
+                for (code, n) in totals.status_codes {
+                    *self.status_codes.entry(code).or_default() += n;
+                }
+                let _ = self.uncorrected.add(&totals.uncorrected);
+                for (color, (served, hist)) in totals.by_color {
+                    let entry = self
+                        .by_color
+                        .entry(color)
+                        .or_insert_with(|| (Served::default(), new_histogram()));
+                    add_served(&mut entry.0, served);
+                    let _ = entry.1.add(&hist);
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    /// Releases every second before `upto`; with `u64::MAX`, everything still pending.
+    fn release(&mut self, upto: u64) -> Vec<Bucket> {
+        let mut out = Vec::new();
+        let last_pending = self.pending.keys().next_back().copied();
+        let end = if upto == u64::MAX {
+            last_pending.map_or(self.released, |s| s + 1)
+        } else {
+            upto
+        };
+        while self.released < end {
+            let s = self.released;
+            out.push(self.pending.remove(&s).unwrap_or_else(|| Bucket::empty(s)));
+            self.released += 1;
+        }
+        out
+    }
+
+    /// The run's per-colour figures.
+    pub fn color_summary(&self) -> BTreeMap<String, ColorLoad> {
+        self.by_color
+            .iter()
+            .map(|(c, (s, h))| {
+                (
+                    c.clone(),
+                    ColorLoad {
+                        requests: s.requests,
+                        errors: s.errors,
+                        latency: percentiles(h),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Error counts by kind name (kinds that occurred).
+    pub fn error_kinds(&self) -> BTreeMap<String, u64> {
+        KIND_NAMES
+            .iter()
+            .zip(self.kinds)
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| (k.to_string(), n))
+            .collect()
+    }
+}
+
+/// An episode in wall-clock terms.
+pub fn episode_at(start: DateTime<Utc>, e: &Episode) -> DowntimeEpisode {
+    let at = |d: Duration| start + chrono::Duration::milliseconds(d.as_millis() as i64);
+    DowntimeEpisode {
+        started_at: at(e.started),
+        ended_at: e.ended.map(at),
+        duration_ms: e
+            .ended
+            .map(|end| end.saturating_sub(e.started).as_millis() as u64),
+        failed_requests: e.failed_requests,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::http::ShortValue;
+
+    fn reply(status: u16) -> Outcome {
+        Outcome::Reply(Reply {
+            status,
+            color: ShortValue::EMPTY,
+            pod: ShortValue::EMPTY,
+            reusable: true,
+        })
+    }
+
+    #[test]
+    fn a_failure_opens_an_episode_and_the_first_success_closes_it() {
+        let start = Instant::now();
+        let t = DowntimeTracker::new(start);
+        assert_eq!(t.success(start + Duration::from_millis(5)), None);
+        t.failure(start + Duration::from_millis(10));
+        t.failure(start + Duration::from_millis(20));
+        let e = t.success(start + Duration::from_millis(30)).unwrap();
+        assert_eq!(e.started, Duration::from_millis(10));
+        assert_eq!(e.ended, Some(Duration::from_millis(30)));
+        assert_eq!(e.failed_requests, 2);
+        assert_eq!(t.success(start + Duration::from_millis(40)), None);
+        t.failure(start + Duration::from_millis(50));
+        assert_eq!(t.take_open().unwrap().ended, None);
+    }
+
+    #[test]
+    fn client_errors_are_counted_but_are_neither_failures_nor_successes() {
+        assert_eq!(classify(&reply(404)), Class::ClientError);
+        assert_eq!(classify(&reply(503)), Class::Failure(KIND_5XX));
+        assert_eq!(classify(&reply(302)), Class::Success);
+    }
+
+    #[test]
+    fn seconds_are_released_only_when_every_thread_is_past_them() {
+        let mut c = Collector::new(2);
+        let mut b = Bucket::empty(0);
+        b.requests = 3;
+        let out = c.accept(Message::Bucket {
+            thread: 0,
+            bucket: Some(b),
+            next: 2,
+        });
+        assert!(out.is_empty());
+        let out = c.accept(Message::Bucket {
+            thread: 1,
+            bucket: None,
+            next: 2,
+        });
+        assert_eq!(
+            out.iter()
+                .map(|b| (b.second, b.requests))
+                .collect::<Vec<_>>(),
+            vec![(0, 3), (1, 0)]
+        );
+    }
+}

@@ -1,0 +1,309 @@
+//! `--fail-on` thresholds: `p99<250ms,error_rate<1%,rps>=1000` parsed into checks and
+//! evaluated against a finished run's `LoadSummary`. Each expression states what must
+//! hold; a run that does not meet one has breached it (the command exits 1). Pure: no I/O.
+
+use std::fmt;
+
+use super::LoadError;
+use crate::results::summary::LoadSummary;
+
+/// The keys `--fail-on` understands, for error messages.
+pub const VALID_KEYS: &str = "p50, p75, p90, p99, p999, max, mean (durations like 250ms or 1.5s), \
+     error_rate (1% or 0.01), rps / achieved_rate (requests per second)";
+
+/// What a threshold looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    /// A latency quantile or statistic, in microseconds.
+    Latency(LatencyStat),
+    /// Failed requests ÷ requests, as a fraction.
+    ErrorRate,
+    /// Achieved requests per second.
+    Rps,
+}
+
+/// Which latency figure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LatencyStat {
+    P50,
+    P75,
+    P90,
+    P99,
+    P999,
+    Max,
+    Mean,
+}
+
+/// Comparison that must hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl Op {
+    fn holds(self, actual: f64, limit: f64) -> bool {
+        match self {
+            Op::Lt => actual < limit,
+            Op::Le => actual <= limit,
+            Op::Gt => actual > limit,
+            Op::Ge => actual >= limit,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Op::Lt => "<",
+            Op::Le => "<=",
+            Op::Gt => ">",
+            Op::Ge => ">=",
+        }
+    }
+}
+
+/// One parsed threshold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Threshold {
+    pub metric: Metric,
+    pub op: Op,
+    /// µs for latency, a fraction for error_rate, requests per second for rps.
+    pub limit: f64,
+    /// The key as written (`p99`, `rps`, ...).
+    key: String,
+}
+
+impl fmt::Display for Threshold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}{}{}",
+            self.key,
+            self.op.as_str(),
+            format_value(self.metric, self.limit)
+        )
+    }
+}
+
+fn format_value(metric: Metric, v: f64) -> String {
+    match metric {
+        Metric::Latency(_) => {
+            if v >= 1_000_000.0 {
+                format!("{}s", round3(v / 1_000_000.0))
+            } else if v >= 1_000.0 {
+                format!("{}ms", round3(v / 1_000.0))
+            } else {
+                format!("{}us", round3(v))
+            }
+        }
+        Metric::ErrorRate => format!("{}%", round3(v * 100.0)),
+        Metric::Rps => format!("{}", round3(v)),
+    }
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+/// A threshold the run did not meet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Breach {
+    /// The threshold as written, e.g. `p99<250ms`.
+    pub threshold: String,
+    /// The measured value, e.g. `312.4ms`.
+    pub actual: String,
+}
+
+/// Parses a comma-separated list of thresholds.
+pub fn parse(text: &str) -> Result<Vec<Threshold>, LoadError> {
+    let mut out = Vec::new();
+    for expr in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        out.push(parse_one(expr)?);
+    }
+    if out.is_empty() {
+        return Err(invalid(text, "no threshold given"));
+    }
+    Ok(out)
+}
+
+fn invalid(expr: &str, reason: &str) -> LoadError {
+    LoadError::InvalidThreshold {
+        expr: expr.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn parse_one(expr: &str) -> Result<Threshold, LoadError> {
+    let at = expr
+        .find(['<', '>'])
+        .ok_or_else(|| invalid(expr, "expected KEY<VALUE or KEY>VALUE"))?;
+    let key = expr[..at].trim();
+    let rest = &expr[at..];
+    let (op, value) = if let Some(v) = rest.strip_prefix("<=") {
+        (Op::Le, v)
+    } else if let Some(v) = rest.strip_prefix(">=") {
+        (Op::Ge, v)
+    } else if let Some(v) = rest.strip_prefix('<') {
+        (Op::Lt, v)
+    } else if let Some(v) = rest.strip_prefix('>') {
+        (Op::Gt, v)
+    } else {
+        return Err(invalid(expr, "expected KEY<VALUE or KEY>VALUE"));
+    };
+    let value = value.trim();
+    let metric = match key.to_ascii_lowercase().as_str() {
+        "p50" => Metric::Latency(LatencyStat::P50),
+        "p75" => Metric::Latency(LatencyStat::P75),
+        "p90" => Metric::Latency(LatencyStat::P90),
+        "p99" => Metric::Latency(LatencyStat::P99),
+        "p999" | "p99.9" => Metric::Latency(LatencyStat::P999),
+        "max" => Metric::Latency(LatencyStat::Max),
+        "mean" => Metric::Latency(LatencyStat::Mean),
+        "error_rate" => Metric::ErrorRate,
+        "rps" | "achieved_rate" => Metric::Rps,
+        _ => return Err(invalid(expr, &format!("unknown key {key:?}"))),
+    };
+    let limit = match metric {
+        Metric::Latency(_) => parse_micros(value)
+            .ok_or_else(|| invalid(expr, &format!("{value:?} is not a duration like 250ms")))?,
+        Metric::ErrorRate => parse_fraction(value)
+            .ok_or_else(|| invalid(expr, &format!("{value:?} is not a rate like 1% or 0.01")))?,
+        Metric::Rps => value
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite() && *v >= 0.0)
+            .ok_or_else(|| invalid(expr, &format!("{value:?} is not a number")))?,
+    };
+    Ok(Threshold {
+        metric,
+        op,
+        limit,
+        key: key.to_ascii_lowercase(),
+    })
+}
+
+/// `250ms`, `1.5s`, `800us`, `2m` → microseconds.
+fn parse_micros(text: &str) -> Option<f64> {
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let number: f64 = text[..split].parse().ok()?;
+    let scale = match text[split..].trim() {
+        "us" | "µs" => 1.0,
+        "ms" => 1_000.0,
+        "s" => 1_000_000.0,
+        "m" | "min" => 60_000_000.0,
+        _ => return None,
+    };
+    let v = number * scale;
+    (v.is_finite() && v >= 0.0).then_some(v)
+}
+
+/// `1%` → 0.01; `0.01` → 0.01.
+fn parse_fraction(text: &str) -> Option<f64> {
+    let v = match text.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().ok()? / 100.0,
+        None => text.parse::<f64>().ok()?,
+    };
+    (v.is_finite() && (0.0..=1.0).contains(&v)).then_some(v)
+}
+
+/// The thresholds `summary` does not meet.
+pub fn check(thresholds: &[Threshold], summary: &LoadSummary) -> Vec<Breach> {
+    thresholds
+        .iter()
+        .filter_map(|t| {
+            let actual = measured(t.metric, summary);
+            (!t.op.holds(actual, t.limit)).then(|| Breach {
+                threshold: t.to_string(),
+                actual: format_value(t.metric, actual),
+            })
+        })
+        .collect()
+}
+
+fn measured(metric: Metric, s: &LoadSummary) -> f64 {
+    let l = &s.latency;
+    match metric {
+        Metric::Latency(stat) => match stat {
+            LatencyStat::P50 => l.p50_us as f64,
+            LatencyStat::P75 => l.p75_us as f64,
+            LatencyStat::P90 => l.p90_us as f64,
+            LatencyStat::P99 => l.p99_us as f64,
+            LatencyStat::P999 => l.p999_us as f64,
+            LatencyStat::Max => l.max_us as f64,
+            LatencyStat::Mean => l.mean_us,
+        },
+        Metric::ErrorRate => {
+            if s.requests == 0 {
+                0.0
+            } else {
+                s.errors as f64 / s.requests as f64
+            }
+        }
+        Metric::Rps => s.achieved_rate,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::summary::Percentiles;
+
+    fn summary(p99_us: u64, requests: u64, errors: u64, rate: f64) -> LoadSummary {
+        LoadSummary {
+            url: "http://x/".into(),
+            model: "closed".into(),
+            started_at: chrono::Utc::now(),
+            duration_s: 1.0,
+            target_rate: None,
+            achieved_rate: rate,
+            requests,
+            successes: requests - errors,
+            errors,
+            error_kinds: Default::default(),
+            status_codes: Default::default(),
+            latency: Percentiles {
+                p99_us,
+                ..Default::default()
+            },
+            latency_uncorrected: None,
+            by_color: Default::default(),
+            late_sends: 0,
+            downtime: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn thresholds_parse_with_units_percentages_and_operators() {
+        let t = parse("p99<250ms, error_rate<1%,rps>=1000,max<=1.5s,p50<800us").unwrap();
+        assert_eq!(t.len(), 5);
+        assert_eq!(t[0].metric, Metric::Latency(LatencyStat::P99));
+        assert_eq!(t[0].limit, 250_000.0);
+        assert_eq!(t[1].limit, 0.01);
+        assert_eq!((t[2].op, t[2].limit), (Op::Ge, 1000.0));
+        assert_eq!(t[3].limit, 1_500_000.0);
+        assert_eq!(t[0].to_string(), "p99<250ms");
+        assert_eq!(t[1].to_string(), "error_rate<1%");
+    }
+
+    #[test]
+    fn a_bad_expression_names_the_valid_keys() {
+        for bad in ["p98<1ms", "p99<fast", "p99=1ms", "error_rate<150%", ""] {
+            let err = parse(bad).unwrap_err().to_string();
+            assert!(err.contains("error_rate"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn breaches_are_reported_with_the_measured_value() {
+        let t = parse("p99<250ms,error_rate<1%").unwrap();
+        assert!(check(&t, &summary(200_000, 1000, 5, 10.0)).is_empty());
+        let b = check(&t, &summary(312_400, 1000, 20, 10.0));
+        assert_eq!(b.len(), 2);
+        assert_eq!(b[0].threshold, "p99<250ms");
+        assert_eq!(b[0].actual, "312.4ms");
+        assert_eq!(b[1].actual, "2%");
+    }
+}

@@ -1,0 +1,499 @@
+//! What the watcher knows about the demo: pods per colour and their readiness, the colour
+//! the Service selects, its ready endpoints, each colour's Deployment and HPA.
+//!
+//! Pure: the controller feeds it the objects its kube-rs watchers deliver and gets back the
+//! changes worth a timeline line ([`EventKind`]). Readiness per colour comes from the pods
+//! themselves (the Service's Endpoints only ever hold the selected colour; the standby's
+//! health must be known before traffic moves to it). The Service's own Endpoints say when
+//! the data plane actually follows a switch.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+
+use crate::cli::Color;
+use crate::results::summary::PodRequests;
+use crate::results::timeline::EventKind;
+
+/// The label that names a pod's colour.
+pub const COLOR_LABEL: &str = "version";
+
+/// One pod, as far as failover and cost care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PodFact {
+    pub color: Option<Color>,
+    /// Ready condition true and not terminating.
+    pub ready: bool,
+    /// Phase Running and not terminating: it costs money.
+    pub running: bool,
+}
+
+/// Replica counts of one colour's Deployment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeploymentFact {
+    pub desired: i32,
+    pub ready: i32,
+    pub available: i32,
+}
+
+/// One colour's HPA status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HpaFact {
+    pub current: i32,
+    pub desired: i32,
+    pub min: i32,
+    pub max: i32,
+    pub cpu_utilization: Option<i32>,
+}
+
+/// The demo as the watcher last saw it.
+#[derive(Debug, Clone, Default)]
+pub struct DemoState {
+    service: String,
+    pods: BTreeMap<String, PodFact>,
+    /// Pod names seen since the pod watcher last restarted (to drop the ones it missed).
+    relisting: Option<BTreeSet<String>>,
+    /// The Service has been seen.
+    pub service_seen: bool,
+    /// The colour the Service selects (`None`: no Service yet, or no colour in it).
+    pub selected: Option<Color>,
+    /// Ready addresses in the Service's Endpoints, by the colour of the pod behind them.
+    pub endpoints_ready: BTreeMap<Color, u32>,
+    pub deployments: BTreeMap<Color, DeploymentFact>,
+    pub hpas: BTreeMap<Color, HpaFact>,
+    /// CPU and memory requests of one pod of each colour (from the Deployment template).
+    pub pod_requests: BTreeMap<Color, PodRequests>,
+}
+
+impl DemoState {
+    /// An empty state for the Service named `service`.
+    pub fn new(service: &str) -> DemoState {
+        DemoState {
+            service: service.to_string(),
+            ..DemoState::default()
+        }
+    }
+
+    /// Ready pods of one colour.
+    pub fn ready(&self, color: Color) -> u32 {
+        count(
+            self.pods
+                .values()
+                .filter(|p| p.color == Some(color) && p.ready),
+        )
+    }
+
+    /// Running pods of one colour (what costs money right now).
+    pub fn running(&self, color: Color) -> u32 {
+        count(
+            self.pods
+                .values()
+                .filter(|p| p.color == Some(color) && p.running),
+        )
+    }
+
+    /// Ready addresses of `color` behind the Service.
+    pub fn serving(&self, color: Color) -> u32 {
+        self.endpoints_ready.get(&color).copied().unwrap_or(0)
+    }
+
+    /// A pod was added or changed.
+    pub fn apply_pod(&mut self, pod: &Pod) -> Vec<EventKind> {
+        let Some(name) = pod.metadata.name.clone() else {
+            return Vec::new();
+        };
+        if let Some(seen) = &mut self.relisting {
+            seen.insert(name.clone());
+        }
+        let fact = pod_fact(pod);
+        let color = fact.color.map(|c| c.as_str().to_string());
+        let before = self.pods.insert(name.clone(), fact);
+        let mut out = Vec::new();
+        if before.is_none() {
+            out.push(EventKind::PodCreated {
+                pod: name.clone(),
+                color: color.clone(),
+            });
+        }
+        let was_ready = before.is_some_and(|b| b.ready);
+        if fact.ready && !was_ready {
+            out.push(EventKind::PodReady { pod: name, color });
+        } else if !fact.ready && was_ready {
+            out.push(EventKind::PodUnready { pod: name, color });
+        }
+        out
+    }
+
+    /// A pod is gone.
+    pub fn delete_pod(&mut self, name: &str) -> Vec<EventKind> {
+        match self.pods.remove(name) {
+            Some(fact) => vec![EventKind::PodDeleted {
+                pod: name.to_string(),
+                color: fact.color.map(|c| c.as_str().to_string()),
+            }],
+            None => Vec::new(),
+        }
+    }
+
+    /// The pod watcher restarted: a full list follows.
+    pub fn pods_relist_started(&mut self) {
+        self.relisting = Some(BTreeSet::new());
+    }
+
+    /// The full list is in: pods it did not contain were deleted while we were not looking.
+    pub fn pods_relist_done(&mut self) -> Vec<EventKind> {
+        let Some(seen) = self.relisting.take() else {
+            return Vec::new();
+        };
+        let gone: Vec<String> = self
+            .pods
+            .keys()
+            .filter(|name| !seen.contains(*name))
+            .cloned()
+            .collect();
+        gone.iter().flat_map(|name| self.delete_pod(name)).collect()
+    }
+
+    /// The Service changed (or appeared).
+    pub fn apply_service(&mut self, service: &Service) -> Vec<EventKind> {
+        if service.metadata.name.as_deref() != Some(self.service.as_str()) {
+            return Vec::new();
+        }
+        self.service_seen = true;
+        let selected = service
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.as_ref())
+            .and_then(|s| s.get(COLOR_LABEL))
+            .and_then(|v| parse_color(v));
+        let before = std::mem::replace(&mut self.selected, selected);
+        match (before, selected) {
+            (Some(from), Some(to)) if from != to => vec![EventKind::SelectorSwitched {
+                service: self.service.clone(),
+                from: Some(from.as_str().to_string()),
+                to: to.as_str().to_string(),
+                reason: "observed on the Service".to_string(),
+            }],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The Service's Endpoints changed.
+    pub fn apply_endpoints(&mut self, endpoints: &Endpoints) -> Vec<EventKind> {
+        if endpoints.metadata.name.as_deref() != Some(self.service.as_str()) {
+            return Vec::new();
+        }
+        let mut ready: BTreeMap<Color, u32> = BTreeMap::new();
+        for subset in endpoints.subsets.iter().flatten() {
+            for address in subset.addresses.iter().flatten() {
+                // An address names its pod; the pod names its colour. An address whose pod
+                // we have not seen yet belongs to the colour the Service selects.
+                let color = address
+                    .target_ref
+                    .as_ref()
+                    .and_then(|r| r.name.as_deref())
+                    .and_then(|name| self.pods.get(name))
+                    .and_then(|p| p.color)
+                    .or(self.selected);
+                if let Some(color) = color {
+                    *ready.entry(color).or_default() += 1;
+                }
+            }
+        }
+        self.set_endpoints(ready)
+    }
+
+    /// The Service's Endpoints are gone.
+    pub fn delete_endpoints(&mut self, name: &str) -> Vec<EventKind> {
+        if name != self.service {
+            return Vec::new();
+        }
+        self.set_endpoints(BTreeMap::new())
+    }
+
+    fn set_endpoints(&mut self, ready: BTreeMap<Color, u32>) -> Vec<EventKind> {
+        if ready == self.endpoints_ready {
+            return Vec::new();
+        }
+        self.endpoints_ready = ready;
+        vec![EventKind::EndpointsChanged {
+            service: self.service.clone(),
+            ready: self
+                .endpoints_ready
+                .iter()
+                .map(|(c, n)| (c.as_str().to_string(), *n))
+                .collect(),
+        }]
+    }
+
+    /// A Deployment changed.
+    pub fn apply_deployment(&mut self, deployment: &Deployment) -> Vec<EventKind> {
+        let Some(color) = object_color(&deployment.metadata.labels) else {
+            return Vec::new();
+        };
+        let status = deployment.status.as_ref();
+        let fact = DeploymentFact {
+            desired: deployment.spec.replicas.unwrap_or(1),
+            ready: status.and_then(|s| s.ready_replicas).unwrap_or(0),
+            available: status.and_then(|s| s.available_replicas).unwrap_or(0),
+        };
+        if let Some(requests) = template_requests(deployment) {
+            self.pod_requests.insert(color, requests);
+        }
+        if self.deployments.insert(color, fact) == Some(fact) {
+            return Vec::new();
+        }
+        vec![EventKind::DeploymentReplicas {
+            deployment: deployment.metadata.name.clone().unwrap_or_default(),
+            color: Some(color.as_str().to_string()),
+            desired: fact.desired,
+            ready: fact.ready,
+            available: fact.available,
+        }]
+    }
+
+    /// An HPA changed.
+    pub fn apply_hpa(&mut self, hpa: &HorizontalPodAutoscaler) -> Vec<EventKind> {
+        let target = Some(hpa.spec.scale_target_ref.name.as_str());
+        let Some(color) = object_color(&hpa.metadata.labels).or_else(|| {
+            target
+                .and_then(|t| t.rsplit('-').next())
+                .and_then(parse_color)
+        }) else {
+            return Vec::new();
+        };
+        let status = hpa.status.as_ref();
+        let fact = HpaFact {
+            current: status.and_then(|s| s.current_replicas).unwrap_or(0),
+            desired: status.map(|s| s.desired_replicas).unwrap_or(0),
+            min: hpa.spec.min_replicas.unwrap_or(1),
+            max: hpa.spec.max_replicas,
+            cpu_utilization: status
+                .and_then(|s| s.current_metrics.as_ref())
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m.resource.as_ref())
+                .find(|r| r.name == "cpu")
+                .and_then(|r| r.current.average_utilization),
+        };
+        if self.hpas.insert(color, fact) == Some(fact) {
+            return Vec::new();
+        }
+        vec![EventKind::HpaReplicas {
+            hpa: hpa.metadata.name.clone().unwrap_or_default(),
+            color: Some(color.as_str().to_string()),
+            current: fact.current,
+            desired: fact.desired,
+            cpu_utilization: fact.cpu_utilization,
+        }]
+    }
+}
+
+fn count<'a>(pods: impl Iterator<Item = &'a PodFact>) -> u32 {
+    u32::try_from(pods.count()).unwrap_or(u32::MAX)
+}
+
+/// `blue` / `green` → the colour.
+pub fn parse_color(value: &str) -> Option<Color> {
+    match value {
+        "blue" => Some(Color::Blue),
+        "green" => Some(Color::Green),
+        _ => None,
+    }
+}
+
+fn object_color(labels: &Option<BTreeMap<String, String>>) -> Option<Color> {
+    labels
+        .as_ref()
+        .and_then(|l| l.get(COLOR_LABEL))
+        .and_then(|v| parse_color(v))
+}
+
+/// Readiness and cost-relevance of one pod.
+pub fn pod_fact(pod: &Pod) -> PodFact {
+    let terminating = pod.metadata.deletion_timestamp.is_some();
+    let status = pod.status.as_ref();
+    let ready = status
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    let running = status.and_then(|s| s.phase.as_deref()) == Some("Running");
+    PodFact {
+        color: object_color(&pod.metadata.labels),
+        ready: ready && !terminating,
+        running: running && !terminating,
+    }
+}
+
+/// Σ container requests of the Deployment's pod template.
+fn template_requests(deployment: &Deployment) -> Option<PodRequests> {
+    let containers = &deployment.spec.template.spec.as_ref()?.containers;
+    let mut total = PodRequests {
+        cpu_millis: 0,
+        memory_bytes: 0,
+    };
+    for container in containers {
+        let Some(requests) = container
+            .resources
+            .as_ref()
+            .and_then(|r| r.requests.as_ref())
+        else {
+            continue;
+        };
+        if let Some(cpu) = requests.get("cpu") {
+            total.cpu_millis += quantity::cpu_millis(&cpu.0)?;
+        }
+        if let Some(memory) = requests.get("memory") {
+            total.memory_bytes += quantity::bytes(&memory.0)?;
+        }
+    }
+    Some(total)
+}
+
+/// Kubernetes resource quantities (`100m`, `0.5`, `64Mi`, `1G`, `1e3`) as integers.
+pub mod quantity {
+    /// CPU in millicores (`100m` → 100, `0.25` → 250, `2` → 2000).
+    pub fn cpu_millis(text: &str) -> Option<u64> {
+        scaled(text, 1000.0)
+    }
+
+    /// Memory in bytes (`64Mi` → 67108864, `128M` → 128000000).
+    pub fn bytes(text: &str) -> Option<u64> {
+        scaled(text, 1.0)
+    }
+
+    fn scaled(text: &str, unit: f64) -> Option<u64> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E')
+            .unwrap_or(text.len());
+        let (number, suffix) = text.split_at(split);
+        let number: f64 = number.parse().ok()?;
+        let factor = match suffix {
+            "" => 1.0,
+            "n" => 1e-9,
+            "u" => 1e-6,
+            "m" => 1e-3,
+            "k" => 1e3,
+            "M" => 1e6,
+            "G" => 1e9,
+            "T" => 1e12,
+            "Ki" => 1024.0,
+            "Mi" => 1024.0 * 1024.0,
+            "Gi" => 1024.0 * 1024.0 * 1024.0,
+            "Ti" => 1024.0_f64.powi(4),
+            _ => return None,
+        };
+        let value = number * factor * unit;
+        (value.is_finite() && value >= 0.0).then(|| value.round() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(name: &str, color: &str, ready: bool) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"app": "web", "version": color}},
+            "status": {"phase": "Running", "conditions": [
+                {"type": "Ready", "status": if ready { "True" } else { "False" }}
+            ]}
+        }))
+        .unwrap()
+    }
+
+    fn service(color: &str) -> Service {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web"},
+            "spec": {"selector": {"app": "web", "version": color}}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn readiness_is_counted_per_colour_and_transitions_are_reported() {
+        let mut state = DemoState::new("web");
+        let created = state.apply_pod(&pod("b1", "blue", false));
+        assert!(matches!(created[..], [EventKind::PodCreated { .. }]));
+        let ready = state.apply_pod(&pod("b1", "blue", true));
+        assert!(matches!(ready[..], [EventKind::PodReady { .. }]));
+        state.apply_pod(&pod("g1", "green", true));
+        assert_eq!(
+            (state.ready(Color::Blue), state.ready(Color::Green)),
+            (1, 1)
+        );
+        assert!(state.apply_pod(&pod("b1", "blue", true)).is_empty());
+        let unready = state.apply_pod(&pod("b1", "blue", false));
+        assert!(matches!(unready[..], [EventKind::PodUnready { .. }]));
+        assert_eq!(state.ready(Color::Blue), 0);
+    }
+
+    #[test]
+    fn a_terminating_pod_is_neither_ready_nor_running() {
+        let mut p = pod("b1", "blue", true);
+        p.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::now(),
+        ));
+        let fact = pod_fact(&p);
+        assert!(!fact.ready && !fact.running);
+    }
+
+    #[test]
+    fn a_relist_drops_pods_deleted_while_the_watch_was_down() {
+        let mut state = DemoState::new("web");
+        state.apply_pod(&pod("b1", "blue", true));
+        state.apply_pod(&pod("b2", "blue", true));
+        state.pods_relist_started();
+        state.apply_pod(&pod("b2", "blue", true));
+        let gone = state.pods_relist_done();
+        assert!(matches!(&gone[..], [EventKind::PodDeleted { pod, .. }] if pod == "b1"));
+        assert_eq!(state.ready(Color::Blue), 1);
+    }
+
+    #[test]
+    fn a_selector_change_is_reported_once() {
+        let mut state = DemoState::new("web");
+        assert!(state.apply_service(&service("blue")).is_empty());
+        let switched = state.apply_service(&service("green"));
+        assert!(matches!(&switched[..], [EventKind::SelectorSwitched { to, .. }] if to == "green"));
+        assert!(state.apply_service(&service("green")).is_empty());
+        assert_eq!(state.selected, Some(Color::Green));
+    }
+
+    #[test]
+    fn endpoints_are_attributed_to_the_colour_of_their_pod() {
+        let mut state = DemoState::new("web");
+        state.apply_service(&service("blue"));
+        state.apply_pod(&pod("g1", "green", true));
+        let endpoints: Endpoints = serde_json::from_value(json!({
+            "metadata": {"name": "web"},
+            "subsets": [{"addresses": [
+                {"ip": "127.0.0.1", "targetRef": {"kind": "Pod", "name": "g1"}},
+                {"ip": "127.0.0.1", "targetRef": {"kind": "Pod", "name": "unknown"}}
+            ]}]
+        }))
+        .unwrap();
+        assert_eq!(state.apply_endpoints(&endpoints).len(), 1);
+        assert_eq!(
+            (state.serving(Color::Green), state.serving(Color::Blue)),
+            (1, 1)
+        );
+        assert!(state.apply_endpoints(&endpoints).is_empty());
+    }
+
+    #[test]
+    fn quantities_parse_like_kubernetes() {
+        assert_eq!(quantity::cpu_millis("100m"), Some(100));
+        assert_eq!(quantity::cpu_millis("0.25"), Some(250));
+        assert_eq!(quantity::cpu_millis("2"), Some(2000));
+        assert_eq!(quantity::bytes("64Mi"), Some(64 * 1024 * 1024));
+        assert_eq!(quantity::bytes("128M"), Some(128_000_000));
+        assert_eq!(quantity::bytes("1e3"), Some(1000));
+        assert_eq!(quantity::bytes("12Q"), None);
+    }
+}
