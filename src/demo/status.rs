@@ -431,7 +431,12 @@ pub async fn command(args: StatusArgs, global: &GlobalArgs) -> anyhow::Result<Ex
     let tty = std::io::stdout().is_terminal();
     let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
     loop {
-        let status = gather(&target).await?;
+        let status = tokio::select! {
+            // Ctrl-C is how a watch ends, also while a read is slow; it is not an error.
+            _ = &mut ctrl_c => return Ok(Exit::Ok),
+            // One snapshot.
+            status = gather(&target) => status?,
+        };
         let text = match args.output {
             // One snapshot per line, so scripts can read the stream line by line.
             StateFormat::Json => format!("{}\n", serde_json::to_string(&status)?),
