@@ -3,5 +3,7 @@
 
 mod architecture;
 mod cluster;
+mod cost;
 mod demo_app;
 mod deploy;
+mod report;
