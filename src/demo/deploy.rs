@@ -34,6 +34,18 @@ pub struct DeployPlan {
     pub allow_contexts: Vec<String>,
     /// How long to wait for the rollouts; `None` with `--no-wait`.
     pub wait: Option<Duration>,
+    /// Whose replica count wins for Deployments that already exist.
+    pub replicas: ReplicaPolicy,
+}
+
+/// Whose replica count a deploy applies to a Deployment that already exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaPolicy {
+    /// The manifests' (or `--replicas`') value, always.
+    FromManifests,
+    /// The live count — what the HPA (or an outage) chose — so a repeated deploy does not
+    /// undo autoscaling; new Deployments still get the manifests' value.
+    KeepLive,
 }
 
 impl DeployPlan {
@@ -66,6 +78,11 @@ impl DeployPlan {
             manifests,
             allow_contexts: global.allow_context.clone(),
             wait: (!args.no_wait).then_some(args.timeout),
+            replicas: if args.replicas.is_some() {
+                ReplicaPolicy::FromManifests
+            } else {
+                ReplicaPolicy::KeepLive
+            },
         })
     }
 }
@@ -100,10 +117,11 @@ impl std::fmt::Display for Applied {
 pub async fn apply_demo(
     target: &Target,
     manifests: &DemoManifests,
+    replicas: ReplicaPolicy,
     mut on_applied: impl FnMut(&Applied),
 ) -> anyhow::Result<Vec<Applied>> {
     let mut done: Vec<Applied> = Vec::new();
-    let result = apply_each(target, manifests, &mut |a: Applied| {
+    let result = apply_each(target, manifests, replicas, &mut |a: Applied| {
         on_applied(&a);
         done.push(a);
     })
@@ -128,6 +146,7 @@ pub async fn apply_demo(
 async fn apply_each(
     target: &Target,
     manifests: &DemoManifests,
+    replicas: ReplicaPolicy,
     record: &mut impl FnMut(Applied),
 ) -> anyhow::Result<()> {
     let client = target.client.clone();
@@ -153,6 +172,18 @@ async fn apply_each(
     }
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
     for d in &manifests.deployments {
+        let mut d = d.clone();
+        if replicas == ReplicaPolicy::KeepLive {
+            let name = d.metadata.name.clone().unwrap_or_default();
+            let live = deployments
+                .get_opt(&name)
+                .await
+                .with_context(|| format!("reading deployment {name}"))?;
+            if let Some(count) = live.and_then(|l| l.spec.replicas) {
+                d.spec.replicas = Some(count);
+            }
+        }
+        let d = &d;
         let outcome = cluster::apply(&deployments, "deployment", d).await?;
         record(applied("deployment.apps", &d.metadata, outcome));
     }
@@ -283,7 +314,7 @@ pub async fn command(args: DeployArgs, global: &GlobalArgs) -> anyhow::Result<Ex
         "deploying to context {} ({}), namespace {}",
         target.context, target.server, target.namespace
     ))?;
-    let applied = apply_demo(&target, &plan.manifests, |a| {
+    let applied = apply_demo(&target, &plan.manifests, plan.replicas, |a| {
         // A closed stdout surfaces at the next `say`.
         let _ = say(a);
     })

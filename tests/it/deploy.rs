@@ -11,11 +11,11 @@ use clap::Parser;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Namespace, Service};
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use resil::Exit;
 use resil::cli::Cli;
 use resil::cluster::{ApplyOutcome, ConnectOptions, Target};
-use resil::demo::deploy::apply_demo;
+use resil::demo::deploy::{ReplicaPolicy, apply_demo};
 use resil::demo::manifests::{DemoManifests, Overrides};
 use resil::lab::{Lab, LabConfig};
 use tempfile::TempDir;
@@ -128,7 +128,9 @@ async fn a_second_deploy_is_a_no_op() {
     let manifests = DemoManifests::embedded()
         .unwrap()
         .with_overrides(&Overrides::default());
-    let first = apply_demo(&target, &manifests, |_| {}).await.unwrap();
+    let first = apply_demo(&target, &manifests, ReplicaPolicy::KeepLive, |_| {})
+        .await
+        .unwrap();
     assert!(
         first
             .iter()
@@ -137,7 +139,9 @@ async fn a_second_deploy_is_a_no_op() {
     );
     let deployments: Api<Deployment> = Api::namespaced(target.client.clone(), NS);
     let before = deployments.get("web-blue").await.unwrap();
-    let second = apply_demo(&target, &manifests, |_| {}).await.unwrap();
+    let second = apply_demo(&target, &manifests, ReplicaPolicy::KeepLive, |_| {})
+        .await
+        .unwrap();
     assert_eq!(second.len(), first.len());
     assert!(
         second
@@ -152,11 +156,42 @@ async fn a_second_deploy_is_a_no_op() {
         replicas: Some(2),
         ..Default::default()
     });
-    let third = apply_demo(&target, &changed, |_| {}).await.unwrap();
+    let third = apply_demo(&target, &changed, ReplicaPolicy::FromManifests, |_| {})
+        .await
+        .unwrap();
     let blue = third
         .iter()
         .find(|a| a.name == "web-blue" && a.resource == "deployment.apps");
     assert_eq!(blue.unwrap().outcome, Some(ApplyOutcome::Configured));
+    fx.lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the lab API server"]
+async fn a_repeated_deploy_keeps_the_replicas_the_hpa_chose() {
+    let fx = LabFixture::start().await;
+    assert_eq!(fx.run(&["deploy", "--no-wait"]).await, Exit::Ok);
+    let deployments: Api<Deployment> = Api::namespaced(fx.target().await.client, NS);
+    // What the HPA does: write the scale.
+    let scale = serde_json::json!({"spec": {"replicas": 3}});
+    deployments
+        .patch_scale("web-blue", &PatchParams::default(), &Patch::Merge(&scale))
+        .await
+        .unwrap();
+    assert_eq!(fx.run(&["deploy", "--no-wait"]).await, Exit::Ok);
+    let blue = deployments.get("web-blue").await.unwrap();
+    assert_eq!(
+        blue.spec.replicas,
+        Some(3),
+        "deploy must not undo autoscaling"
+    );
+    // An explicit --replicas still wins.
+    assert_eq!(
+        fx.run(&["deploy", "--no-wait", "--replicas", "2"]).await,
+        Exit::Ok
+    );
+    let blue = deployments.get("web-blue").await.unwrap();
+    assert_eq!(blue.spec.replicas, Some(2));
     fx.lab.shutdown().await;
 }
 
