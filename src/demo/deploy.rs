@@ -305,6 +305,40 @@ pub async fn metrics_advice(target: &Target) -> Option<String> {
     ))
 }
 
+/// Why pods are not ready, for the rollout-timeout message: `" (pods not ready: a
+/// (Pending: ErrImagePull), ...)"` plus the fix for an image the node does not have.
+async fn stuck_pods(target: &Target) -> String {
+    let Ok(status) = super::status::gather(target).await else {
+        return String::new();
+    };
+    let stuck: Vec<String> = status
+        .colors
+        .iter()
+        .flat_map(|c| c.pods.iter())
+        .filter(|p| !p.ready)
+        .map(|p| match &p.waiting_reason {
+            Some(reason) => format!("{} ({}: {reason})", p.name, p.phase),
+            None => format!("{} ({})", p.name, p.phase),
+        })
+        .collect();
+    if stuck.is_empty() {
+        return String::new();
+    }
+    let image_missing = status
+        .colors
+        .iter()
+        .flat_map(|c| c.pods.iter())
+        .filter_map(|p| p.waiting_reason.as_deref())
+        .any(|r| matches!(r, "ErrImagePull" | "ImagePullBackOff" | "ErrImageNeverPull"));
+    let fix = if image_missing {
+        ". The node cannot get the image: build and load it with scripts/kind-up.sh or \
+         scripts/minikube-up.sh, or pass --image with one the cluster can pull"
+    } else {
+        ""
+    };
+    format!(" (pods not ready: {}){fix}", stuck.join(", "))
+}
+
 /// `resil deploy`
 pub async fn command(args: DeployArgs, global: &GlobalArgs) -> anyhow::Result<Exit> {
     let plan = DeployPlan::from_args(&args, global)?;
@@ -334,13 +368,13 @@ pub async fn command(args: DeployArgs, global: &GlobalArgs) -> anyhow::Result<Ex
         let waited =
             cluster::wait_for_rollouts(deployments, &names, timeout, |p| progress.update(p)).await;
         progress.finish();
-        waited.with_context(|| {
-            format!(
-                "the rollout did not finish; `resil status -n {}` shows which pods are not \
-                 ready and why",
+        if let Err(err) = waited {
+            let why = stuck_pods(&target).await;
+            return Err(anyhow::Error::new(err).context(format!(
+                "the rollout did not finish{why}; `resil status -n {}` shows the pods",
                 target.namespace
-            )
-        })?;
+            )));
+        }
         say(format_args!(
             "rolled out {} in {:.1}s",
             names.join(", "),
