@@ -454,3 +454,95 @@ pub async fn command(args: StatusArgs, global: &GlobalArgs) -> anyhow::Result<Ex
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> DemoStatus {
+        let color = |c: &str, active: bool, pods: Vec<PodView>| ColorView {
+            color: c.to_string(),
+            active,
+            deployment: Some(DeploymentView {
+                name: format!("web-{c}"),
+                image: Some("resil-demo:latest".into()),
+                desired: 2,
+                ready: 1,
+                available: 1,
+                updated: 2,
+            }),
+            hpa: Some(HpaView {
+                name: format!("web-{c}"),
+                min_replicas: 1,
+                max_replicas: 5,
+                current_replicas: Some(2),
+                desired_replicas: Some(3),
+                current_cpu_utilization: Some(72),
+                target_cpu_utilization: Some(50),
+            }),
+            pods,
+        };
+        DemoStatus {
+            schema_version: STATUS_SCHEMA_VERSION,
+            context: "resil-lab".into(),
+            namespace: DEFAULT_NAMESPACE.into(),
+            deployed: true,
+            service: Some(ServiceView {
+                name: "web".into(),
+                selected_color: Some("blue".into()),
+                node_port: Some(30080),
+                ready_endpoints: 1,
+                not_ready_endpoints: 1,
+            }),
+            colors: vec![
+                color(
+                    "blue",
+                    true,
+                    vec![PodView {
+                        name: "web-blue-abc".into(),
+                        phase: "Pending".into(),
+                        ready: false,
+                        restarts: 3,
+                        age_seconds: Some(90),
+                        waiting_reason: Some("ErrImagePull".into()),
+                    }],
+                ),
+                color("green", false, vec![]),
+            ],
+        }
+    }
+
+    #[test]
+    fn the_table_names_the_selected_colour_endpoints_hpa_and_stuck_pods() {
+        let text = render_table(&sample());
+        assert!(
+            text.contains(
+                "Service web selects blue — 1 ready / 1 not-ready endpoints, NodePort 30080"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("72%/50%"), "{text}");
+        assert!(text.contains("2→3 (1-5)"), "{text}");
+        assert!(text.contains("Pending (ErrImagePull)"), "{text}");
+        assert!(text.contains("1m 30s"), "{text}");
+    }
+
+    #[test]
+    fn an_empty_namespace_says_how_to_deploy() {
+        let mut status = sample();
+        status.deployed = false;
+        status.namespace = "other".into();
+        let text = render_table(&status);
+        assert!(text.contains("resil deploy -n other"), "{text}");
+    }
+
+    #[test]
+    fn json_and_yaml_round_trip_the_documented_struct() {
+        let status = sample();
+        let json = render(&status, StateFormat::Json).unwrap();
+        assert_eq!(serde_json::from_str::<DemoStatus>(&json).unwrap(), status);
+        let yaml = render(&status, StateFormat::Yaml).unwrap();
+        assert_eq!(serde_saphyr::from_str::<DemoStatus>(&yaml).unwrap(), status);
+        assert!(json.contains("\"schema_version\": 1"), "{json}");
+    }
+}
