@@ -484,3 +484,56 @@ impl RolloutView {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(context: &str) -> Target {
+        // Nothing listens there: the cases below must not need the API.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        Target {
+            client: kube::Client::try_from(config).unwrap(),
+            context: context.to_string(),
+            namespace: "distributed-resilience".into(),
+            server: "http://127.0.0.1:9".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_lab_kind_and_desktop_clusters_are_reached_on_loopback() {
+        for context in ["resil-lab", "kind-resil", "docker-desktop", "orbstack"] {
+            let url = service_url(&target(context), 30080).await;
+            assert_eq!(url.url, "http://127.0.0.1:30080", "{context}");
+        }
+        let kind = service_url(&target("kind-resil"), 30080).await;
+        assert!(kind.note.unwrap().contains("scripts/kind-up.sh"));
+    }
+
+    #[tokio::test]
+    async fn without_a_readable_node_the_url_says_to_use_a_node_ip() {
+        let url = service_url(&target("minikube"), 30080).await;
+        assert_eq!(url.url, "http://<node-ip>:30080");
+        assert!(url.note.unwrap().contains("kubectl get nodes -o wide"));
+    }
+
+    #[test]
+    fn replicas_from_the_flag_win_otherwise_the_live_count_is_kept() {
+        use clap::Parser;
+        let parse = |args: &[&str]| {
+            let mut argv = vec!["resil"];
+            argv.extend_from_slice(args);
+            match crate::cli::Cli::parse_from(argv).command {
+                crate::cli::Command::Deploy(d) => d,
+                _ => unreachable!(),
+            }
+        };
+        let global = GlobalArgs::default();
+        let plan = DeployPlan::from_args(&parse(&["deploy"]), &global).unwrap();
+        assert_eq!(plan.replicas, ReplicaPolicy::KeepLive);
+        let plan = DeployPlan::from_args(&parse(&["deploy", "--replicas", "2"]), &global).unwrap();
+        assert_eq!(plan.replicas, ReplicaPolicy::FromManifests);
+        assert!(DeployPlan::from_args(&parse(&["deploy", "--replicas=-1"]), &global).is_err());
+    }
+}
