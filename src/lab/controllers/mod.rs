@@ -4,6 +4,10 @@
 //! can be tested without a store; the loops that feed them live with the store.
 //! Nothing here imports toolkit modules.
 
-// The HPA controller loop is wired in with the store; until then only tests call this.
+// The controller loops are wired in with the store; until then only tests call these.
+#[allow(dead_code, unused_imports)]
+pub(crate) mod deployment;
 #[allow(dead_code, unused_imports)]
 pub(crate) mod hpa;
+#[allow(dead_code)]
+pub(crate) mod pods;
