@@ -8,6 +8,8 @@
 //! entry points it may name are the types re-exported here.
 
 pub(crate) mod controllers;
+#[allow(dead_code)]
+mod metrics;
 pub mod patch;
 mod server;
 

@@ -7,6 +7,8 @@
 // The controller loops are wired in with the store; until then only tests call these.
 #[allow(dead_code, unused_imports)]
 pub(crate) mod deployment;
+#[allow(dead_code)]
+pub(crate) mod endpoints;
 #[allow(dead_code, unused_imports)]
 pub(crate) mod hpa;
 #[allow(dead_code)]
