@@ -593,7 +593,8 @@ pub struct ReportArgs {
     #[arg(short, long, value_enum)]
     pub output: Option<ReportFormat>,
 
-    /// SLOs to check, e.g. `failover_time<2s,downtime<1s,error_rate<1%,p99<300ms`.
+    /// SLOs to check, e.g. `failover_time<2s,downtime<1s,error_rate<1%,p99<300ms,cost_per_1m<0.50`
+    /// (default: the run's own). Exit 0: all held; 1: one failed; 2: error.
     #[arg(long)]
     pub slo: Option<String>,
 
@@ -601,9 +602,10 @@ pub struct ReportArgs {
     #[arg(long, value_name = "DIR")]
     pub baseline: Option<PathBuf>,
 
-    /// Pricing profile (YAML) for cost per request.
-    #[arg(long, value_name = "FILE")]
-    pub pricing: Option<PathBuf>,
+    /// Pricing profile for cost per request: a built-in name or a YAML file
+    /// (default: the one the run recorded, else `default`).
+    #[arg(long, value_name = "NAME|FILE")]
+    pub pricing: Option<String>,
 }
 
 /// `resil cost`

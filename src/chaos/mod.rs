@@ -9,6 +9,7 @@
 //! runner drives the same pieces.
 
 pub mod execute;
+pub mod injector;
 pub mod journal;
 pub mod plan;
 
@@ -26,11 +27,10 @@ use crate::cli::{
     ChaosArgs, ChaosCommand, ChaosCommonArgs, CpuBurnArgs, DegradeArgs, GlobalArgs, KillPodsArgs,
     LatencyArgs, OutageArgs, TargetArgs,
 };
-use crate::cluster::events::{self, Involved, Severity};
 use crate::results::RunDir;
-use crate::results::timeline::{Event, EventKind};
 use execute::Scope;
-use journal::{Entry, Journal, Undo};
+use injector::Injector;
+use journal::{Entry, Journal};
 use plan::{Amount, Faults, ProxyFault, Selection};
 
 /// The most rounds `kill-pods --every` will run.
@@ -48,12 +48,9 @@ pub async fn command(args: ChaosArgs, global: &GlobalArgs) -> anyhow::Result<Exi
     }
 }
 
-/// Everything an action needs once connected.
+/// A connected injector plus the command line's dry-run switch.
 struct Session {
-    scope: Scope,
-    context: String,
-    journal: Journal,
-    out: Option<RunDir>,
+    injector: Injector,
     dry_run: bool,
 }
 
@@ -72,25 +69,32 @@ impl Session {
             None => None,
         };
         Ok(Session {
-            scope: Scope {
-                client: target.client,
-                namespace: global
-                    .namespace
-                    .clone()
-                    .unwrap_or_else(|| crate::watch::DEMO_NAMESPACE.to_string()),
+            injector: Injector {
+                scope: Scope {
+                    client: target.client,
+                    namespace: global
+                        .namespace
+                        .clone()
+                        .unwrap_or_else(|| crate::watch::DEMO_NAMESPACE.to_string()),
+                },
+                context: target.context,
+                journal: Journal::new(&state_dir),
+                out,
             },
-            context: target.context,
-            journal: Journal::new(&state_dir),
-            out,
             dry_run: common.dry_run,
         })
+    }
+
+    fn context(&self) -> &str {
+        &self.injector.context
     }
 
     /// Prints the plan; says whether to go on (not with `--dry-run`).
     fn announce(&self, lines: &[String]) -> bool {
         println!(
             "plan (context {}, namespace {}):",
-            self.context, self.scope.namespace
+            self.context(),
+            self.injector.scope.namespace
         );
         for line in lines {
             println!("  {line}");
@@ -99,115 +103,6 @@ impl Session {
             println!("dry run: nothing was changed");
         }
         !self.dry_run
-    }
-
-    fn entry(&self, action: &str, targets: Vec<String>, detail: String, undo: Undo) -> Entry {
-        let now = crate::results::now_ms();
-        Entry {
-            id: format!("{action}-{}", uuid::Uuid::new_v4().simple()),
-            action: action.to_string(),
-            context: self.context.clone(),
-            namespace: self.scope.namespace.clone(),
-            targets,
-            detail,
-            injected_at: now,
-            revert_at: None,
-            undo,
-            reverted_at: None,
-        }
-    }
-
-    /// Journals, acts, records. When the action fails half-way, what it did is reverted.
-    async fn inject<F>(
-        &self,
-        mut entry: Entry,
-        duration: Option<Duration>,
-        act: F,
-    ) -> anyhow::Result<Entry>
-    where
-        F: AsyncFnOnce(&Scope) -> Result<(), execute::ExecuteError>,
-    {
-        entry.revert_at = duration.and_then(|d| {
-            chrono::Duration::from_std(d)
-                .ok()
-                .map(|d| entry.injected_at + d)
-        });
-        self.journal.record(&entry)?;
-        if let Err(e) = act(&self.scope).await {
-            let _ = self.scope.revert(&entry).await;
-            self.journal.close(&entry.id, crate::results::now_ms())?;
-            return Err(anyhow::Error::new(e).context(format!("injecting {}", entry.action)));
-        }
-        self.timeline(EventKind::ChaosInjected {
-            id: entry.id.clone(),
-            action: entry.action.clone(),
-            targets: entry.targets.clone(),
-            detail: entry.detail.clone(),
-        })?;
-        self.event(&entry, Severity::Warning, "ChaosInjected", &entry.detail)
-            .await;
-        Ok(entry)
-    }
-
-    /// Reverts and closes an entry.
-    async fn revert(&self, entry: &Entry) -> anyhow::Result<()> {
-        self.scope
-            .revert(entry)
-            .await
-            .with_context(|| format!("reverting {} ({})", entry.action, entry.id))?;
-        self.journal.close(&entry.id, crate::results::now_ms())?;
-        self.timeline(EventKind::ChaosReverted {
-            id: entry.id.clone(),
-            action: entry.action.clone(),
-            targets: entry.targets.clone(),
-            detail: entry.detail.clone(),
-        })?;
-        self.event(
-            entry,
-            Severity::Normal,
-            "ChaosReverted",
-            &format!("reverted: {}", entry.detail),
-        )
-        .await;
-        Ok(())
-    }
-
-    fn timeline(&self, kind: EventKind) -> anyhow::Result<()> {
-        if let Some(dir) = &self.out {
-            dir.timeline()?.append(&Event::now("chaos", kind))?;
-        }
-        Ok(())
-    }
-
-    async fn event(&self, entry: &Entry, severity: Severity, reason: &str, message: &str) {
-        for target in &entry.targets {
-            let (kind, name) = match target.split_once('/') {
-                Some(("deployment", n)) => ("Deployment", n),
-                Some(("service", n)) => ("Service", n),
-                Some((_, n)) => ("Pod", n),
-                None => ("Pod", target.as_str()),
-            };
-            let api_version = if kind == "Deployment" {
-                "apps/v1"
-            } else {
-                "v1"
-            };
-            let involved = Involved {
-                api_version,
-                kind,
-                name,
-            };
-            events::emit(
-                &self.scope.client,
-                &self.scope.namespace,
-                involved,
-                severity,
-                reason,
-                message,
-                execute::MANAGER,
-            )
-            .await;
-        }
     }
 
     /// Holds a timed fault for `duration`, then reverts it — also on Ctrl-C or SIGTERM.
@@ -224,7 +119,7 @@ impl Session {
             // The user (or a supervisor) wants out: revert first, then leave.
             () = interrupt() => true,
         };
-        self.revert(&entry).await?;
+        self.injector.revert(&entry).await?;
         println!("reverted {} ({})", entry.action, entry.id);
         Ok(if interrupted {
             Exit::Interrupted
@@ -235,7 +130,7 @@ impl Session {
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
-async fn interrupt() {
+pub async fn interrupt() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {
@@ -266,26 +161,6 @@ fn selection(target: &TargetArgs, min_age: Option<Duration>) -> anyhow::Result<S
     )?)
 }
 
-/// Chooses pods now; an empty choice is an error that says what matched.
-async fn choose(
-    session: &Session,
-    selection: &Selection,
-    seed: u64,
-) -> anyhow::Result<Vec<String>> {
-    let candidates = session.scope.candidates(&selection.selector).await?;
-    let chosen = selection.choose(&candidates, Utc::now(), seed);
-    if chosen.is_empty() {
-        anyhow::bail!(
-            "no pod to target: {} pod(s) match `{}` in {}, none eligible (terminating or \
-             younger than --min-age). Is the demo deployed (`resil status`)?",
-            candidates.len(),
-            selection.selector,
-            session.scope.namespace
-        );
-    }
-    Ok(chosen)
-}
-
 async fn kill_pods(args: KillPodsArgs, global: &GlobalArgs) -> anyhow::Result<Exit> {
     if args.times == 0 || args.times > MAX_ROUNDS {
         anyhow::bail!("--times must be between 1 and {MAX_ROUNDS}");
@@ -297,6 +172,7 @@ async fn kill_pods(args: KillPodsArgs, global: &GlobalArgs) -> anyhow::Result<Ex
         );
     }
     let session = Session::open(&args.common, global).await?;
+    let injector = &session.injector;
     let selection = selection(&args.target, args.min_age)?;
     let seed = seed(&args.target);
     let mut rng = StdRng::seed_from_u64(seed);
@@ -305,7 +181,7 @@ async fn kill_pods(args: KillPodsArgs, global: &GlobalArgs) -> anyhow::Result<Ex
     } else {
         "delete (graceful)"
     };
-    let first = choose(&session, &selection, rng.random()).await?;
+    let first = injector.choose(&selection, rng.random()).await?;
     let mut lines = vec![
         format!(
             "{how} {} pod(s) matching `{}`: {}",
@@ -337,7 +213,7 @@ async fn kill_pods(args: KillPodsArgs, global: &GlobalArgs) -> anyhow::Result<Ex
                 // Stop between rounds; nothing is left to revert.
                 () = interrupt() => return Ok(Exit::Interrupted),
             }
-            chosen = match choose(&session, &selection, rng.random()).await {
+            chosen = match injector.choose(&selection, rng.random()).await {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("round {round}: {e:#}");
@@ -345,23 +221,7 @@ async fn kill_pods(args: KillPodsArgs, global: &GlobalArgs) -> anyhow::Result<Ex
                 }
             };
         }
-        let entry = session.entry(
-            "kill-pods",
-            chosen.iter().map(|p| format!("pod/{p}")).collect(),
-            format!("{how} {}", chosen.join(", ")),
-            Undo::Nothing,
-        );
-        let force = args.force;
-        let pods = chosen.clone();
-        let entry = session
-            .inject(entry, None, async move |scope: &Scope| {
-                for pod in &pods {
-                    scope.kill(pod, force).await?;
-                }
-                Ok(())
-            })
-            .await?;
-        session.journal.close(&entry.id, crate::results::now_ms())?;
+        let entry = injector.kill_pods(&chosen, args.force).await?;
         println!(
             "{} round {round}/{}: killed {}",
             stamp(entry.injected_at),
@@ -375,13 +235,7 @@ async fn kill_pods(args: KillPodsArgs, global: &GlobalArgs) -> anyhow::Result<Ex
 async fn outage(args: OutageArgs, global: &GlobalArgs) -> anyhow::Result<Exit> {
     let session = Session::open(&args.common, global).await?;
     let deployment = format!("web-{}", args.color.as_str());
-    let replicas = session.scope.replicas(&deployment).await?;
-    if replicas == 0 {
-        anyhow::bail!(
-            "deployment/{deployment} already has 0 replicas: nothing to take down (is another \
-             outage open? `resil chaos revert` restores it)"
-        );
-    }
+    let replicas = session.injector.scope.replicas(&deployment).await?;
     let lines = [format!(
         "scale deployment/{deployment} from {replicas} to 0 for {}, then back to {replicas}",
         humantime::format_duration(args.duration)
@@ -390,21 +244,7 @@ async fn outage(args: OutageArgs, global: &GlobalArgs) -> anyhow::Result<Exit> {
         return Ok(Exit::Ok);
     }
     guard(&session, global)?;
-    let entry = session.entry(
-        "outage",
-        vec![format!("deployment/{deployment}")],
-        format!("{deployment} scaled {replicas} → 0"),
-        Undo::Replicas {
-            deployment: deployment.clone(),
-            replicas,
-        },
-    );
-    let target = deployment.clone();
-    let entry = session
-        .inject(entry, Some(args.duration), async move |scope: &Scope| {
-            scope.scale(&target, 0).await
-        })
-        .await?;
+    let entry = session.injector.outage(args.color, args.duration).await?;
     session.hold_and_revert(entry, args.duration).await
 }
 
@@ -419,7 +259,7 @@ async fn pod_faults(
     let session = Session::open(common, global).await?;
     let selection = selection(target, None)?;
     let seed = seed(target);
-    let chosen = choose(&session, &selection, seed).await?;
+    let chosen = session.injector.choose(&selection, seed).await?;
     let lines = [
         format!(
             "{faults} on {} pod(s) for {}: {}",
@@ -434,28 +274,9 @@ async fn pod_faults(
         return Ok(Exit::Ok);
     }
     guard(&session, global)?;
-    // The app's own deadline: a safety net if neither we nor `chaos revert` come back.
-    let until: DateTime<Utc> = Utc::now() + chrono::Duration::from_std(duration)?;
-    let faults = Faults {
-        until: Some(until),
-        ..faults
-    };
-    let entry = session.entry(
-        action,
-        chosen.iter().map(|p| format!("pod/{p}")).collect(),
-        format!("{faults} on {}", chosen.join(", ")),
-        Undo::PodFaults {
-            pods: chosen.clone(),
-            faults: faults.clone(),
-        },
-    );
     let entry = session
-        .inject(entry, Some(duration), async move |scope: &Scope| {
-            for pod in &chosen {
-                scope.set_faults(pod, &faults).await?;
-            }
-            Ok(())
-        })
+        .injector
+        .pod_faults(action, &chosen, faults, duration)
         .await?;
     session.hold_and_revert(entry, duration).await
 }
@@ -498,39 +319,26 @@ async fn cpu_burn(args: CpuBurnArgs, global: &GlobalArgs) -> anyhow::Result<Exit
 async fn latency(args: LatencyArgs, global: &GlobalArgs) -> anyhow::Result<Exit> {
     let fault = ProxyFault::new(args.delay, args.jitter, args.loss)?;
     let session = Session::open(&args.common, global).await?;
-    let previous = session.scope.proxy_fault(&args.service).await?;
     let mut lines = vec![format!(
         "service/{}: {} on the lab's Service proxy for {}",
         args.service,
         fault.annotation(),
         humantime::format_duration(args.duration)
     )];
-    if session.context != "resil-lab" {
+    if session.context() != "resil-lab" {
         lines.push(format!(
             "note: proxy latency is a lab-only fault; on {} the annotation is set but no \
              proxy honours it (use a service mesh or tc netem there)",
-            session.context
+            session.context()
         ));
     }
     if !session.announce(&lines) {
         return Ok(Exit::Ok);
     }
     guard(&session, global)?;
-    let entry = session.entry(
-        "latency",
-        vec![format!("service/{}", args.service)],
-        fault.annotation(),
-        Undo::ProxyFault {
-            service: args.service.clone(),
-            previous,
-        },
-    );
-    let service = args.service.clone();
-    let value = fault.annotation();
     let entry = session
-        .inject(entry, Some(args.duration), async move |scope: &Scope| {
-            scope.set_proxy_fault(&service, Some(&value)).await
-        })
+        .injector
+        .proxy_fault(&args.service, &fault, args.duration)
         .await?;
     session.hold_and_revert(entry, args.duration).await
 }
@@ -549,38 +357,32 @@ async fn revert(common: ChaosCommonArgs, global: &GlobalArgs) -> anyhow::Result<
         );
         return Ok(Exit::Ok);
     }
-    let session = Session::open(&common, global).await?;
     for entry in &open {
         println!(
             "revert {} ({}) in {} / {}: {}",
             entry.action, entry.id, entry.context, entry.namespace, entry.detail
         );
     }
-    if session.dry_run {
+    if common.dry_run {
         println!("dry run: nothing was changed");
         return Ok(Exit::Ok);
     }
     let mut failed = 0;
     for entry in &open {
-        if entry.context != session.context {
-            eprintln!(
-                "skipping {}: it was injected into context {}, not {} (pass --context {})",
-                entry.id, entry.context, session.context, entry.context
-            );
-            failed += 1;
-            continue;
-        }
-        let scoped = Session {
-            scope: Scope {
-                client: session.scope.client.clone(),
-                namespace: entry.namespace.clone(),
-            },
-            context: session.context.clone(),
-            journal: journal.clone(),
-            out: session.out.clone(),
-            dry_run: false,
+        // Each fault goes back to the cluster and namespace it was injected into, whatever
+        // the current context is now.
+        let mut scoped = global.clone();
+        scoped.context = Some(entry.context.clone());
+        scoped.namespace = Some(entry.namespace.clone());
+        let session = match Session::open(&common, &scoped).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                failed += 1;
+                continue;
+            }
         };
-        match scoped.revert(entry).await {
+        match session.injector.revert(entry).await {
             Ok(()) => println!("reverted {} ({})", entry.action, entry.id),
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -598,7 +400,7 @@ async fn revert(common: ChaosCommonArgs, global: &GlobalArgs) -> anyhow::Result<
 
 /// The safety guard every mutating path goes through.
 fn guard(session: &Session, global: &GlobalArgs) -> anyhow::Result<()> {
-    crate::watch::guard_mutation(&session.context, global)
+    crate::watch::guard_mutation(session.context(), global)
 }
 
 fn stamp(at: DateTime<Utc>) -> String {

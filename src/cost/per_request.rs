@@ -41,7 +41,10 @@ pub fn cost_per_request(
     fallback: PodRequests,
     successes: &BTreeMap<String, u64>,
 ) -> RunCost {
-    let mut colors: Vec<&String> = pod_seconds.keys().chain(successes.keys()).collect();
+    // Colours that only ever failed (`unknown`: no pod answered) cost nothing and serve
+    // nothing; listing them would only add an empty row.
+    let served = successes.iter().filter(|(_, n)| **n > 0).map(|(c, _)| c);
+    let mut colors: Vec<&String> = pod_seconds.keys().chain(served).collect();
     colors.sort();
     colors.dedup();
     let by_color: Vec<RequestCost> = colors

@@ -2,4 +2,6 @@
 //! Each module tests one command or subsystem; `support` holds the shared fixtures.
 
 mod architecture;
+mod cost;
 mod demo_app;
+mod report;

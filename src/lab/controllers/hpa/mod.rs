@@ -199,8 +199,8 @@ impl Decision {
     }
 
     /// The decision to apply instead when writing the scale failed: `AbleToScale=False`
-    /// (`FailedUpdateScale`), a `FailedRescale` Warning, the previous desired size and
-    /// last scale time kept.
+    /// (`FailedUpdateScale`), a `FailedRescale` Warning, the target left at its current
+    /// size, and the status keeping its previous desired size and last scale time.
     pub fn rescale_failed(self, error: &str) -> Decision {
         let Some(p) = self.pending else { return self };
         let mut conditions = p.conditions;
@@ -219,7 +219,7 @@ impl Decision {
             format!("New size: {}; reason: {}; error: {error}", p.to, p.reason),
         ));
         Decision {
-            desired_replicas: p.previous_desired,
+            desired_replicas: p.from,
             rescale: false,
             status: status::build(
                 p.from,

@@ -1,0 +1,260 @@
+//! The chaos engine: injects one fault at a time — journaled first, then acted, then
+//! recorded (timeline event and Kubernetes Event) — and reverts it. Shared by the chaos
+//! commands and the scenario runner; never prints.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+
+use super::execute::{ExecuteError, MANAGER, Scope};
+use super::journal::{Entry, Journal, Undo};
+use super::plan::{Faults, ProxyFault, Selection};
+use crate::cli::Color;
+use crate::cluster::events::{self, Involved, Severity};
+use crate::results::RunDir;
+use crate::results::timeline::{Event, EventKind};
+
+/// Injects and reverts faults in one cluster context.
+pub struct Injector {
+    pub scope: Scope,
+    /// The kubeconfig context (journaled, so a revert goes back to the same cluster).
+    pub context: String,
+    pub journal: Journal,
+    /// Results directory to write timeline events into.
+    pub out: Option<RunDir>,
+}
+
+impl Injector {
+    /// A new journal entry for an action about to happen.
+    pub fn entry(&self, action: &str, targets: Vec<String>, detail: String, undo: Undo) -> Entry {
+        let now = crate::results::now_ms();
+        Entry {
+            id: format!("{action}-{}", uuid::Uuid::new_v4().simple()),
+            action: action.to_string(),
+            context: self.context.clone(),
+            namespace: self.scope.namespace.clone(),
+            targets,
+            detail,
+            injected_at: now,
+            revert_at: None,
+            undo,
+            reverted_at: None,
+        }
+    }
+
+    /// Journals, acts, records. When the action fails half-way, what it did is reverted.
+    pub async fn inject<F>(
+        &self,
+        mut entry: Entry,
+        duration: Option<Duration>,
+        act: F,
+    ) -> anyhow::Result<Entry>
+    where
+        F: AsyncFnOnce(&Scope) -> Result<(), ExecuteError>,
+    {
+        entry.revert_at = duration.and_then(|d| {
+            chrono::Duration::from_std(d)
+                .ok()
+                .map(|d| entry.injected_at + d)
+        });
+        self.journal.record(&entry)?;
+        if let Err(e) = act(&self.scope).await {
+            let _ = self.scope.revert(&entry).await;
+            self.journal.close(&entry.id, crate::results::now_ms())?;
+            return Err(anyhow::Error::new(e).context(format!("injecting {}", entry.action)));
+        }
+        self.timeline(EventKind::ChaosInjected {
+            id: entry.id.clone(),
+            action: entry.action.clone(),
+            targets: entry.targets.clone(),
+            detail: entry.detail.clone(),
+        })?;
+        self.event(&entry, Severity::Warning, "ChaosInjected", &entry.detail)
+            .await;
+        Ok(entry)
+    }
+
+    /// Reverts and closes an entry.
+    pub async fn revert(&self, entry: &Entry) -> anyhow::Result<()> {
+        self.scope
+            .revert(entry)
+            .await
+            .with_context(|| format!("reverting {} ({})", entry.action, entry.id))?;
+        self.journal.close(&entry.id, crate::results::now_ms())?;
+        self.timeline(EventKind::ChaosReverted {
+            id: entry.id.clone(),
+            action: entry.action.clone(),
+            targets: entry.targets.clone(),
+            detail: entry.detail.clone(),
+        })?;
+        self.event(
+            entry,
+            Severity::Normal,
+            "ChaosReverted",
+            &format!("reverted: {}", entry.detail),
+        )
+        .await;
+        Ok(())
+    }
+
+    fn timeline(&self, kind: EventKind) -> anyhow::Result<()> {
+        if let Some(dir) = &self.out {
+            dir.timeline()?.append(&Event::now("chaos", kind))?;
+        }
+        Ok(())
+    }
+
+    async fn event(&self, entry: &Entry, severity: Severity, reason: &str, message: &str) {
+        for target in &entry.targets {
+            let (kind, name) = match target.split_once('/') {
+                Some(("deployment", n)) => ("Deployment", n),
+                Some(("service", n)) => ("Service", n),
+                Some((_, n)) => ("Pod", n),
+                None => ("Pod", target.as_str()),
+            };
+            let api_version = if kind == "Deployment" {
+                "apps/v1"
+            } else {
+                "v1"
+            };
+            let involved = Involved {
+                api_version,
+                kind,
+                name,
+            };
+            events::emit(
+                &self.scope.client,
+                &self.scope.namespace,
+                involved,
+                severity,
+                reason,
+                message,
+                MANAGER,
+            )
+            .await;
+        }
+    }
+
+    /// Chooses pods now; an empty choice is an error that says what matched.
+    pub async fn choose(&self, selection: &Selection, seed: u64) -> anyhow::Result<Vec<String>> {
+        let candidates = self.scope.candidates(&selection.selector).await?;
+        let chosen = selection.choose(&candidates, Utc::now(), seed);
+        if chosen.is_empty() {
+            anyhow::bail!(
+                "no pod to target: {} pod(s) match `{}` in {}, none eligible (terminating or \
+                 younger than --min-age). Is the demo deployed (`resil status`)?",
+                candidates.len(),
+                selection.selector,
+                self.scope.namespace
+            );
+        }
+        Ok(chosen)
+    }
+
+    /// Deletes `pods` (grace 0 with `force`). Nothing to revert: their Deployment
+    /// replaces them, which is the point.
+    pub async fn kill_pods(&self, pods: &[String], force: bool) -> anyhow::Result<Entry> {
+        let how = if force {
+            "force-delete (grace 0)"
+        } else {
+            "delete (graceful)"
+        };
+        let entry = self.entry(
+            "kill-pods",
+            pods.iter().map(|p| format!("pod/{p}")).collect(),
+            format!("{how} {}", pods.join(", ")),
+            Undo::Nothing,
+        );
+        let entry = self
+            .inject(entry, None, async |scope: &Scope| {
+                for pod in pods {
+                    scope.kill(pod, force).await?;
+                }
+                Ok(())
+            })
+            .await?;
+        self.journal.close(&entry.id, crate::results::now_ms())?;
+        Ok(entry)
+    }
+
+    /// Scales `color` to zero; the entry restores the replica count it had.
+    pub async fn outage(&self, color: Color, duration: Duration) -> anyhow::Result<Entry> {
+        let deployment = format!("web-{}", color.as_str());
+        let replicas = self.scope.replicas(&deployment).await?;
+        if replicas == 0 {
+            anyhow::bail!(
+                "deployment/{deployment} already has 0 replicas: nothing to take down (is \
+                 another outage open? `resil chaos revert` restores it)"
+            );
+        }
+        let entry = self.entry(
+            "outage",
+            vec![format!("deployment/{deployment}")],
+            format!("{deployment} scaled {replicas} → 0"),
+            Undo::Replicas {
+                deployment: deployment.clone(),
+                replicas,
+            },
+        );
+        self.inject(entry, Some(duration), async |scope: &Scope| {
+            scope.scale(&deployment, 0).await
+        })
+        .await
+    }
+
+    /// Sets the demo app's fault switches on `pods` until `duration` has passed — the app
+    /// also reverts by itself at that deadline, should nobody come back.
+    pub async fn pod_faults(
+        &self,
+        action: &str,
+        pods: &[String],
+        faults: Faults,
+        duration: Duration,
+    ) -> anyhow::Result<Entry> {
+        let faults = Faults {
+            until: Some(Utc::now() + chrono::Duration::from_std(duration)?),
+            ..faults
+        };
+        let entry = self.entry(
+            action,
+            pods.iter().map(|p| format!("pod/{p}")).collect(),
+            format!("{faults} on {}", pods.join(", ")),
+            Undo::PodFaults {
+                pods: pods.to_vec(),
+                faults: faults.clone(),
+            },
+        );
+        self.inject(entry, Some(duration), async |scope: &Scope| {
+            for pod in pods {
+                scope.set_faults(pod, &faults).await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Sets the lab Service proxy's fault on `service`.
+    pub async fn proxy_fault(
+        &self,
+        service: &str,
+        fault: &ProxyFault,
+        duration: Duration,
+    ) -> anyhow::Result<Entry> {
+        let previous = self.scope.proxy_fault(service).await?;
+        let value = fault.annotation();
+        let entry = self.entry(
+            "latency",
+            vec![format!("service/{service}")],
+            value.clone(),
+            Undo::ProxyFault {
+                service: service.to_string(),
+                previous,
+            },
+        );
+        self.inject(entry, Some(duration), async |scope: &Scope| {
+            scope.set_proxy_fault(service, Some(&value)).await
+        })
+        .await
+    }
+}

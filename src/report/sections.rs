@@ -1,0 +1,401 @@
+//! The report laid out as titled sections of notes and grids, once, so the table, Markdown
+//! and HTML renderers show the same rows in the same order and differ only in markup.
+//! Called by those three renderers.
+
+use super::model::{Report, SloVerdict};
+use crate::results::summary::Percentiles;
+
+/// One titled part of the report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Section {
+    pub title: String,
+    /// Lines of text shown before the grid.
+    pub notes: Vec<String>,
+    pub grid: Option<Grid>,
+}
+
+/// A table: header and rows of already formatted cells.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grid {
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+/// Text of a failed check; renderers may highlight it.
+pub const FAIL: &str = "FAIL";
+/// Text of a passed check.
+pub const PASS: &str = "pass";
+/// Text of a regression in the comparison.
+pub const REGRESSION: &str = "REGRESSION";
+
+/// The one-line banner of a partial run, `None` for a complete one.
+pub fn partial_banner(report: &Report) -> Option<String> {
+    report.run.partial.then(|| {
+        let why = report
+            .run
+            .partial_reason
+            .clone()
+            .unwrap_or_else(|| format!("status {:?}", report.run.status).to_lowercase());
+        format!("PARTIAL RUN ({why}): the figures cover only what was recorded before it stopped")
+    })
+}
+
+/// Milliseconds with one decimal from microseconds.
+pub fn ms(us: u64) -> String {
+    format!("{:.1}ms", us as f64 / 1000.0)
+}
+
+/// A ratio as a percentage with three decimals.
+pub fn percent(ratio: f64) -> String {
+    format!("{:.3}%", ratio * 100.0)
+}
+
+/// Dollars with enough digits for tiny per-request figures.
+pub fn usd(dollars: f64) -> String {
+    if dollars != 0.0 && dollars.abs() < 0.01 {
+        format!("${dollars:.2e}")
+    } else {
+        format!("${dollars:.4}")
+    }
+}
+
+fn opt_ms(v: Option<u64>) -> String {
+    v.map_or_else(|| "—".into(), |v| format!("{v}ms"))
+}
+
+fn latency_cells(p: Option<&Percentiles>) -> Vec<String> {
+    match p {
+        Some(p) => [p.p50_us, p.p90_us, p.p99_us, p.p999_us, p.max_us]
+            .map(ms)
+            .to_vec(),
+        None => vec!["—".into(); 5],
+    }
+}
+
+fn slo_row(v: &SloVerdict) -> Vec<String> {
+    let actual = match v.actual {
+        None => "not measured".into(),
+        Some(a) => match v.unit.as_str() {
+            "ratio" => percent(a),
+            "usd" => format!("${a:.4}"),
+            _ => format!("{a:.1}ms"),
+        },
+    };
+    vec![
+        v.expression.clone(),
+        actual,
+        if v.passed { PASS } else { FAIL }.to_string(),
+    ]
+}
+
+/// Lays the report out.
+pub fn sections(report: &Report) -> Vec<Section> {
+    let mut out = Vec::new();
+    let run = &report.run;
+    let mut notes = vec![format!(
+        "command `{}`{}, resil {}",
+        run.command,
+        run.scenario
+            .as_ref()
+            .map(|s| format!(", scenario {s}"))
+            .unwrap_or_default(),
+        run.resil_version
+    )];
+    notes.push(format!(
+        "started {}, {:.1}s recorded, status {}",
+        run.started_at.format("%Y-%m-%d %H:%M:%S%.3fZ"),
+        run.duration_s,
+        format!("{:?}", run.status).to_lowercase()
+    ));
+    if let Some(ctx) = &run.context {
+        notes.push(format!("context {ctx}"));
+    }
+    if let Some(url) = &run.target_url {
+        notes.push(format!("target {url}"));
+    }
+    out.push(Section {
+        title: format!("Run {}", run.run_id),
+        notes,
+        grid: None,
+    });
+
+    if !report.slos.is_empty() {
+        let failed = report.slos.iter().filter(|s| !s.passed).count();
+        out.push(Section {
+            title: "SLOs".into(),
+            notes: vec![if failed == 0 {
+                format!("all {} SLOs held", report.slos.len())
+            } else {
+                format!("{failed} of {} SLOs failed", report.slos.len())
+            }],
+            grid: Some(Grid {
+                header: strings(&["SLO", "actual", "verdict"]),
+                rows: report.slos.iter().map(slo_row).collect(),
+            }),
+        });
+    }
+
+    if let Some(load) = &report.load {
+        let mut rows = vec![
+            [
+                vec![
+                    "all".to_string(),
+                    load.requests.to_string(),
+                    load.errors.to_string(),
+                    percent(load.error_rate),
+                ],
+                latency_cells(load.latency.as_ref()),
+            ]
+            .concat(),
+        ];
+        for c in &load.by_color {
+            rows.push(
+                [
+                    vec![
+                        c.color.clone(),
+                        c.requests.to_string(),
+                        c.errors.to_string(),
+                        percent(c.error_rate),
+                    ],
+                    latency_cells(c.latency.as_ref()),
+                ]
+                .concat(),
+            );
+        }
+        let mut notes = vec![format!(
+            "{} requests in {:.1}s ({:.1}/s), {} errors ({}); from the {}",
+            load.requests,
+            load.duration_s,
+            load.achieved_rate,
+            load.errors,
+            percent(load.error_rate),
+            load.source
+        )];
+        if !load.error_kinds.is_empty() {
+            let kinds: Vec<String> = load
+                .error_kinds
+                .iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect();
+            notes.push(format!("errors by kind: {}", kinds.join(", ")));
+        }
+        out.push(Section {
+            title: "Requests and latency".into(),
+            notes,
+            grid: Some(Grid {
+                header: strings(&[
+                    "served by",
+                    "requests",
+                    "errors",
+                    "error rate",
+                    "p50",
+                    "p90",
+                    "p99",
+                    "p99.9",
+                    "max",
+                ]),
+                rows,
+            }),
+        });
+    }
+
+    if !report.failovers.is_empty() {
+        out.push(Section {
+            title: "Failovers".into(),
+            notes: vec!["control plane: last ready endpoint lost (or chaos) → Service selects a ready colour; client: first failed request → first success".into()],
+            grid: Some(Grid {
+                header: strings(&["#", "from → to", "kind", "started", "control plane", "client downtime", "errors during"]),
+                rows: report
+                    .failovers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| {
+                        vec![
+                            (i + 1).to_string(),
+                            format!("{} → {}", f.from, f.to),
+                            f.direction.clone(),
+                            f.started_at.format("%H:%M:%S%.3f").to_string(),
+                            format!("{}ms", f.control_plane_ms),
+                            if f.downtime_unbounded {
+                                "still down at end".into()
+                            } else {
+                                opt_ms(f.client_downtime_ms)
+                            },
+                            f.errors_during.to_string(),
+                        ]
+                    })
+                    .collect(),
+            }),
+        });
+    }
+
+    if !report.downtime.is_empty() {
+        out.push(Section {
+            title: "Client-observed downtime".into(),
+            notes: Vec::new(),
+            grid: Some(Grid {
+                header: strings(&["started", "ended", "duration", "failed requests"]),
+                rows: report
+                    .downtime
+                    .iter()
+                    .map(|d| {
+                        vec![
+                            d.started_at.format("%H:%M:%S%.3f").to_string(),
+                            d.ended_at.map_or_else(
+                                || "not before the end".into(),
+                                |e| e.format("%H:%M:%S%.3f").to_string(),
+                            ),
+                            opt_ms(d.duration_ms),
+                            d.failed_requests.to_string(),
+                        ]
+                    })
+                    .collect(),
+            }),
+        });
+    }
+
+    if !report.scaling.is_empty() {
+        out.push(Section {
+            title: "Scaling".into(),
+            notes: vec!["latency: desired replicas raised → the last new pod Ready".into()],
+            grid: Some(Grid {
+                header: strings(&["colour", "replicas", "desired at", "latency"]),
+                rows: report
+                    .scaling
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            s.color.clone(),
+                            format!("{} → {}", s.from_replicas, s.to_replicas),
+                            s.desired_at.format("%H:%M:%S%.3f").to_string(),
+                            s.latency_ms.map_or_else(
+                                || "not Ready before the end".into(),
+                                |v| format!("{v}ms"),
+                            ),
+                        ]
+                    })
+                    .collect(),
+            }),
+        });
+    }
+
+    if let Some(cost) = &report.cost {
+        let row = |c: &crate::cost::RequestCost| {
+            vec![
+                c.color.clone(),
+                format!("{:.1}", c.pod_seconds),
+                usd(c.cost),
+                c.successful_requests.to_string(),
+                c.cost_per_request.map_or_else(|| "—".into(), usd),
+                c.cost_per_1m
+                    .map_or_else(|| "—".into(), |v| format!("${v:.4}")),
+            ]
+        };
+        let mut rows: Vec<Vec<String>> = cost.run.by_color.iter().map(row).collect();
+        rows.push(row(&cost.run.total));
+        out.push(Section {
+            title: "Replica-seconds and cost per request".into(),
+            notes: vec![format!(
+                "pricing {}; replica-seconds from the {}",
+                cost.pricing, report.replica_seconds_source
+            )],
+            grid: Some(Grid {
+                header: strings(&[
+                    "colour",
+                    "replica-seconds",
+                    "cost",
+                    "ok requests",
+                    "per request",
+                    "per 1M requests",
+                ]),
+                rows,
+            }),
+        });
+    }
+
+    if !report.chaos.is_empty() {
+        out.push(Section {
+            title: "Chaos".into(),
+            notes: Vec::new(),
+            grid: Some(Grid {
+                header: strings(&["injected", "action", "targets", "reverted"]),
+                rows: report
+                    .chaos
+                    .iter()
+                    .map(|c| {
+                        vec![
+                            c.at.format("%H:%M:%S%.3f").to_string(),
+                            c.action.clone(),
+                            c.targets.join(", "),
+                            c.reverted_at.map_or_else(
+                                || "no".into(),
+                                |t| t.format("%H:%M:%S%.3f").to_string(),
+                            ),
+                        ]
+                    })
+                    .collect(),
+            }),
+        });
+    }
+
+    if let Some(cmp) = &report.baseline {
+        let value = |unit: &str, v: Option<f64>| match v {
+            None => "—".to_string(),
+            Some(v) => match unit {
+                "ratio" => percent(v),
+                "usd" => format!("${v:.4}"),
+                "ms" => format!("{v:.1}ms"),
+                "s" => format!("{v:.1}s"),
+                _ => format!("{v}"),
+            },
+        };
+        let mut notes = vec![format!(
+            "against {}{}; a regression is worse by more than {}% and its noise floor",
+            cmp.baseline_run_id,
+            if cmp.baseline_partial {
+                " (partial)"
+            } else {
+                ""
+            },
+            super::compare::TOLERANCE_PERCENT
+        )];
+        notes.push(format!("{} regression(s)", cmp.regressions));
+        out.push(Section {
+            title: "Compared with baseline".into(),
+            notes,
+            grid: Some(Grid {
+                header: strings(&["metric", "baseline", "this run", "delta", "change", ""]),
+                rows: cmp
+                    .deltas
+                    .iter()
+                    .map(|d| {
+                        let delta = d.delta.map(|x| {
+                            let sign = if x > 0.0 {
+                                "+"
+                            } else if x < 0.0 {
+                                "-"
+                            } else {
+                                ""
+                            };
+                            format!("{sign}{}", value(&d.unit, Some(x.abs())))
+                        });
+                        vec![
+                            d.metric.clone(),
+                            value(&d.unit, d.baseline),
+                            value(&d.unit, d.current),
+                            delta.unwrap_or_else(|| "—".into()),
+                            d.delta_percent
+                                .map_or_else(|| "—".into(), |p| format!("{p:+.1}%")),
+                            if d.regression { REGRESSION } else { "" }.to_string(),
+                        ]
+                    })
+                    .collect(),
+            }),
+        });
+    }
+    out
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}

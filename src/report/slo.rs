@@ -1,0 +1,361 @@
+//! SLO expressions and their verdicts: `failover_time<2s,downtime<1s,error_rate<1%,
+//! p99<300ms,cost_per_1m<0.50`, from `--slo` or the run's `slos`.
+//!
+//! A metric that was not measured (no failover happened, no load ran) fails its SLO: a CI
+//! job asking for `failover_time<2s` of a run that never failed over has not shown it.
+//! Pure; called by the report builder.
+
+use std::time::Duration;
+
+use super::model::{Report, SloVerdict};
+
+/// A parsed SLO: `metric op threshold`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slo {
+    pub expression: String,
+    pub metric: Metric,
+    pub op: Op,
+    /// In the metric's unit: ms, ratio (0.01 = 1%) or usd.
+    pub threshold: f64,
+}
+
+/// Comparison operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl Op {
+    fn symbol(self) -> &'static str {
+        match self {
+            Op::Lt => "<",
+            Op::Le => "<=",
+            Op::Gt => ">",
+            Op::Ge => ">=",
+        }
+    }
+
+    fn holds(self, actual: f64, threshold: f64) -> bool {
+        match self {
+            Op::Lt => actual < threshold,
+            Op::Le => actual <= threshold,
+            Op::Gt => actual > threshold,
+            Op::Ge => actual >= threshold,
+        }
+    }
+}
+
+/// What an SLO measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    /// Longest control-plane failover (ms).
+    FailoverTime,
+    /// Longest client-observed downtime episode (ms).
+    Downtime,
+    /// Longest scale-up until the new pods were Ready (ms).
+    ScalingLatency,
+    /// errors ÷ requests.
+    ErrorRate,
+    /// An overall latency percentile (ms).
+    Latency(Quantile),
+    /// Total cost per million successful requests (usd).
+    CostPer1m,
+}
+
+/// Latency quantiles an SLO can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quantile {
+    P50,
+    P75,
+    P90,
+    P99,
+    P999,
+    Max,
+}
+
+/// Every metric name with its kind, for parsing and for the error listing them.
+const METRICS: &[(&str, Metric)] = &[
+    ("failover_time", Metric::FailoverTime),
+    ("downtime", Metric::Downtime),
+    ("scaling_latency", Metric::ScalingLatency),
+    ("error_rate", Metric::ErrorRate),
+    ("p50", Metric::Latency(Quantile::P50)),
+    ("p75", Metric::Latency(Quantile::P75)),
+    ("p90", Metric::Latency(Quantile::P90)),
+    ("p99", Metric::Latency(Quantile::P99)),
+    ("p999", Metric::Latency(Quantile::P999)),
+    ("max_latency", Metric::Latency(Quantile::Max)),
+    ("cost_per_1m", Metric::CostPer1m),
+];
+
+impl Metric {
+    /// The name SLO expressions use.
+    pub fn name(self) -> &'static str {
+        METRICS
+            .iter()
+            .find(|(_, m)| *m == self)
+            .map(|(n, _)| *n)
+            .unwrap_or("?")
+    }
+
+    /// The unit of thresholds and actual values.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Metric::ErrorRate => "ratio",
+            Metric::CostPer1m => "usd",
+            _ => "ms",
+        }
+    }
+}
+
+/// An SLO expression that does not parse.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("SLO {expression:?}: {message}")]
+pub struct SloParseError {
+    pub expression: String,
+    pub message: String,
+}
+
+/// Parses a comma-separated list of SLO expressions.
+pub fn parse_list(text: &str) -> Result<Vec<Slo>, SloParseError> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(parse)
+        .collect()
+}
+
+/// Parses one expression such as `p99<300ms` or `error_rate<=0.5%`.
+pub fn parse(expression: &str) -> Result<Slo, SloParseError> {
+    let err = |message: String| SloParseError {
+        expression: expression.to_string(),
+        message,
+    };
+    let compact: String = expression.chars().filter(|c| !c.is_whitespace()).collect();
+    let at = compact
+        .find(['<', '>'])
+        .ok_or_else(|| err("expected METRIC<VALUE, e.g. p99<300ms".into()))?;
+    let (name, rest) = compact.split_at(at);
+    let (op, value) = if let Some(v) = rest.strip_prefix("<=") {
+        (Op::Le, v)
+    } else if let Some(v) = rest.strip_prefix(">=") {
+        (Op::Ge, v)
+    } else if let Some(v) = rest.strip_prefix('<') {
+        (Op::Lt, v)
+    } else {
+        (Op::Gt, &rest[1..])
+    };
+    let metric = METRICS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, m)| *m)
+        .ok_or_else(|| {
+            let names: Vec<&str> = METRICS.iter().map(|(n, _)| *n).collect();
+            err(format!(
+                "unknown metric {name:?}; use one of {}",
+                names.join(", ")
+            ))
+        })?;
+    let threshold = match metric.unit() {
+        "ratio" => parse_ratio(value),
+        "usd" => parse_usd(value),
+        _ => humantime::parse_duration(value)
+            .map(|d: Duration| d.as_secs_f64() * 1000.0)
+            .map_err(|_| format!("{value:?} is not a duration like 300ms or 2s")),
+    }
+    .map_err(err)?;
+    Ok(Slo {
+        expression: expression.trim().to_string(),
+        metric,
+        op,
+        threshold,
+    })
+}
+
+fn parse_ratio(value: &str) -> Result<f64, String> {
+    let bad = || format!("{value:?} is not a rate like 1% or 0.01");
+    let parsed = match value.strip_suffix('%') {
+        Some(p) => p.parse::<f64>().map_err(|_| bad())? / 100.0,
+        None => value.parse::<f64>().map_err(|_| bad())?,
+    };
+    (parsed.is_finite() && (0.0..=1.0).contains(&parsed))
+        .then_some(parsed)
+        .ok_or_else(bad)
+}
+
+fn parse_usd(value: &str) -> Result<f64, String> {
+    let bad = || format!("{value:?} is not an amount of dollars like 0.50");
+    let v = value
+        .strip_prefix('$')
+        .unwrap_or(value)
+        .parse::<f64>()
+        .map_err(|_| bad())?;
+    (v.is_finite() && v >= 0.0).then_some(v).ok_or_else(bad)
+}
+
+/// The measured value of `metric` in `report`, or why there is none.
+fn actual(metric: Metric, report: &Report) -> Result<f64, String> {
+    let max = |values: Vec<f64>| {
+        values
+            .into_iter()
+            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
+    };
+    match metric {
+        Metric::FailoverTime => max(report
+            .failovers
+            .iter()
+            .map(|f| f.control_plane_ms as f64)
+            .collect())
+        .ok_or_else(|| "no failover was recorded".to_string()),
+        Metric::Downtime => {
+            if report.load.is_none() {
+                return Err("no load ran, so no client saw anything".into());
+            }
+            // An episode still open at the end lasted at least until the run ended.
+            let end = report.run.started_at
+                + chrono::Duration::milliseconds((report.run.duration_s * 1000.0) as i64);
+            Ok(max(report
+                .downtime
+                .iter()
+                .map(|d| match d.duration_ms {
+                    Some(ms) => ms as f64,
+                    None => (end - d.started_at).num_milliseconds().max(0) as f64,
+                })
+                .collect())
+            .unwrap_or(0.0))
+        }
+        Metric::ScalingLatency => {
+            if report.scaling.is_empty() {
+                return Err("no scale-up was recorded".into());
+            }
+            report
+                .scaling
+                .iter()
+                .map(|s| s.latency_ms.map(|ms| ms as f64))
+                .collect::<Option<Vec<f64>>>()
+                .and_then(max)
+                .ok_or_else(|| "a scale-up had not become Ready when the run ended".into())
+        }
+        Metric::ErrorRate => report
+            .load
+            .as_ref()
+            .filter(|l| l.requests > 0)
+            .map(|l| l.error_rate)
+            .ok_or_else(|| "no requests were recorded".into()),
+        Metric::Latency(q) => {
+            let p = report
+                .load
+                .as_ref()
+                .and_then(|l| l.latency)
+                .ok_or_else(|| "no latency was recorded".to_string())?;
+            let us = match q {
+                Quantile::P50 => p.p50_us,
+                Quantile::P75 => p.p75_us,
+                Quantile::P90 => p.p90_us,
+                Quantile::P99 => p.p99_us,
+                Quantile::P999 => p.p999_us,
+                Quantile::Max => p.max_us,
+            };
+            Ok(us as f64 / 1000.0)
+        }
+        Metric::CostPer1m => report
+            .cost
+            .as_ref()
+            .and_then(|c| c.run.total.cost_per_1m)
+            .ok_or_else(|| "no cost per request (no pod-seconds or no successful requests)".into()),
+    }
+}
+
+/// Formats a value in a metric's unit for messages.
+pub fn format_value(metric: Metric, value: f64) -> String {
+    match metric.unit() {
+        "ratio" => format!("{:.3}%", value * 100.0),
+        "usd" => format!("${value:.4}"),
+        _ => format!("{value:.1}ms"),
+    }
+}
+
+/// Judges every SLO against the report's figures.
+pub fn evaluate(slos: &[Slo], report: &Report) -> Vec<SloVerdict> {
+    slos.iter()
+        .map(|slo| {
+            let name = slo.metric.name();
+            let threshold = format_value(slo.metric, slo.threshold);
+            let (actual, passed, message) = match actual(slo.metric, report) {
+                Ok(v) => {
+                    let passed = slo.op.holds(v, slo.threshold);
+                    let verdict = if passed { "holds" } else { "FAILED" };
+                    let message = format!(
+                        "{name} {} {} {threshold}: {verdict}",
+                        format_value(slo.metric, v),
+                        if passed { slo.op.symbol() } else { "vs" },
+                    );
+                    (Some(v), passed, message)
+                }
+                Err(why) => (None, false, format!("{name} not measured: {why}")),
+            };
+            SloVerdict {
+                expression: slo.expression.clone(),
+                metric: name.to_string(),
+                threshold: slo.threshold,
+                actual,
+                unit: slo.metric.unit().to_string(),
+                passed,
+                message,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_example_parses_with_units_normalised() {
+        let slos =
+            parse_list("failover_time<2s,downtime<1s,error_rate<1%,p99<300ms,cost_per_1m<0.50")
+                .unwrap();
+        let got: Vec<(&str, Op, f64)> = slos
+            .iter()
+            .map(|s| (s.metric.name(), s.op, s.threshold))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("failover_time", Op::Lt, 2000.0),
+                ("downtime", Op::Lt, 1000.0),
+                ("error_rate", Op::Lt, 0.01),
+                ("p99", Op::Lt, 300.0),
+                ("cost_per_1m", Op::Lt, 0.5),
+            ]
+        );
+    }
+
+    #[test]
+    fn operators_spaces_and_alternative_forms_parse() {
+        let s = parse(" p50 <= 20ms ").unwrap();
+        assert_eq!((s.op, s.threshold), (Op::Le, 20.0));
+        assert_eq!(parse("error_rate<0.005").unwrap().threshold, 0.005);
+        assert_eq!(parse("cost_per_1m>=$1.25").unwrap().op, Op::Ge);
+        assert_eq!(parse("max_latency>1s").unwrap().op, Op::Gt);
+    }
+
+    #[test]
+    fn bad_expressions_say_what_is_wrong() {
+        let cases = [
+            ("p98<300ms", "unknown metric \"p98\""),
+            ("p99=300ms", "expected METRIC<VALUE"),
+            ("p99<300", "not a duration"),
+            ("error_rate<150%", "not a rate"),
+            ("cost_per_1m<cheap", "not an amount"),
+        ];
+        for (expr, want) in cases {
+            let err = parse_list(expr).unwrap_err().to_string();
+            assert!(err.contains(want) && err.contains(expr), "{expr}: {err}");
+        }
+    }
+}
