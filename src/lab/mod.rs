@@ -11,6 +11,8 @@ pub(crate) mod controllers;
 #[allow(dead_code)]
 mod metrics;
 pub mod patch;
+#[allow(dead_code)]
+mod proxy;
 mod server;
 
 pub use server::{Lab, LabConfig, LabError};
