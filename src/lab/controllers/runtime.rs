@@ -1,0 +1,223 @@
+//! The loops that make the lab's stored objects behave: the Deployment controller, the
+//! Endpoints controller with the NodePort proxy, the HPA controller and the kubelet,
+//! started by [`start`] from `Lab::start` and stopped by the lab's shutdown token.
+//!
+//! Each loop reads the store directly (no HTTP), decides with the pure controller code
+//! (`deployment.rs`, `endpoints.rs`, `hpa/`), and writes through the store's direct API.
+//! The Deployment and Endpoints loops wake on every store change (the store's change
+//! ticker coalesces bursts) and at least once a second; the HPA loop syncs every
+//! `LabConfig.hpa_sync_period`. Writes that change nothing are skipped, so a loop waking
+//! on its own write settles after one pass.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+use k8s_openapi::jiff::Timestamp;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{deployment, endpoints, events, hpa_loop};
+use crate::lab::LabConfig;
+use crate::lab::proxy::{self, ServiceProxy};
+use crate::lab::store::{DeleteOptions, Kind, Store, WriteMode, kinds};
+
+/// Longest a change-driven loop sleeps without a change (a safety net, and the clock for
+/// time-based transitions such as `minReadySeconds`).
+const RESYNC: Duration = Duration::from_secs(1);
+
+/// Spawns every lab loop on `tasks`; they stop when `shutdown` is cancelled.
+pub fn start(
+    store: Arc<Store>,
+    config: &LabConfig,
+    shutdown: CancellationToken,
+    tasks: &TaskTracker,
+) {
+    tasks.spawn(deployment_loop(store.clone(), shutdown.clone()));
+    tasks.spawn(endpoints_loop(store.clone(), shutdown.clone()));
+    tasks.spawn(hpa_loop::run(
+        store.clone(),
+        config.hpa_sync_period,
+        shutdown.clone(),
+    ));
+    crate::lab::kubelet::controller::start(store, config, shutdown, tasks);
+}
+
+/// The Deployment controller: on every change, reconciles every Deployment.
+async fn deployment_loop(store: Arc<Store>, shutdown: CancellationToken) {
+    let mut changes = store.changes();
+    loop {
+        let wait = sync_deployments(&store).unwrap_or(RESYNC).min(RESYNC);
+        tokio::select! {
+            // Something changed in the store: reconcile again.
+            r = changes.changed() => if r.is_err() { return },
+            // Nothing changed for a while, or a pod turns available now.
+            _ = tokio::time::sleep(wait) => {}
+            // The lab stops.
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// One pass over every Deployment; returns the earliest requested requeue.
+pub(crate) fn sync_deployments(store: &Store) -> Option<Duration> {
+    let now = Timestamp::now();
+    let deploys: Vec<Deployment> = typed(store.list("deployments", None).items);
+    let pods: Vec<Pod> = typed(store.list("pods", None).items);
+    let mut requeue: Option<Duration> = None;
+    for d in deploys {
+        if d.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let ns = d.metadata.namespace.clone().unwrap_or_default();
+        let name = d.metadata.name.clone().unwrap_or_default();
+        let mine: Vec<Pod> = pods
+            .iter()
+            .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
+            .cloned()
+            .collect();
+        let plan = deployment::reconcile(&d, &mine, now, &mut deployment::random_suffix);
+        for pod in &plan.create {
+            if let Err(e) = store.create(kind("pods"), &ns, to_value(pod)) {
+                tracing::warn!("deployment {ns}/{name}: creating a pod failed: {e}");
+            }
+        }
+        for pod in &plan.delete {
+            // Already gone or already terminating: nothing to do.
+            let _ = store.delete(kind("pods"), &ns, pod, &DeleteOptions::default());
+        }
+        let dv = to_value(&d);
+        for message in &plan.events {
+            events::record(
+                store,
+                &dv,
+                "Normal",
+                "ScalingReplicaSet",
+                message,
+                "deployment-controller",
+            );
+        }
+        if let Some(annotations) = &plan.annotations
+            && let Some(mut live) = store.get("deployments", &ns, &name)
+        {
+            live["metadata"]["annotations"] = json!(annotations);
+            // Carries the live resourceVersion: a concurrent write wins, the next pass redoes this.
+            let _ = store.update(kind("deployments"), &ns, &name, live, WriteMode::Main);
+        }
+        if d.status.as_ref() != Some(&plan.status) {
+            write_status(store, "deployments", &ns, &name, to_value(&plan.status));
+        }
+        if let Some(r) = plan.requeue_after {
+            requeue = Some(requeue.map_or(r, |q| q.min(r)));
+        }
+    }
+    requeue
+}
+
+/// The Endpoints controller and the proxy: on every change, recomputes every Service's
+/// Endpoints and hands the NodePort routes to the proxy.
+async fn endpoints_loop(store: Arc<Store>, shutdown: CancellationToken) {
+    let mut changes = store.changes();
+    let mut proxy = ServiceProxy::new(shutdown.child_token());
+    let mut reported: HashSet<String> = HashSet::new();
+    loop {
+        let endpoints = sync_endpoints(&store);
+        let services: Vec<Service> = typed(store.list("services", None).items);
+        let (routes, mut errors) = proxy::routes(&services, &endpoints);
+        errors.extend(proxy.apply(&routes).await);
+        // Log each problem once, not on every pass.
+        let now: HashSet<String> = errors.iter().map(ToString::to_string).collect();
+        for e in now.difference(&reported) {
+            tracing::warn!("{e}");
+        }
+        reported = now;
+        tokio::select! {
+            // Something changed in the store: recompute.
+            r = changes.changed() => if r.is_err() { break },
+            // Safety net.
+            _ = tokio::time::sleep(RESYNC) => {}
+            // The lab stops.
+            _ = shutdown.cancelled() => break,
+        }
+    }
+    proxy.stop().await;
+}
+
+/// One pass: writes the Endpoints of every Service with a selector (when they differ),
+/// removes Endpoints whose Service is gone, and returns the Endpoints now stored.
+pub(crate) fn sync_endpoints(store: &Store) -> Vec<Endpoints> {
+    let services: Vec<Service> = typed(store.list("services", None).items);
+    let pods: Vec<Pod> = typed(store.list("pods", None).items);
+    let stored: Vec<Endpoints> = typed(store.list("endpoints", None).items);
+    for svc in &services {
+        let Some(want) = endpoints::endpoints_for(svc, &pods) else {
+            continue;
+        };
+        let ns = want.metadata.namespace.clone().unwrap_or_default();
+        let name = want.metadata.name.clone().unwrap_or_default();
+        let live = stored
+            .iter()
+            .find(|e| e.metadata.namespace == want.metadata.namespace && e.metadata.name == want.metadata.name);
+        let result = match live {
+            None => store.create(kind("endpoints"), &ns, to_value(&want)).map(drop),
+            Some(l) if endpoints::same_endpoints(l, &want) => Ok(()),
+            Some(_) => store
+                .update(kind("endpoints"), &ns, &name, to_value(&want), WriteMode::Main)
+                .map(drop),
+        };
+        if let Err(e) = result {
+            tracing::warn!("endpoints {ns}/{name}: {e}");
+        }
+    }
+    for ep in &stored {
+        let orphan = !services
+            .iter()
+            .any(|s| s.metadata.namespace == ep.metadata.namespace && s.metadata.name == ep.metadata.name);
+        if orphan {
+            let ns = ep.metadata.namespace.as_deref().unwrap_or_default();
+            let name = ep.metadata.name.as_deref().unwrap_or_default();
+            let _ = store.delete(kind("endpoints"), ns, name, &DeleteOptions::default());
+        }
+    }
+    typed(store.list("endpoints", None).items)
+}
+
+/// Writes `status` to the object's status subresource, unconditionally (the status is
+/// this controller's to own).
+pub(crate) fn write_status(store: &Store, resource: &str, ns: &str, name: &str, status: Value) {
+    let obj = json!({"metadata": {"name": name}, "status": status});
+    if let Err(e) = store.update(kind(resource), ns, name, obj, WriteMode::Status) {
+        tracing::debug!("{resource} {ns}/{name}: status write failed: {e}");
+    }
+}
+
+/// Objects that parse as `T`; others are skipped (the API validated them, so a failure
+/// is an object this controller cannot act on anyway).
+pub(crate) fn typed<T: DeserializeOwned>(items: Vec<Value>) -> Vec<T> {
+    items
+        .into_iter()
+        .filter_map(|v| match serde_json::from_value(v) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::debug!("skipping an object the controller cannot read: {e}");
+                None
+            }
+        })
+        .collect()
+}
+
+/// A k8s-openapi value as JSON.
+pub(crate) fn to_value<T: serde::Serialize>(t: &T) -> Value {
+    // Serializing these types cannot fail: plain structs, string-keyed maps.
+    serde_json::to_value(t).unwrap_or(Value::Null)
+}
+
+/// The stored kind with this plural.
+pub(crate) fn kind(plural: &str) -> &'static Kind {
+    // Only called with the plurals of the lab's own stored types.
+    kinds::stored(plural).expect("a stored resource")
+}
