@@ -274,6 +274,7 @@ impl ServiceProxy {
     }
 
     /// The node ports currently listening.
+    #[cfg(test)]
     pub fn ports(&self) -> Vec<u16> {
         let mut v: Vec<u16> = self.listeners.keys().copied().collect();
         v.sort_unstable();

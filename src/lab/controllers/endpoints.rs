@@ -34,7 +34,7 @@ pub fn endpoints_for(service: &Service, pods: &[Pod]) -> Option<Endpoints> {
     let namespace = service.metadata.namespace.clone();
     let service_ports = spec.ports.clone().unwrap_or_default();
     // Ports → (ready, not ready) addresses; BTreeMap keeps subsets in a stable order.
-    let mut subsets: BTreeMap<Vec<(Option<String>, i32, Option<String>)>, Subset> = BTreeMap::new();
+    let mut subsets: BTreeMap<Vec<PortKey>, Subset> = BTreeMap::new();
     for pod in pods {
         if pod.metadata.namespace != namespace || !selects(selector, pod) || !is_active(pod) {
             continue;
@@ -107,6 +107,9 @@ pub fn endpoints_for(service: &Service, pods: &[Pod]) -> Option<Endpoints> {
         subsets: (!subsets.is_empty()).then_some(subsets),
     })
 }
+
+/// One resolved port: (name, number, protocol).
+type PortKey = (Option<String>, i32, Option<String>);
 
 #[derive(Default)]
 struct Subset {

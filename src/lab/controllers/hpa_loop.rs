@@ -19,9 +19,9 @@ use k8s_openapi::jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 
 use super::endpoints::selects;
+use super::events;
 use super::hpa::{self, History, HpaTuning, PodFacts, SyncInput};
 use super::runtime::{kind, to_value, typed, write_status};
-use super::events;
 use crate::lab::metrics;
 use crate::lab::store::{Store, WriteMode};
 
@@ -51,7 +51,8 @@ pub(crate) fn sync_all(
     histories: &mut HashMap<String, History>,
     now: Timestamp,
 ) {
-    let hpas: Vec<HorizontalPodAutoscaler> = typed(store.list("horizontalpodautoscalers", None).items);
+    let hpas: Vec<HorizontalPodAutoscaler> =
+        typed(store.list("horizontalpodautoscalers", None).items);
     histories.retain(|uid, _| hpas.iter().any(|h| h.metadata.uid.as_deref() == Some(uid)));
     for h in &hpas {
         let uid = h.metadata.uid.clone().unwrap_or_default();
@@ -72,7 +73,10 @@ fn sync_one(
     let live = (target.kind == "Deployment")
         .then(|| store.get("deployments", &ns, &target.name))
         .flatten();
-    let decision = match live.as_ref().map(|v| serde_json::from_value::<Deployment>(v.clone())) {
+    let decision = match live
+        .as_ref()
+        .map(|v| serde_json::from_value::<Deployment>(v.clone()))
+    {
         Some(Ok(d)) => {
             let current = d.spec.replicas.unwrap_or(1);
             let selector = d.spec.selector.match_labels.clone().unwrap_or_default();
@@ -89,7 +93,12 @@ fn sync_one(
                 .iter()
                 .filter(|p| selects(&selector, p))
                 .map(|p| {
-                    let sample = p.metadata.name.as_ref().and_then(|n| samples.get(n)).copied();
+                    let sample = p
+                        .metadata
+                        .name
+                        .as_ref()
+                        .and_then(|n| samples.get(n))
+                        .copied();
                     PodFacts::from_pod(p, sample)
                 })
                 .collect();
@@ -104,7 +113,13 @@ fn sync_one(
             if decision.rescale {
                 let mut scaled = live.clone().unwrap_or_default();
                 scaled["spec"]["replicas"] = decision.desired_replicas.into();
-                match store.update(kind("deployments"), &ns, &target.name, scaled, WriteMode::Main) {
+                match store.update(
+                    kind("deployments"),
+                    &ns,
+                    &target.name,
+                    scaled,
+                    WriteMode::Main,
+                ) {
                     Ok(_) => {
                         decision.record_rescale(history);
                         decision
@@ -131,7 +146,13 @@ fn sync_one(
         tracing::debug!("hpa {ns}/{name}: {e}");
     }
     if h.status.as_ref() != Some(&decision.status) {
-        write_status(store, "horizontalpodautoscalers", &ns, &name, to_value(&decision.status));
+        write_status(
+            store,
+            "horizontalpodautoscalers",
+            &ns,
+            &name,
+            to_value(&decision.status),
+        );
     }
     let hv = to_value(h);
     for e in &decision.events {

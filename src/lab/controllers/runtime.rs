@@ -4,14 +4,16 @@
 //!
 //! Each loop reads the store directly (no HTTP), decides with the pure controller code
 //! (`deployment.rs`, `endpoints.rs`, `hpa/`), and writes through the store's direct API.
-//! The Deployment and Endpoints loops wake on every store change (the store's change
-//! ticker coalesces bursts) and at least once a second; the HPA loop syncs every
-//! `LabConfig.hpa_sync_period`. Writes that change nothing are skipped, so a loop waking
-//! on its own write settles after one pass.
+//! The Deployment and Endpoints loops wake on every change of the resources they read
+//! ([`Wake`]: store watches, bursts coalesced) and at least once a second; the HPA loop
+//! syncs every `LabConfig.hpa_sync_period`. Writes that change nothing are skipped, so a
+//! loop waking on its own write settles after one pass.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
@@ -24,7 +26,7 @@ use tokio_util::task::TaskTracker;
 use super::{deployment, endpoints, events, hpa_loop};
 use crate::lab::LabConfig;
 use crate::lab::proxy::{self, ServiceProxy};
-use crate::lab::store::{DeleteOptions, Kind, Store, WriteMode, kinds};
+use crate::lab::store::{DeleteOptions, Kind, Store, WatchStart, WriteMode, kinds};
 
 /// Longest a change-driven loop sleeps without a change (a safety net, and the clock for
 /// time-based transitions such as `minReadySeconds`).
@@ -47,14 +49,78 @@ pub fn start(
     crate::lab::kubelet::controller::start(store, config, shutdown, tasks);
 }
 
-/// The Deployment controller: on every change, reconciles every Deployment.
+/// Least time between two passes of a loop that is not latency-critical: under a burst
+/// (200 pods starting) one pass then covers many changes.
+const BATCH: Duration = Duration::from_millis(20);
+
+/// Wakes a loop when any of some resources changes. Each resource has a pump task that
+/// follows a store watch and stores one permit in a [`Notify`], so a burst of changes
+/// wakes the loop once. The pumps stop with `shutdown`.
+pub(crate) struct Wake(Arc<Notify>);
+
+impl Wake {
+    /// Starts watching `resources` (all namespaces).
+    pub(crate) fn on(
+        store: &Arc<Store>,
+        resources: &[&'static str],
+        shutdown: &CancellationToken,
+    ) -> Wake {
+        let notify = Arc::new(Notify::new());
+        for &resource in resources {
+            tokio::spawn(pump(
+                store.clone(),
+                resource,
+                notify.clone(),
+                shutdown.clone(),
+            ));
+        }
+        Wake(notify)
+    }
+
+    /// Completes after the next change (at once if one happened since the last call).
+    pub(crate) async fn changed(&self) {
+        self.0.notified().await;
+    }
+}
+
+async fn pump(
+    store: Arc<Store>,
+    resource: &'static str,
+    notify: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        // Starting from the current version: the loop does a full pass anyway.
+        let Ok(mut sub) = store.watch(resource, None, WatchStart::After(store.resource_version()))
+        else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        loop {
+            tokio::select! {
+                // A change, or the watch lagged (events lost): either way, wake the loop.
+                next = sub.next() => {
+                    notify.notify_one();
+                    if next.is_err() {
+                        break;
+                    }
+                }
+                // The lab stops.
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+}
+
+/// The Deployment controller: on every change of Deployments or Pods, reconciles every
+/// Deployment.
 async fn deployment_loop(store: Arc<Store>, shutdown: CancellationToken) {
-    let mut changes = store.changes();
+    let wake = Wake::on(&store, &["deployments", "pods"], &shutdown);
     loop {
         let wait = sync_deployments(&store).unwrap_or(RESYNC).min(RESYNC);
         tokio::select! {
-            // Something changed in the store: reconcile again.
-            r = changes.changed() => if r.is_err() { return },
+            // Something changed: reconcile again (after a short batching pause).
+            _ = wake.changed() => tokio::time::sleep(BATCH).await,
             // Nothing changed for a while, or a pod turns available now.
             _ = tokio::time::sleep(wait) => {}
             // The lab stops.
@@ -121,7 +187,9 @@ pub(crate) fn sync_deployments(store: &Store) -> Option<Duration> {
 /// The Endpoints controller and the proxy: on every change, recomputes every Service's
 /// Endpoints and hands the NodePort routes to the proxy.
 async fn endpoints_loop(store: Arc<Store>, shutdown: CancellationToken) {
-    let mut changes = store.changes();
+    // Its own Endpoints writes do not wake it; a hand-edited Endpoints is corrected at the
+    // next pod or service change, or the resync.
+    let wake = Wake::on(&store, &["pods", "services"], &shutdown);
     let mut proxy = ServiceProxy::new(shutdown.child_token());
     let mut reported: HashSet<String> = HashSet::new();
     loop {
@@ -136,8 +204,8 @@ async fn endpoints_loop(store: Arc<Store>, shutdown: CancellationToken) {
         }
         reported = now;
         tokio::select! {
-            // Something changed in the store: recompute.
-            r = changes.changed() => if r.is_err() { break },
+            // A pod or Service changed: recompute at once (readiness must show within ms).
+            _ = wake.changed() => {}
             // Safety net.
             _ = tokio::time::sleep(RESYNC) => {}
             // The lab stops.
@@ -159,14 +227,22 @@ pub(crate) fn sync_endpoints(store: &Store) -> Vec<Endpoints> {
         };
         let ns = want.metadata.namespace.clone().unwrap_or_default();
         let name = want.metadata.name.clone().unwrap_or_default();
-        let live = stored
-            .iter()
-            .find(|e| e.metadata.namespace == want.metadata.namespace && e.metadata.name == want.metadata.name);
+        let live = stored.iter().find(|e| {
+            e.metadata.namespace == want.metadata.namespace && e.metadata.name == want.metadata.name
+        });
         let result = match live {
-            None => store.create(kind("endpoints"), &ns, to_value(&want)).map(drop),
+            None => store
+                .create(kind("endpoints"), &ns, to_value(&want))
+                .map(drop),
             Some(l) if endpoints::same_endpoints(l, &want) => Ok(()),
             Some(_) => store
-                .update(kind("endpoints"), &ns, &name, to_value(&want), WriteMode::Main)
+                .update(
+                    kind("endpoints"),
+                    &ns,
+                    &name,
+                    to_value(&want),
+                    WriteMode::Main,
+                )
                 .map(drop),
         };
         if let Err(e) = result {
@@ -174,9 +250,9 @@ pub(crate) fn sync_endpoints(store: &Store) -> Vec<Endpoints> {
         }
     }
     for ep in &stored {
-        let orphan = !services
-            .iter()
-            .any(|s| s.metadata.namespace == ep.metadata.namespace && s.metadata.name == ep.metadata.name);
+        let orphan = !services.iter().any(|s| {
+            s.metadata.namespace == ep.metadata.namespace && s.metadata.name == ep.metadata.name
+        });
         if orphan {
             let ns = ep.metadata.namespace.as_deref().unwrap_or_default();
             let name = ep.metadata.name.as_deref().unwrap_or_default();

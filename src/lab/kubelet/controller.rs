@@ -29,13 +29,15 @@ use super::pod_worker;
 use super::registry::{PodRegistry, kill_orphans};
 use crate::lab::LabConfig;
 use crate::lab::controllers::events;
-use crate::lab::controllers::runtime::{kind, typed};
+use crate::lab::controllers::runtime::{Wake, kind, typed};
 use crate::lab::store::{Store, WriteMode};
 
 /// The lab's single node.
 pub const NODE_NAME: &str = "resil-lab";
 /// Longest wait without a store change.
 const RESYNC: Duration = Duration::from_secs(1);
+/// Least time between two passes under a burst of pod changes.
+const BATCH: Duration = Duration::from_millis(20);
 /// Longest wait for pod processes at shutdown.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(3);
 
@@ -67,7 +69,10 @@ pub fn start(
 ) {
     match kill_orphans(&config.state_dir) {
         Ok(killed) if !killed.is_empty() => {
-            tracing::info!("killed {} pod processes left by a previous lab", killed.len());
+            tracing::info!(
+                "killed {} pod processes left by a previous lab",
+                killed.len()
+            );
         }
         Ok(_) => {}
         Err(e) => tracing::warn!("cannot clean up pod processes of a previous lab: {e}"),
@@ -86,12 +91,12 @@ pub fn start(
 
 async fn run(node: Arc<Node>, shutdown: CancellationToken) {
     let mut workers: HashMap<(String, String), Worker> = HashMap::new();
-    let mut changes = node.store.changes();
+    let wake = Wake::on(&node.store, &["pods"], &shutdown);
     loop {
         sync(&node, &mut workers);
         tokio::select! {
-            // Something changed in the store.
-            r = changes.changed() => if r.is_err() { break },
+            // A pod changed (bursts batched a little: binding 200 pods is one pass).
+            _ = wake.changed() => tokio::time::sleep(BATCH).await,
             // Safety net.
             _ = tokio::time::sleep(RESYNC) => {}
             // The lab stops.

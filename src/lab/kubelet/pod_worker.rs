@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
-    ContainerStateWaiting, ContainerStatus, Pod, PodCondition, PodIP, PodStatus, HostIP,
+    ContainerStateWaiting, ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -47,9 +47,25 @@ struct Slot {
     ever_ran: bool,
     pid: Option<i32>,
     meter: Option<UsageMeter>,
-    /// Image pull back-off for a non-demo image, with the next attempt.
-    pull: Option<(Backoff, Instant)>,
+    /// Image pull state of a non-demo image.
+    pull: Option<Pull>,
 }
+
+/// A non-demo image: every attempt fails (`ErrImagePull`), the next sync shows the
+/// back-off (`ImagePullBackOff`), and the next attempt comes after the back-off.
+struct Pull {
+    backoff: Backoff,
+    /// When the next step (show back-off, or attempt again) is due.
+    next: Instant,
+    /// The last step was an attempt (the state shows `ErrImagePull`).
+    failed_attempt: bool,
+    /// When the next attempt is due.
+    attempt_at: Instant,
+}
+
+/// How soon after a failed pull the status moves on to `ImagePullBackOff` (upstream: the
+/// pod worker's next sync).
+const PULL_RESYNC: Duration = Duration::from_secs(1);
 
 struct PodRun {
     node: Arc<Node>,
@@ -73,7 +89,11 @@ pub(crate) async fn run(node: Arc<Node>, pod: Pod, mut stop: watch::Receiver<Opt
     run.write();
     let mut metrics_tick = tokio::time::interval(METRICS_PERIOD);
     let grace = loop {
-        let next_pull = run.slots.iter().filter_map(|s| s.pull.as_ref().map(|p| p.1)).min();
+        let next_pull = run
+            .slots
+            .iter()
+            .filter_map(|s| s.pull.as_ref().map(|p| p.next))
+            .min();
         tokio::select! {
             // Stop requested: deletion (with its grace), pod gone or lab shutdown (zero).
             grace = stop_requested(&mut stop) => break grace,
@@ -100,7 +120,11 @@ async fn stop_requested(stop: &mut watch::Receiver<Option<Duration>>) -> Duratio
 
 impl PodRun {
     fn new(node: Arc<Node>, pod: Pod) -> PodRun {
-        let containers = pod.spec.as_ref().map(|s| s.containers.clone()).unwrap_or_default();
+        let containers = pod
+            .spec
+            .as_ref()
+            .map(|s| s.containers.clone())
+            .unwrap_or_default();
         let slots = containers
             .into_iter()
             .map(|container| Slot {
@@ -143,14 +167,13 @@ impl PodRun {
         let c = self.slots[i].container.clone();
         let image_name = c.image.clone().unwrap_or_default();
         if !image::is_demo_image(&image_name, &self.node.demo_images) {
-            let mut backoff = Backoff::new(self.node.backoff);
-            let wait = backoff.after_pull_failure(std::time::Instant::now());
-            self.slots[i].pull = Some((backoff, Instant::now() + wait));
-            let w = image::err_image_pull(&image_name, &self.node.demo_images);
-            self.slots[i].state = waiting(w.reason, Some(w.message));
-            for e in image::pull_attempt_events(&image_name, &self.node.demo_images) {
-                self.event(e.kind, e.reason, &e.message);
-            }
+            self.slots[i].pull = Some(Pull {
+                backoff: Backoff::new(self.node.backoff),
+                next: Instant::now(),
+                failed_attempt: false,
+                attempt_at: Instant::now(),
+            });
+            self.pull_step(i);
             return None;
         }
         let env = match env::container_env(&c, &self.pod) {
@@ -195,18 +218,29 @@ impl PodRun {
                 }
             }
         });
-        Some(ContainerHandle::start(spec, self.node.registry.clone(), ctx))
+        Some(ContainerHandle::start(
+            spec,
+            self.node.registry.clone(),
+            ctx,
+        ))
     }
 
     fn on_event(&mut self, i: usize, event: ContainerEvent) {
         let image_name = self.slots[i].container.image.clone().unwrap_or_default();
         let cname = self.slots[i].container.name.clone();
         match event {
-            ContainerEvent::Started { restart_count, pid, port, started_at } => {
+            ContainerEvent::Started {
+                restart_count,
+                pid,
+                port,
+                started_at,
+            } => {
                 let slot = &mut self.slots[i];
                 slot.restarts = restart_count as i32;
                 slot.state = ContainerState {
-                    running: Some(ContainerStateRunning { started_at: Some(time(started_at)) }),
+                    running: Some(ContainerStateRunning {
+                        started_at: Some(time(started_at)),
+                    }),
                     ..ContainerState::default()
                 };
                 slot.started = true;
@@ -230,7 +264,11 @@ impl PodRun {
             ContainerEvent::Killing { message } => self.event("Normal", "Killing", &message),
             ContainerEvent::Exited(exit) => {
                 let slot = &mut self.slots[i];
-                let started_at = slot.state.running.as_ref().and_then(|r| r.started_at.clone());
+                let started_at = slot
+                    .state
+                    .running
+                    .as_ref()
+                    .and_then(|r| r.started_at.clone());
                 let terminated = terminated(&exit, started_at, slot.pid);
                 slot.last = Some(terminated.clone());
                 slot.state = terminated;
@@ -244,7 +282,10 @@ impl PodRun {
                 self.event(
                     "Warning",
                     "BackOff",
-                    &format!("Back-off restarting failed container {cname} in pod {}_{}", self.name, self.ns),
+                    &format!(
+                        "Back-off restarting failed container {cname} in pod {}_{}",
+                        self.name, self.ns
+                    ),
                 );
             }
             ContainerEvent::StartFailed { message } => {
@@ -256,28 +297,48 @@ impl PodRun {
         self.write();
     }
 
-    /// A non-demo image's pull is due again: it fails again, and waits longer.
+    /// Runs the pull steps that are due.
     fn retry_pulls(&mut self) {
         let now = Instant::now();
-        let mut due = Vec::new();
-        for (i, s) in self.slots.iter_mut().enumerate() {
-            if let Some((backoff, at)) = &mut s.pull
-                && *at <= now
-            {
-                let wait = backoff.after_pull_failure(std::time::Instant::now());
-                *at = now + wait;
-                due.push(i);
-            }
-        }
+        let due: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| self.slots[i].pull.as_ref().is_some_and(|p| p.next <= now))
+            .collect();
         for i in due {
-            let image_name = self.slots[i].container.image.clone().unwrap_or_default();
-            let w = image::image_pull_back_off(&image_name);
-            self.slots[i].state = waiting(w.reason, Some(w.message));
-            for e in image::back_off_events(&image_name) {
-                self.event(e.kind, e.reason, &e.message);
-            }
+            self.pull_step(i);
         }
         self.write();
+    }
+
+    /// One step of a non-demo image's pull cycle: an attempt that fails, or the back-off.
+    fn pull_step(&mut self, i: usize) {
+        let image_name = self.slots[i].container.image.clone().unwrap_or_default();
+        let Some(pull) = self.slots[i].pull.as_mut() else {
+            return;
+        };
+        let now = Instant::now();
+        let (state, events) = if pull.failed_attempt || now < pull.attempt_at {
+            pull.failed_attempt = false;
+            pull.next = pull.attempt_at;
+            let w = image::image_pull_back_off(&image_name);
+            (
+                waiting(w.reason, Some(w.message)),
+                image::back_off_events(&image_name),
+            )
+        } else {
+            let wait = pull.backoff.after_pull_failure(std::time::Instant::now());
+            pull.failed_attempt = true;
+            pull.attempt_at = now + wait;
+            pull.next = now + PULL_RESYNC.min(wait);
+            let w = image::err_image_pull(&image_name, &self.node.demo_images);
+            (
+                waiting(w.reason, Some(w.message)),
+                image::pull_attempt_events(&image_name, &self.node.demo_images),
+            )
+        };
+        self.slots[i].state = state;
+        for e in events {
+            self.event(e.kind, e.reason, &e.message);
+        }
     }
 
     /// Publishes the first container's listening port (Endpoints and the proxy use it).
@@ -291,7 +352,10 @@ impl PodRun {
             if live["metadata"]["uid"] != json!(self.pod.metadata.uid) {
                 return;
             }
-            if live["metadata"].get("annotations").is_none_or(|a| !a.is_object()) {
+            if live["metadata"]
+                .get("annotations")
+                .is_none_or(|a| !a.is_object())
+            {
                 live["metadata"]["annotations"] = json!({});
             }
             live["metadata"]["annotations"][PORT_ANNOTATION] = json!(port.to_string());
@@ -364,7 +428,13 @@ impl PodRun {
         if !self.still_ours() {
             return;
         }
-        write_status(&self.node.store, "pods", &self.ns, &self.name, to_value(&status));
+        write_status(
+            &self.node.store,
+            "pods",
+            &self.ns,
+            &self.name,
+            to_value(&status),
+        );
     }
 
     fn still_ours(&self) -> bool {
@@ -375,7 +445,14 @@ impl PodRun {
     }
 
     fn event(&self, type_: &str, reason: &str, message: &str) {
-        events::record(&self.node.store, &to_value(&self.pod), type_, reason, message, "kubelet");
+        events::record(
+            &self.node.store,
+            &to_value(&self.pod),
+            type_,
+            reason,
+            message,
+            "kubelet",
+        );
     }
 
     /// Stops every container with `grace`; then, if the pod is being deleted, removes it.
@@ -389,7 +466,11 @@ impl PodRun {
         if deleting {
             for s in &self.slots {
                 if s.pid.is_some() {
-                    self.event("Normal", "Killing", &format!("Stopping container {}", s.container.name));
+                    self.event(
+                        "Normal",
+                        "Killing",
+                        &format!("Stopping container {}", s.container.name),
+                    );
                 }
             }
         }
