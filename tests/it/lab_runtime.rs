@@ -392,6 +392,26 @@ async fn the_hpa_scales_the_deployment_up_under_work_load_and_back_down_after() 
     let status = h.status.unwrap();
     assert!(status.desired_replicas > 1, "{status:?}");
     assert!(status.current_metrics.is_some_and(|m| !m.is_empty()));
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::default_namespaced(client.clone());
+    let reasons: Vec<String> = events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect();
+    for r in [
+        "SuccessfulRescale",
+        "ScalingReplicaSet",
+        "Scheduled",
+        "Started",
+    ] {
+        assert!(
+            reasons.iter().any(|x| x == r),
+            "no {r} event in {reasons:?}"
+        );
+    }
     eventually(15, "the HPA to scale back to 1 after the load", || async {
         let r = deploys.get("web").await.unwrap().spec.replicas.unwrap_or(1);
         (r == 1).then_some(())
