@@ -815,3 +815,60 @@ async fn bench_two_hundred_pods_become_available() {
     );
     lab.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_selector_switch_takes_effect_for_the_next_connection() {
+    let (lab, client, _dir) = lab().await;
+    let deploys: Api<Deployment> = Api::default_namespaced(client.clone());
+    let services: Api<Service> = Api::default_namespaced(client.clone());
+    let port = free_node_port();
+    for colour in ["blue", "green"] {
+        let env = json!({"env": [{"name": "COLOR", "value": colour}]});
+        deploys
+            .create(&PostParams::default(), &deployment(colour, 1, env))
+            .await
+            .unwrap();
+    }
+    // The Service is named "web" and selects app=blue first.
+    let mut svc = node_port_service("web", port);
+    svc.spec.as_mut().unwrap().selector = Some([("app".to_string(), "blue".to_string())].into());
+    services.create(&PostParams::default(), &svc).await.unwrap();
+    for colour in ["blue", "green"] {
+        eventually(20, "1 available", || async {
+            (available(&deploys, colour).await == 1).then_some(())
+        })
+        .await;
+    }
+    let colour_served = || async {
+        let r = http()
+            .get(format!("http://127.0.0.1:{port}/"))
+            .send()
+            .await
+            .ok()?;
+        Some(r.headers()["x-resil-color"].to_str().unwrap().to_string())
+    };
+    eventually(5, "blue served", || async {
+        (colour_served().await? == "blue").then_some(())
+    })
+    .await;
+
+    let switch = Patch::Merge(json!({"spec": {"selector": {"app": "green"}}}));
+    services
+        .patch("web", &PatchParams::default(), &switch)
+        .await
+        .unwrap();
+    let switched = std::time::Instant::now();
+    eventually(5, "green served", || async {
+        (colour_served().await? == "green").then_some(())
+    })
+    .await;
+    assert!(
+        switched.elapsed() < Duration::from_millis(500),
+        "took {:?}",
+        switched.elapsed()
+    );
+    for _ in 0..5 {
+        assert_eq!(colour_served().await.as_deref(), Some("green"));
+    }
+    lab.shutdown().await;
+}
