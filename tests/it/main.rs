@@ -2,6 +2,13 @@
 //! Each module tests one command or subsystem; `support` holds the shared fixtures.
 
 mod architecture;
+mod cluster;
 mod cost;
 mod demo_app;
+mod lab_api;
+mod lab_cli;
+mod lab_runtime;
+mod deploy;
 mod report;
+mod support;
+mod load;
