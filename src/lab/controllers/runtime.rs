@@ -53,6 +53,9 @@ pub fn start(
 /// (200 pods starting) one pass then covers many changes.
 const BATCH: Duration = Duration::from_millis(20);
 
+/// The Endpoints loop's (latency-critical) batching pause.
+const ENDPOINTS_BATCH: Duration = Duration::from_millis(2);
+
 /// Wakes a loop when any of some resources changes. Each resource has a pump task that
 /// follows a store watch and stores one permit in a [`Notify`], so a burst of changes
 /// wakes the loop once. The pumps stop with `shutdown`.
@@ -133,7 +136,22 @@ async fn deployment_loop(store: Arc<Store>, shutdown: CancellationToken) {
 pub(crate) fn sync_deployments(store: &Store) -> Option<Duration> {
     let now = Timestamp::now();
     let deploys: Vec<Deployment> = typed(store.list("deployments", None).items);
-    let pods: Vec<Pod> = typed(store.list("pods", None).items);
+    if deploys.is_empty() {
+        return None;
+    }
+    // Only pods controlled by a Deployment matter; skip parsing the others.
+    let uids: HashSet<&str> = deploys
+        .iter()
+        .filter_map(|d| d.metadata.uid.as_deref())
+        .collect();
+    let pods: Vec<Pod> = typed(
+        store
+            .list("pods", None)
+            .items
+            .into_iter()
+            .filter(|p| controller_uid(p).is_some_and(|u| uids.contains(u)))
+            .collect(),
+    );
     let mut requeue: Option<Duration> = None;
     for d in deploys {
         if d.metadata.deletion_timestamp.is_some() {
@@ -204,8 +222,9 @@ async fn endpoints_loop(store: Arc<Store>, shutdown: CancellationToken) {
         }
         reported = now;
         tokio::select! {
-            // A pod or Service changed: recompute at once (readiness must show within ms).
-            _ = wake.changed() => {}
+            // A pod or Service changed: recompute almost at once (readiness must show
+            // within ms; the short pause folds a burst of writes into one pass).
+            _ = wake.changed() => tokio::time::sleep(ENDPOINTS_BATCH).await,
             // Safety net.
             _ = tokio::time::sleep(RESYNC) => {}
             // The lab stops.
@@ -219,7 +238,27 @@ async fn endpoints_loop(store: Arc<Store>, shutdown: CancellationToken) {
 /// removes Endpoints whose Service is gone, and returns the Endpoints now stored.
 pub(crate) fn sync_endpoints(store: &Store) -> Vec<Endpoints> {
     let services: Vec<Service> = typed(store.list("services", None).items);
-    let pods: Vec<Pod> = typed(store.list("pods", None).items);
+    // Only pods some Service selects matter; skip parsing the others.
+    let selectors: Vec<(Option<&str>, &std::collections::BTreeMap<String, String>)> = services
+        .iter()
+        .filter_map(|s| {
+            let sel = s
+                .spec
+                .as_ref()?
+                .selector
+                .as_ref()
+                .filter(|m| !m.is_empty())?;
+            Some((s.metadata.namespace.as_deref(), sel))
+        })
+        .collect();
+    let pods: Vec<Pod> = typed(
+        store
+            .list("pods", None)
+            .items
+            .into_iter()
+            .filter(|p| selectors.iter().any(|(ns, sel)| selected(p, *ns, sel)))
+            .collect(),
+    );
     let stored: Vec<Endpoints> = typed(store.list("endpoints", None).items);
     for svc in &services {
         let Some(want) = endpoints::endpoints_for(svc, &pods) else {
@@ -260,6 +299,31 @@ pub(crate) fn sync_endpoints(store: &Store) -> Vec<Endpoints> {
         }
     }
     typed(store.list("endpoints", None).items)
+}
+
+/// The uid of the pod's controller (ownerReference with `controller: true`), on raw JSON.
+fn controller_uid(pod: &Value) -> Option<&str> {
+    pod.pointer("/metadata/ownerReferences")?
+        .as_array()?
+        .iter()
+        .find(|o| o["controller"] == json!(true))?
+        .get("uid")?
+        .as_str()
+}
+
+/// Whether a selector in namespace `ns` selects the pod, on raw JSON.
+fn selected(
+    pod: &Value,
+    ns: Option<&str>,
+    selector: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    pod.pointer("/metadata/namespace").and_then(Value::as_str) == ns
+        && selector.iter().all(|(k, v)| {
+            pod.pointer("/metadata/labels")
+                .and_then(|l| l.get(k))
+                .and_then(Value::as_str)
+                == Some(v)
+        })
 }
 
 /// Writes `status` to the object's status subresource, unconditionally (the status is
