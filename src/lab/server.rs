@@ -140,6 +140,8 @@ impl Lab {
             tasks.clone(),
         ));
         tasks.spawn(persist::run(store.clone(), dir.clone(), shutdown.clone()));
+        // Runtime: controllers, kubelet and NodePort proxy (src/lab/controllers/runtime.rs).
+        super::controllers::start(store.clone(), &config, shutdown.clone(), &tasks);
         let lab = Lab {
             addr,
             config,

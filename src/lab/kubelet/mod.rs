@@ -35,6 +35,9 @@ pub mod registry;
 pub mod supervisor;
 pub mod usage;
 
+pub mod controller;
+mod pod_worker;
+
 use std::io;
 use std::path::PathBuf;
 
