@@ -6,6 +6,7 @@
 //! [`lab`] imports none of them. `tests/architecture.rs` keeps that true.
 
 pub mod atomic;
+pub mod autoscale;
 pub mod chaos;
 pub mod cli;
 pub mod cluster;

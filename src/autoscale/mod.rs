@@ -1,0 +1,5 @@
+//! The predictive autoscaler (`resil autoscale --predictive`).
+//!
+//! [`forecast`] holds the demand models behind the `Forecaster` trait.
+
+pub mod forecast;
