@@ -3,3 +3,4 @@
 //! [`forecast`] holds the demand models behind the `Forecaster` trait.
 
 pub mod forecast;
+pub mod planner;
