@@ -8,6 +8,7 @@
 
 pub mod controller;
 pub mod failover;
+pub mod outliers;
 pub mod recorder;
 pub mod state;
 
