@@ -71,7 +71,9 @@ impl Knobs {
 /// What the controller observed this tick.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Observed {
-    /// Requests per second now (the last sample).
+    /// The demand's unit (`req/s`, or `mCPU` when read from the metrics API).
+    pub unit: String,
+    /// Demand now (the last sample), in `unit`.
     pub rate: f64,
     /// The forecast `look_ahead` from now, when the model has one.
     pub forecast: Option<f64>,
@@ -167,19 +169,20 @@ pub fn plan(knobs: &Knobs, observed: &Observed) -> Plan {
     let budget_binds = needed > min_replicas && limit < ceiling;
     let cost_per_hour = min_replicas as f64 * knobs.pod_hour_price;
 
+    let unit = &observed.unit;
     let source = match observed.forecast {
         Some(f) if f >= observed.rate => format!(
-            "forecast {f:.1} req/s in {}",
+            "forecast {f:.1} {unit} in {}",
             humantime::format_duration(std::time::Duration::from_secs(knobs.look_ahead_s as u64))
         ),
         Some(f) => format!(
-            "current {:.1} req/s (forecast {f:.1} is lower)",
+            "current {:.1} {unit} (forecast {f:.1} is lower)",
             observed.rate
         ),
-        None => format!("current {:.1} req/s (no forecast yet)", observed.rate),
+        None => format!("current {:.1} {unit} (no forecast yet)", observed.rate),
     };
     let mut rule = format!(
-        "{source} × (1 + {:.0} % headroom) / {:.1} req/s per pod → {needed} pod(s); \
+        "{source} × (1 + {:.0} % headroom) / {:.1} {unit} per pod → {needed} pod(s); \
          floor {floor} (HPA's own min), ceiling {ceiling}",
         knobs.headroom * 100.0,
         observed.capacity_per_pod,
@@ -234,6 +237,7 @@ mod tests {
 
     fn observed(rate: f64, forecast: Option<f64>) -> Observed {
         Observed {
+            unit: "req/s".to_string(),
             rate,
             forecast,
             model: "holt".to_string(),
