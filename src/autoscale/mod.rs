@@ -212,6 +212,9 @@ fn results_dir(path: &PathBuf) -> anyhow::Result<RunDir> {
 
 /// `resil autoscale`
 pub async fn command(args: AutoscaleArgs, global: &GlobalArgs) -> anyhow::Result<Exit> {
+    // kube's rustls needs one process-wide crypto provider and cannot pick one when more
+    // than one is compiled in; choose ring (an Err only means one is installed already).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let target = crate::watch::connect(global).await?;
     let plan = AutoscalePlan::from_args(&args, global, &target.context)?;
     let settings = plan.settings.clone();
