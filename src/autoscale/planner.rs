@@ -355,6 +355,51 @@ mod tests {
         assert_eq!(measured_capacity(0.0, 3, 60.0, 50.0), None);
     }
 
+    /// Feeds a ramp tick by tick through Holt and the planner, as the controller does.
+    fn covered_ticks(noise: &[f64]) -> (usize, usize, usize) {
+        use crate::autoscale::forecast::{Forecaster, Holt, Smoothing};
+        let demand = |t: usize| 20.0 + 3.0 * t as f64;
+        let look_ahead = 20;
+        let knobs = Knobs {
+            look_ahead_s: look_ahead as f64,
+            ..knobs()
+        };
+        let mut model = Holt::new(Smoothing::default()).unwrap();
+        let (mut ticks, mut predictive_ok, mut reactive_ok) = (0, 0, 0);
+        for t in 0..60 {
+            let seen = demand(t) + noise[t % noise.len()];
+            model.observe(t as f64, seen);
+            if t < 10 {
+                continue;
+            }
+            let mut o = observed(seen, model.forecast(look_ahead as f64));
+            o.capacity_per_pod = 10.0;
+            o.hpa_max = 100;
+            let predictive = plan(&knobs, &o).min_replicas;
+            o.forecast = None;
+            let reactive = plan(&knobs, &o).min_replicas;
+            // Pods asked for now are Ready `look_ahead` later: do they cover that demand?
+            let later = demand(t + look_ahead);
+            ticks += 1;
+            predictive_ok += usize::from(f64::from(predictive) * 10.0 >= later);
+            reactive_ok += usize::from(f64::from(reactive) * 10.0 >= later);
+        }
+        (ticks, predictive_ok, reactive_ok)
+    }
+
+    #[test]
+    fn on_a_ramp_predictive_capacity_is_ready_when_demand_arrives_and_reactive_is_not() {
+        let (ticks, predictive_ok, reactive_ok) = covered_ticks(&[0.0]);
+        assert_eq!(predictive_ok, ticks, "every tick covered look-ahead demand");
+        assert!(
+            reactive_ok < ticks / 2,
+            "reactive covered {reactive_ok} of {ticks}"
+        );
+        // With ±4 req/s of noise the 20 % headroom still absorbs the forecast error.
+        let (ticks, predictive_ok, _) = covered_ticks(&[4.0, -4.0, 2.0, -2.0]);
+        assert_eq!(predictive_ok, ticks);
+    }
+
     #[test]
     fn bad_knobs_are_refused() {
         let bad = Knobs {
