@@ -571,6 +571,11 @@ pub struct WatchArgs {
     /// Give up after this long (with --once; otherwise run until Ctrl-C).
     #[arg(long, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
+
+    /// Delete a pod whose error rate or latency is far worse than its siblings' (robust
+    /// z-score over the last 10 s of the per-pod load buckets in --out).
+    #[arg(long, requires = "out")]
+    pub eject_outliers: bool,
 }
 
 // ---------------------------------------------------------------- autoscale

@@ -7,6 +7,7 @@
 //! [`WatchPlan`], connects, and renders what the controller reports.
 
 pub mod controller;
+pub mod eject;
 pub mod failover;
 pub mod outliers;
 pub mod recorder;
@@ -108,7 +109,33 @@ pub async fn command(args: WatchArgs, global: &GlobalArgs) -> anyhow::Result<Exi
         }
     );
     let once = plan.once;
+    let ejector = match (&out, args.eject_outliers) {
+        (Some(dir), true) => {
+            let scope = crate::chaos::execute::Scope {
+                client: target.client.clone(),
+                namespace: plan.namespace.clone(),
+            };
+            let eject = eject::EjectPlan {
+                dir: dir.clone(),
+                window: std::time::Duration::from_secs(10),
+                settings: outliers::Settings::default(),
+            };
+            Some(tokio::spawn(eject::run(
+                scope,
+                eject,
+                tx.clone(),
+                shutdown.clone(),
+            )))
+        }
+        _ => None,
+    };
+    let stop_ejector = shutdown.clone();
     let result = controller::run(target.client.clone(), plan, out.clone(), tx, shutdown).await;
+    // The ejector holds a sender too: stop it so the view sees the channel close.
+    stop_ejector.cancel();
+    if let Some(task) = ejector {
+        let _ = task.await;
+    }
     let _ = view.await;
     let outcome = result.context("watching the demo")?;
 
