@@ -1,8 +1,11 @@
-//! `resil autoscale --predictive` against a minimal stand-in API server on 127.0.0.1:0
-//! (plain HTTP; one HPA, its Deployment, Events): the forecast raises minReplicas ahead of
-//! a ramp read from a results directory, the budget caps it, the original comes back on
-//! exit, and after a SIGKILL the chaos journal restores it (`resil chaos revert`) or the
-//! next run adopts the journaled original.
+//! Proactive resilience against a minimal stand-in API server on 127.0.0.1:0 (plain HTTP;
+//! one HPA, its Deployment, three blue pods, Events).
+//!
+//! `resil autoscale --predictive`: the forecast raises minReplicas ahead of a ramp read
+//! from a results directory, the budget caps it, the original comes back on exit, and
+//! after a SIGKILL the chaos journal restores it (`resil chaos revert`) or the next run
+//! adopts the journaled original. Outlier ejection (`resil watch --eject-outliers`'s
+//! runner): the one blue pod answering 30 % errors is deleted, its siblings are not.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -14,13 +17,18 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use clap::Parser;
+use resil::chaos::execute::Scope;
 use resil::chaos::journal::Journal;
 use resil::cli::Cli;
 use resil::cost::pricing::PricingProfile;
 use resil::results::RunDir;
 use resil::results::summary::PodRequests;
-use resil::results::timeline::{Event, EventKind};
+use resil::results::timeline::{Event, EventKind, Served};
+use resil::watch::controller::Update;
+use resil::watch::eject::{self, EjectPlan};
+use resil::watch::outliers::Settings;
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
 const NS: &str = "distributed-resilience";
 
@@ -32,6 +40,8 @@ struct Cluster {
     patches: Arc<Mutex<Vec<i64>>>,
     /// Reasons of the Events posted.
     events: Arc<Mutex<Vec<String>>>,
+    /// Pods deleted, in order.
+    deleted: Arc<Mutex<Vec<String>>>,
 }
 
 impl Cluster {
@@ -122,6 +132,40 @@ async fn get_deployment(
     (StatusCode::OK, axum::Json(deployment_object()))
 }
 
+const PODS: [&str; 3] = ["web-blue-a", "web-blue-b", "web-blue-c"];
+
+async fn list_pods(State(c): State<Cluster>) -> axum::Json<Value> {
+    let deleted = c.deleted.lock().unwrap().clone();
+    let items: Vec<Value> = PODS
+        .iter()
+        .filter(|p| !deleted.iter().any(|d| d == *p))
+        .map(|p| {
+            json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": p, "namespace": NS, "resourceVersion": "1",
+                    "labels": {"app": "web", "version": "blue"}},
+                "spec": {"containers": [{"name": "web", "image": "resil"}]}})
+        })
+        .collect();
+    axum::Json(json!({"apiVersion": "v1", "kind": "PodList",
+        "metadata": {"resourceVersion": "1"}, "items": items}))
+}
+
+async fn delete_pod(
+    State(c): State<Cluster>,
+    UrlPath((_, name)): UrlPath<(String, String)>,
+) -> (StatusCode, axum::Json<Value>) {
+    if !PODS.contains(&name.as_str()) {
+        return not_found(&name);
+    }
+    c.deleted.lock().unwrap().push(name.clone());
+    (
+        StatusCode::OK,
+        axum::Json(json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": NS, "resourceVersion": "2"},
+            "spec": {"containers": [{"name": "web", "image": "resil"}]}})),
+    )
+}
+
 async fn post_event(
     State(c): State<Cluster>,
     axum::Json(mut event): axum::Json<Value>,
@@ -143,6 +187,7 @@ async fn cluster(dir: &Path) -> (Cluster, std::path::PathBuf) {
         hpa: Arc::new(Mutex::new(hpa_object(1))),
         patches: Arc::default(),
         events: Arc::default(),
+        deleted: Arc::default(),
     };
     let app = Router::new()
         .route(
@@ -154,6 +199,11 @@ async fn cluster(dir: &Path) -> (Cluster, std::path::PathBuf) {
             get(get_deployment),
         )
         .route("/api/v1/namespaces/{ns}/events", post(post_event))
+        .route("/api/v1/namespaces/{ns}/pods", get(list_pods))
+        .route(
+            "/api/v1/namespaces/{ns}/pods/{name}",
+            axum::routing::delete(delete_pod),
+        )
         .with_state(state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -377,4 +427,92 @@ async fn a_run_after_a_sigkill_adopts_the_journaled_original_not_the_raised_valu
     let journal = Journal::new(&state);
     assert!(journal.open_entries().unwrap().is_empty());
     assert_eq!(journal.entries().unwrap().len(), 1, "one entry, adopted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pod_answering_30_percent_errors_is_ejected_and_its_siblings_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cluster, kubeconfig) = cluster(dir.path()).await;
+    // Five seconds of load: 50 req/s per pod, web-blue-c failing 15 of them.
+    let run = RunDir::create(dir.path().join("results")).unwrap();
+    let mut timeline = run.timeline().unwrap();
+    for i in 0..5u64 {
+        let by_pod = PODS
+            .iter()
+            .map(|p| {
+                let errors = if *p == "web-blue-c" { 15 } else { 0 };
+                (
+                    p.to_string(),
+                    Served {
+                        requests: 50,
+                        errors,
+                    },
+                )
+            })
+            .collect();
+        timeline
+            .append(&Event {
+                ts: Utc::now() - chrono::Duration::seconds(5 - i as i64),
+                source: "load".to_string(),
+                kind: EventKind::LoadBucket {
+                    second: i,
+                    requests: 150,
+                    errors: 15,
+                    p50_us: 1000,
+                    p90_us: 2000,
+                    p99_us: 3000,
+                    max_us: 4000,
+                    by_color: Default::default(),
+                    by_pod,
+                },
+            })
+            .unwrap();
+    }
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(&kubeconfig).unwrap(),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let scope = Scope {
+        client: kube::Client::try_from(config).unwrap(),
+        namespace: NS.to_string(),
+    };
+    let plan = EjectPlan {
+        dir: run.clone(),
+        window: Duration::from_secs(10),
+        settings: Settings::default(),
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(eject::run(scope, plan, tx, shutdown.clone()));
+    let started = std::time::Instant::now();
+    for _ in 0..100 {
+        if !cluster.deleted.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ejected_after = started.elapsed();
+    // A second tick must not eject a sibling in its place.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    shutdown.cancel();
+    task.await.unwrap();
+    assert_eq!(*cluster.deleted.lock().unwrap(), ["web-blue-c"]);
+    assert!(ejected_after < Duration::from_secs(5), "{ejected_after:?}");
+    match rx.recv().await.unwrap() {
+        Update::Decision { rule, action } => {
+            assert!(action.starts_with("eject pod web-blue-c"), "{action}");
+            assert!(rule.contains("ErrorRate 0.300"), "{rule}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let recorded = run
+        .read_timeline()
+        .unwrap()
+        .into_iter()
+        .filter(|e| matches!(&e.kind, EventKind::Decision { controller, .. } if controller == "outliers"))
+        .count();
+    assert_eq!(recorded, 1);
+    assert_eq!(*cluster.events.lock().unwrap(), ["OutlierEjected"]);
 }
