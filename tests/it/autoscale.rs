@@ -180,11 +180,16 @@ async fn post_event(
 
 /// Starts the stand-in on 127.0.0.1:0 and writes a kubeconfig for it into `dir`.
 async fn cluster(dir: &Path) -> (Cluster, std::path::PathBuf) {
+    cluster_with(dir, hpa_object(1)).await
+}
+
+/// The stand-in with a given HPA object.
+async fn cluster_with(dir: &Path, hpa: Value) -> (Cluster, std::path::PathBuf) {
     // The in-process `resil chaos revert` connects too; it needs the crypto provider the
     // binary's commands install.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let state = Cluster {
-        hpa: Arc::new(Mutex::new(hpa_object(1))),
+        hpa: Arc::new(Mutex::new(hpa)),
         patches: Arc::default(),
         events: Arc::default(),
         deleted: Arc::default(),
@@ -363,6 +368,56 @@ async fn a_missing_hpa_is_a_clear_error_and_changes_nothing() {
         &state,
         &["--duration", "300ms", "--hpa", "web-purple"],
     );
+    assert_eq!(resil::run(Cli::parse_from(args)).await, resil::Exit::Error);
+    assert!(cluster.patches().is_empty());
+    assert!(Journal::new(&state).entries().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_capacity_it_is_measured_from_the_hpa_cpu_figure() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hpa = hpa_object(1);
+    hpa["status"]["currentMetrics"] = json!([{"type": "Resource", "resource": {"name": "cpu",
+        "current": {"averageUtilization": 60}}}]);
+    let (cluster, kubeconfig) = cluster_with(dir.path(), hpa).await;
+    let results = ramp(dir.path());
+    let state = dir.path().join("state");
+    let mut args = autoscale_args(&kubeconfig, &results, &state, &["--duration", "500ms"]);
+    let at = args.iter().position(|a| a == "--capacity").unwrap();
+    args.drain(at..at + 2);
+    assert_eq!(resil::run(Cli::parse_from(args)).await, resil::Exit::Ok);
+    // 97 req/s on 2 pods at 60 % CPU, target 50 %: 40.4 req/s per pod at target;
+    // 187 × 1.2 / 40.4 = 5.55 → 6.
+    assert_eq!(cluster.patches(), [6, 1]);
+    assert!(decisions(&results)[0].0.contains("40.4 req/s per pod"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_cpu_figure_and_no_capacity_it_waits_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cluster, kubeconfig) = cluster(dir.path()).await;
+    let results = ramp(dir.path());
+    let state = dir.path().join("state");
+    let mut args = autoscale_args(&kubeconfig, &results, &state, &["--duration", "400ms"]);
+    let at = args.iter().position(|a| a == "--capacity").unwrap();
+    args.drain(at..at + 2);
+    assert_eq!(resil::run(Cli::parse_from(args)).await, resil::Exit::Ok);
+    // Only the restore, to the value it already had.
+    assert_eq!(cluster.patches(), [1]);
+    assert_eq!(cluster.min(), 1);
+    assert!(Journal::new(&state).open_entries().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_predictive_it_refuses_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cluster, kubeconfig) = cluster(dir.path()).await;
+    let results = ramp(dir.path());
+    let state = dir.path().join("state");
+    let args: Vec<String> = autoscale_args(&kubeconfig, &results, &state, &[])
+        .into_iter()
+        .filter(|a| a != "--predictive")
+        .collect();
     assert_eq!(resil::run(Cli::parse_from(args)).await, resil::Exit::Error);
     assert!(cluster.patches().is_empty());
     assert!(Journal::new(&state).entries().unwrap().is_empty());
