@@ -635,6 +635,11 @@ pub struct AutoscaleArgs {
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
     pub interval: Duration,
 
+    /// Demand samples are averaged over steps this long before the forecast sees them
+    /// (shorter steps make a minutes-ahead forecast chase noise).
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub sample_step: Duration,
+
     /// Stop after this long and restore minReplicas (otherwise run until Ctrl-C).
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,

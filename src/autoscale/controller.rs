@@ -20,7 +20,7 @@ use kube::api::Api;
 use super::AutoscaleError;
 use super::forecast::{Forecaster, Smoothing};
 use super::planner::{self, Knobs, Observed, Plan};
-use super::source::Demand;
+use super::source::{Demand, Resampler};
 use crate::chaos::execute::Scope;
 use crate::chaos::journal::{Entry, Journal, Undo};
 use crate::cluster::events::{self, Involved, Severity};
@@ -152,6 +152,9 @@ pub struct Controller {
     /// CPU request of one pod in millicores (capacity in metrics mode).
     pod_cpu_millis: u64,
     origin: Option<chrono::DateTime<chrono::Utc>>,
+    /// Averages samples into the model's steps.
+    resampler: Resampler,
+    /// The mean demand of the last complete step.
     last_value: Option<f64>,
     out: Option<RunDir>,
     last_budget_binds: bool,
@@ -250,6 +253,7 @@ impl Controller {
             }
         };
         Ok(Controller {
+            resampler: Resampler::new(settings.smoothing.step_s),
             capacity: settings.capacity,
             pod_cpu_millis: requests.cpu_millis,
             scope,
@@ -316,8 +320,10 @@ impl Controller {
         for sample in self.demand.poll().await? {
             let origin = *self.origin.get_or_insert(sample.at);
             let t = (sample.at - origin).num_milliseconds() as f64 / 1000.0;
-            self.model.observe(t, sample.value);
-            self.last_value = Some(sample.value);
+            if let Some((step_t, mean)) = self.resampler.push(t, sample.value) {
+                self.model.observe(step_t, mean);
+                self.last_value = Some(mean);
+            }
         }
         let hpas: Api<HorizontalPodAutoscaler> =
             Api::namespaced(self.scope.client.clone(), &self.scope.namespace);

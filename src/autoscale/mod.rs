@@ -126,14 +126,11 @@ impl AutoscalePlan {
         }
         let pricing = PricingProfile::resolve(&args.pricing)
             .with_context(|| format!("resolving --pricing {}", args.pricing))?;
-        let step_s = if args.from.is_some() {
-            // Load buckets are one second each.
-            1.0
-        } else {
-            args.interval.as_secs_f64()
-        };
+        if args.sample_step.is_zero() {
+            anyhow::bail!("--sample-step must be longer than zero (e.g. 10s)");
+        }
         let smoothing = forecast::Smoothing {
-            step_s,
+            step_s: args.sample_step.as_secs_f64(),
             ..forecast::Smoothing::default()
         };
         Ok(AutoscalePlan {

@@ -272,6 +272,9 @@ fn autoscale_args(kubeconfig: &Path, results: &Path, state: &Path, extra: &[&str
         "30s",
         "--interval",
         "100ms",
+        // One-second steps keep the ramp arithmetic below exact.
+        "--sample-step",
+        "1s",
         "--state-dir",
         state.to_str().unwrap(),
     ]
@@ -305,7 +308,8 @@ async fn predictive_autoscale_raises_min_replicas_ahead_of_a_ramp_and_restores_i
     let args = autoscale_args(&kubeconfig, &results, &state, &["--duration", "700ms"]);
     let exit = resil::run(Cli::parse_from(args)).await;
     assert_eq!(exit, resil::Exit::Ok);
-    // Last bucket 97 req/s rising 3/s: 187 in 30 s × 1.2 / 10 per pod = 22.4 → 23.
+    // The last complete one-second step is 94 req/s (the newest bucket's step is still
+    // open), rising 3/s: 184 in 30 s × 1.2 / 10 per pod = 22.08 → 23.
     assert_eq!(cluster.patches(), [23, 1], "raised, then restored");
     assert_eq!(cluster.min(), 1);
     let journal = Journal::new(&state);
@@ -314,7 +318,7 @@ async fn predictive_autoscale_raises_min_replicas_ahead_of_a_ramp_and_restores_i
     let decisions = decisions(&results);
     assert_eq!(decisions[0].1, "raise minReplicas 1 → 23");
     assert!(
-        decisions[0].0.contains("forecast 187.0 req/s in 30s"),
+        decisions[0].0.contains("forecast 184.0 req/s in 30s"),
         "{}",
         decisions[0].0
     );
@@ -386,10 +390,10 @@ async fn without_capacity_it_is_measured_from_the_hpa_cpu_figure() {
     let at = args.iter().position(|a| a == "--capacity").unwrap();
     args.drain(at..at + 2);
     assert_eq!(resil::run(Cli::parse_from(args)).await, resil::Exit::Ok);
-    // 97 req/s on 2 pods at 60 % CPU, target 50 %: 40.4 req/s per pod at target;
-    // 187 × 1.2 / 40.4 = 5.55 → 6.
+    // 94 req/s on 2 pods at 60 % CPU, target 50 %: 39.2 req/s per pod at target;
+    // 184 × 1.2 / 39.2 = 5.64 → 6.
     assert_eq!(cluster.patches(), [6, 1]);
-    assert!(decisions(&results)[0].0.contains("40.4 req/s per pod"));
+    assert!(decisions(&results)[0].0.contains("39.2 req/s per pod"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
