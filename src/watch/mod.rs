@@ -3,7 +3,8 @@
 //!
 //! [`failover`] holds the decision rules as a pure, clock-injected policy; [`state`] the
 //! watcher's picture of the demo; [`recorder`] derives the figures; [`controller`] runs the
-//! watches and acts. This file is the command layer: it resolves `WatchArgs` into a
+//! watches and acts; [`outliers`] is the pure outlier-ejection rule and [`eject`] runs it
+//! beside the controller (`--eject-outliers`). This file is the command layer: it resolves `WatchArgs` into a
 //! [`WatchPlan`], connects, and renders what the controller reports.
 
 pub mod controller;

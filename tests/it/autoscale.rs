@@ -448,6 +448,35 @@ async fn kill_after_first_patch(args: &[String], cluster: &Cluster) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_restores_min_replicas_and_exits_130() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cluster, kubeconfig) = cluster(dir.path()).await;
+    let results = ramp(dir.path());
+    let state = dir.path().join("state");
+    let args = autoscale_args(&kubeconfig, &results, &state, &["--duration", "60s"]);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_resil"))
+        .args(&args[1..])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if !cluster.patches().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(cluster.patches(), [23, 1]);
+    assert!(Journal::new(&state).open_entries().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_sigkill_chaos_revert_restores_the_original_min_replicas() {
     let dir = tempfile::tempdir().unwrap();
     let (cluster, kubeconfig) = cluster(dir.path()).await;
