@@ -5,9 +5,10 @@
 //! [`forecast`] holds the demand models behind the `Forecaster` trait; [`planner`] turns a
 //! forecast into a minReplicas with its explanation (pure); [`source`] reads demand (load
 //! buckets of a results directory, or CPU from the metrics API); [`controller`] patches the
-//! HPA, journals and records. This file is the command layer: it resolves
-//! `AutoscaleArgs`, connects, runs the loop until `--duration`, Ctrl-C or SIGTERM, and
-//! prints the decisions.
+//! HPA, journals and records. This file resolves `AutoscaleArgs` into an
+//! [`AutoscalePlan`], offers [`launch`] and [`drive`] (the non-printing loop a scenario
+//! runner can call), and is the command layer: it runs the loop until `--duration`, Ctrl-C
+//! or SIGTERM, restores, and prints the decisions.
 
 pub mod controller;
 pub mod forecast;
@@ -21,7 +22,9 @@ use anyhow::Context;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::api::Api;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 pub use controller::{Controller, Settings, Tick};
 
@@ -65,7 +68,7 @@ pub enum AutoscaleError {
 }
 
 /// Ticks in a row that may fail (API hiccups) before the autoscaler gives up.
-const MAX_FAILED_TICKS: u32 = 3;
+pub const MAX_FAILED_TICKS: u32 = 3;
 
 /// `20%`, `20` (percent) → 0.2.
 pub fn parse_headroom(text: &str) -> anyhow::Result<f64> {
@@ -207,68 +210,61 @@ fn results_dir(path: &PathBuf) -> anyhow::Result<RunDir> {
     Ok(dir)
 }
 
-/// `resil autoscale`
-pub async fn command(args: AutoscaleArgs, global: &GlobalArgs) -> anyhow::Result<Exit> {
-    // kube's rustls needs one process-wide crypto provider and cannot pick one when more
-    // than one is compiled in; choose ring (an Err only means one is installed already).
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let target = crate::watch::connect(global).await?;
-    let plan = AutoscalePlan::from_args(&args, global, &target.context)?;
+/// Connects the pieces a plan names: the demand source, the results directory, the
+/// journal, and the controller (which journals the HPA's original minReplicas). For the
+/// command below and for a scenario runner that drives the autoscaler beside its load.
+pub async fn launch(client: kube::Client, plan: &AutoscalePlan) -> anyhow::Result<Controller> {
     let settings = plan.settings.clone();
-    let scope = Scope {
-        client: target.client.clone(),
-        namespace: settings.namespace.clone(),
-    };
     let demand = match &plan.from {
         Some(path) => Demand::timeline(results_dir(path)?),
         None => {
-            let selector = pod_selector(&target.client, &settings.namespace, &settings.hpa).await?;
-            Demand::metrics(target.client.clone(), &settings.namespace, selector)
+            let selector = pod_selector(&client, &settings.namespace, &settings.hpa).await?;
+            Demand::metrics(client.clone(), &settings.namespace, selector)
         }
     };
     let out = plan.out.as_ref().map(results_dir).transpose()?;
-    let journal = Journal::new(&plan.state_dir);
-    let mut controller = Controller::start(scope, settings.clone(), journal, demand, out)
+    let scope = Scope {
+        client,
+        namespace: settings.namespace.clone(),
+    };
+    let hpa = settings.hpa.clone();
+    Controller::start(scope, settings, Journal::new(&plan.state_dir), demand, out)
         .await
-        .with_context(|| format!("starting the autoscaler on hpa/{}", settings.hpa))?;
-    eprintln!(
-        "autoscale: driving hpa/{} in {} (original minReplicas {}, journaled in {}); {}",
-        settings.hpa,
-        settings.namespace,
-        controller.original_min(),
-        plan.state_dir.display(),
-        match plan.duration {
-            Some(d) => format!("stopping after {}", humantime::format_duration(d)),
-            None => "Ctrl-C stops and restores".to_string(),
-        }
-    );
-
-    let result = run(&mut controller, &plan).await;
-    // Restore whatever happened in the loop: the HPA must not keep a raised floor.
-    let restored = controller.restore().await;
-    match &restored {
-        Ok(min) => println!(
-            "autoscale: restored minReplicas of hpa/{} to {min}",
-            settings.hpa
-        ),
-        Err(e) => eprintln!(
-            "resil: could not restore minReplicas ({e:#}); run `resil chaos revert` to retry"
-        ),
-    }
-    let exit = result?;
-    restored.context("restoring minReplicas")?;
-    Ok(exit)
+        .with_context(|| format!("starting the autoscaler on hpa/{hpa}"))
 }
 
-/// Ticks until the duration is over, an interrupt arrives, or ticks keep failing.
-async fn run(controller: &mut Controller, plan: &AutoscalePlan) -> anyhow::Result<Exit> {
-    let deadline = plan.duration.map(|d| Instant::now() + d);
-    let mut ticker = tokio::time::interval(plan.interval);
+/// What the driving loop reports.
+#[derive(Debug, Clone)]
+pub enum Report {
+    /// One round's outcome (boxed: a tick with its plan is far larger than a failure).
+    Tick(Box<Tick>),
+    /// A round failed; `attempt` of [`MAX_FAILED_TICKS`] in a row.
+    Failed { error: String, attempt: u32 },
+}
+
+/// Why the driving loop stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The duration is over.
+    Elapsed,
+    /// `shutdown` was cancelled.
+    Cancelled,
+}
+
+/// Ticks every `interval` until `duration` is over or `shutdown` is cancelled, sending each
+/// round to `reports`. Fails after [`MAX_FAILED_TICKS`] failed rounds in a row. Never
+/// restores: the caller calls [`Controller::restore`] whatever this returns.
+pub async fn drive(
+    controller: &mut Controller,
+    interval: Duration,
+    duration: Option<Duration>,
+    shutdown: &CancellationToken,
+    reports: &mpsc::UnboundedSender<Report>,
+) -> Result<Ended, AutoscaleError> {
+    let deadline = duration.map(|d| Instant::now() + d);
+    let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failed = 0;
-    let mut last_waiting: Option<String> = None;
-    let interrupt = crate::chaos::interrupt();
-    tokio::pin!(interrupt);
     loop {
         let until_deadline = async {
             match deadline {
@@ -279,39 +275,109 @@ async fn run(controller: &mut Controller, plan: &AutoscalePlan) -> anyhow::Resul
         tokio::select! {
             // The next round.
             _ = ticker.tick() => {}
-            // --duration is over: leave (the caller restores).
-            () = until_deadline => return Ok(Exit::Ok),
-            // Ctrl-C or SIGTERM: leave at once; the caller restores.
-            () = &mut interrupt => return Ok(Exit::Interrupted),
+            // The duration is over.
+            () = until_deadline => return Ok(Ended::Elapsed),
+            // Ctrl-C, SIGTERM, or the scenario is over.
+            () = shutdown.cancelled() => return Ok(Ended::Cancelled),
         }
         match controller.tick().await {
             Ok(tick) => {
                 failed = 0;
-                report(&tick, &mut last_waiting);
+                let _ = reports.send(Report::Tick(Box::new(tick)));
             }
             Err(e) => {
                 failed += 1;
-                eprintln!("autoscale: tick failed ({failed}/{MAX_FAILED_TICKS}): {e:#}");
                 if failed >= MAX_FAILED_TICKS {
-                    return Err(anyhow::Error::new(e).context("the autoscaler kept failing"));
+                    return Err(e);
                 }
+                let _ = reports.send(Report::Failed {
+                    error: format!("{e:#}"),
+                    attempt: failed,
+                });
             }
         }
     }
 }
 
-/// Prints a tick when it changes something or starts waiting for a new reason.
-fn report(tick: &Tick, last_waiting: &mut Option<String>) {
-    if let Some(why) = &tick.waiting {
-        if last_waiting.as_ref() != Some(why) {
-            eprintln!("autoscale: waiting: {why}");
-            *last_waiting = Some(why.clone());
+/// `resil autoscale`
+pub async fn command(args: AutoscaleArgs, global: &GlobalArgs) -> anyhow::Result<Exit> {
+    // kube's rustls needs one process-wide crypto provider and cannot pick one when more
+    // than one is compiled in; choose ring (an Err only means one is installed already).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let target = crate::watch::connect(global).await?;
+    let plan = AutoscalePlan::from_args(&args, global, &target.context)?;
+    let hpa = plan.settings.hpa.clone();
+    let mut controller = launch(target.client.clone(), &plan).await?;
+    eprintln!(
+        "autoscale: driving hpa/{hpa} in {} (original minReplicas {}, journaled in {}); {}",
+        plan.settings.namespace,
+        controller.original_min(),
+        plan.state_dir.display(),
+        match plan.duration {
+            Some(d) => format!("stopping after {}", humantime::format_duration(d)),
+            None => "Ctrl-C stops and restores".to_string(),
         }
-        return;
+    );
+
+    let shutdown = CancellationToken::new();
+    let watcher = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            crate::chaos::interrupt().await;
+            shutdown.cancel();
+        })
+    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    let printer = tokio::spawn(print_reports(rx));
+    let result = drive(
+        &mut controller,
+        plan.interval,
+        plan.duration,
+        &shutdown,
+        &tx,
+    )
+    .await;
+    watcher.abort();
+    drop(tx);
+    let _ = printer.await;
+    // Restore whatever happened in the loop: the HPA must not keep a raised floor.
+    let restored = controller.restore().await;
+    match &restored {
+        Ok(min) => println!("autoscale: restored minReplicas of hpa/{hpa} to {min}"),
+        Err(e) => eprintln!(
+            "resil: could not restore minReplicas ({e:#}); run `resil chaos revert` to retry"
+        ),
     }
-    *last_waiting = None;
-    if let (Some(plan), true) = (&tick.plan, tick.patched) {
-        println!("autoscale: {} — {}", plan.action, plan.rule);
+    let ended = result.context("the autoscaler kept failing")?;
+    restored.context("restoring minReplicas")?;
+    Ok(match ended {
+        Ended::Elapsed => Exit::Ok,
+        Ended::Cancelled => Exit::Interrupted,
+    })
+}
+
+/// Prints a round when it changes something, starts waiting for a new reason, or failed.
+async fn print_reports(mut rx: mpsc::UnboundedReceiver<Report>) {
+    let mut last_waiting: Option<String> = None;
+    while let Some(report) = rx.recv().await {
+        let tick = match report {
+            Report::Tick(tick) => *tick,
+            Report::Failed { error, attempt } => {
+                eprintln!("autoscale: tick failed ({attempt}/{MAX_FAILED_TICKS}): {error}");
+                continue;
+            }
+        };
+        if let Some(why) = &tick.waiting {
+            if last_waiting.as_ref() != Some(why) {
+                eprintln!("autoscale: waiting: {why}");
+                last_waiting = Some(why.clone());
+            }
+            continue;
+        }
+        last_waiting = None;
+        if let (Some(plan), true) = (&tick.plan, tick.patched) {
+            println!("autoscale: {} — {}", plan.action, plan.rule);
+        }
     }
 }
 
