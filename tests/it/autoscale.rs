@@ -323,6 +323,21 @@ async fn predictive_autoscale_raises_min_replicas_ahead_of_a_ramp_and_restores_i
         decisions[0].0
     );
     assert_eq!(decisions.last().unwrap().1, "restore minReplicas 23 → 1");
+    // The decision carries its inputs, among them the forecast's error on the last window
+    // (zero: the ramp is exactly linear).
+    let inputs = RunDir::create(&results)
+        .unwrap()
+        .read_timeline()
+        .unwrap()
+        .into_iter()
+        .find_map(|e| match e.kind {
+            EventKind::Decision { inputs, .. } => Some(inputs),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(inputs["observed"]["model"], "holt");
+    assert_eq!(inputs["observed"]["accuracy"]["mae"], 0.0);
+    assert_eq!(inputs["needed"], 23);
     let events = cluster.events.lock().unwrap().clone();
     assert_eq!(events, ["PredictiveScale", "MinReplicasRestored"]);
 }
