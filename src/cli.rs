@@ -669,7 +669,8 @@ pub enum ReportFormat {
 /// `resil report`
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// A results directory (default: the newest run under ./results).
+    /// A run's results directory, or a directory of runs to report its newest
+    /// (default: the newest run under ./results).
     pub dir: Option<PathBuf>,
 
     /// Output format (default: table on a terminal, markdown otherwise).

@@ -2,6 +2,10 @@
 //! `resil status`, `resil undeploy`, and the demo web app every pod runs.
 
 pub mod app;
+pub mod deploy;
+pub mod manifests;
+pub mod status;
+pub mod undeploy;
 
 use anyhow::Context;
 
@@ -9,18 +13,18 @@ use crate::Exit;
 use crate::cli::{DemoAppArgs, DeployArgs, GlobalArgs, StatusArgs, UndeployArgs};
 
 /// `resil deploy`
-pub async fn deploy_command(_args: DeployArgs, _global: &GlobalArgs) -> anyhow::Result<Exit> {
-    Err(crate::not_implemented("deploy"))
+pub async fn deploy_command(args: DeployArgs, global: &GlobalArgs) -> anyhow::Result<Exit> {
+    deploy::command(args, global).await
 }
 
 /// `resil status`
-pub async fn status_command(_args: StatusArgs, _global: &GlobalArgs) -> anyhow::Result<Exit> {
-    Err(crate::not_implemented("status"))
+pub async fn status_command(args: StatusArgs, global: &GlobalArgs) -> anyhow::Result<Exit> {
+    status::command(args, global).await
 }
 
 /// `resil undeploy`
-pub async fn undeploy_command(_args: UndeployArgs, _global: &GlobalArgs) -> anyhow::Result<Exit> {
-    Err(crate::not_implemented("undeploy"))
+pub async fn undeploy_command(args: UndeployArgs, global: &GlobalArgs) -> anyhow::Result<Exit> {
+    undeploy::command(args, global).await
 }
 
 /// `resil demo-app`: resolve flags, bind, print `listening on ADDR` as the first stdout

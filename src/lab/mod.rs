@@ -7,16 +7,24 @@
 //! lab only over its API, through kube-rs, exactly as it reaches a real cluster; the only
 //! entry points it may name are the types re-exported here.
 
+mod api;
+mod command;
 pub(crate) mod controllers;
+mod daemon;
+mod kubeconfig;
+pub(crate) mod kubelet;
 pub mod patch;
 mod server;
+pub mod store;
+mod tls;
 
 pub use server::{Lab, LabConfig, LabError};
+pub use store::Store;
 
 use crate::Exit;
 use crate::cli::{GlobalArgs, LabArgs};
 
 /// `resil lab ...`
-pub async fn command(_args: LabArgs, _global: &GlobalArgs) -> anyhow::Result<Exit> {
-    Err(crate::not_implemented("lab"))
+pub async fn command(args: LabArgs, global: &GlobalArgs) -> anyhow::Result<Exit> {
+    command::run(args, global).await
 }

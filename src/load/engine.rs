@@ -25,11 +25,12 @@ use tokio::sync::mpsc::{self, UnboundedSender};
 use tokio_util::sync::CancellationToken;
 
 use super::LoadError;
+use super::collector::Collector;
 use super::http::{Connection, Failure};
 use super::plan::{LoadPlan, Pace};
 use super::report::{self, LoadReport};
 use super::schedule::Schedule;
-use super::stats::{Collector, DowntimeTracker, Message, Outcome, ThreadStats};
+use super::stats::{DowntimeTracker, Message, Outcome, ThreadStats};
 use crate::results::Event;
 
 /// How long the open model waits before its first scheduled send, so worker threads
@@ -38,6 +39,15 @@ const OPEN_LEAD: Duration = Duration::from_millis(50);
 /// A closed-model user whose connection was refused waits this long before trying again,
 /// so a down target is probed, not flooded.
 const CONNECT_BACKOFF: Duration = Duration::from_millis(10);
+/// A dispatcher this far behind its schedule is short of CPU, and opens no more
+/// connections (they would cost CPU and not help).
+const BEHIND: Duration = Duration::from_millis(50);
+/// At most one connection opened on demand per this interval per thread (2000/s): fast
+/// enough to keep a 2000 req/s schedule through a total stall, slow enough that a
+/// saturated generator cannot open thousands of connections before it notices.
+const GROWTH_INTERVAL: Duration = Duration::from_micros(500);
+/// How far ahead of its intended time the open model may release a send.
+const EARLY: Duration = Duration::from_millis(1);
 /// How often an idle thread moves its per-second bucket on.
 const TICK: Duration = Duration::from_millis(100);
 
@@ -96,15 +106,17 @@ pub async fn run(
     let mut collector = Collector::new(plan.threads);
     // The channel closes when every worker thread has finished (or died).
     while let Some(message) = rx.recv().await {
-        let episode = match &message {
-            Message::Episode(e) => Some(*e),
-            _ => None,
-        };
-        for bucket in collector.accept(message) {
-            let _ = events.send(report::bucket_event(started_at, &bucket));
-        }
-        if let Some(e) = episode {
-            let _ = events.send(report::downtime_event(started_at, &e));
+        match message {
+            Message::Episode(e) => {
+                if collector.record_episode(e) {
+                    let _ = events.send(report::downtime_event(started_at, &e));
+                }
+            }
+            other => {
+                for bucket in collector.accept(other) {
+                    let _ = events.send(report::bucket_event(started_at, &bucket));
+                }
+            }
         }
     }
     let ended = Instant::now();
@@ -119,17 +131,26 @@ pub async fn run(
     if panicked {
         return Err(LoadError::WorkerPanicked);
     }
-    if let Some(open) = shared.downtime.take_open() {
+    if let Some(open) = shared.downtime.take_open()
+        && collector.record_episode(open)
+    {
         let _ = events.send(report::downtime_event(started_at, &open));
-        collector.episodes.push(open);
     }
-    let duration = ended.saturating_duration_since(start);
+    let elapsed = ended.saturating_duration_since(start);
+    let interrupted = cancel.is_cancelled();
+    // The achieved rate is over the sending window: the planned duration, not counting
+    // the drain of the last in-flight requests after it — unless sends ran over it.
+    let window = match plan.stop.duration {
+        Some(d) if !interrupted => elapsed.min(d.max(collector.last_sent)),
+        _ => elapsed,
+    };
     Ok(report::build(
         plan,
         collector,
         started_at,
-        duration,
-        cancel.is_cancelled(),
+        elapsed,
+        window,
+        interrupted,
     ))
 }
 
@@ -259,7 +280,10 @@ async fn thread_main(shared: Arc<Shared>, thread: usize, tx: UnboundedSender<Mes
             count: Cell::new(0),
             zero: Notify::new(),
         },
-        dispatch: open.then(Dispatch::default),
+        dispatch: open.then(|| Dispatch {
+            next: Cell::new(thread as u64),
+            ..Dispatch::default()
+        }),
         shared,
     });
 
@@ -321,6 +345,7 @@ fn initial_users(shared: &Shared) -> usize {
 fn spawn_user(ctx: &Rc<ThreadCtx>) {
     if let Some(d) = &ctx.dispatch {
         d.users.set(d.users.get() + 1);
+        d.starting.set(d.starting.get() + 1);
     }
     let live = LiveGuard::enter(ctx);
     tokio::task::spawn_local(async move {
@@ -341,10 +366,25 @@ async fn virtual_user(ctx: &ThreadCtx) {
     if ctx.dispatch.is_some() {
         // Open model: connect before the first job so its latency is the service's.
         conn = Connection::open(shared.addr).await.ok();
+        if let Some(d) = &ctx.dispatch {
+            d.starting.set(d.starting.get() - 1);
+        }
     }
+    // One timer per user, pushed forward for each request: moving a registered tokio
+    // timer later is a lock-free update, where a fresh `timeout()` per request would
+    // register and deregister in the timer wheel every time.
+    let deadline = tokio::time::sleep(shared.timeout);
+    tokio::pin!(deadline);
     while let Some(job) = next_job(ctx).await {
         let sent = Instant::now();
-        let result = tokio::time::timeout(shared.timeout, attempt(&mut conn, shared)).await;
+        deadline.as_mut().reset((sent + shared.timeout).into());
+        let result = tokio::select! {
+            biased;
+            // The response (or a failure) arrived in time.
+            r = attempt(&mut conn, shared) => Ok(r),
+            // The timeout expired first; the connection is dropped below.
+            _ = &mut deadline => Err(()),
+        };
         let done = Instant::now();
         let outcome = match result {
             Ok(Ok(reply)) => {
@@ -363,7 +403,9 @@ async fn virtual_user(ctx: &ThreadCtx) {
             }
         };
         ctx.stats.borrow_mut().record(
-            job.intended.unwrap_or(sent),
+            // Latency counts from the intended time when the send left late (the
+            // coordinated-omission correction), from the send itself when it left early.
+            job.intended.map_or(sent, |intended| intended.min(sent)),
             sent,
             done,
             &outcome,
@@ -402,18 +444,27 @@ async fn next_job(ctx: &ThreadCtx) -> Option<Job> {
             }
             Some(Job { intended: None })
         }
-        Some(d) => d.take().await,
+        Some(d) => d.take(shared).await,
     }
 }
 
-/// Open model, per thread: scheduled jobs waiting for a free user.
+/// Open model, per thread: this thread's share of the schedule (sends k ≡ thread mod
+/// threads) and the jobs released from it that wait for a free user.
 #[derive(Default)]
 struct Dispatch {
+    /// The next send of the schedule not yet released.
+    next: Cell<u64>,
+    /// The schedule has no more sends for this thread.
+    exhausted: Cell<bool>,
     queue: RefCell<VecDeque<Instant>>,
     /// Users waiting for a job.
     idle: Cell<usize>,
+    /// Users still opening their first connection (free soon).
+    starting: Cell<usize>,
     /// Users started on this thread.
     users: Cell<usize>,
+    /// When the dispatcher last opened a connection on demand.
+    last_growth: Cell<Option<Instant>>,
     /// No more jobs will come.
     closed: Cell<bool>,
     /// A job was queued (or the dispatcher closed).
@@ -423,7 +474,37 @@ struct Dispatch {
 }
 
 impl Dispatch {
-    async fn take(&self) -> Option<Job> {
+    /// The intended time of the next send, without releasing it; `None` when the schedule
+    /// is over for this thread.
+    fn peek(&self, shared: &Shared) -> Option<Instant> {
+        if self.exhausted.get() {
+            return None;
+        }
+        let k = self.next.get();
+        let at = shared
+            .schedule
+            .as_ref()
+            .filter(|_| shared.max_requests.is_none_or(|max| k < max))
+            .and_then(|s| s.offset(k))
+            .map(|offset| shared.start + offset)
+            .filter(|at| !shared.past_deadline(*at));
+        if at.is_none() {
+            self.exhausted.set(true);
+        }
+        at
+    }
+
+    /// Releases the next send if it may leave by `now` (up to [`EARLY`] ahead).
+    fn pull_due(&self, shared: &Shared, now: Instant) -> Option<Instant> {
+        let at = self.peek(shared)?;
+        if at > now + EARLY {
+            return None;
+        }
+        self.next.set(self.next.get() + shared.threads as u64);
+        Some(at)
+    }
+
+    async fn take(&self, shared: &Shared) -> Option<Job> {
         loop {
             let job = self.queue.borrow_mut().pop_front();
             if let Some(intended) = job {
@@ -432,6 +513,16 @@ impl Dispatch {
                     // Notifications coalesce; pass the wake on so no job waits beside an idle user.
                     self.ready.notify_one();
                 }
+                return Some(Job {
+                    intended: Some(intended),
+                });
+            }
+            if shared.cancel.is_cancelled() {
+                return None;
+            }
+            // A user that is free when a send is due takes it itself: at high rates sends
+            // then leave on time without waiting for the dispatcher's timer.
+            if let Some(intended) = self.pull_due(shared, Instant::now()) {
                 return Some(Job {
                     intended: Some(intended),
                 });
@@ -446,62 +537,67 @@ impl Dispatch {
     }
 }
 
-/// Releases this thread's share of the schedule (sends k ≡ thread mod threads) at their
-/// intended times, growing the pool of users when all are busy.
+/// Releases this thread's share of the schedule at the intended times (when no free user
+/// took a send first), growing the pool of users when all are busy.
 async fn dispatch(ctx: &Rc<ThreadCtx>) {
     let shared = &*ctx.shared;
-    let (Some(d), Some(schedule)) = (&ctx.dispatch, &shared.schedule) else {
+    let Some(d) = &ctx.dispatch else {
         return;
     };
-    let step = shared.threads as u64;
-    let mut k = ctx.thread as u64;
-    loop {
-        if shared.max_requests.is_some_and(|max| k >= max) {
-            break;
-        }
-        let Some(offset) = schedule.offset(k) else {
-            break;
-        };
-        let intended = shared.start + offset;
-        if shared.past_deadline(intended) {
-            break;
-        }
-        wait_until(intended).await;
+    let cap = shared.max_connections_per_thread;
+    while let Some(at) = d.peek(shared) {
+        wait_until(at).await;
         if shared.cancel.is_cancelled() {
             break;
         }
-        // At the connection cap with a job already waiting for every user: hold the next
-        // one back (it will leave late, and be counted so) instead of queueing without end.
-        while d.users.get() >= shared.max_connections_per_thread
-            && d.queue.borrow().len() >= d.users.get()
-        {
-            d.room.notified().await;
+        while let Some(intended) = d.pull_due(shared, Instant::now()) {
+            // The dispatcher itself running well behind means this thread lacks CPU, not
+            // connections: opening more would only cost more CPU. Growth is for a slow
+            // target.
+            let late = || Instant::now().saturating_duration_since(intended) > BEHIND;
+            let behind = late();
+            // Every user already has a job waiting and no more may be opened: hold the
+            // next one back (it leaves late, and is counted so) instead of queueing
+            // without end.
+            while d.queue.borrow().len() >= d.users.get() && (d.users.get() >= cap || late()) {
+                d.room.notified().await;
+            }
+            d.queue.borrow_mut().push_back(intended);
+            d.ready.notify_one();
+            // Grow ahead of demand: a job with no free user, or the spare users running
+            // low, opens another connection now, so a stall does not make later sends
+            // wait for a connect. Users still connecting count as free, or a burst would
+            // open a connection per job before the first of them is ready.
+            let free = d.idle.get() + d.starting.get();
+            let spare = (d.users.get() / 16).max(2);
+            let short = d.queue.borrow().len() > free || free < spare;
+            let now = Instant::now();
+            let may_grow = d
+                .last_growth
+                .get()
+                .is_none_or(|last| now.saturating_duration_since(last) >= GROWTH_INTERVAL);
+            if short && !behind && may_grow && d.users.get() < cap {
+                d.last_growth.set(Some(now));
+                spawn_user(ctx);
+            }
         }
-        d.queue.borrow_mut().push_back(intended);
-        d.ready.notify_one();
-        if d.queue.borrow().len() > d.idle.get()
-            && d.users.get() < shared.max_connections_per_thread
-        {
-            spawn_user(ctx);
-        }
-        k += step;
     }
+    tracing::debug!(
+        thread = ctx.thread,
+        users = d.users.get(),
+        "open-model dispatcher done"
+    );
     d.closed.set(true);
     d.ready.notify_waiters();
 }
 
-/// Waits until `at` more precisely than the runtime's millisecond timer: sleep until
-/// about a millisecond before, then yield until it is time.
+/// Waits until a job may leave: up to [`EARLY`] before its intended time. tokio's timer
+/// has millisecond granularity and wakes up to ~1 ms after its deadline, so aiming early
+/// keeps sends on time without spinning a CPU (which would steal it from a target on the
+/// same machine). An early send's latency is measured from when it actually left.
 async fn wait_until(at: Instant) {
-    loop {
-        let now = Instant::now();
-        if now >= at {
-            return;
-        }
-        if at - now > Duration::from_millis(2) {
-            tokio::time::sleep_until((at - Duration::from_millis(1)).into()).await;
-        } else {
-            tokio::task::yield_now().await;
-        }
+    let wake = at.checked_sub(EARLY).unwrap_or(at);
+    if Instant::now() < wake {
+        tokio::time::sleep_until(wake.into()).await;
     }
 }

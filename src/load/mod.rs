@@ -15,6 +15,7 @@
 //!   *intended* send time (coordinated-omission corrected), the uncorrected figure kept
 //!   beside it. Requests without a response are counted, not timed.
 
+pub mod collector;
 pub mod engine;
 pub mod http;
 pub mod plan;

@@ -145,6 +145,45 @@ pub struct LoadPlan {
 }
 
 impl LoadPlan {
+    /// A plan for `url` with the command's defaults (GET, 10 s timeout, keep-alive, one
+    /// thread per CPU): what the scenario runner builds from a scenario's load step.
+    pub fn for_url(url: &str, pace: Pace, stop: Stop) -> Result<LoadPlan, LoadError> {
+        let (concurrency, rate, ramp) = match &pace {
+            Pace::Closed { concurrency } => (Some(*concurrency), None, None),
+            Pace::Rate(r) => (None, Some(*r), None),
+            Pace::Ramp(stages) => (
+                None,
+                None,
+                Some(
+                    stages
+                        .iter()
+                        .map(|s| format!("{}ms:{}", s.duration.as_millis(), s.rate))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ),
+            ),
+        };
+        LoadPlan::from_args(&LoadArgs {
+            url: Some(url.to_string()),
+            duration: stop.duration,
+            requests: stop.requests,
+            concurrency,
+            rate,
+            ramp,
+            path: None,
+            method: "GET".into(),
+            headers: Vec::new(),
+            body: None,
+            timeout: Duration::from_secs(10),
+            no_keepalive: false,
+            threads: None,
+            max_connections: None,
+            out: None,
+            fail_on: None,
+            output: crate::cli::StateFormat::Table,
+        })
+    }
+
     /// Resolves `args` into a plan, refusing bad input with an error that says what to do.
     pub fn from_args(args: &LoadArgs) -> Result<LoadPlan, LoadError> {
         let url = args.url.clone().unwrap_or_else(|| DEFAULT_URL.to_string());
@@ -423,6 +462,22 @@ mod tests {
                 concurrency: DEFAULT_CONCURRENCY
             }
         );
+    }
+
+    #[test]
+    fn a_plan_for_a_url_keeps_the_pace_and_the_bound() {
+        let stages = parse_ramp("1500ms:10,2s:20").unwrap();
+        let stop = Stop {
+            requests: None,
+            duration: None,
+        };
+        let p = LoadPlan::for_url("http://127.0.0.1:9/", Pace::Ramp(stages.clone()), stop).unwrap();
+        assert_eq!(p.pace, Pace::Ramp(stages));
+        assert_eq!(p.stop.duration, Some(Duration::from_millis(3500)));
+        assert!(matches!(
+            LoadPlan::for_url("http://127.0.0.1:9/", Pace::Rate(5.0), stop),
+            Err(LoadError::Unbounded)
+        ));
     }
 
     #[test]

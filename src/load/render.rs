@@ -165,13 +165,13 @@ pub fn table(
         ]);
     }
     if !s.downtime.is_empty() {
-        let total: u64 = s.downtime.iter().filter_map(|d| d.duration_ms).sum();
         let open = s.downtime.iter().any(|d| d.ended_at.is_none());
         t.add_row(vec![
             "downtime".to_string(),
             format!(
-                "{} episode(s), {total} ms in total{}",
-                s.downtime.len(),
+                "{} episode(s), {} ms in total{}",
+                s.downtime_episodes,
+                s.downtime_total_ms,
                 if open {
                     ", still failing at the end"
                 } else {

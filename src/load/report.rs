@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::collector::{self, Collector, percentiles};
 use super::plan::{LoadPlan, Pace};
-use super::stats::{self, Bucket, Collector, Episode, percentiles};
+use super::stats::{Bucket, Episode};
 use crate::results::hdr::{self, TaggedHistogram};
 use crate::results::summary::LoadSummary;
 use crate::results::{Event, EventKind, ResultsError, RunDir, RunMeta, RunStatus, now_ms};
@@ -32,10 +33,12 @@ pub(super) fn build(
     collector: Collector,
     started_at: DateTime<Utc>,
     duration: Duration,
+    window: Duration,
     interrupted: bool,
 ) -> LoadReport {
     let open = !matches!(plan.pace, Pace::Closed { .. });
     let secs = duration.as_secs_f64();
+    let window_s = window.as_secs_f64();
     let summary = LoadSummary {
         url: plan.url.clone(),
         model: plan.pace.model().to_string(),
@@ -45,8 +48,8 @@ pub(super) fn build(
             Pace::Rate(r) => Some(r),
             _ => None,
         },
-        achieved_rate: if secs > 0.0 {
-            collector.requests as f64 / secs
+        achieved_rate: if window_s > 0.0 {
+            collector.requests as f64 / window_s
         } else {
             0.0
         },
@@ -66,8 +69,10 @@ pub(super) fn build(
         downtime: collector
             .episodes
             .iter()
-            .map(|e| stats::episode_at(started_at, e))
+            .map(|e| collector::episode_at(started_at, e))
             .collect(),
+        downtime_episodes: collector.episodes_total,
+        downtime_total_ms: collector.downtime_total.as_millis() as u64,
     };
     let start = Duration::from_millis(started_at.timestamp_millis().max(0) as u64);
     let tagged = |tag: String, histogram| TaggedHistogram {
@@ -125,7 +130,7 @@ pub(super) fn bucket_event(started_at: DateTime<Utc>, b: &Bucket) -> Event {
 
 /// The timeline event of a downtime episode (stamped when it started).
 pub(super) fn downtime_event(started_at: DateTime<Utc>, e: &Episode) -> Event {
-    let d = stats::episode_at(started_at, e);
+    let d = collector::episode_at(started_at, e);
     Event {
         ts: d.started_at,
         source: SOURCE.to_string(),
@@ -146,15 +151,22 @@ pub fn start_meta(plan: &LoadPlan, run_id: &str) -> RunMeta {
     meta
 }
 
-/// Writes the end of a run into `dir`: `latency.hdr`, the `load` section of
-/// `summary.json` (other sections kept), and `run.json` marked complete or partial.
+/// Writes what load measured into `dir`: `latency.hdr` and the `load` section of
+/// `summary.json` (other producers' sections kept). For callers that own `run.json`
+/// themselves (the scenario runner).
+pub fn write_load_files(dir: &RunDir, report: &LoadReport) -> Result<(), ResultsError> {
+    hdr::write(&dir.file(crate::results::LATENCY_FILE), &report.histograms)?;
+    dir.update_summary(|s| s.load = Some(report.summary.clone()))
+}
+
+/// Writes the end of a `resil load` run into `dir`: [`write_load_files`], then `run.json`
+/// marked complete or partial.
 pub fn write_results(
     dir: &RunDir,
     mut meta: RunMeta,
     report: &LoadReport,
 ) -> Result<(), ResultsError> {
-    hdr::write(&dir.file(crate::results::LATENCY_FILE), &report.histograms)?;
-    dir.update_summary(|s| s.load = Some(report.summary.clone()))?;
+    write_load_files(dir, report)?;
     meta.ended_at = Some(now_ms());
     if report.interrupted {
         meta.status = RunStatus::Partial;

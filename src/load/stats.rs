@@ -1,9 +1,9 @@
-//! Statistics: per-thread pre-aggregation on the hot path, one collector that owns the
-//! merged HDR histograms, the per-second timeline and the downtime episodes.
+//! Statistics on the hot path: per-thread pre-aggregation that feeds the collector
+//! (`collector.rs`, which owns the merged HDR histograms, timeline and episodes).
 //!
 //! Each worker thread records its requests into a [`ThreadStats`] (no locks, no
 //! allocation per request) and hands the collector one finished bucket per second plus
-//! its run totals at the end. The [`Collector`] merges buckets across threads, emits a
+//! its run totals at the end. The `Collector` merges buckets across threads, emits a
 //! `LoadBucket` event once every thread is past a second, and builds the `LoadSummary`.
 //! Downtime episodes need one order across threads, so they go through the small shared
 //! [`DowntimeTracker`], touched only on failures and on the first success after one.
@@ -13,13 +13,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
 use hdrhistogram::Histogram;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::http::{Failure, Reply};
 use crate::results::hdr::new_histogram;
-use crate::results::summary::{ColorLoad, DowntimeEpisode, Percentiles};
 use crate::results::timeline::Served;
 
 /// Sends that leave later than their intended time by more than this are counted late.
@@ -27,6 +25,9 @@ pub const LATE_AFTER: Duration = Duration::from_millis(1);
 
 /// The colour (and pod) name used when a response names none.
 pub const UNKNOWN: &str = "unknown";
+
+/// Most downtime episodes kept in the summary and the timeline.
+pub const MAX_EPISODES: usize = 1000;
 
 /// Most distinct pod names tracked per thread; later ones are counted under `other`.
 const MAX_PODS: usize = 1024;
@@ -146,7 +147,7 @@ impl Bucket {
     }
 }
 
-fn add_served(into: &mut Served, from: Served) {
+pub(super) fn add_served(into: &mut Served, from: Served) {
     into.requests += from.requests;
     into.errors += from.errors;
 }
@@ -158,6 +159,8 @@ pub struct ThreadTotals {
     pub successes: u64,
     pub errors: u64,
     pub late_sends: u64,
+    /// When the thread's last request left, from the start of the run.
+    pub last_sent: Duration,
     pub kinds: [u64; 6],
     pub status_codes: BTreeMap<u16, u64>,
     /// Latency from the actual send (open model; equals the corrected one when closed).
@@ -260,6 +263,7 @@ pub struct ThreadStats {
     successes: u64,
     errors: u64,
     late_sends: u64,
+    last_sent: Instant,
     kinds: [u64; 6],
     status_codes: Vec<u64>,
     uncorrected: Histogram<u64>,
@@ -314,6 +318,7 @@ impl ThreadStats {
             successes: 0,
             errors: 0,
             late_sends: 0,
+            last_sent: start,
             kinds: [0; 6],
             status_codes: vec![0; 600],
             uncorrected: new_histogram(),
@@ -341,6 +346,7 @@ impl ThreadStats {
         if sent.saturating_duration_since(intended) > LATE_AFTER {
             self.late_sends += 1;
         }
+        self.last_sent = self.last_sent.max(sent);
         match class {
             Class::Success => {
                 self.successes += 1;
@@ -458,6 +464,7 @@ impl ThreadStats {
             successes: self.successes,
             errors: self.errors,
             late_sends: self.late_sends,
+            last_sent: self.last_sent.saturating_duration_since(self.start),
             kinds: self.kinds,
             status_codes,
             uncorrected: std::mem::replace(&mut self.uncorrected, new_histogram()),
@@ -467,175 +474,6 @@ impl ThreadStats {
             thread: self.thread,
             totals: Box::new(totals),
         });
-    }
-}
-
-/// Latency percentiles of a histogram (all zero when it is empty).
-pub fn percentiles(h: &Histogram<u64>) -> Percentiles {
-    if h.is_empty() {
-        return Percentiles::default();
-    }
-    Percentiles {
-        p50_us: h.value_at_quantile(0.50),
-        p75_us: h.value_at_quantile(0.75),
-        p90_us: h.value_at_quantile(0.90),
-        p99_us: h.value_at_quantile(0.99),
-        p999_us: h.value_at_quantile(0.999),
-        max_us: h.max(),
-        mean_us: h.mean(),
-    }
-}
-
-/// Merges what the threads send: buckets into seconds (released once every thread is
-/// past them), totals into run totals.
-pub struct Collector {
-    /// Per thread: the first second it may still send.
-    next: Vec<u64>,
-    pending: BTreeMap<u64, Bucket>,
-    /// The next second to release.
-    released: u64,
-    pub overall: Histogram<u64>,
-    pub uncorrected: Histogram<u64>,
-    pub requests: u64,
-    pub successes: u64,
-    pub errors: u64,
-    pub late_sends: u64,
-    pub kinds: [u64; 6],
-    pub status_codes: BTreeMap<u16, u64>,
-    pub by_color: BTreeMap<String, (Served, Histogram<u64>)>,
-    pub episodes: Vec<Episode>,
-}
-
-impl Collector {
-    pub fn new(threads: usize) -> Collector {
-        Collector {
-            next: vec![0; threads],
-            pending: BTreeMap::new(),
-            released: 0,
-            overall: new_histogram(),
-            uncorrected: new_histogram(),
-            requests: 0,
-            successes: 0,
-            errors: 0,
-            late_sends: 0,
-            kinds: [0; 6],
-            status_codes: BTreeMap::new(),
-            by_color: BTreeMap::new(),
-            episodes: Vec::new(),
-        }
-    }
-
-    /// Takes one message; returns the seconds every thread is now past, in order (empty
-    /// seconds included, so a stalled target shows as zeros, not as a gap).
-    pub fn accept(&mut self, message: Message) -> Vec<Bucket> {
-        match message {
-            Message::Bucket {
-                thread,
-                bucket,
-                next,
-            } => {
-                if let Some(bucket) = bucket {
-                    let _ = self.overall.add(&bucket.latency);
-                    match self.pending.remove(&bucket.second) {
-                        Some(mut merged) => {
-                            merged.merge(bucket);
-                            self.pending.insert(merged.second, merged);
-                        }
-                        None => {
-                            self.pending.insert(bucket.second, bucket);
-                        }
-                    }
-                }
-                if let Some(slot) = self.next.get_mut(thread) {
-                    *slot = (*slot).max(next);
-                }
-                let upto = self.next.iter().copied().min().unwrap_or(0);
-                self.release(upto)
-            }
-            Message::Episode(episode) => {
-                self.episodes.push(episode);
-                Vec::new()
-            }
-            Message::Done { totals, .. } => {
-                self.requests += totals.requests;
-                self.successes += totals.successes;
-                self.errors += totals.errors;
-                self.late_sends += totals.late_sends;
-                for (sum, n) in self.kinds.iter_mut().zip(totals.kinds) {
-                    *sum += n;
-                }
-                for (code, n) in totals.status_codes {
-                    *self.status_codes.entry(code).or_default() += n;
-                }
-                let _ = self.uncorrected.add(&totals.uncorrected);
-                for (color, (served, hist)) in totals.by_color {
-                    let entry = self
-                        .by_color
-                        .entry(color)
-                        .or_insert_with(|| (Served::default(), new_histogram()));
-                    add_served(&mut entry.0, served);
-                    let _ = entry.1.add(&hist);
-                }
-                Vec::new()
-            }
-        }
-    }
-
-    /// Releases every second before `upto`; with `u64::MAX`, everything still pending.
-    fn release(&mut self, upto: u64) -> Vec<Bucket> {
-        let mut out = Vec::new();
-        let last_pending = self.pending.keys().next_back().copied();
-        let end = if upto == u64::MAX {
-            last_pending.map_or(self.released, |s| s + 1)
-        } else {
-            upto
-        };
-        while self.released < end {
-            let s = self.released;
-            out.push(self.pending.remove(&s).unwrap_or_else(|| Bucket::empty(s)));
-            self.released += 1;
-        }
-        out
-    }
-
-    /// The run's per-colour figures.
-    pub fn color_summary(&self) -> BTreeMap<String, ColorLoad> {
-        self.by_color
-            .iter()
-            .map(|(c, (s, h))| {
-                (
-                    c.clone(),
-                    ColorLoad {
-                        requests: s.requests,
-                        errors: s.errors,
-                        latency: percentiles(h),
-                    },
-                )
-            })
-            .collect()
-    }
-
-    /// Error counts by kind name (kinds that occurred).
-    pub fn error_kinds(&self) -> BTreeMap<String, u64> {
-        KIND_NAMES
-            .iter()
-            .zip(self.kinds)
-            .filter(|(_, n)| *n > 0)
-            .map(|(k, n)| (k.to_string(), n))
-            .collect()
-    }
-}
-
-/// An episode in wall-clock terms.
-pub fn episode_at(start: DateTime<Utc>, e: &Episode) -> DowntimeEpisode {
-    let at = |d: Duration| start + chrono::Duration::milliseconds(d.as_millis() as i64);
-    DowntimeEpisode {
-        started_at: at(e.started),
-        ended_at: e.ended.map(at),
-        duration_ms: e
-            .ended
-            .map(|end| end.saturating_sub(e.started).as_millis() as u64),
-        failed_requests: e.failed_requests,
     }
 }
 
@@ -674,29 +512,5 @@ mod tests {
         assert_eq!(classify(&reply(404)), Class::ClientError);
         assert_eq!(classify(&reply(503)), Class::Failure(KIND_5XX));
         assert_eq!(classify(&reply(302)), Class::Success);
-    }
-
-    #[test]
-    fn seconds_are_released_only_when_every_thread_is_past_them() {
-        let mut c = Collector::new(2);
-        let mut b = Bucket::empty(0);
-        b.requests = 3;
-        let out = c.accept(Message::Bucket {
-            thread: 0,
-            bucket: Some(b),
-            next: 2,
-        });
-        assert!(out.is_empty());
-        let out = c.accept(Message::Bucket {
-            thread: 1,
-            bucket: None,
-            next: 2,
-        });
-        assert_eq!(
-            out.iter()
-                .map(|b| (b.second, b.requests))
-                .collect::<Vec<_>>(),
-            vec![(0, 3), (1, 0)]
-        );
     }
 }

@@ -272,6 +272,8 @@ mod tests {
             by_color: Default::default(),
             late_sends: 0,
             downtime: Vec::new(),
+            downtime_episodes: 0,
+            downtime_total_ms: 0,
         }
     }
 

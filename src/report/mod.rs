@@ -81,7 +81,7 @@ pub enum ReportError {
 /// `resil report`, resolved.
 #[derive(Debug, Clone)]
 pub struct ReportPlan {
-    /// The run directory to report on.
+    /// The run directory to report on, or a directory of runs (its newest is reported).
     pub dir: PathBuf,
     pub format: ReportFormat,
     /// SLOs to judge; `None`: the ones recorded in the run's `run.json`.
@@ -142,7 +142,14 @@ pub fn load(
             path: dir.to_path_buf(),
         });
     }
-    let run = RunDir::open(dir)?;
+    // `resil report results/` (the --out of `resil run`) means its newest run.
+    let run = match RunDir::open(dir) {
+        Ok(run) => run,
+        Err(not_a_run @ ResultsError::NotAResultsDir { .. }) => {
+            RunDir::newest(dir).map_err(|_| not_a_run)?
+        }
+        Err(e) => return Err(e.into()),
+    };
     let data = build::RunData::read(&run)?;
     let profile = match (pricing, &data.meta.pricing) {
         (Some(p), _) => p.clone(),

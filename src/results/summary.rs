@@ -67,8 +67,15 @@ pub struct LoadSummary {
     /// Open model: sends that left later than their intended time by more than 1 ms.
     #[serde(default)]
     pub late_sends: u64,
-    /// Client-observed downtime episodes.
+    /// Client-observed downtime episodes (the first 1000 when there are more; a target
+    /// that fails every other request opens and closes one per failure).
     pub downtime: Vec<DowntimeEpisode>,
+    /// All downtime episodes, including those beyond `downtime`'s list.
+    #[serde(default)]
+    pub downtime_episodes: u64,
+    /// Summed length of all ended downtime episodes, in ms.
+    #[serde(default)]
+    pub downtime_total_ms: u64,
 }
 
 /// Load figures of one colour.

@@ -348,14 +348,17 @@ async fn counters_match_the_requests_sent() {
     for _ in 0..4 {
         c.get(app.url("/")).send().await.unwrap();
     }
+    let typed: resil::demo::app::AdminState = serde_json::from_value(state(&app).await).unwrap();
+    assert_eq!(typed.pod, "web-green-abc12");
     let requests = &state(&app).await["requests"];
-    // 37 + 5 + 3 + 1 PUT + 4 = 50; the state request itself is not counted yet.
-    assert_eq!(requests["total"], 50, "{requests}");
+    // 37 + 5 + 3 + 1 PUT + 4 = 50, plus the typed state read above; the state request
+    // itself is not counted yet.
+    assert_eq!(requests["total"], 51, "{requests}");
     assert_eq!(requests["by_class"]["root"], 41);
     assert_eq!(requests["by_class"]["work"], 5);
     assert_eq!(requests["by_class"]["other"], 3);
-    assert_eq!(requests["by_class"]["admin"], 1);
-    assert_eq!(requests["by_status"]["200"], 43);
+    assert_eq!(requests["by_class"]["admin"], 2);
+    assert_eq!(requests["by_status"]["200"], 44);
     assert_eq!(requests["by_status"]["404"], 3);
     assert_eq!(requests["by_status"]["500"], 4);
 }

@@ -3,6 +3,12 @@
 
 mod architecture;
 mod autoscale;
+mod cluster;
 mod cost;
 mod demo_app;
+mod deploy;
+mod lab_api;
+mod lab_cli;
+mod load;
 mod report;
+mod support;

@@ -479,6 +479,10 @@ fn without_a_directory_the_newest_run_under_results_is_reported() {
     let (code, out, _) = resil(&["report", "-o", "markdown"], cwd.path());
     assert_eq!(code, 1);
     assert!(out.contains("20261123T090000Z-outage"), "{out}");
+    // A directory of runs, as `resil run --out results/` leaves it, means its newest.
+    let (code, out, _) = resil(&["report", "results", "-o", "json"], cwd.path());
+    assert_eq!(code, 1);
+    assert!(out.contains("20261123T090000Z-outage"), "{out}");
 }
 
 // ------------------------------------------------------------------ fixture data

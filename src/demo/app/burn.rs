@@ -1,6 +1,8 @@
-//! Burning CPU on purpose: [`spin_for`] keeps one thread busy for a while (`/work?ms=`),
-//! [`CpuBurner`] keeps a share of one core busy in the background until told to stop
-//! (the `cpu_burn_percent` fault). Both exist so the HPA and `kubectl top` see real CPU.
+//! Burning CPU on purpose: [`burn_cpu`] uses a given amount of CPU time on the calling
+//! thread (`/work?ms=`), [`CpuBurner`] keeps a share of one core busy in the background
+//! until told to stop (the `cpu_burn_percent` fault). Both exist so the HPA and
+//! `kubectl top` see real CPU. Both count the thread's own CPU time (not wall time), so
+//! on a busy machine a request still costs the CPU it asked for — it just takes longer.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -10,17 +12,60 @@ use std::time::{Duration, Instant};
 /// a second or more sees a steady share.
 const PERIOD: Duration = Duration::from_millis(100);
 
-/// Keeps the calling thread busy for `duration` of wall-clock time. Call it on a
-/// blocking thread, never on the async runtime.
-pub(crate) fn spin_for(duration: Duration) {
-    let end = Instant::now() + duration;
+/// A thread starved of CPU for this many times its ask gives up (bounded work).
+const STARVED_FACTOR: u32 = 10;
+
+/// Uses `cpu` of CPU time on the calling thread, giving up at `STARVED_FACTOR` × `cpu`
+/// of wall time. Call it on a blocking thread, never on the async runtime.
+pub(crate) fn burn_cpu(cpu: Duration) {
+    burn_cpu_until(cpu, Instant::now() + cpu * STARVED_FACTOR);
+}
+
+/// Uses up to `cpu` of CPU time on the calling thread, stopping at `deadline` at the
+/// latest. Without a thread CPU clock, spins for `cpu` of wall time instead.
+fn burn_cpu_until(cpu: Duration, deadline: Instant) {
+    let Some(start) = thread_cpu() else {
+        spin_until(deadline.min(Instant::now() + cpu));
+        return;
+    };
     let mut x: u64 = 1;
-    while Instant::now() < end {
-        for _ in 0..1_000 {
-            // Cheap arithmetic the optimiser must keep (black_box), so the core is busy.
-            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+    loop {
+        x = spin_a_little(x);
+        let used = thread_cpu().map_or(cpu, |now| now.saturating_sub(start));
+        if used >= cpu || Instant::now() >= deadline {
+            return;
         }
     }
+}
+
+fn spin_until(end: Instant) {
+    let mut x: u64 = 1;
+    while Instant::now() < end {
+        x = spin_a_little(x);
+    }
+}
+
+/// About ten microseconds of arithmetic the optimiser must keep (black_box).
+fn spin_a_little(mut x: u64) -> u64 {
+    for _ in 0..10_000 {
+        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+    }
+    x
+}
+
+/// CPU time used by the calling thread so far.
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+fn thread_cpu() -> Option<Duration> {
+    use nix::time::{ClockId, clock_gettime};
+    let t = clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).ok()?;
+    let secs = u64::try_from(t.tv_sec()).ok()?;
+    let nanos = u32::try_from(t.tv_nsec()).ok()?;
+    Some(Duration::new(secs, nanos))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+fn thread_cpu() -> Option<Duration> {
+    None
 }
 
 /// A background thread that keeps `percent` of one core busy while `percent > 0`.
@@ -93,9 +138,9 @@ fn burn(state: &BurnState) {
             }
             return;
         }
-        let busy = PERIOD * percent / 100;
-        spin_for(busy);
-        std::thread::sleep(PERIOD - busy);
+        let period_end = Instant::now() + PERIOD;
+        burn_cpu_until(PERIOD * percent / 100, period_end);
+        std::thread::sleep(period_end.saturating_duration_since(Instant::now()));
     }
 }
 
@@ -104,9 +149,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn spin_for_takes_at_least_its_duration() {
+    fn burn_cpu_uses_the_cpu_time_it_was_asked_for() {
         let start = Instant::now();
-        spin_for(Duration::from_millis(30));
+        let before = thread_cpu().unwrap();
+        burn_cpu(Duration::from_millis(30));
+        let used = thread_cpu().unwrap() - before;
+        assert!(used >= Duration::from_millis(30), "{used:?}");
         assert!(start.elapsed() >= Duration::from_millis(30));
     }
 

@@ -12,7 +12,7 @@
 //! | `GET /` | a small HTML page in the colour of `COLOR`, with version, region, pod and time |
 //! | `GET /healthz` | liveness: `200 ok` while the process serves |
 //! | `GET /readyz` | readiness: `200 ready`, or `503 not ready` while the `unready` fault is on |
-//! | `GET /work?ms=N` | burns N ms (default 100, capped by `--max-work`, default 10 s) of one core on a blocking thread; answers JSON `{"burned_ms":N,"capped":bool}` |
+//! | `GET /work?ms=N` | burns N ms of CPU time (default 100, capped by `--max-work`, default 10 s) on a blocking thread; answers JSON `{"burned_ms":N,"capped":bool}` |
 //! | `GET /admin/state` | identity, faults in force and request counters (below) |
 //! | `GET /admin/faults` | the faults in force |
 //! | `PUT /admin/faults` | replace the faults in force (body below); answers the faults now in force |
@@ -73,6 +73,25 @@ use tokio::net::TcpListener;
 
 pub use counters::{CounterSnapshot, PathClass};
 pub use faults::{FaultError, FaultSpec, Faults};
+
+/// The body of `GET /admin/state` (also what chaos and load read back).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AdminState {
+    /// Pod name.
+    pub pod: String,
+    /// Colour.
+    pub color: String,
+    /// Version.
+    pub version: String,
+    /// Region.
+    pub region: String,
+    /// When the app started.
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    /// The faults in force.
+    pub faults: Faults,
+    /// Responses counted since start.
+    pub requests: CounterSnapshot,
+}
 
 /// Who this instance is: shown on the page and sent in every response's headers.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,10 +16,10 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::burn::spin_for;
+use super::burn::burn_cpu;
 use super::counters::{Counters, PathClass};
 use super::faults::{FaultSpec, FaultSwitch};
-use super::{AppConfig, IdentityHeaders};
+use super::{AdminState, AppConfig, IdentityHeaders};
 
 /// Default `/work` burn when `ms` is not given.
 const DEFAULT_WORK_MS: u64 = 100;
@@ -196,7 +196,7 @@ async fn work(State(state): State<AppState>, request: Request) -> Response {
     };
     let cap = u64::try_from(state.config.max_work.as_millis()).unwrap_or(u64::MAX);
     let burned = requested.min(cap);
-    let spun = tokio::task::spawn_blocking(move || spin_for(Duration::from_millis(burned))).await;
+    let spun = tokio::task::spawn_blocking(move || burn_cpu(Duration::from_millis(burned))).await;
     if spun.is_err() {
         return error(StatusCode::INTERNAL_SERVER_ERROR, "the work thread failed");
     }
@@ -219,15 +219,15 @@ fn work_ms(query: Option<&str>) -> Result<u64, String> {
 
 async fn admin_state(State(state): State<AppState>) -> Response {
     let identity = &state.config.identity;
-    axum::Json(json!({
-        "pod": identity.pod,
-        "color": identity.color,
-        "version": identity.version,
-        "region": identity.region,
-        "started_at": state.started_at.to_rfc3339_opts(SecondsFormat::Millis, true),
-        "faults": state.faults.current(),
-        "requests": state.counters.snapshot(),
-    }))
+    axum::Json(AdminState {
+        pod: identity.pod.clone(),
+        color: identity.color.clone(),
+        version: identity.version.clone(),
+        region: identity.region.clone(),
+        started_at: state.started_at,
+        faults: state.faults.current(),
+        requests: state.counters.snapshot(),
+    })
     .into_response()
 }
 

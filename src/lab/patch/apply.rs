@@ -84,15 +84,7 @@ fn apply_at(
             ));
         }
     }
-    let mine = |entry: &Value| {
-        entry["manager"] == manager
-            && entry["operation"] == "Apply"
-            && entry
-                .get("subresource")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .is_empty()
-    };
+    let mine = |entry: &Value| is_own_entry(entry, manager);
     let old_entry = entries.iter().find(|entry| mine(entry));
     let previous = old_entry
         .map(|entry| FieldSet::from_fields_v1(&entry["fieldsV1"]))
@@ -109,22 +101,10 @@ fn apply_at(
         Some(&object),
         &mut Vec::new(),
     );
+    let others = hand_over(entries.iter().filter(|entry| !mine(entry)), &taken);
     let mut keep = applied.clone();
-    let mut others = Vec::new();
-    for other in entries.iter().filter(|entry| !mine(entry)) {
-        let owned = FieldSet::from_fields_v1(&other["fieldsV1"]);
-        let left = owned.difference(&taken);
-        if !left.has_members() {
-            continue;
-        }
-        keep.union(&left);
-        let mut other = other.clone();
-        if left != owned
-            && let Some(map) = other.as_object_mut()
-        {
-            map.insert("fieldsV1".to_string(), left.to_fields_v1());
-        }
-        others.push(other);
+    for other in &others {
+        keep.union(&FieldSet::from_fields_v1(&other["fieldsV1"]));
     }
 
     let removed = previous.difference(&applied);
@@ -146,6 +126,38 @@ fn apply_at(
         set_managed_fields(map, entries);
     }
     Ok(object)
+}
+
+/// Whether `entry` is the Apply entry of `manager` for the main resource.
+fn is_own_entry(entry: &Value, manager: &str) -> bool {
+    entry["manager"] == manager
+        && entry["operation"] == "Apply"
+        && entry
+            .get("subresource")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .is_empty()
+}
+
+/// The other managers' entries without the fields `taken` from them; a manager left
+/// owning nothing loses its entry, as upstream.
+fn hand_over<'e>(others: impl Iterator<Item = &'e Value>, taken: &FieldSet) -> Vec<Value> {
+    let mut kept = Vec::new();
+    for other in others {
+        let owned = FieldSet::from_fields_v1(&other["fieldsV1"]);
+        let left = owned.difference(taken);
+        if !left.has_members() {
+            continue;
+        }
+        let mut other = other.clone();
+        if left != owned
+            && let Some(map) = other.as_object_mut()
+        {
+            map.insert("fieldsV1".to_string(), left.to_fields_v1());
+        }
+        kept.push(other);
+    }
+    kept
 }
 
 /// The placeholder owner upstream gives the fields of an object on its first apply.

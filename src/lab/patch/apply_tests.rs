@@ -351,3 +351,49 @@ fn changing_a_field_takes_it_from_the_manager_that_owned_it() {
     assert_eq!(managed(&out).len(), 1, "{:?}", managed(&out));
     assert_eq!(managed(&out)[0]["manager"], "ci");
 }
+
+#[test]
+fn service_ports_apply_by_port_and_protocol_and_hpa_metrics_replace_whole() {
+    let live = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+                      "spec": {"selector": {"app": "web", "v": "blue"},
+                               "ports": [{"port": 80, "targetPort": 8080, "nodePort": 30080}]}});
+    let body = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+                      "spec": {"selector": {"app": "web"},
+                               "ports": [{"port": 80, "targetPort": 9090}]}});
+    let out = apply_at(Some(&live), &body, "m", "Service", T1).unwrap();
+    // The selector is an atomic map: replaced, not merged.
+    assert_eq!(out["spec"]["selector"], json!({"app": "web"}));
+    assert_eq!(
+        out["spec"]["ports"],
+        json!([{"port": 80, "targetPort": 9090, "nodePort": 30080}])
+    );
+    assert_eq!(
+        entry(&out, "m")["fieldsV1"]["f:spec"],
+        json!({"f:selector": {}, "f:ports": {"k:{\"port\":80,\"protocol\":\"TCP\"}": {
+            ".": {}, "f:port": {}, "f:targetPort": {}
+        }}})
+    );
+
+    let hpa = |metrics: Value| {
+        json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+               "metadata": {"name": "web"}, "spec": {"maxReplicas": 5, "metrics": metrics}})
+    };
+    let cpu = json!([{"type": "Resource", "resource": {"name": "cpu",
+                      "target": {"type": "Utilization", "averageUtilization": 50}}}]);
+    let memory = json!([{"type": "Resource", "resource": {"name": "memory",
+                         "target": {"type": "Utilization", "averageUtilization": 70}}}]);
+    let live = apply_at(None, &hpa(cpu), "m", "HorizontalPodAutoscaler", T1).unwrap();
+    let out = apply_at(
+        Some(&live),
+        &hpa(memory.clone()),
+        "m",
+        "HorizontalPodAutoscaler",
+        T2,
+    )
+    .unwrap();
+    assert_eq!(out["spec"]["metrics"], memory);
+    assert_eq!(
+        entry(&out, "m")["fieldsV1"],
+        json!({"f:spec": {"f:maxReplicas": {}, "f:metrics": {}}})
+    );
+}

@@ -7,8 +7,8 @@
 //! when the manager owns that value itself; in FieldsV1 a member leaf is `{}` and a
 //! member with children carries `".": {}`. As upstream's `ToFieldSet`, the set of an
 //! applied configuration has its scalars, atomic values (lists without a key, atomic
-//! structs), empty objects and keyed/set list elements as members, never the objects that
-//! merely contain them.
+//! structs) and keyed/set list elements as members, never the objects that merely contain
+//! them (so an empty object owns nothing).
 //!
 //! Also here: `prune`, which removes from an object the fields of a set. Used by `apply`.
 
@@ -152,7 +152,8 @@ fn walk(
 ) -> Result<(), PatchError> {
     let shape = keys::shape(kind, path);
     match value {
-        Value::Object(map) if !map.is_empty() && shape != Shape::Atomic => {
+        // An empty object owns nothing, as upstream's `ToFieldSet` (only atomic ones count).
+        Value::Object(map) if shape != Shape::Atomic => {
             for (field, inner) in map {
                 path.push(field.clone());
                 let child = node.children.entry(format!("f:{field}")).or_default();
@@ -184,7 +185,7 @@ fn walk(
                 }
             }
         }
-        // Scalars, nulls, empty objects, atomic values and lists without a key.
+        // Scalars, nulls, atomic values and lists without a key.
         _ => node.member = true,
     }
     Ok(())
@@ -374,8 +375,7 @@ mod tests {
                             "f:name": {},
                             "f:ports": {"k:{\"containerPort\":8080,\"protocol\":\"TCP\"}": {
                                 ".": {}, "f:containerPort": {}
-                            }},
-                            "f:resources": {}
+                            }}
                         }}}
                     }
                 }

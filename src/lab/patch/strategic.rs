@@ -6,8 +6,14 @@
 //! merge element-wise; sets of scalars merge without duplicates; every other list is
 //! replaced. The directives `$patch` (replace / delete / merge), `$retainKeys`,
 //! `$deleteFromPrimitiveList/<field>` and `$setElementOrder/<field>` are honoured and never
-//! survive into the result. Unlike the upstream code, values taken whole from the patch
-//! are cleaned the same way (nulls and directives removed), so no directive can be stored.
+//! survive into the result.
+//!
+//! `kubectl_tests` checks the results against `kubectl patch --local` (the upstream code)
+//! case by case. Deliberate differences, all stricter or cleaner than upstream: values taken
+//! whole from the patch have their nulls and directives removed too (upstream stores
+//! `null`, which a typed decode drops anyway); an unknown `$...` key or a
+//! `$deleteFromPrimitiveList/` value that is not a list is a BadRequest (upstream stores
+//! or ignores it); `$patch: delete` of the whole object is a BadRequest.
 //! Called by `patch::apply` for `Patch::Strategic`.
 
 use serde_json::{Map, Value};
@@ -30,6 +36,11 @@ pub(super) fn merge(live: &Value, patch: &Value, kind: &str) -> Result<Value, Pa
             "the stored object is not a JSON object".to_string(),
         ));
     };
+    if patch.get(DIRECTIVE).and_then(Value::as_str) == Some("delete") {
+        return Err(bad(
+            "a strategic merge patch cannot delete the whole object; send DELETE instead",
+        ));
+    }
     let merger = Merger { kind };
     Ok(Value::Object(merger.map(
         live.clone(),
@@ -64,10 +75,11 @@ impl Merger<'_> {
             }
             // Upstream answers `$patch: delete` on a map with an empty map, not a removal.
             Some(Value::String(d)) if d == "delete" => return Ok(Map::new()),
-            Some(Value::String(d)) if d == "merge" => {}
+            // Upstream rejects `merge` here too, although merging is what happens anyway.
             Some(other) => {
                 return Err(bad(format!(
-                    "unknown {DIRECTIVE} value {other} at {}; use \"replace\", \"delete\" or \"merge\"",
+                    "unknown {DIRECTIVE} value {other} at {}; use \"replace\" or \"delete\" \
+                     (or leave it out to merge)",
                     show(path)
                 )));
             }
@@ -138,6 +150,8 @@ impl Merger<'_> {
             Shape::Set => set_list(original, patch, path),
             Shape::Atomic | Shape::Plain => patch
                 .iter()
+                // Upstream drops the `$patch` elements of a list it replaces.
+                .filter(|item| item.get(DIRECTIVE).is_none())
                 .map(|item| match item {
                     // An element of an element has no field path of its own.
                     Value::Array(inner) => Ok(Value::Array(
@@ -422,3 +436,7 @@ fn show(path: &[String]) -> String {
 #[cfg(test)]
 #[path = "strategic_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "strategic_kubectl_tests.rs"]
+mod kubectl_tests;

@@ -317,6 +317,8 @@ fn malformed_patches_are_bad_requests() {
         json!({"spec": {"$setElementOrder/x": {}}}),
         json!({"spec": {"strategy": {"$retainKeys": ["type"], "rollingUpdate": {}}}}),
         json!({"spec": {"$unknown": 1}}),
+        json!({"spec": {"strategy": {"$patch": "merge", "type": "Recreate"}}}),
+        json!({"$patch": "delete"}),
     ];
     for patch in cases {
         let result = merge(&deployment(), &patch, "Deployment");
@@ -336,6 +338,14 @@ fn arrays_of_arrays_replace_but_cannot_merge_by_key() {
     )
     .unwrap();
     assert_eq!(out["data"], json!([[4], [{}]]));
+
+    let directive_only = merge(
+        &json!({"data": [1]}),
+        &json!({"data": [{"name": "x", "$patch": "delete"}, {"$patch": "replace"}]}),
+        "Thing",
+    )
+    .unwrap();
+    assert_eq!(directive_only["data"], json!([]));
 
     let keyed = json!({"spec": {"template": {"spec": {"containers": [["web"]]}}}});
     let result = merge(&deployment(), &keyed, "Deployment");

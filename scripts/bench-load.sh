@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Benchmarks `resil load` against wrk and oha on this machine, from the same run:
+#   - closed model: each tool RUNS x DURATION at each connection count in CONNS against
+#     nginx (127.0.0.1 only, `return 200`), server pinned to SERVER_CPU, generator to
+#     GEN_CPU; prints the medians of req/s, p50 and p99 and the ratios resil/wrk and
+#     resil/oha;
+#   - open model: resil at OPEN_RATE req/s on one core: achieved rate vs target,
+#     corrected vs uncorrected p99, late sends.
+# Installs what is missing: wrk, nginx, jq (apt-get), oha (cargo install, into
+# $OHA_ROOT). Needs a release build of resil (`cargo build --release`; RESIL overrides
+# the binary). Takes about 5 minutes with the defaults and loads two CPUs fully.
+set -euo pipefail
+
+DURATION=${DURATION:-10}            # seconds per run
+RUNS=${RUNS:-3}
+CONNS=${CONNS:-"32 128"}
+SERVER_CPU=${SERVER_CPU:-0}
+GEN_CPU=${GEN_CPU:-1}
+PORT=${PORT:-18080}
+OPEN_RATE=${OPEN_RATE:-60000}
+PARTS=${PARTS:-"closed open stall"}   # which parts to run
+OHA_ROOT=${OHA_ROOT:-${TMPDIR:-/tmp}/resil-bench-oha}
+here=$(cd "$(dirname "$0")/.." && pwd)
+RESIL=${RESIL:-${CARGO_TARGET_DIR:-$here/target}/release/resil}
+
+say() { printf '%s\n' "$*" >&2; }
+
+need_apt() {
+    local missing=()
+    for tool in "$@"; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+    [ ${#missing[@]} -eq 0 ] && return
+    say "installing ${missing[*]} (apt-get)"
+    apt-get install -y "${missing[@]}" >/dev/null 2>&1 \
+        || { apt-get update >/dev/null && apt-get install -y "${missing[@]}" >/dev/null; }
+}
+
+need_apt wrk nginx jq taskset
+OHA=$(command -v oha || true)
+if [ -z "$OHA" ]; then
+    OHA=$OHA_ROOT/bin/oha
+    if [ ! -x "$OHA" ]; then
+        say "installing oha into $OHA_ROOT (cargo install --locked)"
+        CARGO_TARGET_DIR=$OHA_ROOT/build cargo install oha --locked --root "$OHA_ROOT" >/dev/null
+    fi
+fi
+if [ ! -x "$RESIL" ]; then
+    say "no release build at $RESIL: run cargo build --release (or set RESIL)"
+    exit 2
+fi
+
+work=$(mktemp -d)
+cat >"$work/nginx.conf" <<EOF
+worker_processes 1;
+# One process serves, so SIGSTOP freezes the server for the stall case.
+master_process off;
+daemon off;
+pid $work/nginx.pid;
+error_log $work/error.log warn;
+events { worker_connections 8192; }
+http {
+    access_log off;
+    keepalive_requests 100000000;
+    server {
+        listen 127.0.0.1:$PORT backlog=4096;
+        location / { return 200 "ok\n"; }
+    }
+}
+EOF
+taskset -c "$SERVER_CPU" nginx -c "$work/nginx.conf" -p "$work" &
+nginx_pid=$!
+trap 'kill $nginx_pid 2>/dev/null; wait $nginx_pid 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 50); do curl -fs "http://127.0.0.1:$PORT/" >/dev/null 2>&1 && break; sleep 0.1; done
+url="http://127.0.0.1:$PORT/"
+gen() { taskset -c "$GEN_CPU" "$@"; }
+
+# wrk prints latencies as 178.00us / 1.23ms / 1.02s; convert to µs.
+to_us() {
+    awk '{ v=$1; if (v ~ /us$/) { sub(/us$/,"",v); print v+0 } else if (v ~ /ms$/) { sub(/ms$/,"",v); print v*1000 }
+           else if (v ~ /s$/) { sub(/s$/,"",v); print v*1000000 } }'
+}
+
+has() { [[ " $PARTS " == *" $1 "* ]]; }
+
+results=$work/results.tsv   # tool conns run rps p50_us p99_us
+if has closed; then
+for c in $CONNS; do
+    for run in $(seq "$RUNS"); do
+        out=$(gen wrk -t1 -c"$c" -d"${DURATION}s" --latency "$url")
+        rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+        p50=$(awk '$1=="50%" {print $2}' <<<"$out" | to_us)
+        p99=$(awk '$1=="99%" {print $2}' <<<"$out" | to_us)
+        printf 'wrk\t%s\t%s\t%s\t%s\t%s\n' "$c" "$run" "$rps" "$p50" "$p99" | tee -a "$results" >&2
+
+        out=$(gen "$OHA" -z "${DURATION}s" -c "$c" --no-tui --output-format json "$url")
+        jq -r --arg c "$c" --arg run "$run" \
+            '["oha", $c, $run, .metrics.requests_per_sec, .metrics.latency_ms.p50*1000, .metrics.latency_ms.p99*1000] | @tsv' \
+            <<<"$out" | tee -a "$results" >&2
+
+        out=$(gen "$RESIL" load "$url" -c "$c" -d "${DURATION}s" --threads 1 -o json)
+        jq -r --arg c "$c" --arg run "$run" \
+            '["resil", $c, $run, .achieved_rate, .latency.p50_us, .latency.p99_us] | @tsv' \
+            <<<"$out" | tee -a "$results" >&2
+    done
+done
+
+echo
+echo "closed model: median of $RUNS x ${DURATION}s, generator on CPU $GEN_CPU, nginx on CPU $SERVER_CPU"
+printf '%-6s %6s %12s %10s %10s\n' tool conns "req/s" "p50 µs" "p99 µs"
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+declare -A med
+for c in $CONNS; do
+    for tool in wrk oha resil; do
+        for col in 4 5 6; do
+            med[$tool,$c,$col]=$(awk -F'\t' -v t="$tool" -v c="$c" -v col="$col" '$1==t && $2==c {print $col}' "$results" | median)
+        done
+        printf '%-6s %6s %12.0f %10.0f %10.0f\n' "$tool" "$c" "${med[$tool,$c,4]}" "${med[$tool,$c,5]}" "${med[$tool,$c,6]}"
+    done
+done
+echo
+printf '%-6s %14s %14s %14s %14s\n' conns "rps resil/wrk" "rps resil/oha" "p50 resil/wrk" "p99 resil/wrk"
+for c in $CONNS; do
+    awk -v rw="${med[resil,$c,4]}" -v w="${med[wrk,$c,4]}" -v o="${med[oha,$c,4]}" \
+        -v r50="${med[resil,$c,5]}" -v w50="${med[wrk,$c,5]}" -v r99="${med[resil,$c,6]}" -v w99="${med[wrk,$c,6]}" -v c="$c" \
+        'BEGIN { printf "%-6s %14.3f %14.3f %14.3f %14.3f\n", c, rw/w, rw/o, r50/w50, r99/w99 }'
+done
+fi
+
+if has open; then
+echo
+echo "open model: resil --rate $OPEN_RATE for ${DURATION}s on CPU $GEN_CPU"
+out=$(gen "$RESIL" load "$url" --rate "$OPEN_RATE" -d "${DURATION}s" --threads 1 -o json)
+jq -r '"target \(.target_rate) req/s, achieved \(.achieved_rate | floor) req/s (\((.achieved_rate / .target_rate - 1) * 100 | . * 1000 | round / 1000)%), "
+     + "requests \(.requests), late sends (>1ms) \(.late_sends), errors \(.errors)\n"
+     + "p50 corrected \(.latency.p50_us) µs / uncorrected \(.latency_uncorrected.p50_us) µs; "
+     + "p99 corrected \(.latency.p99_us) µs / uncorrected \(.latency_uncorrected.p99_us) µs "
+     + "(ratio \(.latency.p99_us / .latency_uncorrected.p99_us | . * 100 | round / 100))"' <<<"$out"
+fi
+
+if has stall; then
+echo
+STALL_RATE=${STALL_RATE:-500}
+echo "stall honesty: resil --rate $STALL_RATE for 10s; nginx frozen (SIGSTOP) from 2.5s to 7.5s"
+gen "$RESIL" load "$url" --rate "$STALL_RATE" -d 10s --threads 1 -o json >"$work/stall.json" &
+load_pid=$!
+sleep 2.55   # resil starts sending ~50 ms after it starts
+kill -STOP "$nginx_pid"
+sleep 5
+kill -CONT "$nginx_pid"
+wait "$load_pid"
+# Half the requests are answered at once; the other half were sent during the freeze and
+# wait for its end: their latencies spread evenly over (0, 5 s]. So p75 = 2.5 s, p90 = 4 s
+# (p50 sits on the edge between the halves).
+jq -r '"requests \(.requests), late sends \(.late_sends)\n"
+     + "p50 \(.latency.p50_us) µs; p75 \(.latency.p75_us) µs (hand-computed 2500000, \((.latency.p75_us / 2500000 - 1) * 1000 | round / 10)%); "
+     + "p90 \(.latency.p90_us) µs (hand-computed 4000000, \((.latency.p90_us / 4000000 - 1) * 1000 | round / 10)%)"' "$work/stall.json"
+fi

@@ -1,0 +1,224 @@
+//! API errors as Kubernetes `metav1.Status` bodies with the right HTTP code, `reason` and
+//! `details` — what kube-rs (`Error::Api`, `is_not_found`) and kubectl key on. Also the
+//! JSON response helper every handler uses (Content-Type is always application/json).
+
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::lab::patch::PatchError;
+use crate::lab::store::{Kind, StoreError, kinds};
+
+/// A JSON response.
+pub fn json_response(code: StatusCode, body: &Value) -> Response {
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// A failed request, rendered as a Status.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// HTTP status.
+    pub code: u16,
+    /// Status `reason` (NotFound, Conflict, ...).
+    pub reason: &'static str,
+    /// Human message.
+    pub message: String,
+    /// Status `details`, if any.
+    pub details: Option<Value>,
+}
+
+/// Handler result.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    fn new(code: u16, reason: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    fn with_details(mut self, kind: &Kind, name: &str) -> ApiError {
+        let mut d = json!({"group": kind.group, "kind": kind.plural});
+        if !name.is_empty() {
+            d["name"] = json!(name);
+        }
+        self.details = Some(d);
+        self
+    }
+
+    /// 400 BadRequest.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(400, "BadRequest", message)
+    }
+
+    /// 401 Unauthorized.
+    pub fn unauthorized() -> ApiError {
+        ApiError::new(401, "Unauthorized", "Unauthorized")
+    }
+
+    /// 404 for a URL that names no resource.
+    pub fn no_route() -> ApiError {
+        ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+    }
+
+    /// 404 for a missing object.
+    pub fn not_found(kind: &Kind, name: &str) -> ApiError {
+        ApiError::new(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", kind.qualified()),
+        )
+        .with_details(kind, name)
+    }
+
+    /// 405 MethodNotAllowed.
+    pub fn method_not_allowed(method: &str, what: &str) -> ApiError {
+        ApiError::new(
+            405,
+            "MethodNotAllowed",
+            format!(
+                "the server does not allow this method on the requested resource ({method} {what})"
+            ),
+        )
+    }
+
+    /// 413 RequestEntityTooLarge.
+    pub fn too_large(limit: usize) -> ApiError {
+        ApiError::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("the request body is larger than the limit of {limit} bytes"),
+        )
+    }
+
+    /// 415 UnsupportedMediaType.
+    pub fn unsupported_media_type(content_type: &str, accepted: &[&str]) -> ApiError {
+        ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format ({content_type:?}) - accepted media types include: {}",
+                accepted.join(", ")
+            ),
+        )
+    }
+
+    /// 422 Invalid with one cause per (field, message).
+    pub fn invalid(kind: &Kind, name: &str, causes: &[(String, String)]) -> ApiError {
+        let text: Vec<String> = causes.iter().map(|(f, m)| format!("{f}: {m}")).collect();
+        let mut e = ApiError::new(
+            422,
+            "Invalid",
+            format!("{} \"{name}\" is invalid: {}", kind.kind, text.join(", ")),
+        )
+        .with_details(kind, name);
+        if let Some(d) = e.details.as_mut() {
+            d["kind"] = json!(kind.kind);
+            d["causes"] = causes
+                .iter()
+                .map(|(f, m)| json!({"reason": "FieldValueInvalid", "message": m, "field": f}))
+                .collect();
+        }
+        e
+    }
+
+    /// Maps a store refusal to its Status.
+    pub fn from_store(err: StoreError) -> ApiError {
+        let kind_of = |r: &str| kinds::stored(r);
+        match &err {
+            StoreError::NotFound { resource, name } => match kind_of(resource) {
+                Some(k) => ApiError::not_found(k, name),
+                None => ApiError::new(404, "NotFound", err.to_string()),
+            },
+            StoreError::AlreadyExists { resource, name } => {
+                let mut e = ApiError::new(409, "AlreadyExists", err.to_string());
+                if let Some(k) = kind_of(resource) {
+                    e.message = format!("{} \"{name}\" already exists", k.qualified());
+                    e = e.with_details(k, name);
+                }
+                e
+            }
+            StoreError::Conflict { resource, name } => {
+                let mut e = ApiError::new(409, "Conflict", err.to_string());
+                if let Some(k) = kind_of(resource) {
+                    e.message = format!(
+                        "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; \
+                         please apply your changes to the latest version and try again",
+                        k.qualified()
+                    );
+                    e = e.with_details(k, name);
+                }
+                e
+            }
+            StoreError::Invalid {
+                resource,
+                name,
+                causes,
+            } => match kind_of(resource) {
+                Some(k) => ApiError::invalid(k, name, causes),
+                None => ApiError::new(422, "Invalid", err.to_string()),
+            },
+            StoreError::Forbidden(message) => ApiError::new(403, "Forbidden", message.clone()),
+            StoreError::NamespaceNotFound(ns) => {
+                let mut e = ApiError::new(404, "NotFound", err.to_string());
+                e.details = Some(json!({"name": ns, "kind": "namespaces"}));
+                e
+            }
+        }
+    }
+
+    /// Maps a patch failure to its Status.
+    pub fn from_patch(kind: &Kind, name: &str, err: PatchError) -> ApiError {
+        match err {
+            PatchError::BadRequest(m) => ApiError::bad_request(m),
+            PatchError::Invalid(m) => ApiError::invalid(kind, name, &[(String::new(), m)]),
+        }
+    }
+
+    /// The Status object.
+    pub fn to_status(&self) -> Value {
+        let mut s = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        });
+        if let Some(d) = &self.details {
+            s["details"] = d.clone();
+        }
+        s
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        json_response(code, &self.to_status())
+    }
+}
+
+/// The Status a successful delete of a non-pod object answers with.
+pub fn deleted_status(kind: &Kind, name: &str, uid: &str) -> Value {
+    json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": {"name": name, "group": kind.group, "kind": kind.plural, "uid": uid},
+    })
+}

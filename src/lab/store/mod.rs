@@ -1,0 +1,610 @@
+//! The lab's object store: every Kubernetes object as `serde_json::Value`, keyed by
+//! (resource plural, namespace, name), under one global increasing resourceVersion, with a
+//! bounded event history and a fan-out to watchers.
+//!
+//! It owns the server-side rules that hold whoever writes — the HTTP API or an in-lab
+//! controller: metadata the server fills (uid, resourceVersion, creationTimestamp,
+//! generation, generateName), the status-subresource rule, optimistic concurrency,
+//! finalizers, cascading deletion and pod graceful deletion. It knows nothing of HTTP,
+//! selectors or patches (`api/` does). Persistence lives in `persist.rs`, watch
+//! subscriptions in `watch.rs`, per-kind defaults and metadata rules in `meta.rs`.
+//!
+//! Pod deletion seam: a pod with a grace period is only marked (`deletionTimestamp`) when a
+//! pod terminator has claimed pods with [`Store::set_pod_terminator`] — the kubelet does,
+//! then stops the process and calls [`Store::remove`]. Without a terminator (tests, a lab
+//! without a runtime) pods are removed at once, like `--grace-period=0`.
+//! Deleting a namespace removes its objects at once (pods included), so a terminator must
+//! also stop the process of a pod it sees DELETED.
+//!
+//! How an in-lab controller uses it (the lab hands it the store via `Lab::spawn_task`):
+//!
+//! ```text
+//! let pods = kinds::stored("pods").unwrap();            // the type table entry
+//! let mut sub = store.watch("pods", None, WatchStart::Now)?;  // ADDED per pod, then live
+//! while let Ok(event) = sub.next().await { ... }         // Err(Lagged): relist, re-watch
+//! store.create(pods, "default", json!({...}))?;          // server fills uid, RV, ...
+//! store.update(pods, "default", "web-1", obj, WriteMode::Status)?;  // status only
+//! store.delete(pods, "default", "web-1", &DeleteOptions::default())?;
+//! store.remove("pods", "default", "web-1")?;             // the terminator's last step
+//! store.set_pod_metrics("default", "web-1", Some(pod_metrics_json));
+//! ```
+
+mod delete;
+pub mod kinds;
+mod meta;
+pub mod persist;
+mod services;
+mod watch;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+pub use kinds::Kind;
+pub use watch::{Subscription, WatchStart};
+
+/// How many past events a watch may resume from.
+const HISTORY: usize = 10_000;
+/// Events buffered per watcher before it is cut off (and told to relist).
+const FANOUT: usize = 4_096;
+
+/// What happened to an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    /// Created.
+    Added,
+    /// Changed.
+    Modified,
+    /// Removed.
+    Deleted,
+}
+
+impl EventType {
+    /// The watch wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change, as watchers see it.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    /// The resourceVersion this change produced.
+    pub rv: u64,
+    /// What happened.
+    pub kind: EventType,
+    /// Resource plural (store key).
+    pub resource: &'static str,
+    /// Namespace; empty for cluster-scoped objects.
+    pub namespace: String,
+    /// The object after the change (for `Deleted`: as it was, with the deletion's RV).
+    pub object: Value,
+    /// The object before a `Modified` change (lets selector watches turn a change that
+    /// leaves the selection into DELETED).
+    pub previous: Option<Value>,
+}
+
+/// Why a store operation was refused.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum StoreError {
+    /// No such object.
+    #[error("{resource} \"{name}\" not found")]
+    NotFound {
+        /// Resource plural.
+        resource: &'static str,
+        /// Object name.
+        name: String,
+    },
+    /// The name is taken.
+    #[error("{resource} \"{name}\" already exists")]
+    AlreadyExists {
+        /// Resource plural.
+        resource: &'static str,
+        /// Object name.
+        name: String,
+    },
+    /// The write carried a resourceVersion (or uid precondition) that is not the live one.
+    #[error(
+        "Operation cannot be fulfilled on {resource} \"{name}\": the object has been modified; \
+         please apply your changes to the latest version and try again"
+    )]
+    Conflict {
+        /// Resource plural.
+        resource: &'static str,
+        /// Object name.
+        name: String,
+    },
+    /// The object is not acceptable; each cause is (field, message).
+    #[error("{resource} \"{name}\" is invalid: {}", causes.iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join(", "))]
+    Invalid {
+        /// Resource plural.
+        resource: &'static str,
+        /// Object name (may be empty).
+        name: String,
+        /// (field path, message) pairs.
+        causes: Vec<(String, String)>,
+    },
+    /// The operation is never allowed (deleting namespace `default`).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The namespace does not exist or is being deleted.
+    #[error("namespaces \"{0}\" not found")]
+    NamespaceNotFound(String),
+}
+
+/// Which part of an object a write may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// The main resource: everything but `status` (for kinds with a status subresource).
+    Main,
+    /// The `/status` subresource: only `status`.
+    Status,
+}
+
+/// Deletion propagation to objects whose ownerReferences name the deleted object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Propagation {
+    /// Delete dependents (in the lab, at once, like foreground).
+    #[default]
+    Background,
+    /// Delete dependents before the owner (same effect in the lab).
+    Foreground,
+    /// Keep dependents and drop their owner reference.
+    Orphan,
+}
+
+/// Options of one deletion.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOptions {
+    /// Seconds of grace (pods); `Some(0)` removes at once.
+    pub grace_period: Option<i64>,
+    /// What happens to dependents.
+    pub propagation: Propagation,
+    /// Only delete if the uid still matches.
+    pub precondition_uid: Option<String>,
+    /// Only delete if the resourceVersion still matches.
+    pub precondition_rv: Option<String>,
+}
+
+/// What a deletion did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Deleted {
+    /// The object is gone; this is its last state.
+    Gone(Value),
+    /// The object is marked (`deletionTimestamp`) and waits for its finalizers or its pod
+    /// terminator.
+    Pending(Value),
+}
+
+/// A list answer: the objects and the resourceVersion it is consistent with.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// Matching objects, ordered by namespace then name.
+    pub items: Vec<Value>,
+    /// The store's resourceVersion at the time of the list.
+    pub rv: u64,
+}
+
+type Key = (&'static str, String, String);
+
+pub(crate) struct State {
+    objects: BTreeMap<Key, Value>,
+    rv: u64,
+    history: VecDeque<Arc<StoredEvent>>,
+    /// Every event with rv > floor is still in `history`.
+    floor: u64,
+}
+
+/// The store. Share it as `Arc<Store>`; every method is synchronous and short.
+pub struct Store {
+    // A std Mutex: no critical section awaits, and events are sent to watchers under it
+    // so that a watch start (snapshot + subscribe) can never miss or repeat an event.
+    state: Mutex<State>,
+    events: broadcast::Sender<Arc<StoredEvent>>,
+    changes: tokio::sync::watch::Sender<u64>,
+    pod_terminator: AtomicBool,
+    metrics: Mutex<BTreeMap<(String, String), Value>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("rv", &self.resource_version())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// An empty store holding namespace `default`.
+    pub fn new() -> Store {
+        let store = Store::from_parts(BTreeMap::new(), 0);
+        store.ensure_namespace("default");
+        store
+    }
+
+    pub(crate) fn from_parts(objects: BTreeMap<Key, Value>, rv: u64) -> Store {
+        let (events, _) = broadcast::channel(FANOUT);
+        let (changes, _) = tokio::sync::watch::channel(0);
+        Store {
+            state: Mutex::new(State {
+                objects,
+                rv,
+                history: VecDeque::new(),
+                floor: rv,
+            }),
+            events,
+            changes,
+            pod_terminator: AtomicBool::new(false),
+            metrics: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves maps that are still structurally valid
+        // (every mutation is a single insert/remove), so keep serving rather than poison.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Creates namespace `name` if it does not exist.
+    pub fn ensure_namespace(&self, name: &str) {
+        if self.get("namespaces", "", name).is_none() {
+            let ns = serde_json::json!({"metadata": {"name": name}});
+            let _ = self.create(kind("namespaces"), "", ns);
+        }
+    }
+
+    /// The current resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.lock().rv
+    }
+
+    /// Receives a tick after every change (used by persistence).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Declares that a pod terminator (the kubelet) finishes pod deletions: from now on pods
+    /// deleted with a grace period are only marked, and the terminator calls
+    /// [`Store::remove`] once the process has stopped.
+    pub fn set_pod_terminator(&self, present: bool) {
+        self.pod_terminator.store(present, Ordering::SeqCst);
+    }
+
+    /// One object.
+    pub fn get(&self, resource: &str, namespace: &str, name: &str) -> Option<Value> {
+        let kind = kinds::stored(resource)?;
+        self.lock()
+            .objects
+            .get(&(kind.plural, namespace.to_string(), name.to_string()))
+            .cloned()
+    }
+
+    /// All objects of `resource`, in one namespace or (None) all of them.
+    pub fn list(&self, resource: &str, namespace: Option<&str>) -> Listed {
+        let state = self.lock();
+        let items = state
+            .objects
+            .iter()
+            .filter(|((r, ns, _), _)| *r == resource && namespace.is_none_or(|n| n == ns))
+            .map(|(_, v)| v.clone())
+            .collect();
+        Listed {
+            items,
+            rv: state.rv,
+        }
+    }
+
+    /// Object counts per resource (for the lab's status endpoint).
+    pub fn counts(&self) -> BTreeMap<&'static str, usize> {
+        let mut out = BTreeMap::new();
+        for (r, _, _) in self.lock().objects.keys() {
+            *out.entry(*r).or_insert(0) += 1;
+        }
+        out
+    }
+
+    /// Creates an object: fills server metadata, applies defaults, resets status for kinds
+    /// with a status subresource (pods start `Pending`).
+    pub fn create(
+        &self,
+        kind: &'static Kind,
+        namespace: &str,
+        obj: Value,
+    ) -> Result<Value, StoreError> {
+        self.create_with(kind, namespace, obj, false)
+    }
+
+    /// What [`Store::create`] would store, with every check, storing nothing (server-side
+    /// dry run).
+    pub fn preview_create(
+        &self,
+        kind: &'static Kind,
+        namespace: &str,
+        obj: Value,
+    ) -> Result<Value, StoreError> {
+        self.create_with(kind, namespace, obj, true)
+    }
+
+    fn create_with(
+        &self,
+        kind: &'static Kind,
+        namespace: &str,
+        obj: Value,
+        dry: bool,
+    ) -> Result<Value, StoreError> {
+        let mut state = self.lock();
+        let namespace = if kind.namespaced { namespace } else { "" };
+        if kind.namespaced {
+            match state
+                .objects
+                .get(&("namespaces", String::new(), namespace.to_string()))
+            {
+                Some(ns) if meta::deletion_timestamp(ns).is_none() => {}
+                _ => return Err(StoreError::NamespaceNotFound(namespace.to_string())),
+            }
+        }
+        let mut obj = meta::prepare_create(kind, namespace, obj)?;
+        if kind.plural == "services" {
+            services::allocate(&state, &mut obj, None);
+        }
+        let name = meta::name(&obj).to_string();
+        let key = (kind.plural, namespace.to_string(), name.clone());
+        if state.objects.contains_key(&key) {
+            return Err(StoreError::AlreadyExists {
+                resource: kind.plural,
+                name,
+            });
+        }
+        if dry {
+            return Ok(obj);
+        }
+        let rv = state.rv + 1;
+        meta::set_rv(&mut obj, rv);
+        state.objects.insert(key, obj.clone());
+        self.record(
+            &mut state,
+            EventType::Added,
+            kind,
+            namespace,
+            obj.clone(),
+            None,
+        );
+        Ok(obj)
+    }
+
+    /// Replaces an object (or only its status). A non-empty `metadata.resourceVersion`
+    /// must equal the live one. A write that changes nothing keeps the resourceVersion and
+    /// sends no event.
+    pub fn update(
+        &self,
+        kind: &'static Kind,
+        namespace: &str,
+        name: &str,
+        obj: Value,
+        mode: WriteMode,
+    ) -> Result<Value, StoreError> {
+        self.update_with(kind, namespace, name, obj, mode, false)
+    }
+
+    /// What [`Store::update`] would store, with every check, storing nothing (server-side
+    /// dry run).
+    pub fn preview_update(
+        &self,
+        kind: &'static Kind,
+        namespace: &str,
+        name: &str,
+        obj: Value,
+        mode: WriteMode,
+    ) -> Result<Value, StoreError> {
+        self.update_with(kind, namespace, name, obj, mode, true)
+    }
+
+    fn update_with(
+        &self,
+        kind: &'static Kind,
+        namespace: &str,
+        name: &str,
+        obj: Value,
+        mode: WriteMode,
+        dry: bool,
+    ) -> Result<Value, StoreError> {
+        let mut state = self.lock();
+        let namespace = if kind.namespaced { namespace } else { "" };
+        let key = (kind.plural, namespace.to_string(), name.to_string());
+        let Some(live) = state.objects.get(&key) else {
+            return Err(StoreError::NotFound {
+                resource: kind.plural,
+                name: name.to_string(),
+            });
+        };
+        let sent_rv = meta::rv(&obj);
+        if !sent_rv.is_empty() && sent_rv != meta::rv(live) {
+            return Err(StoreError::Conflict {
+                resource: kind.plural,
+                name: name.to_string(),
+            });
+        }
+        let mut new = meta::prepare_update(kind, live, obj, mode)?;
+        if kind.plural == "services" && mode == WriteMode::Main {
+            services::keep_allocations(live, &mut new);
+            services::allocate(&state, &mut new, Some(name));
+        }
+        let live = &state.objects[&key];
+        if meta::same_ignoring_rv(live, &new) {
+            return Ok(live.clone());
+        }
+        if dry {
+            return Ok(new);
+        }
+        // Finalizers emptied on an object being deleted: the deletion completes now.
+        if meta::deletion_timestamp(&new).is_some()
+            && meta::finalizers(&new).is_empty()
+            && kind.plural != "pods"
+        {
+            let previous = live.clone();
+            drop(state);
+            return self
+                .remove_with(
+                    kind,
+                    namespace,
+                    name,
+                    Propagation::Background,
+                    Some(previous),
+                )
+                .map(|d| match d {
+                    Deleted::Gone(v) | Deleted::Pending(v) => v,
+                });
+        }
+        let previous = live.clone();
+        meta::set_rv(&mut new, state.rv + 1);
+        state.objects.insert(key, new.clone());
+        self.record(
+            &mut state,
+            EventType::Modified,
+            kind,
+            namespace,
+            new.clone(),
+            Some(previous),
+        );
+        Ok(new)
+    }
+
+    /// Latest metrics of one pod (metrics.k8s.io PodMetrics object), set by the kubelet.
+    pub fn set_pod_metrics(&self, namespace: &str, name: &str, metrics: Option<Value>) {
+        let mut m = self.metrics.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (namespace.to_string(), name.to_string());
+        match metrics {
+            Some(v) => {
+                m.insert(key, v);
+            }
+            None => {
+                m.remove(&key);
+            }
+        }
+    }
+
+    /// Pod metrics in one namespace or all.
+    pub fn pod_metrics(&self, namespace: Option<&str>) -> Vec<Value> {
+        let m = self.metrics.lock().unwrap_or_else(|e| e.into_inner());
+        m.iter()
+            .filter(|((ns, _), _)| namespace.is_none_or(|n| n == ns))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// Starts a watch on `resource` (in `namespace`, or all): with [`WatchStart::Now`] the
+    /// subscription first yields an ADDED event per current object; with
+    /// [`WatchStart::After`] it yields the events after that resourceVersion, or
+    /// `Err(oldest)` if they are no longer in the history (the client must relist).
+    pub fn watch(
+        &self,
+        resource: &'static str,
+        namespace: Option<&str>,
+        start: WatchStart,
+    ) -> Result<Subscription, u64> {
+        let state = self.lock();
+        let initial: Vec<Arc<StoredEvent>> = match start {
+            WatchStart::Now => state
+                .objects
+                .iter()
+                .filter(|((r, ns, _), _)| *r == resource && namespace.is_none_or(|n| n == ns))
+                .map(|((r, ns, _), v)| {
+                    Arc::new(StoredEvent {
+                        rv: state.rv,
+                        kind: EventType::Added,
+                        resource: r,
+                        namespace: ns.clone(),
+                        object: v.clone(),
+                        previous: None,
+                    })
+                })
+                .collect(),
+            WatchStart::After(rv) => {
+                if rv < state.floor {
+                    return Err(state.floor);
+                }
+                state
+                    .history
+                    .iter()
+                    .filter(|e| e.rv > rv)
+                    .filter(|e| {
+                        e.resource == resource && namespace.is_none_or(|n| n == e.namespace)
+                    })
+                    .cloned()
+                    .collect()
+            }
+        };
+        Ok(Subscription::new(
+            resource,
+            namespace.map(str::to_string),
+            initial,
+            self.events.subscribe(),
+            match start {
+                // A client that asks for events after a version it has not seen yet (ahead
+                // of this store) gets only events after that version.
+                WatchStart::After(rv) => rv.max(state.rv),
+                WatchStart::Now => state.rv,
+            },
+        ))
+    }
+
+    fn record(
+        &self,
+        state: &mut State,
+        kind: EventType,
+        k: &'static Kind,
+        namespace: &str,
+        object: Value,
+        previous: Option<Value>,
+    ) {
+        state.rv += 1;
+        let event = Arc::new(StoredEvent {
+            rv: state.rv,
+            kind,
+            resource: k.plural,
+            namespace: namespace.to_string(),
+            object,
+            previous,
+        });
+        state.history.push_back(event.clone());
+        while state.history.len() > HISTORY {
+            if let Some(old) = state.history.pop_front() {
+                state.floor = old.rv;
+            }
+        }
+        // No receivers is normal (nobody watching).
+        let _ = self.events.send(event);
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    pub(crate) fn snapshot(&self) -> (Vec<(&'static str, Value)>, u64) {
+        let state = self.lock();
+        let objects = state
+            .objects
+            .iter()
+            .map(|((r, _, _), v)| (*r, v.clone()))
+            .collect();
+        (objects, state.rv)
+    }
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store::new()
+    }
+}
+
+fn kind(plural: &str) -> &'static Kind {
+    // Only called with plurals from the static table.
+    kinds::stored(plural).expect("known resource")
+}
+
+#[cfg(test)]
+mod tests;

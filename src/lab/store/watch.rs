@@ -1,0 +1,90 @@
+//! A watch subscription on the store: the replayed or synthetic initial events, then live
+//! events of one resource (and namespace). Used by the API's watch handler and by in-lab
+//! controllers; selectors are the caller's business.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use tokio::sync::broadcast;
+
+use super::StoredEvent;
+
+/// Where a watch starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchStart {
+    /// An ADDED event per current object, then live events (resourceVersion "" or "0").
+    Now,
+    /// Only the events after this resourceVersion.
+    After(u64),
+}
+
+/// Why a subscription ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The watcher fell too far behind; events were lost and it must relist.
+    Lagged,
+    /// The store is gone.
+    Closed,
+}
+
+/// A live subscription; see [`super::Store::watch`].
+#[derive(Debug)]
+pub struct Subscription {
+    resource: &'static str,
+    namespace: Option<String>,
+    pending: VecDeque<Arc<StoredEvent>>,
+    rx: broadcast::Receiver<Arc<StoredEvent>>,
+    /// Events at or below this RV were already delivered (replayed); skip them live.
+    seen: u64,
+}
+
+impl Subscription {
+    pub(super) fn new(
+        resource: &'static str,
+        namespace: Option<String>,
+        initial: Vec<Arc<StoredEvent>>,
+        rx: broadcast::Receiver<Arc<StoredEvent>>,
+        seen: u64,
+    ) -> Subscription {
+        Subscription {
+            resource,
+            namespace,
+            pending: initial.into(),
+            rx,
+            seen,
+        }
+    }
+
+    /// The store's resourceVersion when the watch started (the initial events are
+    /// consistent with it).
+    pub fn start_rv(&self) -> u64 {
+        self.seen
+    }
+
+    /// Initial events not yet taken.
+    pub fn initial_remaining(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The next event, waiting for one if needed.
+    pub async fn next(&mut self) -> Result<Arc<StoredEvent>, Ended> {
+        if let Some(e) = self.pending.pop_front() {
+            return Ok(e);
+        }
+        loop {
+            match self.rx.recv().await {
+                Ok(e) => {
+                    if e.rv <= self.seen || e.resource != self.resource {
+                        continue;
+                    }
+                    if self.namespace.as_ref().is_some_and(|n| *n != e.namespace) {
+                        continue;
+                    }
+                    return Ok(e);
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => return Err(Ended::Lagged),
+                Err(broadcast::error::RecvError::Closed) => return Err(Ended::Closed),
+            }
+        }
+    }
+}

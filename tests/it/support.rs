@@ -1,0 +1,74 @@
+//! Shared fixtures: an in-process lab on 127.0.0.1:0 with a temporary state directory, a
+//! kube client for it, and a raw HTTPS request helper for what kube's typed API cannot
+//! send (no token, malformed bodies, odd content types).
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use resil::lab::{Lab, LabConfig};
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// A running lab in a fresh temporary state directory, and a client for it.
+pub async fn start_lab() -> (Lab, kube::Client, TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lab = start_lab_in(&dir).await;
+    let client = client_for(&lab).await;
+    (lab, client, dir)
+}
+
+/// A lab on an existing state directory.
+pub async fn start_lab_in(dir: &TempDir) -> Lab {
+    let mut config = LabConfig::new(dir.path());
+    config.pod_program = std::path::PathBuf::from(env!("CARGO_BIN_EXE_resil"));
+    Lab::start(config).await.expect("lab starts")
+}
+
+/// A kube client built from the lab's kubeconfig, exactly as a user's would be.
+pub async fn client_for(lab: &Lab) -> kube::Client {
+    let config = config_for(lab).await;
+    kube::Client::try_from(config).expect("client")
+}
+
+/// The kube config for the lab's kubeconfig.
+pub async fn config_for(lab: &Lab) -> kube::Config {
+    let kubeconfig =
+        kube::config::Kubeconfig::from_yaml(&lab.kubeconfig_yaml()).expect("kubeconfig parses");
+    kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+        .await
+        .expect("kube config")
+}
+
+/// Sends one request and returns status, Content-Type and the body as JSON (Null when the
+/// body is not JSON).
+pub async fn raw(
+    client: &kube::Client,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, String, Value) {
+    let mut req = axum::http::Request::builder().method(method).uri(path);
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    let req = req.body(kube::client::Body::from(body)).expect("request");
+    let res = tokio::time::timeout(Duration::from_secs(10), client.send(req))
+        .await
+        .expect("answer within 10 s")
+        .expect("response");
+    let status = res.status().as_u16();
+    let ct = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let bytes = res.into_body().collect_bytes().await.expect("body");
+    (
+        status,
+        ct,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
