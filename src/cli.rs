@@ -71,6 +71,8 @@ pub enum Command {
     Load(LoadArgs),
     /// Watch the demo, fail over between colours and record failover and scaling times.
     Watch(WatchArgs),
+    /// Raise an HPA's minReplicas ahead of forecast demand, within a cost budget.
+    Autoscale(AutoscaleArgs),
     /// Render a run's results as a table, JSON, Markdown, JUnit or HTML, with SLO verdicts.
     Report(ReportArgs),
     /// The monthly cost calculator for the demo's scaling scenarios.
@@ -569,6 +571,87 @@ pub struct WatchArgs {
     /// Give up after this long (with --once; otherwise run until Ctrl-C).
     #[arg(long, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
+
+    /// Delete a pod whose error rate or latency is far worse than its siblings' (robust
+    /// z-score over the last 10 s of the per-pod load buckets in --out).
+    #[arg(long, requires = "out")]
+    pub eject_outliers: bool,
+}
+
+// ---------------------------------------------------------------- autoscale
+
+/// `resil autoscale`
+#[derive(Debug, Args)]
+pub struct AutoscaleArgs {
+    /// Forecast demand and raise the HPA's minReplicas ahead of it (the HPA alone is the
+    /// reactive baseline; this flag is required so the mode is explicit).
+    #[arg(long)]
+    pub predictive: bool,
+
+    /// Drive the HPA of this colour (`web-<colour>`).
+    #[arg(long, value_enum, default_value_t = Color::Blue)]
+    pub color: Color,
+
+    /// Drive the HPA with this name instead.
+    #[arg(long, value_name = "NAME")]
+    pub hpa: Option<String>,
+
+    /// Capacity to keep over the forecast, e.g. `20%`.
+    #[arg(long, default_value = "20%")]
+    pub headroom: String,
+
+    /// How far ahead to forecast (about the time a new pod takes to become Ready).
+    #[arg(long, value_parser = parse_duration, default_value = "2m")]
+    pub look_ahead: Duration,
+
+    /// Never set minReplicas above this (the HPA's maxReplicas always applies too).
+    #[arg(long, value_name = "N")]
+    pub max_replicas: Option<i32>,
+
+    /// Most the autoscaled pods may cost, in dollars per hour, e.g. `0.10/h`.
+    #[arg(long, value_name = "USD/h")]
+    pub budget: Option<String>,
+
+    /// Pricing profile for the budget: a built-in name or a YAML file.
+    #[arg(long, value_name = "NAME|FILE", default_value = "default")]
+    pub pricing: String,
+
+    /// Read the request rate from this results directory (the per-second load buckets a
+    /// concurrent `resil load --out DIR` appends); without it, CPU from the metrics API.
+    #[arg(long, value_name = "DIR")]
+    pub from: Option<PathBuf>,
+
+    /// Requests/s one pod serves at the HPA's target utilisation (default: measured from
+    /// the rate, the replicas and their CPU).
+    #[arg(long, value_name = "REQ/S")]
+    pub capacity: Option<f64>,
+
+    /// The workload's period, for the seasonal model (e.g. `5m`); without it, Holt's
+    /// level + trend.
+    #[arg(long, value_parser = parse_duration)]
+    pub period: Option<Duration>,
+
+    /// How often to re-plan.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub interval: Duration,
+
+    /// Demand samples are averaged over steps this long before the forecast sees them
+    /// (shorter steps make a minutes-ahead forecast chase noise).
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub sample_step: Duration,
+
+    /// Stop after this long and restore minReplicas (otherwise run until Ctrl-C).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Write decision events into this results directory (default: the --from directory).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Where the journal of the original minReplicas lives (shared with `resil chaos`, so
+    /// `resil chaos revert` restores it after a crash).
+    #[arg(long, value_name = "DIR", env = "RESIL_CHAOS_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 // ---------------------------------------------------------------- report / cost

@@ -6,6 +6,7 @@
 //! [`lab`] imports none of them. `tests/architecture.rs` keeps that true.
 
 pub mod atomic;
+pub mod autoscale;
 pub mod chaos;
 pub mod cli;
 pub mod cluster;
@@ -37,6 +38,7 @@ pub async fn run(cli: Cli) -> Exit {
         Command::Chaos(args) => chaos::command(args, &global).await,
         Command::Load(args) => load::command(args, &global).await,
         Command::Watch(args) => watch::command(args, &global).await,
+        Command::Autoscale(args) => autoscale::command(args, &global).await,
         Command::Report(args) => report::command(args, &global).await,
         Command::Cost(args) => cost::command(args, &global).await,
         Command::Run(args) => run::command(args, &global).await,

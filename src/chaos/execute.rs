@@ -7,6 +7,7 @@
 //! Called by the chaos command layer and the scenario runner; never prints.
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
@@ -218,6 +219,19 @@ impl Scope {
         }
     }
 
+    /// Sets an HPA's spec.minReplicas (merge patch).
+    pub async fn set_hpa_min(&self, hpa: &str, min: i32) -> Result<()> {
+        let api: Api<HorizontalPodAutoscaler> =
+            Api::namespaced(self.client.clone(), &self.namespace);
+        let patch = json!({"spec": {"minReplicas": min}});
+        api.patch(hpa, &patch_params(), &Patch::Merge(&patch))
+            .await
+            .map_err(api_err(format!(
+                "setting minReplicas of horizontalpodautoscaler/{hpa} to {min}"
+            )))?;
+        Ok(())
+    }
+
     /// Undoes one journal entry. Idempotent: undoing twice leaves the same state, and a
     /// target that no longer exists has nothing left to undo.
     pub async fn revert(&self, entry: &Entry) -> Result<()> {
@@ -239,6 +253,10 @@ impl Scope {
             Undo::ProxyFault { service, previous } => {
                 self.set_proxy_fault(service, previous.as_deref()).await
             }
+            Undo::HpaMinReplicas { hpa, min } => match self.set_hpa_min(hpa, *min).await {
+                Err(ExecuteError::Api { source, .. }) if is_not_found(&source) => Ok(()),
+                other => other,
+            },
         }
     }
 }

@@ -47,6 +47,8 @@ pub enum Undo {
         service: String,
         previous: Option<String>,
     },
+    /// Put an HPA's minReplicas back to `min` (the predictive autoscaler raised it).
+    HpaMinReplicas { hpa: String, min: i32 },
 }
 
 /// One injected fault.

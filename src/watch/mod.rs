@@ -3,11 +3,14 @@
 //!
 //! [`failover`] holds the decision rules as a pure, clock-injected policy; [`state`] the
 //! watcher's picture of the demo; [`recorder`] derives the figures; [`controller`] runs the
-//! watches and acts. This file is the command layer: it resolves `WatchArgs` into a
+//! watches and acts; [`outliers`] is the pure outlier-ejection rule and [`eject`] runs it
+//! beside the controller (`--eject-outliers`). This file is the command layer: it resolves `WatchArgs` into a
 //! [`WatchPlan`], connects, and renders what the controller reports.
 
 pub mod controller;
+pub mod eject;
 pub mod failover;
+pub mod outliers;
 pub mod recorder;
 pub mod state;
 
@@ -108,7 +111,33 @@ pub async fn command(args: WatchArgs, global: &GlobalArgs) -> anyhow::Result<Exi
         }
     );
     let once = plan.once;
+    let ejector = match (&out, args.eject_outliers) {
+        (Some(dir), true) => {
+            let scope = crate::chaos::execute::Scope {
+                client: target.client.clone(),
+                namespace: plan.namespace.clone(),
+            };
+            let eject = eject::EjectPlan {
+                dir: dir.clone(),
+                window: std::time::Duration::from_secs(10),
+                settings: outliers::Settings::default(),
+            };
+            Some(tokio::spawn(eject::run(
+                scope,
+                eject,
+                tx.clone(),
+                shutdown.clone(),
+            )))
+        }
+        _ => None,
+    };
+    let stop_ejector = shutdown.clone();
     let result = controller::run(target.client.clone(), plan, out.clone(), tx, shutdown).await;
+    // The ejector holds a sender too: stop it so the view sees the channel close.
+    stop_ejector.cancel();
+    if let Some(task) = ejector {
+        let _ = task.await;
+    }
     let _ = view.await;
     let outcome = result.context("watching the demo")?;
 

@@ -2,6 +2,7 @@
 //! Each module tests one command or subsystem; `support` holds the shared fixtures.
 
 mod architecture;
+mod autoscale;
 mod cluster;
 mod cost;
 mod demo_app;

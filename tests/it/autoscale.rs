@@ -1,0 +1,621 @@
+//! Proactive resilience against a minimal stand-in API server on 127.0.0.1:0 (plain HTTP;
+//! one HPA, its Deployment, three blue pods, Events).
+//!
+//! `resil autoscale --predictive`: the forecast raises minReplicas ahead of a ramp read
+//! from a results directory, the budget caps it, the original comes back on exit, and
+//! after a SIGKILL the chaos journal restores it (`resil chaos revert`) or the next run
+//! adopts the journaled original. Outlier ejection (`resil watch --eject-outliers`'s
+//! runner): the one blue pod answering 30 % errors is deleted, its siblings are not.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use clap::Parser;
+use resil::chaos::execute::Scope;
+use resil::chaos::journal::Journal;
+use resil::cli::Cli;
+use resil::cost::pricing::PricingProfile;
+use resil::results::RunDir;
+use resil::results::summary::PodRequests;
+use resil::results::timeline::{Event, EventKind, Served};
+use resil::watch::controller::Update;
+use resil::watch::eject::{self, EjectPlan};
+use resil::watch::outliers::Settings;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+const NS: &str = "distributed-resilience";
+
+/// The stand-in cluster: one HPA `web-blue` and its Deployment.
+#[derive(Clone)]
+struct Cluster {
+    hpa: Arc<Mutex<Value>>,
+    /// Every minReplicas a PATCH set, in order.
+    patches: Arc<Mutex<Vec<i64>>>,
+    /// Reasons of the Events posted.
+    events: Arc<Mutex<Vec<String>>>,
+    /// Pods deleted, in order.
+    deleted: Arc<Mutex<Vec<String>>>,
+}
+
+impl Cluster {
+    fn min(&self) -> i64 {
+        self.hpa.lock().unwrap()["spec"]["minReplicas"]
+            .as_i64()
+            .unwrap()
+    }
+
+    fn patches(&self) -> Vec<i64> {
+        self.patches.lock().unwrap().clone()
+    }
+}
+
+fn hpa_object(min: i64) -> Value {
+    json!({
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "web-blue", "namespace": NS, "resourceVersion": "1"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web-blue"},
+            "minReplicas": min,
+            "maxReplicas": 50,
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": 50}}}]
+        },
+        "status": {"currentReplicas": 2, "desiredReplicas": 2}
+    })
+}
+
+fn deployment_object() -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web-blue", "namespace": NS, "resourceVersion": "1"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "web", "version": "blue"}},
+            "template": {
+                "metadata": {"labels": {"app": "web", "version": "blue"}},
+                "spec": {"containers": [{"name": "web", "image": "resil",
+                    "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}}]}
+            }
+        }
+    })
+}
+
+fn not_found(name: &str) -> (StatusCode, axum::Json<Value>) {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+            "status": "Failure", "reason": "NotFound", "code": 404,
+            "message": format!("\"{name}\" not found")})),
+    )
+}
+
+async fn get_hpa(
+    State(c): State<Cluster>,
+    UrlPath((_, name)): UrlPath<(String, String)>,
+) -> (StatusCode, axum::Json<Value>) {
+    if name != "web-blue" {
+        return not_found(&name);
+    }
+    (StatusCode::OK, axum::Json(c.hpa.lock().unwrap().clone()))
+}
+
+async fn patch_hpa(
+    State(c): State<Cluster>,
+    UrlPath((_, name)): UrlPath<(String, String)>,
+    axum::Json(patch): axum::Json<Value>,
+) -> (StatusCode, axum::Json<Value>) {
+    if name != "web-blue" {
+        return not_found(&name);
+    }
+    let mut hpa = c.hpa.lock().unwrap();
+    json_patch::merge(&mut hpa, &patch);
+    if let Some(min) = patch["spec"]["minReplicas"].as_i64() {
+        c.patches.lock().unwrap().push(min);
+    }
+    (StatusCode::OK, axum::Json(hpa.clone()))
+}
+
+async fn get_deployment(
+    UrlPath((_, name)): UrlPath<(String, String)>,
+) -> (StatusCode, axum::Json<Value>) {
+    if name != "web-blue" {
+        return not_found(&name);
+    }
+    (StatusCode::OK, axum::Json(deployment_object()))
+}
+
+const PODS: [&str; 3] = ["web-blue-a", "web-blue-b", "web-blue-c"];
+
+async fn list_pods(State(c): State<Cluster>) -> axum::Json<Value> {
+    let deleted = c.deleted.lock().unwrap().clone();
+    let items: Vec<Value> = PODS
+        .iter()
+        .filter(|p| !deleted.iter().any(|d| d == *p))
+        .map(|p| {
+            json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": p, "namespace": NS, "resourceVersion": "1",
+                    "labels": {"app": "web", "version": "blue"}},
+                "spec": {"containers": [{"name": "web", "image": "resil"}]}})
+        })
+        .collect();
+    axum::Json(json!({"apiVersion": "v1", "kind": "PodList",
+        "metadata": {"resourceVersion": "1"}, "items": items}))
+}
+
+async fn delete_pod(
+    State(c): State<Cluster>,
+    UrlPath((_, name)): UrlPath<(String, String)>,
+) -> (StatusCode, axum::Json<Value>) {
+    if !PODS.contains(&name.as_str()) {
+        return not_found(&name);
+    }
+    c.deleted.lock().unwrap().push(name.clone());
+    (
+        StatusCode::OK,
+        axum::Json(json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": NS, "resourceVersion": "2"},
+            "spec": {"containers": [{"name": "web", "image": "resil"}]}})),
+    )
+}
+
+async fn post_event(
+    State(c): State<Cluster>,
+    axum::Json(mut event): axum::Json<Value>,
+) -> (StatusCode, axum::Json<Value>) {
+    c.events
+        .lock()
+        .unwrap()
+        .push(event["reason"].as_str().unwrap_or_default().to_string());
+    event["metadata"]["name"] = json!("e1");
+    (StatusCode::CREATED, axum::Json(event))
+}
+
+/// Starts the stand-in on 127.0.0.1:0 and writes a kubeconfig for it into `dir`.
+async fn cluster(dir: &Path) -> (Cluster, std::path::PathBuf) {
+    cluster_with(dir, hpa_object(1)).await
+}
+
+/// The stand-in with a given HPA object.
+async fn cluster_with(dir: &Path, hpa: Value) -> (Cluster, std::path::PathBuf) {
+    // The in-process `resil chaos revert` connects too; it needs the crypto provider the
+    // binary's commands install.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let state = Cluster {
+        hpa: Arc::new(Mutex::new(hpa)),
+        patches: Arc::default(),
+        events: Arc::default(),
+        deleted: Arc::default(),
+    };
+    let app = Router::new()
+        .route(
+            "/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers/{name}",
+            get(get_hpa).patch(patch_hpa),
+        )
+        .route(
+            "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
+            get(get_deployment),
+        )
+        .route("/api/v1/namespaces/{ns}/events", post(post_event))
+        .route("/api/v1/namespaces/{ns}/pods", get(list_pods))
+        .route(
+            "/api/v1/namespaces/{ns}/pods/{name}",
+            axum::routing::delete(delete_pod),
+        )
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: stand-in\n  cluster:\n    \
+             server: http://{addr}\nusers:\n- name: stand-in\n  user:\n    token: t\n\
+             contexts:\n- name: stand-in\n  context:\n    cluster: stand-in\n    user: \
+             stand-in\ncurrent-context: stand-in\n"
+        ),
+    )
+    .unwrap();
+    (state, kubeconfig)
+}
+
+/// A results directory whose timeline holds a ramp: 10 + 3·i req/s for 30 seconds.
+fn ramp(dir: &Path) -> std::path::PathBuf {
+    let results = dir.join("results");
+    let run = RunDir::create(&results).unwrap();
+    let mut timeline = run.timeline().unwrap();
+    let start: DateTime<Utc> = Utc::now() - chrono::Duration::seconds(40);
+    for i in 0..30u64 {
+        timeline
+            .append(&Event {
+                ts: start + chrono::Duration::seconds(i as i64),
+                source: "load".to_string(),
+                kind: EventKind::LoadBucket {
+                    second: i,
+                    requests: 10 + 3 * i,
+                    errors: 0,
+                    p50_us: 1000,
+                    p90_us: 2000,
+                    p99_us: 3000,
+                    max_us: 4000,
+                    by_color: Default::default(),
+                    by_pod: Default::default(),
+                },
+            })
+            .unwrap();
+    }
+    results
+}
+
+fn autoscale_args(kubeconfig: &Path, results: &Path, state: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "resil",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "autoscale",
+        "--predictive",
+        "--from",
+        results.to_str().unwrap(),
+        "--capacity",
+        "10",
+        "--headroom",
+        "20%",
+        "--look-ahead",
+        "30s",
+        "--interval",
+        "100ms",
+        // One-second steps keep the ramp arithmetic below exact.
+        "--sample-step",
+        "1s",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+fn decisions(results: &Path) -> Vec<(String, String)> {
+    RunDir::create(results)
+        .unwrap()
+        .read_timeline()
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.source == "autoscale")
+        .filter_map(|e| match e.kind {
+            EventKind::Decision { rule, action, .. } => Some((rule, action)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn predictive_autoscale_raises_min_replicas_ahead_of_a_ramp_and_restores_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cluster, kubeconfig) = cluster(dir.path()).await;
+    let results = ramp(dir.path());
+    let state = dir.path().join("state");
+    let args = autoscale_args(&kubeconfig, &results, &state, &["--duration", "700ms"]);
+    let exit = resil::run(Cli::parse_from(args)).await;
+    assert_eq!(exit, resil::Exit::Ok);
+    // The last complete one-second step is 94 req/s (the newest bucket's step is still
+    // open), rising 3/s: 184 in 30 s × 1.2 / 10 per pod = 22.08 → 23.
+    assert_eq!(cluster.patches(), [23, 1], "raised, then restored");
+    assert_eq!(cluster.min(), 1);
+    let journal = Journal::new(&state);
+    assert!(journal.open_entries().unwrap().is_empty());
+    assert_eq!(journal.entries().unwrap().len(), 1);
+    let decisions = decisions(&results);
+    assert_eq!(decisions[0].1, "raise minReplicas 1 → 23");
+    assert!(
+        decisions[0].0.contains("forecast 184.0 req/s in 30s"),
+        "{}",
+        decisions[0].0
+    );
+    assert_eq!(decisions.last().unwrap().1, "restore minReplicas 23 → 1");
+    // The decision carries its inputs, among them the forecast's error on the last window
+    // (zero: the ramp is exactly linear).
+    let inputs = RunDir::create(&results)
+        .unwrap()
+        .read_timeline()
+        .unwrap()
+        .into_iter()
+        .find_map(|e| match e.kind {
+            EventKind::Decision { inputs, .. } => Some(inputs),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(inputs["observed"]["model"], "holt");
+    assert_eq!(inputs["observed"]["accuracy"]["mae"], 0.0);
+    assert_eq!(inputs["needed"], 23);
+    let events = cluster.events.lock().unwrap().clone();
+    assert_eq!(events, ["PredictiveScale", "MinReplicasRestored"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cost_budget_caps_min_replicas_and_says_it_binds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cluster, kubeconfig) = cluster(dir.path()).await;
+    let results = ramp(dir.path());
+    let state = dir.path().join("state");
+    let price = PricingProfile::builtin("default")
+        .unwrap()
+        .pod_hour_price(PodRequests {
+            cpu_millis: 100,
+            memory_bytes: 128 << 20,
+        });
+    // Enough for 5.5 pods: 5 allowed of the 23 wanted.
+    let budget = format!("{}/h", price * 5.5);
+    let args = autoscale_args(
+        &kubeconfig,
+        &results,
+        &state,
+        &["--duration", "500ms", "--budget", &budget],
+    );
+    assert_eq!(resil::run(Cli::parse_from(args)).await, resil::Exit::Ok);
+    assert_eq!(cluster.patches(), [5, 1]);
+    let decisions = decisions(&results);
+    assert!(
+        decisions[0]
+            .0
+            .contains("budget binds: 23 wanted, 5 allowed"),
+        "{}",
+        decisions[0].0
+    );
+    assert_eq!(cluster.events.lock().unwrap()[0], "BudgetBinds");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_hpa_is_a_clear_error_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cluster, kubeconfig) = cluster(dir.path()).await;
+    let results = ramp(dir.path());
+    let state = dir.path().join("state");
+    let args = autoscale_args(
+        &kubeconfig,
+        &results,
+        &state,
+        &["--duration", "300ms", "--hpa", "web-purple"],
+    );
+    assert_eq!(resil::run(Cli::parse_from(args)).await, resil::Exit::Error);
+    assert!(cluster.patches().is_empty());
+    assert!(Journal::new(&state).entries().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_capacity_it_is_measured_from_the_hpa_cpu_figure() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hpa = hpa_object(1);
+    hpa["status"]["currentMetrics"] = json!([{"type": "Resource", "resource": {"name": "cpu",
+        "current": {"averageUtilization": 60}}}]);
+    let (cluster, kubeconfig) = cluster_with(dir.path(), hpa).await;
+    let results = ramp(dir.path());
+    let state = dir.path().join("state");
+    let mut args = autoscale_args(&kubeconfig, &results, &state, &["--duration", "500ms"]);
+    let at = args.iter().position(|a| a == "--capacity").unwrap();
+    args.drain(at..at + 2);
+    assert_eq!(resil::run(Cli::parse_from(args)).await, resil::Exit::Ok);
+    // 94 req/s on 2 pods at 60 % CPU, target 50 %: 39.2 req/s per pod at target;
+    // 184 × 1.2 / 39.2 = 5.64 → 6.
+    assert_eq!(cluster.patches(), [6, 1]);
+    assert!(decisions(&results)[0].0.contains("39.2 req/s per pod"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_cpu_figure_and_no_capacity_it_waits_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cluster, kubeconfig) = cluster(dir.path()).await;
+    let results = ramp(dir.path());
+    let state = dir.path().join("state");
+    let mut args = autoscale_args(&kubeconfig, &results, &state, &["--duration", "400ms"]);
+    let at = args.iter().position(|a| a == "--capacity").unwrap();
+    args.drain(at..at + 2);
+    assert_eq!(resil::run(Cli::parse_from(args)).await, resil::Exit::Ok);
+    // Only the restore, to the value it already had.
+    assert_eq!(cluster.patches(), [1]);
+    assert_eq!(cluster.min(), 1);
+    assert!(Journal::new(&state).open_entries().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_predictive_it_refuses_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cluster, kubeconfig) = cluster(dir.path()).await;
+    let results = ramp(dir.path());
+    let state = dir.path().join("state");
+    let args: Vec<String> = autoscale_args(&kubeconfig, &results, &state, &[])
+        .into_iter()
+        .filter(|a| a != "--predictive")
+        .collect();
+    assert_eq!(resil::run(Cli::parse_from(args)).await, resil::Exit::Error);
+    assert!(cluster.patches().is_empty());
+    assert!(Journal::new(&state).entries().unwrap().is_empty());
+}
+
+/// Runs the real binary until its first patch lands, then SIGKILLs it.
+async fn kill_after_first_patch(args: &[String], cluster: &Cluster) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_resil"))
+        .args(&args[1..])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if !cluster.patches().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(cluster.patches(), [23], "killed before any restore");
+    assert_eq!(cluster.min(), 23);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_restores_min_replicas_and_exits_130() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cluster, kubeconfig) = cluster(dir.path()).await;
+    let results = ramp(dir.path());
+    let state = dir.path().join("state");
+    let args = autoscale_args(&kubeconfig, &results, &state, &["--duration", "60s"]);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_resil"))
+        .args(&args[1..])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if !cluster.patches().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(cluster.patches(), [23, 1]);
+    assert!(Journal::new(&state).open_entries().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_sigkill_chaos_revert_restores_the_original_min_replicas() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cluster, kubeconfig) = cluster(dir.path()).await;
+    let results = ramp(dir.path());
+    let state = dir.path().join("state");
+    let args = autoscale_args(&kubeconfig, &results, &state, &["--duration", "60s"]);
+    kill_after_first_patch(&args, &cluster).await;
+    assert_eq!(Journal::new(&state).open_entries().unwrap().len(), 1);
+
+    let revert = [
+        "resil",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "chaos",
+        "revert",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ];
+    assert_eq!(resil::run(Cli::parse_from(revert)).await, resil::Exit::Ok);
+    assert_eq!(cluster.min(), 1);
+    assert!(Journal::new(&state).open_entries().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_after_a_sigkill_adopts_the_journaled_original_not_the_raised_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cluster, kubeconfig) = cluster(dir.path()).await;
+    let results = ramp(dir.path());
+    let state = dir.path().join("state");
+    let args = autoscale_args(&kubeconfig, &results, &state, &["--duration", "60s"]);
+    kill_after_first_patch(&args, &cluster).await;
+
+    let again = autoscale_args(&kubeconfig, &results, &state, &["--duration", "300ms"]);
+    assert_eq!(resil::run(Cli::parse_from(again)).await, resil::Exit::Ok);
+    assert_eq!(cluster.min(), 1, "the original, not the raised 23");
+    let journal = Journal::new(&state);
+    assert!(journal.open_entries().unwrap().is_empty());
+    assert_eq!(journal.entries().unwrap().len(), 1, "one entry, adopted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pod_answering_30_percent_errors_is_ejected_and_its_siblings_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cluster, kubeconfig) = cluster(dir.path()).await;
+    // Five seconds of load: 50 req/s per pod, web-blue-c failing 15 of them.
+    let run = RunDir::create(dir.path().join("results")).unwrap();
+    let mut timeline = run.timeline().unwrap();
+    for i in 0..5u64 {
+        let by_pod = PODS
+            .iter()
+            .map(|p| {
+                let errors = if *p == "web-blue-c" { 15 } else { 0 };
+                (
+                    p.to_string(),
+                    Served {
+                        requests: 50,
+                        errors,
+                    },
+                )
+            })
+            .collect();
+        timeline
+            .append(&Event {
+                ts: Utc::now() - chrono::Duration::seconds(5 - i as i64),
+                source: "load".to_string(),
+                kind: EventKind::LoadBucket {
+                    second: i,
+                    requests: 150,
+                    errors: 15,
+                    p50_us: 1000,
+                    p90_us: 2000,
+                    p99_us: 3000,
+                    max_us: 4000,
+                    by_color: Default::default(),
+                    by_pod,
+                },
+            })
+            .unwrap();
+    }
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(&kubeconfig).unwrap(),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let scope = Scope {
+        client: kube::Client::try_from(config).unwrap(),
+        namespace: NS.to_string(),
+    };
+    let plan = EjectPlan {
+        dir: run.clone(),
+        window: Duration::from_secs(10),
+        settings: Settings::default(),
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(eject::run(scope, plan, tx, shutdown.clone()));
+    let started = std::time::Instant::now();
+    for _ in 0..100 {
+        if !cluster.deleted.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ejected_after = started.elapsed();
+    // A second tick must not eject a sibling in its place.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    shutdown.cancel();
+    task.await.unwrap();
+    assert_eq!(*cluster.deleted.lock().unwrap(), ["web-blue-c"]);
+    assert!(ejected_after < Duration::from_secs(5), "{ejected_after:?}");
+    match rx.recv().await.unwrap() {
+        Update::Decision { rule, action } => {
+            assert!(action.starts_with("eject pod web-blue-c"), "{action}");
+            assert!(rule.contains("ErrorRate 0.300"), "{rule}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let recorded = run
+        .read_timeline()
+        .unwrap()
+        .into_iter()
+        .filter(|e| matches!(&e.kind, EventKind::Decision { controller, .. } if controller == "outliers"))
+        .count();
+    assert_eq!(recorded, 1);
+    assert_eq!(*cluster.events.lock().unwrap(), ["OutlierEjected"]);
+}
