@@ -138,10 +138,7 @@ impl AutoscalePlan {
         };
         Ok(AutoscalePlan {
             settings: Settings {
-                namespace: global
-                    .namespace
-                    .clone()
-                    .unwrap_or_else(|| crate::watch::DEMO_NAMESPACE.to_string()),
+                namespace: crate::cluster::ConnectOptions::from_global(global).namespace,
                 context: context.to_string(),
                 hpa: args
                     .hpa
@@ -301,10 +298,13 @@ pub async fn drive(
 
 /// `resil autoscale`
 pub async fn command(args: AutoscaleArgs, global: &GlobalArgs) -> anyhow::Result<Exit> {
-    // kube's rustls needs one process-wide crypto provider and cannot pick one when more
-    // than one is compiled in; choose ring (an Err only means one is installed already).
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let target = crate::watch::connect(global).await?;
+    // Changing an HPA's minReplicas is a mutation: the safety guard decides first.
+    let guard = crate::cluster::Guard::from_environment(&global.allow_context)?;
+    let target = crate::cluster::connect(
+        &crate::cluster::ConnectOptions::from_global(global),
+        Some(&guard),
+    )
+    .await?;
     let plan = AutoscalePlan::from_args(&args, global, &target.context)?;
     let hpa = plan.settings.hpa.clone();
     let mut controller = launch(target.client.clone(), &plan).await?;

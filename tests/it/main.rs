@@ -7,7 +7,6 @@ mod cluster;
 mod cost;
 mod demo_app;
 mod deploy;
-mod deploy;
 mod lab_api;
 mod lab_cli;
 mod lab_runtime;
