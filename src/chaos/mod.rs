@@ -56,7 +56,11 @@ struct Session {
 
 impl Session {
     async fn open(common: &ChaosCommonArgs, global: &GlobalArgs) -> anyhow::Result<Session> {
-        let target = crate::watch::connect(global).await?;
+        // Connecting asks nothing of the guard: a dry run must work anywhere. Each action
+        // checks it before touching anything.
+        let target =
+            crate::cluster::connect(&crate::cluster::ConnectOptions::from_global(global), None)
+                .await?;
         let state_dir = common
             .state_dir
             .clone()
@@ -72,10 +76,7 @@ impl Session {
             injector: Injector {
                 scope: Scope {
                     client: target.client,
-                    namespace: global
-                        .namespace
-                        .clone()
-                        .unwrap_or_else(|| crate::watch::DEMO_NAMESPACE.to_string()),
+                    namespace: target.namespace,
                 },
                 context: target.context,
                 journal: Journal::new(&state_dir),
@@ -400,7 +401,8 @@ async fn revert(common: ChaosCommonArgs, global: &GlobalArgs) -> anyhow::Result<
 
 /// The safety guard every mutating path goes through.
 fn guard(session: &Session, global: &GlobalArgs) -> anyhow::Result<()> {
-    crate::watch::guard_mutation(session.context(), global)
+    crate::cluster::Guard::from_environment(&global.allow_context)?.check(session.context())?;
+    Ok(())
 }
 
 fn stamp(at: DateTime<Utc>) -> String {

@@ -24,6 +24,20 @@ pub struct ConnectOptions {
     pub namespace: String,
 }
 
+impl ConnectOptions {
+    /// From the global flags; the namespace defaults to the demo's.
+    pub fn from_global(global: &crate::cli::GlobalArgs) -> ConnectOptions {
+        ConnectOptions {
+            kubeconfig: global.kubeconfig.clone(),
+            context: global.context.clone(),
+            namespace: global
+                .namespace
+                .clone()
+                .unwrap_or_else(|| crate::demo::manifests::DEFAULT_NAMESPACE.to_string()),
+        }
+    }
+}
+
 /// Where the kubeconfig comes from, in kubectl's order of precedence.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KubeconfigSource {

@@ -414,14 +414,7 @@ pub fn render(status: &DemoStatus, format: StateFormat) -> anyhow::Result<String
 
 /// `resil status`
 pub async fn command(args: StatusArgs, global: &GlobalArgs) -> anyhow::Result<Exit> {
-    let options = ConnectOptions {
-        kubeconfig: global.kubeconfig.clone(),
-        context: global.context.clone(),
-        namespace: global
-            .namespace
-            .clone()
-            .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string()),
-    };
+    let options = ConnectOptions::from_global(global);
     let target = cluster::connect(&options, None).await?;
     if !args.watch {
         let status = gather(&target).await?;

@@ -14,7 +14,6 @@ use kube::api::{Api, DeleteParams, ListParams};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use super::manifests::DEFAULT_NAMESPACE;
 use crate::Exit;
 use crate::cli::{GlobalArgs, UndeployArgs};
 use crate::cluster::{
@@ -179,14 +178,7 @@ pub async fn undeploy(target: &Target, timeout: Duration) -> Result<UndeployRepo
 
 /// `resil undeploy`
 pub async fn command(args: UndeployArgs, global: &GlobalArgs) -> anyhow::Result<Exit> {
-    let options = ConnectOptions {
-        kubeconfig: global.kubeconfig.clone(),
-        context: global.context.clone(),
-        namespace: global
-            .namespace
-            .clone()
-            .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string()),
-    };
+    let options = ConnectOptions::from_global(global);
     let guard = Guard::from_environment(&global.allow_context)?;
     let target = cluster::connect(&options, Some(&guard)).await?;
     let report = undeploy(&target, args.timeout).await?;

@@ -21,10 +21,8 @@ pub use controller::{Ended, Outcome, Update, WatchPlan};
 
 use crate::Exit;
 use crate::cli::{GlobalArgs, WatchArgs};
+use crate::cluster::{self, ConnectOptions, Guard};
 use crate::results::{RunDir, RunMeta, RunStatus};
-
-/// The namespace of the demo when `-n` is not given.
-pub const DEMO_NAMESPACE: &str = "distributed-resilience";
 
 impl WatchPlan {
     /// Resolves the command line.
@@ -36,10 +34,7 @@ impl WatchPlan {
             );
         }
         Ok(WatchPlan {
-            namespace: global
-                .namespace
-                .clone()
-                .unwrap_or_else(|| DEMO_NAMESPACE.to_string()),
+            namespace: ConnectOptions::from_global(global).namespace,
             service: "web".to_string(),
             policy: failover::Policy {
                 primary: args.primary,
@@ -57,7 +52,13 @@ impl WatchPlan {
 /// `resil watch`
 pub async fn command(args: WatchArgs, global: &GlobalArgs) -> anyhow::Result<Exit> {
     let plan = WatchPlan::from_args(&args, global)?;
-    let target = connect(global).await?;
+    // Observing needs no permission; switching the Service goes through the guard.
+    let guard = if plan.observe_only {
+        None
+    } else {
+        Some(Guard::from_environment(&global.allow_context)?)
+    };
+    let target = cluster::connect(&ConnectOptions::from_global(global), guard.as_ref()).await?;
     let out = match &args.out {
         Some(path) => {
             let dir = RunDir::create(path)
@@ -240,50 +241,4 @@ fn print_figures(outcome: &Outcome) {
             ),
         }
     }
-}
-
-/// The cluster the watcher talks to.
-pub struct Target {
-    pub client: kube::Client,
-    pub context: String,
-}
-
-/// Refuses to change a cluster that does not look like a local lab unless allowed.
-pub fn guard_mutation(context: &str, global: &GlobalArgs) -> anyhow::Result<()> {
-    let local = context == "resil-lab"
-        || context == "minikube"
-        || context == "docker-desktop"
-        || context == "rancher-desktop"
-        || context == "orbstack"
-        || context.starts_with("kind-")
-        || context.starts_with("k3d-");
-    if local || global.allow_context.iter().any(|c| c == context) {
-        return Ok(());
-    }
-    anyhow::bail!(
-        "refusing to change context `{context}`: it does not look like a local lab. If you \
-         mean it, pass --allow-context {context}"
-    )
-}
-
-/// Connects with the kubeconfig and context of the global flags.
-pub async fn connect(global: &GlobalArgs) -> anyhow::Result<Target> {
-    let kubeconfig = match &global.kubeconfig {
-        Some(path) => kube::config::Kubeconfig::read_from(path)?,
-        None => kube::config::Kubeconfig::read()?,
-    };
-    let context = global
-        .context
-        .clone()
-        .or_else(|| kubeconfig.current_context.clone())
-        .unwrap_or_default();
-    let options = kube::config::KubeConfigOptions {
-        context: Some(context.clone()),
-        ..Default::default()
-    };
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?;
-    Ok(Target {
-        client: kube::Client::try_from(config)?,
-        context,
-    })
 }

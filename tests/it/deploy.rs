@@ -17,30 +17,34 @@ use resil::cli::Cli;
 use resil::cluster::{ApplyOutcome, ConnectOptions, Target};
 use resil::demo::deploy::{ReplicaPolicy, apply_demo};
 use resil::demo::manifests::{DemoManifests, Overrides};
-use resil::lab::{Lab, LabConfig};
+use resil::lab::Lab;
 use tempfile::TempDir;
 
 use crate::cluster::{Silent, resil};
+use crate::support;
 
 const NS: &str = "distributed-resilience";
 
 /// A lab in a temp dir, and its kubeconfig written to a file as `lab up` would.
 struct LabFixture {
     lab: Lab,
+    /// The lab's state directory.
+    _state: TempDir,
+    /// Kubeconfigs and the private HOME of spawned binaries.
     dir: TempDir,
     kubeconfig: PathBuf,
 }
 
 impl LabFixture {
     async fn start() -> LabFixture {
+        let state = tempfile::tempdir().unwrap();
+        let lab = support::start_lab_in(&state).await;
         let dir = tempfile::tempdir().unwrap();
-        let mut config = LabConfig::new(dir.path().join("state"));
-        config.pod_program = PathBuf::from(env!("CARGO_BIN_EXE_resil"));
-        let lab = Lab::start(config).await.expect("lab starts");
         let kubeconfig = dir.path().join("kubeconfig");
         std::fs::write(&kubeconfig, lab.kubeconfig_yaml()).unwrap();
         LabFixture {
             lab,
+            _state: state,
             dir,
             kubeconfig,
         }
@@ -83,7 +87,6 @@ fn label<'a>(meta: &'a kube::core::ObjectMeta, key: &str) -> Option<&'a str> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the lab API server"]
 async fn deploy_creates_every_object_with_the_manifest_fields() {
     let fx = LabFixture::start().await;
     assert_eq!(fx.run(&["deploy", "--no-wait"]).await, Exit::Ok);
@@ -121,7 +124,6 @@ async fn deploy_creates_every_object_with_the_manifest_fields() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the lab API server"]
 async fn a_second_deploy_is_a_no_op() {
     let fx = LabFixture::start().await;
     let target = fx.target().await;
@@ -167,7 +169,6 @@ async fn a_second_deploy_is_a_no_op() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the lab API server"]
 async fn a_repeated_deploy_keeps_the_replicas_the_hpa_chose() {
     let fx = LabFixture::start().await;
     assert_eq!(fx.run(&["deploy", "--no-wait"]).await, Exit::Ok);
@@ -196,7 +197,6 @@ async fn a_repeated_deploy_keeps_the_replicas_the_hpa_chose() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the lab API server"]
 async fn overrides_reach_the_cluster() {
     let fx = LabFixture::start().await;
     let args = [
@@ -227,7 +227,6 @@ async fn overrides_reach_the_cluster() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the lab API server"]
 async fn status_json_matches_the_cluster() {
     let fx = LabFixture::start().await;
     assert_eq!(
@@ -277,7 +276,6 @@ async fn status_json_matches_the_cluster() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the lab API server"]
 async fn undeploy_removes_everything_resil_created() {
     let fx = LabFixture::start().await;
     assert_eq!(fx.run(&["deploy", "--no-wait"]).await, Exit::Ok);
@@ -310,7 +308,6 @@ async fn undeploy_removes_everything_resil_created() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the lab API server"]
 async fn objects_resil_did_not_create_are_left_alone() {
     let fx = LabFixture::start().await;
     let client = fx.target().await.client;
@@ -346,7 +343,6 @@ async fn objects_resil_did_not_create_are_left_alone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the lab API server"]
 async fn the_guard_refuses_prod_eu_on_the_lab_and_allow_context_admits_it() {
     let fx = LabFixture::start().await;
     let kc = fx.prod_eu_kubeconfig();

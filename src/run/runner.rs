@@ -1,0 +1,458 @@
+//! The scenario runner: one process, one clock. Deploys, then runs the watcher, the load
+//! and the timed chaos steps concurrently, reverts every fault it injected (also on
+//! Ctrl-C and on an abort rule), and leaves a complete results directory behind.
+//!
+//! It drives the same engines the commands use — `watch::controller`, `load::run`,
+//! `chaos::injector` — so a scenario measures exactly what the commands measure. Called
+//! by `run::command`, which renders the report and turns the SLO verdict into the exit code.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::scenario::{Scenario, Step, StepAction, WaitEvent, WatchMode};
+use crate::chaos::execute::Scope;
+use crate::chaos::injector::Injector;
+use crate::chaos::journal::{self, Entry, Journal};
+use crate::chaos::plan::{Amount, Faults, ProxyFault, Selection};
+use crate::cli::Color;
+use crate::cluster::Target;
+use crate::load::{LoadPlan, LoadReport};
+use crate::results::timeline::{Event, EventKind};
+use crate::results::{RunDir, RunMeta, RunStatus};
+use crate::watch::controller::{self as watcher, Update, WatchPlan};
+use crate::watch::failover::Policy;
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    Complete,
+    Interrupted,
+    Aborted(String),
+}
+
+/// Runs `scenario` against `target`, writing into `dir`.
+pub async fn run(
+    scenario: &Scenario,
+    target: &Target,
+    dir: &RunDir,
+    load_plan: LoadPlan,
+    seed: u64,
+    interrupt: CancellationToken,
+) -> anyhow::Result<Ending> {
+    let mut meta = RunMeta::start(
+        dir.path()
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        "run",
+    );
+    meta.context = Some(target.context.clone());
+    meta.target_url = Some(load_plan.url.clone());
+    meta.scenario = Some(serde_json::to_value(scenario)?);
+    meta.slos = scenario.slos.clone();
+    dir.write_meta(&meta)?;
+
+    // The watcher, recording into the same directory.
+    let watch_cancel = CancellationToken::new();
+    let (updates_tx, mut updates_rx) = mpsc::unbounded_channel();
+    let (failovers_tx, failovers_rx) = watch::channel((0u32, 0u32));
+    let plan = WatchPlan {
+        namespace: target.namespace.clone(),
+        service: "web".to_string(),
+        policy: Policy {
+            primary: scenario.watch.primary.unwrap_or(Color::Blue),
+            ready_min: scenario.watch.ready_min.max(1),
+            stable_for: scenario.watch.stable_for,
+            prepare_standby: scenario.watch.mode == WatchMode::CapacityAware,
+        },
+        observe_only: scenario.watch.mode == WatchMode::ObserveOnly,
+        once: false,
+        timeout: None,
+    };
+    let watch_task = tokio::spawn(watcher::run(
+        target.client.clone(),
+        plan,
+        Some(dir.clone()),
+        updates_tx,
+        watch_cancel.clone(),
+    ));
+    // Watcher updates: print decisions, count failovers for `wait-for`.
+    let printer = tokio::spawn(async move {
+        let (mut over, mut back) = (0, 0);
+        while let Some(update) = updates_rx.recv().await {
+            match update {
+                Update::Decision { rule, action } => eprintln!("watch [{rule}] {action}"),
+                Update::Warning(w) => eprintln!("watch warning: {w}"),
+                Update::Failover(f) => {
+                    eprintln!(
+                        "watch: {} {} → {} in {} ms",
+                        f.direction, f.from, f.to, f.duration_ms
+                    );
+                    if f.direction == "failback" {
+                        back += 1;
+                    } else {
+                        over += 1;
+                    }
+                    let _ = failovers_tx.send((over, back));
+                }
+                Update::Snapshot(_) => {}
+            }
+        }
+    });
+
+    // The load, its events appended to the timeline and checked against abort rules.
+    let load_cancel = CancellationToken::new();
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel::<Event>();
+    let abort_rules = scenario
+        .abort
+        .iter()
+        .map(|r| AbortRule::parse(r))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut timeline = dir.timeline()?;
+    let consumer = {
+        let load_cancel = load_cancel.clone();
+        tokio::spawn(async move {
+            let mut aborted = None;
+            while let Some(event) = events_rx.recv().await {
+                let _ = timeline.append(&event);
+                if aborted.is_none()
+                    && let Some(breach) = abort_rules.iter().find_map(|r| r.breached(&event.kind))
+                {
+                    eprintln!("abort: {breach}; stopping the run and reverting");
+                    aborted = Some(breach);
+                    load_cancel.cancel();
+                }
+            }
+            aborted
+        })
+    };
+    let load = {
+        let cancel = load_cancel.clone();
+        tokio::spawn(async move {
+            let report = crate::load::run(&load_plan, cancel, events_tx).await;
+            (load_plan, report)
+        })
+    };
+
+    // The steps, on the load's clock.
+    let injector = Injector {
+        scope: Scope {
+            client: target.client.clone(),
+            namespace: target.namespace.clone(),
+        },
+        context: target.context.clone(),
+        journal: Journal::new(&journal::default_state_dir()),
+        out: Some(dir.clone()),
+    };
+    let steps = run_steps(&scenario.steps, &injector, seed, failovers_rx);
+    let mut injected: Vec<Entry> = Vec::new();
+    let step_result = tokio::select! {
+        // The steps finished (timed faults are reverted inside).
+        r = steps => r,
+        // Ctrl-C: stop the load; faults are reverted below.
+        () = interrupt.cancelled() => {
+            load_cancel.cancel();
+            Ok(Vec::new())
+        }
+        // An abort rule stopped the load before the steps were done.
+        () = load_cancel.cancelled() => Ok(Vec::new()),
+    };
+    match step_result {
+        Ok(entries) => injected.extend(entries),
+        Err(e) => {
+            eprintln!("step failed: {e:#}; stopping the run");
+            load_cancel.cancel();
+        }
+    }
+
+    let (load_plan, report) = load.await.context("the load task")?;
+    let aborted = consumer.await.unwrap_or(None);
+    // Give the watcher a moment to record the end state, then stop it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    watch_cancel.cancel();
+    match watch_task.await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => eprintln!("watcher: {e:#}"),
+        Err(e) => eprintln!("watcher task: {e}"),
+    }
+    let _ = printer.await;
+    revert_all(&injector, &injected).await;
+
+    let report: LoadReport = report.context("running the load")?;
+    let ending = if interrupt.is_cancelled() {
+        Ending::Interrupted
+    } else if let Some(reason) = aborted {
+        Ending::Aborted(reason)
+    } else {
+        Ending::Complete
+    };
+    let mut meta = crate::load::report::start_meta(&load_plan, &meta.run_id);
+    meta.command = "run".to_string();
+    meta.context = Some(target.context.clone());
+    meta.scenario = Some(serde_json::to_value(scenario)?);
+    meta.slos = scenario.slos.clone();
+    crate::load::report::write_results(dir, meta, &report)?;
+    if ending != Ending::Complete {
+        let mut meta = dir.read_meta()?;
+        meta.status = RunStatus::Partial;
+        meta.partial_reason = Some(match &ending {
+            Ending::Interrupted => "interrupted".to_string(),
+            Ending::Aborted(why) => format!("aborted: {why}"),
+            Ending::Complete => unreachable!("checked above"),
+        });
+        dir.write_meta(&meta)?;
+    }
+    Ok(ending)
+}
+
+/// Runs the steps at their offsets; returns every fault injected (timed ones already
+/// reverted when their duration ran out).
+async fn run_steps(
+    steps: &[Step],
+    injector: &Injector,
+    seed: u64,
+    failovers: watch::Receiver<(u32, u32)>,
+) -> anyhow::Result<Vec<Entry>> {
+    let start = tokio::time::Instant::now();
+    let mut steps: Vec<&Step> = steps.iter().collect();
+    steps.sort_by_key(|s| s.at);
+    let mut injected = Vec::new();
+    let mut reverts = tokio::task::JoinSet::new();
+    for (i, step) in steps.into_iter().enumerate() {
+        tokio::time::sleep_until(start + step.at).await;
+        let step_seed = seed.wrapping_add(i as u64);
+        let entry = match step.action {
+            StepAction::WaitFor => {
+                wait_for(step, failovers.clone()).await;
+                continue;
+            }
+            StepAction::KillPods => {
+                let pods = injector.choose(&selection(step)?, step_seed).await?;
+                injector.kill_pods(&pods, step.force).await?
+            }
+            StepAction::Outage => {
+                let color = step.color.context("outage needs color")?;
+                injector.outage(color, duration(step)).await?
+            }
+            StepAction::Degrade | StepAction::CpuBurn => {
+                let faults = if step.action == StepAction::Degrade {
+                    Faults::from_mode(step.mode.as_deref().unwrap_or_default())?
+                } else {
+                    Faults {
+                        cpu_burn_percent: step.load.unwrap_or(100),
+                        ..Faults::default()
+                    }
+                };
+                let pods = injector.choose(&selection(step)?, step_seed).await?;
+                let action = if step.action == StepAction::Degrade {
+                    "degrade"
+                } else {
+                    "cpu-burn"
+                };
+                injector
+                    .pod_faults(action, &pods, faults, duration(step))
+                    .await?
+            }
+            StepAction::Latency => {
+                let fault = ProxyFault::new(
+                    step.delay.unwrap_or_default(),
+                    step.jitter,
+                    step.loss.unwrap_or(0.0),
+                )?;
+                injector.proxy_fault("web", &fault, duration(step)).await?
+            }
+        };
+        eprintln!("step {}: {} ({})", i + 1, entry.detail, entry.id);
+        if let Some(d) = step.duration.filter(|_| entry.is_open()) {
+            let scope = injector.scope.clone();
+            let journal = injector.journal.clone();
+            let out = injector.out.clone();
+            let context = injector.context.clone();
+            let timed = entry.clone();
+            reverts.spawn(async move {
+                tokio::time::sleep(d).await;
+                let injector = Injector {
+                    scope,
+                    context,
+                    journal,
+                    out,
+                };
+                if let Err(e) = injector.revert(&timed).await {
+                    eprintln!("reverting {}: {e:#}", timed.id);
+                }
+            });
+        }
+        injected.push(entry);
+    }
+    // Timed faults run their course before the steps count as done.
+    while reverts.join_next().await.is_some() {}
+    Ok(injected)
+}
+
+/// Reverts whatever is still open among `entries` (Ctrl-C, abort, a failed step).
+async fn revert_all(injector: &Injector, entries: &[Entry]) {
+    let open: Vec<String> = match injector.journal.open_entries() {
+        Ok(open) => open.into_iter().map(|e| e.id).collect(),
+        Err(e) => {
+            eprintln!("reading the chaos journal: {e:#}");
+            return;
+        }
+    };
+    for entry in entries.iter().filter(|e| open.contains(&e.id)) {
+        match injector.revert(entry).await {
+            Ok(()) => eprintln!("reverted {} ({})", entry.action, entry.id),
+            Err(e) => eprintln!(
+                "could not revert {} ({}): {e:#} — run `resil chaos revert`",
+                entry.action, entry.id
+            ),
+        }
+    }
+}
+
+async fn wait_for(step: &Step, mut failovers: watch::Receiver<(u32, u32)>) {
+    let timeout = step.timeout.unwrap_or(Duration::from_secs(60));
+    let event = step.event.unwrap_or(WaitEvent::Failover);
+    let before = *failovers.borrow();
+    let seen = tokio::time::timeout(timeout, async {
+        loop {
+            let (over, back) = *failovers.borrow();
+            let done = match event {
+                WaitEvent::Failover => over > before.0,
+                WaitEvent::Failback => back > before.1,
+            };
+            if done || failovers.changed().await.is_err() {
+                return done;
+            }
+        }
+    })
+    .await;
+    if !matches!(seen, Ok(true)) {
+        eprintln!(
+            "wait-for {event:?}: none within {}",
+            humantime::format_duration(timeout)
+        );
+    }
+}
+
+fn selection(step: &Step) -> anyhow::Result<Selection> {
+    Ok(Selection::new(
+        step.color,
+        step.selector.as_deref(),
+        Amount::from_flags(step.count, step.percent)?,
+        None,
+    )?)
+}
+
+fn duration(step: &Step) -> Duration {
+    step.duration.unwrap_or(Duration::from_secs(10))
+}
+
+/// An abort rule: `error_rate>50%` or `p99>2s`, checked on every one-second load bucket.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AbortRule {
+    ErrorRate(f64),
+    P99(Duration),
+}
+
+impl AbortRule {
+    /// Parses one rule.
+    pub fn parse(text: &str) -> anyhow::Result<AbortRule> {
+        let bad = || {
+            anyhow::anyhow!(
+                "abort rule `{text}`: use error_rate>PCT% (e.g. error_rate>50%) or p99>DURATION \
+                 (e.g. p99>2s)"
+            )
+        };
+        let (key, value) = text.split_once('>').ok_or_else(bad)?;
+        match key.trim() {
+            "error_rate" => {
+                let pct: f64 = value
+                    .trim()
+                    .trim_end_matches('%')
+                    .parse()
+                    .map_err(|_| bad())?;
+                Ok(AbortRule::ErrorRate(pct / 100.0))
+            }
+            "p99" => Ok(AbortRule::P99(
+                humantime::parse_duration(value.trim()).map_err(|_| bad())?,
+            )),
+            _ => Err(bad()),
+        }
+    }
+
+    /// The breach this bucket shows, if any.
+    pub fn breached(&self, kind: &EventKind) -> Option<String> {
+        let EventKind::LoadBucket {
+            second,
+            requests,
+            errors,
+            p99_us,
+            ..
+        } = kind
+        else {
+            return None;
+        };
+        match self {
+            AbortRule::ErrorRate(max) if *requests > 0 => {
+                let rate = *errors as f64 / *requests as f64;
+                (rate > *max).then(|| {
+                    format!(
+                        "error rate {:.1}% > {:.1}% in second {second}",
+                        rate * 100.0,
+                        max * 100.0
+                    )
+                })
+            }
+            AbortRule::P99(max) if *requests > 0 => {
+                let p99 = Duration::from_micros(*p99_us);
+                (p99 > *max).then(|| format!("p99 {p99:?} > {max:?} in second {second}"))
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bucket(requests: u64, errors: u64, p99_us: u64) -> EventKind {
+        EventKind::LoadBucket {
+            second: 3,
+            requests,
+            errors,
+            p50_us: 0,
+            p90_us: 0,
+            p99_us,
+            max_us: 0,
+            by_color: Default::default(),
+            by_pod: Default::default(),
+        }
+    }
+
+    #[test]
+    fn abort_rules_trip_on_the_bucket_that_breaches_them() {
+        let rate = AbortRule::parse("error_rate>50%").unwrap();
+        assert!(rate.breached(&bucket(100, 50, 0)).is_none());
+        assert!(
+            rate.breached(&bucket(100, 51, 0))
+                .unwrap()
+                .contains("51.0%")
+        );
+        assert!(rate.breached(&bucket(0, 0, 0)).is_none());
+        let p99 = AbortRule::parse("p99>2s").unwrap();
+        assert!(p99.breached(&bucket(10, 0, 2_500_000)).is_some());
+        assert!(p99.breached(&bucket(10, 0, 1_000_000)).is_none());
+    }
+
+    #[test]
+    fn a_bad_abort_rule_says_what_is_valid() {
+        for bad in ["errors>5", "error_rate<5%", "p99>soon"] {
+            let err = AbortRule::parse(bad).unwrap_err().to_string();
+            assert!(err.contains("error_rate>PCT%"), "{bad}: {err}");
+        }
+    }
+}
