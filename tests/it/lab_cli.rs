@@ -260,7 +260,6 @@ fn down_stops_pod_processes_a_killed_lab_left_behind() {
 // ---------------------------------------------------------------- with a running lab
 
 #[test]
-#[ignore = "needs Lab::start (the lab API server), not merged yet"]
 fn up_second_up_status_down_status_is_the_whole_lifecycle() {
     let env = LabEnv::new();
     fs::write(env.kubeconfig(), OTHER_CONTEXT).unwrap();
@@ -338,7 +337,6 @@ fn up_second_up_status_down_status_is_the_whole_lifecycle() {
 }
 
 #[test]
-#[ignore = "needs Lab::start (the lab API server), not merged yet"]
 fn a_restarted_lab_keeps_its_port_so_the_context_stays_valid() {
     let env = LabEnv::new();
     let address = |env: &LabEnv| {
@@ -366,7 +364,6 @@ fn a_restarted_lab_keeps_its_port_so_the_context_stays_valid() {
 }
 
 #[test]
-#[ignore = "needs Lab::start (the lab API server), not merged yet"]
 fn a_foreground_lab_stops_cleanly_on_sigterm() {
     let env = LabEnv::new();
     let mut lab = env
@@ -394,7 +391,6 @@ fn a_foreground_lab_stops_cleanly_on_sigterm() {
 }
 
 #[test]
-#[ignore = "needs Lab::start (the lab API server), not merged yet"]
 fn a_lab_killed_with_sigkill_is_noticed_and_the_next_up_starts_afresh() {
     let env = LabEnv::new();
     let out = env.run(&["up", "--no-kubeconfig"]);
@@ -416,7 +412,6 @@ fn a_lab_killed_with_sigkill_is_noticed_and_the_next_up_starts_afresh() {
 }
 
 #[test]
-#[ignore = "needs Lab::start (the lab API server), not merged yet"]
 fn the_default_state_dir_is_under_xdg_state_home_else_home() {
     let env = LabEnv::new();
     let xdg = env.root.join("xdg");
@@ -452,7 +447,6 @@ fn the_default_state_dir_is_under_xdg_state_home_else_home() {
 }
 
 #[test]
-#[ignore = "needs Lab::start (the lab API server), not merged yet"]
 fn up_with_a_corrupt_kubeconfig_fails_naming_it_and_leaves_it_untouched() {
     let env = LabEnv::new();
     let corrupt = "clusters: [ {name: x\n";
