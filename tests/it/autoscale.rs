@@ -219,8 +219,8 @@ async fn cluster_with(dir: &Path, hpa: Value) -> (Cluster, std::path::PathBuf) {
         format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: stand-in\n  cluster:\n    \
              server: http://{addr}\nusers:\n- name: stand-in\n  user:\n    token: t\n\
-             contexts:\n- name: stand-in\n  context:\n    cluster: stand-in\n    user: \
-             stand-in\ncurrent-context: stand-in\n"
+             contexts:\n- name: kind-stand-in\n  context:\n    cluster: stand-in\n    user: \
+             stand-in\ncurrent-context: kind-stand-in\n"
         ),
     )
     .unwrap();
