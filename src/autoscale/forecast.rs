@@ -37,7 +37,7 @@ pub enum ModelError {
 }
 
 /// A model that learns a series and extrapolates it.
-pub trait Forecaster: Send {
+pub trait Forecaster: Send + Sync {
     /// Short name for explanations (`holt`, `holt-winters`).
     fn name(&self) -> &'static str;
     /// Feeds the sample `value` taken at `t` seconds (any origin; increasing). A sample

@@ -32,6 +32,7 @@ use crate::Exit;
 use crate::chaos::execute::{ExecuteError, Scope};
 use crate::chaos::journal::{self, Journal, JournalError};
 use crate::cli::{AutoscaleArgs, GlobalArgs};
+use crate::cluster::{self, ConnectOptions, Guard};
 use crate::cost::pricing::PricingProfile;
 use crate::results::{ResultsError, RunDir, RunMeta};
 use source::Demand;
@@ -107,10 +108,10 @@ pub struct AutoscalePlan {
 }
 
 impl AutoscalePlan {
-    /// Resolves the command line (`context` comes from the connection).
+    /// Resolves the command line (`namespace` and `context` come from the connection).
     pub fn from_args(
         args: &AutoscaleArgs,
-        global: &GlobalArgs,
+        namespace: &str,
         context: &str,
     ) -> anyhow::Result<AutoscalePlan> {
         if !args.predictive {
@@ -138,7 +139,7 @@ impl AutoscalePlan {
         };
         Ok(AutoscalePlan {
             settings: Settings {
-                namespace: crate::cluster::ConnectOptions::from_global(global).namespace,
+                namespace: namespace.to_string(),
                 context: context.to_string(),
                 hpa: args
                     .hpa
@@ -298,14 +299,10 @@ pub async fn drive(
 
 /// `resil autoscale`
 pub async fn command(args: AutoscaleArgs, global: &GlobalArgs) -> anyhow::Result<Exit> {
-    // Changing an HPA's minReplicas is a mutation: the safety guard decides first.
-    let guard = crate::cluster::Guard::from_environment(&global.allow_context)?;
-    let target = crate::cluster::connect(
-        &crate::cluster::ConnectOptions::from_global(global),
-        Some(&guard),
-    )
-    .await?;
-    let plan = AutoscalePlan::from_args(&args, global, &target.context)?;
+    // Patching an HPA is a mutation: only local labs, or contexts the user allowed.
+    let guard = Guard::from_environment(&global.allow_context)?;
+    let target = cluster::connect(&ConnectOptions::from_global(global), Some(&guard)).await?;
+    let plan = AutoscalePlan::from_args(&args, &target.namespace, &target.context)?;
     let hpa = plan.settings.hpa.clone();
     let mut controller = launch(target.client.clone(), &plan).await?;
     eprintln!(

@@ -219,8 +219,8 @@ async fn cluster_with(dir: &Path, hpa: Value) -> (Cluster, std::path::PathBuf) {
         format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: stand-in\n  cluster:\n    \
              server: http://{addr}\nusers:\n- name: stand-in\n  user:\n    token: t\n\
-             contexts:\n- name: stand-in\n  context:\n    cluster: stand-in\n    user: \
-             stand-in\ncurrent-context: stand-in\n"
+             contexts:\n- name: kind-stand-in\n  context:\n    cluster: stand-in\n    user: \
+             stand-in\ncurrent-context: kind-stand-in\n"
         ),
     )
     .unwrap();
@@ -618,4 +618,60 @@ async fn the_pod_answering_30_percent_errors_is_ejected_and_its_siblings_are_not
         .count();
     assert_eq!(recorded, 1);
     assert_eq!(*cluster.events.lock().unwrap(), ["OutlierEjected"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_lab_api_min_replicas_is_raised_and_restored() {
+    use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::{Api, PostParams};
+
+    let (lab, client, lab_dir) = crate::support::start_lab().await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": NS}})).unwrap();
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), NS);
+    let mut hpa = hpa_object(1);
+    hpa["metadata"] = json!({"name": "web-blue", "namespace": NS});
+    hpa.as_object_mut().unwrap().remove("status");
+    let hpa: HorizontalPodAutoscaler = serde_json::from_value(hpa).unwrap();
+    hpas.create(&PostParams::default(), &hpa).await.unwrap();
+
+    let kubeconfig = lab_dir.path().join("autoscale-kubeconfig");
+    std::fs::write(&kubeconfig, lab.kubeconfig_yaml()).unwrap();
+    let results = ramp(lab_dir.path());
+    let state = lab_dir.path().join("journal");
+    let args = autoscale_args(&kubeconfig, &results, &state, &["--duration", "300s"]);
+    let run = tokio::spawn(resil::run(Cli::parse_from(args)));
+    let mut raised = None;
+    for _ in 0..100 {
+        let min = hpas.get("web-blue").await.unwrap().spec.min_replicas;
+        if min != Some(1) {
+            raised = min;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(raised, Some(23));
+    run.abort();
+    let _ = run.await;
+    // Aborted mid-run, like a SIGKILL: the journal still restores it.
+    let revert = [
+        "resil",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "chaos",
+        "revert",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ];
+    assert_eq!(resil::run(Cli::parse_from(revert)).await, resil::Exit::Ok);
+    assert_eq!(
+        hpas.get("web-blue").await.unwrap().spec.min_replicas,
+        Some(1)
+    );
+    lab.shutdown().await;
 }
