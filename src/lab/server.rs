@@ -40,6 +40,10 @@ pub struct LabConfig {
     pub hpa_sync_period: Duration,
     /// Image name prefixes that count as the demo image (default `resil-demo`).
     pub demo_image_prefixes: Vec<String>,
+    /// Run the controllers and the kubelet (pods as processes). Off, the lab is an API
+    /// server alone: what its protocol tests need, where a running pod would change the
+    /// answer (graceful deletion, server-made Endpoints).
+    pub runtime: bool,
 }
 
 impl LabConfig {
@@ -51,6 +55,7 @@ impl LabConfig {
             pod_program: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("resil")),
             hpa_sync_period: Duration::from_secs(15),
             demo_image_prefixes: vec!["resil-demo".to_string()],
+            runtime: true,
         }
     }
 }
@@ -141,7 +146,9 @@ impl Lab {
         ));
         tasks.spawn(persist::run(store.clone(), dir.clone(), shutdown.clone()));
         // Runtime: controllers, kubelet and NodePort proxy (src/lab/controllers/runtime.rs).
-        super::controllers::start(store.clone(), &config, shutdown.clone(), &tasks);
+        if config.runtime {
+            super::controllers::start(store.clone(), &config, shutdown.clone(), &tasks);
+        }
         let lab = Lab {
             addr,
             config,

@@ -1,4 +1,4 @@
-//! Proactive resilience against a minimal stand-in API server on 127.0.0.1:0 (plain HTTP;
+//! Proactive resilience against a minimal kind-stand-in API server on 127.0.0.1:0 (plain HTTP;
 //! one HPA, its Deployment, three blue pods, Events).
 //!
 //! `resil autoscale --predictive`: the forecast raises minReplicas ahead of a ramp read
@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 const NS: &str = "distributed-resilience";
 
-/// The stand-in cluster: one HPA `web-blue` and its Deployment.
+/// The kind-stand-in cluster: one HPA `web-blue` and its Deployment.
 #[derive(Clone)]
 struct Cluster {
     hpa: Arc<Mutex<Value>>,
@@ -178,12 +178,12 @@ async fn post_event(
     (StatusCode::CREATED, axum::Json(event))
 }
 
-/// Starts the stand-in on 127.0.0.1:0 and writes a kubeconfig for it into `dir`.
+/// Starts the kind-stand-in on 127.0.0.1:0 and writes a kubeconfig for it into `dir`.
 async fn cluster(dir: &Path) -> (Cluster, std::path::PathBuf) {
     cluster_with(dir, hpa_object(1)).await
 }
 
-/// The stand-in with a given HPA object.
+/// The kind-stand-in with a given HPA object.
 async fn cluster_with(dir: &Path, hpa: Value) -> (Cluster, std::path::PathBuf) {
     // The in-process `resil chaos revert` connects too; it needs the crypto provider the
     // binary's commands install.
@@ -217,10 +217,10 @@ async fn cluster_with(dir: &Path, hpa: Value) -> (Cluster, std::path::PathBuf) {
     std::fs::write(
         &kubeconfig,
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: stand-in\n  cluster:\n    \
-             server: http://{addr}\nusers:\n- name: stand-in\n  user:\n    token: t\n\
-             contexts:\n- name: kind-stand-in\n  context:\n    cluster: stand-in\n    user: \
-             stand-in\ncurrent-context: kind-stand-in\n"
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: kind-stand-in\n  cluster:\n    \
+             server: http://{addr}\nusers:\n- name: kind-stand-in\n  user:\n    token: t\n\
+             contexts:\n- name: kind-kind-stand-in\n  context:\n    cluster: kind-stand-in\n    user: \
+             kind-stand-in\ncurrent-context: kind-kind-stand-in\n"
         ),
     )
     .unwrap();

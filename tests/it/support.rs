@@ -25,6 +25,22 @@ pub async fn start_lab_in(dir: &TempDir) -> Lab {
     Lab::start(config).await.expect("lab starts")
 }
 
+/// A lab that is an API server alone (no controllers, no pods run): for protocol tests
+/// whose answers a running pod would change.
+pub async fn start_api_only_lab() -> (Lab, kube::Client, TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lab = start_api_only_lab_in(&dir).await;
+    let client = client_for(&lab).await;
+    (lab, client, dir)
+}
+
+/// [`start_api_only_lab`] in a given state directory.
+pub async fn start_api_only_lab_in(dir: &TempDir) -> Lab {
+    let mut config = LabConfig::new(dir.path());
+    config.runtime = false;
+    Lab::start(config).await.expect("lab starts")
+}
+
 /// A kube client built from the lab's kubeconfig, exactly as a user's would be.
 pub async fn client_for(lab: &Lab) -> kube::Client {
     let config = config_for(lab).await;

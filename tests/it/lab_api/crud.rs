@@ -8,11 +8,11 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use super::{api_error, deployment, pod};
-use crate::support::{raw, start_lab};
+use crate::support::{raw, start_api_only_lab};
 
 #[tokio::test]
 async fn typed_crud_works_for_every_served_resource() {
-    let (lab, client, _dir) = start_lab().await;
+    let (lab, client, _dir) = start_api_only_lab().await;
     let pp = PostParams::default();
     let dp = DeleteParams::default();
 
@@ -120,7 +120,7 @@ async fn typed_crud_works_for_every_served_resource() {
 
 #[tokio::test]
 async fn server_fills_metadata_and_bumps_generation_only_on_spec_change() {
-    let (lab, client, _dir) = start_lab().await;
+    let (lab, client, _dir) = start_api_only_lab().await;
     let deployments: Api<Deployment> = Api::default_namespaced(client);
     let d = deployments
         .create(&PostParams::default(), &deployment("web", 1))
@@ -161,7 +161,7 @@ async fn server_fills_metadata_and_bumps_generation_only_on_spec_change() {
 
 #[tokio::test]
 async fn merge_and_json_patches_change_the_object() {
-    let (lab, client, _dir) = start_lab().await;
+    let (lab, client, _dir) = start_api_only_lab().await;
     let pods: Api<Pod> = Api::default_namespaced(client.clone());
     pods.create(&PostParams::default(), &pod("web-1", json!({"app": "web"})))
         .await
@@ -213,7 +213,7 @@ async fn merge_and_json_patches_change_the_object() {
 
 #[tokio::test]
 async fn status_writes_change_only_status_and_main_writes_keep_it() {
-    let (lab, client, _dir) = start_lab().await;
+    let (lab, client, _dir) = start_api_only_lab().await;
     let deployments: Api<Deployment> = Api::default_namespaced(client);
     deployments
         .create(&PostParams::default(), &deployment("web", 1))
@@ -245,7 +245,7 @@ async fn status_writes_change_only_status_and_main_writes_keep_it() {
 
 #[tokio::test]
 async fn deployment_scale_subresource_reads_and_writes_replicas() {
-    let (lab, client, _dir) = start_lab().await;
+    let (lab, client, _dir) = start_api_only_lab().await;
     let deployments: Api<Deployment> = Api::default_namespaced(client);
     deployments
         .create(&PostParams::default(), &deployment("web", 2))
@@ -288,7 +288,7 @@ async fn deployment_scale_subresource_reads_and_writes_replicas() {
 
 #[tokio::test]
 async fn yaml_bodies_are_accepted() {
-    let (lab, client, _dir) = start_lab().await;
+    let (lab, client, _dir) = start_api_only_lab().await;
     let yaml = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: from-yaml\nspec:\n  containers:\n  - name: a\n    image: resil-demo\n";
     let (code, _, body) = raw(
         &client,
@@ -305,7 +305,7 @@ async fn yaml_bodies_are_accepted() {
 
 #[tokio::test]
 async fn deleting_an_owner_cascades_unless_orphaned() {
-    let (lab, client, _dir) = start_lab().await;
+    let (lab, client, _dir) = start_api_only_lab().await;
     let deployments: Api<Deployment> = Api::default_namespaced(client.clone());
     let pods: Api<Pod> = Api::default_namespaced(client.clone());
     let pp = PostParams::default();
@@ -347,7 +347,7 @@ async fn deleting_an_owner_cascades_unless_orphaned() {
 
 #[tokio::test]
 async fn deleting_a_namespace_deletes_everything_in_it() {
-    let (lab, client, _dir) = start_lab().await;
+    let (lab, client, _dir) = start_api_only_lab().await;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "gone"}})).unwrap();
     namespaces
@@ -385,7 +385,7 @@ async fn deleting_a_namespace_deletes_everything_in_it() {
 
 #[tokio::test]
 async fn discovery_describes_every_served_group() {
-    let (lab, client, _dir) = start_lab().await;
+    let (lab, client, _dir) = start_api_only_lab().await;
     let info = client.apiserver_version().await.unwrap();
     assert_eq!(info.major, "1");
     let discovery = kube::discovery::Discovery::new(client.clone())
@@ -420,7 +420,7 @@ async fn discovery_describes_every_served_group() {
 
 #[tokio::test]
 async fn server_side_apply_creates_then_updates() {
-    let (lab, client, _dir) = start_lab().await;
+    let (lab, client, _dir) = start_api_only_lab().await;
     let deployments: Api<Deployment> = Api::default_namespaced(client);
     let pp = PatchParams::apply("resil-test");
     let mut manifest = serde_json::to_value(deployment("web", 1)).unwrap();
@@ -451,7 +451,7 @@ async fn server_side_apply_creates_then_updates() {
 
 #[tokio::test]
 async fn delete_collection_removes_only_selected_objects() {
-    let (lab, client, _dir) = start_lab().await;
+    let (lab, client, _dir) = start_api_only_lab().await;
     let pods: Api<Pod> = Api::default_namespaced(client);
     for (name, app) in [("a", "web"), ("b", "web"), ("c", "db")] {
         pods.create(&PostParams::default(), &pod(name, json!({"app": app})))
@@ -478,7 +478,7 @@ async fn delete_collection_removes_only_selected_objects() {
 
 #[tokio::test]
 async fn dry_runs_check_and_answer_but_store_nothing() {
-    let (lab, client, _dir) = start_lab().await;
+    let (lab, client, _dir) = start_api_only_lab().await;
     let deployments: Api<Deployment> = Api::default_namespaced(client);
     let dry = PostParams {
         dry_run: true,

@@ -5,11 +5,11 @@ use kube::api::{Api, PostParams};
 use serde_json::json;
 
 use super::{api_error, pod};
-use crate::support::{self, raw, start_lab};
+use crate::support::{self, raw, start_api_only_lab};
 
 #[tokio::test]
 async fn requests_without_the_token_get_a_401_status() {
-    let (lab, _client, _dir) = start_lab().await;
+    let (lab, _client, _dir) = start_api_only_lab().await;
     let mut config = support::config_for(&lab).await;
     config.auth_info.token = None;
     let anonymous = kube::Client::try_from(config).unwrap();
@@ -23,7 +23,7 @@ async fn requests_without_the_token_get_a_401_status() {
 
 #[tokio::test]
 async fn stale_replace_is_a_409_conflict_and_taken_name_is_already_exists() {
-    let (lab, client, _dir) = start_lab().await;
+    let (lab, client, _dir) = start_api_only_lab().await;
     let pods: Api<Pod> = Api::default_namespaced(client);
     let pp = PostParams::default();
     let first = pods.create(&pp, &pod("web-1", json!({}))).await.unwrap();
@@ -50,7 +50,7 @@ async fn stale_replace_is_a_409_conflict_and_taken_name_is_already_exists() {
 
 #[tokio::test]
 async fn bad_requests_get_status_errors_not_panics() {
-    let (lab, client, _dir) = start_lab().await;
+    let (lab, client, _dir) = start_api_only_lab().await;
     let pods = "/api/v1/namespaces/default/pods";
     let (code, ct, body) = raw(
         &client,
@@ -137,7 +137,7 @@ async fn bad_requests_get_status_errors_not_panics() {
 
 #[tokio::test]
 async fn every_error_answer_is_a_json_status() {
-    let (lab, client, _dir) = start_lab().await;
+    let (lab, client, _dir) = start_api_only_lab().await;
     for (method, path) in [
         ("POST", "/version"),
         ("DELETE", "/apis"),
@@ -154,7 +154,7 @@ async fn every_error_answer_is_a_json_status() {
 
 #[tokio::test]
 async fn concurrent_read_modify_write_loses_no_update() {
-    let (lab, client, _dir) = start_lab().await;
+    let (lab, client, _dir) = start_api_only_lab().await;
     let pods: Api<Pod> = Api::default_namespaced(client);
     pods.create(&PostParams::default(), &pod("counter", json!({"n": "0"})))
         .await
@@ -196,7 +196,7 @@ async fn concurrent_read_modify_write_loses_no_update() {
 
 #[tokio::test]
 async fn objects_of_the_wrong_shape_are_invalid_not_a_crash() {
-    let (lab, client, _dir) = start_lab().await;
+    let (lab, client, _dir) = start_api_only_lab().await;
     let cases = [
         (
             "/api/v1/namespaces/default/services",

@@ -14,7 +14,7 @@ use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 
-use crate::support::start_lab;
+use crate::support::start_api_only_lab;
 
 /// kubectl wired to one lab.
 struct Kubectl {
@@ -130,7 +130,7 @@ spec:
 
 #[tokio::test]
 async fn kubectl_gets_describes_and_reads_jsonpath() {
-    let (lab, client, _dir) = start_lab().await;
+    let (lab, client, _dir) = start_api_only_lab().await;
     let Some(kubectl) = Kubectl::for_lab(&lab) else {
         return;
     };
@@ -180,7 +180,7 @@ async fn kubectl_gets_describes_and_reads_jsonpath() {
 
 #[tokio::test]
 async fn kubectl_apply_creates_configures_and_server_side_applies() {
-    let (lab, client, _dir) = start_lab().await;
+    let (lab, client, _dir) = start_api_only_lab().await;
     let Some(kubectl) = Kubectl::for_lab(&lab) else {
         return;
     };
@@ -232,7 +232,7 @@ async fn kubectl_apply_creates_configures_and_server_side_applies() {
 
 #[tokio::test]
 async fn kubectl_patches_scales_and_deletes() {
-    let (lab, client, _dir) = start_lab().await;
+    let (lab, client, _dir) = start_api_only_lab().await;
     let Some(kubectl) = Kubectl::for_lab(&lab) else {
         return;
     };
@@ -309,7 +309,7 @@ async fn kubectl_patches_scales_and_deletes() {
 
 #[tokio::test]
 async fn kubectl_get_watch_prints_new_objects() {
-    let (lab, client, _dir) = start_lab().await;
+    let (lab, client, _dir) = start_api_only_lab().await;
     let Some(kubectl) = Kubectl::for_lab(&lab) else {
         return;
     };
@@ -341,7 +341,7 @@ async fn kubectl_get_watch_prints_new_objects() {
 
 #[tokio::test]
 async fn kubectl_rollout_status_follows_deployment_status() {
-    let (lab, client, _dir) = start_lab().await;
+    let (lab, client, _dir) = start_api_only_lab().await;
     let Some(kubectl) = Kubectl::for_lab(&lab) else {
         return;
     };
@@ -386,7 +386,7 @@ async fn kubectl_rollout_status_follows_deployment_status() {
 
 #[tokio::test]
 async fn kubectl_top_pods_reads_pod_metrics() {
-    let (lab, client, _dir) = start_lab().await;
+    let (lab, client, _dir) = start_api_only_lab().await;
     let Some(kubectl) = Kubectl::for_lab(&lab) else {
         return;
     };
@@ -419,7 +419,7 @@ async fn kubectl_top_pods_reads_pod_metrics() {
 
 #[tokio::test]
 async fn kubectl_logs_reads_and_follows_container_output() {
-    let (lab, client, dir) = start_lab().await;
+    let (lab, client, dir) = start_api_only_lab().await;
     let Some(kubectl) = Kubectl::for_lab(&lab) else {
         return;
     };

@@ -17,7 +17,7 @@ use crate::support;
 async fn creates_lists_and_watch_notifications_are_fast() {
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let lab = support::start_lab_in(&dir).await;
+    let lab = support::start_api_only_lab_in(&dir).await;
     let first_start = started.elapsed();
     let pods: Api<Pod> = Api::default_namespaced(support::client_for(&lab).await);
 
@@ -68,7 +68,7 @@ async fn creates_lists_and_watch_notifications_are_fast() {
     lab.shutdown().await;
     let shutdown = t.elapsed();
     let t = Instant::now();
-    let lab = support::start_lab_in(&dir).await;
+    let lab = support::start_api_only_lab_in(&dir).await;
     let restart = t.elapsed();
     lab.shutdown().await;
 

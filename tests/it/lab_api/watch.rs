@@ -9,11 +9,11 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
 use super::{api_error, pod};
-use crate::support::{self, raw, start_lab};
+use crate::support::{self, raw, start_api_only_lab};
 
 #[tokio::test]
 async fn watcher_sees_added_modified_deleted_in_order() {
-    let (lab, client, _dir) = start_lab().await;
+    let (lab, client, _dir) = start_api_only_lab().await;
     let pods: Api<Pod> = Api::default_namespaced(client);
     let stream = watcher(pods.clone(), watcher::Config::default().labels("app=web"));
     let mut stream = Box::pin(stream);
@@ -70,7 +70,7 @@ async fn watcher_sees_added_modified_deleted_in_order() {
 
 #[tokio::test]
 async fn raw_watch_streams_json_lines_and_ends_at_timeout() {
-    let (lab, client, _dir) = start_lab().await;
+    let (lab, client, _dir) = start_api_only_lab().await;
     let path = "/api/v1/namespaces/default/pods?watch=true&timeoutSeconds=1&resourceVersion=0";
     let req = axum::http::Request::get(path)
         .body(kube::client::Body::empty())
@@ -93,7 +93,7 @@ async fn raw_watch_streams_json_lines_and_ends_at_timeout() {
 
 #[tokio::test]
 async fn selectors_filter_lists() {
-    let (lab, client, _dir) = start_lab().await;
+    let (lab, client, _dir) = start_api_only_lab().await;
     let pods: Api<Pod> = Api::default_namespaced(client.clone());
     let pp = PostParams::default();
     pods.create(&pp, &pod("a", json!({"app": "web", "track": "blue"})))
@@ -154,7 +154,7 @@ async fn selectors_filter_lists() {
 
 #[tokio::test]
 async fn watch_streams_keep_up_with_many_changes() {
-    let (lab, client, _dir) = start_lab().await;
+    let (lab, client, _dir) = start_api_only_lab().await;
     let pods: Api<Pod> = Api::default_namespaced(client.clone());
     let stream = watcher(pods.clone(), watcher::Config::default()).applied_objects();
     let mut stream = Box::pin(stream);
@@ -177,7 +177,7 @@ async fn watch_streams_keep_up_with_many_changes() {
 
 #[tokio::test]
 async fn watch_from_before_a_restart_gets_an_expired_error_event() {
-    let (lab, client, dir) = start_lab().await;
+    let (lab, client, dir) = start_api_only_lab().await;
     let pods: Api<Pod> = Api::default_namespaced(client);
     let created = pods
         .create(&PostParams::default(), &pod("a", json!({})))
@@ -205,7 +205,7 @@ async fn watch_from_before_a_restart_gets_an_expired_error_event() {
 
 #[tokio::test]
 async fn streaming_list_watchers_get_initial_events_then_changes() {
-    let (lab, client, _dir) = start_lab().await;
+    let (lab, client, _dir) = start_api_only_lab().await;
     let pods: Api<Pod> = Api::default_namespaced(client);
     pods.create(&PostParams::default(), &pod("before", json!({})))
         .await
@@ -243,7 +243,7 @@ async fn streaming_list_watchers_get_initial_events_then_changes() {
 
 #[tokio::test]
 async fn an_object_leaving_a_watched_selection_is_deleted_for_that_watcher() {
-    let (lab, client, _dir) = start_lab().await;
+    let (lab, client, _dir) = start_api_only_lab().await;
     let pods: Api<Pod> = Api::default_namespaced(client);
     pods.create(&PostParams::default(), &pod("a", json!({"track": "blue"})))
         .await
@@ -289,7 +289,7 @@ async fn an_object_leaving_a_watched_selection_is_deleted_for_that_watcher() {
 
 #[tokio::test]
 async fn shutdown_ends_open_watches_promptly() {
-    let (lab, client, _dir) = start_lab().await;
+    let (lab, client, _dir) = start_api_only_lab().await;
     let req = axum::http::Request::get("/api/v1/pods?watch=true")
         .body(kube::client::Body::empty())
         .unwrap();
