@@ -322,6 +322,16 @@ async fn objects_resil_did_not_create_are_left_alone() {
     let mut theirs = DemoManifests::embedded().unwrap().deployments[0].clone();
     theirs.metadata.labels = Some([("app".to_string(), "web".to_string())].into());
     theirs.metadata.name = Some("web-blue".into());
+    // Someone else's Deployment: its pods do not carry resil's label either.
+    if let Some(labels) = theirs
+        .spec
+        .template
+        .metadata
+        .as_mut()
+        .and_then(|m| m.labels.as_mut())
+    {
+        labels.remove(resil::cluster::MANAGED_BY_LABEL);
+    }
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), NS);
     deployments
         .create(&PostParams::default(), &theirs)
