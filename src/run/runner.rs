@@ -221,12 +221,15 @@ async fn run_steps(
     steps.sort_by_key(|s| s.at);
     let mut injected = Vec::new();
     let mut reverts = tokio::task::JoinSet::new();
+    // Failovers already waited for: a `wait-for` waits for the next one, even when it
+    // completed before the step's own offset (a fast watcher beats a same-second step).
+    let mut waited = (0u32, 0u32);
     for (i, step) in steps.into_iter().enumerate() {
         tokio::time::sleep_until(start + step.at).await;
         let step_seed = seed.wrapping_add(i as u64);
         let entry = match step.action {
             StepAction::WaitFor => {
-                wait_for(step, failovers.clone()).await;
+                waited = wait_for(step, failovers.clone(), waited).await;
                 continue;
             }
             StepAction::KillPods => {
@@ -312,10 +315,14 @@ async fn revert_all(injector: &Injector, entries: &[Entry]) {
     }
 }
 
-async fn wait_for(step: &Step, mut failovers: watch::Receiver<(u32, u32)>) {
+/// Waits for one more failover (or fail-back) than `before` counted; returns the counts.
+async fn wait_for(
+    step: &Step,
+    mut failovers: watch::Receiver<(u32, u32)>,
+    before: (u32, u32),
+) -> (u32, u32) {
     let timeout = step.timeout.unwrap_or(Duration::from_secs(60));
     let event = step.event.unwrap_or(WaitEvent::Failover);
-    let before = *failovers.borrow();
     let seen = tokio::time::timeout(timeout, async {
         loop {
             let (over, back) = *failovers.borrow();
@@ -334,6 +341,11 @@ async fn wait_for(step: &Step, mut failovers: watch::Receiver<(u32, u32)>) {
             "wait-for {event:?}: none within {}",
             humantime::format_duration(timeout)
         );
+    }
+    let (over, back) = *failovers.borrow();
+    match event {
+        WaitEvent::Failover => (over.min(before.0 + 1), before.1),
+        WaitEvent::Failback => (before.0, back.min(before.1 + 1)),
     }
 }
 
