@@ -14,6 +14,7 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 
 use crate::cli::Color;
+use crate::cost::quantity;
 use crate::results::summary::PodRequests;
 use crate::results::timeline::EventKind;
 
@@ -344,52 +345,13 @@ fn template_requests(deployment: &Deployment) -> Option<PodRequests> {
             continue;
         };
         if let Some(cpu) = requests.get("cpu") {
-            total.cpu_millis += quantity::cpu_millis(&cpu.0)?;
+            total.cpu_millis += quantity::parse_cpu_millis(&cpu.0).ok()?;
         }
         if let Some(memory) = requests.get("memory") {
-            total.memory_bytes += quantity::bytes(&memory.0)?;
+            total.memory_bytes += quantity::parse_memory_bytes(&memory.0).ok()?;
         }
     }
     Some(total)
-}
-
-/// Kubernetes resource quantities (`100m`, `0.5`, `64Mi`, `1G`, `1e3`) as integers.
-pub mod quantity {
-    /// CPU in millicores (`100m` → 100, `0.25` → 250, `2` → 2000).
-    pub fn cpu_millis(text: &str) -> Option<u64> {
-        scaled(text, 1000.0)
-    }
-
-    /// Memory in bytes (`64Mi` → 67108864, `128M` → 128000000).
-    pub fn bytes(text: &str) -> Option<u64> {
-        scaled(text, 1.0)
-    }
-
-    fn scaled(text: &str, unit: f64) -> Option<u64> {
-        let text = text.trim();
-        let split = text
-            .find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E')
-            .unwrap_or(text.len());
-        let (number, suffix) = text.split_at(split);
-        let number: f64 = number.parse().ok()?;
-        let factor = match suffix {
-            "" => 1.0,
-            "n" => 1e-9,
-            "u" => 1e-6,
-            "m" => 1e-3,
-            "k" => 1e3,
-            "M" => 1e6,
-            "G" => 1e9,
-            "T" => 1e12,
-            "Ki" => 1024.0,
-            "Mi" => 1024.0 * 1024.0,
-            "Gi" => 1024.0 * 1024.0 * 1024.0,
-            "Ti" => 1024.0_f64.powi(4),
-            _ => return None,
-        };
-        let value = number * factor * unit;
-        (value.is_finite() && value >= 0.0).then(|| value.round() as u64)
-    }
 }
 
 #[cfg(test)]
@@ -484,16 +446,5 @@ mod tests {
             (1, 1)
         );
         assert!(state.apply_endpoints(&endpoints).is_empty());
-    }
-
-    #[test]
-    fn quantities_parse_like_kubernetes() {
-        assert_eq!(quantity::cpu_millis("100m"), Some(100));
-        assert_eq!(quantity::cpu_millis("0.25"), Some(250));
-        assert_eq!(quantity::cpu_millis("2"), Some(2000));
-        assert_eq!(quantity::bytes("64Mi"), Some(64 * 1024 * 1024));
-        assert_eq!(quantity::bytes("128M"), Some(128_000_000));
-        assert_eq!(quantity::bytes("1e3"), Some(1000));
-        assert_eq!(quantity::bytes("12Q"), None);
     }
 }
