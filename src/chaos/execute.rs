@@ -186,13 +186,16 @@ impl Scope {
                 what: format!("building the admin request for pod {pod}"),
                 source: kube::Error::HttpError(e),
             })?;
-        match self.client.request_text(request).await {
-            Ok(_) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(api_err(format!(
-                "setting fault switches on pod {pod} through the API server's pod proxy"
-            ))(e)),
-        }
+        // The pod exists (checked just before), so a 404 here means the API server does
+        // not proxy to pods: an error, never a silent "done".
+        self.client
+            .request_text(request)
+            .await
+            .map(|_| ())
+            .map_err(api_err(format!(
+                "setting fault switches on pod {pod} through the API server's pod proxy \
+             (pods/NAME:PORT/proxy); the lab does not serve that path yet"
+            )))
     }
 
     /// The Service's current proxy-fault annotation.

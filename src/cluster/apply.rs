@@ -88,30 +88,43 @@ where
         .map_err(|e| ClusterError::api(format!("applying {kind} {name}"), e))?;
     Ok(match before {
         None => ApplyOutcome::Created,
-        Some(before) if unchanged(&before, &after) => ApplyOutcome::Unchanged,
+        Some(before) if unchanged(&before, &after, object) => ApplyOutcome::Unchanged,
         Some(_) => ApplyOutcome::Configured,
     })
 }
 
-/// Same resourceVersion, or the same desired state (spec, labels, annotations) — some
-/// servers bump the version on a no-op apply, so the content is the final word.
-fn unchanged<K: Resource + Serialize>(before: &K, after: &K) -> bool {
+/// Same resourceVersion, or the same desired state (spec, and the labels and annotations
+/// resil applies) — some servers bump the version on a no-op apply, and controllers write
+/// their own annotations (a Deployment's revision) between our read and our apply, so the
+/// content resil owns is the final word.
+fn unchanged<K: Resource + Serialize>(before: &K, after: &K, applied: &K) -> bool {
     if before.meta().resource_version.is_some()
         && before.meta().resource_version == after.meta().resource_version
     {
         return true;
     }
-    desired_state(before) == desired_state(after)
+    desired_state(before, applied) == desired_state(after, applied)
 }
 
-fn desired_state<K: Serialize>(object: &K) -> Value {
+fn desired_state<K: Resource + Serialize>(object: &K, applied: &K) -> Value {
     let Ok(Value::Object(mut map)) = serde_json::to_value(object) else {
         return Value::Null;
     };
     map.remove("status");
-    if let Some(Value::Object(meta)) = map.get_mut("metadata") {
-        meta.retain(|k, _| k == "labels" || k == "annotations" || k == "name");
-    }
+    let own = |keys: &Option<std::collections::BTreeMap<String, String>>,
+               live: &Option<std::collections::BTreeMap<String, String>>| {
+        let keys = keys.clone().unwrap_or_default();
+        let live = live.clone().unwrap_or_default();
+        keys.keys()
+            .map(|k| (k.clone(), live.get(k).cloned()))
+            .collect::<Vec<_>>()
+    };
+    let labels = own(&applied.meta().labels, &object.meta().labels);
+    let annotations = own(&applied.meta().annotations, &object.meta().annotations);
+    map.insert(
+        "metadata".to_string(),
+        serde_json::json!({"labels": labels, "annotations": annotations}),
+    );
     Value::Object(map)
 }
 
@@ -143,14 +156,32 @@ mod tests {
 
     #[test]
     fn same_content_under_a_new_resource_version_counts_as_unchanged() {
+        let applied = deployment("", 1, true);
         assert!(unchanged(
             &deployment("1", 1, true),
-            &deployment("2", 1, true)
+            &deployment("2", 1, true),
+            &applied
         ));
         assert!(!unchanged(
             &deployment("1", 1, true),
-            &deployment("2", 3, true)
+            &deployment("2", 3, true),
+            &applied
         ));
+    }
+
+    #[test]
+    fn an_annotation_a_controller_wrote_is_not_a_change_of_ours() {
+        let applied = deployment("", 1, true);
+        let before = deployment("1", 1, true);
+        let mut after = deployment("2", 1, true);
+        after.metadata.annotations = Some(
+            [(
+                "deployment.kubernetes.io/revision".to_string(),
+                "2".to_string(),
+            )]
+            .into(),
+        );
+        assert!(unchanged(&before, &after, &applied));
     }
 
     #[test]

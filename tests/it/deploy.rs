@@ -36,9 +36,24 @@ struct LabFixture {
 }
 
 impl LabFixture {
+    /// A lab serving the API alone: these tests check what deploy writes, and running
+    /// pods would race with their reads.
     async fn start() -> LabFixture {
+        LabFixture::start_with(false).await
+    }
+
+    /// A lab that runs pods, for the rollout test.
+    async fn start_with_runtime() -> LabFixture {
+        LabFixture::start_with(true).await
+    }
+
+    async fn start_with(runtime: bool) -> LabFixture {
         let state = tempfile::tempdir().unwrap();
-        let lab = support::start_lab_in(&state).await;
+        let lab = if runtime {
+            support::start_lab_in(&state).await
+        } else {
+            support::start_api_only_lab_in(&state).await
+        };
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
         std::fs::write(&kubeconfig, lab.kubeconfig_yaml()).unwrap();
@@ -392,7 +407,7 @@ async fn the_guard_refuses_prod_eu_on_the_lab_and_allow_context_admits_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the lab runtime (pods as processes)"]
 async fn deploy_waits_for_both_colours_and_the_nodeport_answers_blue() {
-    let fx = LabFixture::start().await;
+    let fx = LabFixture::start_with_runtime().await;
     assert_eq!(fx.run(&["deploy", "--timeout", "60s"]).await, Exit::Ok);
     let status = resil::demo::status::gather(&fx.target().await)
         .await
