@@ -33,6 +33,25 @@ impl From<Exit> for ExitCode {
     }
 }
 
+/// Resolves on Ctrl-C or SIGTERM: what ends a long-running command with cleanup and
+/// [`Exit::Interrupted`]. Shared so every command stops on the same signals.
+pub async fn interrupted() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        // Ctrl-C in the terminal.
+        _ = tokio::signal::ctrl_c() => {}
+        // `kill` or a supervisor stopping us.
+        () = term => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,7 +34,7 @@ use crate::chaos::journal::{self, Journal, JournalError};
 use crate::cli::{AutoscaleArgs, GlobalArgs};
 use crate::cluster::{self, ConnectOptions, Guard};
 use crate::cost::pricing::PricingProfile;
-use crate::results::{ResultsError, RunDir, RunMeta};
+use crate::results::{ResultsError, RunDir};
 use source::Demand;
 
 /// Errors of the autoscaler engine.
@@ -196,15 +196,8 @@ async fn pod_selector(client: &kube::Client, namespace: &str, hpa: &str) -> anyh
 }
 
 fn results_dir(path: &PathBuf) -> anyhow::Result<RunDir> {
-    let dir = RunDir::create(path)
+    let (dir, _) = RunDir::join_or_start(path, "autoscale")
         .with_context(|| format!("creating results directory {}", path.display()))?;
-    if dir.read_meta().is_err() {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        dir.write_meta(&RunMeta::start(name, "autoscale"))?;
-    }
     Ok(dir)
 }
 
@@ -320,7 +313,7 @@ pub async fn command(args: AutoscaleArgs, global: &GlobalArgs) -> anyhow::Result
     let watcher = {
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            crate::chaos::interrupt().await;
+            crate::exit::interrupted().await;
             shutdown.cancel();
         })
     };

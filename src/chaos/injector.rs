@@ -110,13 +110,14 @@ impl Injector {
             let (kind, name) = match target.split_once('/') {
                 Some(("deployment", n)) => ("Deployment", n),
                 Some(("service", n)) => ("Service", n),
+                Some(("hpa", n)) => ("HorizontalPodAutoscaler", n),
                 Some((_, n)) => ("Pod", n),
                 None => ("Pod", target.as_str()),
             };
-            let api_version = if kind == "Deployment" {
-                "apps/v1"
-            } else {
-                "v1"
+            let api_version = match kind {
+                "Deployment" => "apps/v1",
+                "HorizontalPodAutoscaler" => "autoscaling/v2",
+                _ => "v1",
             };
             let involved = Involved {
                 api_version,

@@ -67,8 +67,9 @@ impl Session {
             .unwrap_or_else(journal::default_state_dir);
         let out = match &common.out {
             Some(dir) => Some(
-                RunDir::create(dir)
-                    .with_context(|| format!("creating results directory {}", dir.display()))?,
+                RunDir::join_or_start(dir, "chaos")
+                    .with_context(|| format!("creating results directory {}", dir.display()))?
+                    .0,
             ),
             None => None,
         };
@@ -118,7 +119,7 @@ impl Session {
             // The fault ran its course.
             () = tokio::time::sleep(duration) => false,
             // The user (or a supervisor) wants out: revert first, then leave.
-            () = interrupt() => true,
+            () = crate::exit::interrupted() => true,
         };
         self.injector.revert(&entry).await?;
         println!("reverted {} ({})", entry.action, entry.id);
@@ -127,24 +128,6 @@ impl Session {
         } else {
             Exit::Ok
         })
-    }
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn interrupt() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        // Ctrl-C in the terminal.
-        _ = tokio::signal::ctrl_c() => {}
-        // `kill` or a supervisor stopping us.
-        () = term => {}
     }
 }
 
@@ -212,7 +195,7 @@ async fn kill_pods(args: KillPodsArgs, global: &GlobalArgs) -> anyhow::Result<Ex
                 // The interval between rounds.
                 () = tokio::time::sleep(every + jitter) => {}
                 // Stop between rounds; nothing is left to revert.
-                () = interrupt() => return Ok(Exit::Interrupted),
+                () = crate::exit::interrupted() => return Ok(Exit::Interrupted),
             }
             chosen = match injector.choose(&selection, rng.random()).await {
                 Ok(c) => c,

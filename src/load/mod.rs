@@ -124,10 +124,10 @@ pub async fn command(args: LoadArgs, _global: &GlobalArgs) -> anyhow::Result<Exi
     let on_signal = {
         let cancel = cancel.clone();
         tokio::spawn(async move {
-            // Ctrl-C stops the run; the engine returns what it measured, marked partial.
-            if tokio::signal::ctrl_c().await.is_ok() {
-                cancel.cancel();
-            }
+            // Ctrl-C (or SIGTERM) stops the run; the engine returns what it measured,
+            // marked partial.
+            crate::exit::interrupted().await;
+            cancel.cancel();
         })
     };
 

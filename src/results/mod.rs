@@ -164,6 +164,27 @@ impl RunDir {
         Ok(RunDir { path })
     }
 
+    /// Creates (or reuses) `path` for a producer that may share it with others (`watch`,
+    /// `chaos` and `autoscale` beside a `load --out` into the same directory): keeps a
+    /// readable `run.json`, else starts one for `command`, so `report` can open the dir.
+    pub fn join_or_start(path: impl Into<PathBuf>, command: &str) -> Result<(RunDir, RunMeta)> {
+        let dir = RunDir::create(path)?;
+        let meta = match dir.read_meta() {
+            Ok(meta) => meta,
+            Err(_) => {
+                let name = dir
+                    .path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let meta = RunMeta::start(name, command);
+                dir.write_meta(&meta)?;
+                meta
+            }
+        };
+        Ok((dir, meta))
+    }
+
     /// Creates `<parent>/<timestamp>-<label>` as a new run directory.
     pub fn create_new(parent: &Path, label: &str) -> Result<RunDir> {
         let stamp = Utc::now().format("%Y%m%dT%H%M%S%.3fZ");

@@ -68,7 +68,7 @@ pub async fn command(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<Exit>
     {
         let interrupt = interrupt.clone();
         tokio::spawn(async move {
-            crate::chaos::interrupt().await;
+            crate::exit::interrupted().await;
             interrupt.cancel();
         });
     }

@@ -131,10 +131,7 @@ pub async fn run(
     };
     let load = {
         let cancel = load_cancel.clone();
-        tokio::spawn(async move {
-            let report = crate::load::run(&load_plan, cancel, events_tx).await;
-            (load_plan, report)
-        })
+        tokio::spawn(async move { crate::load::run(&load_plan, cancel, events_tx).await })
     };
 
     // The steps, on the load's clock.
@@ -168,7 +165,7 @@ pub async fn run(
         }
     }
 
-    let (load_plan, report) = load.await.context("the load task")?;
+    let report = load.await.context("the load task")?;
     let aborted = consumer.await.unwrap_or(None);
     // Give the watcher a moment to record the end state, then stop it.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -189,22 +186,20 @@ pub async fn run(
     } else {
         Ending::Complete
     };
-    let mut meta = crate::load::report::start_meta(&load_plan, &meta.run_id);
-    meta.command = "run".to_string();
-    meta.context = Some(target.context.clone());
-    meta.scenario = Some(serde_json::to_value(scenario)?);
-    meta.slos = scenario.slos.clone();
-    crate::load::report::write_results(dir, meta, &report)?;
-    if ending != Ending::Complete {
-        let mut meta = dir.read_meta()?;
+    // The run.json written at the start already names the scenario, context and SLOs;
+    // add the load's files and close it.
+    crate::load::report::write_load_files(dir, &report)?;
+    meta.ended_at = Some(crate::results::now_ms());
+    (meta.status, meta.partial_reason) = match &ending {
+        Ending::Complete => (RunStatus::Complete, None),
+        Ending::Interrupted => (RunStatus::Partial, Some("interrupted".to_string())),
+        Ending::Aborted(why) => (RunStatus::Partial, Some(format!("aborted: {why}"))),
+    };
+    if report.interrupted && meta.status == RunStatus::Complete {
         meta.status = RunStatus::Partial;
-        meta.partial_reason = Some(match &ending {
-            Ending::Interrupted => "interrupted".to_string(),
-            Ending::Aborted(why) => format!("aborted: {why}"),
-            Ending::Complete => unreachable!("checked above"),
-        });
-        dir.write_meta(&meta)?;
+        meta.partial_reason = Some("the load stopped early".to_string());
     }
+    dir.write_meta(&meta)?;
     Ok(ending)
 }
 

@@ -25,7 +25,7 @@ pub use controller::{Ended, Outcome, Update, WatchPlan};
 use crate::Exit;
 use crate::cli::{GlobalArgs, WatchArgs};
 use crate::cluster::{self, ConnectOptions, Guard};
-use crate::results::{RunDir, RunMeta, RunStatus};
+use crate::results::{RunDir, RunStatus};
 
 impl WatchPlan {
     /// Resolves the command line.
@@ -64,16 +64,8 @@ pub async fn command(args: WatchArgs, global: &GlobalArgs) -> anyhow::Result<Exi
     let target = cluster::connect(&ConnectOptions::from_global(global), guard.as_ref()).await?;
     let out = match &args.out {
         Some(path) => {
-            let dir = RunDir::create(path)
+            let (dir, mut meta) = RunDir::join_or_start(path, "watch")
                 .with_context(|| format!("creating results directory {}", path.display()))?;
-            let mut meta = dir.read_meta().unwrap_or_else(|_| {
-                RunMeta::start(
-                    path.file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
-                    "watch",
-                )
-            });
             meta.context = Some(target.context.clone());
             dir.write_meta(&meta)?;
             Some(dir)
@@ -87,10 +79,9 @@ pub async fn command(args: WatchArgs, global: &GlobalArgs) -> anyhow::Result<Exi
     {
         let (shutdown, interrupted) = (shutdown.clone(), interrupted.clone());
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                interrupted.cancel();
-                shutdown.cancel();
-            }
+            crate::exit::interrupted().await;
+            interrupted.cancel();
+            shutdown.cancel();
         });
     }
     let view = tokio::spawn(render(rx, std::io::stderr().is_terminal()));
