@@ -3,6 +3,7 @@
 
 mod architecture;
 mod autoscale;
+mod chaos;
 mod cluster;
 mod cost;
 mod demo_app;
