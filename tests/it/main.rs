@@ -3,6 +3,7 @@
 
 mod architecture;
 mod autoscale;
+mod cli_docs;
 mod cluster;
 mod cost;
 mod demo_app;
