@@ -13,4 +13,5 @@ mod lab_cli;
 mod lab_runtime;
 mod load;
 mod report;
+mod runbooks;
 mod support;
