@@ -470,7 +470,6 @@ fn program(text: &str) -> Option<String> {
     }
 }
 
-
 /// Runs a runbook's runnable blocks in order and panics with every failure found.
 fn run_runbook(name: &str) {
     let path = repo().join("runbooks").join(name);
@@ -594,11 +593,8 @@ fn every_resil_command_in_the_runbooks_and_readme_parses_with_the_real_cli() {
             for cmd in commands(&lines) {
                 for argv in resil_invocations(&cmd.text) {
                     checked += 1;
-                    if let Err(e) = Cli::try_parse_from(&argv) {
-                        use clap::error::ErrorKind::{DisplayHelp, DisplayVersion};
-                        if !matches!(e.kind(), DisplayHelp | DisplayVersion) {
-                            failures.push(format!("{name}:{}: `{}`: {e}", cmd.line, cmd.text));
-                        }
+                    if let Some(e) = parse_error(&argv) {
+                        failures.push(format!("{name}:{}: `{}`: {e}", cmd.line, cmd.text));
                     }
                 }
             }
@@ -608,6 +604,71 @@ fn every_resil_command_in_the_runbooks_and_readme_parses_with_the_real_cli() {
     assert!(
         checked >= 20,
         "only {checked} resil commands found: is the parser broken?"
+    );
+}
+
+/// Parses one `resil` argument vector with the real CLI; `--help`/`--version` count as
+/// parsing.
+fn parse_error(argv: &[String]) -> Option<String> {
+    use clap::error::ErrorKind::{DisplayHelp, DisplayVersion};
+    match Cli::try_parse_from(argv) {
+        Err(e) if !matches!(e.kind(), DisplayHelp | DisplayVersion) => Some(e.to_string()),
+        _ => None,
+    }
+}
+
+#[test]
+fn the_github_actions_example_is_a_workflow_whose_resil_commands_parse() {
+    let path = repo().join("docs/github-actions.yml");
+    let text = fs::read_to_string(&path).expect("docs/github-actions.yml exists");
+    let doc: serde_json::Value = serde_saphyr::from_str(&text).expect("valid YAML");
+    let jobs = doc["jobs"].as_object().expect("a workflow has jobs");
+    let mut checked = 0;
+    let mut uploads = false;
+    for job in jobs.values() {
+        for step in job["steps"].as_array().expect("a job has steps") {
+            uploads |= step["uses"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("actions/upload-artifact"));
+            let Some(run) = step["run"].as_str() else {
+                continue;
+            };
+            for argv in run.lines().flat_map(resil_invocations) {
+                checked += 1;
+                if let Some(e) = parse_error(&argv) {
+                    panic!("docs/github-actions.yml: `{}`: {e}", argv.join(" "));
+                }
+            }
+        }
+    }
+    assert!(
+        checked >= 3,
+        "expected run, report and lab down steps; found {checked}"
+    );
+    assert!(uploads, "the example must upload the reports");
+    for report in ["-o junit", "-o html"] {
+        assert!(text.contains(report), "the example must render {report}");
+    }
+}
+
+#[test]
+fn the_readme_lists_every_scenario_file() {
+    let readme = fs::read_to_string(repo().join("README.md")).expect("README.md");
+    let mut missing = Vec::new();
+    for entry in fs::read_dir(repo().join("scenarios")).expect("scenarios/") {
+        let name = entry
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        if name.ends_with(".yaml") && !readme.contains(&format!("`scenarios/{name}`")) {
+            missing.push(name);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "README.md's scenario table does not list: {} (add a row for each)",
+        missing.join(", ")
     );
 }
 
