@@ -9,6 +9,7 @@ pub mod atomic;
 pub mod autoscale;
 pub mod chaos;
 pub mod cli;
+pub mod cli_docs;
 pub mod cluster;
 pub mod cost;
 pub mod demo;

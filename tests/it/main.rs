@@ -4,6 +4,7 @@
 mod architecture;
 mod autoscale;
 mod chaos;
+mod cli_docs;
 mod cluster;
 mod cost;
 mod demo_app;
@@ -13,4 +14,5 @@ mod lab_cli;
 mod lab_runtime;
 mod load;
 mod report;
+mod runbooks;
 mod support;
