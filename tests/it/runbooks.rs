@@ -61,25 +61,24 @@ enum Item {
 
 fn parse_markdown(text: &str) -> Vec<Item> {
     let mut items = Vec::new();
-    let mut open: Option<(String, Vec<String>, Vec<(usize, String)>)> = None;
+    // The fenced block being read, an `Item::Block` until its closing fence.
+    let mut open: Option<Item> = None;
     for (i, line) in text.lines().enumerate() {
         let number = i + 1;
         let trimmed = line.trim_start();
-        if let Some((lang, attrs, lines)) = open.as_mut() {
+        if let Some(Item::Block { lines, .. }) = open.as_mut() {
             if trimmed.starts_with("```") {
-                items.push(Item::Block {
-                    lang: std::mem::take(lang),
-                    attrs: std::mem::take(attrs),
-                    lines: std::mem::take(lines),
-                });
-                open = None;
+                items.extend(open.take());
             } else {
                 lines.push((number, line.to_string()));
             }
         } else if let Some(info) = trimmed.strip_prefix("```") {
             let mut words = info.split_whitespace().map(str::to_string);
-            let lang = words.next().unwrap_or_default();
-            open = Some((lang, words.collect(), Vec::new()));
+            open = Some(Item::Block {
+                lang: words.next().unwrap_or_default(),
+                attrs: words.collect(),
+                lines: Vec::new(),
+            });
         } else if let Some(rest) = trimmed.strip_prefix("<!-- runbook:") {
             let text = rest.trim_end().trim_end_matches("-->").trim().to_string();
             items.push(Item::Directive { line: number, text });
