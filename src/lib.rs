@@ -20,6 +20,7 @@ pub mod logging;
 pub mod report;
 pub mod results;
 pub mod run;
+pub mod threshold;
 pub mod watch;
 
 use std::io::ErrorKind;

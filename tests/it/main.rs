@@ -3,6 +3,7 @@
 
 mod architecture;
 mod autoscale;
+mod chaos;
 mod cli_docs;
 mod cluster;
 mod cost;
