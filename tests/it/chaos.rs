@@ -183,6 +183,12 @@ impl Demo {
         Api::namespaced(self.client.clone(), NS)
     }
 
+    /// web-blue's resourceVersion.
+    async fn blue_version(&self) -> Option<String> {
+        let d = self.deployments().get("web-blue").await.unwrap();
+        d.metadata.resource_version
+    }
+
     async fn replicas(&self, color: &str) -> i32 {
         let d = self
             .deployments()
@@ -313,6 +319,22 @@ async fn finish(mut child: tokio::process::Child, limit: Duration) -> (i32, Stri
     out.read_to_string(&mut o).await.unwrap();
     err.read_to_string(&mut e).await.unwrap();
     (status.code().unwrap_or(-1), o, e)
+}
+
+/// The binary running `chaos outage --color blue --duration DURATION`, once blue is at 0.
+async fn outage_binary(demo: &Demo, duration: &str) -> tokio::process::Child {
+    let child = demo
+        .binary(
+            &demo.kubeconfig,
+            &["outage", "--color", "blue", "--duration", duration],
+        )
+        .spawn()
+        .unwrap();
+    until("blue scaled to 0", Duration::from_secs(20), || async {
+        (demo.replicas("blue").await == 0).then_some(())
+    })
+    .await;
+    child
 }
 
 fn pid(child: &tokio::process::Child) -> Pid {
@@ -608,17 +630,7 @@ async fn latency_on_the_service_proxy_delays_each_connection_until_reverted() {
 async fn sigkill_mid_outage_then_revert_restores_the_exact_replicas_and_a_second_revert_is_a_no_op()
 {
     let demo = Demo::api_only(3).await;
-    let child = demo
-        .binary(
-            &demo.kubeconfig,
-            &["outage", "--color", "blue", "--duration", "60s"],
-        )
-        .spawn()
-        .unwrap();
-    until("blue scaled to 0", Duration::from_secs(20), || async {
-        (demo.replicas("blue").await == 0).then_some(())
-    })
-    .await;
+    let child = outage_binary(&demo, "60s").await;
     kill(pid(&child), Signal::SIGKILL).unwrap();
     let (code, _, _) = finish(child, Duration::from_secs(10)).await;
     assert_eq!(code, -1, "killed by the signal");
@@ -635,24 +647,12 @@ async fn sigkill_mid_outage_then_revert_restores_the_exact_replicas_and_a_second
     assert!(demo.journal().open_entries().unwrap().is_empty());
     eprintln!("`resil chaos revert` restored web-blue 0 → 3 in {took:?} (process start included)");
 
-    let rv = demo
-        .deployments()
-        .get("web-blue")
-        .await
-        .unwrap()
-        .metadata
-        .resource_version;
+    let rv = demo.blue_version().await;
     let second = demo.binary(&demo.kubeconfig, &["revert"]).spawn().unwrap();
     let (code, out, err) = finish(second, Duration::from_secs(30)).await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("nothing to revert"), "{out}");
-    let after = demo
-        .deployments()
-        .get("web-blue")
-        .await
-        .unwrap()
-        .metadata
-        .resource_version;
+    let after = demo.blue_version().await;
     assert_eq!(rv, after, "the second revert wrote nothing");
     demo.lab.shutdown().await;
 }
@@ -699,13 +699,7 @@ async fn ctrl_c_during_degrade_reverts_the_switches_before_exit() {
 async fn a_context_outside_the_allowlist_is_refused_with_exit_2_and_nothing_changes() {
     let demo = Demo::api_only(2).await;
     let prod = demo.prod_kubeconfig();
-    let rv = demo
-        .deployments()
-        .get("web-blue")
-        .await
-        .unwrap()
-        .metadata
-        .resource_version;
+    let rv = demo.blue_version().await;
     let child = demo
         .binary(&prod, &["outage", "--color", "blue", "--duration", "5s"])
         .spawn()
@@ -716,13 +710,7 @@ async fn a_context_outside_the_allowlist_is_refused_with_exit_2_and_nothing_chan
         err.contains("prod-eu") && err.contains("--allow-context"),
         "{err}"
     );
-    let after = demo
-        .deployments()
-        .get("web-blue")
-        .await
-        .unwrap()
-        .metadata
-        .resource_version;
+    let after = demo.blue_version().await;
     assert_eq!(rv, after);
     assert!(
         demo.journal().entries().unwrap().is_empty(),
@@ -734,17 +722,7 @@ async fn a_context_outside_the_allowlist_is_refused_with_exit_2_and_nothing_chan
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deployment_deleted_mid_outage_is_a_clear_error_with_exit_2_and_a_closed_entry() {
     let demo = Demo::api_only(2).await;
-    let child = demo
-        .binary(
-            &demo.kubeconfig,
-            &["outage", "--color", "blue", "--duration", "3s"],
-        )
-        .spawn()
-        .unwrap();
-    until("blue scaled to 0", Duration::from_secs(20), || async {
-        (demo.replicas("blue").await == 0).then_some(())
-    })
-    .await;
+    let child = outage_binary(&demo, "5s").await;
     demo.deployments()
         .delete("web-blue", &DeleteParams::default())
         .await
@@ -767,17 +745,7 @@ async fn a_deployment_deleted_mid_outage_is_a_clear_error_with_exit_2_and_a_clos
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_server_lost_mid_outage_exits_2_keeps_the_entry_open_and_revert_finishes_later() {
     let demo = Demo::api_only(2).await;
-    let child = demo
-        .binary(
-            &demo.kubeconfig,
-            &["outage", "--color", "blue", "--duration", "2s"],
-        )
-        .spawn()
-        .unwrap();
-    until("blue scaled to 0", Duration::from_secs(20), || async {
-        (demo.replicas("blue").await == 0).then_some(())
-    })
-    .await;
+    let child = outage_binary(&demo, "5s").await;
     let Demo {
         lab,
         state,
