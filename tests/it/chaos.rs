@@ -221,6 +221,22 @@ impl Demo {
         names
     }
 
+    /// Blue pods created by hand on an API-only lab (which runs no controllers or
+    /// processes): there to be chosen, never running.
+    async fn blue_pods_that_never_run(&self, n: usize) {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), NS);
+        for i in 0..n {
+            let pod: Pod = serde_json::from_value(json!({
+                "metadata": {"name": format!("web-blue-{i}"),
+                             "labels": {"app": "web", "version": "blue"}},
+                "spec": {"containers": [{"name": "web", "image": "resil-demo:latest",
+                                         "ports": [{"containerPort": 8080}]}]},
+            }))
+            .unwrap();
+            pods.create(&PostParams::default(), &pod).await.unwrap();
+        }
+    }
+
     /// A pod's fault switches, read through the API server's pod proxy.
     async fn faults(&self, pod: &str) -> Value {
         let path = format!("/api/v1/namespaces/{NS}/pods/{pod}:8080/proxy/admin/faults");
@@ -743,6 +759,76 @@ async fn a_deployment_deleted_mid_outage_is_a_clear_error_with_exit_2_and_a_clos
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_deleted_mid_degrade_is_a_clear_error_with_exit_2_and_a_closed_entry() {
+    let demo = Demo::running(1).await;
+    let pod = demo.ready_pods("blue").await.remove(0);
+    let child = demo
+        .binary(
+            &demo.kubeconfig,
+            &[
+                "degrade",
+                "--color",
+                "blue",
+                "--mode",
+                "errors=100",
+                "--duration",
+                "4s",
+            ],
+        )
+        .spawn()
+        .unwrap();
+    until("blue to answer 500", Duration::from_secs(20), || async {
+        demo.all_answer(2, 500).await.then_some(())
+    })
+    .await;
+    let pods: Api<Pod> = Api::namespaced(demo.client.clone(), NS);
+    pods.delete(&pod, &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    let (code, out, err) = finish(child, Duration::from_secs(30)).await;
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains(&format!("pod/{pod} disappeared during the degrade")),
+        "{err}"
+    );
+    assert_eq!(demo.journal().entries().unwrap().len(), 1);
+    assert!(demo.journal().open_entries().unwrap().is_empty());
+    demo.lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn degrading_a_pod_that_is_not_running_is_a_clear_error_with_exit_2_and_a_closed_entry() {
+    let demo = Demo::api_only(1).await;
+    demo.blue_pods_that_never_run(1).await;
+    let child = demo
+        .binary(
+            &demo.kubeconfig,
+            &[
+                "degrade",
+                "--color",
+                "blue",
+                "--mode",
+                "unready",
+                "--duration",
+                "30s",
+            ],
+        )
+        .spawn()
+        .unwrap();
+    let (code, out, err) = finish(child, Duration::from_secs(30)).await;
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("pod web-blue-0 cannot be reached through the API server's pod proxy")
+            && err.contains("not running (phase Pending)"),
+        "{err}"
+    );
+    // Journaled before acting, closed once nothing was left in place.
+    assert_eq!(demo.journal().entries().unwrap().len(), 1);
+    assert!(demo.journal().open_entries().unwrap().is_empty());
+    demo.lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_server_lost_mid_outage_exits_2_keeps_the_entry_open_and_revert_finishes_later() {
     let demo = Demo::api_only(2).await;
     let child = outage_binary(&demo, "5s").await;
@@ -825,17 +911,7 @@ async fn versions(demo: &Demo) -> BTreeMap<String, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_changes_nothing_for_any_action() {
     let demo = Demo::api_only(2).await;
-    // The API-only lab runs no controllers: give the selections pods to choose from.
-    let pods: Api<Pod> = Api::namespaced(demo.client.clone(), NS);
-    for i in 0..2 {
-        let pod: Pod = serde_json::from_value(json!({
-            "metadata": {"name": format!("web-blue-{i}"), "labels": {"app": "web", "version": "blue"}},
-            "spec": {"containers": [{"name": "web", "image": "resil-demo:latest",
-                                     "ports": [{"containerPort": 8080}]}]},
-        }))
-        .unwrap();
-        pods.create(&PostParams::default(), &pod).await.unwrap();
-    }
+    demo.blue_pods_that_never_run(2).await;
     let before = versions(&demo).await;
     for args in [
         &[
