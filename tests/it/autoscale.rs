@@ -178,16 +178,8 @@ async fn post_event(
     (StatusCode::CREATED, axum::Json(event))
 }
 
-/// Starts the kind-stand-in on 127.0.0.1:0 and writes a kubeconfig for it into `dir`.
-async fn cluster(dir: &Path) -> (Cluster, std::path::PathBuf) {
-    cluster_with(dir, hpa_object(1)).await
-}
-
-/// The kind-stand-in with a given HPA object.
-async fn cluster_with(dir: &Path, hpa: Value) -> (Cluster, std::path::PathBuf) {
-    // The in-process `resil chaos revert` connects too; it needs the crypto provider the
-    // binary's commands install.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+/// The stand-in's state and its routes (served on a port, or called in-process).
+fn stand_in(hpa: Value) -> (Cluster, Router) {
     let state = Cluster {
         hpa: Arc::new(Mutex::new(hpa)),
         patches: Arc::default(),
@@ -210,6 +202,20 @@ async fn cluster_with(dir: &Path, hpa: Value) -> (Cluster, std::path::PathBuf) {
             axum::routing::delete(delete_pod),
         )
         .with_state(state.clone());
+    (state, app)
+}
+
+/// Starts the kind-stand-in on 127.0.0.1:0 and writes a kubeconfig for it into `dir`.
+async fn cluster(dir: &Path) -> (Cluster, std::path::PathBuf) {
+    cluster_with(dir, hpa_object(1)).await
+}
+
+/// The kind-stand-in with a given HPA object.
+async fn cluster_with(dir: &Path, hpa: Value) -> (Cluster, std::path::PathBuf) {
+    // The in-process `resil chaos revert` connects too; it needs the crypto provider the
+    // binary's commands install.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (state, app) = stand_in(hpa);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -544,13 +550,7 @@ async fn the_pod_answering_30_percent_errors_is_ejected_and_its_siblings_are_not
             .iter()
             .map(|p| {
                 let errors = if *p == "web-blue-c" { 15 } else { 0 };
-                (
-                    p.to_string(),
-                    Served {
-                        requests: 50,
-                        errors,
-                    },
-                )
+                (p.to_string(), Served::counts(50, errors))
             })
             .collect();
         timeline
@@ -674,4 +674,133 @@ async fn on_the_lab_api_min_replicas_is_raised_and_restored() {
         Some(1)
     );
     lab.shutdown().await;
+}
+
+/// Requests/s of the paused-clock workload at second `t`: 20 for a minute, a 50-second ramp
+/// of +2 req/s per second to 120, then flat.
+fn ramp_demand(t: u64) -> u64 {
+    match t {
+        0..60 => 20,
+        60..110 => 20 + 2 * (t - 60),
+        _ => 120,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn under_a_paused_clock_min_replicas_is_raised_ahead_of_a_ramp_and_never_chases_a_flat_load()
+{
+    use resil::autoscale::forecast::Smoothing;
+    use resil::autoscale::source::Demand;
+    use resil::autoscale::{Controller, Ended, Settings, drive};
+
+    let dir = tempfile::tempdir().unwrap();
+    // The stand-in called in-process: no socket, so the paused clock is the only clock.
+    let (cluster, app) = stand_in(hpa_object(1));
+    let scope = Scope {
+        client: kube::Client::new(app, NS),
+        namespace: NS.to_string(),
+    };
+    let settings = Settings {
+        namespace: NS.to_string(),
+        context: "kind-stand-in".to_string(),
+        hpa: "web-blue".to_string(),
+        headroom: 0.0,
+        look_ahead: Duration::from_secs(30),
+        max_replicas: None,
+        budget_per_hour: None,
+        pricing: PricingProfile::default_profile(),
+        smoothing: Smoothing {
+            step_s: 5.0,
+            ..Smoothing::default()
+        },
+        period: None,
+        capacity: Some(10.0),
+    };
+    let run = RunDir::create(dir.path().join("results")).unwrap();
+    let mut controller = Controller::start(
+        scope,
+        settings,
+        Journal::new(&dir.path().join("state")),
+        Demand::timeline(run.clone()),
+        Some(run.clone()),
+    )
+    .await
+    .unwrap();
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let shutdown = CancellationToken::new();
+    let driver = tokio::spawn(async move {
+        let ended = drive(
+            &mut controller,
+            Duration::from_secs(5),
+            Some(Duration::from_millis(150_500)),
+            &shutdown,
+            &tx,
+        )
+        .await;
+        (controller, ended)
+    });
+
+    // One load bucket per simulated second; the HPA's floor read after each.
+    let base: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+    let mut timeline = run.timeline().unwrap();
+    let mut floor = Vec::new();
+    for t in 0..150u64 {
+        timeline
+            .append(&Event {
+                ts: base + chrono::Duration::seconds(t as i64),
+                source: "load".to_string(),
+                kind: EventKind::LoadBucket {
+                    second: t,
+                    requests: ramp_demand(t),
+                    errors: 0,
+                    p50_us: 1000,
+                    p90_us: 2000,
+                    p99_us: 3000,
+                    max_us: 4000,
+                    by_color: Default::default(),
+                    by_pod: Default::default(),
+                },
+            })
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        floor.push(cluster.min());
+    }
+    let (controller, ended) = driver.await.unwrap();
+    assert_eq!(ended.unwrap(), Ended::Elapsed);
+    // floor[i] is minReplicas at second i + 1; one pod serves 10 req/s, no headroom.
+    let need = |t: u64| ramp_demand(t).div_ceil(10) as i64;
+    assert!(
+        floor[5..60].iter().all(|&m| m == 2),
+        "a flat 20 req/s holds minReplicas at 2: {floor:?}"
+    );
+    for i in 70..150 {
+        assert!(
+            floor[i] >= need(i as u64 + 1),
+            "from 10 s into the ramp the floor covers demand; at {}s {} < {}: {floor:?}",
+            i + 1,
+            floor[i],
+            need(i as u64 + 1)
+        );
+    }
+    let plateau_covered = floor.iter().position(|&m| m >= need(110)).unwrap() as u64 + 1;
+    assert!(
+        plateau_covered + 10 <= 110,
+        "the plateau's {} pods are there at {plateau_covered}s, at least 10 s before demand \
+         reaches it at 110s: {floor:?}",
+        need(110)
+    );
+    assert!(
+        floor.iter().all(|&m| m <= 2 * need(110)),
+        "the trend's overshoot after the ramp stays bounded: {floor:?}"
+    );
+    let moves = decisions(run.path())
+        .into_iter()
+        .filter(|(_, action)| action.starts_with("raise") || action.starts_with("lower"))
+        .count();
+    assert_eq!(moves, cluster.patches().len(), "every patch is explained");
+
+    assert_eq!(controller.restore().await.unwrap(), 1);
+    assert_eq!(cluster.min(), 1);
+    let journal = Journal::new(&dir.path().join("state"));
+    assert!(journal.open_entries().unwrap().is_empty());
 }
