@@ -418,6 +418,35 @@ mod tests {
     }
 
     #[test]
+    fn holt_winters_forecasts_a_trending_noisy_sine_within_a_few_percent_and_beats_holt() {
+        // 200 + 0.5/step trend, a ±60 sine of period 20, deterministic ±4 noise.
+        let clean = |i: usize| {
+            200.0 + 0.5 * i as f64 + 60.0 * (2.0 * std::f64::consts::PI * i as f64 / 20.0).sin()
+        };
+        let noisy = |i: usize| clean(i) + [4.0, -4.0, 2.0, -2.0, 0.0][i % 5];
+        let mut hw = HoltWinters::new(Smoothing::default(), 20).unwrap();
+        let mut holt = Holt::new(Smoothing::default()).unwrap();
+        // Ten periods, then forecast each step of the next half period.
+        feed(&mut hw, (0..200).map(noisy));
+        feed(&mut holt, (0..200).map(noisy));
+        let (mut hw_worst, mut holt_worst) = (0.0_f64, 0.0_f64);
+        for h in 1..=10 {
+            let expected = clean(199 + h);
+            hw_worst = hw_worst.max((hw.forecast(h as f64).unwrap() - expected).abs() / expected);
+            holt_worst =
+                holt_worst.max((holt.forecast(h as f64).unwrap() - expected).abs() / expected);
+        }
+        assert!(hw_worst < 0.06, "Holt-Winters worst error {hw_worst}");
+        assert!(
+            holt_worst > 2.0 * hw_worst,
+            "without the season Holt misses the turn: {holt_worst} vs {hw_worst}"
+        );
+        // Its error figures reflect the noise it cannot predict, not the season it can.
+        let mae = hw.accuracy().unwrap().mae;
+        assert!(mae < 15.0, "one-step MAE {mae}");
+    }
+
+    #[test]
     fn holt_winters_forecasts_nothing_before_a_full_period() {
         let mut hw = HoltWinters::new(Smoothing::default(), 10).unwrap();
         feed(&mut hw, [1.0, 2.0, 3.0]);
