@@ -25,6 +25,25 @@ mod stand_in;
 
 use stand_in::{Cluster, NS, cluster, cluster_with, hpa_object, stand_in};
 
+/// The load bucket of second `second` after `start`, with `requests` in it.
+fn load_bucket(start: DateTime<Utc>, second: u64, requests: u64) -> Event {
+    Event {
+        ts: start + chrono::Duration::seconds(second as i64),
+        source: "load".to_string(),
+        kind: EventKind::LoadBucket {
+            second,
+            requests,
+            errors: 0,
+            p50_us: 1000,
+            p90_us: 2000,
+            p99_us: 3000,
+            max_us: 4000,
+            by_color: Default::default(),
+            by_pod: Default::default(),
+        },
+    }
+}
+
 /// A results directory whose timeline holds a ramp: 10 + 3·i req/s for 30 seconds.
 fn ramp(dir: &Path) -> std::path::PathBuf {
     let results = dir.join("results");
@@ -32,23 +51,7 @@ fn ramp(dir: &Path) -> std::path::PathBuf {
     let mut timeline = run.timeline().unwrap();
     let start: DateTime<Utc> = Utc::now() - chrono::Duration::seconds(40);
     for i in 0..30u64 {
-        timeline
-            .append(&Event {
-                ts: start + chrono::Duration::seconds(i as i64),
-                source: "load".to_string(),
-                kind: EventKind::LoadBucket {
-                    second: i,
-                    requests: 10 + 3 * i,
-                    errors: 0,
-                    p50_us: 1000,
-                    p90_us: 2000,
-                    p99_us: 3000,
-                    max_us: 4000,
-                    by_color: Default::default(),
-                    by_pod: Default::default(),
-                },
-            })
-            .unwrap();
+        timeline.append(&load_bucket(start, i, 10 + 3 * i)).unwrap();
     }
     results
 }
@@ -456,21 +459,7 @@ async fn under_a_paused_clock_min_replicas_is_raised_ahead_of_a_ramp_and_never_c
     let mut floor = Vec::new();
     for t in 0..150u64 {
         timeline
-            .append(&Event {
-                ts: base + chrono::Duration::seconds(t as i64),
-                source: "load".to_string(),
-                kind: EventKind::LoadBucket {
-                    second: t,
-                    requests: ramp_demand(t),
-                    errors: 0,
-                    p50_us: 1000,
-                    p90_us: 2000,
-                    p99_us: 3000,
-                    max_us: 4000,
-                    by_color: Default::default(),
-                    by_pod: Default::default(),
-                },
-            })
+            .append(&load_bucket(base, t, ramp_demand(t)))
             .unwrap();
         tokio::time::sleep(Duration::from_secs(1)).await;
         floor.push(cluster.min());
