@@ -80,21 +80,10 @@ fn main() -> anyhow::Result<()> {
         if let Some(h) = by_color.get_mut(color) {
             h.add(&bucket)?;
         }
-        let mut served = BTreeMap::from([(
-            color.to_string(),
-            Served {
-                requests: PER_SECOND - errors,
-                errors: 0,
-            },
-        )]);
+        let mut served =
+            BTreeMap::from([(color.to_string(), Served::counts(PER_SECOND - errors, 0))]);
         if errors > 0 {
-            served.insert(
-                "unknown".into(),
-                Served {
-                    requests: errors,
-                    errors,
-                },
-            );
+            served.insert("unknown".into(), Served::counts(errors, errors));
         }
         timeline.append(&Event {
             ts: at(s as i64 * 1000),

@@ -159,6 +159,8 @@ pub struct Controller {
     out: Option<RunDir>,
     last_budget_binds: bool,
     decided_once: bool,
+    /// When minReplicas was last raised (lowering waits one look-ahead after it).
+    last_raise: Option<tokio::time::Instant>,
 }
 
 fn api_err(what: String) -> impl FnOnce(kube::Error) -> AutoscaleError {
@@ -270,6 +272,7 @@ impl Controller {
             out,
             last_budget_binds: false,
             decided_once: false,
+            last_raise: None,
         })
     }
 
@@ -373,12 +376,16 @@ impl Controller {
             original_min: self.original_min,
             hpa_max: view.max,
         };
-        let plan = planner::plan(&self.knobs, &observed);
+        let mut plan = planner::plan(&self.knobs, &observed);
+        self.hold_after_raise(&mut plan, &observed);
         let patched = plan.changes(&observed);
         if patched {
             self.scope
                 .set_hpa_min(&self.settings.hpa, plan.min_replicas)
                 .await?;
+            if plan.min_replicas > self.current_min {
+                self.last_raise = Some(tokio::time::Instant::now());
+            }
             self.current_min = plan.min_replicas;
         }
         let budget_changed = plan.budget_binds != self.last_budget_binds;
@@ -393,6 +400,27 @@ impl Controller {
             patched,
             waiting: None,
         })
+    }
+
+    /// Keeps a raised floor for one look-ahead after the raise: the forecast that raised it
+    /// looked that far ahead, and lowering sooner on a noisy rate makes the floor flap
+    /// (each lowering lets the HPA remove a pod that the next tick wants back).
+    fn hold_after_raise(&self, plan: &mut Plan, observed: &Observed) {
+        let Some(raised) = self.last_raise else {
+            return;
+        };
+        let since = raised.elapsed();
+        if plan.min_replicas >= observed.current_min || since >= self.settings.look_ahead {
+            return;
+        }
+        plan.rule.push_str(&format!(
+            "; held: raised {}s ago, lowered no sooner than one look-ahead ({}) after a raise",
+            since.as_secs(),
+            humantime::format_duration(self.settings.look_ahead)
+        ));
+        plan.action = format!("keep minReplicas at {}", observed.current_min);
+        plan.min_replicas = observed.current_min;
+        plan.cost_per_hour = f64::from(plan.min_replicas) * self.knobs.pod_hour_price;
     }
 
     /// Writes the Decision event and the Kubernetes Event for a plan.

@@ -63,7 +63,8 @@ impl ShortValue {
         bytes: [0; 63],
     };
 
-    fn copy(value: &[u8]) -> ShortValue {
+    /// The first 63 bytes of `value`.
+    pub(crate) fn copy(value: &[u8]) -> ShortValue {
         let mut v = ShortValue::EMPTY;
         let n = value.len().min(v.bytes.len());
         v.bytes[..n].copy_from_slice(&value[..n]);

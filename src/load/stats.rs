@@ -150,6 +150,8 @@ impl Bucket {
 pub(super) fn add_served(into: &mut Served, from: Served) {
     into.requests += from.requests;
     into.errors += from.errors;
+    into.timed += from.timed;
+    into.latency_sum_us = into.latency_sum_us.saturating_add(from.latency_sum_us);
 }
 
 /// A thread's run totals, sent once when it finishes.
@@ -385,10 +387,15 @@ impl ThreadStats {
         // Latency is a response's: failures without one are counted, not timed.
         if let Outcome::Reply(_) = outcome {
             let corrected = micros(done.saturating_duration_since(intended));
+            let service = micros(done.saturating_duration_since(sent));
             self.bucket.latency.saturating_record(corrected.max(1));
             totals.1.saturating_record(corrected.max(1));
-            self.uncorrected
-                .saturating_record(micros(done.saturating_duration_since(sent)).max(1));
+            self.uncorrected.saturating_record(service.max(1));
+            // Per pod, the pod's own time: a late send is the client's queue, not the pod.
+            // `count` above made the slot exist.
+            let slot = &mut self.bucket.by_pod[pod];
+            slot.timed += 1;
+            slot.latency_sum_us = slot.latency_sum_us.saturating_add(service);
         }
     }
 
@@ -505,6 +512,61 @@ mod tests {
         assert_eq!(t.success(start + Duration::from_millis(40)), None);
         t.failure(start + Duration::from_millis(50));
         assert_eq!(t.take_open().unwrap().ended, None);
+    }
+
+    #[test]
+    fn per_pod_figures_carry_the_pods_own_reply_time_not_the_clients_queue() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let start = Instant::now();
+        let mut stats = ThreadStats::new(0, start, tx);
+        let downtime = DowntimeTracker::new(start);
+        let from_pod = |pod: &[u8], status: u16| {
+            Outcome::Reply(Reply {
+                status,
+                color: ShortValue::copy(b"blue"),
+                pod: ShortValue::copy(pod),
+                reusable: true,
+            })
+        };
+        let ms = |v: u64| start + Duration::from_millis(v);
+        // Sent 50 ms late (the client's queue), answered 10 ms after the send.
+        stats.record(
+            ms(0),
+            ms(50),
+            ms(60),
+            &from_pod(b"web-blue-a", 200),
+            &downtime,
+        );
+        stats.record(
+            ms(100),
+            ms(100),
+            ms(130),
+            &from_pod(b"web-blue-a", 500),
+            &downtime,
+        );
+        stats.record(
+            ms(200),
+            ms(200),
+            ms(202),
+            &from_pod(b"web-blue-b", 200),
+            &downtime,
+        );
+        stats.finish();
+        // The 500 and the success after it also send a downtime episode.
+        let bucket = std::iter::from_fn(|| rx.try_recv().ok())
+            .find_map(|m| match m {
+                Message::Bucket { bucket, .. } => bucket,
+                _ => None,
+            })
+            .expect("a bucket");
+        let a = bucket.by_pod["web-blue-a"];
+        assert_eq!((a.requests, a.errors, a.timed), (2, 1, 2));
+        assert_eq!(a.mean_latency_us(), Some(20_000), "(10 + 30) ms / 2");
+        assert_eq!(bucket.by_pod["web-blue-b"].mean_latency_us(), Some(2_000));
+        assert_eq!(
+            bucket.by_color["blue"].timed, 0,
+            "colours carry counts only"
+        );
     }
 
     #[test]

@@ -137,6 +137,7 @@ pub fn build(data: &RunData, pricing: &PricingProfile) -> (Report, Series) {
         replica_seconds_source: replica_seconds_source.to_string(),
         cost,
         chaos: chaos_actions(&data.events),
+        decisions: decisions(&data.events),
         slos: Vec::new(),
         slos_passed: true,
         baseline: None,
@@ -384,6 +385,31 @@ fn chaos_actions(events: &[Event]) -> Vec<ChaosAction> {
         }
     }
     out.into_iter().map(|(_, a)| a).collect()
+}
+
+/// The controllers' decisions in time order (several writers share one timeline, so file
+/// order is not time order; the sort is stable for decisions stamped in the same ms).
+fn decisions(events: &[Event]) -> Vec<Decision> {
+    let mut out: Vec<Decision> = events
+        .iter()
+        .filter_map(|event| match &event.kind {
+            EventKind::Decision {
+                controller,
+                inputs,
+                rule,
+                action,
+            } => Some(Decision {
+                at: event.ts,
+                controller: controller.clone(),
+                rule: rule.clone(),
+                action: action.clone(),
+                inputs: inputs.clone(),
+            }),
+            _ => None,
+        })
+        .collect();
+    out.sort_by_key(|d| d.at);
+    out
 }
 
 fn series(data: &RunData, start: DateTime<Utc>, duration_s: f64) -> Series {

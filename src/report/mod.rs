@@ -12,6 +12,7 @@
 
 pub mod build;
 pub mod compare;
+mod decisions;
 mod html;
 mod junit;
 mod markdown;

@@ -37,6 +37,11 @@ pub struct Report {
     pub cost: Option<CostFigures>,
     /// Faults resil injected during the run.
     pub chaos: Vec<ChaosAction>,
+    /// What resil's own controllers (failover watcher, outlier ejector, predictive
+    /// autoscaler) decided during the run, each with its inputs, rule and action, in time
+    /// order. Absent in reports of older versions, hence the default.
+    #[serde(default)]
+    pub decisions: Vec<Decision>,
     /// One verdict per SLO expression, in the order given.
     pub slos: Vec<SloVerdict>,
     /// All SLOs held (true when there are none).
@@ -144,6 +149,20 @@ pub struct ChaosAction {
     pub action: String,
     pub targets: Vec<String>,
     pub reverted_at: Option<DateTime<Utc>>,
+}
+
+/// One explained decision of a controller of resil's, from a timeline `decision` event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub at: DateTime<Utc>,
+    /// `watch` (failover), `outliers` (ejection) or `autoscale` (predictive scaling).
+    pub controller: String,
+    /// The rule that fired, in words.
+    pub rule: String,
+    /// What the controller did (or, observe-only, would have done).
+    pub action: String,
+    /// The figures the decision was taken on, as the controller recorded them.
+    pub inputs: serde_json::Value,
 }
 
 /// The verdict of one SLO expression.

@@ -2,6 +2,7 @@
 //! and HTML renderers show the same rows in the same order and differ only in markup.
 //! Called by those three renderers.
 
+use super::decisions::decisions_section;
 use super::model::{Report, SloVerdict};
 use crate::results::summary::Percentiles;
 
@@ -338,6 +339,10 @@ pub fn sections(report: &Report) -> Vec<Section> {
         });
     }
 
+    if !report.decisions.is_empty() {
+        out.push(decisions_section(&report.decisions));
+    }
+
     if let Some(cmp) = &report.baseline {
         let value = |unit: &str, v: Option<f64>| match v {
             None => "—".to_string(),
@@ -396,6 +401,6 @@ pub fn sections(report: &Report) -> Vec<Section> {
     out
 }
 
-fn strings(items: &[&str]) -> Vec<String> {
+pub(super) fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
 }

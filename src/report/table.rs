@@ -3,10 +3,13 @@
 
 use std::io::{self, Write};
 
-use comfy_table::{Table, presets};
+use comfy_table::{ContentArrangement, Table, presets};
 
 use super::model::Report;
 use super::sections::{partial_banner, sections};
+
+/// Widest a table may grow before its cells wrap (a wide terminal; pipes keep it too).
+const TABLE_WIDTH: u16 = 140;
 
 /// Writes the report as terminal tables.
 pub fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
@@ -25,6 +28,9 @@ pub fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         if let Some(grid) = &section.grid {
             let mut t = Table::new();
             t.load_style(presets::UTF8_FULL_CONDENSED);
+            // Long cells (decision rules) wrap instead of making lines hundreds wide.
+            t.set_content_arrangement(ContentArrangement::Dynamic);
+            t.set_width(TABLE_WIDTH);
             t.set_header(grid.header.clone());
             for row in &grid.rows {
                 t.add_row(row.clone());

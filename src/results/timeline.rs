@@ -43,6 +43,33 @@ impl Event {
 pub struct Served {
     pub requests: u64,
     pub errors: u64,
+    /// Responses timed (those that got a reply) — per pod only; 0 and absent otherwise.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub timed: u64,
+    /// Σ latency (µs, from send to reply) of the timed responses, so that buckets add up
+    /// and a window's mean is `latency_sum_us / timed` — per pod only.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub latency_sum_us: u64,
+}
+
+impl Served {
+    /// Requests and errors without latency.
+    pub fn counts(requests: u64, errors: u64) -> Served {
+        Served {
+            requests,
+            errors,
+            ..Served::default()
+        }
+    }
+
+    /// Mean latency of the timed responses in µs, when any was timed.
+    pub fn mean_latency_us(&self) -> Option<u64> {
+        (self.timed > 0).then(|| self.latency_sum_us / self.timed)
+    }
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// What happened.

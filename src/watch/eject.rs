@@ -15,7 +15,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
 use super::controller::Update;
-use super::outliers::{Ejector, PodWindow, Settings, Verdict, tally};
+use super::outliers::{Ejector, PodWindow, Settings, Signal, Verdict, tally};
 use super::state::COLOR_LABEL;
 use crate::chaos::execute::Scope;
 use crate::cluster::events::{self, Involved, Severity};
@@ -159,10 +159,18 @@ fn explain(verdict: &Verdict, settings: &Settings) -> (String, String, Option<St
             z,
             ..
         } => (
-            format!(
-                "{signal:?} {value:.3} vs sibling median {median:.3}: robust z {z:.1} > {}",
-                settings.threshold
-            ),
+            match signal {
+                Signal::ErrorRate => format!(
+                    "ErrorRate {value:.3} vs sibling median {median:.3}: robust z {z:.1} > {}",
+                    settings.threshold
+                ),
+                Signal::Latency => format!(
+                    "Latency mean {:.1}ms vs sibling median {:.1}ms: robust z {z:.1} > {}",
+                    value / 1000.0,
+                    median / 1000.0,
+                    settings.threshold
+                ),
+            },
             format!("eject pod {pod} (delete it; its Deployment starts a fresh one)"),
             Some(pod.clone()),
         ),
@@ -203,7 +211,7 @@ mod tests {
                 p99_us: 0,
                 max_us: 0,
                 by_color: BTreeMap::new(),
-                by_pod: BTreeMap::from([(pod.to_string(), Served { requests, errors })]),
+                by_pod: BTreeMap::from([(pod.to_string(), Served::counts(requests, errors))]),
             },
         };
         let events = [
@@ -217,5 +225,53 @@ mod tests {
         assert_eq!(window.len(), 1);
         assert_eq!((window[0].requests, window[0].errors), (20, 3));
         assert_eq!(window[0].color.as_deref(), Some("blue"));
+    }
+
+    #[test]
+    fn a_pod_slow_in_the_load_buckets_is_ejected_on_its_mean_latency() {
+        let now = Utc::now();
+        let by_pod: BTreeMap<String, Served> =
+            [("a", 2_000), ("b", 2_400), ("c", 2_200), ("d", 150_000)]
+                .into_iter()
+                .map(|(pod, mean_us)| {
+                    let served = Served {
+                        requests: 50,
+                        errors: 0,
+                        timed: 50,
+                        latency_sum_us: 50 * mean_us,
+                    };
+                    (format!("web-blue-{pod}"), served)
+                })
+                .collect();
+        let colors = by_pod
+            .keys()
+            .map(|p| (p.clone(), "blue".to_string()))
+            .collect();
+        let events = [Event {
+            ts: now - chrono::Duration::seconds(1),
+            source: "load".to_string(),
+            kind: EventKind::LoadBucket {
+                second: 0,
+                requests: 200,
+                errors: 0,
+                p50_us: 0,
+                p90_us: 0,
+                p99_us: 0,
+                max_us: 0,
+                by_color: BTreeMap::new(),
+                by_pod,
+            },
+        }];
+        let window = window_of(&events, now, Duration::from_secs(10), &colors);
+        let verdicts = Ejector::new(Settings::default()).evaluate(Instant::now(), &window);
+        assert!(
+            matches!(&verdicts[..], [Verdict::Eject { pod, signal: Signal::Latency, .. }] if pod == "web-blue-d"),
+            "{verdicts:?}"
+        );
+        let (rule, _, _) = explain(&verdicts[0], &Settings::default());
+        assert!(
+            rule.starts_with("Latency mean 150.0ms vs sibling median 2.3ms"),
+            "{rule}"
+        );
     }
 }

@@ -45,7 +45,8 @@ pub struct PodWindow {
     pub color: Option<String>,
     pub requests: u64,
     pub errors: u64,
-    /// A latency figure (e.g. p99) in µs, when the source measures it per pod.
+    /// Mean latency in µs over the window, when the source times replies per pod (the
+    /// load engine does: send to reply).
     pub latency_us: Option<u64>,
 }
 
@@ -60,12 +61,15 @@ impl PodWindow {
     }
 }
 
-/// Sums per-pod counts (e.g. the `by_pod` maps of a window of `LoadBucket` events).
+/// Sums per-pod counts (e.g. the `by_pod` maps of a window of `LoadBucket` events); a
+/// pod's latency is its mean over the window when the buckets timed its replies.
 pub fn tally<'a>(
     buckets: impl IntoIterator<Item = &'a BTreeMap<String, Served>>,
     color_of: impl Fn(&str) -> Option<String>,
 ) -> Vec<PodWindow> {
     let mut pods: BTreeMap<String, PodWindow> = BTreeMap::new();
+    // (responses timed, Σ latency µs) per pod: the window's mean latency.
+    let mut timing: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for bucket in buckets {
         for (pod, served) in bucket {
             let entry = pods.entry(pod.clone()).or_insert_with(|| PodWindow {
@@ -75,6 +79,14 @@ pub fn tally<'a>(
             });
             entry.requests += served.requests;
             entry.errors += served.errors;
+            let timed = timing.entry(pod.clone()).or_default();
+            timed.0 += served.timed;
+            timed.1 = timed.1.saturating_add(served.latency_sum_us);
+        }
+    }
+    for (pod, (timed, sum)) in timing {
+        if let (Some(entry), true) = (pods.get_mut(&pod), timed > 0) {
+            entry.latency_us = Some(sum / timed);
         }
     }
     pods.into_values().collect()
@@ -511,6 +523,8 @@ mod tests {
             Served {
                 requests: 10,
                 errors: 1,
+                timed: 10,
+                latency_sum_us: 100_000,
             },
         )]);
         let b2 = BTreeMap::from([(
@@ -518,6 +532,8 @@ mod tests {
             Served {
                 requests: 5,
                 errors: 2,
+                timed: 5,
+                latency_sum_us: 200_000,
             },
         )]);
         let pods = tally([&b1, &b2], |p| p.split('-').nth(1).map(str::to_string));
@@ -525,5 +541,6 @@ mod tests {
         assert_eq!((pods[0].requests, pods[0].errors), (15, 3));
         assert_eq!(pods[0].color.as_deref(), Some("blue"));
         assert!((pods[0].error_rate() - 0.2).abs() < 1e-12);
+        assert_eq!(pods[0].latency_us, Some(20_000), "300 ms over 15 replies");
     }
 }

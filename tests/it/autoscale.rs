@@ -1,20 +1,13 @@
-//! Proactive resilience against a minimal kind-stand-in API server on 127.0.0.1:0 (plain HTTP;
-//! one HPA, its Deployment, three blue pods, Events).
-//!
-//! `resil autoscale --predictive`: the forecast raises minReplicas ahead of a ramp read
-//! from a results directory, the budget caps it, the original comes back on exit, and
+//! `resil autoscale --predictive` against the kind-stand-in ([`stand_in`]: one HPA, its
+//! Deployment, three blue pods, Events): the forecast raises minReplicas ahead of a ramp
+//! read from a results directory, the budget caps it, the original comes back on exit, and
 //! after a SIGKILL the chaos journal restores it (`resil chaos revert`) or the next run
-//! adopts the journaled original. Outlier ejection (`resil watch --eject-outliers`'s
-//! runner): the one blue pod answering 30 % errors is deleted, its siblings are not.
+//! adopts the journaled original; the controller's decisions under a paused clock; the
+//! same on the lab's API. Outlier ejection is in [`eject`].
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::{Path as UrlPath, State};
-use axum::http::StatusCode;
-use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use clap::Parser;
 use resil::chaos::execute::Scope;
@@ -23,208 +16,32 @@ use resil::cli::Cli;
 use resil::cost::pricing::PricingProfile;
 use resil::results::RunDir;
 use resil::results::summary::PodRequests;
-use resil::results::timeline::{Event, EventKind, Served};
-use resil::watch::controller::Update;
-use resil::watch::eject::{self, EjectPlan};
-use resil::watch::outliers::Settings;
-use serde_json::{Value, json};
+use resil::results::timeline::{Event, EventKind};
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-const NS: &str = "distributed-resilience";
+mod eject;
+mod stand_in;
 
-/// The kind-stand-in cluster: one HPA `web-blue` and its Deployment.
-#[derive(Clone)]
-struct Cluster {
-    hpa: Arc<Mutex<Value>>,
-    /// Every minReplicas a PATCH set, in order.
-    patches: Arc<Mutex<Vec<i64>>>,
-    /// Reasons of the Events posted.
-    events: Arc<Mutex<Vec<String>>>,
-    /// Pods deleted, in order.
-    deleted: Arc<Mutex<Vec<String>>>,
-}
+use stand_in::{Cluster, NS, cluster, cluster_with, hpa_object, stand_in};
 
-impl Cluster {
-    fn min(&self) -> i64 {
-        self.hpa.lock().unwrap()["spec"]["minReplicas"]
-            .as_i64()
-            .unwrap()
-    }
-
-    fn patches(&self) -> Vec<i64> {
-        self.patches.lock().unwrap().clone()
-    }
-}
-
-fn hpa_object(min: i64) -> Value {
-    json!({
-        "apiVersion": "autoscaling/v2",
-        "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": "web-blue", "namespace": NS, "resourceVersion": "1"},
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web-blue"},
-            "minReplicas": min,
-            "maxReplicas": 50,
-            "metrics": [{"type": "Resource", "resource": {"name": "cpu",
-                "target": {"type": "Utilization", "averageUtilization": 50}}}]
+/// The load bucket of second `second` after `start`, with `requests` in it.
+fn load_bucket(start: DateTime<Utc>, second: u64, requests: u64) -> Event {
+    Event {
+        ts: start + chrono::Duration::seconds(second as i64),
+        source: "load".to_string(),
+        kind: EventKind::LoadBucket {
+            second,
+            requests,
+            errors: 0,
+            p50_us: 1000,
+            p90_us: 2000,
+            p99_us: 3000,
+            max_us: 4000,
+            by_color: Default::default(),
+            by_pod: Default::default(),
         },
-        "status": {"currentReplicas": 2, "desiredReplicas": 2}
-    })
-}
-
-fn deployment_object() -> Value {
-    json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "web-blue", "namespace": NS, "resourceVersion": "1"},
-        "spec": {
-            "selector": {"matchLabels": {"app": "web", "version": "blue"}},
-            "template": {
-                "metadata": {"labels": {"app": "web", "version": "blue"}},
-                "spec": {"containers": [{"name": "web", "image": "resil",
-                    "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}}]}
-            }
-        }
-    })
-}
-
-fn not_found(name: &str) -> (StatusCode, axum::Json<Value>) {
-    (
-        StatusCode::NOT_FOUND,
-        axum::Json(json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
-            "status": "Failure", "reason": "NotFound", "code": 404,
-            "message": format!("\"{name}\" not found")})),
-    )
-}
-
-async fn get_hpa(
-    State(c): State<Cluster>,
-    UrlPath((_, name)): UrlPath<(String, String)>,
-) -> (StatusCode, axum::Json<Value>) {
-    if name != "web-blue" {
-        return not_found(&name);
     }
-    (StatusCode::OK, axum::Json(c.hpa.lock().unwrap().clone()))
-}
-
-async fn patch_hpa(
-    State(c): State<Cluster>,
-    UrlPath((_, name)): UrlPath<(String, String)>,
-    axum::Json(patch): axum::Json<Value>,
-) -> (StatusCode, axum::Json<Value>) {
-    if name != "web-blue" {
-        return not_found(&name);
-    }
-    let mut hpa = c.hpa.lock().unwrap();
-    json_patch::merge(&mut hpa, &patch);
-    if let Some(min) = patch["spec"]["minReplicas"].as_i64() {
-        c.patches.lock().unwrap().push(min);
-    }
-    (StatusCode::OK, axum::Json(hpa.clone()))
-}
-
-async fn get_deployment(
-    UrlPath((_, name)): UrlPath<(String, String)>,
-) -> (StatusCode, axum::Json<Value>) {
-    if name != "web-blue" {
-        return not_found(&name);
-    }
-    (StatusCode::OK, axum::Json(deployment_object()))
-}
-
-const PODS: [&str; 3] = ["web-blue-a", "web-blue-b", "web-blue-c"];
-
-async fn list_pods(State(c): State<Cluster>) -> axum::Json<Value> {
-    let deleted = c.deleted.lock().unwrap().clone();
-    let items: Vec<Value> = PODS
-        .iter()
-        .filter(|p| !deleted.iter().any(|d| d == *p))
-        .map(|p| {
-            json!({"apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": p, "namespace": NS, "resourceVersion": "1",
-                    "labels": {"app": "web", "version": "blue"}},
-                "spec": {"containers": [{"name": "web", "image": "resil"}]}})
-        })
-        .collect();
-    axum::Json(json!({"apiVersion": "v1", "kind": "PodList",
-        "metadata": {"resourceVersion": "1"}, "items": items}))
-}
-
-async fn delete_pod(
-    State(c): State<Cluster>,
-    UrlPath((_, name)): UrlPath<(String, String)>,
-) -> (StatusCode, axum::Json<Value>) {
-    if !PODS.contains(&name.as_str()) {
-        return not_found(&name);
-    }
-    c.deleted.lock().unwrap().push(name.clone());
-    (
-        StatusCode::OK,
-        axum::Json(json!({"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": NS, "resourceVersion": "2"},
-            "spec": {"containers": [{"name": "web", "image": "resil"}]}})),
-    )
-}
-
-async fn post_event(
-    State(c): State<Cluster>,
-    axum::Json(mut event): axum::Json<Value>,
-) -> (StatusCode, axum::Json<Value>) {
-    c.events
-        .lock()
-        .unwrap()
-        .push(event["reason"].as_str().unwrap_or_default().to_string());
-    event["metadata"]["name"] = json!("e1");
-    (StatusCode::CREATED, axum::Json(event))
-}
-
-/// Starts the kind-stand-in on 127.0.0.1:0 and writes a kubeconfig for it into `dir`.
-async fn cluster(dir: &Path) -> (Cluster, std::path::PathBuf) {
-    cluster_with(dir, hpa_object(1)).await
-}
-
-/// The kind-stand-in with a given HPA object.
-async fn cluster_with(dir: &Path, hpa: Value) -> (Cluster, std::path::PathBuf) {
-    // The in-process `resil chaos revert` connects too; it needs the crypto provider the
-    // binary's commands install.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let state = Cluster {
-        hpa: Arc::new(Mutex::new(hpa)),
-        patches: Arc::default(),
-        events: Arc::default(),
-        deleted: Arc::default(),
-    };
-    let app = Router::new()
-        .route(
-            "/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers/{name}",
-            get(get_hpa).patch(patch_hpa),
-        )
-        .route(
-            "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
-            get(get_deployment),
-        )
-        .route("/api/v1/namespaces/{ns}/events", post(post_event))
-        .route("/api/v1/namespaces/{ns}/pods", get(list_pods))
-        .route(
-            "/api/v1/namespaces/{ns}/pods/{name}",
-            axum::routing::delete(delete_pod),
-        )
-        .with_state(state.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    let kubeconfig = dir.join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: kind-stand-in\n  cluster:\n    \
-             server: http://{addr}\nusers:\n- name: kind-stand-in\n  user:\n    token: t\n\
-             contexts:\n- name: kind-kind-stand-in\n  context:\n    cluster: kind-stand-in\n    user: \
-             kind-stand-in\ncurrent-context: kind-kind-stand-in\n"
-        ),
-    )
-    .unwrap();
-    (state, kubeconfig)
 }
 
 /// A results directory whose timeline holds a ramp: 10 + 3·i req/s for 30 seconds.
@@ -234,23 +51,7 @@ fn ramp(dir: &Path) -> std::path::PathBuf {
     let mut timeline = run.timeline().unwrap();
     let start: DateTime<Utc> = Utc::now() - chrono::Duration::seconds(40);
     for i in 0..30u64 {
-        timeline
-            .append(&Event {
-                ts: start + chrono::Duration::seconds(i as i64),
-                source: "load".to_string(),
-                kind: EventKind::LoadBucket {
-                    second: i,
-                    requests: 10 + 3 * i,
-                    errors: 0,
-                    p50_us: 1000,
-                    p90_us: 2000,
-                    p99_us: 3000,
-                    max_us: 4000,
-                    by_color: Default::default(),
-                    by_pod: Default::default(),
-                },
-            })
-            .unwrap();
+        timeline.append(&load_bucket(start, i, 10 + 3 * i)).unwrap();
     }
     results
 }
@@ -533,94 +334,6 @@ async fn a_run_after_a_sigkill_adopts_the_journaled_original_not_the_raised_valu
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_pod_answering_30_percent_errors_is_ejected_and_its_siblings_are_not() {
-    let dir = tempfile::tempdir().unwrap();
-    let (cluster, kubeconfig) = cluster(dir.path()).await;
-    // Five seconds of load: 50 req/s per pod, web-blue-c failing 15 of them.
-    let run = RunDir::create(dir.path().join("results")).unwrap();
-    let mut timeline = run.timeline().unwrap();
-    for i in 0..5u64 {
-        let by_pod = PODS
-            .iter()
-            .map(|p| {
-                let errors = if *p == "web-blue-c" { 15 } else { 0 };
-                (
-                    p.to_string(),
-                    Served {
-                        requests: 50,
-                        errors,
-                    },
-                )
-            })
-            .collect();
-        timeline
-            .append(&Event {
-                ts: Utc::now() - chrono::Duration::seconds(5 - i as i64),
-                source: "load".to_string(),
-                kind: EventKind::LoadBucket {
-                    second: i,
-                    requests: 150,
-                    errors: 15,
-                    p50_us: 1000,
-                    p90_us: 2000,
-                    p99_us: 3000,
-                    max_us: 4000,
-                    by_color: Default::default(),
-                    by_pod,
-                },
-            })
-            .unwrap();
-    }
-    let config = kube::Config::from_custom_kubeconfig(
-        kube::config::Kubeconfig::read_from(&kubeconfig).unwrap(),
-        &Default::default(),
-    )
-    .await
-    .unwrap();
-    let scope = Scope {
-        client: kube::Client::try_from(config).unwrap(),
-        namespace: NS.to_string(),
-    };
-    let plan = EjectPlan {
-        dir: run.clone(),
-        window: Duration::from_secs(10),
-        settings: Settings::default(),
-    };
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(eject::run(scope, plan, tx, shutdown.clone()));
-    let started = std::time::Instant::now();
-    for _ in 0..100 {
-        if !cluster.deleted.lock().unwrap().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let ejected_after = started.elapsed();
-    // A second tick must not eject a sibling in its place.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    shutdown.cancel();
-    task.await.unwrap();
-    assert_eq!(*cluster.deleted.lock().unwrap(), ["web-blue-c"]);
-    assert!(ejected_after < Duration::from_secs(5), "{ejected_after:?}");
-    match rx.recv().await.unwrap() {
-        Update::Decision { rule, action } => {
-            assert!(action.starts_with("eject pod web-blue-c"), "{action}");
-            assert!(rule.contains("ErrorRate 0.300"), "{rule}");
-        }
-        other => panic!("{other:?}"),
-    }
-    let recorded = run
-        .read_timeline()
-        .unwrap()
-        .into_iter()
-        .filter(|e| matches!(&e.kind, EventKind::Decision { controller, .. } if controller == "outliers"))
-        .count();
-    assert_eq!(recorded, 1);
-    assert_eq!(*cluster.events.lock().unwrap(), ["OutlierEjected"]);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_the_lab_api_min_replicas_is_raised_and_restored() {
     use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
     use k8s_openapi::api::core::v1::Namespace;
@@ -674,4 +387,119 @@ async fn on_the_lab_api_min_replicas_is_raised_and_restored() {
         Some(1)
     );
     lab.shutdown().await;
+}
+
+/// Requests/s of the paused-clock workload at second `t`: 20 for a minute, a 50-second ramp
+/// of +2 req/s per second to 120, then flat.
+fn ramp_demand(t: u64) -> u64 {
+    match t {
+        0..60 => 20,
+        60..110 => 20 + 2 * (t - 60),
+        _ => 120,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn under_a_paused_clock_min_replicas_is_raised_ahead_of_a_ramp_and_never_chases_a_flat_load()
+{
+    use resil::autoscale::forecast::Smoothing;
+    use resil::autoscale::source::Demand;
+    use resil::autoscale::{Controller, Ended, Settings, drive};
+
+    let dir = tempfile::tempdir().unwrap();
+    // The stand-in called in-process: no socket, so the paused clock is the only clock.
+    let (cluster, app) = stand_in(hpa_object(1));
+    let scope = Scope {
+        client: kube::Client::new(app, NS),
+        namespace: NS.to_string(),
+    };
+    let settings = Settings {
+        namespace: NS.to_string(),
+        context: "kind-stand-in".to_string(),
+        hpa: "web-blue".to_string(),
+        headroom: 0.0,
+        look_ahead: Duration::from_secs(30),
+        max_replicas: None,
+        budget_per_hour: None,
+        pricing: PricingProfile::default_profile(),
+        smoothing: Smoothing {
+            step_s: 5.0,
+            ..Smoothing::default()
+        },
+        period: None,
+        capacity: Some(10.0),
+    };
+    let run = RunDir::create(dir.path().join("results")).unwrap();
+    let mut controller = Controller::start(
+        scope,
+        settings,
+        Journal::new(&dir.path().join("state")),
+        Demand::timeline(run.clone()),
+        Some(run.clone()),
+    )
+    .await
+    .unwrap();
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let shutdown = CancellationToken::new();
+    let driver = tokio::spawn(async move {
+        let ended = drive(
+            &mut controller,
+            Duration::from_secs(5),
+            Some(Duration::from_millis(150_500)),
+            &shutdown,
+            &tx,
+        )
+        .await;
+        (controller, ended)
+    });
+
+    // One load bucket per simulated second; the HPA's floor read after each.
+    let base: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+    let mut timeline = run.timeline().unwrap();
+    let mut floor = Vec::new();
+    for t in 0..150u64 {
+        timeline
+            .append(&load_bucket(base, t, ramp_demand(t)))
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        floor.push(cluster.min());
+    }
+    let (controller, ended) = driver.await.unwrap();
+    assert_eq!(ended.unwrap(), Ended::Elapsed);
+    // floor[i] is minReplicas at second i + 1; one pod serves 10 req/s, no headroom.
+    let need = |t: u64| ramp_demand(t).div_ceil(10) as i64;
+    assert!(
+        floor[5..60].iter().all(|&m| m == 2),
+        "a flat 20 req/s holds minReplicas at 2: {floor:?}"
+    );
+    for i in 70..150 {
+        assert!(
+            floor[i] >= need(i as u64 + 1),
+            "from 10 s into the ramp the floor covers demand; at {}s {} < {}: {floor:?}",
+            i + 1,
+            floor[i],
+            need(i as u64 + 1)
+        );
+    }
+    let plateau_covered = floor.iter().position(|&m| m >= need(110)).unwrap() as u64 + 1;
+    assert!(
+        plateau_covered + 10 <= 110,
+        "the plateau's {} pods are there at {plateau_covered}s, at least 10 s before demand \
+         reaches it at 110s: {floor:?}",
+        need(110)
+    );
+    assert!(
+        floor.iter().all(|&m| m <= 2 * need(110)),
+        "the trend's overshoot after the ramp stays bounded: {floor:?}"
+    );
+    let moves = decisions(run.path())
+        .into_iter()
+        .filter(|(_, action)| action.starts_with("raise") || action.starts_with("lower"))
+        .count();
+    assert_eq!(moves, cluster.patches().len(), "every patch is explained");
+
+    assert_eq!(controller.restore().await.unwrap(), 1);
+    assert_eq!(cluster.min(), 1);
+    let journal = Journal::new(&dir.path().join("state"));
+    assert!(journal.open_entries().unwrap().is_empty());
 }

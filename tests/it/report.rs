@@ -124,6 +124,34 @@ fn report_compares_with_a_baseline_and_flags_regressions() {
 }
 
 #[test]
+fn report_shows_every_controller_decision_with_its_rule_action_and_inputs() {
+    let (json, _) = report(&fixture("failover"), ReportFormat::Json, None, None);
+    let v: Value = serde_json::from_str(&json).unwrap();
+    let decisions = v["decisions"].as_array().unwrap();
+    let controllers: Vec<&str> = decisions
+        .iter()
+        .map(|d| d["controller"].as_str().unwrap())
+        .collect();
+    assert_eq!(controllers, ["watch", "autoscale"], "in time order");
+    assert_eq!(decisions[1]["action"], "raise minReplicas 1 → 3");
+    assert_eq!(decisions[1]["inputs"]["observed"]["forecast"], 142.5);
+    for (format, _) in FORMATS {
+        if matches!(format, ReportFormat::Json | ReportFormat::Junit) {
+            continue;
+        }
+        let (out, _) = report(&fixture("failover"), *format, None, None);
+        for want in [
+            "Decisions",
+            "switch service/web to green",
+            "raise minReplicas 1 → 3",
+            "holt, error on the last",
+        ] {
+            assert!(out.contains(want), "{format:?} lacks {want:?}:\n{out}");
+        }
+    }
+}
+
+#[test]
 fn failover_episodes_join_control_plane_time_with_client_downtime_and_errors() {
     let (json, _) = report(&fixture("failover"), ReportFormat::Json, None, None);
     let v: Value = serde_json::from_str(&json).unwrap();
