@@ -9,6 +9,7 @@
 //! keeps pod-seconds current. Reaches the cluster only through the `kube::Client` it is
 //! given; never prints (updates go to the command layer over a channel).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -25,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use super::failover::{Decision, FailoverPolicy, Observation, Policy};
 use super::lease::{self, ElectionConfig, Leadership};
 use super::recorder::Recorder;
-use super::state::DemoState;
+use super::state::{DemoState, Watched};
 use super::streams::{self, Change};
 use crate::cli::Color;
 use crate::cluster::events::{self, Involved, Severity};
@@ -136,6 +137,8 @@ struct Watcher {
     updates: mpsc::UnboundedSender<Update>,
     /// A standby scale-up under way: colour, target, when it started.
     preparing: Option<(Color, u32, DateTime<Utc>)>,
+    /// Watch streams that failed and have not delivered since, and since when.
+    streams_down: BTreeMap<&'static str, DateTime<Utc>>,
     /// The Lease this watcher competes for (`None`: it acts alone).
     election: Option<ElectionConfig>,
     /// This watcher holds the Lease (always true without an election).
@@ -192,6 +195,7 @@ pub async fn run_with(
         out,
         updates,
         preparing: None,
+        streams_down: BTreeMap::new(),
         leading: election.is_none(),
         election: election.clone(),
         plan,
@@ -230,9 +234,13 @@ pub async fn run_with(
             change = changes.next() => {
                 let Some(change) = change else { break Ended::Cancelled };
                 match change {
-                    Ok(change) => watcher.apply(change)?,
-                    // The watcher retries by itself; a failed attempt is worth a warning.
-                    Err(e) => watcher.warn(format!("{:#}", anyhow::Error::from(e))),
+                    Ok(change) => {
+                        watcher.stream_alive(change.watched())?;
+                        watcher.apply(change)?;
+                    }
+                    // kube's watcher retries by itself (after a backoff); say so once per
+                    // outage of each stream, not once per attempt.
+                    Err(e) => watcher.stream_failed(e),
                 }
                 if watcher.step().await? && watcher.plan.once {
                     break Ended::FailoverCompleted;
@@ -355,6 +363,36 @@ impl Watcher {
             }
         }
         Ok(())
+    }
+
+    /// A watch stream failed (dropped, refused, or 410 Expired before its relist).
+    fn stream_failed(&mut self, error: WatchError) {
+        let WatchError::Watch { what, source } = &error else {
+            return self.warn(format!("{:#}", anyhow::Error::from(error)));
+        };
+        // 410 Expired always gets its line: it says a relist follows.
+        let expired = matches!(source, watcher::Error::WatchError(s) if s.code == 410);
+        if self.streams_down.contains_key(what) && !expired {
+            tracing::debug!("{:#}", anyhow::Error::from(error));
+            return;
+        }
+        self.streams_down.entry(what).or_insert_with(now_ms);
+        self.warn(format!(
+            "{:#}; resuming (relisting if the server expired it)",
+            anyhow::Error::from(error)
+        ));
+    }
+
+    /// A watch stream delivered: if it had failed, note in the timeline how long it was down.
+    fn stream_alive(&mut self, watched: Watched) -> Result<(), WatchError> {
+        let Some(since) = self.streams_down.remove(watched.resource()) else {
+            return Ok(());
+        };
+        let ms = (now_ms() - since).num_milliseconds().max(0);
+        tracing::info!("the watch on {} resumed after {ms} ms", watched.resource());
+        self.record(vec![EventKind::Note {
+            message: format!("the watch on {} resumed after {ms} ms", watched.resource()),
+        }])
     }
 
     fn warn(&self, message: String) {

@@ -32,6 +32,19 @@ pub enum Watched {
     Hpas,
 }
 
+impl Watched {
+    /// The resource's plural, as the API names it.
+    pub fn resource(self) -> &'static str {
+        match self {
+            Watched::Pods => "pods",
+            Watched::Service => "services",
+            Watched::Endpoints => "endpoints",
+            Watched::Deployments => "deployments",
+            Watched::Hpas => "horizontalpodautoscalers",
+        }
+    }
+}
+
 /// One pod, as far as failover and cost care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PodFact {

@@ -96,12 +96,13 @@ impl Backoff for Reconnect {
 fn watch<K>(
     api: Api<K>,
     config: watcher::Config,
-    what: &'static str,
+    watched: Watched,
     wrap: fn(WatchEvent<K>) -> Change,
 ) -> impl Stream<Item = Result<Change, WatchError>>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
+    let what = watched.resource();
     watcher::watcher(api, config.timeout(WATCH_TIMEOUT_S))
         .backoff(Reconnect::default())
         .map(move |event| {
@@ -120,35 +121,35 @@ pub fn changes(client: &Client, plan: &WatchPlan) -> Changes {
         watch(
             Api::namespaced(client.clone(), ns),
             app.clone(),
-            "pods",
+            Watched::Pods,
             Change::Pod,
         )
         .boxed(),
         watch(
             Api::namespaced(client.clone(), ns),
             by_name(),
-            "services",
+            Watched::Service,
             Change::Service,
         )
         .boxed(),
         watch(
             Api::namespaced(client.clone(), ns),
             by_name(),
-            "endpoints",
+            Watched::Endpoints,
             Change::Endpoints,
         )
         .boxed(),
         watch(
             Api::namespaced(client.clone(), ns),
             app,
-            "deployments",
+            Watched::Deployments,
             Change::Deployment,
         )
         .boxed(),
         watch(
             Api::namespaced(client.clone(), ns),
             watcher::Config::default(),
-            "horizontalpodautoscalers",
+            Watched::Hpas,
             Change::Hpa,
         )
         .boxed(),

@@ -13,3 +13,4 @@ mod lab_runtime;
 mod load;
 mod report;
 mod support;
+mod watch;
