@@ -3,6 +3,8 @@
 
 mod architecture;
 mod autoscale;
+mod chaos;
+mod cli_docs;
 mod cluster;
 mod cost;
 mod demo_app;
@@ -12,5 +14,6 @@ mod lab_cli;
 mod lab_runtime;
 mod load;
 mod report;
+mod runbooks;
 mod support;
 mod watch;
