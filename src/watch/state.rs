@@ -458,6 +458,17 @@ mod tests {
         .unwrap()
     }
 
+    /// The Service's Endpoints with one ready address per named pod.
+    fn endpoints(pods: &[&str]) -> Endpoints {
+        let addresses: Vec<_> = pods
+            .iter()
+            .map(|p| json!({"ip": "127.0.0.1", "targetRef": {"kind": "Pod", "name": p}}))
+            .collect();
+        serde_json::from_value(json!({"metadata": {"name": "web"},
+            "subsets": [{"addresses": addresses}]}))
+        .unwrap()
+    }
+
     #[test]
     fn readiness_is_counted_per_colour_and_transitions_are_reported() {
         let mut state = DemoState::new("web");
@@ -513,14 +524,7 @@ mod tests {
         let mut state = DemoState::new("web");
         state.apply_service(&service("blue"));
         state.apply_pod(&pod("g1", "green", true));
-        let endpoints: Endpoints = serde_json::from_value(json!({
-            "metadata": {"name": "web"},
-            "subsets": [{"addresses": [
-                {"ip": "127.0.0.1", "targetRef": {"kind": "Pod", "name": "g1"}},
-                {"ip": "127.0.0.1", "targetRef": {"kind": "Pod", "name": "unknown"}}
-            ]}]
-        }))
-        .unwrap();
+        let endpoints = endpoints(&["g1", "unknown"]);
         assert_eq!(state.apply_endpoints(&endpoints).len(), 1);
         assert_eq!(
             (state.serving(Color::Green), state.serving(Color::Blue)),
@@ -534,12 +538,7 @@ mod tests {
         let mut state = DemoState::new("web");
         state.apply_service(&service("blue"));
         state.apply_pod(&pod("b1", "blue", true));
-        let endpoints: Endpoints = serde_json::from_value(json!({
-            "metadata": {"name": "web"},
-            "subsets": [{"addresses": [{"ip": "127.0.0.1", "targetRef": {"name": "b1"}}]}]
-        }))
-        .unwrap();
-        state.apply_endpoints(&endpoints);
+        state.apply_endpoints(&endpoints(&["b1"]));
         for watched in [Watched::Service, Watched::Endpoints] {
             state.relist_started(watched);
         }

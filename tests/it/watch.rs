@@ -5,7 +5,6 @@
 //! latency, two watchers sharing one Lease (as two `resil watch` processes), and watch
 //! streams that drop or expire (410) while blue goes down. Every wait is bounded.
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,39 +30,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::lab_runtime::{eventually, free_node_port};
 use crate::support::client_for;
 
 const NS: &str = "distributed-resilience";
-
-/// Polls `check` every 50 ms until it yields a value, for at most `secs` seconds.
-async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {secs}s waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// A free port in the NodePort range.
-fn free_node_port() -> u16 {
-    for _ in 0..200 {
-        let p = rand::random_range(30_100..=32_767u16);
-        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
-    panic!("no free port in 30100-32767");
-}
 
 /// A lab (1 s HPA sync) with the demo deployed and ready.
 struct Demo {
@@ -539,6 +509,35 @@ async fn an_hpa_scale_up_is_recorded_with_its_scaling_latency() {
     assert!(latency > 0 && latency < 60_000, "{latency} ms");
     assert!(timeline.iter().any(|e| matches!(&e.kind,
         EventKind::HpaReplicas { color: Some(c), desired: 2, .. } if c == "green")));
+    demo.lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_that_stops_hands_the_lease_to_the_standby_at_once() {
+    let demo = Demo::start().await;
+    let plan = demo.plan(Duration::from_secs(20));
+    // A 30 s lease: a takeover within seconds can only come from the release.
+    let a = demo.watch(demo.client.clone(), plan.clone(), election("a", 30));
+    a.wait_said(15, "holding lease").await;
+    let b = demo.watch(demo.client.clone(), plan, election("b", 30));
+    b.wait_said(15, "is held by a; b records but does not act")
+        .await;
+    let stopped = tokio::time::Instant::now();
+    a.finish().await;
+    b.wait_said(
+        10,
+        "holding lease distributed-resilience/resil-watch-web as b",
+    )
+    .await;
+    assert!(stopped.elapsed() < Duration::from_secs(10));
+    demo.kill("blue").await;
+    demo.wait_selected(10, "green").await;
+    let (_, _, log) = b.finish().await;
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("[failover] switch service/web to green")),
+        "{log:?}"
+    );
     demo.lab.shutdown().await;
 }
 
