@@ -545,7 +545,8 @@ impl Watcher {
                 };
                 self.explain(inputs, "leader-election", "stand by", reason)?;
                 self.warn(format!(
-                    "lease {lease} cannot be renewed ({reason}): {doing} until it can"
+                    "lease {lease} cannot be taken or renewed ({reason}): {doing} until it \
+                     can (a watcher that must act alone can run with --no-lease)"
                 ));
             }
             Leadership::Pending => {}
