@@ -11,9 +11,11 @@
 #   3. prints, per phase, the median and p90 of the control-plane failover time — blue's
 #      last ready pod or endpoint gone → Service selector switched to green, read from the
 #      recorder's timeline (in the baseline phase `resil watch --observe-only` records) —
-#      the recorder's own summary.json figure (→ green endpoints ready), the median
-#      client-observed downtime per episode from the load's summary.json, and the ratio
-#      baseline / resil.
+#      the recorder's own summary.json figure (→ green endpoints ready), the outage as the
+#      Service saw it (blue gone → a ready endpoint again, by a switch or by blue's
+#      replacement: a poller that is too slow to switch never gets a failover figure), the
+#      median client-observed downtime per episode from the load's summary.json, and the
+#      ratio baseline / resil.
 #
 #   scripts/bench-watch.sh                          # cargo build --release first
 #   RESIL=target/debug/resil ROUNDS=5 scripts/bench-watch.sh
@@ -169,6 +171,23 @@ failover_ms() {
          | .t ] | min) as $gone
     | select($gone != null) | $T - $gone' "$1/timeline.jsonl"
 }
+# Per kill: ms from blue's loss to the Service having a ready endpoint again, whichever
+# way that came (a switch to green, or blue replaced in place when no switch happened).
+outage_ms() {
+  jq -s -r '
+    def ms: (.[0:19] + "Z" | fromdateiso8601) * 1000 + (.[20:23] | tonumber);
+    [ .[] | select(.source == "watch") | .t = (.ts | ms) ]
+    | reduce .[] as $e ({gone: null, out: []};
+        if $e.type == "endpoints_changed" then
+          (([$e.ready[]] | add) // 0) as $n
+          | if $n > 0 and .gone != null then .out += [$e.t - .gone] | .gone = null
+            elif $n == 0 and .gone == null then .gone = $e.t
+            else . end
+        elif ($e.type == "pod_deleted" or $e.type == "pod_unready") and $e.color == "blue"
+             and .gone == null then .gone = $e.t
+        else . end)
+    | .out[]' "$1/timeline.jsonl"
+}
 summary_ms() {
   jq -r '.watch.failovers[]? | select(.direction == "failover") | .duration_ms' "$1/summary.json"
 }
@@ -191,6 +210,8 @@ read -r r_med r_p90 r_n < <(failover_ms "$work/resil-watch" | stats)
 read -r b_med b_p90 b_n < <(failover_ms "$work/baseline-watch" | stats)
 read -r rs_med rs_p90 _ < <(summary_ms "$work/resil-watch" | stats)
 read -r bs_med bs_p90 _ < <(summary_ms "$work/baseline-watch" | stats)
+read -r ro_med ro_p90 ro_n < <(outage_ms "$work/resil-watch" | stats)
+read -r bo_med bo_p90 bo_n < <(outage_ms "$work/baseline-watch" | stats)
 read -r rd_med rd_p90 rd_n < <(downtime_ms "$work/resil-load" | stats)
 read -r bd_med bd_p90 bd_n < <(downtime_ms "$work/baseline-load" | stats)
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.1f\n", a / b }'; }
@@ -202,6 +223,9 @@ printf '%-44s %14s %14s %8s\n' "failover median (blue gone → selector)" "$r_me
 printf '%-44s %14s %14s %8s\n' "failover p90" "$r_p90" "$b_p90" "$(ratio "$b_p90" "$r_p90")"
 printf '%-44s %14s %14s %8s\n' "recorder median (→ green endpoints ready)" "$rs_med" "$bs_med" "$(ratio "$bs_med" "$rs_med")"
 printf '%-44s %14s %14s %8s\n' "recorder p90" "$rs_p90" "$bs_p90" ""
+printf '%-44s %14s %14s %8s\n' "outages seen (blue gone → endpoints again)" "$ro_n" "$bo_n" ""
+printf '%-44s %14s %14s %8s\n' "outage median" "$ro_med" "$bo_med" "$(ratio "$bo_med" "$ro_med")"
+printf '%-44s %14s %14s %8s\n' "outage p90" "$ro_p90" "$bo_p90" "$(ratio "$bo_p90" "$ro_p90")"
 printf '%-44s %14s %14s %8s\n' "downtime episodes" "$rd_n" "$bd_n" ""
 printf '%-44s %14s %14s %8s\n' "downtime median per episode" "$rd_med" "$bd_med" "$(ratio "$bd_med" "$rd_med")"
 printf '%-44s %14s %14s %8s\n' "downtime p90" "$rd_p90" "$bd_p90" ""
