@@ -272,8 +272,8 @@ pub async fn run_with(
     };
     lease_stop.cancel();
     if let Some(task) = lease_task {
-        // Bounded: the release inside has its own timeout.
-        let _ = task.await;
+        // The release inside has its own timeout; this bounds everything else.
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
     watcher.save_summary()?;
     Ok(Outcome {

@@ -215,6 +215,9 @@ pub enum LeaseError {
         #[source]
         source: kube::Error,
     },
+    /// The API server did not answer in time.
+    #[error("no answer from the API server within {}", humantime::format_duration(*after))]
+    TimedOut { after: Duration },
 }
 
 /// Runs the election until `shutdown`, publishing every change of standing on `standing`;
@@ -230,7 +233,16 @@ pub async fn run(
     let mut election = Election::new(config);
     loop {
         let now = Instant::now();
-        let next = match attempt(&api, &mut election, now).await {
+        // Bounded, so a hung request cannot keep a holder acting past its renew deadline,
+        // and abandoned at shutdown.
+        let limit = election.config().renew_deadline;
+        let outcome = tokio::select! {
+            () = shutdown.cancelled() => break,
+            r = tokio::time::timeout(limit, attempt(&api, &mut election, now)) => {
+                r.unwrap_or_else(|_| Err(LeaseError::TimedOut { after: limit }))
+            }
+        };
+        let next = match outcome {
             Ok(Verdict::Take { .. }) => {
                 election.renewed(now);
                 Leadership::Leading
