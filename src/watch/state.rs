@@ -85,6 +85,9 @@ pub struct DemoState {
     pub service_seen: bool,
     /// The colour the Service selects (`None`: no Service yet, or no colour in it).
     pub selected: Option<Color>,
+    /// The newest resourceVersion of the Service taken in (from a watch or from the
+    /// answer to our own patch), when it is numeric.
+    service_version: Option<u64>,
     /// Ready addresses in the Service's Endpoints, by the colour of the pod behind them.
     pub endpoints_ready: BTreeMap<Color, u32>,
     pub deployments: BTreeMap<Color, DeploymentFact>,
@@ -208,6 +211,21 @@ impl DemoState {
             return Vec::new();
         }
         self.seen(Watched::Service, &self.service.clone());
+        // A relist that started before our own switch can deliver the Service as it was
+        // before it; taking that in would undo the switch in our picture and switch again.
+        // resourceVersions are opaque to clients in general, but every API server we talk
+        // to (etcd revisions, the lab's counter) sends increasing integers; anything else
+        // is taken as it comes.
+        let version = service
+            .metadata
+            .resource_version
+            .as_deref()
+            .and_then(|v| v.parse::<u64>().ok());
+        match (version, self.service_version) {
+            (Some(v), Some(newest)) if v < newest => return Vec::new(),
+            (Some(v), _) => self.service_version = Some(v),
+            (None, _) => {}
+        }
         self.service_seen = true;
         let selected = service
             .spec
@@ -232,6 +250,7 @@ impl DemoState {
         if name == self.service {
             self.service_seen = false;
             self.selected = None;
+            self.service_version = None;
         }
         Vec::new()
     }
@@ -517,6 +536,23 @@ mod tests {
         assert!(matches!(&switched[..], [EventKind::SelectorSwitched { to, .. }] if to == "green"));
         assert!(state.apply_service(&service("green")).is_empty());
         assert_eq!(state.selected, Some(Color::Green));
+    }
+
+    #[test]
+    fn a_service_older_than_the_one_taken_in_is_ignored() {
+        let mut state = DemoState::new("web");
+        let at = |color: &str, rv: &str| {
+            let mut s = service(color);
+            s.metadata.resource_version = Some(rv.to_string());
+            s
+        };
+        state.apply_service(&at("blue", "10"));
+        // Our own switch's answer, then a relist's stale copy from before it.
+        state.apply_service(&at("green", "12"));
+        assert!(state.apply_service(&at("blue", "11")).is_empty());
+        assert_eq!(state.selected, Some(Color::Green));
+        state.apply_service(&at("blue", "13"));
+        assert_eq!(state.selected, Some(Color::Blue));
     }
 
     #[test]
