@@ -2,7 +2,8 @@
 //! Deployments and HPAs feed a [`DemoState`]; after every change the [`FailoverPolicy`]
 //! decides and the [`Recorder`] derives the figures. Decisions are acted on (Service
 //! selector patch, standby scale-up), explained in the timeline, and emitted as Kubernetes
-//! Events on the Service.
+//! Events on the Service — by the watcher holding the [`lease`] only; a standby records
+//! and keeps the time-based rules current, so it can act at once when it takes over.
 //!
 //! Event-driven, not polled: a change reaches the policy as soon as the API server streams
 //! it. A short tick re-evaluates only the time-based rule (the fail-back stable window) and
