@@ -214,6 +214,11 @@ read -r ro_med ro_p90 ro_n < <(outage_ms "$work/resil-watch" | stats)
 read -r bo_med bo_p90 bo_n < <(outage_ms "$work/baseline-watch" | stats)
 read -r rd_med rd_p90 rd_n < <(downtime_ms "$work/resil-load" | stats)
 read -r bd_med bd_p90 bd_n < <(downtime_ms "$work/baseline-load" | stats)
+total_ms() { jq -r '.load.downtime_total_ms // 0' "$1/summary.json"; }
+r_total=$(total_ms "$work/resil-load")
+b_total=$(total_ms "$work/baseline-load")
+r_per_kill=$((r_total / ROUNDS))
+b_per_kill=$((b_total / BASELINE_ROUNDS))
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.1f\n", a / b }'; }
 
 printf '\n%-44s %14s %14s %8s\n' "figure (ms)" "resil" "baseline" "ratio"
@@ -229,4 +234,5 @@ printf '%-44s %14s %14s %8s\n' "outage p90" "$ro_p90" "$bo_p90" "$(ratio "$bo_p9
 printf '%-44s %14s %14s %8s\n' "downtime episodes" "$rd_n" "$bd_n" ""
 printf '%-44s %14s %14s %8s\n' "downtime median per episode" "$rd_med" "$bd_med" "$(ratio "$bd_med" "$rd_med")"
 printf '%-44s %14s %14s %8s\n' "downtime p90" "$rd_p90" "$bd_p90" ""
+printf '%-44s %14s %14s %8s\n' "downtime per kill (all episodes summed)" "$r_per_kill" "$b_per_kill" "$(ratio "$b_per_kill" "$r_per_kill")"
 echo "targets: failover median ≤ 50 ms, downtime median ≤ 300 ms (load at $RATE req/s)"
