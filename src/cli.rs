@@ -582,6 +582,19 @@ pub struct WatchArgs {
     /// z-score over the last 10 s of the per-pod load buckets in --out).
     #[arg(long, requires = "out")]
     pub eject_outliers: bool,
+
+    /// How long the Lease that keeps two watchers from fighting stays taken when its
+    /// holder stops renewing it (a standby takes over after this).
+    #[arg(long, value_parser = parse_duration, default_value = "15s")]
+    pub lease_duration: Duration,
+
+    /// This watcher's name in the Lease (default: host/pid).
+    #[arg(long, value_name = "NAME")]
+    pub identity: Option<String>,
+
+    /// Act without taking the Lease (only when no other watcher can run).
+    #[arg(long, conflicts_with_all = ["identity"])]
+    pub no_lease: bool,
 }
 
 // ---------------------------------------------------------------- autoscale

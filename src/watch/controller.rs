@@ -2,31 +2,33 @@
 //! Deployments and HPAs feed a [`DemoState`]; after every change the [`FailoverPolicy`]
 //! decides and the [`Recorder`] derives the figures. Decisions are acted on (Service
 //! selector patch, standby scale-up), explained in the timeline, and emitted as Kubernetes
-//! Events on the Service.
+//! Events on the Service — by the watcher holding the [`lease`] only; a standby records
+//! and keeps the time-based rules current, so it can act at once when it takes over.
 //!
 //! Event-driven, not polled: a change reaches the policy as soon as the API server streams
 //! it. A short tick re-evaluates only the time-based rule (the fail-back stable window) and
 //! keeps pod-seconds current. Reaches the cluster only through the `kube::Client` it is
 //! given; never prints (updates go to the command layer over a channel).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::{Stream, StreamExt, stream::BoxStream};
+use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+use k8s_openapi::api::core::v1::Service;
+use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::watcher::{self, Event as WatchEvent};
-use kube::{Client, Resource};
-use serde::de::DeserializeOwned;
 use serde_json::json;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::failover::{Decision, FailoverPolicy, Observation, Policy};
+use super::lease::{self, ElectionConfig, Leadership};
 use super::recorder::Recorder;
-use super::state::DemoState;
+use super::state::{DemoState, Watched};
+use super::streams::{self, Change};
 use crate::cli::Color;
 use crate::cluster::events::{self, Involved, Severity};
 use crate::results::summary::{Failover, WatchSummary};
@@ -39,6 +41,11 @@ const MANAGER: &str = "resil-watch";
 const TICK: Duration = Duration::from_millis(200);
 /// How often summary.json is rewritten while running (an interrupted run keeps it).
 const SUMMARY_EVERY: Duration = Duration::from_secs(2);
+
+/// A duration rounded up to whole seconds, for messages.
+fn round_s(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs() + u64::from(d.subsec_nanos() > 0))
+}
 
 /// Patch parameters naming resil's watcher as the field manager.
 fn manager() -> PatchParams {
@@ -120,77 +127,6 @@ pub enum WatchError {
     Results(#[from] crate::results::ResultsError),
 }
 
-/// One change from any of the watches.
-enum Change {
-    Pod(WatchEvent<Pod>),
-    Service(WatchEvent<Service>),
-    Endpoints(WatchEvent<Endpoints>),
-    Deployment(WatchEvent<Deployment>),
-    Hpa(WatchEvent<HorizontalPodAutoscaler>),
-}
-
-type Changes = BoxStream<'static, Result<Change, WatchError>>;
-
-fn watch<K>(
-    api: Api<K>,
-    config: watcher::Config,
-    what: &'static str,
-    wrap: fn(WatchEvent<K>) -> Change,
-) -> impl Stream<Item = Result<Change, WatchError>>
-where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
-{
-    watcher::watcher(api, config).map(move |event| {
-        event
-            .map(wrap)
-            .map_err(|source| WatchError::Watch { what, source })
-    })
-}
-
-fn changes(client: &Client, plan: &WatchPlan) -> Changes {
-    let ns = plan.namespace.as_str();
-    let by_name = || watcher::Config::default().fields(&format!("metadata.name={}", plan.service));
-    let app = watcher::Config::default().labels("app=web");
-    futures::stream::select_all([
-        watch(
-            Api::namespaced(client.clone(), ns),
-            app.clone(),
-            "pods",
-            Change::Pod,
-        )
-        .boxed(),
-        watch(
-            Api::namespaced(client.clone(), ns),
-            by_name(),
-            "services",
-            Change::Service,
-        )
-        .boxed(),
-        watch(
-            Api::namespaced(client.clone(), ns),
-            by_name(),
-            "endpoints",
-            Change::Endpoints,
-        )
-        .boxed(),
-        watch(
-            Api::namespaced(client.clone(), ns),
-            app,
-            "deployments",
-            Change::Deployment,
-        )
-        .boxed(),
-        watch(
-            Api::namespaced(client.clone(), ns),
-            watcher::Config::default(),
-            "horizontalpodautoscalers",
-            Change::Hpa,
-        )
-        .boxed(),
-    ])
-    .boxed()
-}
-
 /// The watcher's moving parts while it runs.
 struct Watcher {
     client: Client,
@@ -202,9 +138,22 @@ struct Watcher {
     updates: mpsc::UnboundedSender<Update>,
     /// A standby scale-up under way: colour, target, when it started.
     preparing: Option<(Color, u32, DateTime<Utc>)>,
+    /// Watch streams that failed and have not delivered since, and since when.
+    streams_down: BTreeMap<&'static str, DateTime<Utc>>,
+    /// The Lease this watcher competes for (`None`: it acts alone).
+    election: Option<ElectionConfig>,
+    /// This watcher holds the Lease (always true without an election).
+    leading: bool,
 }
 
-/// Runs the watcher until `--once` completes, the timeout, or `shutdown`.
+/// The default Lease of watchers of `service` (one per Service, in its namespace).
+pub fn lease_name(service: &str) -> String {
+    format!("resil-watch-{service}")
+}
+
+/// Runs the watcher until `--once` completes, the timeout, or `shutdown`, taking part in
+/// the default leader election ([`lease_name`], 15 s, this process's identity) unless the
+/// plan only observes.
 pub async fn run(
     client: Client,
     plan: WatchPlan,
@@ -212,6 +161,26 @@ pub async fn run(
     updates: mpsc::UnboundedSender<Update>,
     shutdown: CancellationToken,
 ) -> Result<Outcome, WatchError> {
+    let election = ElectionConfig::new(
+        &lease_name(&plan.service),
+        &lease::default_identity(),
+        Duration::from_secs(15),
+    );
+    run_with(client, plan, Some(election), out, updates, shutdown).await
+}
+
+/// [`run`] with an explicit election (`None`: act without a Lease). A watcher that does
+/// not hold the Lease records everything but changes nothing, and takes over when the
+/// holder stops renewing; an observe-only plan never takes part.
+pub async fn run_with(
+    client: Client,
+    plan: WatchPlan,
+    election: Option<ElectionConfig>,
+    out: Option<RunDir>,
+    updates: mpsc::UnboundedSender<Update>,
+    shutdown: CancellationToken,
+) -> Result<Outcome, WatchError> {
+    let election = election.filter(|_| !plan.observe_only);
     let out = match out {
         Some(dir) => {
             let timeline = dir.timeline()?;
@@ -227,9 +196,28 @@ pub async fn run(
         out,
         updates,
         preparing: None,
+        streams_down: BTreeMap::new(),
+        leading: election.is_none(),
+        election: election.clone(),
         plan,
     };
-    let mut changes = changes(&client, &watcher.plan);
+    // The election runs beside the watches and stops (releasing the Lease) with them.
+    let lease_stop = shutdown.child_token();
+    let (mut standing, lease_task) = match election {
+        Some(config) => {
+            let (tx, rx) = watch::channel(Leadership::Pending);
+            let task = tokio::spawn(lease::run(
+                client.clone(),
+                watcher.plan.namespace.clone(),
+                config,
+                tx,
+                lease_stop.clone(),
+            ));
+            (Some(rx), Some(task))
+        }
+        None => (None, None),
+    };
+    let mut changes = streams::changes(&client, &watcher.plan);
     let deadline = watcher
         .plan
         .timeout
@@ -247,9 +235,13 @@ pub async fn run(
             change = changes.next() => {
                 let Some(change) = change else { break Ended::Cancelled };
                 match change {
-                    Ok(change) => watcher.apply(change)?,
-                    // The watcher retries by itself; a failed attempt is worth a warning.
-                    Err(e) => watcher.warn(format!("{:#}", anyhow::Error::from(e))),
+                    Ok(change) => {
+                        watcher.stream_alive(change.watched())?;
+                        watcher.apply(change)?;
+                    }
+                    // kube's watcher retries by itself (after a backoff); say so once per
+                    // outage of each stream, not once per attempt.
+                    Err(e) => watcher.stream_failed(e),
                 }
                 if watcher.step().await? && watcher.plan.once {
                     break Ended::FailoverCompleted;
@@ -261,15 +253,43 @@ pub async fn run(
                     break Ended::FailoverCompleted;
                 }
             }
+            // The Lease changed hands, or could not be renewed: act, stand by, or stop.
+            alive = standing_changed(&mut standing) => {
+                match standing.as_ref().filter(|_| alive) {
+                    Some(rx) => {
+                        let now = rx.borrow().clone();
+                        watcher.standing(&now).await?;
+                    }
+                    // The election ended (it only does when stopped): nothing more to hear.
+                    None => standing = None,
+                }
+                if watcher.step().await? && watcher.plan.once {
+                    break Ended::FailoverCompleted;
+                }
+            }
             // Keep summary.json current so an interrupted watch leaves its figures.
             _ = save.tick() => watcher.save_summary()?,
         }
     };
+    lease_stop.cancel();
+    if let Some(task) = lease_task {
+        // The release inside has its own timeout; this bounds everything else.
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
     watcher.save_summary()?;
     Ok(Outcome {
         ended,
         summary: watcher.recorder.summary(&watcher.state),
     })
+}
+
+/// Waits for the next change of standing; `false` when the election ended. Never returns
+/// without an election.
+async fn standing_changed(standing: &mut Option<watch::Receiver<Leadership>>) -> bool {
+    match standing {
+        Some(rx) => rx.changed().await.is_ok(),
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
@@ -282,30 +302,40 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 impl Watcher {
     fn apply(&mut self, change: Change) -> Result<(), WatchError> {
         let state = &mut self.state;
+        let watched = change.watched();
+        let name = |meta: &kube::core::ObjectMeta| meta.name.clone().unwrap_or_default();
         let events = match change {
-            Change::Pod(WatchEvent::Apply(p) | WatchEvent::InitApply(p)) => state.apply_pod(&p),
-            Change::Pod(WatchEvent::Delete(p)) => {
-                state.delete_pod(p.metadata.name.as_deref().unwrap_or_default())
-            }
-            Change::Pod(WatchEvent::Init) => {
-                state.pods_relist_started();
+            // A (re)list starts or ends: whatever it no longer holds went while the
+            // stream was down (dropped, or expired with 410).
+            Change::Pod(WatchEvent::Init)
+            | Change::Service(WatchEvent::Init)
+            | Change::Endpoints(WatchEvent::Init)
+            | Change::Deployment(WatchEvent::Init)
+            | Change::Hpa(WatchEvent::Init) => {
+                state.relist_started(watched);
                 Vec::new()
             }
-            Change::Pod(WatchEvent::InitDone) => state.pods_relist_done(),
+            Change::Pod(WatchEvent::InitDone)
+            | Change::Service(WatchEvent::InitDone)
+            | Change::Endpoints(WatchEvent::InitDone)
+            | Change::Deployment(WatchEvent::InitDone)
+            | Change::Hpa(WatchEvent::InitDone) => state.relist_done(watched),
+            Change::Pod(WatchEvent::Apply(p) | WatchEvent::InitApply(p)) => state.apply_pod(&p),
+            Change::Pod(WatchEvent::Delete(p)) => state.delete_pod(&name(&p.metadata)),
             Change::Service(WatchEvent::Apply(s) | WatchEvent::InitApply(s)) => {
                 state.apply_service(&s)
             }
+            Change::Service(WatchEvent::Delete(s)) => state.delete_service(&name(&s.metadata)),
             Change::Endpoints(WatchEvent::Apply(e) | WatchEvent::InitApply(e)) => {
                 state.apply_endpoints(&e)
             }
-            Change::Endpoints(WatchEvent::Delete(e)) => {
-                state.delete_endpoints(e.metadata.name.as_deref().unwrap_or_default())
-            }
+            Change::Endpoints(WatchEvent::Delete(e)) => state.delete_endpoints(&name(&e.metadata)),
             Change::Deployment(WatchEvent::Apply(d) | WatchEvent::InitApply(d)) => {
                 state.apply_deployment(&d)
             }
+            Change::Deployment(WatchEvent::Delete(d)) => state.delete_deployment(&d),
             Change::Hpa(WatchEvent::Apply(h) | WatchEvent::InitApply(h)) => state.apply_hpa(&h),
-            _ => Vec::new(),
+            Change::Hpa(WatchEvent::Delete(h)) => state.delete_hpa(&h),
         };
         self.record(events)?;
         let _ = self.updates.send(Update::Snapshot(self.snapshot()));
@@ -334,6 +364,36 @@ impl Watcher {
             }
         }
         Ok(())
+    }
+
+    /// A watch stream failed (dropped, refused, or 410 Expired before its relist).
+    fn stream_failed(&mut self, error: WatchError) {
+        let WatchError::Watch { what, source } = &error else {
+            return self.warn(format!("{:#}", anyhow::Error::from(error)));
+        };
+        // 410 Expired always gets its line: it says a relist follows.
+        let expired = matches!(source, watcher::Error::WatchError(s) if s.code == 410);
+        if self.streams_down.contains_key(what) && !expired {
+            tracing::debug!("{:#}", anyhow::Error::from(error));
+            return;
+        }
+        self.streams_down.entry(what).or_insert_with(now_ms);
+        self.warn(format!(
+            "{:#}; resuming (relisting if the server expired it)",
+            anyhow::Error::from(error)
+        ));
+    }
+
+    /// A watch stream delivered: if it had failed, note in the timeline how long it was down.
+    fn stream_alive(&mut self, watched: Watched) -> Result<(), WatchError> {
+        let Some(since) = self.streams_down.remove(watched.resource()) else {
+            return Ok(());
+        };
+        let ms = (now_ms() - since).num_milliseconds().max(0);
+        tracing::info!("the watch on {} resumed after {ms} ms", watched.resource());
+        self.record(vec![EventKind::Note {
+            message: format!("the watch on {} resumed after {ms} ms", watched.resource()),
+        }])
     }
 
     fn warn(&self, message: String) {
@@ -376,9 +436,13 @@ impl Watcher {
             ready_blue: self.state.ready(Color::Blue),
             ready_green: self.state.ready(Color::Green),
         };
-        let decision = self
-            .policy
-            .decide(&observation, tokio::time::Instant::now().into_std());
+        let now = tokio::time::Instant::now().into_std();
+        if !self.plan.observe_only && !self.leading {
+            // A standby keeps the time-based rules current but leaves acting to the holder.
+            self.policy.track(&observation, now);
+            return Ok(failover_done);
+        }
+        let decision = self.policy.decide(&observation, now);
         self.act(decision, &observation).await?;
         Ok(failover_done)
     }
@@ -435,6 +499,60 @@ impl Watcher {
                 Ok(())
             }
         }
+    }
+
+    /// Reports a change of standing in the election and acts (or stops acting) on it.
+    async fn standing(&mut self, now: &Leadership) -> Result<(), WatchError> {
+        let Some(config) = self.election.clone() else {
+            return Ok(());
+        };
+        let was_leading = std::mem::replace(&mut self.leading, now.leading());
+        let lease = format!("{}/{}", self.plan.namespace, config.lease);
+        let inputs = json!({"lease": lease, "identity": config.identity});
+        match now {
+            Leadership::Leading => {
+                self.explain(
+                    inputs,
+                    "leader-election",
+                    "act",
+                    &format!("holding lease {lease} as {}", config.identity),
+                )?;
+                self.emit(
+                    Severity::Normal,
+                    "LeaderElected",
+                    &format!("{} holds lease {lease} and acts", config.identity),
+                )
+                .await;
+            }
+            Leadership::Standby {
+                holder,
+                takes_over_after,
+            } => self.explain(
+                inputs,
+                "leader-election",
+                "stand by",
+                &format!(
+                    "lease {lease} is held by {holder}; {} records but does not act, and \
+                     takes over if the lease goes unrenewed for {}",
+                    config.identity,
+                    humantime::format_duration(round_s(*takes_over_after))
+                ),
+            )?,
+            Leadership::Unreachable { reason } => {
+                let doing = if was_leading {
+                    "stopped acting"
+                } else {
+                    "not acting"
+                };
+                self.explain(inputs, "leader-election", "stand by", reason)?;
+                self.warn(format!(
+                    "lease {lease} cannot be taken or renewed ({reason}): {doing} until it \
+                     can (a watcher that must act alone can run with --no-lease)"
+                ));
+            }
+            Leadership::Pending => {}
+        }
+        Ok(())
     }
 
     fn explain(

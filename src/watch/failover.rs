@@ -140,14 +140,23 @@ impl FailoverPolicy {
         obs.ready(color) >= self.policy.ready_min.max(1)
     }
 
-    /// Decides what to do about `obs`, seen at `now`.
-    pub fn decide(&mut self, obs: &Observation, now: Instant) -> Decision {
-        let primary = self.policy.primary;
-        if self.healthy(obs, primary) {
+    /// Takes in `obs` without deciding anything: what a standby watcher (one that does
+    /// not hold the lease) does, so that on taking over it knows how long the primary has
+    /// been healthy and how big the active colour was.
+    pub fn track(&mut self, obs: &Observation, now: Instant) {
+        if self.healthy(obs, self.policy.primary) {
             self.primary_healthy_since.get_or_insert(now);
         } else {
             self.primary_healthy_since = None;
         }
+        if let Some(active) = obs.active.filter(|c| self.healthy(obs, *c)) {
+            self.serving_size = self.serving_size.max(obs.ready(active));
+        }
+    }
+
+    /// Decides what to do about `obs`, seen at `now`.
+    pub fn decide(&mut self, obs: &Observation, now: Instant) -> Decision {
+        self.track(obs, now);
 
         // A selector that names no colour is treated as pointing at the primary's rival
         // being unknown: steer to whichever colour is healthy, primary first.
@@ -158,7 +167,6 @@ impl FailoverPolicy {
 
         if self.healthy(obs, active) {
             self.alarmed = false;
-            self.serving_size = self.serving_size.max(obs.ready(active));
             if self.preparing.is_some_and(|(c, _)| c == active) {
                 self.preparing = None;
             }
@@ -470,6 +478,23 @@ mod tests {
             p.decide(&o, Instant::now()),
             Decision::Switch {
                 to: Color::Green,
+                ..
+            }
+        ));
+    }
+    #[test]
+    fn a_standby_that_tracked_the_primary_fails_back_at_once_on_taking_over() {
+        let mut p = policy(false);
+        let t0 = Instant::now();
+        // Not holding the lease: only watching; blue has been healthy since t0.
+        p.track(&obs(Color::Green, 1, 2), t0);
+        p.track(&obs(Color::Green, 1, 2), t0 + Duration::from_secs(10));
+        // Takes over after the stable window: no second wait.
+        assert!(matches!(
+            p.decide(&obs(Color::Green, 1, 2), t0 + Duration::from_secs(21)),
+            Decision::Switch {
+                to: Color::Blue,
+                direction: Direction::Failback,
                 ..
             }
         ));

@@ -2,17 +2,20 @@
 //! failover time and scaling latency.
 //!
 //! [`failover`] holds the decision rules as a pure, clock-injected policy; [`state`] the
-//! watcher's picture of the demo; [`recorder`] derives the figures; [`controller`] runs the
-//! watches and acts; [`outliers`] is the pure outlier-ejection rule and [`eject`] runs it
+//! watcher's picture of the demo; [`recorder`] derives the figures; [`streams`] are the
+//! resumable kube-rs watches; [`lease`] is the leader election that keeps two watchers from
+//! fighting; [`controller`] runs the watches and acts; [`outliers`] is the pure outlier-ejection rule and [`eject`] runs it
 //! beside the controller (`--eject-outliers`). This file is the command layer: it resolves `WatchArgs` into a
 //! [`WatchPlan`], connects, and renders what the controller reports.
 
 pub mod controller;
 pub mod eject;
 pub mod failover;
+pub mod lease;
 pub mod outliers;
 pub mod recorder;
 pub mod state;
+pub mod streams;
 
 use std::io::IsTerminal;
 
@@ -52,9 +55,26 @@ impl WatchPlan {
     }
 }
 
+/// The leader election `resil watch` takes part in (`None` with `--no-lease`).
+pub fn election_from_args(args: &WatchArgs, plan: &WatchPlan) -> Option<lease::ElectionConfig> {
+    if args.no_lease || plan.observe_only {
+        return None;
+    }
+    let identity = args
+        .identity
+        .clone()
+        .unwrap_or_else(lease::default_identity);
+    Some(lease::ElectionConfig::new(
+        &controller::lease_name(&plan.service),
+        &identity,
+        args.lease_duration,
+    ))
+}
+
 /// `resil watch`
 pub async fn command(args: WatchArgs, global: &GlobalArgs) -> anyhow::Result<Exit> {
     let plan = WatchPlan::from_args(&args, global)?;
+    let election = election_from_args(&args, &plan);
     // Observing needs no permission; switching the Service goes through the guard.
     let guard = if plan.observe_only {
         None
@@ -85,8 +105,18 @@ pub async fn command(args: WatchArgs, global: &GlobalArgs) -> anyhow::Result<Exi
         });
     }
     let view = tokio::spawn(render(rx, std::io::stderr().is_terminal()));
+    let lease_line = match &election {
+        Some(e) => format!(
+            "; lease {}/{} as {} ({} lease)",
+            plan.namespace,
+            e.lease,
+            e.identity,
+            humantime::format_duration(e.duration)
+        ),
+        None => String::new(),
+    };
     eprintln!(
-        "watching service/{} in {} on {} (primary {}, ready-min {}, stable-for {}{})",
+        "watching service/{} in {} on {} (primary {}, ready-min {}, stable-for {}{}){lease_line}",
         plan.service,
         plan.namespace,
         target.context,
@@ -123,7 +153,15 @@ pub async fn command(args: WatchArgs, global: &GlobalArgs) -> anyhow::Result<Exi
         _ => None,
     };
     let stop_ejector = shutdown.clone();
-    let result = controller::run(target.client.clone(), plan, out.clone(), tx, shutdown).await;
+    let result = controller::run_with(
+        target.client.clone(),
+        plan,
+        election,
+        out.clone(),
+        tx,
+        shutdown,
+    )
+    .await;
     // The ejector holds a sender too: stop it so the view sees the channel close.
     stop_ejector.cancel();
     if let Some(task) = ejector {

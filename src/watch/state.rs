@@ -21,6 +21,30 @@ use crate::results::timeline::EventKind;
 /// The label that names a pod's colour.
 pub const COLOR_LABEL: &str = "version";
 
+/// The watches whose full relists the state follows: after a watch restarts (a dropped
+/// stream, or 410 Expired), whatever the relist no longer holds went while nobody looked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Watched {
+    Pods,
+    Service,
+    Endpoints,
+    Deployments,
+    Hpas,
+}
+
+impl Watched {
+    /// The resource's plural, as the API names it.
+    pub fn resource(self) -> &'static str {
+        match self {
+            Watched::Pods => "pods",
+            Watched::Service => "services",
+            Watched::Endpoints => "endpoints",
+            Watched::Deployments => "deployments",
+            Watched::Hpas => "horizontalpodautoscalers",
+        }
+    }
+}
+
 /// One pod, as far as failover and cost care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PodFact {
@@ -54,12 +78,16 @@ pub struct HpaFact {
 pub struct DemoState {
     service: String,
     pods: BTreeMap<String, PodFact>,
-    /// Pod names seen since the pod watcher last restarted (to drop the ones it missed).
-    relisting: Option<BTreeSet<String>>,
+    /// Per watch being relisted: the keys (pod names, object names, colours) seen since
+    /// it restarted, to drop the ones it no longer holds.
+    relisting: BTreeMap<Watched, BTreeSet<String>>,
     /// The Service has been seen.
     pub service_seen: bool,
     /// The colour the Service selects (`None`: no Service yet, or no colour in it).
     pub selected: Option<Color>,
+    /// The newest resourceVersion of the Service taken in (from a watch or from the
+    /// answer to our own patch), when it is numeric.
+    service_version: Option<u64>,
     /// Ready addresses in the Service's Endpoints, by the colour of the pod behind them.
     pub endpoints_ready: BTreeMap<Color, u32>,
     pub deployments: BTreeMap<Color, DeploymentFact>,
@@ -105,9 +133,7 @@ impl DemoState {
         let Some(name) = pod.metadata.name.clone() else {
             return Vec::new();
         };
-        if let Some(seen) = &mut self.relisting {
-            seen.insert(name.clone());
-        }
+        self.seen(Watched::Pods, &name);
         let fact = pod_fact(pod);
         let color = fact.color.map(|c| c.as_str().to_string());
         let before = self.pods.insert(name.clone(), fact);
@@ -138,29 +164,67 @@ impl DemoState {
         }
     }
 
-    /// The pod watcher restarted: a full list follows.
-    pub fn pods_relist_started(&mut self) {
-        self.relisting = Some(BTreeSet::new());
+    /// A watch restarted: a full list follows.
+    pub fn relist_started(&mut self, watched: Watched) {
+        self.relisting.insert(watched, BTreeSet::new());
     }
 
-    /// The full list is in: pods it did not contain were deleted while we were not looking.
-    pub fn pods_relist_done(&mut self) -> Vec<EventKind> {
-        let Some(seen) = self.relisting.take() else {
+    fn seen(&mut self, watched: Watched, key: &str) {
+        if let Some(seen) = self.relisting.get_mut(&watched) {
+            seen.insert(key.to_string());
+        }
+    }
+
+    /// The full list is in: what it did not contain was deleted while we were not looking.
+    pub fn relist_done(&mut self, watched: Watched) -> Vec<EventKind> {
+        let Some(seen) = self.relisting.remove(&watched) else {
             return Vec::new();
         };
-        let gone: Vec<String> = self
-            .pods
-            .keys()
-            .filter(|name| !seen.contains(*name))
-            .cloned()
-            .collect();
-        gone.iter().flat_map(|name| self.delete_pod(name)).collect()
+        let service = self.service.clone();
+        match watched {
+            Watched::Pods => {
+                let gone: Vec<String> = self
+                    .pods
+                    .keys()
+                    .filter(|name| !seen.contains(*name))
+                    .cloned()
+                    .collect();
+                gone.iter().flat_map(|name| self.delete_pod(name)).collect()
+            }
+            Watched::Service if !seen.contains(&service) => self.delete_service(&service),
+            Watched::Endpoints if !seen.contains(&service) => self.delete_endpoints(&service),
+            Watched::Deployments => {
+                self.deployments.retain(|c, _| seen.contains(c.as_str()));
+                Vec::new()
+            }
+            Watched::Hpas => {
+                self.hpas.retain(|c, _| seen.contains(c.as_str()));
+                Vec::new()
+            }
+            Watched::Service | Watched::Endpoints => Vec::new(),
+        }
     }
 
     /// The Service changed (or appeared).
     pub fn apply_service(&mut self, service: &Service) -> Vec<EventKind> {
         if service.metadata.name.as_deref() != Some(self.service.as_str()) {
             return Vec::new();
+        }
+        self.seen(Watched::Service, &self.service.clone());
+        // A relist that started before our own switch can deliver the Service as it was
+        // before it; taking that in would undo the switch in our picture and switch again.
+        // resourceVersions are opaque to clients in general, but every API server we talk
+        // to (etcd revisions, the lab's counter) sends increasing integers; anything else
+        // is taken as it comes.
+        let version = service
+            .metadata
+            .resource_version
+            .as_deref()
+            .and_then(|v| v.parse::<u64>().ok());
+        match (version, self.service_version) {
+            (Some(v), Some(newest)) if v < newest => return Vec::new(),
+            (Some(v), _) => self.service_version = Some(v),
+            (None, _) => {}
         }
         self.service_seen = true;
         let selected = service
@@ -181,11 +245,22 @@ impl DemoState {
         }
     }
 
+    /// The Service is gone: nothing to steer until it is back.
+    pub fn delete_service(&mut self, name: &str) -> Vec<EventKind> {
+        if name == self.service {
+            self.service_seen = false;
+            self.selected = None;
+            self.service_version = None;
+        }
+        Vec::new()
+    }
+
     /// The Service's Endpoints changed.
     pub fn apply_endpoints(&mut self, endpoints: &Endpoints) -> Vec<EventKind> {
         if endpoints.metadata.name.as_deref() != Some(self.service.as_str()) {
             return Vec::new();
         }
+        self.seen(Watched::Endpoints, &self.service.clone());
         let mut ready: BTreeMap<Color, u32> = BTreeMap::new();
         for subset in endpoints.subsets.iter().flatten() {
             for address in subset.addresses.iter().flatten() {
@@ -234,6 +309,7 @@ impl DemoState {
         let Some(color) = object_color(&deployment.metadata.labels) else {
             return Vec::new();
         };
+        self.seen(Watched::Deployments, color.as_str());
         let status = deployment.status.as_ref();
         let fact = DeploymentFact {
             desired: deployment.spec.replicas.unwrap_or(1),
@@ -255,16 +331,28 @@ impl DemoState {
         }]
     }
 
+    /// A colour's Deployment is gone.
+    pub fn delete_deployment(&mut self, deployment: &Deployment) -> Vec<EventKind> {
+        if let Some(color) = object_color(&deployment.metadata.labels) {
+            self.deployments.remove(&color);
+        }
+        Vec::new()
+    }
+
+    /// A colour's HPA is gone.
+    pub fn delete_hpa(&mut self, hpa: &HorizontalPodAutoscaler) -> Vec<EventKind> {
+        if let Some(color) = hpa_color(hpa) {
+            self.hpas.remove(&color);
+        }
+        Vec::new()
+    }
+
     /// An HPA changed.
     pub fn apply_hpa(&mut self, hpa: &HorizontalPodAutoscaler) -> Vec<EventKind> {
-        let target = Some(hpa.spec.scale_target_ref.name.as_str());
-        let Some(color) = object_color(&hpa.metadata.labels).or_else(|| {
-            target
-                .and_then(|t| t.rsplit('-').next())
-                .and_then(parse_color)
-        }) else {
+        let Some(color) = hpa_color(hpa) else {
             return Vec::new();
         };
+        self.seen(Watched::Hpas, color.as_str());
         let status = hpa.status.as_ref();
         let fact = HpaFact {
             current: status.and_then(|s| s.current_replicas).unwrap_or(0),
@@ -290,6 +378,18 @@ impl DemoState {
             cpu_utilization: fact.cpu_utilization,
         }]
     }
+}
+
+/// An HPA's colour: its label, else the colour its target's name ends in.
+fn hpa_color(hpa: &HorizontalPodAutoscaler) -> Option<Color> {
+    object_color(&hpa.metadata.labels).or_else(|| {
+        hpa.spec
+            .scale_target_ref
+            .name
+            .rsplit('-')
+            .next()
+            .and_then(parse_color)
+    })
 }
 
 fn count<'a>(pods: impl Iterator<Item = &'a PodFact>) -> u32 {
@@ -377,6 +477,17 @@ mod tests {
         .unwrap()
     }
 
+    /// The Service's Endpoints with one ready address per named pod.
+    fn endpoints(pods: &[&str]) -> Endpoints {
+        let addresses: Vec<_> = pods
+            .iter()
+            .map(|p| json!({"ip": "127.0.0.1", "targetRef": {"kind": "Pod", "name": p}}))
+            .collect();
+        serde_json::from_value(json!({"metadata": {"name": "web"},
+            "subsets": [{"addresses": addresses}]}))
+        .unwrap()
+    }
+
     #[test]
     fn readiness_is_counted_per_colour_and_transitions_are_reported() {
         let mut state = DemoState::new("web");
@@ -410,9 +521,9 @@ mod tests {
         let mut state = DemoState::new("web");
         state.apply_pod(&pod("b1", "blue", true));
         state.apply_pod(&pod("b2", "blue", true));
-        state.pods_relist_started();
+        state.relist_started(Watched::Pods);
         state.apply_pod(&pod("b2", "blue", true));
-        let gone = state.pods_relist_done();
+        let gone = state.relist_done(Watched::Pods);
         assert!(matches!(&gone[..], [EventKind::PodDeleted { pod, .. }] if pod == "b1"));
         assert_eq!(state.ready(Color::Blue), 1);
     }
@@ -428,23 +539,48 @@ mod tests {
     }
 
     #[test]
+    fn a_service_older_than_the_one_taken_in_is_ignored() {
+        let mut state = DemoState::new("web");
+        let at = |color: &str, rv: &str| {
+            let mut s = service(color);
+            s.metadata.resource_version = Some(rv.to_string());
+            s
+        };
+        state.apply_service(&at("blue", "10"));
+        // Our own switch's answer, then a relist's stale copy from before it.
+        state.apply_service(&at("green", "12"));
+        assert!(state.apply_service(&at("blue", "11")).is_empty());
+        assert_eq!(state.selected, Some(Color::Green));
+        state.apply_service(&at("blue", "13"));
+        assert_eq!(state.selected, Some(Color::Blue));
+    }
+
+    #[test]
     fn endpoints_are_attributed_to_the_colour_of_their_pod() {
         let mut state = DemoState::new("web");
         state.apply_service(&service("blue"));
         state.apply_pod(&pod("g1", "green", true));
-        let endpoints: Endpoints = serde_json::from_value(json!({
-            "metadata": {"name": "web"},
-            "subsets": [{"addresses": [
-                {"ip": "127.0.0.1", "targetRef": {"kind": "Pod", "name": "g1"}},
-                {"ip": "127.0.0.1", "targetRef": {"kind": "Pod", "name": "unknown"}}
-            ]}]
-        }))
-        .unwrap();
+        let endpoints = endpoints(&["g1", "unknown"]);
         assert_eq!(state.apply_endpoints(&endpoints).len(), 1);
         assert_eq!(
             (state.serving(Color::Green), state.serving(Color::Blue)),
             (1, 1)
         );
         assert!(state.apply_endpoints(&endpoints).is_empty());
+    }
+
+    #[test]
+    fn a_relist_without_the_service_or_its_endpoints_forgets_them() {
+        let mut state = DemoState::new("web");
+        state.apply_service(&service("blue"));
+        state.apply_pod(&pod("b1", "blue", true));
+        state.apply_endpoints(&endpoints(&["b1"]));
+        for watched in [Watched::Service, Watched::Endpoints] {
+            state.relist_started(watched);
+        }
+        assert!(state.relist_done(Watched::Service).is_empty());
+        assert!(!state.service_seen && state.selected.is_none());
+        assert_eq!(state.relist_done(Watched::Endpoints).len(), 1);
+        assert_eq!(state.serving(Color::Blue), 0);
     }
 }

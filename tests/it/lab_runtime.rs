@@ -30,7 +30,7 @@ async fn lab() -> (Lab, kube::Client, TempDir) {
 }
 
 /// A free port in the NodePort range (the API accepts only 30000-32767).
-fn free_node_port() -> u16 {
+pub(crate) fn free_node_port() -> u16 {
     for _ in 0..200 {
         let p = rand::random_range(30_000..=32_767u16);
         if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
@@ -75,7 +75,7 @@ fn node_port_service(name: &str, node_port: u16) -> Service {
 }
 
 /// Polls `check` every 100 ms until it yields a value, for at most `secs` seconds.
-async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,

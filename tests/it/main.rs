@@ -16,3 +16,4 @@ mod load;
 mod report;
 mod runbooks;
 mod support;
+mod watch;
