@@ -66,6 +66,91 @@ pub struct Scenario {
     /// Checked every second while running; a breach stops the run and reverts.
     #[serde(default)]
     pub abort: Vec<String>,
+    /// SLOs judged on a window of the load only (e.g. after a fault was handled).
+    #[serde(default)]
+    pub window_slos: Vec<WindowSlo>,
+    /// The predictive autoscaler beside the load (absent: the HPA alone).
+    #[serde(default)]
+    pub autoscale: Option<Autoscale>,
+    /// Run the scenario once per variant and compare them side by side.
+    #[serde(default)]
+    pub variants: Vec<Variant>,
+    /// Settings of the side-by-side comparison.
+    #[serde(default)]
+    pub compare: Compare,
+}
+
+/// An SLO on a window of the load: `{from: 20s, to: 40s, slo: "error_rate<1%"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSlo {
+    /// Start of the window, from the start of the load.
+    #[serde(with = "humantime_serde")]
+    pub from: Duration,
+    /// End of the window (default: the end of the load).
+    #[serde(default, with = "humantime_serde::option")]
+    pub to: Option<Duration>,
+    /// `error_rate<PCT%` or `p99<DURATION` (the worst one-second p99 in the window).
+    pub slo: String,
+}
+
+/// The predictive autoscaler's options, as `resil autoscale --predictive` takes them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Autoscale {
+    /// `false` turns it off (in a variant).
+    #[serde(default = "yes")]
+    pub predictive: bool,
+    #[serde(default)]
+    pub color: Option<Color>,
+    /// Capacity over the forecast, e.g. `20%`.
+    #[serde(default)]
+    pub headroom: Option<String>,
+    #[serde(default, with = "humantime_serde::option")]
+    pub look_ahead: Option<Duration>,
+    #[serde(default)]
+    pub max_replicas: Option<i32>,
+    /// Dollars per hour, e.g. `0.10/h`.
+    #[serde(default)]
+    pub budget: Option<String>,
+    #[serde(default)]
+    pub pricing: Option<String>,
+    /// Requests/s one pod serves at the HPA's target.
+    #[serde(default)]
+    pub capacity: Option<f64>,
+    /// The workload's period (seasonal model).
+    #[serde(default, with = "humantime_serde::option")]
+    pub period: Option<Duration>,
+    #[serde(default, with = "humantime_serde::option")]
+    pub interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde::option")]
+    pub sample_step: Option<Duration>,
+}
+
+/// One variant: a name and the sections it replaces.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub deploy: Option<Deploy>,
+    #[serde(default)]
+    pub watch: Option<Watch>,
+    #[serde(default)]
+    pub autoscale: Option<Autoscale>,
+    #[serde(default)]
+    pub slos: Option<Vec<String>>,
+}
+
+/// Settings of the side-by-side comparison of variants.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Compare {
+    /// The p99 target behind "time with p99 over target" (default: the `p99<` SLO).
+    #[serde(default, with = "humantime_serde::option")]
+    pub p99_target: Option<Duration>,
 }
 
 /// Where the scenario runs.
@@ -131,6 +216,16 @@ pub struct Watch {
     pub ready_min: u32,
     #[serde(default)]
     pub primary: Option<Color>,
+    /// Delete a pod whose errors or latency stand out from its siblings'.
+    #[serde(default)]
+    pub eject_outliers: bool,
+    /// The window of per-pod outcomes the ejector judges.
+    #[serde(default = "default_eject_window", with = "humantime_serde")]
+    pub eject_window: Duration,
+}
+
+fn default_eject_window() -> Duration {
+    Duration::from_secs(10)
 }
 
 impl Default for Watch {
@@ -140,6 +235,8 @@ impl Default for Watch {
             stable_for: default_stable_for(),
             ready_min: 1,
             primary: None,
+            eject_outliers: false,
+            eject_window: default_eject_window(),
         }
     }
 }
@@ -282,8 +379,110 @@ impl Scenario {
         Ok(scenario)
     }
 
+    /// The runs this scenario makes: itself, or one scenario per variant.
+    pub fn runs(&self) -> Vec<Scenario> {
+        if self.variants.is_empty() {
+            return vec![self.clone()];
+        }
+        self.variants.iter().map(|v| self.variant(v)).collect()
+    }
+
+    /// This scenario with `variant`'s sections in place of its own.
+    pub fn variant(&self, variant: &Variant) -> Scenario {
+        let mut s = self.clone();
+        s.name = format!("{}-{}", self.name, variant.name);
+        if !variant.description.is_empty() {
+            s.description = variant.description.clone();
+        }
+        if let Some(d) = &variant.deploy {
+            s.deploy = d.clone();
+        }
+        if let Some(w) = &variant.watch {
+            s.watch = w.clone();
+        }
+        if let Some(a) = &variant.autoscale {
+            s.autoscale = Some(a.clone());
+        }
+        if let Some(slos) = &variant.slos {
+            s.slos = slos.clone();
+        }
+        s.variants.clear();
+        s
+    }
+
+    /// Every duration of the experiment times `factor` (`--time-scale`): the load and its
+    /// ramp stages, step offsets and fault durations, the watcher's stable window, the
+    /// autoscaler's clock and the window SLOs. Left alone: what the system under test
+    /// decides its own pace of (request timeout, `wait-for` and steady-state timeouts),
+    /// and the SLO thresholds.
+    pub fn scaled(&self, factor: f64) -> Result<Scenario, String> {
+        if !(factor.is_finite() && factor > 0.0 && factor <= 10.0) {
+            return Err(format!(
+                "--time-scale {factor}: use a factor above 0 and at most 10 (e.g. 0.25)"
+            ));
+        }
+        let scale = |d: Duration| d.mul_f64(factor);
+        let opt = |d: Option<Duration>| d.map(scale);
+        let mut s = self.clone();
+        s.load.duration = scale(s.load.duration);
+        if let Some(ramp) = &s.load.ramp {
+            s.load.ramp = Some(scale_ramp(ramp, factor)?);
+        }
+        for step in &mut s.steps {
+            step.at = scale(step.at);
+            step.duration = opt(step.duration);
+        }
+        s.watch.stable_for = scale(s.watch.stable_for);
+        s.watch.eject_window = scale(s.watch.eject_window);
+        if let Some(a) = &mut s.autoscale {
+            a.look_ahead = opt(a.look_ahead);
+            a.period = opt(a.period);
+            a.interval = opt(a.interval);
+            a.sample_step = opt(a.sample_step);
+        }
+        for w in &mut s.window_slos {
+            w.from = scale(w.from);
+            w.to = opt(w.to);
+        }
+        Ok(s)
+    }
+
     /// Checks what the types cannot.
     fn validate(&self) -> Result<(), String> {
+        let mut names = std::collections::BTreeSet::new();
+        for v in &self.variants {
+            let ok = !v.name.is_empty()
+                && v.name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !ok {
+                return Err(format!(
+                    "variants: name {:?} must be letters, digits, - or _ (it names a results \
+                     directory)",
+                    v.name
+                ));
+            }
+            if !names.insert(v.name.as_str()) {
+                return Err(format!("variants: name {:?} appears twice", v.name));
+            }
+        }
+        if self.variants.len() == 1 {
+            return Err("variants: give two or more to compare (or none)".to_string());
+        }
+        for run in self.runs() {
+            run.validate_one()?;
+        }
+        Ok(())
+    }
+
+    /// Checks one run's sections.
+    fn validate_one(&self) -> Result<(), String> {
+        for w in &self.window_slos {
+            super::window::WindowCheck::parse(&w.slo).map_err(|e| format!("window_slos: {e}"))?;
+            if w.to.is_some_and(|to| to <= w.from) {
+                return Err(format!("window_slos: {:?} ends before it starts", w.slo));
+            }
+        }
         let load = &self.load;
         let models = [
             load.rate.is_some(),
@@ -358,6 +557,22 @@ impl Scenario {
     }
 }
 
+/// Scales the durations of ramp stages `10s:100,30s:1000`.
+fn scale_ramp(ramp: &str, factor: f64) -> Result<String, String> {
+    let stages = crate::load::plan::parse_ramp(ramp).map_err(|e| format!("load.ramp: {e}"))?;
+    Ok(stages
+        .iter()
+        .map(|s| {
+            // Whole milliseconds keep the stage readable and never zero.
+            let ms = (s.duration.as_secs_f64() * factor * 1000.0)
+                .round()
+                .max(1.0);
+            format!("{}ms:{}", ms as u64, s.rate)
+        })
+        .collect::<Vec<_>>()
+        .join(","))
+}
+
 /// The format, for `resil run --explain`.
 pub const EXPLAIN: &str = include_str!("scenario_format.md");
 
@@ -422,8 +637,71 @@ slos: [\"failover_time<2s\"]
             }
         }
         assert!(
-            seen >= 5,
-            "expected the five scenarios in scenarios/, found {seen}"
+            seen >= 7,
+            "expected the seven scenarios in scenarios/, found {seen}"
         );
+    }
+
+    #[test]
+    fn time_scale_shortens_the_experiment_but_not_timeouts_or_slos() {
+        let text = "\
+name: t
+watch: {stable_for: 20s, eject_window: 10s}
+load: {ramp: \"10s:100,30s:1000\", duration: 40s, timeout: 2s}
+steps:
+  - {at: 8s, do: outage, color: blue, duration: 20s}
+  - {at: 8s, do: wait-for, event: failover, timeout: 10s}
+window_slos: [{from: 20s, slo: \"error_rate<1%\"}]
+autoscale: {look_ahead: 40s, interval: 4s}
+slos: [\"failover_time<2s\"]
+";
+        let s = Scenario::parse(text).unwrap().scaled(0.25).unwrap();
+        assert_eq!(s.load.duration, Duration::from_secs(10));
+        assert_eq!(s.load.ramp.as_deref(), Some("2500ms:100,7500ms:1000"));
+        assert_eq!(s.steps[0].at, Duration::from_secs(2));
+        assert_eq!(s.steps[0].duration, Some(Duration::from_secs(5)));
+        assert_eq!(s.steps[1].timeout, Some(Duration::from_secs(10)));
+        assert_eq!(s.watch.stable_for, Duration::from_secs(5));
+        assert_eq!(s.watch.eject_window, Duration::from_millis(2500));
+        assert_eq!(s.window_slos[0].from, Duration::from_secs(5));
+        let a = s.autoscale.as_ref().unwrap();
+        assert_eq!(a.look_ahead, Some(Duration::from_secs(10)));
+        assert_eq!(a.interval, Some(Duration::from_secs(1)));
+        assert_eq!(s.load.timeout, Some(Duration::from_secs(2)));
+        assert_eq!(s.slos, ["failover_time<2s"]);
+        let err = Scenario::parse(text).unwrap().scaled(0.0).unwrap_err();
+        assert!(err.contains("0.25"), "{err}");
+    }
+
+    #[test]
+    fn each_variant_replaces_the_sections_it_names() {
+        let text = format!(
+            "{GOOD}autoscale: {{predictive: false}}\nvariants:\n  - {{name: plain}}\n  - \
+             {{name: ready, watch: {{mode: capacity-aware}}, autoscale: {{headroom: 50%}}, \
+             slos: []}}\n"
+        );
+        let s = Scenario::parse(&text).unwrap();
+        let runs = s.runs();
+        assert_eq!(runs.len(), 2);
+        assert_eq!(runs[0].name, "t-plain");
+        assert_eq!(runs[0].watch.mode, WatchMode::Plain);
+        assert!(!runs[0].autoscale.as_ref().unwrap().predictive);
+        assert_eq!(runs[1].name, "t-ready");
+        assert_eq!(runs[1].watch.mode, WatchMode::CapacityAware);
+        let a = runs[1].autoscale.as_ref().unwrap();
+        assert!(a.predictive && a.headroom.as_deref() == Some("50%"));
+        assert!(runs[1].slos.is_empty() && runs[0].slos.len() == 1);
+        assert!(runs.iter().all(|r| r.variants.is_empty()));
+    }
+
+    #[test]
+    fn variants_need_distinct_names_and_more_than_one() {
+        let twice = format!("{GOOD}variants: [{{name: a}}, {{name: a}}]\n");
+        assert!(Scenario::parse(&twice).unwrap_err().contains("twice"));
+        let one = format!("{GOOD}variants: [{{name: a}}]\n");
+        assert!(Scenario::parse(&one).unwrap_err().contains("two or more"));
+        let bad = format!("{GOOD}variants: [{{name: a, wach: {{}}}}, {{name: b}}]\n");
+        let err = Scenario::parse(&bad).unwrap_err();
+        assert!(err.contains("wach") && err.contains("line 7"), "{err}");
     }
 }
