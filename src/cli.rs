@@ -746,6 +746,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "FACTOR", default_value_t = 1.0)]
     pub time_scale: f64,
 
+    /// Deploy the demo from the manifests in this directory instead of the built-in ones
+    /// (as `resil deploy --manifests`); the load goes to the Service's own NodePort.
+    #[arg(long, value_name = "DIR")]
+    pub manifests: Option<PathBuf>,
+
     /// Print the scenario format and exit.
     #[arg(long)]
     pub explain: bool,

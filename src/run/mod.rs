@@ -107,7 +107,7 @@ pub async fn command(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<Exit>
             // Every run starts from the scenario's deployment: a previous run may have
             // failed over, scaled or killed pods.
             if !run.deploy.skip {
-                deploy(run, &global).await?;
+                deploy(run, args.manifests.as_deref(), &global).await?;
             }
             let active = run.deploy.active.unwrap_or(crate::cli::Color::Blue);
             steady_state(&target, active, &run.steady_state, "before the load").await?;
@@ -231,8 +231,13 @@ async fn ensure_lab() -> anyhow::Result<()> {
 }
 
 /// Deploys the demo with the scenario's options, as `resil deploy` would.
-async fn deploy(scenario: &Scenario, global: &GlobalArgs) -> anyhow::Result<()> {
-    let exit = crate::demo::deploy_command(plans::deploy_args(scenario)?, global).await?;
+async fn deploy(
+    scenario: &Scenario,
+    manifests: Option<&Path>,
+    global: &GlobalArgs,
+) -> anyhow::Result<()> {
+    let args = plans::deploy_args(scenario, manifests)?;
+    let exit = crate::demo::deploy_command(args, global).await?;
     if exit != Exit::Ok {
         anyhow::bail!("deploying the demo did not succeed");
     }

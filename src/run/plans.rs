@@ -6,6 +6,8 @@
 use std::path::Path;
 
 use clap::Parser;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::Api;
 
 use super::scenario::Scenario;
 use crate::autoscale::AutoscalePlan;
@@ -16,9 +18,12 @@ fn d(duration: std::time::Duration) -> String {
     humantime::format_duration(duration).to_string()
 }
 
-/// `resil deploy` with the scenario's options.
-pub fn deploy_args(scenario: &Scenario) -> anyhow::Result<DeployArgs> {
+/// `resil deploy` with the scenario's options (and `--manifests`, when given).
+pub fn deploy_args(scenario: &Scenario, manifests: Option<&Path>) -> anyhow::Result<DeployArgs> {
     let mut argv = vec!["resil".to_string(), "deploy".to_string()];
+    if let Some(dir) = manifests {
+        argv.extend(["--manifests".to_string(), dir.display().to_string()]);
+    }
     if let Some(r) = scenario.deploy.replicas {
         argv.extend(["--replicas".to_string(), r.to_string()]);
     }
@@ -42,7 +47,11 @@ pub async fn load_plan(
     let load = &scenario.load;
     let url = match &load.url {
         Some(url) => url.clone(),
-        None => crate::demo::deploy::service_url(target, 30080).await.url,
+        None => {
+            crate::demo::deploy::service_url(target, node_port(target).await)
+                .await
+                .url
+        }
     };
     let mut argv = vec![
         "resil".to_string(),
@@ -71,6 +80,20 @@ pub async fn load_plan(
     };
     Ok(crate::load::LoadPlan::from_args(&args)?)
 }
+
+/// The NodePort of the demo's Service `web` (the built-in manifests' 30080 when it
+/// cannot be read: the load's connection error then names the URL).
+async fn node_port(target: &Target) -> i32 {
+    let api: Api<Service> = Api::namespaced(target.client.clone(), &target.namespace);
+    api.get("web")
+        .await
+        .ok()
+        .and_then(|s| s.spec?.ports?.first()?.node_port)
+        .unwrap_or(DEFAULT_NODE_PORT)
+}
+
+/// The NodePort of the built-in manifests.
+const DEFAULT_NODE_PORT: i32 = 30080;
 
 /// The predictive autoscaler of the scenario (`None` when it has none or turns it off),
 /// reading demand from and recording into `dir`, journaling into `state_dir`.

@@ -193,8 +193,10 @@ pub async fn run(
         journal: Journal::new(&journal::default_state_dir()),
         out: Some(dir.clone()),
     };
-    let steps = run_steps(&scenario.steps, &injector, seed, failovers_rx);
-    let mut injected: Vec<Entry> = Vec::new();
+    // Every fault a step injects lands here at once, so an abort, Ctrl-C or the end of
+    // the load — which drop the steps mid-way — still know what to revert.
+    let injected = std::sync::Mutex::new(Vec::<Entry>::new());
+    let steps = run_steps(&scenario.steps, &injector, seed, failovers_rx, &injected);
     let mut load_result = None;
     let step_result = tokio::select! {
         // The steps finished (timed faults are reverted inside).
@@ -202,25 +204,22 @@ pub async fn run(
         // Ctrl-C: stop the load; faults are reverted below.
         () = interrupt.cancelled() => {
             load_cancel.cancel();
-            Ok(Vec::new())
+            Ok(())
         }
         // An abort rule stopped the load before the steps were done.
-        () = load_cancel.cancelled() => Ok(Vec::new()),
+        () = load_cancel.cancelled() => Ok(()),
         // The load is over: a step still waiting (a `wait-for`, a timed fault) has nothing
         // left to measure; what it injected is reverted below.
         r = &mut load => {
             load_result = Some(r);
-            Ok(Vec::new())
+            Ok(())
         }
     };
     let mut step_failed = None;
-    match step_result {
-        Ok(entries) => injected.extend(entries),
-        Err(e) => {
-            eprintln!("step failed: {e:#}; stopping the run");
-            step_failed = Some(format!("{e:#}"));
-            load_cancel.cancel();
-        }
+    if let Err(e) = step_result {
+        eprintln!("step failed: {e:#}; stopping the run");
+        step_failed = Some(format!("{e:#}"));
+        load_cancel.cancel();
     }
 
     let report = match load_result {
@@ -249,6 +248,9 @@ pub async fn run(
             Err(e) => eprintln!("autoscale task: {e}"),
         }
     }
+    let injected = injected
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     revert_all(&injector, &injected).await;
 
     let report: LoadReport = report.context("running the load")?;
@@ -311,18 +313,18 @@ async fn drive_autoscaler(
     Ok(restored.context("restoring minReplicas")?)
 }
 
-/// Runs the steps at their offsets; returns every fault injected (timed ones already
-/// reverted when their duration ran out).
+/// Runs the steps at their offsets, adding every fault injected to `injected` as soon as
+/// it is (timed ones are reverted here when their duration runs out).
 async fn run_steps(
     steps: &[Step],
     injector: &Injector,
     seed: u64,
     failovers: watch::Receiver<(u32, u32)>,
-) -> anyhow::Result<Vec<Entry>> {
+    injected: &std::sync::Mutex<Vec<Entry>>,
+) -> anyhow::Result<()> {
     let start = tokio::time::Instant::now();
     let mut steps: Vec<&Step> = steps.iter().collect();
     steps.sort_by_key(|s| s.at);
-    let mut injected = Vec::new();
     let mut reverts = tokio::task::JoinSet::new();
     // Failovers already waited for: a `wait-for` waits for the next one, even when it
     // completed before the step's own offset (a fast watcher beats a same-second step).
@@ -391,11 +393,14 @@ async fn run_steps(
                 }
             });
         }
-        injected.push(entry);
+        injected
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(entry);
     }
     // Timed faults run their course before the steps count as done.
     while reverts.join_next().await.is_some() {}
-    Ok(injected)
+    Ok(())
 }
 
 /// Reverts whatever is still open among `entries` (Ctrl-C, abort, a failed step).

@@ -12,4 +12,5 @@ mod lab_cli;
 mod lab_runtime;
 mod load;
 mod report;
+mod run;
 mod support;
