@@ -5,7 +5,11 @@
 #     GEN_CPU; prints the medians of req/s, p50 and p99 and the ratios resil/wrk and
 #     resil/oha;
 #   - open model: resil at OPEN_RATE req/s on one core: achieved rate vs target,
-#     corrected vs uncorrected p99, late sends.
+#     corrected vs uncorrected p99, late sends;
+#   - stall: a fixed-rate run while nginx is frozen for 5 s, against hand-computed figures;
+#   - soak (not in the default PARTS; PARTS=soak to run it): resil for SOAK seconds
+#     (default 600) at SOAK_CONNS connections, its RSS sampled every 10 s; prints RSS at
+#     the start and the end, and the last minute's rate against the first minute's.
 # Installs what is missing: wrk, nginx, jq (apt-get), oha (cargo install, into
 # $OHA_ROOT). Needs a release build of resil (`cargo build --release`; RESIL overrides
 # the binary). Takes about 5 minutes with the defaults and loads two CPUs fully.
@@ -18,7 +22,9 @@ SERVER_CPU=${SERVER_CPU:-0}
 GEN_CPU=${GEN_CPU:-1}
 PORT=${PORT:-18080}
 OPEN_RATE=${OPEN_RATE:-60000}
-PARTS=${PARTS:-"closed open stall"}   # which parts to run
+PARTS=${PARTS:-"closed open stall"}   # which parts to run: closed open stall soak
+SOAK=${SOAK:-600}                   # seconds of the soak run
+SOAK_CONNS=${SOAK_CONNS:-32}
 OHA_ROOT=${OHA_ROOT:-${TMPDIR:-/tmp}/resil-bench-oha}
 here=$(cd "$(dirname "$0")/.." && pwd)
 RESIL=${RESIL:-${CARGO_TARGET_DIR:-$here/target}/release/resil}
@@ -153,4 +159,29 @@ wait "$load_pid"
 jq -r '"requests \(.requests), late sends \(.late_sends)\n"
      + "p50 \(.latency.p50_us) µs; p75 \(.latency.p75_us) µs (hand-computed 2500000, \((.latency.p75_us / 2500000 - 1) * 1000 | round / 10)%); "
      + "p90 \(.latency.p90_us) µs (hand-computed 4000000, \((.latency.p90_us / 4000000 - 1) * 1000 | round / 10)%)"' "$work/stall.json"
+fi
+
+if has soak; then
+echo
+echo "soak: resil -c $SOAK_CONNS for ${SOAK}s on CPU $GEN_CPU; RSS sampled every 10 s"
+gen "$RESIL" load "$url" -c "$SOAK_CONNS" -d "${SOAK}s" --threads 1 -o json \
+    --out "$work/soak" >"$work/soak.json" &
+soak_pid=$!
+: >"$work/rss"
+# Bounded: the run stops itself after SOAK seconds; the loop ends with it.
+while kill -0 "$soak_pid" 2>/dev/null; do
+    sleep 10
+    awk '/^VmRSS:/ {print $2}' "/proc/$soak_pid/status" 2>/dev/null >>"$work/rss" || true
+done
+wait "$soak_pid"
+awk 'NR==1 {first=$1} {last=$1; if ($1>max) max=$1} END {
+    printf "RSS after 10 s %d KiB, at the end %d KiB, max %d KiB (end/start %.3f)\n", first, last, max, last/first }' "$work/rss"
+# Per-second buckets from the timeline; whole minutes only (the last second may be short).
+jq -rs --argjson soak "$SOAK" '
+    [.[] | select(.type == "load_bucket")] as $b
+    | ([$b[] | select(.second < 60) | .requests] | add / 60) as $first
+    | ([$b[] | select(.second >= ($soak - 61) and .second < ($soak - 1)) | .requests] | add / 60) as $last
+    | "first minute \($first | floor) req/s, last minute \($last | floor) req/s (last/first \($last / $first * 1000 | round / 1000))"' \
+    "$work/soak/timeline.jsonl"
+jq -r '"requests \(.requests), errors \(.errors), p99 \(.latency.p99_us) µs"' "$work/soak.json"
 fi

@@ -9,6 +9,7 @@ pub mod atomic;
 pub mod autoscale;
 pub mod chaos;
 pub mod cli;
+pub mod cli_docs;
 pub mod cluster;
 pub mod cost;
 pub mod demo;
@@ -19,6 +20,7 @@ pub mod logging;
 pub mod report;
 pub mod results;
 pub mod run;
+pub mod threshold;
 pub mod watch;
 
 use std::io::ErrorKind;

@@ -30,6 +30,27 @@ pub enum ExecuteError {
     },
     #[error("deployment/{0} not found: is the demo deployed (`resil deploy`)?")]
     NoDeployment(String),
+    /// The pod was deleted before its fault switches could be set.
+    #[error("pod {0} disappeared before its fault switches were set")]
+    PodGone(String),
+    /// The API server has no pod proxy (it answered the proxy path with a bare 404).
+    #[error(
+        "the API server does not proxy to pods ({path} answered 404 without naming the \
+         pod); degrade and cpu-burn reach the demo app's switches through that proxy — use \
+         a Kubernetes API server or a lab from this resil version"
+    )]
+    NoPodProxy { path: String },
+    /// The API server proxies to pods but could not reach this one.
+    #[error("pod {pod} cannot be reached through the API server's pod proxy: {message}")]
+    PodUnreachable { pod: String, message: String },
+    /// The demo app itself refused the request.
+    #[error("pod {pod} answered {code} to {method} /admin/faults: {message}")]
+    PodRefused {
+        pod: String,
+        method: String,
+        code: u16,
+        message: String,
+    },
 }
 
 type Result<T> = std::result::Result<T, ExecuteError>;
@@ -132,7 +153,7 @@ impl Scope {
         }
     }
 
-    /// The API server's proxy path to a pod's admin endpoint.
+    /// The API server's proxy path to a pod's admin endpoint (`None`: no such pod).
     async fn admin_path(&self, pod: &str) -> Result<Option<String>> {
         let pod_obj = match self.pods().get(pod).await {
             Ok(p) => p,
@@ -152,24 +173,39 @@ impl Scope {
         )))
     }
 
-    /// Sets the demo app's fault switches on `pod`.
+    /// Sets the demo app's fault switches on `pod`; a pod that is gone is an error.
     pub async fn set_faults(&self, pod: &str, faults: &Faults) -> Result<()> {
         let Some(path) = self.admin_path(pod).await? else {
-            return Ok(());
+            return Err(ExecuteError::PodGone(pod.to_string()));
         };
+        // Serializing a struct of plain fields cannot fail.
         let body = serde_json::to_vec(faults).unwrap_or_default();
         self.admin_call(http::Method::PUT, &path, body, pod).await
     }
 
     /// Resets the demo app's fault switches on `pod`; a pod that is gone has none.
     pub async fn reset_faults(&self, pod: &str) -> Result<()> {
-        let Some(path) = self.admin_path(pod).await? else {
-            return Ok(());
-        };
-        self.admin_call(http::Method::DELETE, &path, Vec::new(), pod)
-            .await
+        self.reset_faults_if_there(pod).await.map(|_| ())
     }
 
+    /// [`Scope::reset_faults`], answering whether the pod was still there.
+    async fn reset_faults_if_there(&self, pod: &str) -> Result<bool> {
+        let Some(path) = self.admin_path(pod).await? else {
+            return Ok(false);
+        };
+        match self
+            .admin_call(http::Method::DELETE, &path, Vec::new(), pod)
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(ExecuteError::PodGone(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One request to the demo app's admin API through the pod proxy. The answer is read
+    /// raw: the app's own errors are not Status bodies, and a Status must be told apart
+    /// from them to know who refused.
     async fn admin_call(
         &self,
         method: http::Method,
@@ -177,25 +213,28 @@ impl Scope {
         body: Vec<u8>,
         pod: &str,
     ) -> Result<()> {
+        let verb = method.to_string();
         let request = http::Request::builder()
             .method(method)
             .uri(path)
             .header(http::header::CONTENT_TYPE, "application/json")
-            .body(body)
+            .body(kube::client::Body::from(body))
             .map_err(|e| ExecuteError::Api {
                 what: format!("building the admin request for pod {pod}"),
                 source: kube::Error::HttpError(e),
             })?;
-        // The pod exists (checked just before), so a 404 here means the API server does
-        // not proxy to pods: an error, never a silent "done".
-        self.client
-            .request_text(request)
+        let what = || format!("setting fault switches on pod {pod} through the pod proxy");
+        let res = self.client.send(request).await.map_err(api_err(what()))?;
+        let code = res.status().as_u16();
+        if res.status().is_success() {
+            return Ok(());
+        }
+        let bytes = res
+            .into_body()
+            .collect_bytes()
             .await
-            .map(|_| ())
-            .map_err(api_err(format!(
-                "setting fault switches on pod {pod} through the API server's pod proxy \
-             (pods/NAME:PORT/proxy); the lab does not serve that path yet"
-            )))
+            .map_err(api_err(what()))?;
+        Err(admin_failure(pod, &verb, path, code, &bytes))
     }
 
     /// The Service's current proxy-fault annotation.
@@ -238,28 +277,135 @@ impl Scope {
     /// Undoes one journal entry. Idempotent: undoing twice leaves the same state, and a
     /// target that no longer exists has nothing left to undo.
     pub async fn revert(&self, entry: &Entry) -> Result<()> {
+        self.undo(entry).await.map(|_| ())
+    }
+
+    /// [`Scope::revert`], answering the targets that were gone (`deployment/web-blue`,
+    /// `pod/...`): nothing was left to undo there, which the caller may want to report.
+    pub async fn undo(&self, entry: &Entry) -> Result<Vec<String>> {
+        let mut gone = Vec::new();
         match &entry.undo {
-            Undo::Nothing => Ok(()),
+            Undo::Nothing => {}
             Undo::Replicas {
                 deployment,
                 replicas,
             } => match self.scale(deployment, *replicas).await {
-                Err(ExecuteError::NoDeployment(_)) => Ok(()),
-                other => other,
+                Err(ExecuteError::NoDeployment(_)) => gone.push(format!("deployment/{deployment}")),
+                other => other?,
             },
-            Undo::PodFaults { pods, .. } => {
+            Undo::PodFaults { pods, faults } => {
+                // Every pod gets its chance even when one fails; the first failure is
+                // the answer.
+                let mut first_err = None;
                 for pod in pods {
-                    self.reset_faults(pod).await?;
+                    match self.reset_faults_if_there(pod).await {
+                        Ok(true) => {}
+                        Ok(false) => gone.push(format!("pod/{pod}")),
+                        // Unreachable after its deadline: the app has reverted by itself
+                        // (or its process, and the faults with it, is gone).
+                        Err(ExecuteError::PodUnreachable { .. })
+                            if faults.until.is_some_and(|u| u <= chrono::Utc::now()) => {}
+                        Err(e) => {
+                            first_err.get_or_insert(e);
+                        }
+                    }
                 }
-                Ok(())
+                if let Some(e) = first_err {
+                    return Err(e);
+                }
             }
             Undo::ProxyFault { service, previous } => {
-                self.set_proxy_fault(service, previous.as_deref()).await
+                let exists = self
+                    .services()
+                    .get_opt(service)
+                    .await
+                    .map_err(api_err(format!("reading service/{service}")))?
+                    .is_some();
+                if exists {
+                    self.set_proxy_fault(service, previous.as_deref()).await?;
+                } else {
+                    gone.push(format!("service/{service}"));
+                }
             }
             Undo::HpaMinReplicas { hpa, min } => match self.set_hpa_min(hpa, *min).await {
-                Err(ExecuteError::Api { source, .. }) if is_not_found(&source) => Ok(()),
-                other => other,
+                Err(ExecuteError::Api { source, .. }) if is_not_found(&source) => {
+                    gone.push(format!("hpa/{hpa}"));
+                }
+                other => other?,
             },
         }
+        Ok(gone)
+    }
+}
+
+/// What a failed admin request means, from who answered: the API server (a Status body)
+/// or the demo app (anything else).
+fn admin_failure(pod: &str, method: &str, path: &str, code: u16, body: &[u8]) -> ExecuteError {
+    let status: Option<kube::core::Status> = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .filter(|v| v["kind"] == "Status")
+        .and_then(|v| serde_json::from_value(v).ok());
+    let Some(status) = status else {
+        let text = String::from_utf8_lossy(body);
+        let message = serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_string))
+            .unwrap_or_else(|| text.trim().chars().take(300).collect());
+        return ExecuteError::PodRefused {
+            pod: pod.to_string(),
+            method: method.to_string(),
+            code,
+            message,
+        };
+    };
+    let names_the_pod = status
+        .details
+        .as_ref()
+        .is_some_and(|d| d.name == pod && d.kind == "pods");
+    match code {
+        404 if names_the_pod => ExecuteError::PodGone(pod.to_string()),
+        404 => ExecuteError::NoPodProxy {
+            path: path.to_string(),
+        },
+        _ => ExecuteError::PodUnreachable {
+            pod: pod.to_string(),
+            message: format!("{} ({code} {})", status.message, status.reason),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PATH: &str = "/api/v1/namespaces/ns/pods/web-1:8080/proxy/admin/faults";
+
+    #[test]
+    fn a_bare_404_means_no_pod_proxy_and_a_named_one_a_pod_gone() {
+        let bare = br#"{"kind":"Status","apiVersion":"v1","status":"Failure","code":404,
+            "reason":"NotFound","message":"the server could not find the requested resource"}"#;
+        let err = admin_failure("web-1", "PUT", PATH, 404, bare);
+        assert!(matches!(err, ExecuteError::NoPodProxy { .. }), "{err}");
+        assert!(err.to_string().contains("does not proxy to pods"));
+        let named = br#"{"kind":"Status","apiVersion":"v1","status":"Failure","code":404,
+            "reason":"NotFound","message":"pods \"web-1\" not found",
+            "details":{"name":"web-1","kind":"pods"}}"#;
+        assert!(matches!(
+            admin_failure("web-1", "PUT", PATH, 404, named),
+            ExecuteError::PodGone(_)
+        ));
+    }
+
+    #[test]
+    fn the_apps_own_answer_is_told_apart_from_the_api_servers() {
+        let app = br#"{"error":"error_rate must be between 0 and 1"}"#;
+        let err = admin_failure("web-1", "PUT", PATH, 400, app);
+        assert!(matches!(err, ExecuteError::PodRefused { code: 400, .. }));
+        assert!(err.to_string().contains("error_rate must be"), "{err}");
+        let down = br#"{"kind":"Status","apiVersion":"v1","status":"Failure","code":503,
+            "reason":"ServiceUnavailable","message":"error trying to reach service: refused"}"#;
+        let err = admin_failure("web-1", "DELETE", PATH, 503, down);
+        assert!(matches!(err, ExecuteError::PodUnreachable { .. }));
+        assert!(err.to_string().contains("error trying to reach service"));
     }
 }

@@ -60,9 +60,21 @@ impl Injector {
         });
         self.journal.record(&entry)?;
         if let Err(e) = act(&self.scope).await {
-            let _ = self.scope.revert(&entry).await;
-            self.journal.close(&entry.id, crate::results::now_ms())?;
-            return Err(anyhow::Error::new(e).context(format!("injecting {}", entry.action)));
+            let err = anyhow::Error::new(e).context(format!("injecting {}", entry.action));
+            // Undo what the action did before it failed; the entry closes only once that
+            // worked, so the journal never forgets a fault still in place.
+            return match self.scope.revert(&entry).await {
+                Ok(()) => {
+                    self.journal.close(&entry.id, crate::results::now_ms())?;
+                    Err(err)
+                }
+                Err(undo) => Err(err.context(format!(
+                    "undoing the partial {} failed too ({undo}); it stays open in the \
+                     journal {} — run `resil chaos revert`",
+                    entry.action,
+                    self.journal.path().display()
+                ))),
+            };
         }
         self.timeline(EventKind::ChaosInjected {
             id: entry.id.clone(),
@@ -77,10 +89,22 @@ impl Injector {
 
     /// Reverts and closes an entry.
     pub async fn revert(&self, entry: &Entry) -> anyhow::Result<()> {
-        self.scope
-            .revert(entry)
-            .await
-            .with_context(|| format!("reverting {} ({})", entry.action, entry.id))?;
+        self.restore(entry).await.map(|_| ())
+    }
+
+    /// [`Injector::revert`], answering the targets that had disappeared (nothing was left
+    /// to undo there; the entry is closed all the same). When the revert fails the entry
+    /// stays open for `resil chaos revert`.
+    pub async fn restore(&self, entry: &Entry) -> anyhow::Result<Vec<String>> {
+        let gone = self.scope.undo(entry).await.with_context(|| {
+            format!(
+                "reverting {} ({}); it stays open in the journal {} — fix the cause and run \
+                 `resil chaos revert`",
+                entry.action,
+                entry.id,
+                self.journal.path().display()
+            )
+        })?;
         self.journal.close(&entry.id, crate::results::now_ms())?;
         self.timeline(EventKind::ChaosReverted {
             id: entry.id.clone(),
@@ -95,7 +119,7 @@ impl Injector {
             &format!("reverted: {}", entry.detail),
         )
         .await;
-        Ok(())
+        Ok(gone)
     }
 
     fn timeline(&self, kind: EventKind) -> anyhow::Result<()> {

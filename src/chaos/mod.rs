@@ -121,7 +121,21 @@ impl Session {
             // The user (or a supervisor) wants out: revert first, then leave.
             () = crate::exit::interrupted() => true,
         };
-        self.injector.revert(&entry).await?;
+        let gone = self.injector.restore(&entry).await?;
+        if !gone.is_empty() {
+            anyhow::bail!(
+                "{} disappeared during the {}: nothing was left to restore there{} (the \
+                 journal entry {} is closed)",
+                gone.join(", "),
+                entry.action,
+                if gone.len() < entry.targets.len() {
+                    "; the other targets were reverted"
+                } else {
+                    ""
+                },
+                entry.id
+            );
+        }
         println!("reverted {} ({})", entry.action, entry.id);
         Ok(if interrupted {
             Exit::Interrupted
@@ -366,8 +380,14 @@ async fn revert(common: ChaosCommonArgs, global: &GlobalArgs) -> anyhow::Result<
                 continue;
             }
         };
-        match session.injector.revert(entry).await {
-            Ok(()) => println!("reverted {} ({})", entry.action, entry.id),
+        match session.injector.restore(entry).await {
+            Ok(gone) if gone.is_empty() => println!("reverted {} ({})", entry.action, entry.id),
+            Ok(gone) => println!(
+                "reverted {} ({}); {} no longer exist(s): nothing to restore there",
+                entry.action,
+                entry.id,
+                gone.join(", ")
+            ),
             Err(e) => {
                 eprintln!("error: {e:#}");
                 failed += 1;

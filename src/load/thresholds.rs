@@ -6,6 +6,8 @@ use std::fmt;
 
 use super::LoadError;
 use crate::results::summary::LoadSummary;
+pub use crate::threshold::Op;
+use crate::threshold::{self as grammar};
 
 /// The keys `--fail-on` understands, for error messages.
 pub const VALID_KEYS: &str = "p50, p75, p90, p99, p999, max, mean (durations like 250ms or 1.5s), \
@@ -34,35 +36,6 @@ pub enum LatencyStat {
     Mean,
 }
 
-/// Comparison that must hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
-    Lt,
-    Le,
-    Gt,
-    Ge,
-}
-
-impl Op {
-    fn holds(self, actual: f64, limit: f64) -> bool {
-        match self {
-            Op::Lt => actual < limit,
-            Op::Le => actual <= limit,
-            Op::Gt => actual > limit,
-            Op::Ge => actual >= limit,
-        }
-    }
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Op::Lt => "<",
-            Op::Le => "<=",
-            Op::Gt => ">",
-            Op::Ge => ">=",
-        }
-    }
-}
-
 /// One parsed threshold.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Threshold {
@@ -80,7 +53,7 @@ impl fmt::Display for Threshold {
             f,
             "{}{}{}",
             self.key,
-            self.op.as_str(),
+            self.op.symbol(),
             format_value(self.metric, self.limit)
         )
     }
@@ -117,10 +90,9 @@ pub struct Breach {
 
 /// Parses a comma-separated list of thresholds.
 pub fn parse(text: &str) -> Result<Vec<Threshold>, LoadError> {
-    let mut out = Vec::new();
-    for expr in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        out.push(parse_one(expr)?);
-    }
+    let out = grammar::expressions(text)
+        .map(parse_one)
+        .collect::<Result<Vec<_>, _>>()?;
     if out.is_empty() {
         return Err(invalid(text, "no threshold given"));
     }
@@ -135,24 +107,10 @@ fn invalid(expr: &str, reason: &str) -> LoadError {
 }
 
 fn parse_one(expr: &str) -> Result<Threshold, LoadError> {
-    let at = expr
-        .find(['<', '>'])
-        .ok_or_else(|| invalid(expr, "expected KEY<VALUE or KEY>VALUE"))?;
-    let key = expr[..at].trim();
-    let rest = &expr[at..];
-    let (op, value) = if let Some(v) = rest.strip_prefix("<=") {
-        (Op::Le, v)
-    } else if let Some(v) = rest.strip_prefix(">=") {
-        (Op::Ge, v)
-    } else if let Some(v) = rest.strip_prefix('<') {
-        (Op::Lt, v)
-    } else if let Some(v) = rest.strip_prefix('>') {
-        (Op::Gt, v)
-    } else {
-        return Err(invalid(expr, "expected KEY<VALUE or KEY>VALUE"));
-    };
-    let value = value.trim();
-    let metric = match key.to_ascii_lowercase().as_str() {
+    let grammar::Comparison { key, op, value } =
+        grammar::split(expr).ok_or_else(|| invalid(expr, "expected KEY<VALUE or KEY>VALUE"))?;
+    let key = key.to_ascii_lowercase();
+    let metric = match key.as_str() {
         "p50" => Metric::Latency(LatencyStat::P50),
         "p75" => Metric::Latency(LatencyStat::P75),
         "p90" => Metric::Latency(LatencyStat::P90),
@@ -165,9 +123,10 @@ fn parse_one(expr: &str) -> Result<Threshold, LoadError> {
         _ => return Err(invalid(expr, &format!("unknown key {key:?}"))),
     };
     let limit = match metric {
-        Metric::Latency(_) => parse_micros(value)
+        Metric::Latency(_) => grammar::parse_duration(value)
+            .map(|d| d.as_secs_f64() * 1_000_000.0)
             .ok_or_else(|| invalid(expr, &format!("{value:?} is not a duration like 250ms")))?,
-        Metric::ErrorRate => parse_fraction(value)
+        Metric::ErrorRate => grammar::parse_ratio(value)
             .ok_or_else(|| invalid(expr, &format!("{value:?} is not a rate like 1% or 0.01")))?,
         Metric::Rps => value
             .parse::<f64>()
@@ -179,34 +138,8 @@ fn parse_one(expr: &str) -> Result<Threshold, LoadError> {
         metric,
         op,
         limit,
-        key: key.to_ascii_lowercase(),
+        key,
     })
-}
-
-/// `250ms`, `1.5s`, `800us`, `2m` → microseconds.
-fn parse_micros(text: &str) -> Option<f64> {
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let number: f64 = text[..split].parse().ok()?;
-    let scale = match text[split..].trim() {
-        "us" | "µs" => 1.0,
-        "ms" => 1_000.0,
-        "s" => 1_000_000.0,
-        "m" | "min" => 60_000_000.0,
-        _ => return None,
-    };
-    let v = number * scale;
-    (v.is_finite() && v >= 0.0).then_some(v)
-}
-
-/// `1%` → 0.01; `0.01` → 0.01.
-fn parse_fraction(text: &str) -> Option<f64> {
-    let v = match text.strip_suffix('%') {
-        Some(p) => p.trim().parse::<f64>().ok()? / 100.0,
-        None => text.parse::<f64>().ok()?,
-    };
-    (v.is_finite() && (0.0..=1.0).contains(&v)).then_some(v)
 }
 
 /// The thresholds `summary` does not meet.

@@ -5,9 +5,9 @@
 //! job asking for `failover_time<2s` of a run that never failed over has not shown it.
 //! Pure; called by the report builder.
 
-use std::time::Duration;
-
 use super::model::{Report, SloVerdict};
+pub use crate::threshold::Op;
+use crate::threshold::{self as grammar};
 
 /// A parsed SLO: `metric op threshold`.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,35 +17,6 @@ pub struct Slo {
     pub op: Op,
     /// In the metric's unit: ms, ratio (0.01 = 1%) or usd.
     pub threshold: f64,
-}
-
-/// Comparison operators.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
-    Lt,
-    Le,
-    Gt,
-    Ge,
-}
-
-impl Op {
-    fn symbol(self) -> &'static str {
-        match self {
-            Op::Lt => "<",
-            Op::Le => "<=",
-            Op::Gt => ">",
-            Op::Ge => ">=",
-        }
-    }
-
-    fn holds(self, actual: f64, threshold: f64) -> bool {
-        match self {
-            Op::Lt => actual < threshold,
-            Op::Le => actual <= threshold,
-            Op::Gt => actual > threshold,
-            Op::Ge => actual >= threshold,
-        }
-    }
 }
 
 /// What an SLO measures.
@@ -121,11 +92,7 @@ pub struct SloParseError {
 
 /// Parses a comma-separated list of SLO expressions.
 pub fn parse_list(text: &str) -> Result<Vec<Slo>, SloParseError> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(parse)
-        .collect()
+    grammar::expressions(text).map(parse).collect()
 }
 
 /// Parses one expression such as `p99<300ms` or `error_rate<=0.5%`.
@@ -134,20 +101,12 @@ pub fn parse(expression: &str) -> Result<Slo, SloParseError> {
         expression: expression.to_string(),
         message,
     };
-    let compact: String = expression.chars().filter(|c| !c.is_whitespace()).collect();
-    let at = compact
-        .find(['<', '>'])
+    let grammar::Comparison {
+        key: name,
+        op,
+        value,
+    } = grammar::split(expression)
         .ok_or_else(|| err("expected METRIC<VALUE, e.g. p99<300ms".into()))?;
-    let (name, rest) = compact.split_at(at);
-    let (op, value) = if let Some(v) = rest.strip_prefix("<=") {
-        (Op::Le, v)
-    } else if let Some(v) = rest.strip_prefix(">=") {
-        (Op::Ge, v)
-    } else if let Some(v) = rest.strip_prefix('<') {
-        (Op::Lt, v)
-    } else {
-        (Op::Gt, &rest[1..])
-    };
     let metric = METRICS
         .iter()
         .find(|(n, _)| *n == name)
@@ -160,11 +119,12 @@ pub fn parse(expression: &str) -> Result<Slo, SloParseError> {
             ))
         })?;
     let threshold = match metric.unit() {
-        "ratio" => parse_ratio(value),
+        "ratio" => grammar::parse_ratio(value)
+            .ok_or_else(|| format!("{value:?} is not a rate like 1% or 0.01")),
         "usd" => parse_usd(value),
-        _ => humantime::parse_duration(value)
-            .map(|d: Duration| d.as_secs_f64() * 1000.0)
-            .map_err(|_| format!("{value:?} is not a duration like 300ms or 2s")),
+        _ => grammar::parse_duration(value)
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .ok_or_else(|| format!("{value:?} is not a duration like 300ms or 2s")),
     }
     .map_err(err)?;
     Ok(Slo {
@@ -173,17 +133,6 @@ pub fn parse(expression: &str) -> Result<Slo, SloParseError> {
         op,
         threshold,
     })
-}
-
-fn parse_ratio(value: &str) -> Result<f64, String> {
-    let bad = || format!("{value:?} is not a rate like 1% or 0.01");
-    let parsed = match value.strip_suffix('%') {
-        Some(p) => p.parse::<f64>().map_err(|_| bad())? / 100.0,
-        None => value.parse::<f64>().map_err(|_| bad())?,
-    };
-    (parsed.is_finite() && (0.0..=1.0).contains(&parsed))
-        .then_some(parsed)
-        .ok_or_else(bad)
 }
 
 fn parse_usd(value: &str) -> Result<f64, String> {

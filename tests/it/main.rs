@@ -3,6 +3,8 @@
 
 mod architecture;
 mod autoscale;
+mod chaos;
+mod cli_docs;
 mod cluster;
 mod cost;
 mod demo_app;
@@ -13,4 +15,5 @@ mod lab_runtime;
 mod load;
 mod report;
 mod run;
+mod runbooks;
 mod support;

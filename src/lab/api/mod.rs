@@ -10,6 +10,7 @@ mod discovery;
 mod handlers;
 mod logs;
 mod patching;
+mod proxy;
 mod selector;
 mod status;
 mod subresources;
@@ -70,6 +71,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/resil/v1/status", get(lab_status))
         .fallback(handlers::dispatch)
         .layer(middleware::from_fn(json_errors))
+        // After json_errors: a pod's own bodiless 404 or 405 passes back untouched.
+        .merge(proxy::routes())
         .layer(middleware::from_fn_with_state(app.clone(), authenticate))
         .with_state(app)
 }
