@@ -7,6 +7,7 @@
 
 pub mod compare;
 pub mod plans;
+pub mod resolve;
 pub mod runner;
 pub mod scenario;
 pub mod window;

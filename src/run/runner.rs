@@ -310,7 +310,7 @@ async fn drive_autoscaler(
     // Restore whatever the loop did: the HPA must not keep a raised floor.
     let restored = controller.restore().await;
     driven.context("the autoscaler kept failing")?;
-    Ok(restored.context("restoring minReplicas")?)
+    restored.context("restoring minReplicas")
 }
 
 /// Runs the steps at their offsets, adding every fault injected to `injected` as soon as

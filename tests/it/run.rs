@@ -321,7 +321,21 @@ async fn outlier_ejection_deletes_the_bad_pod_and_errors_fall_under_one_percent(
     let ran = lab
         .run(&shipped("outlier-ejection.yaml"), "0.25", &[])
         .await;
-    assert_eq!(ran.code, Some(0), "{}", ran.explain());
+    // What the ejector saw and decided, for a failure message worth reading.
+    let timeline =
+        std::fs::read_to_string(lab.run_dir("outlier-ejection").join("timeline.jsonl")).unwrap();
+    let seen: Vec<&str> = timeline
+        .lines()
+        .filter(|l| l.contains("\"outliers\"") || l.contains("by_pod"))
+        .take(8)
+        .collect();
+    assert_eq!(
+        ran.code,
+        Some(0),
+        "{}\n--- timeline\n{}",
+        ran.explain(),
+        seen.join("\n")
+    );
     assert!(
         ran.stderr.contains("eject pod web-blue-"),
         "{}",
