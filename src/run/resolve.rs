@@ -97,15 +97,7 @@ fn scale_ramp(ramp: &str, factor: f64) -> Result<String, String> {
 mod tests {
     use super::*;
     use crate::run::scenario::WatchMode;
-
-    const GOOD: &str = "\
-name: t
-load: {rate: 50, duration: 30s}
-steps:
-  - {at: 5s, do: kill-pods, color: blue, force: true}
-  - {at: 6s, do: wait-for, event: failover, timeout: 10s}
-slos: [\"failover_time<2s\"]
-";
+    use crate::run::scenario::tests::GOOD;
 
     #[test]
     fn time_scale_shortens_the_experiment_but_not_timeouts_or_slos() {

@@ -480,26 +480,13 @@ pub enum AbortRule {
 impl AbortRule {
     /// Parses one rule.
     pub fn parse(text: &str) -> anyhow::Result<AbortRule> {
-        let bad = || {
-            anyhow::anyhow!(
+        match super::window::WindowCheck::parse_with(text, '>') {
+            Some(super::window::WindowCheck::ErrorRate(max)) => Ok(AbortRule::ErrorRate(max)),
+            Some(super::window::WindowCheck::P99(max)) => Ok(AbortRule::P99(max)),
+            None => anyhow::bail!(
                 "abort rule `{text}`: use error_rate>PCT% (e.g. error_rate>50%) or p99>DURATION \
                  (e.g. p99>2s)"
-            )
-        };
-        let (key, value) = text.split_once('>').ok_or_else(bad)?;
-        match key.trim() {
-            "error_rate" => {
-                let pct: f64 = value
-                    .trim()
-                    .trim_end_matches('%')
-                    .parse()
-                    .map_err(|_| bad())?;
-                Ok(AbortRule::ErrorRate(pct / 100.0))
-            }
-            "p99" => Ok(AbortRule::P99(
-                humantime::parse_duration(value.trim()).map_err(|_| bad())?,
-            )),
-            _ => Err(bad()),
+            ),
         }
     }
 

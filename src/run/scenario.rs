@@ -493,10 +493,11 @@ impl Scenario {
 pub const EXPLAIN: &str = include_str!("scenario_format.md");
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const GOOD: &str = "\
+    /// A small valid scenario other modules' tests vary.
+    pub(crate) const GOOD: &str = "\
 name: t
 load: {rate: 50, duration: 30s}
 steps:

@@ -24,26 +24,26 @@ pub enum WindowCheck {
 impl WindowCheck {
     /// Parses `error_rate<1%` or `p99<300ms`.
     pub fn parse(text: &str) -> Result<WindowCheck, String> {
-        let bad = || {
+        WindowCheck::parse_with(text, '<').ok_or_else(|| {
             format!(
                 "{text:?}: use error_rate<PCT% (e.g. error_rate<1%) or p99<DURATION (e.g. \
                  p99<300ms)"
             )
-        };
-        let (key, value) = text.split_once('<').ok_or_else(bad)?;
+        })
+    }
+
+    /// Parses `error_rate OP PCT%` or `p99 OP DURATION` with the operator `op` (`<` for a
+    /// window SLO, `>` for an abort rule).
+    pub fn parse_with(text: &str, op: char) -> Option<WindowCheck> {
+        let (key, value) = text.split_once(op)?;
+        let value = value.trim();
         match key.trim() {
             "error_rate" => {
-                let pct: f64 = value
-                    .trim()
-                    .trim_end_matches('%')
-                    .parse()
-                    .map_err(|_| bad())?;
-                Ok(WindowCheck::ErrorRate(pct / 100.0))
+                let pct: f64 = value.trim_end_matches('%').parse().ok()?;
+                Some(WindowCheck::ErrorRate(pct / 100.0))
             }
-            "p99" => Ok(WindowCheck::P99(
-                humantime::parse_duration(value.trim()).map_err(|_| bad())?,
-            )),
-            _ => Err(bad()),
+            "p99" => Some(WindowCheck::P99(humantime::parse_duration(value).ok()?)),
+            _ => None,
         }
     }
 }

@@ -40,6 +40,20 @@ struct Ran {
 }
 
 impl Ran {
+    fn exits(&self, code: i32) {
+        assert_eq!(self.code, Some(code), "{}", self.explain());
+    }
+
+    /// Asserts stderr (progress, watcher and step lines) contains `text`.
+    fn said(&self, text: &str) {
+        assert!(self.stderr.contains(text), "{text:?}:\n{}", self.explain());
+    }
+
+    /// Asserts stdout (the report) contains `text`.
+    fn printed(&self, text: &str) {
+        assert!(self.stdout.contains(text), "{text:?}:\n{}", self.explain());
+    }
+
     fn explain(&self) -> String {
         format!(
             "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
@@ -173,15 +187,11 @@ async fn blue_green_failover_scenario_fails_over_and_meets_its_slos() {
     let ran = lab
         .run(&shipped("blue-green-failover.yaml"), "0.25", &[])
         .await;
-    assert_eq!(ran.code, Some(0), "{}", ran.explain());
-    assert!(
-        ran.stderr.contains("failover blue → green"),
-        "{}",
-        ran.explain()
-    );
+    ran.exits(0);
+    ran.said("failover blue → green");
     let dir = lab.run_dir("blue-green-failover");
     assert_eq!(run_json(&dir)["status"], "complete", "{}", ran.explain());
-    assert!(ran.stdout.contains("SLOs held"), "{}", ran.explain());
+    ran.printed("SLOs held");
     lab.stop().await;
 }
 
@@ -191,17 +201,9 @@ async fn outage_and_failback_scenario_fails_over_and_back() {
     let ran = lab
         .run(&shipped("outage-and-failback.yaml"), "0.25", &[])
         .await;
-    assert_eq!(ran.code, Some(0), "{}", ran.explain());
-    assert!(
-        ran.stderr.contains("failover blue → green"),
-        "{}",
-        ran.explain()
-    );
-    assert!(
-        ran.stderr.contains("failback green → blue"),
-        "{}",
-        ran.explain()
-    );
+    ran.exits(0);
+    ran.said("failover blue → green");
+    ran.said("failback green → blue");
     // The outage was reverted (to 2; the HPA may have added more since).
     let blue = Api::<Deployment>::namespaced(lab.client.clone(), NS)
         .get("web-blue")
@@ -215,7 +217,7 @@ async fn outage_and_failback_scenario_fails_over_and_back() {
 async fn autoscale_scenario_scales_blue_under_step_load_and_meets_its_slo() {
     let lab = RunLab::start().await;
     let ran = lab.run(&shipped("autoscale.yaml"), "0.25", &[]).await;
-    assert_eq!(ran.code, Some(0), "{}", ran.explain());
+    ran.exits(0);
     let summary: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(lab.run_dir("autoscale").join("summary.json")).unwrap(),
     )
@@ -236,17 +238,9 @@ async fn capacity_aware_failover_compares_plain_and_prepared_side_by_side() {
     let ran = lab
         .run(&shipped("capacity-aware-failover.yaml"), "0.2", &[])
         .await;
-    assert_eq!(ran.code, Some(0), "{}", ran.explain());
-    assert!(
-        ran.stdout.contains("| metric | plain | prepared |"),
-        "{}",
-        ran.explain()
-    );
-    assert!(
-        ran.stdout.contains("failover_time_max"),
-        "{}",
-        ran.explain()
-    );
+    ran.exits(0);
+    ran.printed("| metric | plain | prepared |");
+    ran.printed("failover_time_max");
     // The second report is the prepared run against the plain one.
     assert!(
         ran.stdout.to_lowercase().contains("baseline"),
@@ -273,12 +267,8 @@ async fn predictive_vs_reactive_runs_both_and_reports_them_side_by_side() {
     let ran = lab
         .run(&shipped("predictive-vs-reactive.yaml"), "0.1", &[])
         .await;
-    assert_eq!(ran.code, Some(0), "{}", ran.explain());
-    assert!(
-        ran.stdout.contains("| metric | hpa-only | predictive |"),
-        "{}",
-        ran.explain()
-    );
+    ran.exits(0);
+    ran.printed("| metric | hpa-only | predictive |");
     for row in [
         "replica_seconds",
         "seconds with p99 > 100 ms",
@@ -287,11 +277,7 @@ async fn predictive_vs_reactive_runs_both_and_reports_them_side_by_side() {
     ] {
         assert!(ran.stdout.contains(row), "row {row}:\n{}", ran.explain());
     }
-    assert!(
-        ran.stderr.contains("autoscale: restored minReplicas to 1"),
-        "{}",
-        ran.explain()
-    );
+    ran.said("autoscale: restored minReplicas to 1");
     let hpa = Api::<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>::namespaced(
         lab.client.clone(),
         NS,
@@ -309,9 +295,9 @@ async fn partial_degradation_goes_unnoticed_and_fails_its_error_slo() {
     let ran = lab
         .run(&shipped("partial-degradation.yaml"), "0.25", &[])
         .await;
-    assert_eq!(ran.code, Some(1), "{}", ran.explain());
+    ran.exits(1);
     assert!(!ran.stderr.contains("failover blue"), "{}", ran.explain());
-    assert!(ran.stderr.contains("step 1: "), "{}", ran.explain());
+    ran.said("step 1: ");
     lab.stop().await;
 }
 
@@ -336,16 +322,8 @@ async fn outlier_ejection_deletes_the_bad_pod_and_errors_fall_under_one_percent(
         ran.explain(),
         seen.join("\n")
     );
-    assert!(
-        ran.stderr.contains("eject pod web-blue-"),
-        "{}",
-        ran.explain()
-    );
-    assert!(
-        ran.stdout.contains("PASS error_rate<1%"),
-        "{}",
-        ran.explain()
-    );
+    ran.said("eject pod web-blue-");
+    ran.printed("PASS error_rate<1%");
     lab.stop().await;
 }
 
@@ -367,12 +345,8 @@ abort: [\"error_rate>50%\"]
     .unwrap();
     let started = std::time::Instant::now();
     let ran = lab.run(&scenario, "1", &[]).await;
-    assert_eq!(ran.code, Some(1), "{}", ran.explain());
-    assert!(
-        ran.stderr.contains("abort: error rate"),
-        "{}",
-        ran.explain()
-    );
+    ran.exits(1);
+    ran.said("abort: error rate");
     assert!(
         started.elapsed() < Duration::from_secs(45),
         "stopped early, not after the 60 s load:\n{}",
