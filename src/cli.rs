@@ -277,6 +277,12 @@ pub struct DemoAppArgs {
     /// Longest CPU burn one `/work?ms=N` request performs (longer asks are capped).
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub max_work: Duration,
+
+    /// After SIGTERM, keep serving this long before closing: every response then says
+    /// `Connection: close` and `/readyz` fails, so clients leave between requests instead
+    /// of racing the close of an idle keep-alive connection. `0s` closes at once.
+    #[arg(long, env = "DRAIN", value_parser = parse_duration, default_value = "500ms")]
+    pub drain: Duration,
 }
 
 // ---------------------------------------------------------------- chaos

@@ -4,7 +4,8 @@
 //!
 //! It reads only what clap knows (the doc comments in `cli.rs` are the help text); it
 //! prints nothing and writes no file. The integration test `tests/it/cli_docs.rs` compares
-//! the committed file with [`markdown`] and rewrites it when asked to.
+//! the committed file with [`markdown`] and rewrites it when asked to; the man pages in
+//! `docs/man/` come from clap_mangen in the same test.
 
 use std::fmt::Write as _;
 

@@ -6,6 +6,8 @@
 //! path `kubectl get --raw` uses), and the lab's proxy fault set as a Service annotation.
 //! Called by the chaos command layer and the scenario runner; never prints.
 
+use std::time::Duration;
+
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Pod, Service};
@@ -15,6 +17,19 @@ use serde_json::json;
 
 use super::journal::{Entry, Undo};
 use super::plan::{Candidate, Faults, PROXY_FAULT_ANNOTATION};
+
+/// Longest wait for one request to a pod's admin endpoint.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a pod's admin endpoint is.
+enum AdminTarget {
+    /// The API server's proxy path to it.
+    Path(String),
+    /// The pod does not exist (any more).
+    Gone,
+    /// The pod exists without a running process (its phase).
+    NotRunning(String),
+}
 
 /// The field manager chaos writes with.
 pub const MANAGER: &str = "resil-chaos";
@@ -153,13 +168,23 @@ impl Scope {
         }
     }
 
-    /// The API server's proxy path to a pod's admin endpoint (`None`: no such pod).
-    async fn admin_path(&self, pod: &str) -> Result<Option<String>> {
+    /// Where a pod's admin endpoint is, if it has one to reach.
+    async fn admin_target(&self, pod: &str) -> Result<AdminTarget> {
         let pod_obj = match self.pods().get(pod).await {
             Ok(p) => p,
-            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) if is_not_found(&e) => return Ok(AdminTarget::Gone),
             Err(e) => return Err(api_err(format!("reading pod {pod}"))(e)),
         };
+        let phase = pod_obj
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_else(|| "Pending".to_string());
+        // Asked without checking, the pod proxy answers 503 for a pod with no process,
+        // and kube-rs retries a 503 for minutes.
+        if phase != "Running" {
+            return Ok(AdminTarget::NotRunning(phase));
+        }
         // The demo app listens on its first declared container port (8080 in manifests/).
         let port = pod_obj
             .spec
@@ -167,16 +192,34 @@ impl Scope {
             .and_then(|s| s.containers.iter().find_map(|c| c.ports.as_ref()?.first()))
             .map(|p| p.container_port)
             .unwrap_or(8080);
-        Ok(Some(format!(
+        Ok(AdminTarget::Path(format!(
             "/api/v1/namespaces/{}/pods/{pod}:{port}/proxy/admin/faults",
             self.namespace
         )))
     }
 
-    /// Sets the demo app's fault switches on `pod`; a pod that is gone is an error.
+    /// Whether `pod` exists and its phase is Running (a process to hold fault switches).
+    async fn is_running(&self, pod: &str) -> Result<bool> {
+        Ok(matches!(
+            self.admin_target(pod).await?,
+            AdminTarget::Path(_)
+        ))
+    }
+
+    /// Sets the demo app's fault switches on `pod`; a pod that is gone or not running is
+    /// an error.
     pub async fn set_faults(&self, pod: &str, faults: &Faults) -> Result<()> {
-        let Some(path) = self.admin_path(pod).await? else {
-            return Err(ExecuteError::PodGone(pod.to_string()));
+        let path = match self.admin_target(pod).await? {
+            AdminTarget::Path(path) => path,
+            AdminTarget::Gone => return Err(ExecuteError::PodGone(pod.to_string())),
+            AdminTarget::NotRunning(phase) => {
+                return Err(ExecuteError::PodUnreachable {
+                    pod: pod.to_string(),
+                    message: format!(
+                        "it is not running (phase {phase}), so no process holds fault switches"
+                    ),
+                });
+            }
         };
         // Serializing a struct of plain fields cannot fail.
         let body = serde_json::to_vec(faults).unwrap_or_default();
@@ -190,8 +233,12 @@ impl Scope {
 
     /// [`Scope::reset_faults`], answering whether the pod was still there.
     async fn reset_faults_if_there(&self, pod: &str) -> Result<bool> {
-        let Some(path) = self.admin_path(pod).await? else {
-            return Ok(false);
+        let path = match self.admin_target(pod).await? {
+            AdminTarget::Path(path) => path,
+            AdminTarget::Gone => return Ok(false),
+            // The switches lived in the process's memory: with no process, none are left
+            // (a restarted process starts clean).
+            AdminTarget::NotRunning(_) => return Ok(true),
         };
         match self
             .admin_call(http::Method::DELETE, &path, Vec::new(), pod)
@@ -224,7 +271,20 @@ impl Scope {
                 source: kube::Error::HttpError(e),
             })?;
         let what = || format!("setting fault switches on pod {pod} through the pod proxy");
-        let res = self.client.send(request).await.map_err(api_err(what()))?;
+        // Bounded: while the pod's port refuses connections the API server answers 503,
+        // which kube-rs's default policy retries with a backoff growing for minutes.
+        let res = match tokio::time::timeout(ADMIN_TIMEOUT, self.client.send(request)).await {
+            Ok(res) => res.map_err(api_err(what()))?,
+            Err(_) => {
+                return Err(ExecuteError::PodUnreachable {
+                    pod: pod.to_string(),
+                    message: format!(
+                        "no answer within {} s (is its process restarting?)",
+                        ADMIN_TIMEOUT.as_secs()
+                    ),
+                });
+            }
+        };
         let code = res.status().as_u16();
         if res.status().is_success() {
             return Ok(());
@@ -301,10 +361,16 @@ impl Scope {
                     match self.reset_faults_if_there(pod).await {
                         Ok(true) => {}
                         Ok(false) => gone.push(format!("pod/{pod}")),
-                        // Unreachable after its deadline: the app has reverted by itself
-                        // (or its process, and the faults with it, is gone).
+                        // Unreachable after its deadline: the app has reverted by itself.
                         Err(ExecuteError::PodUnreachable { .. })
                             if faults.until.is_some_and(|u| u <= chrono::Utc::now()) => {}
+                        // Unreachable because no process runs: the switches lived in the
+                        // process's memory, so none are left (a restarted one starts clean).
+                        Err(e @ ExecuteError::PodUnreachable { .. }) => {
+                            if self.is_running(pod).await? {
+                                first_err.get_or_insert(e);
+                            }
+                        }
                         Err(e) => {
                             first_err.get_or_insert(e);
                         }

@@ -15,6 +15,7 @@ use super::plan::Faults;
 /// Journal file format version.
 const VERSION: u32 = 1;
 const FILE: &str = "journal.json";
+const LOCK_FILE: &str = "journal.lock";
 
 /// Errors reading or writing the journal.
 #[derive(Debug, thiserror::Error)]
@@ -114,19 +115,44 @@ impl Journal {
 
     /// Records an action about to happen.
     pub fn record(&self, entry: &Entry) -> Result<(), JournalError> {
-        let mut file = self.read()?;
-        file.entries.retain(|e| e.id != entry.id);
-        file.entries.push(entry.clone());
-        self.write(&file)
+        self.update(|file| {
+            file.entries.retain(|e| e.id != entry.id);
+            file.entries.push(entry.clone());
+        })
     }
 
     /// Marks an entry reverted.
     pub fn close(&self, id: &str, at: DateTime<Utc>) -> Result<(), JournalError> {
+        self.update(|file| {
+            for entry in file.entries.iter_mut().filter(|e| e.id == id) {
+                entry.reverted_at.get_or_insert(at);
+            }
+        })
+    }
+
+    /// Read, change, write — under an exclusive lock on `journal.lock` beside the file,
+    /// so two resil processes (two terminals, a scenario and a manual revert) never lose
+    /// each other's entries: a lost entry would be a fault nobody can revert. The lock is
+    /// a blocking OS lock held for one small read and write; the OS drops it if the
+    /// process dies.
+    fn update(&self, change: impl FnOnce(&mut File)) -> Result<(), JournalError> {
+        let io = |source| JournalError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(LOCK_FILE))
+            .map_err(io)?;
+        lock.lock().map_err(io)?;
         let mut file = self.read()?;
-        for entry in file.entries.iter_mut().filter(|e| e.id == id) {
-            entry.reverted_at.get_or_insert(at);
-        }
+        change(&mut file);
         self.write(&file)
+        // `lock` is dropped here, which unlocks.
     }
 
     fn read(&self) -> Result<File, JournalError> {
@@ -216,6 +242,26 @@ mod tests {
             .unwrap();
         assert!(journal.open_entries().unwrap().is_empty());
         assert_eq!(journal.entries().unwrap()[0].reverted_at, Some(at));
+    }
+
+    #[test]
+    fn concurrent_writers_lose_no_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        std::thread::scope(|s| {
+            for t in 0..6 {
+                let journal = Journal::new(dir.path());
+                s.spawn(move || {
+                    for i in 0..15 {
+                        let undo = Undo::Replicas {
+                            deployment: "web-blue".to_string(),
+                            replicas: 1,
+                        };
+                        journal.record(&entry(&format!("{t}-{i}"), undo)).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(Journal::new(dir.path()).entries().unwrap().len(), 90);
     }
 
     #[test]

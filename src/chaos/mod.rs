@@ -13,11 +13,14 @@ pub mod injector;
 pub mod journal;
 pub mod plan;
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use futures::FutureExt;
 use rand::RngExt;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -107,8 +110,14 @@ impl Session {
         !self.dry_run
     }
 
-    /// Holds a timed fault for `duration`, then reverts it — also on Ctrl-C or SIGTERM.
-    async fn hold_and_revert(&self, entry: Entry, duration: Duration) -> anyhow::Result<Exit> {
+    /// Holds a timed fault for `duration`, then reverts it — also on Ctrl-C or SIGTERM,
+    /// including one that came while the fault was being injected.
+    async fn hold_and_revert(
+        &self,
+        entry: Entry,
+        duration: Duration,
+        mut interruption: Interruption,
+    ) -> anyhow::Result<Exit> {
         eprintln!(
             "injected {} ({}); reverting in {} — Ctrl-C reverts now",
             entry.action,
@@ -119,7 +128,7 @@ impl Session {
             // The fault ran its course.
             () = tokio::time::sleep(duration) => false,
             // The user (or a supervisor) wants out: revert first, then leave.
-            () = crate::exit::interrupted() => true,
+            () = &mut interruption.0 => true,
         };
         let gone = self.injector.restore(&entry).await?;
         if !gone.is_empty() {
@@ -142,6 +151,21 @@ impl Session {
         } else {
             Exit::Ok
         })
+    }
+}
+
+/// Ctrl-C or SIGTERM, listened for from the moment this is made: a signal that arrives
+/// while a fault is being injected is kept, and the fault is reverted as soon as it is in
+/// place, instead of the default handler ending the process with the fault set.
+struct Interruption(Pin<Box<dyn Future<Output = ()> + Send>>);
+
+impl Interruption {
+    fn listen() -> Interruption {
+        let mut signal: Pin<Box<dyn Future<Output = ()> + Send>> =
+            Box::pin(crate::exit::interrupted());
+        // tokio installs the signal handlers when the future is first polled.
+        let _ = FutureExt::now_or_never(&mut signal);
+        Interruption(signal)
     }
 }
 
@@ -242,8 +266,11 @@ async fn outage(args: OutageArgs, global: &GlobalArgs) -> anyhow::Result<Exit> {
         return Ok(Exit::Ok);
     }
     guard(&session, global)?;
+    let interruption = Interruption::listen();
     let entry = session.injector.outage(args.color, args.duration).await?;
-    session.hold_and_revert(entry, args.duration).await
+    session
+        .hold_and_revert(entry, args.duration, interruption)
+        .await
 }
 
 async fn pod_faults(
@@ -272,11 +299,12 @@ async fn pod_faults(
         return Ok(Exit::Ok);
     }
     guard(&session, global)?;
+    let interruption = Interruption::listen();
     let entry = session
         .injector
         .pod_faults(action, &chosen, faults, duration)
         .await?;
-    session.hold_and_revert(entry, duration).await
+    session.hold_and_revert(entry, duration, interruption).await
 }
 
 async fn degrade(args: DegradeArgs, global: &GlobalArgs) -> anyhow::Result<Exit> {
@@ -334,11 +362,14 @@ async fn latency(args: LatencyArgs, global: &GlobalArgs) -> anyhow::Result<Exit>
         return Ok(Exit::Ok);
     }
     guard(&session, global)?;
+    let interruption = Interruption::listen();
     let entry = session
         .injector
         .proxy_fault(&args.service, &fault, args.duration)
         .await?;
-    session.hold_and_revert(entry, args.duration).await
+    session
+        .hold_and_revert(entry, args.duration, interruption)
+        .await
 }
 
 async fn revert(common: ChaosCommonArgs, global: &GlobalArgs) -> anyhow::Result<Exit> {

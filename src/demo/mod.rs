@@ -60,6 +60,7 @@ fn app_config(args: &DemoAppArgs) -> app::AppConfig {
             region: args.region.clone(),
         },
         max_work: args.max_work,
+        drain: args.drain,
     }
 }
 

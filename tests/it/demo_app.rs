@@ -15,8 +15,13 @@ struct DemoApp {
 
 impl DemoApp {
     fn start() -> DemoApp {
+        DemoApp::start_with(&[])
+    }
+
+    fn start_with(extra_args: &[&str]) -> DemoApp {
         let mut child = Command::new(env!("CARGO_BIN_EXE_resil"))
             .args(["demo-app", "--bind", "127.0.0.1", "--port", "0"])
+            .args(extra_args)
             .env("COLOR", "green")
             .env("VERSION", "v7")
             .env("REGION", "eu-test")
@@ -388,6 +393,55 @@ async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
         assert!(
             Instant::now() < deadline,
             "demo-app did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(exit.code(), Some(0), "{exit:?}");
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn after_sigterm_it_drains_answering_with_connection_close_and_failing_readiness() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+
+    let mut app = DemoApp::start_with(&["--drain", "3s"]);
+    // One keep-alive connection, as a proxy or a load generator holds.
+    let c = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .build()
+        .unwrap();
+    let before = c.get(app.url("/")).send().await.unwrap();
+    assert_eq!(before.status(), 200);
+    assert_eq!(before.headers().get("connection"), None);
+    kill(Pid::from_raw(app.pid()), Signal::SIGTERM).unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let ready = c.get(app.url("/readyz")).send().await.unwrap();
+        if ready.status() == 503 {
+            assert_eq!(ready.headers()["connection"], "close");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz kept passing after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Still serving while it drains, telling the client to go elsewhere next time.
+    let during = c.get(app.url("/")).send().await.unwrap();
+    assert_eq!(during.status(), 200);
+    assert_eq!(during.headers()["connection"], "close");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(exit) = app.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "demo-app did not exit after draining"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };

@@ -405,7 +405,6 @@ async fn the_guard_refuses_prod_eu_on_the_lab_and_allow_context_admits_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the lab runtime (pods as processes)"]
 async fn deploy_waits_for_both_colours_and_the_nodeport_answers_blue() {
     let fx = LabFixture::start_with_runtime().await;
     assert_eq!(fx.run(&["deploy", "--timeout", "60s"]).await, Exit::Ok);

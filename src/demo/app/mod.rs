@@ -113,6 +113,8 @@ pub struct AppConfig {
     pub identity: Identity,
     /// The longest burn `/work?ms=` performs; longer requests are capped to it.
     pub max_work: Duration,
+    /// How long to go on serving after the shutdown signal (see `resil demo-app --drain`).
+    pub drain: Duration,
 }
 
 /// Why the demo app could not start or serve.
@@ -171,9 +173,17 @@ pub async fn serve(
         let _ = tcp.set_nodelay(true);
     });
     let stopping = state.stopping.clone();
+    let draining = state.draining.clone();
+    let drain = state.config.drain;
     let result = axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             shutdown.await;
+            // Go on answering for a while, each response closing its connection: a client
+            // with an idle keep-alive connection here would otherwise send its next
+            // request just as the connection closes, and see an error instead of moving
+            // to another pod.
+            draining.cancel();
+            tokio::time::sleep(drain).await;
             // Hung requests and the CPU burn must not hold up a graceful exit.
             stopping.cancel();
         })

@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderName, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -38,6 +38,9 @@ pub(crate) struct Shared {
     pub started_at: DateTime<Utc>,
     /// Cancelled when the app begins to shut down: releases hung requests.
     pub stopping: CancellationToken,
+    /// Cancelled at the shutdown signal, a drain period before `stopping`: responses
+    /// close their connections and `/readyz` fails.
+    pub draining: CancellationToken,
 }
 
 pub(crate) type AppState = Arc<Shared>;
@@ -50,6 +53,7 @@ pub(crate) fn new_state(config: AppConfig, headers: IdentityHeaders) -> AppState
         counters: Counters::new(),
         started_at: Utc::now(),
         stopping: CancellationToken::new(),
+        draining: CancellationToken::new(),
     })
 }
 
@@ -82,6 +86,9 @@ async fn frame(State(state): State<AppState>, request: Request, next: Next) -> R
     headers.insert(POD_HEADER.clone(), state.headers.pod.clone());
     headers.insert(COLOR_HEADER.clone(), state.headers.color.clone());
     headers.insert(VERSION_HEADER.clone(), state.headers.version.clone());
+    if state.draining.is_cancelled() {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     state.counters.record(class, response.status().as_u16());
     tracing::info!(
         path = class.as_str(),
@@ -182,7 +189,9 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    if state.faults.current().unready {
+    if state.draining.is_cancelled() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    } else if state.faults.current().unready {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
     } else {
         "ready\n".into_response()

@@ -36,6 +36,7 @@ use k8s_openapi::api::core::v1::Pod;
 use super::App;
 use super::status::ApiError;
 use crate::lab::controllers::pods::lab_port;
+use crate::lab::kubelet::probe::error_chain;
 use crate::lab::store::kinds;
 
 /// The route of the proxy subresource (axum path syntax).
@@ -89,7 +90,7 @@ async fn proxy(app: &App, req: Request) -> Result<Response, ApiError> {
     let res = client()
         .request(outbound)
         .await
-        .map_err(|e| unreachable(format!("dial tcp 127.0.0.1:{port}: {}", chain(&e))))?;
+        .map_err(|e| unreachable(format!("dial tcp 127.0.0.1:{port}: {}", error_chain(&e))))?;
     let (mut head, incoming) = res.into_parts();
     head.headers = forwarded_headers(&head.headers);
     Ok(Response::from_parts(head, Body::new(incoming)))
@@ -274,18 +275,6 @@ fn internal(message: String) -> ApiError {
         message,
         details: None,
     }
-}
-
-/// An error with its causes, `a: b: c`.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]
