@@ -759,6 +759,17 @@ pub struct RunArgs {
     #[arg(long)]
     pub fail_fast: bool,
 
+    /// Multiply every duration of the experiment by this factor (load, ramp stages, step
+    /// offsets and fault durations, stable window, autoscaler clock, window SLOs), e.g.
+    /// `0.25` for a quick rehearsal; timeouts and SLO thresholds stay as written.
+    #[arg(long, value_name = "FACTOR", default_value_t = 1.0)]
+    pub time_scale: f64,
+
+    /// Deploy the demo from the manifests in this directory instead of the built-in ones
+    /// (as `resil deploy --manifests`); the load goes to the Service's own NodePort.
+    #[arg(long, value_name = "DIR")]
+    pub manifests: Option<PathBuf>,
+
     /// Print the scenario format and exit.
     #[arg(long)]
     pub explain: bool,

@@ -1,22 +1,28 @@
 //! Scenario files and the runner that orchestrates deploy, watch, load and chaos on one
 //! clock. This file is the command layer: it resolves the target (starting the lab when
-//! the scenario wants it), deploys, waits for the steady state, runs [`runner`] once per
-//! `--repeat`, prints the report and returns the SLO verdict as the exit code.
+//! the scenario wants it), and for each `--repeat` round and each variant deploys, waits
+//! for the steady state, runs [`runner`], prints the report (a variant against the first)
+//! and its window SLOs; then puts the variants side by side ([`compare`]) and returns the
+//! worst verdict as the exit code.
 
+pub mod compare;
+pub mod plans;
+pub mod resolve;
 pub mod runner;
 pub mod scenario;
+pub mod window;
 
 use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
 use tokio_util::sync::CancellationToken;
 
 use crate::Exit;
-use crate::cli::{Cli, Command, GlobalArgs, RunArgs};
+use crate::cli::{GlobalArgs, RunArgs};
 use crate::cluster::{self, ConnectOptions, Guard, LAB_CONTEXT, Target};
 use crate::results::RunDir;
 use runner::Ending;
@@ -32,13 +38,22 @@ pub async fn command(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<Exit>
         anyhow::bail!("--repeat must be between 1 and 100");
     }
     let scenario = Scenario::load(&args.scenario)?;
-    for rule in &scenario.abort {
-        runner::AbortRule::parse(rule)?;
-    }
-    let slos = scenario.slos.join(",");
-    if !slos.is_empty() {
-        crate::report::slo::parse_list(&slos)
-            .with_context(|| format!("the slos of {}", args.scenario.display()))?;
+    // One scenario per variant, every duration shortened or stretched by --time-scale.
+    let runs = scenario
+        .runs()
+        .iter()
+        .map(|s| s.scaled(args.time_scale))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!(e))?;
+    for run in &runs {
+        for rule in &run.abort {
+            runner::AbortRule::parse(rule)?;
+        }
+        let slos = run.slos.join(",");
+        if !slos.is_empty() {
+            crate::report::slo::parse_list(&slos)
+                .with_context(|| format!("the slos of {}", args.scenario.display()))?;
+        }
     }
 
     let mut global = global.clone();
@@ -52,15 +67,22 @@ pub async fn command(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<Exit>
     let guard = Guard::from_environment(&global.allow_context)?;
     let target = cluster::connect(&ConnectOptions::from_global(&global), Some(&guard)).await?;
     eprintln!(
-        "scenario {} on {} ({})",
-        scenario.name, target.context, target.server
+        "scenario {} on {} ({}){}",
+        scenario.name,
+        target.context,
+        target.server,
+        if args.time_scale == 1.0 {
+            String::new()
+        } else {
+            format!(", durations × {}", args.time_scale)
+        }
     );
-
-    if !scenario.deploy.skip {
-        deploy(&scenario, &global).await?;
+    // The autoscaler's flags are checked before anything is deployed.
+    let state_dir = crate::chaos::journal::default_state_dir();
+    for run in &runs {
+        plans::autoscale_plan(run, &target, Path::new("."), &state_dir)
+            .with_context(|| format!("the autoscale section of {}", run.name))?;
     }
-    let active = scenario.deploy.active.unwrap_or(crate::cli::Color::Blue);
-    steady_state(&target, active, &scenario.steady_state, "before the load").await?;
 
     let seed = args.seed.unwrap_or_else(rand::random);
     eprintln!("seed {seed} (pass --seed {seed} to repeat the random choices)");
@@ -75,32 +97,123 @@ pub async fn command(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<Exit>
 
     let mut worst = Exit::Ok;
     for round in 1..=args.repeat {
-        let dir = RunDir::create_new(&args.out, &scenario.name)
-            .with_context(|| format!("creating a run directory under {}", args.out.display()))?;
         if args.repeat > 1 {
-            eprintln!("run {round}/{}: {}", args.repeat, dir.path().display());
+            eprintln!("round {round}/{}", args.repeat);
         }
-        let plan = load_plan(&scenario, &target).await?;
-        let ending = runner::run(&scenario, &target, &dir, plan, seed, interrupt.clone()).await?;
-        if ending == Ending::Complete
-            && let Err(e) =
-                steady_state(&target, active, &scenario.steady_state, "after the load").await
-        {
-            eprintln!("warning: {e:#}");
+        let mut done: Vec<compare::VariantRun> = Vec::new();
+        for (run, variant) in runs.iter().zip(variant_names(&scenario)) {
+            if let Some(v) = &variant {
+                eprintln!("variant {v}");
+            }
+            // Every run starts from the scenario's deployment: a previous run may have
+            // failed over, scaled or killed pods.
+            if !run.deploy.skip {
+                deploy(run, args.manifests.as_deref(), &global).await?;
+            }
+            let active = run.deploy.active.unwrap_or(crate::cli::Color::Blue);
+            steady_state(&target, active, &run.steady_state, "before the load").await?;
+            let dir = RunDir::create_new(&args.out, &run.name).with_context(|| {
+                format!("creating a run directory under {}", args.out.display())
+            })?;
+            let load = plans::load_plan(run, &target).await?;
+            let autoscale = plans::autoscale_plan(run, &target, dir.path(), &state_dir)?;
+            let ending = runner::run(
+                run,
+                &target,
+                &dir,
+                runner::Engines { load, autoscale },
+                seed,
+                interrupt.clone(),
+            )
+            .await?;
+            if ending == Ending::Complete
+                && let Err(e) =
+                    steady_state(&target, active, &run.steady_state, "after the load").await
+            {
+                eprintln!("warning: {e:#}");
+            }
+            let baseline = done.first().map(|first| first.dir.clone());
+            let mut exit = report(&dir, baseline)?;
+            if !window_slos(run, &dir)? {
+                exit = Exit::SloFailed;
+            }
+            println!("results: {}", dir.path().display());
+            worst = match (&ending, exit) {
+                (Ending::Interrupted, _) => return Ok(Exit::Interrupted),
+                (Ending::StepFailed(_), _) => Exit::Error,
+                (_, _) if worst == Exit::Error => Exit::Error,
+                (Ending::Aborted(_), _) | (_, Exit::SloFailed) => Exit::SloFailed,
+                (_, e) if worst == Exit::Ok => e,
+                _ => worst,
+            };
+            done.push(compare::VariantRun {
+                variant: variant.unwrap_or_else(|| run.name.clone()),
+                dir: dir.path().to_path_buf(),
+            });
         }
-        let exit = report(&dir)?;
-        println!("results: {}", dir.path().display());
-        worst = match (&ending, exit) {
-            (Ending::Interrupted, _) => return Ok(Exit::Interrupted),
-            (Ending::Aborted(_), _) | (_, Exit::SloFailed) => Exit::SloFailed,
-            (_, e) if worst == Exit::Ok => e,
-            _ => worst,
-        };
+        if done.len() > 1 {
+            side_by_side(&scenario, &done)?;
+        }
         if args.fail_fast && worst != Exit::Ok {
             break;
         }
     }
     Ok(worst)
+}
+
+/// The variant names in run order (`None` for a scenario without variants).
+fn variant_names(scenario: &Scenario) -> Vec<Option<String>> {
+    if scenario.variants.is_empty() {
+        vec![None]
+    } else {
+        scenario
+            .variants
+            .iter()
+            .map(|v| Some(v.name.clone()))
+            .collect()
+    }
+}
+
+/// Judges and prints the window SLOs of a run; whether all held.
+fn window_slos(run: &Scenario, dir: &RunDir) -> anyhow::Result<bool> {
+    if run.window_slos.is_empty() {
+        return Ok(true);
+    }
+    let verdicts = window::judge(&run.window_slos, &dir.read_timeline()?);
+    println!("\nwindow SLOs:");
+    for v in &verdicts {
+        println!(
+            "- {} {}: {}",
+            if v.passed { "PASS" } else { "FAIL" },
+            v.expression,
+            v.actual
+        );
+    }
+    Ok(verdicts.iter().all(|v| v.passed))
+}
+
+/// Prints the variants side by side and stores the table (Markdown and JSON) in the last
+/// variant's results directory.
+fn side_by_side(scenario: &Scenario, runs: &[compare::VariantRun]) -> anyhow::Result<()> {
+    let target = scenario.compare.p99_target.or_else(|| {
+        scenario.slos.iter().find_map(|s| {
+            let slo = crate::report::slo::parse(s).ok()?;
+            (slo.metric == crate::report::slo::Metric::Latency(crate::report::slo::Quantile::P99))
+                .then(|| Duration::from_secs_f64(slo.threshold / 1000.0))
+        })
+    });
+    let table = compare::side_by_side(runs, target)?;
+    let markdown = table.markdown();
+    println!(
+        "\n## {}: variants side by side\n\n{markdown}",
+        scenario.name
+    );
+    if let Some(last) = runs.last() {
+        crate::atomic::write(&last.dir.join("comparison.md"), markdown.as_bytes())?;
+        crate::atomic::write_json(&last.dir.join("comparison.json"), &table)?;
+        println!("comparison: {}", last.dir.join("comparison.md").display());
+    }
+    Ok(())
 }
 
 /// Starts the lab in the background unless one already answers (`resil lab up` is
@@ -119,20 +232,12 @@ async fn ensure_lab() -> anyhow::Result<()> {
 }
 
 /// Deploys the demo with the scenario's options, as `resil deploy` would.
-async fn deploy(scenario: &Scenario, global: &GlobalArgs) -> anyhow::Result<()> {
-    let mut argv = vec!["resil".to_string(), "deploy".to_string()];
-    if let Some(r) = scenario.deploy.replicas {
-        argv.extend(["--replicas".to_string(), r.to_string()]);
-    }
-    if let Some(c) = scenario.deploy.active {
-        argv.extend(["--active".to_string(), c.as_str().to_string()]);
-    }
-    if let Some(i) = &scenario.deploy.image {
-        argv.extend(["--image".to_string(), i.clone()]);
-    }
-    let Command::Deploy(args) = Cli::try_parse_from(argv)?.command else {
-        unreachable!("parsed a deploy command line");
-    };
+async fn deploy(
+    scenario: &Scenario,
+    manifests: Option<&Path>,
+    global: &GlobalArgs,
+) -> anyhow::Result<()> {
+    let args = plans::deploy_args(scenario, manifests)?;
     let exit = crate::demo::deploy_command(args, global).await?;
     if exit != Exit::Ok {
         anyhow::bail!("deploying the demo did not succeed");
@@ -171,46 +276,8 @@ async fn steady_state(
         })
 }
 
-/// The load plan of the scenario, through the same flags `resil load` takes.
-async fn load_plan(scenario: &Scenario, target: &Target) -> anyhow::Result<crate::load::LoadPlan> {
-    let load = &scenario.load;
-    let url = match &load.url {
-        Some(url) => url.clone(),
-        None => crate::demo::deploy::service_url(target, 30080).await.url,
-    };
-    let mut argv = vec![
-        "resil".to_string(),
-        "load".to_string(),
-        url,
-        "--duration".to_string(),
-        humantime::format_duration(load.duration).to_string(),
-    ];
-    if let Some(rate) = load.rate {
-        argv.extend(["--rate".to_string(), rate.to_string()]);
-    }
-    if let Some(c) = load.concurrency {
-        argv.extend(["--concurrency".to_string(), c.to_string()]);
-    }
-    if let Some(ramp) = &load.ramp {
-        argv.extend(["--ramp".to_string(), ramp.clone()]);
-    }
-    if let Some(path) = &load.path {
-        argv.extend(["--path".to_string(), path.clone()]);
-    }
-    if let Some(t) = load.timeout {
-        argv.extend([
-            "--timeout".to_string(),
-            humantime::format_duration(t).to_string(),
-        ]);
-    }
-    let Command::Load(args) = Cli::try_parse_from(argv)?.command else {
-        unreachable!("parsed a load command line");
-    };
-    Ok(crate::load::LoadPlan::from_args(&args)?)
-}
-
 /// Prints the run's report; its SLO verdict is the exit code.
-fn report(dir: &RunDir) -> anyhow::Result<Exit> {
+fn report(dir: &RunDir, baseline: Option<PathBuf>) -> anyhow::Result<Exit> {
     let stdout = std::io::stdout();
     let format = if stdout.is_terminal() {
         crate::cli::ReportFormat::Table
@@ -221,7 +288,7 @@ fn report(dir: &RunDir) -> anyhow::Result<Exit> {
         dir: dir.path().to_path_buf(),
         format,
         slos: None,
-        baseline: None,
+        baseline,
         pricing: None,
     };
     let mut out = stdout.lock();

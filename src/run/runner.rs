@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::scenario::{Scenario, Step, StepAction, WaitEvent, WatchMode};
+use crate::autoscale::{AutoscalePlan, Report as AutoscaleReport};
 use crate::chaos::execute::Scope;
 use crate::chaos::injector::Injector;
 use crate::chaos::journal::{self, Entry, Journal};
@@ -24,6 +25,7 @@ use crate::results::timeline::{Event, EventKind};
 use crate::results::{RunDir, RunMeta, RunStatus};
 use crate::watch::controller::{self as watcher, Update, WatchPlan};
 use crate::watch::failover::Policy;
+use crate::watch::{eject, outliers};
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +33,16 @@ pub enum Ending {
     Complete,
     Interrupted,
     Aborted(String),
+    /// A step could not inject its fault: the run did not measure what it claims.
+    StepFailed(String),
+}
+
+/// The resolved engines a run drives beside the watcher.
+#[derive(Debug)]
+pub struct Engines {
+    pub load: LoadPlan,
+    /// The predictive autoscaler (reading the load's buckets in the run directory).
+    pub autoscale: Option<AutoscalePlan>,
 }
 
 /// Runs `scenario` against `target`, writing into `dir`.
@@ -38,10 +50,14 @@ pub async fn run(
     scenario: &Scenario,
     target: &Target,
     dir: &RunDir,
-    load_plan: LoadPlan,
+    engines: Engines,
     seed: u64,
     interrupt: CancellationToken,
 ) -> anyhow::Result<Ending> {
+    let Engines {
+        load: load_plan,
+        autoscale,
+    } = engines;
     let mut meta = RunMeta::start(
         dir.path()
             .file_name()
@@ -54,6 +70,21 @@ pub async fn run(
     meta.scenario = Some(serde_json::to_value(scenario)?);
     meta.slos = scenario.slos.clone();
     dir.write_meta(&meta)?;
+
+    // The predictive autoscaler first: it journals the HPA's minReplicas before anything
+    // else starts, and a failure to start leaves nothing running.
+    let autoscale_stop = CancellationToken::new();
+    let autoscaler = match autoscale {
+        Some(plan) => {
+            let controller = crate::autoscale::launch(target.client.clone(), &plan).await?;
+            Some(tokio::spawn(drive_autoscaler(
+                controller,
+                plan.interval,
+                autoscale_stop.clone(),
+            )))
+        }
+        None => None,
+    };
 
     // The watcher, recording into the same directory.
     let watch_cancel = CancellationToken::new();
@@ -72,6 +103,24 @@ pub async fn run(
         once: false,
         timeout: None,
     };
+    let ejector = scenario.watch.eject_outliers.then(|| {
+        let scope = Scope {
+            client: target.client.clone(),
+            namespace: target.namespace.clone(),
+        };
+        // Never under 2 s: fewer one-second buckets say nothing about a pod.
+        let window = scenario.watch.eject_window.max(Duration::from_secs(2));
+        tokio::spawn(eject::run(
+            scope,
+            eject::EjectPlan {
+                dir: dir.clone(),
+                window,
+                settings: outliers::Settings::default(),
+            },
+            updates_tx.clone(),
+            watch_cancel.clone(),
+        ))
+    });
     let watch_task = tokio::spawn(watcher::run(
         target.client.clone(),
         plan,
@@ -129,7 +178,7 @@ pub async fn run(
             aborted
         })
     };
-    let load = {
+    let mut load = {
         let cancel = load_cancel.clone();
         tokio::spawn(async move { crate::load::run(&load_plan, cancel, events_tx).await })
     };
@@ -144,28 +193,40 @@ pub async fn run(
         journal: Journal::new(&journal::default_state_dir()),
         out: Some(dir.clone()),
     };
-    let steps = run_steps(&scenario.steps, &injector, seed, failovers_rx);
-    let mut injected: Vec<Entry> = Vec::new();
+    // Every fault a step injects lands here at once, so an abort, Ctrl-C or the end of
+    // the load — which drop the steps mid-way — still know what to revert.
+    let injected = std::sync::Mutex::new(Vec::<Entry>::new());
+    let steps = run_steps(&scenario.steps, &injector, seed, failovers_rx, &injected);
+    let mut load_result = None;
     let step_result = tokio::select! {
         // The steps finished (timed faults are reverted inside).
         r = steps => r,
         // Ctrl-C: stop the load; faults are reverted below.
         () = interrupt.cancelled() => {
             load_cancel.cancel();
-            Ok(Vec::new())
+            Ok(())
         }
         // An abort rule stopped the load before the steps were done.
-        () = load_cancel.cancelled() => Ok(Vec::new()),
-    };
-    match step_result {
-        Ok(entries) => injected.extend(entries),
-        Err(e) => {
-            eprintln!("step failed: {e:#}; stopping the run");
-            load_cancel.cancel();
+        () = load_cancel.cancelled() => Ok(()),
+        // The load is over: a step still waiting (a `wait-for`, a timed fault) has nothing
+        // left to measure; what it injected is reverted below.
+        r = &mut load => {
+            load_result = Some(r);
+            Ok(())
         }
+    };
+    let mut step_failed = None;
+    if let Err(e) = step_result {
+        eprintln!("step failed: {e:#}; stopping the run");
+        step_failed = Some(format!("{e:#}"));
+        load_cancel.cancel();
     }
 
-    let report = load.await.context("the load task")?;
+    let report = match load_result {
+        Some(r) => r,
+        None => load.await,
+    }
+    .context("the load task")?;
     let aborted = consumer.await.unwrap_or(None);
     // Give the watcher a moment to record the end state, then stop it.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -175,12 +236,28 @@ pub async fn run(
         Ok(Err(e)) => eprintln!("watcher: {e:#}"),
         Err(e) => eprintln!("watcher task: {e}"),
     }
+    if let Some(task) = ejector {
+        let _ = task.await;
+    }
     let _ = printer.await;
+    autoscale_stop.cancel();
+    if let Some(task) = autoscaler {
+        match task.await {
+            Ok(Ok(min)) => eprintln!("autoscale: restored minReplicas to {min}"),
+            Ok(Err(e)) => eprintln!("autoscale: {e:#} — run `resil chaos revert` to restore"),
+            Err(e) => eprintln!("autoscale task: {e}"),
+        }
+    }
+    let injected = injected
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     revert_all(&injector, &injected).await;
 
     let report: LoadReport = report.context("running the load")?;
     let ending = if interrupt.is_cancelled() {
         Ending::Interrupted
+    } else if let Some(why) = step_failed {
+        Ending::StepFailed(why)
     } else if let Some(reason) = aborted {
         Ending::Aborted(reason)
     } else {
@@ -194,6 +271,7 @@ pub async fn run(
         Ending::Complete => (RunStatus::Complete, None),
         Ending::Interrupted => (RunStatus::Partial, Some("interrupted".to_string())),
         Ending::Aborted(why) => (RunStatus::Partial, Some(format!("aborted: {why}"))),
+        Ending::StepFailed(why) => (RunStatus::Partial, Some(format!("a step failed: {why}"))),
     };
     if report.interrupted && meta.status == RunStatus::Complete {
         meta.status = RunStatus::Partial;
@@ -203,18 +281,50 @@ pub async fn run(
     Ok(ending)
 }
 
-/// Runs the steps at their offsets; returns every fault injected (timed ones already
-/// reverted when their duration ran out).
+/// Drives the predictive autoscaler until `stop`, printing what it changes; always
+/// restores minReplicas and returns the restored value.
+async fn drive_autoscaler(
+    mut controller: crate::autoscale::Controller,
+    interval: Duration,
+    stop: CancellationToken,
+) -> anyhow::Result<i32> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let printer = tokio::spawn(async move {
+        while let Some(report) = rx.recv().await {
+            match report {
+                AutoscaleReport::Tick(tick) => {
+                    if let (Some(plan), true) = (&tick.plan, tick.patched) {
+                        eprintln!("autoscale: {} — {}", plan.action, plan.rule);
+                    }
+                }
+                AutoscaleReport::Failed { error, attempt } => eprintln!(
+                    "autoscale: tick failed ({attempt}/{}): {error}",
+                    crate::autoscale::MAX_FAILED_TICKS
+                ),
+            }
+        }
+    });
+    let driven = crate::autoscale::drive(&mut controller, interval, None, &stop, &tx).await;
+    drop(tx);
+    let _ = printer.await;
+    // Restore whatever the loop did: the HPA must not keep a raised floor.
+    let restored = controller.restore().await;
+    driven.context("the autoscaler kept failing")?;
+    restored.context("restoring minReplicas")
+}
+
+/// Runs the steps at their offsets, adding every fault injected to `injected` as soon as
+/// it is (timed ones are reverted here when their duration runs out).
 async fn run_steps(
     steps: &[Step],
     injector: &Injector,
     seed: u64,
     failovers: watch::Receiver<(u32, u32)>,
-) -> anyhow::Result<Vec<Entry>> {
+    injected: &std::sync::Mutex<Vec<Entry>>,
+) -> anyhow::Result<()> {
     let start = tokio::time::Instant::now();
     let mut steps: Vec<&Step> = steps.iter().collect();
     steps.sort_by_key(|s| s.at);
-    let mut injected = Vec::new();
     let mut reverts = tokio::task::JoinSet::new();
     // Failovers already waited for: a `wait-for` waits for the next one, even when it
     // completed before the step's own offset (a fast watcher beats a same-second step).
@@ -283,11 +393,14 @@ async fn run_steps(
                 }
             });
         }
-        injected.push(entry);
+        injected
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(entry);
     }
     // Timed faults run their course before the steps count as done.
     while reverts.join_next().await.is_some() {}
-    Ok(injected)
+    Ok(())
 }
 
 /// Reverts whatever is still open among `entries` (Ctrl-C, abort, a failed step).
@@ -367,26 +480,13 @@ pub enum AbortRule {
 impl AbortRule {
     /// Parses one rule.
     pub fn parse(text: &str) -> anyhow::Result<AbortRule> {
-        let bad = || {
-            anyhow::anyhow!(
+        match super::window::WindowCheck::parse_with(text, '>') {
+            Some(super::window::WindowCheck::ErrorRate(max)) => Ok(AbortRule::ErrorRate(max)),
+            Some(super::window::WindowCheck::P99(max)) => Ok(AbortRule::P99(max)),
+            None => anyhow::bail!(
                 "abort rule `{text}`: use error_rate>PCT% (e.g. error_rate>50%) or p99>DURATION \
                  (e.g. p99>2s)"
-            )
-        };
-        let (key, value) = text.split_once('>').ok_or_else(bad)?;
-        match key.trim() {
-            "error_rate" => {
-                let pct: f64 = value
-                    .trim()
-                    .trim_end_matches('%')
-                    .parse()
-                    .map_err(|_| bad())?;
-                Ok(AbortRule::ErrorRate(pct / 100.0))
-            }
-            "p99" => Ok(AbortRule::P99(
-                humantime::parse_duration(value.trim()).map_err(|_| bad())?,
-            )),
-            _ => Err(bad()),
+            ),
         }
     }
 

@@ -66,6 +66,91 @@ pub struct Scenario {
     /// Checked every second while running; a breach stops the run and reverts.
     #[serde(default)]
     pub abort: Vec<String>,
+    /// SLOs judged on a window of the load only (e.g. after a fault was handled).
+    #[serde(default)]
+    pub window_slos: Vec<WindowSlo>,
+    /// The predictive autoscaler beside the load (absent: the HPA alone).
+    #[serde(default)]
+    pub autoscale: Option<Autoscale>,
+    /// Run the scenario once per variant and compare them side by side.
+    #[serde(default)]
+    pub variants: Vec<Variant>,
+    /// Settings of the side-by-side comparison.
+    #[serde(default)]
+    pub compare: Compare,
+}
+
+/// An SLO on a window of the load: `{from: 20s, to: 40s, slo: "error_rate<1%"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSlo {
+    /// Start of the window, from the start of the load.
+    #[serde(with = "humantime_serde")]
+    pub from: Duration,
+    /// End of the window (default: the end of the load).
+    #[serde(default, with = "humantime_serde::option")]
+    pub to: Option<Duration>,
+    /// `error_rate<PCT%` or `p99<DURATION` (the worst one-second p99 in the window).
+    pub slo: String,
+}
+
+/// The predictive autoscaler's options, as `resil autoscale --predictive` takes them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Autoscale {
+    /// `false` turns it off (in a variant).
+    #[serde(default = "yes")]
+    pub predictive: bool,
+    #[serde(default)]
+    pub color: Option<Color>,
+    /// Capacity over the forecast, e.g. `20%`.
+    #[serde(default)]
+    pub headroom: Option<String>,
+    #[serde(default, with = "humantime_serde::option")]
+    pub look_ahead: Option<Duration>,
+    #[serde(default)]
+    pub max_replicas: Option<i32>,
+    /// Dollars per hour, e.g. `0.10/h`.
+    #[serde(default)]
+    pub budget: Option<String>,
+    #[serde(default)]
+    pub pricing: Option<String>,
+    /// Requests/s one pod serves at the HPA's target.
+    #[serde(default)]
+    pub capacity: Option<f64>,
+    /// The workload's period (seasonal model).
+    #[serde(default, with = "humantime_serde::option")]
+    pub period: Option<Duration>,
+    #[serde(default, with = "humantime_serde::option")]
+    pub interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde::option")]
+    pub sample_step: Option<Duration>,
+}
+
+/// One variant: a name and the sections it replaces.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub deploy: Option<Deploy>,
+    #[serde(default)]
+    pub watch: Option<Watch>,
+    #[serde(default)]
+    pub autoscale: Option<Autoscale>,
+    #[serde(default)]
+    pub slos: Option<Vec<String>>,
+}
+
+/// Settings of the side-by-side comparison of variants.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Compare {
+    /// The p99 target behind "time with p99 over target" (default: the `p99<` SLO).
+    #[serde(default, with = "humantime_serde::option")]
+    pub p99_target: Option<Duration>,
 }
 
 /// Where the scenario runs.
@@ -131,6 +216,16 @@ pub struct Watch {
     pub ready_min: u32,
     #[serde(default)]
     pub primary: Option<Color>,
+    /// Delete a pod whose errors or latency stand out from its siblings'.
+    #[serde(default)]
+    pub eject_outliers: bool,
+    /// The window of per-pod outcomes the ejector judges.
+    #[serde(default = "default_eject_window", with = "humantime_serde")]
+    pub eject_window: Duration,
+}
+
+fn default_eject_window() -> Duration {
+    Duration::from_secs(10)
 }
 
 impl Default for Watch {
@@ -140,6 +235,8 @@ impl Default for Watch {
             stable_for: default_stable_for(),
             ready_min: 1,
             primary: None,
+            eject_outliers: false,
+            eject_window: default_eject_window(),
         }
     }
 }
@@ -284,6 +381,40 @@ impl Scenario {
 
     /// Checks what the types cannot.
     fn validate(&self) -> Result<(), String> {
+        let mut names = std::collections::BTreeSet::new();
+        for v in &self.variants {
+            let ok = !v.name.is_empty()
+                && v.name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !ok {
+                return Err(format!(
+                    "variants: name {:?} must be letters, digits, - or _ (it names a results \
+                     directory)",
+                    v.name
+                ));
+            }
+            if !names.insert(v.name.as_str()) {
+                return Err(format!("variants: name {:?} appears twice", v.name));
+            }
+        }
+        if self.variants.len() == 1 {
+            return Err("variants: give two or more to compare (or none)".to_string());
+        }
+        for run in self.runs() {
+            run.validate_one()?;
+        }
+        Ok(())
+    }
+
+    /// Checks one run's sections.
+    fn validate_one(&self) -> Result<(), String> {
+        for w in &self.window_slos {
+            super::window::WindowCheck::parse(&w.slo).map_err(|e| format!("window_slos: {e}"))?;
+            if w.to.is_some_and(|to| to <= w.from) {
+                return Err(format!("window_slos: {:?} ends before it starts", w.slo));
+            }
+        }
         let load = &self.load;
         let models = [
             load.rate.is_some(),
@@ -362,10 +493,11 @@ impl Scenario {
 pub const EXPLAIN: &str = include_str!("scenario_format.md");
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const GOOD: &str = "\
+    /// A small valid scenario other modules' tests vary.
+    pub(crate) const GOOD: &str = "\
 name: t
 load: {rate: 50, duration: 30s}
 steps:
@@ -422,8 +554,19 @@ slos: [\"failover_time<2s\"]
             }
         }
         assert!(
-            seen >= 5,
-            "expected the five scenarios in scenarios/, found {seen}"
+            seen >= 7,
+            "expected the seven scenarios in scenarios/, found {seen}"
         );
+    }
+
+    #[test]
+    fn variants_need_distinct_names_and_more_than_one() {
+        let twice = format!("{GOOD}variants: [{{name: a}}, {{name: a}}]\n");
+        assert!(Scenario::parse(&twice).unwrap_err().contains("twice"));
+        let one = format!("{GOOD}variants: [{{name: a}}]\n");
+        assert!(Scenario::parse(&one).unwrap_err().contains("two or more"));
+        let bad = format!("{GOOD}variants: [{{name: a, wach: {{}}}}, {{name: b}}]\n");
+        let err = Scenario::parse(&bad).unwrap_err();
+        assert!(err.contains("wach") && err.contains("line 7"), "{err}");
     }
 }

@@ -14,6 +14,7 @@ mod lab_cli;
 mod lab_runtime;
 mod load;
 mod report;
+mod run;
 mod runbooks;
 mod support;
 mod watch;

@@ -1,0 +1,404 @@
+//! `resil run`: every scenario in scenarios/ runs on an in-process lab, shortened with
+//! `--time-scale`, and its SLO verdict (the exit code) is asserted; an abort rule stops a
+//! run and reverts its fault; a malformed scenario fails with its line number.
+//!
+//! The real binary runs with `--context resil-lab` and a temporary kubeconfig pointing at
+//! the in-process lab (so it never starts a lab daemon of its own), with HOME,
+//! XDG_STATE_HOME (chaos journal) and the results directory in a temporary directory.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::Api;
+use resil::lab::{Lab, LabConfig};
+use tempfile::TempDir;
+
+use crate::support;
+
+const NS: &str = "distributed-resilience";
+
+/// A lab with a one-second HPA sync (so scaled-down scenarios see the HPA act), and a
+/// private home for the binary.
+struct RunLab {
+    lab: Lab,
+    /// Held while the lab lives: scenarios push real load, and two at once on a small
+    /// machine would judge the machine rather than the system.
+    _one_at_a_time: std::fs::File,
+    client: kube::Client,
+    _state: TempDir,
+    home: TempDir,
+    kubeconfig: PathBuf,
+}
+
+/// What one `resil run` did.
+struct Ran {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Ran {
+    fn exits(&self, code: i32) {
+        assert_eq!(self.code, Some(code), "{}", self.explain());
+    }
+
+    /// Asserts stderr (progress, watcher and step lines) contains `text`.
+    fn said(&self, text: &str) {
+        assert!(self.stderr.contains(text), "{text:?}:\n{}", self.explain());
+    }
+
+    /// Asserts stdout (the report) contains `text`.
+    fn printed(&self, text: &str) {
+        assert!(self.stdout.contains(text), "{text:?}:\n{}", self.explain());
+    }
+
+    fn explain(&self) -> String {
+        format!(
+            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+impl RunLab {
+    async fn start() -> RunLab {
+        let one_at_a_time = tokio::task::spawn_blocking(|| {
+            let path = std::env::temp_dir().join("resil-test-scenarios.lock");
+            let file = std::fs::File::create(path).unwrap();
+            file.lock().unwrap();
+            file
+        })
+        .await
+        .unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let mut config = LabConfig::new(state.path());
+        config.pod_program = PathBuf::from(env!("CARGO_BIN_EXE_resil"));
+        config.hpa_sync_period = Duration::from_secs(1);
+        let lab = Lab::start(config).await.expect("lab starts");
+        let client = support::client_for(&lab).await;
+        let home = tempfile::tempdir().unwrap();
+        let kubeconfig = home.path().join("kubeconfig");
+        std::fs::write(&kubeconfig, lab.kubeconfig_yaml()).unwrap();
+        // The demo on a free NodePort, so other labs' demos (other test modules) are not
+        // in the way of this one's.
+        let node_port = free_node_port();
+        let manifests = home.path().join("manifests");
+        std::fs::create_dir(&manifests).unwrap();
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests");
+        for entry in std::fs::read_dir(src).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            std::fs::write(
+                manifests.join(path.file_name().unwrap()),
+                text.replace("nodePort: 30080", &format!("nodePort: {node_port}")),
+            )
+            .unwrap();
+        }
+        RunLab {
+            lab,
+            _one_at_a_time: one_at_a_time,
+            client,
+            _state: state,
+            home,
+            kubeconfig,
+        }
+    }
+
+    fn results(&self) -> PathBuf {
+        self.home.path().join("results")
+    }
+
+    /// `resil run SCENARIO --time-scale SCALE ARGS` against this lab.
+    async fn run(&self, scenario: &Path, scale: &str, args: &[&str]) -> Ran {
+        let home = self.home.path();
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_resil"));
+        cmd.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(["--context", "resil-lab", "run"])
+            .arg(scenario)
+            .arg("--out")
+            .arg(self.results())
+            .arg("--manifests")
+            .arg(self.home.path().join("manifests"))
+            .args(["--seed", "7", "--time-scale", scale])
+            .args(args)
+            .env("HOME", home)
+            .env("XDG_CONFIG_HOME", home.join(".config"))
+            .env("XDG_STATE_HOME", home.join("state"))
+            .env_remove("KUBECONFIG")
+            .env_remove("RESIL_CHAOS_STATE_DIR")
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "off")
+            .kill_on_drop(true);
+        let out = tokio::time::timeout(Duration::from_secs(150), cmd.output())
+            .await
+            .expect("resil run finishes within 150 s")
+            .expect("resil runs");
+        Ran {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// The newest run directory whose name ends with `label`.
+    fn run_dir(&self, label: &str) -> PathBuf {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(self.results())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().ends_with(label))
+            .collect();
+        dirs.sort();
+        dirs.pop()
+            .unwrap_or_else(|| panic!("no run directory ending in {label}"))
+    }
+
+    async fn stop(self) {
+        self.lab.shutdown().await;
+    }
+}
+
+/// A free port in the NodePort range (the API accepts only 30000-32767).
+fn free_node_port() -> u16 {
+    for _ in 0..200 {
+        let p = rand::random_range(30_000..=32_767u16);
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+    panic!("no free port in 30000-32767");
+}
+
+fn shipped(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios")
+        .join(name)
+}
+
+fn run_json(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blue_green_failover_scenario_fails_over_and_meets_its_slos() {
+    let lab = RunLab::start().await;
+    let ran = lab
+        .run(&shipped("blue-green-failover.yaml"), "0.25", &[])
+        .await;
+    ran.exits(0);
+    ran.said("failover blue → green");
+    let dir = lab.run_dir("blue-green-failover");
+    assert_eq!(run_json(&dir)["status"], "complete", "{}", ran.explain());
+    ran.printed("SLOs held");
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_and_failback_scenario_fails_over_and_back() {
+    let lab = RunLab::start().await;
+    let ran = lab
+        .run(&shipped("outage-and-failback.yaml"), "0.25", &[])
+        .await;
+    ran.exits(0);
+    ran.said("failover blue → green");
+    ran.said("failback green → blue");
+    // The outage was reverted (to 2; the HPA may have added more since).
+    let blue = Api::<Deployment>::namespaced(lab.client.clone(), NS)
+        .get("web-blue")
+        .await
+        .unwrap();
+    assert!(blue.spec.replicas >= Some(2), "{:?}", blue.spec.replicas);
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autoscale_scenario_scales_blue_under_step_load_and_meets_its_slo() {
+    let lab = RunLab::start().await;
+    let ran = lab.run(&shipped("autoscale.yaml"), "0.25", &[]).await;
+    ran.exits(0);
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(lab.run_dir("autoscale").join("summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        summary["watch"]["scaling"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty()),
+        "the HPA scaled blue up: {summary}\n{}",
+        ran.explain()
+    );
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capacity_aware_failover_compares_plain_and_prepared_side_by_side() {
+    let lab = RunLab::start().await;
+    let ran = lab
+        .run(&shipped("capacity-aware-failover.yaml"), "0.2", &[])
+        .await;
+    ran.exits(0);
+    ran.printed("| metric | plain | prepared |");
+    ran.printed("failover_time_max");
+    // The second report is the prepared run against the plain one.
+    assert!(
+        ran.stdout.to_lowercase().contains("baseline"),
+        "{}",
+        ran.explain()
+    );
+    let prepared = lab.run_dir("capacity-aware-failover-prepared");
+    let table: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(prepared.join("comparison.json")).unwrap())
+            .unwrap();
+    assert_eq!(table["variants"], serde_json::json!(["plain", "prepared"]));
+    assert_eq!(
+        ran.stderr.matches("failover blue → green").count(),
+        2,
+        "both variants failed over:\n{}",
+        ran.explain()
+    );
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn predictive_vs_reactive_runs_both_and_reports_them_side_by_side() {
+    let lab = RunLab::start().await;
+    let ran = lab
+        .run(&shipped("predictive-vs-reactive.yaml"), "0.1", &[])
+        .await;
+    ran.exits(0);
+    ran.printed("| metric | hpa-only | predictive |");
+    for row in [
+        "replica_seconds",
+        "seconds with p99 > 100 ms",
+        "errors",
+        "cost_per_1m",
+    ] {
+        assert!(ran.stdout.contains(row), "row {row}:\n{}", ran.explain());
+    }
+    ran.said("autoscale: restored minReplicas to 1");
+    let hpa = Api::<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>::namespaced(
+        lab.client.clone(),
+        NS,
+    )
+    .get("web-blue")
+    .await
+    .unwrap();
+    assert_eq!(hpa.spec.min_replicas, Some(1), "minReplicas restored");
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_degradation_goes_unnoticed_and_fails_its_error_slo() {
+    let lab = RunLab::start().await;
+    let ran = lab
+        .run(&shipped("partial-degradation.yaml"), "0.25", &[])
+        .await;
+    ran.exits(1);
+    assert!(!ran.stderr.contains("failover blue"), "{}", ran.explain());
+    ran.said("step 1: ");
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outlier_ejection_deletes_the_bad_pod_and_errors_fall_under_one_percent() {
+    let lab = RunLab::start().await;
+    let ran = lab
+        .run(&shipped("outlier-ejection.yaml"), "0.25", &[])
+        .await;
+    // What the ejector saw and decided, for a failure message worth reading.
+    let timeline =
+        std::fs::read_to_string(lab.run_dir("outlier-ejection").join("timeline.jsonl")).unwrap();
+    let seen: Vec<&str> = timeline
+        .lines()
+        .filter(|l| l.contains("\"outliers\"") || l.contains("by_pod"))
+        .take(8)
+        .collect();
+    assert_eq!(
+        ran.code,
+        Some(0),
+        "{}\n--- timeline\n{}",
+        ran.explain(),
+        seen.join("\n")
+    );
+    ran.said("eject pod web-blue-");
+    ran.printed("PASS error_rate<1%");
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_rule_stops_the_run_and_reverts_the_outage() {
+    let lab = RunLab::start().await;
+    let scenario = lab.home.path().join("abort.yaml");
+    std::fs::write(
+        &scenario,
+        "name: abort
+deploy: {replicas: 2, active: blue}
+watch: {mode: observe-only}
+load: {rate: 40, duration: 60s, path: /, timeout: 1s}
+steps:
+  - {at: 2s, do: outage, color: blue, duration: 50s}
+abort: [\"error_rate>50%\"]
+",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let ran = lab.run(&scenario, "1", &[]).await;
+    ran.exits(1);
+    ran.said("abort: error rate");
+    assert!(
+        started.elapsed() < Duration::from_secs(45),
+        "stopped early, not after the 60 s load:\n{}",
+        ran.explain()
+    );
+    // The outage is undone: blue has its replicas back and the Service still selects it.
+    let blue = Api::<Deployment>::namespaced(lab.client.clone(), NS)
+        .get("web-blue")
+        .await
+        .unwrap();
+    assert!(blue.spec.replicas >= Some(2), "{}", ran.explain());
+    let service = Api::<Service>::namespaced(lab.client.clone(), NS)
+        .get("web")
+        .await
+        .unwrap();
+    let selector = service.spec.unwrap().selector.unwrap();
+    assert_eq!(selector.get("version").map(String::as_str), Some("blue"));
+    let meta = run_json(&lab.run_dir("abort"));
+    assert_eq!(meta["status"], "partial");
+    assert!(
+        meta["partial_reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("aborted")),
+        "{meta}"
+    );
+    lab.stop().await;
+}
+
+#[test]
+fn a_malformed_scenario_fails_with_its_line_number() {
+    let home = tempfile::tempdir().unwrap();
+    let scenario = home.path().join("bad.yaml");
+    std::fs::write(
+        &scenario,
+        "name: bad\nload: {rate: 10, duration: 10s}\nsteps:\n  - {at: 1s, do: kill-pods, colour: blue}\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_resil"))
+        .arg("run")
+        .arg(&scenario)
+        .env("HOME", home.path())
+        .env("XDG_CONFIG_HOME", home.path().join(".config"))
+        .env("XDG_STATE_HOME", home.path().join("state"))
+        .env_remove("KUBECONFIG")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("colour") && err.contains("line 4"), "{err}");
+    assert!(
+        !home.path().join("state").exists(),
+        "nothing was started for a malformed scenario"
+    );
+}
