@@ -75,6 +75,9 @@ pub async fn load_plan(
     if let Some(t) = load.timeout {
         argv.extend(["--timeout".to_string(), d(t)]);
     }
+    if !load.keepalive {
+        argv.push("--no-keepalive".to_string());
+    }
     let Command::Load(args) = Cli::try_parse_from(argv)?.command else {
         unreachable!("parsed a load command line");
     };

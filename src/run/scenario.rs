@@ -271,6 +271,10 @@ pub struct Load {
     pub url: Option<String>,
     #[serde(default, with = "humantime_serde::option")]
     pub timeout: Option<Duration>,
+    /// `false`: a new connection per request, so every pod behind the Service's
+    /// per-connection balancing gets its share (as `resil load --no-keepalive`).
+    #[serde(default = "yes")]
+    pub keepalive: bool,
 }
 
 /// One timed step.

@@ -47,17 +47,6 @@ struct Demo {
     node_port: u16,
 }
 
-/// A free port in the NodePort range (the API accepts only 30000-32767).
-fn free_node_port() -> u16 {
-    for _ in 0..200 {
-        let p = rand::random_range(30_000..=32_767u16);
-        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
-    panic!("no free port in 30000-32767");
-}
-
 impl Demo {
     /// A lab that runs pods, with `replicas` pods per colour, rolled out.
     async fn running(replicas: u32) -> Demo {
@@ -79,19 +68,8 @@ impl Demo {
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
         std::fs::write(&kubeconfig, lab.kubeconfig_yaml()).unwrap();
-        let node_port = free_node_port();
         let manifests = dir.path().join("manifests");
-        std::fs::create_dir(&manifests).unwrap();
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests");
-        for entry in std::fs::read_dir(src).unwrap() {
-            let path = entry.unwrap().path();
-            let text = std::fs::read_to_string(&path).unwrap();
-            std::fs::write(
-                manifests.join(path.file_name().unwrap()),
-                text.replace("nodePort: 30080", &format!("nodePort: {node_port}")),
-            )
-            .unwrap();
-        }
+        let node_port = support::manifests_on_a_free_node_port(&manifests);
         let client = support::client_for(&lab).await;
         let demo = Demo {
             lab,

@@ -16,7 +16,7 @@ use resil::lab::{Lab, LabConfig};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::support::client_for;
+use crate::support::{client_for, free_node_port};
 
 /// A lab with the demo program and a 1 s HPA sync period.
 async fn lab() -> (Lab, kube::Client, TempDir) {
@@ -27,17 +27,6 @@ async fn lab() -> (Lab, kube::Client, TempDir) {
     let lab = Lab::start(config).await.expect("lab starts");
     let client = client_for(&lab).await;
     (lab, client, dir)
-}
-
-/// A free port in the NodePort range (the API accepts only 30000-32767).
-pub(crate) fn free_node_port() -> u16 {
-    for _ in 0..200 {
-        let p = rand::random_range(30_000..=32_767u16);
-        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
-    panic!("no free port in 30000-32767");
 }
 
 fn deployment(name: &str, replicas: i32, extra_container: Value) -> Deployment {

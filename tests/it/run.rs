@@ -83,19 +83,7 @@ impl RunLab {
         std::fs::write(&kubeconfig, lab.kubeconfig_yaml()).unwrap();
         // The demo on a free NodePort, so other labs' demos (other test modules) are not
         // in the way of this one's.
-        let node_port = free_node_port();
-        let manifests = home.path().join("manifests");
-        std::fs::create_dir(&manifests).unwrap();
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests");
-        for entry in std::fs::read_dir(src).unwrap() {
-            let path = entry.unwrap().path();
-            let text = std::fs::read_to_string(&path).unwrap();
-            std::fs::write(
-                manifests.join(path.file_name().unwrap()),
-                text.replace("nodePort: 30080", &format!("nodePort: {node_port}")),
-            )
-            .unwrap();
-        }
+        support::manifests_on_a_free_node_port(&home.path().join("manifests"));
         RunLab {
             lab,
             _one_at_a_time: one_at_a_time,
@@ -158,17 +146,6 @@ impl RunLab {
     async fn stop(self) {
         self.lab.shutdown().await;
     }
-}
-
-/// A free port in the NodePort range (the API accepts only 30000-32767).
-fn free_node_port() -> u16 {
-    for _ in 0..200 {
-        let p = rand::random_range(30_000..=32_767u16);
-        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
-    panic!("no free port in 30000-32767");
 }
 
 fn shipped(name: &str) -> PathBuf {

@@ -88,3 +88,33 @@ pub async fn raw(
         serde_json::from_slice(&bytes).unwrap_or(Value::Null),
     )
 }
+
+/// A free port in the NodePort range (the API accepts only 30000-32767), so a test's
+/// demo is out of the way of other labs' demos.
+pub fn free_node_port() -> u16 {
+    for _ in 0..200 {
+        let p = rand::random_range(30_000..=32_767u16);
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+    panic!("no free port in 30000-32767");
+}
+
+/// Copies the shipped manifests into `dir` (created) with the Service on a free
+/// NodePort instead of 30080, for `resil deploy --manifests dir`; returns the port.
+pub fn manifests_on_a_free_node_port(dir: &std::path::Path) -> u16 {
+    let node_port = free_node_port();
+    std::fs::create_dir(dir).unwrap();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests");
+    for entry in std::fs::read_dir(src).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(
+            dir.join(path.file_name().unwrap()),
+            text.replace("nodePort: 30080", &format!("nodePort: {node_port}")),
+        )
+        .unwrap();
+    }
+    node_port
+}

@@ -30,8 +30,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::lab_runtime::{eventually, free_node_port};
+use crate::lab_runtime::eventually;
 use crate::support::client_for;
+use crate::support::free_node_port;
 
 const NS: &str = "distributed-resilience";
 
