@@ -527,17 +527,7 @@ mod tests {
     use super::*;
 
     fn bucket(requests: u64, errors: u64, p99_us: u64) -> EventKind {
-        EventKind::LoadBucket {
-            second: 3,
-            requests,
-            errors,
-            p50_us: 0,
-            p90_us: 0,
-            p99_us,
-            max_us: 0,
-            by_color: Default::default(),
-            by_pod: Default::default(),
-        }
+        crate::run::window::tests::bucket(3, requests, errors, p99_us).kind
     }
 
     #[test]

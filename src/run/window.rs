@@ -122,10 +122,11 @@ pub fn judge(slos: &[WindowSlo], events: &[Event]) -> Vec<WindowVerdict> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn bucket(second: u64, requests: u64, errors: u64, p99_us: u64) -> Event {
+    /// A load bucket of `requests` with `errors` and a `p99_us`, at `second`.
+    pub(in crate::run) fn bucket(second: u64, requests: u64, errors: u64, p99_us: u64) -> Event {
         Event::now(
             "load",
             EventKind::LoadBucket {
