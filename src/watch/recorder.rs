@@ -334,13 +334,7 @@ mod tests {
     }
 
     fn endpoints(pods: &[&str]) -> Endpoints {
-        let addresses: Vec<_> = pods
-            .iter()
-            .map(|p| json!({"ip": "127.0.0.1", "targetRef": {"kind": "Pod", "name": p}}))
-            .collect();
-        serde_json::from_value(json!({"metadata": {"name": "web"},
-            "subsets": [{"addresses": addresses}]}))
-        .unwrap()
+        crate::watch::state::tests::endpoints(pods)
     }
 
     fn deployment(color: &str, replicas: i32) -> Deployment {

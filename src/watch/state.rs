@@ -455,7 +455,7 @@ fn template_requests(deployment: &Deployment) -> Option<PodRequests> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use serde_json::json;
 
@@ -478,7 +478,7 @@ mod tests {
     }
 
     /// The Service's Endpoints with one ready address per named pod.
-    fn endpoints(pods: &[&str]) -> Endpoints {
+    pub(in crate::watch) fn endpoints(pods: &[&str]) -> Endpoints {
         let addresses: Vec<_> = pods
             .iter()
             .map(|p| json!({"ip": "127.0.0.1", "targetRef": {"kind": "Pod", "name": p}}))
