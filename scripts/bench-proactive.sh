@@ -2,19 +2,27 @@
 # Predictive vs reactive scaling on the lab, on the same repeated-ramp workload:
 #   reactive   — the demo's HPA alone (CPU, target 50 % of the 100m request);
 #   predictive — the same HPA with `resil autoscale --predictive` raising its minReplicas
-#                ahead of the forecast.
+#                ahead of the forecast (at most MAX_REPLICAS).
 # Each mode gets a fresh lab (its own XDG_STATE_HOME, HOME and KUBECONFIG under a temp
 # directory), `resil deploy --replicas 1`, `resil watch --observe-only --out R` recording
 # pods and HPA, and `resil load --ramp ... --path /work?ms=WORK_MS --out R`: RAMPS ramps of
 # REST s at BASE req/s, RISE s up to PEAK, HOLD s at PEAK, FALL s back down. Prints per mode:
 # seconds whose p99 is over SLO_MS and seconds under-provisioned (more requests than the
-# ready blue pods serve at the HPA's target), both from the timeline; errors, blue
+# ready blue pods serve at their CPU limit), both from the timeline; errors, blue
 # pod-seconds, mean scaling latency (HPA desired raised → pods Ready) and cost per 1M
 # requests (`resil report -o json`); then the ratios predictive/reactive.
 #
-# Caveat: the lab runs pods as processes without CPU limits, so a pod's capacity is not
-# bounded by its request and latency follows the machine's load, not the pod count; the
-# under-provisioned time is the figure the pod count decides there.
+# Each pod's work is held to its CPU limit (500m in the manifests: the lab's kubelet
+# passes `resources.limits.cpu` to the demo app, which throttles like CFS), so one pod
+# serves at most LIMIT_M / WORK_MS req/s and a ramp above that needs more pods in time.
+# The workload is a flash ramp: RISE is shorter than the HPA's reaction (metrics window
+# plus HPA_SYNC), and REST long enough for the HPA to scale back down to one pod (60 s
+# stabilisation, then halving every 15 s). The first ramp teaches the seasonal model, so
+# it is not anticipated; every ramp counts in the figures. Each request opens its own
+# connection (`--no-keepalive`), like many independent clients: a keep-alive connection
+# opened before a scale-up stays on its old pod (the Service balances connections, not
+# requests), so new pods would take no load from it and the reactive run would look
+# worse than its pod count makes it.
 #
 #   scripts/bench-proactive.sh               # target/debug/resil (cargo build first)
 #   RESIL=target/release/resil RAMPS=4 PEAK=30 scripts/bench-proactive.sh
@@ -27,17 +35,19 @@ set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 resil="${RESIL:-${CARGO_TARGET_DIR:-$root/target}/debug/resil}"
-WORK_MS=${WORK_MS:-10}          # CPU per request on /work
-BASE=${BASE:-2}                 # req/s between ramps
-PEAK=${PEAK:-20}                # req/s at the top of a ramp
-RAMPS=${RAMPS:-2}
-REST=${REST:-100}            # long enough for the HPA to scale back down
-RISE=${RISE:-30}
-HOLD=${HOLD:-20}
+WORK_MS=${WORK_MS:-5}           # CPU per request on /work
+LIMIT_M=${LIMIT_M:-500}         # the pods' CPU limit in millicores (manifests)
+BASE=${BASE:-4}                 # req/s between ramps: one pod, at the HPA's target
+PEAK=${PEAK:-150}               # req/s at the top of a ramp: 1.5 pods' limit
+RAMPS=${RAMPS:-3}
+REST=${REST:-140}               # long enough for the HPA to scale back down
+RISE=${RISE:-5}
+HOLD=${HOLD:-30}
 FALL=${FALL:-10}
+MAX_REPLICAS=${MAX_REPLICAS:-3} # the predictive autoscaler's cap
 SLO_MS=${SLO_MS:-100}           # p99 SLO per second
 HPA_SYNC=${HPA_SYNC:-15s}       # the upstream HPA's default sync period
-LOOK_AHEAD=${LOOK_AHEAD:-30s}
+LOOK_AHEAD=${LOOK_AHEAD:-20s}   # the HPA's sync period plus a pod's start
 HEADROOM=${HEADROOM:-20%}
 SAMPLE_STEP=${SAMPLE_STEP:-5s}
 SEASONAL=${SEASONAL:-1}         # 1: tell the autoscaler the ramp period (Holt-Winters)
@@ -59,6 +69,8 @@ ramp=${ramp%,}
 # One pod serves this many req/s at the HPA's target: 50 % of 100 mCPU = 50 ms of CPU per
 # second, WORK_MS each.
 capacity=$(awk -v w="$WORK_MS" 'BEGIN { printf "%.2f", 50 / w }')
+# One pod serves at most this many req/s: its CPU limit, WORK_MS each.
+saturation=$(awk -v w="$WORK_MS" -v l="$LIMIT_M" 'BEGIN { printf "%.2f", l / w }')
 
 free_node_port() {
   local p
@@ -124,6 +136,7 @@ run_mode() {
     [[ $SEASONAL == 1 ]] && seasonal=(--period "${period}s")
     "$resil" autoscale --predictive --from "$out" --capacity "$capacity" \
       --headroom "$HEADROOM" --look-ahead "$LOOK_AHEAD" --sample-step "$SAMPLE_STEP" \
+      --max-replicas "$MAX_REPLICAS" \
       --interval 5s "${seasonal[@]}" --duration "$((total + 30))s" \
       >"$dir/autoscale.log" 2>&1 &
     auto_pid=$!
@@ -132,7 +145,7 @@ run_mode() {
   sleep 3
   say "[$mode] load: $RAMPS ramps $BASE→$PEAK req/s on /work?ms=$WORK_MS, ${total}s"
   timeout $((total + 60)) "$resil" load "http://127.0.0.1:$NODE_PORT" --ramp "$ramp" \
-    --duration "${total}s" --path "/work?ms=$WORK_MS" --timeout 5s --out "$out" \
+    --duration "${total}s" --path "/work?ms=$WORK_MS" --timeout 5s --no-keepalive --out "$out" \
     -o json >"$dir/load.json" 2>"$dir/load.log" || true
   [[ -n $auto_pid ]] && stop "$auto_pid"
   stop "$watch_pid"
@@ -154,7 +167,7 @@ figures() {
     '[.[] | select(.type == "load_bucket" and .requests > 0 and .p99_us > $slo)] | length' \
     "$out/timeline.jsonl")
   # Replays the timeline in time order, keeping web-blue's ready count.
-  under=$(jq -s --argjson cap "$capacity" '
+  under=$(jq -s --argjson cap "$saturation" '
     sort_by(.ts)
     | reduce .[] as $e ({ready: 0, under: 0};
         if $e.type == "deployment_replicas" and $e.deployment == "web-blue" then .ready = $e.ready

@@ -283,6 +283,22 @@ pub struct DemoAppArgs {
     /// of racing the close of an idle keep-alive connection. `0s` closes at once.
     #[arg(long, env = "DRAIN", value_parser = parse_duration, default_value = "500ms")]
     pub drain: Duration,
+
+    /// CPU limit (a quantity: `500m`, `0.5`, `2`) that `/work` and the CPU-burn fault
+    /// share, enforced like the kernel enforces a container's limit: per 100 ms period at
+    /// most limit × 100 ms of CPU, then the work waits for the next period. The lab's
+    /// kubelet sets it from the container's `resources.limits.cpu`; in a container on a
+    /// real node the kernel enforces the limit instead. [default: unlimited]
+    #[arg(long, env = "CPU_LIMIT", value_parser = parse_cpu_limit)]
+    pub cpu_limit: Option<u64>,
+}
+
+fn parse_cpu_limit(text: &str) -> Result<u64, String> {
+    match crate::cost::quantity::parse_cpu_millis(text) {
+        Ok(0) => Err("a CPU limit of 0 would never serve /work; give e.g. 500m or 1".into()),
+        Ok(millis) => Ok(millis),
+        Err(err) => Err(err.to_string()),
+    }
 }
 
 // ---------------------------------------------------------------- chaos

@@ -61,6 +61,7 @@ fn app_config(args: &DemoAppArgs) -> app::AppConfig {
         },
         max_work: args.max_work,
         drain: args.drain,
+        cpu_limit_millicores: args.cpu_limit,
     }
 }
 

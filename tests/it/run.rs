@@ -242,7 +242,7 @@ async fn capacity_aware_failover_compares_plain_and_prepared_side_by_side() {
 async fn predictive_vs_reactive_runs_both_and_reports_them_side_by_side() {
     let lab = RunLab::start().await;
     let ran = lab
-        .run(&shipped("predictive-vs-reactive.yaml"), "0.1", &[])
+        .run(&shipped("predictive-vs-reactive.yaml"), "0.05", &[])
         .await;
     ran.exits(0);
     ran.printed("| metric | hpa-only | predictive |");

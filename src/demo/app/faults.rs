@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::burn::CpuBurner;
+use super::burn::{CpuBurner, CpuQuota};
 
 /// Longest injected latency or jitter (10 minutes): beyond that a typo, not a test.
 const MAX_DELAY_MS: u64 = 600_000;
@@ -150,10 +150,11 @@ pub(crate) struct FaultSwitch {
 }
 
 impl FaultSwitch {
-    pub fn new() -> FaultSwitch {
+    /// A switch with no faults in force; its CPU burn counts against `quota`.
+    pub fn new(quota: Arc<CpuQuota>) -> FaultSwitch {
         FaultSwitch {
             tx: Arc::new(watch::Sender::new(Faults::default())),
-            burner: CpuBurner::new(),
+            burner: CpuBurner::new(quota),
         }
     }
 
@@ -288,7 +289,7 @@ mod tests {
 
     #[tokio::test]
     async fn faults_revert_by_themselves_at_their_deadline() {
-        let switch = FaultSwitch::new();
+        let switch = FaultSwitch::new(Arc::new(super::super::burn::CpuQuota::new(None)));
         let stop = CancellationToken::new();
         let task = tokio::spawn(switch.clone().run_expiry(stop.clone()));
         let until = Utc::now() + chrono::Duration::milliseconds(100);

@@ -12,7 +12,7 @@
 //! | `GET /` | a small HTML page in the colour of `COLOR`, with version, region, pod and time |
 //! | `GET /healthz` | liveness: `200 ok` while the process serves |
 //! | `GET /readyz` | readiness: `200 ready`, or `503 not ready` while the `unready` fault is on |
-//! | `GET /work?ms=N` | burns N ms of CPU time (default 100, capped by `--max-work`, default 10 s) on a blocking thread; answers JSON `{"burned_ms":N,"capped":bool}` |
+//! | `GET /work?ms=N` | burns N ms of CPU time (default 100, capped by `--max-work`, default 10 s) on a blocking thread, within the app's CPU limit (`--cpu-limit`); answers JSON `{"burned_ms":N,"capped":bool}` |
 //! | `GET /admin/state` | identity, faults in force and request counters (below) |
 //! | `GET /admin/faults` | the faults in force |
 //! | `PUT /admin/faults` | replace the faults in force (body below); answers the faults now in force |
@@ -115,6 +115,9 @@ pub struct AppConfig {
     pub max_work: Duration,
     /// How long to go on serving after the shutdown signal (see `resil demo-app --drain`).
     pub drain: Duration,
+    /// The CPU limit in thousandths of a core that `/work` and the CPU burn share
+    /// (`resil demo-app --cpu-limit`); `None` is unlimited.
+    pub cpu_limit_millicores: Option<u64>,
 }
 
 /// Why the demo app could not start or serve.

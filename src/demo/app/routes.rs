@@ -16,7 +16,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::burn::burn_cpu;
+use super::burn::{CpuQuota, burn_cpu};
 use super::counters::{Counters, PathClass};
 use super::faults::{FaultSpec, FaultSwitch};
 use super::{AdminState, AppConfig, IdentityHeaders};
@@ -34,6 +34,8 @@ pub(crate) struct Shared {
     pub config: AppConfig,
     pub headers: IdentityHeaders,
     pub faults: FaultSwitch,
+    /// The CPU limit `/work` and the CPU burn share.
+    pub cpu: Arc<CpuQuota>,
     pub counters: Counters,
     pub started_at: DateTime<Utc>,
     /// Cancelled when the app begins to shut down: releases hung requests.
@@ -46,10 +48,12 @@ pub(crate) struct Shared {
 pub(crate) type AppState = Arc<Shared>;
 
 pub(crate) fn new_state(config: AppConfig, headers: IdentityHeaders) -> AppState {
+    let cpu = Arc::new(CpuQuota::new(config.cpu_limit_millicores));
     Arc::new(Shared {
         config,
         headers,
-        faults: FaultSwitch::new(),
+        faults: FaultSwitch::new(Arc::clone(&cpu)),
+        cpu,
         counters: Counters::new(),
         started_at: Utc::now(),
         stopping: CancellationToken::new(),
@@ -205,7 +209,9 @@ async fn work(State(state): State<AppState>, request: Request) -> Response {
     };
     let cap = u64::try_from(state.config.max_work.as_millis()).unwrap_or(u64::MAX);
     let burned = requested.min(cap);
-    let spun = tokio::task::spawn_blocking(move || burn_cpu(Duration::from_millis(burned))).await;
+    let cpu = Arc::clone(&state.cpu);
+    let spun =
+        tokio::task::spawn_blocking(move || burn_cpu(Duration::from_millis(burned), &cpu)).await;
     if spun.is_err() {
         return error(StatusCode::INTERNAL_SERVER_ERROR, "the work thread failed");
     }

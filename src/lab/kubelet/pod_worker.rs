@@ -27,6 +27,7 @@ use super::supervisor::{ContainerEvent, ContainerHandle, ContainerSpec};
 use super::usage::UsageMeter;
 use super::{env, image};
 use crate::lab::controllers::events;
+use crate::lab::controllers::hpa::milli_value;
 use crate::lab::controllers::pods::PORT_ANNOTATION;
 use crate::lab::controllers::runtime::{kind, to_value, write_status};
 use crate::lab::metrics::{self, ContainerUsage};
@@ -200,6 +201,7 @@ impl PodRun {
                 env,
                 state_dir: self.node.state_dir.clone(),
                 log_cap: DEFAULT_LOG_CAP,
+                cpu_limit_millicores: cpu_limit(&c),
             },
             pod_uid: self.pod.metadata.uid.clone().unwrap_or_default(),
             startup: c.startup_probe.clone(),
@@ -500,6 +502,13 @@ fn container_status(s: &Slot) -> ContainerStatus {
         last_state: s.last.clone(),
         ..ContainerStatus::default()
     }
+}
+
+/// The container's `resources.limits.cpu` in thousandths of a core (an unparseable
+/// quantity counts as no limit; the API server validates quantities on write).
+fn cpu_limit(container: &Container) -> Option<i64> {
+    let limits = container.resources.as_ref()?.limits.as_ref()?;
+    milli_value(&limits.get("cpu")?.0)
 }
 
 fn waiting(reason: &str, message: Option<String>) -> ContainerState {

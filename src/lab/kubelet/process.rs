@@ -43,6 +43,10 @@ pub struct PodLaunch {
     pub state_dir: PathBuf,
     /// Size cap per log file.
     pub log_cap: u64,
+    /// The container's `resources.limits.cpu` in thousandths of a core, passed on as
+    /// `--cpu-limit`: a pod process has no cgroup of its own, so the demo app enforces
+    /// the limit on its work itself. `None`: no limit.
+    pub cpu_limit_millicores: Option<i64>,
 }
 
 /// How a container instance ended.
@@ -262,7 +266,11 @@ fn send_group(_pid: i32, _signal: Signal) {}
 fn command(launch: &PodLaunch) -> Command {
     let mut cmd = Command::new(&launch.program);
     cmd.arg("demo-app")
-        .args(["--bind", "127.0.0.1", "--port", &launch.port.to_string()])
+        .args(["--bind", "127.0.0.1", "--port", &launch.port.to_string()]);
+    if let Some(millis) = launch.cpu_limit_millicores.filter(|m| *m > 0) {
+        cmd.arg("--cpu-limit").arg(format!("{millis}m"));
+    }
+    cmd
         // A container does not inherit the node's environment.
         .env_clear()
         .env("POD_NAME", &launch.pod)

@@ -26,6 +26,7 @@ fn launch(state_dir: &Path, program: PathBuf, pod: &str) -> PodLaunch {
         ],
         state_dir: state_dir.to_path_buf(),
         log_cap: 64 * 1024,
+        cpu_limit_millicores: None,
     }
 }
 
@@ -310,4 +311,42 @@ async fn the_cpu_burn_switch_shows_in_the_pods_sampled_usage() {
     process.kill_now();
     within("the exit", 10, process.exited()).await;
     assert_eq!(meter.poll(), None, "a dead process has no usage");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cpu_limit_reaches_the_pod_and_caps_its_work() {
+    use crate::lab::kubelet::UsageMeter;
+
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Arc::new(PodRegistry::new(dir.path()));
+    let mut limited = launch(dir.path(), test_program(), "limited");
+    // 100m: 10 ms of CPU per 100 ms period.
+    limited.cpu_limit_millicores = Some(100);
+    let process = PodProcess::spawn(&limited, &registry).unwrap();
+    let addr = within("listening", 10, process.listening()).await.unwrap();
+    let mut meter = UsageMeter::new(process.pid());
+    assert_eq!(meter.poll(), None);
+
+    // 300 ms of CPU at 10 ms per period cannot finish within 2.9 s; an unlimited pod
+    // takes 300 ms.
+    let started = StdInstant::now();
+    let work = tokio::spawn(
+        probe_client()
+            .get(format!("http://{addr}/work?ms=300"))
+            .timeout(Duration::from_secs(20))
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let busy = meter.poll().expect("usage of a live pod");
+    let response = within("the work", 20, work).await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(2900),
+        "300 ms of work under 100m took {took:?}"
+    );
+    // The throttled pod used about its limit (a slice's overrun per period at most).
+    assert!(busy.nanocores < 130_000_000, "{busy:?} over a 100m limit");
+    process.kill_now();
+    within("the exit", 10, process.exited()).await;
 }

@@ -17,6 +17,7 @@ fn spec(state_dir: &Path, pod: &str) -> ContainerSpec {
             env: vec![("COLOR".into(), "blue".into())],
             state_dir: state_dir.to_path_buf(),
             log_cap: 64 * 1024,
+            cpu_limit_millicores: None,
         },
         pod_uid: "uid-1".into(),
         startup: None,
