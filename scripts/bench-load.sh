@@ -4,15 +4,16 @@
 #     nginx (127.0.0.1 only, `return 200`), server pinned to SERVER_CPU, generator to
 #     GEN_CPU; prints the medians of req/s, p50 and p99 and the ratios resil/wrk and
 #     resil/oha;
-#   - open model: resil at OPEN_RATE req/s on one core: achieved rate vs target,
-#     corrected vs uncorrected p99, late sends;
+#   - open model: resil and oha (-q, latency-corrected) RUNS x DURATION at each rate in
+#     OPEN_RATES on one core: medians of the achieved rate vs target, corrected vs
+#     uncorrected p99 (resil keeps both), late sends;
 #   - stall: a fixed-rate run while nginx is frozen for 5 s, against hand-computed figures;
 #   - soak (not in the default PARTS; PARTS=soak to run it): resil for SOAK seconds
 #     (default 600) at SOAK_CONNS connections, its RSS sampled every 10 s; prints RSS at
 #     the start and the end, and the last minute's rate against the first minute's.
 # Installs what is missing: wrk, nginx, jq (apt-get), oha (cargo install, into
 # $OHA_ROOT). Needs a release build of resil (`cargo build --release`; RESIL overrides
-# the binary). Takes about 5 minutes with the defaults and loads two CPUs fully.
+# the binary). Takes about 6 minutes with the defaults and loads two CPUs fully.
 set -euo pipefail
 
 DURATION=${DURATION:-10}            # seconds per run
@@ -21,7 +22,8 @@ CONNS=${CONNS:-"32 128"}
 SERVER_CPU=${SERVER_CPU:-0}
 GEN_CPU=${GEN_CPU:-1}
 PORT=${PORT:-18080}
-OPEN_RATE=${OPEN_RATE:-60000}
+OPEN_RATES=${OPEN_RATES:-${OPEN_RATE:-"45000 60000"}}   # open-model rates (req/s)
+OPEN_OHA_CONNS=${OPEN_OHA_CONNS:-64}
 PARTS=${PARTS:-"closed open stall"}   # which parts to run: closed open stall soak
 SOAK=${SOAK:-600}                   # seconds of the soak run
 SOAK_CONNS=${SOAK_CONNS:-32}
@@ -86,6 +88,7 @@ to_us() {
 }
 
 has() { [[ " $PARTS " == *" $1 "* ]]; }
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 results=$work/results.tsv   # tool conns run rps p50_us p99_us
 if has closed; then
@@ -112,7 +115,6 @@ done
 echo
 echo "closed model: median of $RUNS x ${DURATION}s, generator on CPU $GEN_CPU, nginx on CPU $SERVER_CPU"
 printf '%-6s %6s %12s %10s %10s\n' tool conns "req/s" "p50 µs" "p99 µs"
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 declare -A med
 for c in $CONNS; do
     for tool in wrk oha resil; do
@@ -133,13 +135,37 @@ fi
 
 if has open; then
 echo
-echo "open model: resil --rate $OPEN_RATE for ${DURATION}s on CPU $GEN_CPU"
-out=$(gen "$RESIL" load "$url" --rate "$OPEN_RATE" -d "${DURATION}s" --threads 1 -o json)
-jq -r '"target \(.target_rate) req/s, achieved \(.achieved_rate | floor) req/s (\((.achieved_rate / .target_rate - 1) * 100 | . * 1000 | round / 1000)%), "
-     + "requests \(.requests), late sends (>1ms) \(.late_sends), errors \(.errors)\n"
-     + "p50 corrected \(.latency.p50_us) µs / uncorrected \(.latency_uncorrected.p50_us) µs; "
-     + "p99 corrected \(.latency.p99_us) µs / uncorrected \(.latency_uncorrected.p99_us) µs "
-     + "(ratio \(.latency.p99_us / .latency_uncorrected.p99_us | . * 100 | round / 100))"' <<<"$out"
+echo "open model: $RUNS x ${DURATION}s at each rate in OPEN_RATES, generator on CPU $GEN_CPU;"
+echo "peer: oha -q RATE --latency-correction -c $OPEN_OHA_CONNS (corrected latencies only)"
+open_results=$work/open.tsv   # tool rate run achieved p99_corrected p99_uncorrected late
+for rate in $OPEN_RATES; do
+    for run in $(seq "$RUNS"); do
+        out=$(gen "$RESIL" load "$url" --rate "$rate" -d "${DURATION}s" --threads 1 -o json)
+        jq -r --arg rate "$rate" --arg run "$run" \
+            '["resil", $rate, $run, .achieved_rate, .latency.p99_us, .latency_uncorrected.p99_us, .late_sends] | @tsv' \
+            <<<"$out" | tee -a "$open_results" >&2
+        out=$(gen "$OHA" -q "$rate" -z "${DURATION}s" -c "$OPEN_OHA_CONNS" --latency-correction \
+            --no-tui --output-format json "$url")
+        jq -r --arg rate "$rate" --arg run "$run" \
+            '["oha", $rate, $run, .metrics.requests_per_sec, .metrics.latency_ms.p99*1000, "-", "-"] | @tsv' \
+            <<<"$out" | tee -a "$open_results" >&2
+    done
+done
+echo
+printf '%-6s %7s %14s %9s %16s %18s %8s %12s\n' tool rate "achieved (med)" "vs rate" \
+    "p99 corr. µs" "p99 uncorr. µs" "corr/unc" "late (med)"
+for rate in $OPEN_RATES; do
+    for tool in resil oha; do
+        col() { awk -F'\t' -v t="$tool" -v r="$rate" -v c="$1" '$1==t && $2==r {print $c}' "$open_results" | median; }
+        achieved=$(col 4)
+        p99c=$(col 5)
+        if [ "$tool" = resil ]; then p99u=$(col 6); late=$(col 7); else p99u=-; late=-; fi
+        awk -v t="$tool" -v r="$rate" -v a="$achieved" -v c="$p99c" -v u="$p99u" -v l="$late" 'BEGIN {
+            ratio = (u == "-" || u == 0) ? "-" : sprintf("%.2f", c / u)
+            printf "%-6s %7d %14.0f %8.2f%% %16.0f %18s %8s %12s\n", t, r, a, (a / r - 1) * 100, c, u, ratio, l }'
+    done
+done
+echo "targets: achieved within 0.5 % of the rate; corrected p99 <= 2 x uncorrected"
 fi
 
 if has stall; then

@@ -40,8 +40,11 @@ const OPEN_LEAD: Duration = Duration::from_millis(50);
 /// so a down target is probed, not flooded.
 const CONNECT_BACKOFF: Duration = Duration::from_millis(10);
 /// A dispatcher this far behind its schedule is short of CPU, and opens no more
-/// connections (they would cost CPU and not help).
-const BEHIND: Duration = Duration::from_millis(50);
+/// connections (they would cost CPU and not help). A stalled target does not make the
+/// dispatcher late (its CPU is free), so growth for a stall is unaffected; the timer's
+/// own lateness is about a millisecond. At 50 ms a generator near its CPU limit opened
+/// thousands of connections before it noticed, and each one made it slower.
+const BEHIND: Duration = Duration::from_millis(5);
 /// At most one connection opened on demand per this interval per thread (2000/s): fast
 /// enough to keep a 2000 req/s schedule through a total stall, slow enough that a
 /// saturated generator cannot open thousands of connections before it notices.
