@@ -64,8 +64,8 @@ fn render_text(table: &CostTable, out: &mut dyn Write) -> std::io::Result<()> {
             format!("{}{marker}", row.scenario),
             row.description.clone(),
             format!("{:.2}", row.pod_hours_per_month),
-            format!("${:.2}", row.monthly_cost),
-            format!("${:.2}", row.savings),
+            dollars(row.monthly_cost),
+            dollars(row.savings),
             format!("{:.1}%", row.savings_percent),
         ]);
     }
@@ -75,4 +75,22 @@ fn render_text(table: &CostTable, out: &mut dyn Write) -> std::io::Result<()> {
         }
     }
     writeln!(out, "{t}")
+}
+
+/// Money to the cent with the sign before the currency: `$8.76`, `-$8.76`.
+fn dollars(amount: f64) -> String {
+    let sign = if amount < 0.0 { "-" } else { "" };
+    format!("{sign}${:.2}", amount.abs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dollars;
+
+    #[test]
+    fn negative_amounts_put_the_sign_before_the_dollar() {
+        assert_eq!(dollars(8.756), "$8.76");
+        assert_eq!(dollars(-8.76), "-$8.76");
+        assert_eq!(dollars(0.0), "$0.00");
+    }
 }
