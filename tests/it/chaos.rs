@@ -12,7 +12,6 @@ mod effects;
 mod reliability;
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -32,6 +31,7 @@ use tempfile::TempDir;
 use tokio::io::AsyncReadExt;
 
 use crate::support;
+use crate::support::eventually;
 
 const NS: &str = "distributed-resilience";
 
@@ -286,25 +286,6 @@ impl Demo {
     }
 }
 
-/// Polls `probe` every 100 ms until it answers Some, failing after `limit`.
-async fn until<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "gave up after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Waits for a spawned binary; answers its exit code, stdout and stderr.
 async fn finish(mut child: tokio::process::Child, limit: Duration) -> (i32, String, String) {
     let mut out = child.stdout.take().unwrap();
@@ -328,7 +309,7 @@ async fn outage_binary(demo: &Demo, duration: &str) -> tokio::process::Child {
         )
         .spawn()
         .unwrap();
-    until("blue scaled to 0", Duration::from_secs(20), || async {
+    eventually(Duration::from_secs(20), "blue scaled to 0", || async {
         (demo.replicas("blue").await == 0).then_some(())
     })
     .await;

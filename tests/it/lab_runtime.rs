@@ -5,7 +5,6 @@
 //! unready pod leaving the Endpoints), the HPA under `/work` load, and image pull failure.
 //! Every wait is bounded; load is loopback only and lasts a few seconds.
 
-use std::future::Future;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -16,7 +15,7 @@ use resil::lab::{Lab, LabConfig};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::support::{client_for, free_node_port};
+use crate::support::{client_for, eventually, free_node_port};
 
 /// A lab with the demo program and a 1 s HPA sync period.
 async fn lab() -> (Lab, kube::Client, TempDir) {
@@ -61,25 +60,6 @@ fn node_port_service(name: &str, node_port: u16) -> Service {
                  "ports": [{"name": "http", "port": 80, "targetPort": "http", "nodePort": node_port}]},
     }))
     .unwrap()
-}
-
-/// Polls `check` every 100 ms until it yields a value, for at most `secs` seconds.
-pub(crate) async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {secs}s waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn available(deploys: &Api<Deployment>, name: &str) -> i32 {
@@ -156,7 +136,7 @@ async fn a_deployment_of_two_becomes_ready_and_serves_through_its_node_port() {
         .await
         .unwrap();
 
-    eventually(20, "2 available replicas", || async {
+    eventually(Duration::from_secs(20), "2 available replicas", || async {
         (available(&deploys, "web").await == 2).then_some(())
     })
     .await;
@@ -182,10 +162,14 @@ async fn a_deployment_of_two_becomes_ready_and_serves_through_its_node_port() {
         .collect();
     names.sort();
     assert_eq!(names.len(), 2);
-    let (ready, _) = eventually(5, "Endpoints with both pods", || async {
-        let e = endpoint_names(&eps, "web").await;
-        (e.0 == names).then_some(e)
-    })
+    let (ready, _) = eventually(
+        Duration::from_secs(5),
+        "Endpoints with both pods",
+        || async {
+            let e = endpoint_names(&eps, "web").await;
+            (e.0 == names).then_some(e)
+        },
+    )
     .await;
     assert_eq!(ready, names);
 
@@ -217,7 +201,7 @@ async fn a_deleted_pod_is_replaced_and_scaling_to_zero_and_back_works() {
         .create(&PostParams::default(), &deployment("web", 2, json!({})))
         .await
         .unwrap();
-    eventually(20, "2 available", || async {
+    eventually(Duration::from_secs(20), "2 available", || async {
         (available(&deploys, "web").await == 2).then_some(())
     })
     .await;
@@ -230,16 +214,20 @@ async fn a_deleted_pod_is_replaced_and_scaling_to_zero_and_back_works() {
     pods.delete(&victim, &DeleteParams::default())
         .await
         .unwrap();
-    eventually(20, "the deleted pod gone and replaced", || async {
-        let ready = ready_pods(&pods, "web").await;
-        let gone = pods.get_opt(&victim).await.unwrap().is_none();
-        (gone
-            && ready.len() == 2
-            && ready
-                .iter()
-                .all(|p| p.metadata.name.as_deref() != Some(&victim)))
-        .then_some(())
-    })
+    eventually(
+        Duration::from_secs(20),
+        "the deleted pod gone and replaced",
+        || async {
+            let ready = ready_pods(&pods, "web").await;
+            let gone = pods.get_opt(&victim).await.unwrap().is_none();
+            (gone
+                && ready.len() == 2
+                && ready
+                    .iter()
+                    .all(|p| p.metadata.name.as_deref() != Some(&victim)))
+            .then_some(())
+        },
+    )
     .await;
 
     let scale = |n: i32| Patch::Merge(json!({"spec": {"replicas": n}}));
@@ -247,7 +235,7 @@ async fn a_deleted_pod_is_replaced_and_scaling_to_zero_and_back_works() {
         .patch_scale("web", &PatchParams::default(), &scale(0))
         .await
         .unwrap();
-    eventually(20, "no pods left", || async {
+    eventually(Duration::from_secs(20), "no pods left", || async {
         let all = pods.list(&Default::default()).await.unwrap().items;
         all.is_empty().then_some(())
     })
@@ -259,7 +247,7 @@ async fn a_deleted_pod_is_replaced_and_scaling_to_zero_and_back_works() {
         .patch_scale("web", &PatchParams::default(), &scale(1))
         .await
         .unwrap();
-    eventually(20, "1 available again", || async {
+    eventually(Duration::from_secs(20), "1 available again", || async {
         (available(&deploys, "web").await == 1).then_some(())
     })
     .await;
@@ -282,7 +270,7 @@ async fn an_unready_pod_leaves_the_endpoints_and_the_proxy_stops_sending_to_it()
         .create(&PostParams::default(), &node_port_service("web", port))
         .await
         .unwrap();
-    eventually(20, "2 available", || async {
+    eventually(Duration::from_secs(20), "2 available", || async {
         (available(&deploys, "web").await == 2).then_some(())
     })
     .await;
@@ -298,10 +286,14 @@ async fn an_unready_pod_leaves_the_endpoints_and_the_proxy_stops_sending_to_it()
         .unwrap();
     assert!(res.status().is_success(), "{:?}", res.text().await);
 
-    let (ready_now, not_ready) = eventually(10, "the unready pod out of the Endpoints", || async {
-        let e = endpoint_names(&eps, "web").await;
-        (e.1 == vec![sick_name.clone()]).then_some(e)
-    })
+    let (ready_now, not_ready) = eventually(
+        Duration::from_secs(10),
+        "the unready pod out of the Endpoints",
+        || async {
+            let e = endpoint_names(&eps, "web").await;
+            (e.1 == vec![sick_name.clone()]).then_some(e)
+        },
+    )
     .await;
     assert_eq!(ready_now, vec![healthy.metadata.name.clone().unwrap()]);
     assert_eq!(not_ready, vec![sick_name.clone()]);
@@ -345,7 +337,7 @@ async fn the_hpa_scales_the_deployment_up_under_work_load_and_back_down_after() 
     }))
     .unwrap();
     hpas.create(&PostParams::default(), &hpa).await.unwrap();
-    eventually(20, "1 available", || async {
+    eventually(Duration::from_secs(20), "1 available", || async {
         (available(&deploys, "web").await == 1).then_some(())
     })
     .await;
@@ -367,10 +359,14 @@ async fn the_hpa_scales_the_deployment_up_under_work_load_and_back_down_after() 
             }
         }));
     }
-    let scaled = eventually(10, "the HPA to raise replicas", || async {
-        let r = deploys.get("web").await.unwrap().spec.replicas.unwrap_or(1);
-        (r > 1).then_some(r)
-    })
+    let scaled = eventually(
+        Duration::from_secs(10),
+        "the HPA to raise replicas",
+        || async {
+            let r = deploys.get("web").await.unwrap().spec.replicas.unwrap_or(1);
+            (r > 1).then_some(r)
+        },
+    )
     .await;
     stop.cancel();
     for w in workers {
@@ -401,10 +397,14 @@ async fn the_hpa_scales_the_deployment_up_under_work_load_and_back_down_after() 
             "no {r} event in {reasons:?}"
         );
     }
-    eventually(15, "the HPA to scale back to 1 after the load", || async {
-        let r = deploys.get("web").await.unwrap().spec.replicas.unwrap_or(1);
-        (r == 1).then_some(())
-    })
+    eventually(
+        Duration::from_secs(15),
+        "the HPA to scale back to 1 after the load",
+        || async {
+            let r = deploys.get("web").await.unwrap().spec.replicas.unwrap_or(1);
+            (r == 1).then_some(())
+        },
+    )
     .await;
     lab.shutdown().await;
 }
@@ -429,7 +429,7 @@ async fn a_pod_with_a_non_demo_image_reports_image_pull_back_off() {
             .and_then(|w| w.reason.clone())
     };
     let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
-    eventually(10, "ImagePullBackOff", || {
+    eventually(Duration::from_secs(10), "ImagePullBackOff", || {
         let pods = pods.clone();
         let seen = seen.clone();
         async move {
@@ -499,15 +499,17 @@ async fn a_killed_pod_process_leaves_the_endpoints_at_once_and_is_restarted() {
         )
         .await
         .unwrap();
-    eventually(20, "1 available", || async {
+    eventually(Duration::from_secs(20), "1 available", || async {
         (available(&deploys, "web").await == 1).then_some(())
     })
     .await;
     let pod = ready_pods(&pods, "web").await.remove(0);
     let name = pod.metadata.name.clone().unwrap();
-    eventually(5, "the pod in the Endpoints", || async {
-        listed_ready(&lab, &name).then_some(())
-    })
+    eventually(
+        Duration::from_secs(5),
+        "the pod in the Endpoints",
+        || async { listed_ready(&lab, &name).then_some(()) },
+    )
     .await;
 
     let killed = std::time::Instant::now();
@@ -530,13 +532,17 @@ async fn a_killed_pod_process_leaves_the_endpoints_at_once_and_is_restarted() {
         "Endpoints took {gone_after:?}"
     );
 
-    let restarted = eventually(20, "the container restarted and ready again", || async {
-        let p = ready_pods(&pods, "web")
-            .await
-            .into_iter()
-            .find(|p| p.metadata.name.as_deref() == Some(&name))?;
-        (restart_count(&p) == 1).then_some(p)
-    })
+    let restarted = eventually(
+        Duration::from_secs(20),
+        "the container restarted and ready again",
+        || async {
+            let p = ready_pods(&pods, "web")
+                .await
+                .into_iter()
+                .find(|p| p.metadata.name.as_deref() == Some(&name))?;
+            (restart_count(&p) == 1).then_some(p)
+        },
+    )
     .await;
     let last = restarted.status.unwrap().container_statuses.unwrap()[0]
         .last_state
@@ -560,7 +566,7 @@ async fn a_rolling_update_replaces_every_pod_without_a_failed_request_through_th
         .create(&PostParams::default(), &node_port_service("web", port))
         .await
         .unwrap();
-    eventually(20, "2 available", || async {
+    eventually(Duration::from_secs(20), "2 available", || async {
         (available(&deploys, "web").await == 2).then_some(())
     })
     .await;
@@ -596,15 +602,19 @@ async fn a_rolling_update_replaces_every_pod_without_a_failed_request_through_th
         .patch("web", &PatchParams::default(), &green)
         .await
         .unwrap();
-    eventually(30, "the rollout to complete", || async {
-        let d = deploys.get("web").await.unwrap();
-        let s = d.status?;
-        let done = s.observed_generation == d.metadata.generation
-            && s.updated_replicas == Some(2)
-            && s.replicas == Some(2)
-            && s.available_replicas == Some(2);
-        done.then_some(())
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the rollout to complete",
+        || async {
+            let d = deploys.get("web").await.unwrap();
+            let s = d.status?;
+            let done = s.observed_generation == d.metadata.generation
+                && s.updated_replicas == Some(2)
+                && s.replicas == Some(2)
+                && s.available_replicas == Some(2);
+            done.then_some(())
+        },
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.cancel();
@@ -654,7 +664,7 @@ async fn bench_endpoints_follow_a_killed_pod_process() {
         .unwrap();
     let mut samples = Vec::new();
     for _ in 0..50 {
-        let pod = eventually(20, "3 ready pods listed", || async {
+        let pod = eventually(Duration::from_secs(20), "3 ready pods listed", || async {
             let ready = ready_pods(&pods, "web").await;
             let listed = ready
                 .iter()
@@ -757,9 +767,11 @@ async fn kubectl_rollout_status_completes_and_top_pods_shows_usage() {
         .into_iter()
         .filter_map(|p| p.metadata.name)
         .collect();
-    eventually(10, "PodMetrics for both pods", || async {
-        (lab.store().pod_metrics(Some("default")).len() == 2).then_some(())
-    })
+    eventually(
+        Duration::from_secs(10),
+        "PodMetrics for both pods",
+        || async { (lab.store().pod_metrics(Some("default")).len() == 2).then_some(()) },
+    )
     .await;
     let (ok, out) = kubectl(&lab, dir.path(), &["top", "pods"]).await.unwrap();
     assert!(ok, "{out}");
@@ -783,7 +795,7 @@ async fn bench_two_hundred_pods_become_available() {
         .create(&PostParams::default(), &deployment("web", 200, json!({})))
         .await
         .unwrap();
-    eventually(60, "200 available", || async {
+    eventually(Duration::from_secs(60), "200 available", || async {
         (available(&deploys, "web").await == 200).then_some(())
     })
     .await;
@@ -823,7 +835,7 @@ async fn a_service_selector_switch_takes_effect_for_the_next_connection() {
     svc.spec.as_mut().unwrap().selector = Some([("app".to_string(), "blue".to_string())].into());
     services.create(&PostParams::default(), &svc).await.unwrap();
     for colour in ["blue", "green"] {
-        eventually(20, "1 available", || async {
+        eventually(Duration::from_secs(20), "1 available", || async {
             (available(&deploys, colour).await == 1).then_some(())
         })
         .await;
@@ -836,7 +848,7 @@ async fn a_service_selector_switch_takes_effect_for_the_next_connection() {
             .ok()?;
         Some(r.headers()["x-resil-color"].to_str().unwrap().to_string())
     };
-    eventually(5, "blue served", || async {
+    eventually(Duration::from_secs(5), "blue served", || async {
         (colour_served().await? == "blue").then_some(())
     })
     .await;
@@ -847,7 +859,7 @@ async fn a_service_selector_switch_takes_effect_for_the_next_connection() {
         .await
         .unwrap();
     let switched = std::time::Instant::now();
-    eventually(5, "green served", || async {
+    eventually(Duration::from_secs(5), "green served", || async {
         (colour_served().await? == "green").then_some(())
     })
     .await;

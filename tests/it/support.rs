@@ -118,3 +118,23 @@ pub fn manifests_on_a_free_node_port(dir: &std::path::Path) -> u16 {
     }
     node_port
 }
+
+/// Polls `check` every 100 ms until it yields a value; fails the test after `limit`,
+/// naming `what` it waited for.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

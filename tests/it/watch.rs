@@ -30,9 +30,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::lab_runtime::eventually;
-use crate::support::client_for;
 use crate::support::free_node_port;
+use crate::support::{client_for, eventually};
 
 const NS: &str = "distributed-resilience";
 
@@ -167,9 +166,11 @@ impl Demo {
     }
 
     async fn wait_selected(&self, secs: u64, color: &str) {
-        eventually(secs, &format!("the Service to select {color}"), || async {
-            (self.selected().await == color).then_some(())
-        })
+        eventually(
+            Duration::from_secs(secs),
+            &format!("the Service to select {color}"),
+            || async { (self.selected().await == color).then_some(()) },
+        )
         .await;
     }
 
@@ -190,16 +191,20 @@ impl Demo {
     }
 
     async fn wait_ready(&self, secs: u64, color: &str, n: usize) {
-        eventually(secs, &format!("{n} ready {color} pods"), || async {
-            (self.ready(color).await == n).then_some(())
-        })
+        eventually(
+            Duration::from_secs(secs),
+            &format!("{n} ready {color} pods"),
+            || async { (self.ready(color).await == n).then_some(()) },
+        )
         .await;
     }
 
     async fn wait_gone(&self, secs: u64, color: &str) {
-        eventually(secs, &format!("every {color} pod gone"), || async {
-            self.pods(color).await.is_empty().then_some(())
-        })
+        eventually(
+            Duration::from_secs(secs),
+            &format!("every {color} pod gone"),
+            || async { self.pods(color).await.is_empty().then_some(()) },
+        )
         .await;
     }
 
@@ -240,15 +245,17 @@ impl Watching {
     }
 
     async fn wait_said(&self, secs: u64, needle: &str) {
-        eventually(secs, &format!("the watcher to say {needle:?}"), || async {
-            self.said(needle).then_some(())
-        })
+        eventually(
+            Duration::from_secs(secs),
+            &format!("the watcher to say {needle:?}"),
+            || async { self.said(needle).then_some(()) },
+        )
         .await;
     }
 
     /// Waits until the watcher's picture satisfies `ok`.
     async fn wait_seen(&self, secs: u64, what: &str, ok: impl Fn(&Snapshot) -> bool) {
-        eventually(secs, what, || async {
+        eventually(Duration::from_secs(secs), what, || async {
             self.last
                 .lock()
                 .unwrap()
@@ -588,7 +595,10 @@ impl WatchProcess {
 
     async fn wait_said(&self, secs: u64, needle: &str) {
         let what = format!("{needle:?} in {:?}", self.lines.lock().unwrap());
-        eventually(secs, &what, || async { self.said(needle).then_some(()) }).await;
+        eventually(Duration::from_secs(secs), &what, || async {
+            self.said(needle).then_some(())
+        })
+        .await;
     }
 }
 

@@ -21,6 +21,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::stand_in::{NS, PODS, cluster};
+use crate::support::eventually;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pod_answering_30_percent_errors_is_ejected_and_its_siblings_are_not() {
@@ -102,24 +103,6 @@ async fn the_pod_answering_30_percent_errors_is_ejected_and_its_siblings_are_not
         .count();
     assert_eq!(recorded, 1);
     assert_eq!(*cluster.events.lock().unwrap(), ["OutlierEjected"]);
-}
-
-/// Polls `check` every 100 ms until it yields a value, for at most `limit`.
-async fn eventually<T, Fut>(limit: Duration, what: &str, mut check: impl FnMut() -> Fut) -> T
-where
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Four blue demo pods behind a NodePort Service (port allocated by the lab).

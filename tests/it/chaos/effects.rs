@@ -25,9 +25,9 @@ async fn degrade_errors_on_every_blue_pod_fails_blue_requests_until_reverted() {
         "--duration",
         "6s",
     ]);
-    until(
-        "every blue pod to answer 500",
+    eventually(
         Duration::from_secs(10),
+        "every blue pod to answer 500",
         || async { demo.all_answer(6, 500).await.then_some(()) },
     )
     .await;
@@ -60,9 +60,9 @@ async fn degrade_unready_takes_the_chosen_pod_out_of_the_endpoints_until_reverte
         "--duration",
         "8s",
     ]);
-    let chosen = until(
-        "a blue pod to leave the ready endpoints",
+    let chosen = eventually(
         Duration::from_secs(15),
+        "a blue pod to leave the ready endpoints",
         || async {
             let (_, not_ready) = demo.endpoints().await;
             not_ready.into_iter().next()
@@ -84,9 +84,9 @@ async fn degrade_unready_takes_the_chosen_pod_out_of_the_endpoints_until_reverte
         "partial degradation: blue still answers"
     );
     assert_eq!(run.await.unwrap(), Exit::Ok);
-    until(
-        "the pod to be a ready endpoint again",
+    eventually(
         Duration::from_secs(15),
+        "the pod to be a ready endpoint again",
         || async {
             let (ready, not_ready) = demo.endpoints().await;
             (ready.contains(&chosen) && not_ready.is_empty()).then_some(())
@@ -114,9 +114,9 @@ async fn kill_pods_deletes_the_chosen_pod_and_its_deployment_replaces_it() {
         ])
         .await;
     assert_eq!(exit, Exit::Ok);
-    let after = until(
-        "two ready blue pods, one of them new",
+    let after = eventually(
         Duration::from_secs(20),
+        "two ready blue pods, one of them new",
         || async {
             let now = demo.ready_pods("blue").await;
             (now.len() == 2 && now != before).then_some(now)
@@ -128,9 +128,9 @@ async fn kill_pods_deletes_the_chosen_pod_and_its_deployment_replaces_it() {
         survivors, 1,
         "exactly one pod was killed: {before:?} → {after:?}"
     );
-    until(
-        "the NodePort to answer",
+    eventually(
         Duration::from_secs(10),
+        "the NodePort to answer",
         || async { demo.all_answer(3, 200).await.then_some(()) },
     )
     .await;
@@ -145,13 +145,13 @@ async fn kill_pods_deletes_the_chosen_pod_and_its_deployment_replaces_it() {
 async fn outage_takes_the_colour_to_zero_and_restores_the_exact_replica_count() {
     let demo = Demo::running(2).await;
     let run = demo.spawn(&["outage", "--color", "blue", "--duration", "5s"]);
-    until("blue scaled to 0", Duration::from_secs(5), || async {
+    eventually(Duration::from_secs(5), "blue scaled to 0", || async {
         (demo.replicas("blue").await == 0).then_some(())
     })
     .await;
-    until(
-        "the NodePort to stop answering",
+    eventually(
         Duration::from_secs(15),
+        "the NodePort to stop answering",
         || async {
             let (ready, _) = demo.endpoints().await;
             (ready.is_empty() && demo.through_node_port().await.is_none()).then_some(())
@@ -160,7 +160,7 @@ async fn outage_takes_the_colour_to_zero_and_restores_the_exact_replica_count() 
     .await;
     assert_eq!(run.await.unwrap(), Exit::Ok);
     assert_eq!(demo.replicas("blue").await, 2, "exactly the count it had");
-    until("blue to serve again", Duration::from_secs(20), || async {
+    eventually(Duration::from_secs(20), "blue to serve again", || async {
         demo.all_answer(3, 200).await.then_some(())
     })
     .await;
@@ -192,16 +192,16 @@ async fn cpu_burn_raises_the_pods_cpu_in_pod_metrics_until_reverted() {
         "--duration",
         "8s",
     ]);
-    let busy = until(
-        "the burn in the pod's metrics",
+    let busy = eventually(
         Duration::from_secs(8),
+        "the burn in the pod's metrics",
         || async { cpu_millis(&demo, &pod).await.filter(|m| *m >= 150.0) },
     )
     .await;
     assert_eq!(run.await.unwrap(), Exit::Ok);
-    until(
-        "the pod's CPU to fall back",
+    eventually(
         Duration::from_secs(10),
+        "the pod's CPU to fall back",
         || async { cpu_millis(&demo, &pod).await.filter(|m| *m < 100.0) },
     )
     .await;
@@ -219,9 +219,9 @@ async fn latency_on_the_service_proxy_delays_each_connection_until_reverted() {
     };
     let run = demo.spawn(&["latency", "--delay", "400ms", "--duration", "6s"]);
     let services: Api<Service> = Api::namespaced(demo.client.clone(), NS);
-    until(
-        "the proxy fault on the Service",
+    eventually(
         Duration::from_secs(5),
+        "the proxy fault on the Service",
         || async {
             let svc = services.get("web").await.unwrap();
             svc.metadata
@@ -232,7 +232,7 @@ async fn latency_on_the_service_proxy_delays_each_connection_until_reverted() {
         },
     )
     .await;
-    let slow = until("a delayed answer", Duration::from_secs(5), || async {
+    let slow = eventually(Duration::from_secs(5), "a delayed answer", || async {
         let (code, took) = timed().await;
         (code == Some(200) && took >= Duration::from_millis(380)).then_some(took)
     })
@@ -244,7 +244,7 @@ async fn latency_on_the_service_proxy_delays_each_connection_until_reverted() {
         !annotations.contains_key("resil.dev/proxy-fault"),
         "{annotations:?}"
     );
-    let fast = until("an undelayed answer", Duration::from_secs(5), || async {
+    let fast = eventually(Duration::from_secs(5), "an undelayed answer", || async {
         let (code, took) = timed().await;
         (code == Some(200) && took < Duration::from_millis(300)).then_some(took)
     })

@@ -18,7 +18,7 @@ async fn failing_blue(demo: &Demo, duration: &str) -> (String, tokio::process::C
     let mut args = args.to_vec();
     args.push(duration);
     let child = demo.binary(&demo.kubeconfig, &args).spawn().unwrap();
-    until("blue to answer 500", Duration::from_secs(20), || async {
+    eventually(Duration::from_secs(20), "blue to answer 500", || async {
         demo.all_answer(2, 500).await.then_some(())
     })
     .await;
