@@ -190,7 +190,9 @@ fi
 if has soak; then
 echo
 echo "soak: resil -c $SOAK_CONNS for ${SOAK}s on CPU $GEN_CPU; RSS sampled every 10 s"
-gen "$RESIL" load "$url" -c "$SOAK_CONNS" -d "${SOAK}s" --threads 1 -o json \
+# taskset directly (not the `gen` function, which would fork a subshell): $! must be the
+# resil process whose RSS is sampled.
+taskset -c "$GEN_CPU" "$RESIL" load "$url" -c "$SOAK_CONNS" -d "${SOAK}s" --threads 1 -o json \
     --out "$work/soak" >"$work/soak.json" &
 soak_pid=$!
 : >"$work/rss"
@@ -209,5 +211,9 @@ jq -rs --argjson soak "$SOAK" '
     | ([$b[] | select(.second >= ($soak - 61) and .second < ($soak - 1)) | .requests] | add / 60) as $last
     | "first minute \($first | floor) req/s, last minute \($last | floor) req/s (last/first \($last / $first * 1000 | round / 1000))"' \
     "$work/soak/timeline.jsonl"
+jq -rs '[.[] | select(.type == "load_bucket")] | group_by(.second / 60 | floor)
+    | map(map(.requests) | add / length | floor) | "req/s per minute: \(join(" "))"' \
+    "$work/soak/timeline.jsonl"
+awk '{printf "%s%s", (NR > 1 ? " " : "RSS KiB every 10 s: "), $1} END {print ""}' "$work/rss"
 jq -r '"requests \(.requests), errors \(.errors), p99 \(.latency.p99_us) µs"' "$work/soak.json"
 fi
