@@ -88,6 +88,9 @@ to_us() {
 }
 
 has() { [[ " $PARTS " == *" $1 "* ]]; }
+# Appends the TSV row that jq makes (arguments: FILE, then jq's) from the JSON on stdin
+# to FILE, and shows it.
+row() { local file=$1; shift; jq -r "$@" | tee -a "$file" >&2; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 results=$work/results.tsv   # tool conns run rps p50_us p99_us
@@ -100,15 +103,13 @@ for c in $CONNS; do
         p99=$(awk '$1=="99%" {print $2}' <<<"$out" | to_us)
         printf 'wrk\t%s\t%s\t%s\t%s\t%s\n' "$c" "$run" "$rps" "$p50" "$p99" | tee -a "$results" >&2
 
-        out=$(gen "$OHA" -z "${DURATION}s" -c "$c" --no-tui --output-format json "$url")
-        jq -r --arg c "$c" --arg run "$run" \
-            '["oha", $c, $run, .metrics.requests_per_sec, .metrics.latency_ms.p50*1000, .metrics.latency_ms.p99*1000] | @tsv' \
-            <<<"$out" | tee -a "$results" >&2
+        gen "$OHA" -z "${DURATION}s" -c "$c" --no-tui --output-format json "$url" \
+            | row "$results" --arg c "$c" --arg run "$run" \
+                '["oha", $c, $run, .metrics.requests_per_sec, .metrics.latency_ms.p50*1000, .metrics.latency_ms.p99*1000] | @tsv'
 
-        out=$(gen "$RESIL" load "$url" -c "$c" -d "${DURATION}s" --threads 1 -o json)
-        jq -r --arg c "$c" --arg run "$run" \
-            '["resil", $c, $run, .achieved_rate, .latency.p50_us, .latency.p99_us] | @tsv' \
-            <<<"$out" | tee -a "$results" >&2
+        gen "$RESIL" load "$url" -c "$c" -d "${DURATION}s" --threads 1 -o json \
+            | row "$results" --arg c "$c" --arg run "$run" \
+                '["resil", $c, $run, .achieved_rate, .latency.p50_us, .latency.p99_us] | @tsv'
     done
 done
 
@@ -140,15 +141,13 @@ echo "peer: oha -q RATE --latency-correction -c $OPEN_OHA_CONNS (corrected laten
 open_results=$work/open.tsv   # tool rate run achieved p99_corrected p99_uncorrected late
 for rate in $OPEN_RATES; do
     for run in $(seq "$RUNS"); do
-        out=$(gen "$RESIL" load "$url" --rate "$rate" -d "${DURATION}s" --threads 1 -o json)
-        jq -r --arg rate "$rate" --arg run "$run" \
-            '["resil", $rate, $run, .achieved_rate, .latency.p99_us, .latency_uncorrected.p99_us, .late_sends] | @tsv' \
-            <<<"$out" | tee -a "$open_results" >&2
-        out=$(gen "$OHA" -q "$rate" -z "${DURATION}s" -c "$OPEN_OHA_CONNS" --latency-correction \
-            --no-tui --output-format json "$url")
-        jq -r --arg rate "$rate" --arg run "$run" \
-            '["oha", $rate, $run, .metrics.requests_per_sec, .metrics.latency_ms.p99*1000, "-", "-"] | @tsv' \
-            <<<"$out" | tee -a "$open_results" >&2
+        gen "$RESIL" load "$url" --rate "$rate" -d "${DURATION}s" --threads 1 -o json \
+            | row "$open_results" --arg rate "$rate" --arg run "$run" \
+                '["resil", $rate, $run, .achieved_rate, .latency.p99_us, .latency_uncorrected.p99_us, .late_sends] | @tsv'
+        gen "$OHA" -q "$rate" -z "${DURATION}s" -c "$OPEN_OHA_CONNS" --latency-correction \
+            --no-tui --output-format json "$url" \
+            | row "$open_results" --arg rate "$rate" --arg run "$run" \
+                '["oha", $rate, $run, .metrics.requests_per_sec, .metrics.latency_ms.p99*1000, "-", "-"] | @tsv'
     done
 done
 echo

@@ -240,6 +240,15 @@ struct Watching {
 }
 
 impl Watching {
+    /// Waits until the watcher's timeline holds an event that satisfies `ok`.
+    async fn wait_recorded(&self, secs: u64, what: &str, ok: impl Fn(&EventKind) -> bool) {
+        eventually(Duration::from_secs(secs), what, || async {
+            let timeline = self.dir.read_timeline().unwrap_or_default();
+            timeline.iter().any(|e| ok(&e.kind)).then_some(())
+        })
+        .await;
+    }
+
     fn said(&self, needle: &str) -> bool {
         self.log.lock().unwrap().iter().any(|l| l.contains(needle))
     }
@@ -447,6 +456,13 @@ async fn capacity_aware_mode_scales_green_to_blues_size_before_switching() {
     // Blue degrades to 1 ready pod (below ready-min 2) but still serves.
     demo.scale("blue", 1).await;
     demo.wait_selected(90, "green").await;
+    // The Service's switch can reach the test before the watcher's recorder has seen it.
+    w.wait_recorded(
+        15,
+        "the failover to green recorded",
+        |e| matches!(e, EventKind::FailoverCompleted { to, .. } if to == "green"),
+    )
+    .await;
     let (outcome, timeline, log) = w.finish().await;
 
     let green: Deployment = demo.api().get("web-green").await.unwrap();
