@@ -126,6 +126,14 @@ pub fn resources(group: &str, version: &str) -> Option<Response> {
                 "kind": "Pod",
                 "verbs": ["get"],
             }));
+            // Served by `proxy.rs`; upstream lists the connect verbs this way.
+            list.push(json!({
+                "name": "pods/proxy",
+                "singularName": "",
+                "namespaced": true,
+                "kind": "PodProxyOptions",
+                "verbs": ["create", "delete", "get", "patch", "update"],
+            }));
         }
         if k.plural == "deployments" {
             list.push(json!({

@@ -415,6 +415,18 @@ async fn discovery_describes_every_served_group() {
     let (code, _, body) = raw(&client, "GET", "/resil/v1/status", None, vec![]).await;
     assert_eq!(code, 200);
     assert_eq!(body["objects"]["namespaces"], 1);
+    // The subresources the lab serves are listed, as kubectl and RBAC tooling expect.
+    let (code, _, body) = raw(&client, "GET", "/api/v1", None, vec![]).await;
+    assert_eq!(code, 200);
+    let names: Vec<&str> = body["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    for sub in ["pods/status", "pods/log", "pods/proxy"] {
+        assert!(names.contains(&sub), "{sub} in {names:?}");
+    }
     lab.shutdown().await;
 }
 
