@@ -753,13 +753,22 @@ async fn watches_that_drop_or_expire_still_see_the_active_colour_go_down() {
     fwd.restore();
     demo.wait_selected(20, "blue").await;
     let (_, timeline, log) = w.finish().await;
-    // Each stream's outage is said once, the expiry included; the timeline notes the resume.
+    // Each outage is said once per stream, not once per retry, and the 410 gets a line of
+    // its own; the timeline notes the resume. A stream whose next try falls after the
+    // second restore never fails to connect in that outage (seen under a full suite
+    // run), so it says 2 lines, not 3; retries every 100 ms–2 s would say many more.
     let lost = |what: &str| {
         log.iter()
             .filter(|l| l.contains(&format!("lost the watch on {what}:")))
             .count()
     };
-    assert_eq!((lost("pods"), lost("services")), (3, 3), "{log:#?}");
+    for stream in ["pods", "services"] {
+        assert!(
+            (2..=3).contains(&lost(stream)),
+            "{stream}: {} lines: {log:#?}",
+            lost(stream)
+        );
+    }
     assert!(
         log.iter()
             .any(|l| l.contains("lost the watch on pods") && l.contains("Expired")),
