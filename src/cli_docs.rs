@@ -51,19 +51,7 @@ pub fn markdown(cmd: &Command) -> String {
     }
 
     out.push_str("## Commands\n\n");
-    for sub in visible_subcommands(&root) {
-        let summary = sub
-            .get_about()
-            .map(|a| format!(" — {}", escape(&a.to_string())))
-            .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "- [`{name} {}`](#{}){summary}",
-            sub.get_name(),
-            anchor(&format!("{name} {}", sub.get_name()))
-        );
-    }
-    out.push('\n');
+    write_index(&mut out, &name, visible_subcommands(&root));
 
     let inherited = global_ids(&root, &[]);
     for sub in visible_subcommands(&root) {
@@ -74,6 +62,20 @@ pub fn markdown(cmd: &Command) -> String {
         out.pop();
     }
     out
+}
+
+/// A list of `subs` of the command at `parent`, each linked to its section, with its
+/// one-line summary.
+fn write_index<'a>(out: &mut String, parent: &str, subs: impl Iterator<Item = &'a Command>) {
+    for sub in subs {
+        let summary = sub
+            .get_about()
+            .map(|a| format!(" — {}", escape(&a.to_string())))
+            .unwrap_or_default();
+        let path = format!("{parent} {}", sub.get_name());
+        let _ = writeln!(out, "- [`{path}`](#{}){summary}", anchor(&path));
+    }
+    out.push('\n');
 }
 
 /// One command's section and, below it, its subcommands' sections one level deeper.
@@ -119,19 +121,7 @@ fn write_command(
     let subs: Vec<&Command> = visible_subcommands(cmd).collect();
     if !subs.is_empty() {
         out.push_str("Subcommands:\n\n");
-        for sub in &subs {
-            let summary = sub
-                .get_about()
-                .map(|a| format!(" — {}", escape(&a.to_string())))
-                .unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "- [`{path} {}`](#{}){summary}",
-                sub.get_name(),
-                anchor(&format!("{path} {}", sub.get_name()))
-            );
-        }
-        out.push('\n');
+        write_index(out, &path, subs.iter().copied());
         let inherited = global_ids(cmd, inherited);
         for sub in subs {
             write_command(out, sub, &path, depth + 1, &inherited);
