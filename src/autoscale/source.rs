@@ -204,17 +204,7 @@ mod tests {
         Event {
             ts: DateTime::from_timestamp(1_700_000_000 + second, 0).unwrap(),
             source: "load".to_string(),
-            kind: EventKind::LoadBucket {
-                second: second as u64,
-                requests,
-                errors: 0,
-                p50_us: 0,
-                p90_us: 0,
-                p99_us: 0,
-                max_us: 0,
-                by_color: BTreeMap::new(),
-                by_pod: BTreeMap::new(),
-            },
+            kind: EventKind::test_bucket(second as u64, requests, 0, 0, BTreeMap::new()),
         }
     }
 

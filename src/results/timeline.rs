@@ -277,6 +277,31 @@ mod ts_ms {
 }
 
 #[cfg(test)]
+impl EventKind {
+    /// A load bucket for tests: `requests`, `errors` and `p99_us` at `second`, served by
+    /// `by_pod`, the other latencies 0 and no colours.
+    pub(crate) fn test_bucket(
+        second: u64,
+        requests: u64,
+        errors: u64,
+        p99_us: u64,
+        by_pod: BTreeMap<String, Served>,
+    ) -> EventKind {
+        EventKind::LoadBucket {
+            second,
+            requests,
+            errors,
+            p50_us: 0,
+            p90_us: 0,
+            p99_us,
+            max_us: 0,
+            by_color: BTreeMap::new(),
+            by_pod,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -129,17 +129,7 @@ pub(super) mod tests {
     pub(in crate::run) fn bucket(second: u64, requests: u64, errors: u64, p99_us: u64) -> Event {
         Event::now(
             "load",
-            EventKind::LoadBucket {
-                second,
-                requests,
-                errors,
-                p50_us: 0,
-                p90_us: 0,
-                p99_us,
-                max_us: 0,
-                by_color: Default::default(),
-                by_pod: Default::default(),
-            },
+            EventKind::test_bucket(second, requests, errors, p99_us, Default::default()),
         )
     }
 

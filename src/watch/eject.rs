@@ -202,17 +202,13 @@ mod tests {
         let bucket = |age_s: i64, pod: &str, requests: u64, errors: u64| Event {
             ts: now - chrono::Duration::seconds(age_s),
             source: "load".to_string(),
-            kind: EventKind::LoadBucket {
-                second: 0,
+            kind: EventKind::test_bucket(
+                0,
                 requests,
                 errors,
-                p50_us: 0,
-                p90_us: 0,
-                p99_us: 0,
-                max_us: 0,
-                by_color: BTreeMap::new(),
-                by_pod: BTreeMap::from([(pod.to_string(), Served::counts(requests, errors))]),
-            },
+                0,
+                BTreeMap::from([(pod.to_string(), Served::counts(requests, errors))]),
+            ),
         };
         let events = [
             bucket(30, "web-blue-a", 100, 100),
@@ -250,17 +246,7 @@ mod tests {
         let events = [Event {
             ts: now - chrono::Duration::seconds(1),
             source: "load".to_string(),
-            kind: EventKind::LoadBucket {
-                second: 0,
-                requests: 200,
-                errors: 0,
-                p50_us: 0,
-                p90_us: 0,
-                p99_us: 0,
-                max_us: 0,
-                by_color: BTreeMap::new(),
-                by_pod,
-            },
+            kind: EventKind::test_bucket(0, 200, 0, 0, by_pod),
         }];
         let window = window_of(&events, now, Duration::from_secs(10), &colors);
         let verdicts = Ejector::new(Settings::default()).evaluate(Instant::now(), &window);
