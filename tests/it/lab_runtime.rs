@@ -15,7 +15,7 @@ use resil::lab::{Lab, LabConfig};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::support::{client_for, eventually, free_node_port};
+use crate::support::{client_for, event_reasons, eventually, free_node_port};
 
 /// A lab with the demo program and a 1 s HPA sync period.
 async fn lab() -> (Lab, kube::Client, TempDir) {
@@ -378,14 +378,7 @@ async fn the_hpa_scales_the_deployment_up_under_work_load_and_back_down_after() 
     assert!(status.desired_replicas > 1, "{status:?}");
     assert!(status.current_metrics.is_some_and(|m| !m.is_empty()));
     let events: Api<k8s_openapi::api::core::v1::Event> = Api::default_namespaced(client.clone());
-    let reasons: Vec<String> = events
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|e| e.reason)
-        .collect();
+    let reasons = event_reasons(&events).await;
     for r in [
         "SuccessfulRescale",
         "ScalingReplicaSet",

@@ -138,3 +138,15 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The reasons of every Event `events` lists, in list order.
+pub async fn event_reasons(events: &kube::Api<k8s_openapi::api::core::v1::Event>) -> Vec<String> {
+    events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect()
+}

@@ -31,7 +31,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::free_node_port;
-use crate::support::{client_for, eventually};
+use crate::support::{client_for, event_reasons, eventually};
 
 const NS: &str = "distributed-resilience";
 
@@ -410,14 +410,7 @@ async fn with_both_colours_down_the_watcher_never_switches_and_warns_loudly() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(demo.selected().await, "blue");
     let events: Api<k8s_openapi::api::core::v1::Event> = demo.api();
-    let reasons: Vec<String> = events
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|e| e.reason)
-        .collect();
+    let reasons = event_reasons(&events).await;
     assert!(reasons.iter().any(|r| r == "NoHealthyColor"), "{reasons:?}");
     let (_, timeline, log) = w.finish().await;
     assert!(switches_to(&timeline, "green").is_empty(), "{log:?}");

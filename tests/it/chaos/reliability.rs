@@ -107,18 +107,10 @@ async fn a_deployment_deleted_mid_outage_is_a_clear_error_with_exit_2_and_a_clos
         .delete("web-blue", &DeleteParams::default())
         .await
         .unwrap();
-    let (code, out, err) = finish(child, Duration::from_secs(30)).await;
-    assert_eq!(code, 2, "{out}{err}");
-    assert!(
-        err.contains("deployment/web-blue disappeared during the outage"),
-        "{err}"
-    );
-    let entries = demo.journal().entries().unwrap();
-    assert_eq!(entries.len(), 1);
-    assert!(
-        demo.journal().open_entries().unwrap().is_empty(),
-        "closed: nothing is owed"
-    );
+    exits_2_with_a_closed_entry(&demo, child, |err| {
+        err.contains("deployment/web-blue disappeared during the outage")
+    })
+    .await;
     demo.lab.shutdown().await;
 }
 
@@ -130,14 +122,10 @@ async fn a_pod_deleted_mid_degrade_is_a_clear_error_with_exit_2_and_a_closed_ent
     pods.delete(&pod, &DeleteParams::default().grace_period(0))
         .await
         .unwrap();
-    let (code, out, err) = finish(child, Duration::from_secs(30)).await;
-    assert_eq!(code, 2, "{out}{err}");
-    assert!(
-        err.contains(&format!("pod/{pod} disappeared during the degrade")),
-        "{err}"
-    );
-    assert_eq!(demo.journal().entries().unwrap().len(), 1);
-    assert!(demo.journal().open_entries().unwrap().is_empty());
+    exits_2_with_a_closed_entry(&demo, child, |err| {
+        err.contains(&format!("pod/{pod} disappeared during the degrade"))
+    })
+    .await;
     demo.lab.shutdown().await;
 }
 
@@ -160,16 +148,12 @@ async fn degrading_a_pod_that_is_not_running_is_a_clear_error_with_exit_2_and_a_
         )
         .spawn()
         .unwrap();
-    let (code, out, err) = finish(child, Duration::from_secs(30)).await;
-    assert_eq!(code, 2, "{out}{err}");
-    assert!(
-        err.contains("pod web-blue-0 cannot be reached through the API server's pod proxy")
-            && err.contains("not running (phase Pending)"),
-        "{err}"
-    );
     // Journaled before acting, closed once nothing was left in place.
-    assert_eq!(demo.journal().entries().unwrap().len(), 1);
-    assert!(demo.journal().open_entries().unwrap().is_empty());
+    exits_2_with_a_closed_entry(&demo, child, |err| {
+        err.contains("pod web-blue-0 cannot be reached through the API server's pod proxy")
+            && err.contains("not running (phase Pending)")
+    })
+    .await;
     demo.lab.shutdown().await;
 }
 
@@ -384,4 +368,21 @@ async fn an_outage_tells_its_story_in_the_timeline_and_in_kubernetes_events() {
         assert!(text.contains("deployment/web-blue"), "{text}");
     }
     demo.lab.shutdown().await;
+}
+
+/// Waits for `child`: it must exit 2 with a message `says` accepts, leaving exactly one
+/// journal entry, closed (nothing is owed).
+async fn exits_2_with_a_closed_entry(
+    demo: &Demo,
+    child: tokio::process::Child,
+    says: impl Fn(&str) -> bool,
+) {
+    let (code, out, err) = finish(child, Duration::from_secs(30)).await;
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(says(&err), "{err}");
+    assert_eq!(demo.journal().entries().unwrap().len(), 1);
+    assert!(
+        demo.journal().open_entries().unwrap().is_empty(),
+        "closed: nothing is owed"
+    );
 }
