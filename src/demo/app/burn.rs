@@ -52,8 +52,9 @@ impl CpuQuota {
     /// A quota of `limit_millicores` thousandths of a core (`None`: unlimited).
     pub fn new(limit_millicores: Option<u64>) -> CpuQuota {
         CpuQuota {
-            per_period: limit_millicores
-                .map(|millis| Duration::from_nanos(PERIOD.as_nanos() as u64 * millis / 1000)),
+            per_period: limit_millicores.map(|millis| {
+                Duration::from_nanos((PERIOD.as_nanos() as u64).saturating_mul(millis) / 1000)
+            }),
             period: Mutex::new(QuotaPeriod {
                 start: Instant::now(),
                 used: Duration::ZERO,
