@@ -6,6 +6,7 @@
 //! worst verdict as the exit code.
 
 pub mod compare;
+pub mod fail_fast;
 pub mod plans;
 pub mod resolve;
 pub mod runner;
@@ -45,6 +46,16 @@ pub async fn command(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<Exit>
         .map(|s| s.scaled(args.time_scale))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| anyhow::anyhow!(e))?;
+    if args.fail_fast
+        && runs
+            .iter()
+            .all(|r| fail_fast::FailFast::new(&r.slos, &r.window_slos).is_empty())
+    {
+        eprintln!(
+            "note: --fail-fast: no SLO of this scenario can be decided before a run ends \
+             (only downtime<, failover_time< and window SLOs can), so it stops only between runs"
+        );
+    }
     for run in &runs {
         for rule in &run.abort {
             runner::AbortRule::parse(rule)?;
@@ -101,6 +112,7 @@ pub async fn command(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<Exit>
             eprintln!("round {round}/{}", args.repeat);
         }
         let mut done: Vec<compare::VariantRun> = Vec::new();
+        let mut stopped = false;
         for (run, variant) in runs.iter().zip(variant_names(&scenario)) {
             if let Some(v) = &variant {
                 eprintln!("variant {v}");
@@ -121,7 +133,11 @@ pub async fn command(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<Exit>
                 run,
                 &target,
                 &dir,
-                runner::Engines { load, autoscale },
+                runner::Engines {
+                    load,
+                    autoscale,
+                    fail_fast: args.fail_fast,
+                },
                 seed,
                 interrupt.clone(),
             )
@@ -150,11 +166,16 @@ pub async fn command(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<Exit>
                 variant: variant.unwrap_or_else(|| run.name.clone()),
                 dir: dir.path().to_path_buf(),
             });
+            if args.fail_fast && worst != Exit::Ok {
+                stopped = true;
+                break;
+            }
         }
         if done.len() > 1 {
             side_by_side(&scenario, &done)?;
         }
-        if args.fail_fast && worst != Exit::Ok {
+        if stopped {
+            eprintln!("--fail-fast: stopping after the first failed run");
             break;
         }
     }

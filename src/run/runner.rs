@@ -6,12 +6,14 @@
 //! `chaos::injector` — so a scenario measures exactly what the commands measure. Called
 //! by `run::command`, which renders the report and turns the SLO verdict into the exit code.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::fail_fast::FailFast;
 use super::scenario::{Scenario, Step, StepAction, WaitEvent, WatchMode};
 use crate::autoscale::{AutoscalePlan, Report as AutoscaleReport};
 use crate::chaos::execute::Scope;
@@ -43,6 +45,8 @@ pub struct Engines {
     pub load: LoadPlan,
     /// The predictive autoscaler (reading the load's buckets in the run directory).
     pub autoscale: Option<AutoscalePlan>,
+    /// `--fail-fast`: stop at the first SLO breach that is decided while the run runs.
+    pub fail_fast: bool,
 }
 
 /// Runs `scenario` against `target`, writing into `dir`.
@@ -57,6 +61,7 @@ pub async fn run(
     let Engines {
         load: load_plan,
         autoscale,
+        fail_fast,
     } = engines;
     let mut meta = RunMeta::start(
         dir.path()
@@ -85,6 +90,19 @@ pub async fn run(
         }
         None => None,
     };
+
+    // An abort rule or, with --fail-fast, a decided SLO breach stops the load; the first
+    // reason is kept for the results.
+    let load_cancel = CancellationToken::new();
+    let stop = Arc::new(Stop {
+        reason: Mutex::new(None),
+        cancel: load_cancel.clone(),
+    });
+    let fail_fast = Arc::new(Mutex::new(if fail_fast {
+        FailFast::new(&scenario.slos, &scenario.window_slos)
+    } else {
+        FailFast::default()
+    }));
 
     // The watcher, recording into the same directory.
     let watch_cancel = CancellationToken::new();
@@ -129,31 +147,36 @@ pub async fn run(
         watch_cancel.clone(),
     ));
     // Watcher updates: print decisions, count failovers for `wait-for`.
-    let printer = tokio::spawn(async move {
-        let (mut over, mut back) = (0, 0);
-        while let Some(update) = updates_rx.recv().await {
-            match update {
-                Update::Decision { rule, action } => eprintln!("watch [{rule}] {action}"),
-                Update::Warning(w) => eprintln!("watch warning: {w}"),
-                Update::Failover(f) => {
-                    eprintln!(
-                        "watch: {} {} → {} in {} ms",
-                        f.direction, f.from, f.to, f.duration_ms
-                    );
-                    if f.direction == "failback" {
-                        back += 1;
-                    } else {
-                        over += 1;
+    let printer = {
+        let (stop, fail_fast) = (Arc::clone(&stop), Arc::clone(&fail_fast));
+        tokio::spawn(async move {
+            let (mut over, mut back) = (0, 0);
+            while let Some(update) = updates_rx.recv().await {
+                match update {
+                    Update::Decision { rule, action } => eprintln!("watch [{rule}] {action}"),
+                    Update::Warning(w) => eprintln!("watch warning: {w}"),
+                    Update::Failover(f) => {
+                        eprintln!(
+                            "watch: {} {} → {} in {} ms",
+                            f.direction, f.from, f.to, f.duration_ms
+                        );
+                        if f.direction == "failback" {
+                            back += 1;
+                        } else {
+                            over += 1;
+                        }
+                        let _ = failovers_tx.send((over, back));
+                        if let Some(why) = lock(&fail_fast).failover(f.duration_ms) {
+                            stop.stop(format!("fail-fast: {why}"));
+                        }
                     }
-                    let _ = failovers_tx.send((over, back));
+                    Update::Snapshot(_) => {}
                 }
-                Update::Snapshot(_) => {}
             }
-        }
-    });
+        })
+    };
 
     // The load, its events appended to the timeline and checked against abort rules.
-    let load_cancel = CancellationToken::new();
     let (events_tx, mut events_rx) = mpsc::unbounded_channel::<Event>();
     let abort_rules = scenario
         .abort
@@ -162,20 +185,16 @@ pub async fn run(
         .collect::<Result<Vec<_>, _>>()?;
     let mut timeline = dir.timeline()?;
     let consumer = {
-        let load_cancel = load_cancel.clone();
+        let (stop, fail_fast) = (Arc::clone(&stop), Arc::clone(&fail_fast));
         tokio::spawn(async move {
-            let mut aborted = None;
             while let Some(event) = events_rx.recv().await {
                 let _ = timeline.append(&event);
-                if aborted.is_none()
-                    && let Some(breach) = abort_rules.iter().find_map(|r| r.breached(&event.kind))
-                {
-                    eprintln!("abort: {breach}; stopping the run and reverting");
-                    aborted = Some(breach);
-                    load_cancel.cancel();
+                if let Some(breach) = abort_rules.iter().find_map(|r| r.breached(&event.kind)) {
+                    stop.stop(breach);
+                } else if let Some(why) = lock(&fail_fast).event(&event) {
+                    stop.stop(format!("fail-fast: {why}"));
                 }
             }
-            aborted
         })
     };
     let mut load = {
@@ -195,7 +214,7 @@ pub async fn run(
     };
     // Every fault a step injects lands here at once, so an abort, Ctrl-C or the end of
     // the load — which drop the steps mid-way — still know what to revert.
-    let injected = std::sync::Mutex::new(Vec::<Entry>::new());
+    let injected = Mutex::new(Vec::<Entry>::new());
     let steps = run_steps(&scenario.steps, &injector, seed, failovers_rx, &injected);
     let mut load_result = None;
     let step_result = tokio::select! {
@@ -227,7 +246,8 @@ pub async fn run(
         None => load.await,
     }
     .context("the load task")?;
-    let aborted = consumer.await.unwrap_or(None);
+    let _ = consumer.await;
+    let aborted = lock(&stop.reason).take();
     // Give the watcher a moment to record the end state, then stop it.
     tokio::time::sleep(Duration::from_millis(500)).await;
     watch_cancel.cancel();
@@ -281,6 +301,28 @@ pub async fn run(
     Ok(ending)
 }
 
+/// Stops the load for the first reason given (an abort rule, a decided SLO breach).
+struct Stop {
+    reason: Mutex<Option<String>>,
+    cancel: CancellationToken,
+}
+
+impl Stop {
+    fn stop(&self, why: String) {
+        let mut reason = lock(&self.reason);
+        if reason.is_none() {
+            eprintln!("abort: {why}; stopping the run and reverting");
+            *reason = Some(why);
+            self.cancel.cancel();
+        }
+    }
+}
+
+/// A lock that a panicked holder left poisoned still holds usable data here.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Drives the predictive autoscaler until `stop`, printing what it changes; always
 /// restores minReplicas and returns the restored value.
 async fn drive_autoscaler(
@@ -320,7 +362,7 @@ async fn run_steps(
     injector: &Injector,
     seed: u64,
     failovers: watch::Receiver<(u32, u32)>,
-    injected: &std::sync::Mutex<Vec<Entry>>,
+    injected: &Mutex<Vec<Entry>>,
 ) -> anyhow::Result<()> {
     let start = tokio::time::Instant::now();
     let mut steps: Vec<&Step> = steps.iter().collect();
@@ -393,10 +435,7 @@ async fn run_steps(
                 }
             });
         }
-        injected
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .push(entry);
+        lock(injected).push(entry);
     }
     // Timed faults run their course before the steps count as done.
     while reverts.join_next().await.is_some() {}

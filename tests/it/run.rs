@@ -1,6 +1,6 @@
 //! `resil run`: every scenario in scenarios/ runs on an in-process lab, shortened with
-//! `--time-scale`, and its SLO verdict (the exit code) is asserted; an abort rule stops a
-//! run and reverts its fault; a malformed scenario fails with its line number.
+//! `--time-scale`, and its SLO verdict (the exit code) is asserted; an abort rule, and
+//! `--fail-fast` at a decided SLO breach, stop a run and revert its fault; a malformed scenario fails with its line number.
 //!
 //! The real binary runs with `--context resil-lab` and a temporary kubeconfig pointing at
 //! the in-process lab (so it never starts a lab daemon of its own), with HOME,
@@ -329,7 +329,64 @@ abort: [\"error_rate>50%\"]
         "stopped early, not after the 60 s load:\n{}",
         ran.explain()
     );
-    // The outage is undone: blue has its replicas back and the Service still selects it.
+    stopped_early_and_reverted(&lab, &ran, "abort").await;
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_fast_stops_at_a_decided_window_slo_and_skips_the_repeats() {
+    let lab = RunLab::start().await;
+    let scenario = lab.home.path().join("fail-fast.yaml");
+    // No abort rule: only --fail-fast can stop this run before its 60 s. The window
+    // [2s, 5s) is decided at second 5, when the outage has failed nearly every request.
+    std::fs::write(
+        &scenario,
+        "name: fail-fast
+deploy: {replicas: 2, active: blue}
+watch: {mode: observe-only}
+load: {rate: 40, duration: 60s, path: /, timeout: 1s}
+steps:
+  - {at: 2s, do: outage, color: blue, duration: 50s}
+window_slos:
+  - {from: 2s, to: 5s, slo: \"error_rate<1%\"}
+",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let ran = lab
+        .run(&scenario, "1", &["--fail-fast", "--repeat", "3"])
+        .await;
+    ran.exits(1);
+    ran.said("fail-fast: window SLO error_rate<1% from 2s to 5s failed");
+    ran.said("--fail-fast: stopping after the first failed run");
+    assert!(
+        started.elapsed() < Duration::from_secs(45),
+        "stopped early, not after the 60 s load:\n{}",
+        ran.explain()
+    );
+    stopped_early_and_reverted(&lab, &ran, "fail-fast").await;
+    let runs = std::fs::read_dir(lab.results())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with("fail-fast")
+        })
+        .count();
+    assert_eq!(
+        runs,
+        1,
+        "no repeat after the failed run:\n{}",
+        ran.explain()
+    );
+    lab.stop().await;
+}
+
+/// The run that `label` names was stopped mid-way: its outage is undone (blue has its
+/// replicas back and the Service still selects it) and its results are marked partial.
+async fn stopped_early_and_reverted(lab: &RunLab, ran: &Ran, label: &str) {
     let blue = Api::<Deployment>::namespaced(lab.client.clone(), NS)
         .get("web-blue")
         .await
@@ -341,7 +398,7 @@ abort: [\"error_rate>50%\"]
         .unwrap();
     let selector = service.spec.unwrap().selector.unwrap();
     assert_eq!(selector.get("version").map(String::as_str), Some("blue"));
-    let meta = run_json(&lab.run_dir("abort"));
+    let meta = run_json(&lab.run_dir(label));
     assert_eq!(meta["status"], "partial");
     assert!(
         meta["partial_reason"]
@@ -349,7 +406,6 @@ abort: [\"error_rate>50%\"]
             .is_some_and(|r| r.starts_with("aborted")),
         "{meta}"
     );
-    lab.stop().await;
 }
 
 #[test]
