@@ -328,10 +328,13 @@ pub fn sections(report: &Report) -> Vec<Section> {
                             c.at.format("%H:%M:%S%.3f").to_string(),
                             c.action.clone(),
                             c.targets.join(", "),
-                            c.reverted_at.map_or_else(
-                                || "no".into(),
-                                |t| t.format("%H:%M:%S%.3f").to_string(),
-                            ),
+                            match c.reverted_at {
+                                Some(t) => t.format("%H:%M:%S%.3f").to_string(),
+                                // Killed pods are replaced by their Deployment: there
+                                // is nothing to revert, and "no" would read as a leak.
+                                None if c.action == "kill-pods" => "n/a".into(),
+                                None => "no".into(),
+                            },
                         ]
                     })
                     .collect(),
