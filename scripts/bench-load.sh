@@ -6,7 +6,7 @@
 #     resil/oha;
 #   - open model: resil and oha (-q, latency-corrected) RUNS x DURATION at each rate in
 #     OPEN_RATES on one core: medians of the achieved rate vs target, corrected vs
-#     uncorrected p99 (resil keeps both), late sends;
+#     uncorrected p99 (resil keeps both), late sends, and the steal time of both CPUs;
 #   - stall: a fixed-rate run while nginx is frozen for 5 s, against hand-computed figures;
 #   - soak (not in the default PARTS; PARTS=soak to run it): resil for SOAK seconds
 #     (default 600) at SOAK_CONNS connections, its RSS sampled every 10 s; prints RSS at
@@ -91,6 +91,13 @@ has() { [[ " $PARTS " == *" $1 "* ]]; }
 # Appends the TSV row that jq makes (arguments: FILE, then jq's) from the JSON on stdin
 # to FILE, and shows it.
 row() { local file=$1; shift; jq -r "$@" | tee -a "$file" >&2; }
+# CPU time the hypervisor gave to others on the server's and the generator's CPUs so far
+# (ms): the steal column of /proc/stat. A frozen CPU delays sends however good the
+# generator is, and the corrected latencies rightly show it.
+steal_ms() {
+    awk -v a="cpu$SERVER_CPU" -v b="cpu$GEN_CPU" -v hz="$(getconf CLK_TCK)" \
+        '$1 == a || $1 == b { s += $9 } END { printf "%d\n", s * 1000 / hz }' /proc/stat
+}
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 results=$work/results.tsv   # tool conns run rps p50_us p99_us
@@ -138,33 +145,56 @@ if has open; then
 echo
 echo "open model: $RUNS x ${DURATION}s at each rate in OPEN_RATES, generator on CPU $GEN_CPU;"
 echo "peer: oha -q RATE --latency-correction -c $OPEN_OHA_CONNS (corrected latencies only)"
-open_results=$work/open.tsv   # tool rate run achieved p99_corrected p99_uncorrected late
+echo "steal: ms the hypervisor ran something else on the two CPUs during the run (/proc/stat)"
+# tool rate run achieved p99_corrected p99_uncorrected late steal_ms
+open_results=$work/open.tsv
 for rate in $OPEN_RATES; do
     for run in $(seq "$RUNS"); do
-        gen "$RESIL" load "$url" --rate "$rate" -d "${DURATION}s" --threads 1 -o json \
-            | row "$open_results" --arg rate "$rate" --arg run "$run" \
-                '["resil", $rate, $run, .achieved_rate, .latency.p99_us, .latency_uncorrected.p99_us, .late_sends] | @tsv'
-        gen "$OHA" -q "$rate" -z "${DURATION}s" -c "$OPEN_OHA_CONNS" --latency-correction \
-            --no-tui --output-format json "$url" \
-            | row "$open_results" --arg rate "$rate" --arg run "$run" \
-                '["oha", $rate, $run, .metrics.requests_per_sec, .metrics.latency_ms.p99*1000, "-", "-"] | @tsv'
+        before=$(steal_ms)
+        json=$(gen "$RESIL" load "$url" --rate "$rate" -d "${DURATION}s" --threads 1 -o json)
+        row "$open_results" --arg rate "$rate" --arg run "$run" --arg steal "$(($(steal_ms) - before))" \
+            '["resil", $rate, $run, .achieved_rate, .latency.p99_us, .latency_uncorrected.p99_us, .late_sends, $steal] | @tsv' \
+            <<<"$json"
+        before=$(steal_ms)
+        json=$(gen "$OHA" -q "$rate" -z "${DURATION}s" -c "$OPEN_OHA_CONNS" --latency-correction \
+            --no-tui --output-format json "$url")
+        row "$open_results" --arg rate "$rate" --arg run "$run" --arg steal "$(($(steal_ms) - before))" \
+            '["oha", $rate, $run, .metrics.requests_per_sec, .metrics.latency_ms.p99*1000, "-", "-", $steal] | @tsv' \
+            <<<"$json"
     done
 done
 echo
-printf '%-6s %7s %14s %9s %16s %18s %8s %12s\n' tool rate "achieved (med)" "vs rate" \
-    "p99 corr. µs" "p99 uncorr. µs" "corr/unc" "late (med)"
+printf '%-6s %7s %14s %9s %16s %18s %8s %12s %10s\n' tool rate "achieved (med)" "vs rate" \
+    "p99 corr. µs" "p99 uncorr. µs" "corr/unc" "late (med)" "steal ms"
 for rate in $OPEN_RATES; do
     for tool in resil oha; do
         col() { awk -F'\t' -v t="$tool" -v r="$rate" -v c="$1" '$1==t && $2==r {print $c}' "$open_results" | median; }
         achieved=$(col 4)
         p99c=$(col 5)
+        steal=$(col 8)
         if [ "$tool" = resil ]; then p99u=$(col 6); late=$(col 7); else p99u=-; late=-; fi
-        awk -v t="$tool" -v r="$rate" -v a="$achieved" -v c="$p99c" -v u="$p99u" -v l="$late" 'BEGIN {
+        awk -v t="$tool" -v r="$rate" -v a="$achieved" -v c="$p99c" -v u="$p99u" -v l="$late" -v s="$steal" 'BEGIN {
             ratio = (u == "-" || u == 0) ? "-" : sprintf("%.2f", c / u)
-            printf "%-6s %7d %14.0f %8.2f%% %16.0f %18s %8s %12s\n", t, r, a, (a / r - 1) * 100, c, u, ratio, l }'
+            printf "%-6s %7d %14.0f %8.2f%% %16.0f %18s %8s %12s %10s\n", t, r, a, (a / r - 1) * 100, c, u, ratio, l, s }'
     done
 done
 echo "targets: achieved within 0.5 % of the rate; corrected p99 <= 2 x uncorrected"
+for rate in $OPEN_RATES; do
+    awk -F'\t' -v r="$rate" '$1 == "resil" && $2 == r {
+            n++; a = $4 / r - 1; if (a < 0) a = -a
+            if (a <= 0.005 && $5 <= 2 * $6) met++ }
+        END { printf "resil at %d: %d of %d runs met both\n", r, met, n }' "$open_results"
+done
+# An open-model target only means something with headroom: say how close the rate is to
+# what this machine serves closed-model (the closed part's best wrk median).
+if has closed; then
+    best=0
+    for c in $CONNS; do best=$(awk -v a="$best" -v b="${med[wrk,$c,4]}" 'BEGIN { print (b > a) ? b : a }'); done
+    for rate in $OPEN_RATES; do
+        awk -v r="$rate" -v w="$best" 'BEGIN {
+            printf "%d req/s is %.2f of wrk'"'"'s closed-model median here (%.0f req/s)\n", r, r / w, w }'
+    done
+fi
 fi
 
 if has stall; then
