@@ -772,9 +772,10 @@ pub struct RunArgs {
     pub repeat: u32,
 
     /// Stop and revert at the first SLO breach that is decided while the run runs (a
-    /// downtime episode or failover over its `<` bound, a window SLO's worst second or
-    /// ended window), and run no further variant or repeat after a failed run. The whole
-    /// run's error rate, percentiles and cost are judged at the end.
+    /// downtime episode, when it ends, or a failover over its `<` bound; a window SLO's
+    /// first slow second under `p99<`, an `error_rate<` window once past its `to`), and
+    /// run no further variant or repeat after a failed run. The whole run's error rate,
+    /// percentiles and cost are judged at the end.
     #[arg(long)]
     pub fail_fast: bool,
 

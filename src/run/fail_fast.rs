@@ -4,13 +4,16 @@
 //!
 //! Decided as soon as seen:
 //! - `downtime` and `failover_time` bounded above (`<`, `<=`): each is the longest episode
-//!   or failover of the run, so one over the bound decides it;
+//!   or failover of the run, so one over the bound decides it (a downtime episode when it
+//!   ends: the load reports episodes as they close);
 //! - a window SLO `p99<DUR`: the worst second in its window decides it;
 //! - a window SLO `error_rate<PCT%` with an end (`to`): decided once the load is past it.
 //!
 //! The rest (the whole run's error rate and percentiles, cost, scaling latency, windows
 //! that run to the end) cannot be decided early and are judged at the end, as without
 //! the flag. Pure: the runner feeds it the load's events and the watcher's failovers.
+
+use std::time::Duration;
 
 use crate::report::slo::{self, Metric, Op, Slo};
 use crate::results::timeline::{Event, EventKind};
@@ -19,7 +22,7 @@ use super::scenario::WindowSlo;
 use super::window::{self, WindowCheck};
 
 /// The SLOs of one run that can be decided while it runs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FailFast {
     /// `downtime` and `failover_time` SLOs with an upper bound.
     longest: Vec<Slo>,
@@ -106,23 +109,24 @@ impl FailFast {
     }
 
     fn window(&mut self, second: u64, requests: u64, p99_us: u64) -> Option<String> {
-        let t = std::time::Duration::from_secs(second);
+        let t = Duration::from_secs(second);
         for w in self.windows.iter_mut().filter(|w| !w.decided) {
             let inside = t >= w.slo.from && w.slo.to.is_none_or(|to| t < to);
             let decides = match w.check {
                 WindowCheck::P99(max) => {
-                    inside && requests > 0 && p99_us as u128 >= max.as_micros()
+                    inside && requests > 0 && Duration::from_micros(p99_us) >= max
                 }
                 WindowCheck::ErrorRate(_) => w.slo.to.is_some_and(|to| t >= to),
             };
             if !decides {
                 continue;
             }
-            w.decided = true;
-            let verdict = window::judge(std::slice::from_ref(&w.slo), &self.buckets)
-                .pop()
-                .filter(|v| !v.passed);
-            if let Some(v) = verdict {
+            // An error-rate window is complete now, pass or fail; a p99 window is
+            // decided only by a failure.
+            let verdict = window::judge(std::slice::from_ref(&w.slo), &self.buckets).pop();
+            w.decided = matches!(w.check, WindowCheck::ErrorRate(_))
+                || verdict.as_ref().is_some_and(|v| !v.passed);
+            if let Some(v) = verdict.filter(|v| !v.passed) {
                 return Some(format!("window SLO {} failed: {}", v.expression, v.actual));
             }
         }
@@ -132,8 +136,6 @@ impl FailFast {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
     use crate::run::window::tests::bucket;
 

@@ -53,7 +53,8 @@ pub async fn command(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<Exit>
     {
         eprintln!(
             "note: --fail-fast: no SLO of this scenario can be decided before a run ends \
-             (only downtime<, failover_time< and window SLOs can), so it stops only between runs"
+             (only downtime<, failover_time<, p99< windows and error_rate< windows with a \
+             `to` can), so it stops only between runs"
         );
     }
     for run in &runs {

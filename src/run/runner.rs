@@ -95,14 +95,12 @@ pub async fn run(
     // reason is kept for the results.
     let load_cancel = CancellationToken::new();
     let stop = Arc::new(Stop {
-        reason: Mutex::new(None),
+        state: Mutex::default(),
         cancel: load_cancel.clone(),
     });
-    let fail_fast = Arc::new(Mutex::new(if fail_fast {
-        FailFast::new(&scenario.slos, &scenario.window_slos)
-    } else {
-        FailFast::default()
-    }));
+    let fail_fast = Arc::new(Mutex::new(
+        fail_fast.then(|| FailFast::new(&scenario.slos, &scenario.window_slos)),
+    ));
 
     // The watcher, recording into the same directory.
     let watch_cancel = CancellationToken::new();
@@ -166,7 +164,10 @@ pub async fn run(
                             over += 1;
                         }
                         let _ = failovers_tx.send((over, back));
-                        if let Some(why) = lock(&fail_fast).failover(f.duration_ms) {
+                        if let Some(why) = lock(&fail_fast)
+                            .as_ref()
+                            .and_then(|ff| ff.failover(f.duration_ms))
+                        {
                             stop.stop(format!("fail-fast: {why}"));
                         }
                     }
@@ -191,7 +192,8 @@ pub async fn run(
                 let _ = timeline.append(&event);
                 if let Some(breach) = abort_rules.iter().find_map(|r| r.breached(&event.kind)) {
                     stop.stop(breach);
-                } else if let Some(why) = lock(&fail_fast).event(&event) {
+                } else if let Some(why) = lock(&fail_fast).as_mut().and_then(|ff| ff.event(&event))
+                {
                     stop.stop(format!("fail-fast: {why}"));
                 }
             }
@@ -247,7 +249,9 @@ pub async fn run(
     }
     .context("the load task")?;
     let _ = consumer.await;
-    let aborted = lock(&stop.reason).take();
+    // The load is over: a breach the watcher reports from now on has nothing left to
+    // stop, and the end-of-run verdict judges it.
+    let aborted = stop.close();
     // Give the watcher a moment to record the end state, then stop it.
     tokio::time::sleep(Duration::from_millis(500)).await;
     watch_cancel.cancel();
@@ -303,18 +307,32 @@ pub async fn run(
 
 /// Stops the load for the first reason given (an abort rule, a decided SLO breach).
 struct Stop {
-    reason: Mutex<Option<String>>,
+    state: Mutex<StopState>,
     cancel: CancellationToken,
+}
+
+#[derive(Default)]
+struct StopState {
+    reason: Option<String>,
+    /// The load has ended: nothing is left to stop.
+    closed: bool,
 }
 
 impl Stop {
     fn stop(&self, why: String) {
-        let mut reason = lock(&self.reason);
-        if reason.is_none() {
+        let mut state = lock(&self.state);
+        if state.reason.is_none() && !state.closed {
             eprintln!("abort: {why}; stopping the run and reverting");
-            *reason = Some(why);
+            state.reason = Some(why);
             self.cancel.cancel();
         }
+    }
+
+    /// Ends stopping (the load is over) and returns why the load was stopped, if it was.
+    fn close(&self) -> Option<String> {
+        let mut state = lock(&self.state);
+        state.closed = true;
+        state.reason.take()
     }
 }
 
@@ -582,6 +600,29 @@ mod tests {
         let p99 = AbortRule::parse("p99>2s").unwrap();
         assert!(p99.breached(&bucket(10, 0, 2_500_000)).is_some());
         assert!(p99.breached(&bucket(10, 0, 1_000_000)).is_none());
+    }
+
+    #[test]
+    fn the_first_reason_stops_the_load_and_none_counts_once_the_load_is_over() {
+        let stop = Stop {
+            state: Mutex::default(),
+            cancel: CancellationToken::new(),
+        };
+        stop.stop("first".into());
+        stop.stop("second".into());
+        assert!(stop.cancel.is_cancelled());
+        assert_eq!(stop.close().as_deref(), Some("first"));
+
+        let ended = Stop {
+            state: Mutex::default(),
+            cancel: CancellationToken::new(),
+        };
+        assert_eq!(ended.close(), None);
+        // A failover the watcher reports after the load ended: the verdict at the end
+        // judges it, and the complete load is not marked stopped.
+        ended.stop("late".into());
+        assert!(!ended.cancel.is_cancelled());
+        assert_eq!(ended.close(), None);
     }
 
     #[test]
