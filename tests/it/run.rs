@@ -307,64 +307,25 @@ async fn outlier_ejection_deletes_the_bad_pod_and_errors_fall_under_one_percent(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abort_rule_stops_the_run_and_reverts_the_outage() {
     let lab = RunLab::start().await;
-    let scenario = lab.home.path().join("abort.yaml");
-    std::fs::write(
-        &scenario,
-        "name: abort
-deploy: {replicas: 2, active: blue}
-watch: {mode: observe-only}
-load: {rate: 40, duration: 60s, path: /, timeout: 1s}
-steps:
-  - {at: 2s, do: outage, color: blue, duration: 50s}
-abort: [\"error_rate>50%\"]
-",
-    )
-    .unwrap();
-    let started = std::time::Instant::now();
-    let ran = lab.run(&scenario, "1", &[]).await;
-    ran.exits(1);
+    let ran = run_stopped_outage(&lab, "abort", "abort: [\"error_rate>50%\"]\n", &[]).await;
     ran.said("abort: error rate");
-    assert!(
-        started.elapsed() < Duration::from_secs(45),
-        "stopped early, not after the 60 s load:\n{}",
-        ran.explain()
-    );
-    stopped_early_and_reverted(&lab, &ran, "abort").await;
     lab.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_fast_stops_at_a_decided_window_slo_and_skips_the_repeats() {
     let lab = RunLab::start().await;
-    let scenario = lab.home.path().join("fail-fast.yaml");
     // No abort rule: only --fail-fast can stop this run before its 60 s. The window
     // [2s, 5s) is decided at second 5, when the outage has failed nearly every request.
-    std::fs::write(
-        &scenario,
-        "name: fail-fast
-deploy: {replicas: 2, active: blue}
-watch: {mode: observe-only}
-load: {rate: 40, duration: 60s, path: /, timeout: 1s}
-steps:
-  - {at: 2s, do: outage, color: blue, duration: 50s}
-window_slos:
-  - {from: 2s, to: 5s, slo: \"error_rate<1%\"}
-",
+    let ran = run_stopped_outage(
+        &lab,
+        "fail-fast",
+        "window_slos:\n  - {from: 2s, to: 5s, slo: \"error_rate<1%\"}\n",
+        &["--fail-fast", "--repeat", "3"],
     )
-    .unwrap();
-    let started = std::time::Instant::now();
-    let ran = lab
-        .run(&scenario, "1", &["--fail-fast", "--repeat", "3"])
-        .await;
-    ran.exits(1);
+    .await;
     ran.said("fail-fast: window SLO error_rate<1% from 2s to 5s failed");
     ran.said("--fail-fast: stopping after the first failed run");
-    assert!(
-        started.elapsed() < Duration::from_secs(45),
-        "stopped early, not after the 60 s load:\n{}",
-        ran.explain()
-    );
-    stopped_early_and_reverted(&lab, &ran, "fail-fast").await;
     let runs = std::fs::read_dir(lab.results())
         .unwrap()
         .filter(|e| {
@@ -382,6 +343,36 @@ window_slos:
         ran.explain()
     );
     lab.stop().await;
+}
+
+/// Runs scenario `name`: a 60 s load with a 50 s outage of blue from 2 s, observed only,
+/// plus `rules` (what should stop it), with `args`. Asserts that it stopped early with
+/// exit 1, reverted the outage and left partial results.
+async fn run_stopped_outage(lab: &RunLab, name: &str, rules: &str, args: &[&str]) -> Ran {
+    let scenario = lab.home.path().join(format!("{name}.yaml"));
+    std::fs::write(
+        &scenario,
+        format!(
+            "name: {name}
+deploy: {{replicas: 2, active: blue}}
+watch: {{mode: observe-only}}
+load: {{rate: 40, duration: 60s, path: /, timeout: 1s}}
+steps:
+  - {{at: 2s, do: outage, color: blue, duration: 50s}}
+{rules}"
+        ),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let ran = lab.run(&scenario, "1", args).await;
+    ran.exits(1);
+    assert!(
+        started.elapsed() < Duration::from_secs(45),
+        "stopped early, not after the 60 s load:\n{}",
+        ran.explain()
+    );
+    stopped_early_and_reverted(lab, &ran, name).await;
+    ran
 }
 
 /// The run that `label` names was stopped mid-way: its outage is undone (blue has its
