@@ -100,7 +100,7 @@ steal_ms() {
 }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
-results=$work/results.tsv   # tool conns run rps p50_us p99_us
+results=$work/results.tsv   # tool conns run rps p50_us p99_us mean_us
 if has closed; then
 for c in $CONNS; do
     for run in $(seq "$RUNS"); do
@@ -108,36 +108,47 @@ for c in $CONNS; do
         rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
         p50=$(awk '$1=="50%" {print $2}' <<<"$out" | to_us)
         p99=$(awk '$1=="99%" {print $2}' <<<"$out" | to_us)
-        printf 'wrk\t%s\t%s\t%s\t%s\t%s\n' "$c" "$run" "$rps" "$p50" "$p99" | tee -a "$results" >&2
+        mean=$(awk '$1=="Latency" && $2!="Distribution" {print $2}' <<<"$out" | to_us)
+        printf 'wrk\t%s\t%s\t%s\t%s\t%s\t%s\n' "$c" "$run" "$rps" "$p50" "$p99" "$mean" | tee -a "$results" >&2
 
         gen "$OHA" -z "${DURATION}s" -c "$c" --no-tui --output-format json "$url" \
             | row "$results" --arg c "$c" --arg run "$run" \
-                '["oha", $c, $run, .metrics.requests_per_sec, .metrics.latency_ms.p50*1000, .metrics.latency_ms.p99*1000] | @tsv'
+                '["oha", $c, $run, .metrics.requests_per_sec, .metrics.latency_ms.p50*1000, .metrics.latency_ms.p99*1000, .metrics.latency_ms.mean*1000] | @tsv'
 
         gen "$RESIL" load "$url" -c "$c" -d "${DURATION}s" --threads 1 -o json \
             | row "$results" --arg c "$c" --arg run "$run" \
-                '["resil", $c, $run, .achieved_rate, .latency.p50_us, .latency.p99_us] | @tsv'
+                '["resil", $c, $run, .achieved_rate, .latency.p50_us, .latency.p99_us, .latency.mean_us] | @tsv'
     done
 done
 
 echo
 echo "closed model: median of $RUNS x ${DURATION}s, generator on CPU $GEN_CPU, nginx on CPU $SERVER_CPU"
-printf '%-6s %6s %12s %10s %10s\n' tool conns "req/s" "p50 µs" "p99 µs"
+printf '%-6s %6s %12s %10s %10s %10s\n' tool conns "req/s" "p50 µs" "p99 µs" "mean µs"
 declare -A med
 for c in $CONNS; do
     for tool in wrk oha resil; do
-        for col in 4 5 6; do
+        for col in 4 5 6 7; do
             med[$tool,$c,$col]=$(awk -F'\t' -v t="$tool" -v c="$c" -v col="$col" '$1==t && $2==c {print $col}' "$results" | median)
         done
-        printf '%-6s %6s %12.0f %10.0f %10.0f\n' "$tool" "$c" "${med[$tool,$c,4]}" "${med[$tool,$c,5]}" "${med[$tool,$c,6]}"
+        printf '%-6s %6s %12.0f %10.0f %10.0f %10.0f\n' "$tool" "$c" "${med[$tool,$c,4]}" "${med[$tool,$c,5]}" \
+            "${med[$tool,$c,6]}" "${med[$tool,$c,7]}"
     done
 done
 echo
-printf '%-6s %14s %14s %14s %14s\n' conns "rps resil/wrk" "rps resil/oha" "p50 resil/wrk" "p99 resil/wrk"
+printf '%-6s %14s %14s %14s %14s %14s\n' conns "rps resil/wrk" "rps resil/oha" "p50 resil/wrk" "p99 resil/wrk" \
+    "mean resil/wrk"
 for c in $CONNS; do
     awk -v rw="${med[resil,$c,4]}" -v w="${med[wrk,$c,4]}" -v o="${med[oha,$c,4]}" \
-        -v r50="${med[resil,$c,5]}" -v w50="${med[wrk,$c,5]}" -v r99="${med[resil,$c,6]}" -v w99="${med[wrk,$c,6]}" -v c="$c" \
-        'BEGIN { printf "%-6s %14.3f %14.3f %14.3f %14.3f\n", c, rw/w, rw/o, r50/w50, r99/w99 }'
+        -v r50="${med[resil,$c,5]}" -v w50="${med[wrk,$c,5]}" -v r99="${med[resil,$c,6]}" -v w99="${med[wrk,$c,6]}" \
+        -v rm="${med[resil,$c,7]}" -v wm="${med[wrk,$c,7]}" -v c="$c" \
+        'BEGIN { printf "%-6s %14.3f %14.3f %14.3f %14.3f %14.3f\n", c, rw/w, rw/o, r50/w50, r99/w99, rm/wm }'
+done
+# With every connection busy, the mean latency is fixed by the rate (Little's law:
+# conns / req/s); a p50 well under it means a skewed distribution (a few connections
+# served first, the rest waiting), which the p99 shows.
+for c in $CONNS; do
+    awk -v c="$c" -v w="${med[wrk,$c,4]}" -v r="${med[resil,$c,4]}" 'BEGIN {
+        printf "c=%s: conns / req/s = %.0f µs at wrk'"'"'s rate, %.0f µs at resil'"'"'s\n", c, c / w * 1e6, c / r * 1e6 }'
 done
 fi
 

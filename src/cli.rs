@@ -499,7 +499,9 @@ pub struct LoadArgs {
     pub concurrency: Option<u32>,
 
     /// Open model: this many requests per second, latency measured from the intended send
-    /// time (coordinated-omission corrected).
+    /// time (coordinated-omission corrected). A thread with more than about 20,000 sends
+    /// a second polls its sockets between sends instead of sleeping, and so keeps a CPU
+    /// busy.
     #[arg(long)]
     pub rate: Option<f64>,
 
