@@ -2,8 +2,9 @@
 # Benchmarks `resil load` against wrk and oha on this machine, from the same run:
 #   - closed model: each tool RUNS x DURATION at each connection count in CONNS against
 #     nginx (127.0.0.1 only, `return 200`), server pinned to SERVER_CPU, generator to
-#     GEN_CPU; prints the medians of req/s, p50 and p99 and the ratios resil/wrk and
-#     resil/oha;
+#     GEN_CPU; prints the medians of req/s, p50, p99 and mean and the ratios resil/wrk
+#     and resil/oha; then runs resil with as many connections as wrk keeps requests in
+#     flight (wrk's mean latency x req/s) and compares its latencies with wrk's;
 #   - open model: resil and oha (-q, latency-corrected) RUNS x DURATION at each rate in
 #     OPEN_RATES on one core: medians of the achieved rate vs target, corrected vs
 #     uncorrected p99 (resil keeps both), late sends, and the steal time of both CPUs;
@@ -144,11 +145,32 @@ for c in $CONNS; do
         'BEGIN { printf "%-6s %14.3f %14.3f %14.3f %14.3f %14.3f\n", c, rw/w, rw/o, r50/w50, r99/w99, rm/wm }'
 done
 # With every connection busy, the mean latency is fixed by the rate (Little's law:
-# conns / req/s); a p50 well under it means a skewed distribution (a few connections
-# served first, the rest waiting), which the p99 shows.
+# conns / req/s). resil sends a connection's next request as soon as its response is
+# read, so its mean is conns / req/s. wrk registers for writability instead and writes in
+# its next event-loop turn, so each connection idles between a response and the next
+# request, untimed: wrk's mean x req/s is how many requests it really keeps in flight,
+# fewer than its connections. Fewer requests in flight wait less at the server, so the
+# like-for-like latency comparison runs resil with that many connections.
+echo
+echo "in flight (mean latency x req/s) and resil at wrk's in-flight count, median of $RUNS:"
+printf '%-6s %10s %10s %12s %10s %10s %14s %14s\n' conns "wrk" "resil" "resil -c N" "req/s" \
+    "p50 µs" "p50 resil/wrk" "p99 resil/wrk"
 for c in $CONNS; do
-    awk -v c="$c" -v w="${med[wrk,$c,4]}" -v r="${med[resil,$c,4]}" 'BEGIN {
-        printf "c=%s: conns / req/s = %.0f µs at wrk'"'"'s rate, %.0f µs at resil'"'"'s\n", c, c / w * 1e6, c / r * 1e6 }'
+    inflight=$(awk -v m="${med[wrk,$c,7]}" -v r="${med[wrk,$c,4]}" 'BEGIN { n = int(m * r / 1e6 + 0.5); print (n < 1) ? 1 : n }')
+    for run in $(seq "$RUNS"); do
+        gen "$RESIL" load "$url" -c "$inflight" -d "${DURATION}s" --threads 1 -o json \
+            | row "$results" --arg c "$c" --arg run "$run" \
+                '["resil-inflight", $c, $run, .achieved_rate, .latency.p50_us, .latency.p99_us, .latency.mean_us] | @tsv'
+    done
+    for col in 4 5 6; do
+        med[resil-inflight,$c,$col]=$(awk -F'\t' -v c="$c" -v col="$col" '$1=="resil-inflight" && $2==c {print $col}' "$results" | median)
+    done
+    awk -v c="$c" -v n="$inflight" -v wm="${med[wrk,$c,7]}" -v wr="${med[wrk,$c,4]}" \
+        -v rm="${med[resil,$c,7]}" -v rr="${med[resil,$c,4]}" -v ir="${med[resil-inflight,$c,4]}" \
+        -v i50="${med[resil-inflight,$c,5]}" -v i99="${med[resil-inflight,$c,6]}" \
+        -v w50="${med[wrk,$c,5]}" -v w99="${med[wrk,$c,6]}" 'BEGIN {
+        printf "%-6s %10.1f %10.1f %12d %10.0f %10.0f %14.3f %14.3f\n", c, wm * wr / 1e6, rm * rr / 1e6, n, ir, i50,
+            i50 / w50, i99 / w99 }'
 done
 fi
 
