@@ -10,7 +10,8 @@
 #     uncorrected p99 (resil keeps both), late sends, and the steal time of both CPUs;
 #   - stall: a fixed-rate run while nginx is frozen for 5 s, against hand-computed figures;
 #   - soak (not in the default PARTS; PARTS=soak to run it): resil for SOAK seconds
-#     (default 600) at SOAK_CONNS connections, its RSS sampled every 10 s; prints RSS at
+#     (default 600) at SOAK_CONNS connections (or, with SOAK_RATE set, the open model at
+#     that rate), its RSS sampled every 10 s; prints RSS at
 #     the start and the end, and the last minute's rate against the first minute's.
 # Installs what is missing: wrk, nginx, jq (apt-get), oha (cargo install, into
 # $OHA_ROOT). Needs a release build of resil (`cargo build --release`; RESIL overrides
@@ -28,6 +29,7 @@ OPEN_OHA_CONNS=${OPEN_OHA_CONNS:-64}
 PARTS=${PARTS:-"closed open stall"}   # which parts to run: closed open stall soak
 SOAK=${SOAK:-600}                   # seconds of the soak run
 SOAK_CONNS=${SOAK_CONNS:-32}
+SOAK_RATE=${SOAK_RATE:-}            # set: the soak runs the open model at this rate
 OHA_ROOT=${OHA_ROOT:-${TMPDIR:-/tmp}/resil-bench-oha}
 here=$(cd "$(dirname "$0")/.." && pwd)
 RESIL=${RESIL:-${CARGO_TARGET_DIR:-$here/target}/release/resil}
@@ -251,10 +253,11 @@ fi
 
 if has soak; then
 echo
-echo "soak: resil -c $SOAK_CONNS for ${SOAK}s on CPU $GEN_CPU; RSS sampled every 10 s"
+if [ -n "$SOAK_RATE" ]; then soak_pace=(--rate "$SOAK_RATE"); else soak_pace=(-c "$SOAK_CONNS"); fi
+echo "soak: resil ${soak_pace[*]} for ${SOAK}s on CPU $GEN_CPU; RSS sampled every 10 s"
 # taskset directly (not the `gen` function, which would fork a subshell): $! must be the
 # resil process whose RSS is sampled.
-taskset -c "$GEN_CPU" "$RESIL" load "$url" -c "$SOAK_CONNS" -d "${SOAK}s" --threads 1 -o json \
+taskset -c "$GEN_CPU" "$RESIL" load "$url" "${soak_pace[@]}" -d "${SOAK}s" --threads 1 -o json \
     --out "$work/soak" >"$work/soak.json" &
 soak_pid=$!
 : >"$work/rss"
@@ -277,5 +280,7 @@ jq -rs '[.[] | select(.type == "load_bucket")] | group_by(.second / 60 | floor)
     | map(map(.requests) | add / length | floor) | "req/s per minute: \(join(" "))"' \
     "$work/soak/timeline.jsonl"
 awk '{printf "%s%s", (NR > 1 ? " " : "RSS KiB every 10 s: "), $1} END {print ""}' "$work/rss"
-jq -r '"requests \(.requests), errors \(.errors), p99 \(.latency.p99_us) µs"' "$work/soak.json"
+jq -r '"requests \(.requests), errors \(.errors), p99 \(.latency.p99_us) µs"
+    + (if .latency_uncorrected then ", uncorrected p99 \(.latency_uncorrected.p99_us) µs, late sends \(.late_sends)"
+       else "" end)' "$work/soak.json"
 fi
