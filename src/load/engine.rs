@@ -603,12 +603,12 @@ async fn dispatch(ctx: &Rc<ThreadCtx>) {
 ///
 /// A wait shorter than [`SPIN`] polls instead of sleeping: the thread keeps running its
 /// users and checks the sockets without blocking (`yield_now` makes the runtime poll
-/// epoll with a zero timeout) until the send is due. Only a thread whose sends are that
-/// close together waits so briefly, and such a thread is busy most of the time anyway;
-/// parking it would cost a sleep and a wake-up (a context switch) for nearly every
-/// request, which at tens of thousands of requests a second is the difference between
-/// keeping the schedule and falling behind. A slower schedule sleeps on the timer and
-/// leaves the CPU to the target when it runs on the same machine.
+/// epoll with a zero timeout) until the send is due. A thread whose sends are less than
+/// [`SPIN`] apart always waits that briefly, and is busy most of the time anyway; parking
+/// it would cost a sleep and a wake-up (a context switch) for nearly every request, which
+/// at tens of thousands of requests a second is the difference between keeping the
+/// schedule and falling behind. A slower schedule waits so briefly only now and then, and
+/// otherwise sleeps on the timer, leaving the CPU to a target on the same machine.
 async fn wait_until(at: Instant) {
     let wake = at.checked_sub(EARLY).unwrap_or(at);
     let now = Instant::now();
