@@ -6,8 +6,9 @@
 //! come from: in the closed model a user takes the next job as soon as its last request
 //! answered; in the open model a per-thread dispatcher releases jobs at their scheduled
 //! times and opens more connections (up to a cap) when every user is busy, so a stalled
-//! target cannot slow the schedule down. Latency is measured from the job's intended
-//! time (coordinated-omission corrected); the send time is kept for the uncorrected view.
+//! target cannot slow the schedule down; once a stall is over, the extra users end and
+//! close their connections. Latency is measured from the job's intended time
+//! (coordinated-omission corrected); the send time is kept for the uncorrected view.
 //!
 //! Called by the command layer (`resil load`) and the scenario runner; prints nothing.
 
@@ -54,6 +55,10 @@ const EARLY: Duration = Duration::from_millis(1);
 /// A wait for the next send shorter than this polls instead of sleeping (see
 /// [`wait_until`]): sends 50 µs apart are 20,000 a second on one thread.
 const SPIN: Duration = Duration::from_micros(50);
+/// How often the open model reviews its pool: users beyond twice the most that were in
+/// flight at once over the last window (and beyond the starting pool) end, so connections
+/// opened for a stall are closed again once it is over.
+const SHRINK_WINDOW: Duration = Duration::from_secs(10);
 /// How often an idle thread moves its per-second bucket on.
 const TICK: Duration = Duration::from_millis(100);
 
@@ -279,6 +284,7 @@ impl Drop for LiveGuard {
 async fn thread_main(shared: Arc<Shared>, thread: usize, tx: UnboundedSender<Message>) {
     let stats = ThreadStats::new(thread, shared.start, tx);
     let open = shared.schedule.is_some();
+    let initial = initial_users(&shared);
     let ctx = Rc::new(ThreadCtx {
         thread,
         stats: RefCell::new(stats),
@@ -288,6 +294,7 @@ async fn thread_main(shared: Arc<Shared>, thread: usize, tx: UnboundedSender<Mes
         },
         dispatch: open.then(|| Dispatch {
             next: Cell::new(thread as u64),
+            floor: initial,
             ..Dispatch::default()
         }),
         shared,
@@ -310,7 +317,6 @@ async fn thread_main(shared: Arc<Shared>, thread: usize, tx: UnboundedSender<Mes
             spawn_user(&ctx);
         }
     } else {
-        let initial = initial_users(&ctx.shared);
         for _ in 0..initial {
             spawn_user(&ctx);
         }
@@ -471,6 +477,14 @@ struct Dispatch {
     users: Cell<usize>,
     /// When the dispatcher last opened a connection on demand.
     last_growth: Cell<Option<Instant>>,
+    /// The pool never shrinks below this many users (the starting pool).
+    floor: usize,
+    /// The most users in flight at once since the window started.
+    peak: Cell<usize>,
+    /// When the current [`SHRINK_WINDOW`] started.
+    window_start: Cell<Option<Instant>>,
+    /// Idle users asked to end (see [`Dispatch::review`]).
+    retire: Cell<usize>,
     /// No more jobs will come.
     closed: Cell<bool>,
     /// A job was queued (or the dispatcher closed).
@@ -510,10 +524,42 @@ impl Dispatch {
         Some(at)
     }
 
+    /// Users with a request in flight (or about to send one).
+    fn in_flight(&self) -> usize {
+        self.users
+            .get()
+            .saturating_sub(self.idle.get())
+            .saturating_sub(self.starting.get())
+    }
+
+    /// Notes how many users are in flight, for the window's peak.
+    fn sample(&self) {
+        self.peak.set(self.peak.get().max(self.in_flight()));
+    }
+
+    /// Once a [`SHRINK_WINDOW`]: asks the users beyond twice the window's peak in flight
+    /// (and beyond the starting pool) to end when they next go idle, then starts a new
+    /// window. Connections opened on demand for a stall would otherwise stay open for the
+    /// rest of the run, each with its buffers, and every later hiccup would add more.
+    fn review(&self, now: Instant) {
+        let Some(since) = self.window_start.get() else {
+            self.window_start.set(Some(now));
+            return;
+        };
+        if now.saturating_duration_since(since) < SHRINK_WINDOW {
+            return;
+        }
+        let keep = (self.peak.get() * 2).max(self.floor);
+        self.retire.set(self.users.get().saturating_sub(keep));
+        self.peak.set(self.in_flight());
+        self.window_start.set(Some(now));
+    }
+
     async fn take(&self, shared: &Shared) -> Option<Job> {
         loop {
             let job = self.queue.borrow_mut().pop_front();
             if let Some(intended) = job {
+                self.sample();
                 self.room.notify_one();
                 if !self.queue.borrow().is_empty() {
                     // Notifications coalesce; pass the wake on so no job waits beside an idle user.
@@ -529,11 +575,18 @@ impl Dispatch {
             // A user that is free when a send is due takes it itself: at high rates sends
             // then leave on time without waiting for the dispatcher's timer.
             if let Some(intended) = self.pull_due(shared, Instant::now()) {
+                self.sample();
                 return Some(Job {
                     intended: Some(intended),
                 });
             }
             if self.closed.get() {
+                return None;
+            }
+            // A user the last review found surplus ends here, closing its connection.
+            if self.retire.get() > 0 {
+                self.retire.set(self.retire.get() - 1);
+                self.users.set(self.users.get() - 1);
                 return None;
             }
             self.idle.set(self.idle.get() + 1);
@@ -556,6 +609,7 @@ async fn dispatch(ctx: &Rc<ThreadCtx>) {
         if shared.cancel.is_cancelled() {
             break;
         }
+        d.review(Instant::now());
         while let Some(intended) = d.pull_due(shared, Instant::now()) {
             // The dispatcher itself running well behind means this thread lacks CPU, not
             // connections: opening more would only cost more CPU. Growth is for a slow
@@ -621,5 +675,50 @@ async fn wait_until(at: Instant) {
         }
     } else {
         tokio::time::sleep_until(wake.into()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `users` users of which `busy` are in flight, the rest idle.
+    fn pool(d: &Dispatch, users: usize, busy: usize) {
+        d.users.set(users);
+        d.idle.set(users - busy);
+        d.sample();
+    }
+
+    #[test]
+    fn a_pool_grown_for_a_stall_shrinks_to_twice_its_recent_peak_but_not_below_its_start() {
+        let d = Dispatch {
+            floor: 4,
+            ..Dispatch::default()
+        };
+        let t0 = Instant::now();
+        d.review(t0); // opens the first window
+        // A stall: the pool grew to 40 users, 30 of them in flight at once.
+        pool(&d, 40, 30);
+        d.review(t0 + SHRINK_WINDOW / 2);
+        assert_eq!(d.retire.get(), 0, "no review before the window is over");
+        d.review(t0 + SHRINK_WINDOW);
+        assert_eq!(d.retire.get(), 0, "twice the peak (60) covers all 40");
+        // The stall is over: a window with at most 3 in flight.
+        pool(&d, 40, 3);
+        d.review(t0 + SHRINK_WINDOW * 2);
+        assert_eq!(
+            d.retire.get(),
+            0,
+            "the window that saw 30 in flight at its start"
+        );
+        pool(&d, 40, 3);
+        d.review(t0 + SHRINK_WINDOW * 3);
+        assert_eq!(d.retire.get(), 34, "keep twice the peak: 6 of 40");
+        // Nearly idle: the pool keeps its starting size.
+        pool(&d, 6, 1);
+        d.review(t0 + SHRINK_WINDOW * 4);
+        pool(&d, 6, 1);
+        d.review(t0 + SHRINK_WINDOW * 5);
+        assert_eq!(d.retire.get(), 2, "never below the floor of 4");
     }
 }
