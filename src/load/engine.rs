@@ -721,4 +721,45 @@ mod tests {
         d.review(t0 + SHRINK_WINDOW * 5);
         assert_eq!(d.retire.get(), 2, "never below the floor of 4");
     }
+
+    /// A thread's shared state with no schedule left to send (so `take` finds only queued
+    /// jobs).
+    fn no_schedule() -> Shared {
+        let start = Instant::now();
+        Shared {
+            addr: SocketAddr::from(([127, 0, 0, 1], 9)),
+            request: Vec::new(),
+            head: false,
+            keepalive: true,
+            timeout: Duration::from_secs(1),
+            start,
+            deadline: None,
+            max_requests: None,
+            tickets: AtomicU64::new(0),
+            threads: 1,
+            closed_concurrency: None,
+            schedule: None,
+            max_connections_per_thread: 100,
+            cancel: CancellationToken::new(),
+            downtime: DowntimeTracker::new(start),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_surplus_user_takes_a_waiting_job_before_it_retires() {
+        let shared = no_schedule();
+        let d = Dispatch::default();
+        d.users.set(3);
+        d.retire.set(1);
+        let intended = Instant::now();
+        d.queue.borrow_mut().push_back(intended);
+        let job = d.take(&shared).await.expect("the queued job is sent");
+        assert_eq!(job.intended, Some(intended));
+        assert_eq!(d.retire.get(), 1, "no user retired while a job waited");
+        assert!(
+            d.take(&shared).await.is_none(),
+            "with no job left it retires"
+        );
+        assert_eq!((d.users.get(), d.retire.get()), (2, 0));
+    }
 }
