@@ -102,6 +102,15 @@ steal_ms() {
         '$1 == a || $1 == b { s += $9 } END { printf "%d\n", s * 1000 / hz }' /proc/stat
 }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+# The median of column COL of the closed-model rows of TOOL at connection count C.
+med_of() { awk -F'\t' -v t="$1" -v c="$2" -v col="$3" '$1==t && $2==c {print $col}' "$results" | median; }
+# One closed-model resil run with CONNS connections, recorded as TOOL's row for count C.
+resil_closed() {
+    local tool=$1 conns=$2 c=$3 run=$4
+    gen "$RESIL" load "$url" -c "$conns" -d "${DURATION}s" --threads 1 -o json \
+        | row "$results" --arg t "$tool" --arg c "$c" --arg run "$run" \
+            '[$t, $c, $run, .achieved_rate, .latency.p50_us, .latency.p99_us, .latency.mean_us] | @tsv'
+}
 
 results=$work/results.tsv   # tool conns run rps p50_us p99_us mean_us
 if has closed; then
@@ -118,9 +127,7 @@ for c in $CONNS; do
             | row "$results" --arg c "$c" --arg run "$run" \
                 '["oha", $c, $run, .metrics.requests_per_sec, .metrics.latency_ms.p50*1000, .metrics.latency_ms.p99*1000, .metrics.latency_ms.mean*1000] | @tsv'
 
-        gen "$RESIL" load "$url" -c "$c" -d "${DURATION}s" --threads 1 -o json \
-            | row "$results" --arg c "$c" --arg run "$run" \
-                '["resil", $c, $run, .achieved_rate, .latency.p50_us, .latency.p99_us, .latency.mean_us] | @tsv'
+        resil_closed resil "$c" "$c" "$run"
     done
 done
 
@@ -131,7 +138,7 @@ declare -A med
 for c in $CONNS; do
     for tool in wrk oha resil; do
         for col in 4 5 6 7; do
-            med[$tool,$c,$col]=$(awk -F'\t' -v t="$tool" -v c="$c" -v col="$col" '$1==t && $2==c {print $col}' "$results" | median)
+            med[$tool,$c,$col]=$(med_of "$tool" "$c" "$col")
         done
         printf '%-6s %6s %12.0f %10.0f %10.0f %10.0f\n' "$tool" "$c" "${med[$tool,$c,4]}" "${med[$tool,$c,5]}" \
             "${med[$tool,$c,6]}" "${med[$tool,$c,7]}"
@@ -158,14 +165,13 @@ echo "in flight (mean latency x req/s) and resil at wrk's in-flight count, media
 printf '%-6s %10s %10s %12s %10s %10s %14s %14s\n' conns "wrk" "resil" "resil -c N" "req/s" \
     "p50 µs" "p50 resil/wrk" "p99 resil/wrk"
 for c in $CONNS; do
-    inflight=$(awk -v m="${med[wrk,$c,7]}" -v r="${med[wrk,$c,4]}" 'BEGIN { n = int(m * r / 1e6 + 0.5); print (n < 1) ? 1 : n }')
+    inflight=$(awk -v m="${med[wrk,$c,7]}" -v r="${med[wrk,$c,4]}" -v c="$c" 'BEGIN {
+        n = int(m * r / 1e6 + 0.5); print (n < 1) ? 1 : (n > c) ? c : n }')
     for run in $(seq "$RUNS"); do
-        gen "$RESIL" load "$url" -c "$inflight" -d "${DURATION}s" --threads 1 -o json \
-            | row "$results" --arg c "$c" --arg run "$run" \
-                '["resil-inflight", $c, $run, .achieved_rate, .latency.p50_us, .latency.p99_us, .latency.mean_us] | @tsv'
+        resil_closed resil-inflight "$inflight" "$c" "$run"
     done
     for col in 4 5 6; do
-        med[resil-inflight,$c,$col]=$(awk -F'\t' -v c="$c" -v col="$col" '$1=="resil-inflight" && $2==c {print $col}' "$results" | median)
+        med[resil-inflight,$c,$col]=$(med_of resil-inflight "$c" "$col")
     done
     awk -v c="$c" -v n="$inflight" -v wm="${med[wrk,$c,7]}" -v wr="${med[wrk,$c,4]}" \
         -v rm="${med[resil,$c,7]}" -v rr="${med[resil,$c,4]}" -v ir="${med[resil-inflight,$c,4]}" \
