@@ -551,6 +551,12 @@ impl Dispatch {
         }
         let keep = (self.peak.get() * 2).max(self.floor);
         self.retire.set(self.users.get().saturating_sub(keep));
+        tracing::debug!(
+            users = self.users.get(),
+            peak = self.peak.get(),
+            retire = self.retire.get(),
+            "open-model pool review"
+        );
         self.peak.set(self.in_flight());
         self.window_start.set(Some(now));
     }
