@@ -4,22 +4,51 @@
 //! This is the load engine's hot path, so it does only what a load generator needs: one
 //! `write` per request from bytes encoded once, responses parsed in place in a reused
 //! buffer (`httparse`), bodies skipped (Content-Length, chunked, or read-to-close), no
-//! allocation per request and no task hand-off. A general client (hyper's) costs a
+//! allocation per request and no task hand-off. A connection holds a read buffer only
+//! while it has bytes in it: it waits for a response without one, and takes one from its
+//! thread's spares when the socket turns readable, so an open-model pool of thousands of
+//! mostly idle or waiting connections costs a few buffers, not one each. A general client (hyper's) costs a
 //! channel round trip and a task wake per request between the caller and the connection
 //! task; at the request rates the engine must sustain on one core that overhead decides
 //! whether resil keeps up with wrk. Knows nothing about statistics or pacing; the engine
 //! calls it.
 
+use std::cell::RefCell;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::plan::{COLOR_HEADER, POD_HEADER};
 
 /// Read buffer size; responses whose headers exceed it are refused.
 const BUF_SIZE: usize = 16 * 1024;
+/// Most spare read buffers a thread keeps for reuse. A buffer is in use only between a
+/// read and the end of parsing what it read, which on one thread is rarely more than a
+/// few connections at once (those holding part of a response).
+const SPARES_KEPT: usize = 64;
+
+thread_local! {
+    /// This thread's read buffers not in use, last returned first out.
+    static SPARES: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A read buffer: a spare of this thread's, or a new one.
+fn take_buffer() -> Box<[u8]> {
+    SPARES
+        .with_borrow_mut(Vec::pop)
+        .unwrap_or_else(|| vec![0; BUF_SIZE].into_boxed_slice())
+}
+
+/// Returns a buffer to this thread's spares (or frees it when enough are kept).
+fn give_back(buf: Box<[u8]>) {
+    SPARES.with_borrow_mut(|spares| {
+        if spares.len() < SPARES_KEPT {
+            spares.push(buf);
+        }
+    });
+}
 /// Most response headers parsed.
 const MAX_HEADERS: usize = 48;
 
@@ -96,13 +125,22 @@ pub struct Reply {
     pub reusable: bool,
 }
 
-/// An open connection with its read buffer.
+/// An open connection, with a read buffer while it holds unconsumed bytes.
 pub struct Connection {
     stream: TcpStream,
-    buf: Box<[u8]>,
+    /// `None` when `pos == end`: nothing unconsumed, the buffer is back with the spares.
+    buf: Option<Box<[u8]>>,
     /// Unconsumed bytes are `buf[pos..end]`.
     pos: usize,
     end: usize,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Some(buf) = self.buf.take() {
+            give_back(buf);
+        }
+    }
 }
 
 impl Connection {
@@ -114,7 +152,7 @@ impl Connection {
         stream.set_nodelay(true).map_err(|e| Failure::from_io(&e))?;
         Ok(Connection {
             stream,
-            buf: vec![0; BUF_SIZE].into_boxed_slice(),
+            buf: None,
             pos: 0,
             end: 0,
         })
@@ -145,24 +183,44 @@ impl Connection {
                     });
                 }
             }
+            self.release_if_empty();
             return Ok(reply);
+        }
+    }
+
+    /// The unconsumed bytes.
+    fn data(&self) -> &[u8] {
+        match &self.buf {
+            Some(buf) => &buf[self.pos..self.end],
+            None => &[],
+        }
+    }
+
+    /// Gives the buffer back when nothing in it is left to parse.
+    fn release_if_empty(&mut self) {
+        if self.pos == self.end {
+            self.pos = 0;
+            self.end = 0;
+            if let Some(buf) = self.buf.take() {
+                give_back(buf);
+            }
         }
     }
 
     /// Reads more bytes into the buffer (compacting it first); EOF is a reset.
     async fn fill(&mut self) -> Result<(), Failure> {
-        if self.pos == self.end {
-            self.pos = 0;
-            self.end = 0;
-        } else if self.end == self.buf.len() {
+        self.release_if_empty();
+        if self.end == BUF_SIZE {
             if self.pos == 0 {
                 return Err(Failure::Other); // headers or chunk line larger than the buffer
             }
-            self.buf.copy_within(self.pos..self.end, 0);
+            if let Some(buf) = &mut self.buf {
+                buf.copy_within(self.pos..self.end, 0);
+            }
             self.end -= self.pos;
             self.pos = 0;
         }
-        match self.stream.read(&mut self.buf[self.end..]).await {
+        match self.read_some().await {
             Ok(0) => Err(Failure::Reset),
             Ok(n) => {
                 self.end += n;
@@ -172,12 +230,25 @@ impl Connection {
         }
     }
 
+    /// Waits until the socket is readable without holding a buffer, then reads into
+    /// `buf[end..]` (taking a buffer first if there is none); `Ok(0)` is EOF.
+    async fn read_some(&mut self) -> std::io::Result<usize> {
+        loop {
+            self.stream.readable().await?;
+            let buf = self.buf.get_or_insert_with(take_buffer);
+            match self.stream.try_read(&mut buf[self.end..]) {
+                Err(e) if e.kind() == ErrorKind::WouldBlock => self.release_if_empty(),
+                result => return result,
+            }
+        }
+    }
+
     async fn read_head(&mut self, head: bool) -> Result<(Reply, Framing), Failure> {
         loop {
             if self.pos < self.end {
                 let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
                 let mut response = httparse::Response::new(&mut headers);
-                match response.parse(&self.buf[self.pos..self.end]) {
+                match response.parse(self.data()) {
                     Ok(httparse::Status::Complete(len)) => {
                         let parsed = interpret(&response, head);
                         self.pos += len;
@@ -208,7 +279,7 @@ impl Connection {
     async fn skip_chunked(&mut self) -> Result<(), Failure> {
         loop {
             let size = loop {
-                match httparse::parse_chunk_size(&self.buf[self.pos..self.end]) {
+                match httparse::parse_chunk_size(self.data()) {
                     Ok(httparse::Status::Complete((len, size))) => {
                         self.pos += len;
                         break size;
@@ -228,10 +299,7 @@ impl Connection {
     /// Trailer lines after the last chunk, up to the empty line.
     async fn skip_trailers(&mut self) -> Result<(), Failure> {
         loop {
-            match self.buf[self.pos..self.end]
-                .windows(2)
-                .position(|w| w == b"\r\n")
-            {
+            match self.data().windows(2).position(|w| w == b"\r\n") {
                 Some(0) => {
                     self.pos += 2;
                     return Ok(());
@@ -243,11 +311,12 @@ impl Connection {
     }
 
     async fn skip_to_close(&mut self) -> Result<(), Failure> {
-        self.pos = self.end;
         loop {
-            match self.stream.read(&mut self.buf[..]).await {
+            self.pos = self.end;
+            self.release_if_empty();
+            match self.read_some().await {
                 Ok(0) => return Ok(()),
-                Ok(_) => {}
+                Ok(n) => self.end += n,
                 Err(e) => return Err(Failure::from_io(&e)),
             }
         }
@@ -314,6 +383,7 @@ fn interpret(response: &httparse::Response<'_, '_>, head: bool) -> (Reply, Frami
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
 
     /// A server that answers every request on one connection with the next canned reply.
@@ -361,6 +431,70 @@ mod tests {
         assert_eq!(r.status, 200);
         assert!(!r.reusable);
         assert_eq!(conn.exchange(req, false).await.unwrap_err(), Failure::Reset);
+    }
+
+    #[tokio::test]
+    async fn connections_waiting_for_a_response_hold_no_read_buffer() {
+        const CONNS: usize = 32;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Answers only once every connection has sent its request, so all of them wait
+        // at once.
+        tokio::spawn(async move {
+            let mut streams = Vec::new();
+            for _ in 0..CONNS {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await.unwrap();
+                streams.push(s);
+            }
+            for s in &mut streams {
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .await
+                    .unwrap();
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        });
+        SPARES.with_borrow_mut(Vec::clear);
+        let mut conns = Vec::new();
+        for _ in 0..CONNS {
+            conns.push(Connection::open(addr).await.unwrap());
+        }
+        let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let replies =
+            futures::future::join_all(conns.iter_mut().map(|c| c.exchange(req, false))).await;
+        assert!(replies.iter().all(|r| r.as_ref().unwrap().status == 200));
+        assert!(conns.iter().all(|c| c.buf.is_none()));
+        drop(conns);
+        // One buffer served every read in turn; a buffer per connection would leave 32.
+        assert_eq!(SPARES.with_borrow(Vec::len), 1);
+    }
+
+    #[tokio::test]
+    async fn bytes_left_after_an_interim_response_stay_in_the_buffer() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await.unwrap();
+            // The interim and the final response in one write: the final one is already
+            // in the buffer when the interim one has been parsed.
+            s.write_all(
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 3\r\n\r\nnew",
+            )
+            .await
+            .unwrap();
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        });
+        let mut conn = Connection::open(addr).await.unwrap();
+        let r = conn
+            .exchange(b"POST / HTTP/1.1\r\nHost: x\r\n\r\n", false)
+            .await
+            .unwrap();
+        assert_eq!(r.status, 201);
+        assert!(r.reusable);
+        assert!(conn.buf.is_none());
     }
 
     #[tokio::test]
