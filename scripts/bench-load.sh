@@ -263,8 +263,9 @@ if [ -n "$SOAK_RATE" ]; then soak_pace=(--rate "$SOAK_RATE"); else soak_pace=(-c
 echo "soak: resil ${soak_pace[*]} for ${SOAK}s on CPU $GEN_CPU; RSS sampled every 10 s"
 # taskset directly (not the `gen` function, which would fork a subshell): $! must be the
 # resil process whose RSS is sampled.
-taskset -c "$GEN_CPU" "$RESIL" load "$url" "${soak_pace[@]}" -d "${SOAK}s" --threads 1 -o json \
-    --out "$work/soak" >"$work/soak.json" &
+# -vv logs the open model's pool review every 10 s (its users), shown beside the RSS.
+taskset -c "$GEN_CPU" "$RESIL" -vv load "$url" "${soak_pace[@]}" -d "${SOAK}s" --threads 1 -o json \
+    --out "$work/soak" >"$work/soak.json" 2>"$work/soak.log" &
 soak_pid=$!
 : >"$work/rss"
 # Bounded: the run stops itself after SOAK seconds; the loop ends with it.
@@ -286,7 +287,10 @@ jq -rs '[.[] | select(.type == "load_bucket")] | group_by(.second / 60 | floor)
     | map(map(.requests) | add / length | floor) | "req/s per minute: \(join(" "))"' \
     "$work/soak/timeline.jsonl"
 awk '{printf "%s%s", (NR > 1 ? " " : "RSS KiB every 10 s: "), $1} END {print ""}' "$work/rss"
+sed 's/\x1b\[[0-9;]*m//g' "$work/soak.log" | awk '/open-model pool review/ {
+    for (i = 1; i <= NF; i++) if ($i ~ /^users=/) { sub(/^users=/, "", $i); printf "%s%s", (n++ ? " " : "open-model users every 10 s: "), $i } }
+    END { if (n) print "" }'
 jq -r '"requests \(.requests), errors \(.errors), p99 \(.latency.p99_us) µs"
-    + (if .latency_uncorrected then ", uncorrected p99 \(.latency_uncorrected.p99_us) µs, late sends \(.late_sends)"
+    + (if .latency_uncorrected then ", uncorrected p99 \(.latency_uncorrected.p99_us) µs, late sends \(.late_sends), dropped \(.dropped_sends // 0)"
        else "" end)' "$work/soak.json"
 fi
