@@ -185,6 +185,7 @@ fn main() -> anyhow::Result<()> {
                 })
                 .collect(),
             late_sends: 0,
+            dropped_sends: 0,
             downtime_episodes: 1,
             downtime_total_ms: 750,
             downtime: vec![DowntimeEpisode {

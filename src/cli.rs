@@ -485,7 +485,8 @@ pub struct LoadArgs {
     /// the demo Service.
     pub url: Option<String>,
 
-    /// Stop after this long.
+    /// Stop after this long. In the open model, sends still unsent 1 s after it (a
+    /// generator that fell behind) are dropped and counted, not sent late.
     #[arg(short = 'd', long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
 

@@ -43,6 +43,7 @@ pub struct Collector {
     pub successes: u64,
     pub errors: u64,
     pub late_sends: u64,
+    pub dropped_sends: u64,
     /// When the run's last request left, from its start.
     pub last_sent: Duration,
     pub kinds: [u64; 6],
@@ -67,6 +68,7 @@ impl Collector {
             successes: 0,
             errors: 0,
             late_sends: 0,
+            dropped_sends: 0,
             last_sent: Duration::ZERO,
             kinds: [0; 6],
             status_codes: BTreeMap::new(),
@@ -127,6 +129,7 @@ impl Collector {
                 self.successes += totals.successes;
                 self.errors += totals.errors;
                 self.late_sends += totals.late_sends;
+                self.dropped_sends += totals.dropped_sends;
                 self.last_sent = self.last_sent.max(totals.last_sent);
                 for (sum, n) in self.kinds.iter_mut().zip(totals.kinds) {
                     *sum += n;

@@ -8,7 +8,9 @@
 //! times and opens more connections (up to a cap) when every user is busy, so a stalled
 //! target cannot slow the schedule down; once a stall is over, the extra users end and
 //! close their connections. Latency is measured from the job's intended time
-//! (coordinated-omission corrected); the send time is kept for the uncorrected view.
+//! (coordinated-omission corrected); the send time is kept for the uncorrected view. An
+//! open-model run still behind its schedule a second after its duration drops the sends
+//! it has not made, and counts them, so it ends on time.
 //!
 //! Called by the command layer (`resil load`) and the scenario runner; prints nothing.
 
@@ -59,6 +61,11 @@ const SPIN: Duration = Duration::from_micros(50);
 /// flight at once over the last window (and beyond the starting pool) end, so connections
 /// opened for a stall are closed again once it is over.
 const SHRINK_WINDOW: Duration = Duration::from_secs(10);
+/// An open-model run this far past its duration sends none of its backlog: the sends
+/// still unsent are dropped and counted, so a generator that fell behind (a stalled
+/// target it could not open enough connections for, or too little CPU) stops on time
+/// instead of running on until the backlog drains.
+const DROP_AFTER: Duration = Duration::from_secs(1);
 /// How often an idle thread moves its per-second bucket on.
 const TICK: Duration = Duration::from_millis(100);
 
@@ -220,6 +227,11 @@ impl Shared {
     fn past_deadline(&self, now: Instant) -> bool {
         self.deadline.is_some_and(|d| now >= d)
     }
+
+    /// Whether the open model's unsent backlog is dropped by `now` (see [`DROP_AFTER`]).
+    fn past_cutoff(&self, now: Instant) -> bool {
+        self.deadline.is_some_and(|d| now >= d + DROP_AFTER)
+    }
 }
 
 /// A worker thread: its own single-threaded runtime running its users to completion.
@@ -334,7 +346,11 @@ async fn thread_main(shared: Arc<Shared>, thread: usize, tx: UnboundedSender<Mes
         _ = ctx.live.all_done() => {}
     }
     ticker.abort();
-    ctx.stats.borrow_mut().finish();
+    let mut stats = ctx.stats.borrow_mut();
+    if let Some(d) = &ctx.dispatch {
+        stats.dropped(d.dropped.get());
+    }
+    stats.finish();
 }
 
 /// Open model: enough connections for ~2 ms of the peak rate, at least 2; more are
@@ -485,6 +501,8 @@ struct Dispatch {
     window_start: Cell<Option<Instant>>,
     /// Idle users asked to end (see [`Dispatch::review`]).
     retire: Cell<usize>,
+    /// Sends dropped unsent at the cutoff (see [`DROP_AFTER`]).
+    dropped: Cell<u64>,
     /// No more jobs will come.
     closed: Cell<bool>,
     /// A job was queued (or the dispatcher closed).
@@ -514,8 +532,31 @@ impl Dispatch {
         at
     }
 
+    /// Past the cutoff, drops the queued jobs and the rest of this thread's schedule,
+    /// counting them, and returns true.
+    fn cut_off(&self, shared: &Shared, now: Instant) -> bool {
+        if !shared.past_cutoff(now) {
+            return false;
+        }
+        let queued = std::mem::take(&mut *self.queue.borrow_mut()).len() as u64;
+        let mut unsent = 0;
+        while self.peek(shared).is_some() {
+            self.next.set(self.next.get() + shared.threads as u64);
+            unsent += 1;
+        }
+        if queued + unsent > 0 {
+            self.dropped.set(self.dropped.get() + queued + unsent);
+            // A dispatcher waiting for room in the queue finds it.
+            self.room.notify_one();
+        }
+        true
+    }
+
     /// Releases the next send if it may leave by `now` (up to [`EARLY`] ahead).
     fn pull_due(&self, shared: &Shared, now: Instant) -> Option<Instant> {
+        if self.cut_off(shared, now) {
+            return None;
+        }
         let at = self.peek(shared)?;
         if at > now + EARLY {
             return None;
@@ -563,6 +604,7 @@ impl Dispatch {
 
     async fn take(&self, shared: &Shared) -> Option<Job> {
         loop {
+            self.cut_off(shared, Instant::now());
             let job = self.queue.borrow_mut().pop_front();
             if let Some(intended) = job {
                 self.sample();
@@ -627,6 +669,10 @@ async fn dispatch(ctx: &Rc<ThreadCtx>) {
             // without end.
             while d.queue.borrow().len() >= d.users.get() && (d.users.get() >= cap || late()) {
                 d.room.notified().await;
+            }
+            if d.cut_off(shared, Instant::now()) {
+                d.dropped.set(d.dropped.get() + 1);
+                break;
             }
             d.queue.borrow_mut().push_back(intended);
             d.ready.notify_one();

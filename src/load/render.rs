@@ -152,6 +152,12 @@ pub fn table(
             "late sends (>1ms)".to_string(),
             s.late_sends.to_string(),
         ]);
+        if s.dropped_sends > 0 {
+            t.add_row(vec![
+                "dropped sends (run over)".to_string(),
+                s.dropped_sends.to_string(),
+            ]);
+        }
     }
     for (color, c) in &s.by_color {
         t.add_row(vec![

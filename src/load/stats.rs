@@ -161,6 +161,8 @@ pub struct ThreadTotals {
     pub successes: u64,
     pub errors: u64,
     pub late_sends: u64,
+    /// Open model: sends dropped unsent because the run was over.
+    pub dropped_sends: u64,
     /// When the thread's last request left, from the start of the run.
     pub last_sent: Duration,
     pub kinds: [u64; 6],
@@ -265,6 +267,7 @@ pub struct ThreadStats {
     successes: u64,
     errors: u64,
     late_sends: u64,
+    dropped_sends: u64,
     last_sent: Instant,
     kinds: [u64; 6],
     status_codes: Vec<u64>,
@@ -320,6 +323,7 @@ impl ThreadStats {
             successes: 0,
             errors: 0,
             late_sends: 0,
+            dropped_sends: 0,
             last_sent: start,
             kinds: [0; 6],
             status_codes: vec![0; 600],
@@ -445,6 +449,11 @@ impl ThreadStats {
     }
 
     /// Sends the last bucket and the thread's totals. Called once, at the end.
+    /// Notes sends the open model dropped unsent at the end of the run.
+    pub fn dropped(&mut self, n: u64) {
+        self.dropped_sends += n;
+    }
+
     pub fn finish(&mut self) {
         let last = std::mem::replace(&mut self.bucket, ThreadBucket::new(u64::MAX));
         let bucket = self.export(last);
@@ -471,6 +480,7 @@ impl ThreadStats {
             successes: self.successes,
             errors: self.errors,
             late_sends: self.late_sends,
+            dropped_sends: self.dropped_sends,
             last_sent: self.last_sent.saturating_duration_since(self.start),
             kinds: self.kinds,
             status_codes,

@@ -204,6 +204,7 @@ mod tests {
             latency_uncorrected: None,
             by_color: Default::default(),
             late_sends: 0,
+            dropped_sends: 0,
             downtime: Vec::new(),
             downtime_episodes: 0,
             downtime_total_ms: 0,

@@ -235,7 +235,41 @@ async fn the_open_model_sends_its_schedule_and_the_server_receives_every_send() 
     assert_eq!(s.model, "open");
     assert!((s.achieved_rate - 400.0).abs() < 4.0, "{}", s.achieved_rate);
     assert!(s.latency_uncorrected.is_some());
+    assert_eq!(s.dropped_sends, 0);
     assert!(report.histograms.iter().any(|h| h.tag == "uncorrected"));
+}
+
+/// A generator still behind its schedule a second after the run's duration stops there:
+/// the sends it has not made are dropped and counted, not sent late for as long as the
+/// backlog takes to drain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_run_still_behind_a_second_after_its_duration_drops_the_rest_and_counts_them() {
+    let (freeze, frozen) = watch::channel(true);
+    let server = serve("127.0.0.1:0", Behaviour::Freezable(frozen), Arc::default()).await;
+    let mut p = plan(
+        server.addr,
+        Pace::Rate(400.0),
+        lasting(Duration::from_secs(1)),
+    );
+    // Two connections per thread, both held by the frozen server: the schedule backs up.
+    p.max_connections = 4;
+    let run = tokio::spawn(async move { run(&p).await });
+    // Thawed well after the cutoff (1 s + 1 s from the start).
+    tokio::time::sleep(Duration::from_millis(2_600)).await;
+    freeze.send_replace(false);
+    let (report, _) = run.await.unwrap();
+    let s = &report.summary;
+    assert_eq!(
+        s.requests + s.dropped_sends,
+        400,
+        "every planned send is made or dropped ({} made)",
+        s.requests
+    );
+    assert_eq!(
+        s.requests, 4,
+        "only the requests the frozen server held were sent"
+    );
+    assert_eq!(server.received.load(Ordering::SeqCst), s.requests);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
