@@ -234,7 +234,9 @@ impl Connection {
     /// `buf[end..]` (taking a buffer first if there is none); `Ok(0)` is EOF.
     async fn read_some(&mut self) -> std::io::Result<usize> {
         loop {
-            self.stream.readable().await?;
+            // The reader's own waker slot, as `read` uses (`readable()` would queue a
+            // waiter on the socket's list instead, a lock and a list push per wait).
+            std::future::poll_fn(|cx| self.stream.poll_read_ready(cx)).await?;
             let buf = self.buf.get_or_insert_with(take_buffer);
             match self.stream.try_read(&mut buf[self.end..]) {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => self.release_if_empty(),
