@@ -541,7 +541,7 @@ impl Dispatch {
         let queued = std::mem::take(&mut *self.queue.borrow_mut()).len() as u64;
         let mut unsent = 0;
         while self.peek(shared).is_some() {
-            self.next.set(self.next.get() + shared.threads as u64);
+            self.advance(shared);
             unsent += 1;
         }
         if queued + unsent > 0 {
@@ -561,8 +561,13 @@ impl Dispatch {
         if at > now + EARLY {
             return None;
         }
-        self.next.set(self.next.get() + shared.threads as u64);
+        self.advance(shared);
         Some(at)
+    }
+
+    /// Moves past the send [`Dispatch::peek`] returned (this thread's next is `threads` on).
+    fn advance(&self, shared: &Shared) {
+        self.next.set(self.next.get() + shared.threads as u64);
     }
 
     /// Users with a request in flight (or about to send one).
