@@ -8,6 +8,7 @@
 //! timeline (a `Decision` from controller `outliers`) and as a Kubernetes Event on the pod.
 //! Runs beside the failover controller, stopped by the same shutdown token; never prints.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -40,7 +41,7 @@ pub fn window_of(
     events: &[Event],
     now: chrono::DateTime<Utc>,
     window: Duration,
-    colors: &std::collections::BTreeMap<String, String>,
+    colors: &BTreeMap<String, String>,
 ) -> Vec<PodWindow> {
     let since = now - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
     let buckets = events
@@ -57,6 +58,32 @@ pub fn window_of(
         .collect()
 }
 
+/// Colours the ejector cannot judge fairly: three or more pods, enough requests in the
+/// window for three of them to be judged, yet fewer than three got `min_requests`. A
+/// Service balances connections, not requests, so a load over a few kept-alive
+/// connections leaves pods without traffic. (colour, pods judged, pods of the colour).
+fn uneven_spread(
+    window: &[PodWindow],
+    colors: &BTreeMap<String, String>,
+    min_requests: u64,
+) -> Vec<(String, usize, usize)> {
+    let mut members: BTreeMap<&str, usize> = BTreeMap::new();
+    for color in colors.values() {
+        *members.entry(color).or_default() += 1;
+    }
+    members
+        .into_iter()
+        .filter(|(_, n)| *n >= 3)
+        .filter_map(|(color, n)| {
+            let pods = window.iter().filter(|p| p.color.as_deref() == Some(color));
+            let (judged, requests) = pods.fold((0, 0), |(j, r), p| {
+                (j + usize::from(p.requests >= min_requests), r + p.requests)
+            });
+            (judged < 3 && requests >= 3 * min_requests).then(|| (color.to_string(), judged, n))
+        })
+        .collect()
+}
+
 /// Ticks once a second until `shutdown`.
 pub async fn run(
     scope: Scope,
@@ -65,6 +92,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let mut ejector = Ejector::new(plan.settings.clone());
+    // Colours already warned about an uneven spread: once per watch is enough.
+    let mut warned = BTreeSet::new();
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -74,7 +103,7 @@ pub async fn run(
             // The next window.
             _ = ticker.tick() => {}
         }
-        if let Err(e) = tick(&scope, &plan, &mut ejector, &tx).await {
+        if let Err(e) = tick(&scope, &plan, &mut ejector, &mut warned, &tx).await {
             let _ = tx.send(Update::Warning(format!("outlier ejection: {e:#}")));
         }
     }
@@ -84,6 +113,7 @@ async fn tick(
     scope: &Scope,
     plan: &EjectPlan,
     ejector: &mut Ejector,
+    warned: &mut BTreeSet<String>,
     tx: &UnboundedSender<Update>,
 ) -> anyhow::Result<()> {
     let events = match plan.dir.read_timeline() {
@@ -103,6 +133,18 @@ async fn tick(
         })
         .collect();
     let window = window_of(&events, Utc::now(), plan.window, &colors);
+    for (color, judged, members) in uneven_spread(&window, &colors, plan.settings.min_requests) {
+        if warned.insert(color.clone()) {
+            let _ = tx.send(Update::Warning(format!(
+                "outlier ejection can compare only {judged} of the {members} {color} pods: the \
+                 others got fewer than {} requests in the last {}s, and it needs three. A \
+                 Service balances connections, not requests: load over more connections \
+                 (resil load --no-keepalive) so that every pod gets its share",
+                plan.settings.min_requests,
+                plan.window.as_secs()
+            )));
+        }
+    }
     for verdict in ejector.evaluate(Instant::now(), &window) {
         let (rule, action, pod) = explain(&verdict, &plan.settings);
         if let Verdict::Eject { pod, .. } = &verdict {
@@ -194,7 +236,6 @@ fn explain(verdict: &Verdict, settings: &Settings) -> (String, String, Option<St
 mod tests {
     use super::*;
     use crate::results::timeline::Served;
-    use std::collections::BTreeMap;
 
     #[test]
     fn the_window_keeps_recent_buckets_of_existing_pods_with_their_colour() {
@@ -221,6 +262,45 @@ mod tests {
         assert_eq!(window.len(), 1);
         assert_eq!((window[0].requests, window[0].errors), (20, 3));
         assert_eq!(window[0].color.as_deref(), Some("blue"));
+    }
+
+    #[test]
+    fn a_colour_whose_traffic_reaches_fewer_than_three_pods_is_flagged_and_an_even_one_is_not() {
+        let pod = |name: &str, color: &str, requests: u64| PodWindow {
+            pod: name.to_string(),
+            color: Some(color.to_string()),
+            requests,
+            errors: 0,
+            latency_us: None,
+        };
+        let colors: BTreeMap<String, String> = [
+            ("b1", "blue"),
+            ("b2", "blue"),
+            ("b3", "blue"),
+            ("b4", "blue"),
+            ("g1", "green"),
+            ("g2", "green"),
+            ("g3", "green"),
+        ]
+        .into_iter()
+        .map(|(p, c)| (p.to_string(), c.to_string()))
+        .collect();
+        // Blue's 200 requests went to two pods (two kept-alive connections); green's
+        // spread over all three.
+        let window = [
+            pod("b1", "blue", 100),
+            pod("b2", "blue", 100),
+            pod("g1", "green", 30),
+            pod("g2", "green", 30),
+            pod("g3", "green", 30),
+        ];
+        assert_eq!(
+            uneven_spread(&window, &colors, 20),
+            [("blue".to_string(), 2, 4)]
+        );
+        // Too little traffic for anyone to be judged is not a spread problem.
+        let quiet = [pod("b1", "blue", 30)];
+        assert!(uneven_spread(&quiet, &colors, 20).is_empty());
     }
 
     #[test]
