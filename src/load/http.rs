@@ -16,8 +16,10 @@
 use std::cell::RefCell;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Poll, ready};
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::plan::{COLOR_HEADER, POD_HEADER};
@@ -233,16 +235,25 @@ impl Connection {
     /// Waits until the socket is readable without holding a buffer, then reads into
     /// `buf[end..]` (taking a buffer first if there is none); `Ok(0)` is EOF.
     async fn read_some(&mut self) -> std::io::Result<usize> {
-        loop {
+        std::future::poll_fn(|cx| {
             // The reader's own waker slot, as `read` uses (`readable()` would queue a
             // waiter on the socket's list instead, a lock and a list push per wait).
-            std::future::poll_fn(|cx| self.stream.poll_read_ready(cx)).await?;
+            ready!(self.stream.poll_read_ready(cx))?;
             let buf = self.buf.get_or_insert_with(take_buffer);
-            match self.stream.try_read(&mut buf[self.end..]) {
-                Err(e) if e.kind() == ErrorKind::WouldBlock => self.release_if_empty(),
-                result => return result,
+            let mut read = ReadBuf::new(&mut buf[self.end..]);
+            // `poll_read`, not `try_read`: after a read shorter than the space it drops the
+            // socket's readiness (the socket is drained), so the wait for the next reply
+            // goes straight to the reactor instead of first making a read that finds
+            // nothing — a syscall per request.
+            match Pin::new(&mut self.stream).poll_read(cx, &mut read) {
+                Poll::Ready(result) => Poll::Ready(result.map(|()| read.filled().len())),
+                Poll::Pending => {
+                    self.release_if_empty();
+                    Poll::Pending
+                }
             }
-        }
+        })
+        .await
     }
 
     async fn read_head(&mut self, head: bool) -> Result<(Reply, Framing), Failure> {
