@@ -268,10 +268,12 @@ taskset -c "$GEN_CPU" "$RESIL" -vv load "$url" "${soak_pace[@]}" -d "${SOAK}s" -
     --out "$work/soak" >"$work/soak.json" 2>"$work/soak.log" &
 soak_pid=$!
 : >"$work/rss"
+steal_ms >"$work/steal"
 # Bounded: the run stops itself after SOAK seconds; the loop ends with it.
 while kill -0 "$soak_pid" 2>/dev/null; do
     sleep 10
     awk '/^VmRSS:/ {print $2}' "/proc/$soak_pid/status" 2>/dev/null >>"$work/rss" || true
+    steal_ms >>"$work/steal"
 done
 wait "$soak_pid"
 awk 'NR==1 {first=$1} {last=$1; if ($1>max) max=$1} END {
@@ -287,6 +289,9 @@ jq -rs '[.[] | select(.type == "load_bucket")] | group_by(.second / 60 | floor)
     | map(map(.requests) | add / length | floor) | "req/s per minute: \(join(" "))"' \
     "$work/soak/timeline.jsonl"
 awk '{printf "%s%s", (NR > 1 ? " " : "RSS KiB every 10 s: "), $1} END {print ""}' "$work/rss"
+# A minute whose rate dips beside a high steal lost CPU to the hypervisor, not to resil.
+awk 'NR == 1 {start = $1} NR > 1 && (NR - 1) % 6 == 0 {printf "%s%d", (n++ ? " " : "steal ms per minute: "), $1 - start; start = $1}
+    END {print ""}' "$work/steal"
 sed 's/\x1b\[[0-9;]*m//g' "$work/soak.log" | awk '/open-model pool review/ {
     for (i = 1; i <= NF; i++) if ($i ~ /^users=/) { sub(/^users=/, "", $i); printf "%s%s", (n++ ? " " : "open-model users every 10 s: "), $i } }
     END { if (n) print "" }'
