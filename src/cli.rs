@@ -598,7 +598,9 @@ pub struct WatchArgs {
     pub timeout: Option<Duration>,
 
     /// Delete a pod whose error rate or latency is far worse than its siblings' (robust
-    /// z-score over the last 10 s of the per-pod load buckets in --out).
+    /// z-score over the last 10 s of the per-pod load buckets in --out). It needs three
+    /// pods of a colour with traffic; a Service balances connections, so load with
+    /// `resil load --no-keepalive` or many connections.
     #[arg(long, requires = "out")]
     pub eject_outliers: bool,
 
