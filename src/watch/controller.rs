@@ -427,8 +427,10 @@ impl Watcher {
                 .last()
                 .is_some_and(|f| f.direction == "failover");
 
-        if !self.state.service_seen {
-            // No Service yet (not deployed, or the watch is still listing).
+        if !self.state.service_seen || !self.state.listed(Watched::Pods) {
+            // No Service yet (not deployed, or the watch is still listing), or the pods
+            // not listed yet: the streams arrive in any order, and a Service seen before
+            // the pods would read as "no colour has a ready pod".
             return Ok(failover_done);
         }
         let observation = Observation {

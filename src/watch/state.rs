@@ -81,6 +81,9 @@ pub struct DemoState {
     /// Per watch being relisted: the keys (pod names, object names, colours) seen since
     /// it restarted, to drop the ones it no longer holds.
     relisting: BTreeMap<Watched, BTreeSet<String>>,
+    /// Watches whose first full list is in. Before the pods' is, "no ready pod" means
+    /// "not heard yet", and nothing may be decided on it.
+    listed: BTreeSet<Watched>,
     /// The Service has been seen.
     pub service_seen: bool,
     /// The colour the Service selects (`None`: no Service yet, or no colour in it).
@@ -164,6 +167,11 @@ impl DemoState {
         }
     }
 
+    /// Whether `watched` has delivered its first full list.
+    pub fn listed(&self, watched: Watched) -> bool {
+        self.listed.contains(&watched)
+    }
+
     /// A watch restarted: a full list follows.
     pub fn relist_started(&mut self, watched: Watched) {
         self.relisting.insert(watched, BTreeSet::new());
@@ -177,6 +185,7 @@ impl DemoState {
 
     /// The full list is in: what it did not contain was deleted while we were not looking.
     pub fn relist_done(&mut self, watched: Watched) -> Vec<EventKind> {
+        self.listed.insert(watched);
         let Some(seen) = self.relisting.remove(&watched) else {
             return Vec::new();
         };
@@ -525,6 +534,22 @@ pub(super) mod tests {
         state.apply_pod(&pod("b2", "blue", true));
         let gone = state.relist_done(Watched::Pods);
         assert!(matches!(&gone[..], [EventKind::PodDeleted { pod, .. }] if pod == "b1"));
+        assert_eq!(state.ready(Color::Blue), 1);
+    }
+
+    #[test]
+    fn pods_count_as_listed_from_their_first_full_list_on() {
+        let mut state = DemoState::new("web");
+        state.apply_service(&service("blue"));
+        // The first list has begun but not ended: zero ready pods is not yet a figure.
+        state.relist_started(Watched::Pods);
+        state.apply_pod(&pod("b1", "blue", true));
+        assert!(!state.listed(Watched::Pods));
+        state.relist_done(Watched::Pods);
+        assert!(state.listed(Watched::Pods) && !state.listed(Watched::Endpoints));
+        // A later relist (a dropped stream) keeps what is known meanwhile.
+        state.relist_started(Watched::Pods);
+        assert!(state.listed(Watched::Pods));
         assert_eq!(state.ready(Color::Blue), 1);
     }
 

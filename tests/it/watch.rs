@@ -396,6 +396,27 @@ async fn a_watcher_started_while_blue_is_down_fails_over_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_started_on_a_healthy_demo_raises_no_alarm_while_its_watches_list() {
+    let demo = Demo::start().await;
+    // Several starts: the watches' first lists arrive in any order, and a Service listed
+    // before the pods once read as "neither colour has a ready pod".
+    for _ in 0..6 {
+        let w = demo.watch(demo.client.clone(), demo.plan(Duration::from_secs(2)), None);
+        w.wait_seen(15, "the watcher to see both colours ready", steady)
+            .await;
+        let (_, timeline, log) = w.finish().await;
+        let decisions: Vec<&Event> = timeline
+            .iter()
+            .filter(|e| matches!(&e.kind, EventKind::Decision { rule, .. } if rule != "leader-election"))
+            .collect();
+        assert!(decisions.is_empty(), "{decisions:?}");
+        assert!(!log.iter().any(|l| l.starts_with("warning")), "{log:?}");
+    }
+    assert_eq!(demo.selected().await, "blue");
+    demo.lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_both_colours_down_the_watcher_never_switches_and_warns_loudly() {
     let demo = Demo::start().await;
     let w = demo.watch(demo.client.clone(), demo.plan(Duration::from_secs(2)), None);
