@@ -448,12 +448,12 @@ impl ThreadStats {
         })
     }
 
-    /// Sends the last bucket and the thread's totals. Called once, at the end.
     /// Notes sends the open model dropped unsent at the end of the run.
     pub fn dropped(&mut self, n: u64) {
         self.dropped_sends += n;
     }
 
+    /// Sends the last bucket and the thread's totals. Called once, at the end.
     pub fn finish(&mut self) {
         let last = std::mem::replace(&mut self.bucket, ThreadBucket::new(u64::MAX));
         let bucket = self.export(last);

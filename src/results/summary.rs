@@ -67,8 +67,8 @@ pub struct LoadSummary {
     /// Open model: sends that left later than their intended time by more than 1 ms.
     #[serde(default)]
     pub late_sends: u64,
-    /// Open model: sends never made because the generator was still this far behind its
-    /// schedule a second after the run's duration (it stops then, and drops the rest).
+    /// Open model: sends never made because the generator was still behind its schedule
+    /// a second after the run's duration (it stops then, and drops the rest).
     #[serde(default)]
     pub dropped_sends: u64,
     /// Client-observed downtime episodes (the first 1000 when there are more; a target
