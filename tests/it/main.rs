@@ -13,6 +13,7 @@ mod lab_api;
 mod lab_cli;
 mod lab_runtime;
 mod load;
+mod properties;
 mod report;
 mod run;
 mod runbooks;
