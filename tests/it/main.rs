@@ -9,6 +9,7 @@ mod cluster;
 mod cost;
 mod demo_app;
 mod deploy;
+mod fuzz_regressions;
 mod lab_api;
 mod lab_cli;
 mod lab_runtime;

@@ -94,7 +94,10 @@ fn patched(live: Option<&Value>, patch: Patch<'_>, kind: &str) -> Result<Value, 
                     ))
                 })?;
             let mut object = live.clone();
-            json_patch::patch(&mut object, &operations)
+            // `patch_unsafe`, not `patch`: on a failed operation `patch` undoes the earlier
+            // ones, and panics when the undo fails (a `move` whose add fails has already
+            // removed its source). The copy is thrown away on error, so nothing needs undoing.
+            json_patch::patch_unsafe(&mut object, &operations)
                 .map_err(|e| PatchError::Invalid(e.to_string()))?;
             Ok(object)
         }
