@@ -401,7 +401,9 @@ mod tests {
 
             /// Every selector prints to a string that parses back to it.
             #[test]
-            fn a_selector_prints_back_to_itself(labels in proptest::collection::vec(label(), 0..5)) {
+            fn a_selector_prints_back_to_itself(
+                labels in proptest::collection::vec(label(), 0..5)
+            ) {
                 let sel = Selector { labels, fields: Vec::new() };
                 let text = sel.to_string();
                 let again = Selector::parse(Some(&text), None, "pods");
@@ -418,7 +420,9 @@ mod tests {
                     Ok(sel) => {
                         let printed = sel.to_string();
                         let again = Selector::parse(Some(&printed), None, "pods");
-                        prop_assert_eq!(again.as_ref(), Ok(&sel), "{:?} printed {:?}", text, printed);
+                        prop_assert_eq!(
+                            again.as_ref(), Ok(&sel), "{:?} printed {:?}", text, printed
+                        );
                     }
                     Err(e) => {
                         let again = Selector::parse(Some(&text), None, "pods");

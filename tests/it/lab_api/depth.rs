@@ -115,7 +115,10 @@ async fn a_json_patch_that_doubles_the_depth_by_copying_is_refused_and_the_lab_k
     // Each operation copies `spec.x` over its own innermost value: the depth doubles per
     // operation, past 160,000 levels after twelve.
     let ops: Vec<Value> = (0..12)
-        .map(|k| json!({"op": "copy", "from": "/spec/x", "path": format!("/spec/x{}", "/a".repeat(40 << k))}))
+        .map(|k| {
+            let innermost = format!("/spec/x{}", "/a".repeat(40 << k));
+            json!({"op": "copy", "from": "/spec/x", "path": innermost})
+        })
         .collect();
     let web = format!("{PODS}/web");
     let (code, _, body) = raw(
