@@ -191,6 +191,11 @@ pub struct LabUpArgs {
     #[arg(long, value_parser = parse_duration, default_value = "15s")]
     pub hpa_sync_period: Duration,
 
+    /// Pods the lab's node runs at once (like the kubelet's --max-pods); more stay
+    /// Pending as Unschedulable until others go.
+    #[arg(long, value_name = "N", default_value_t = 110)]
+    pub max_pods: u32,
+
     /// Do not touch the kubeconfig (print the lab's own kubeconfig path instead).
     #[arg(long)]
     pub no_kubeconfig: bool,

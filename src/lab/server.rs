@@ -47,6 +47,9 @@ pub struct LabConfig {
     pub hpa_sync_period: Duration,
     /// Image name prefixes that count as the demo image (default `resil-demo`).
     pub demo_image_prefixes: Vec<String>,
+    /// Pods the node runs at once (the kubelet's `--max-pods`, default 110); more stay
+    /// Pending, Unschedulable.
+    pub max_pods: usize,
     /// Run the controllers and the kubelet (pods as processes). Off, the lab is an API
     /// server alone: what its protocol tests need, where a running pod would change the
     /// answer (graceful deletion, server-made Endpoints).
@@ -91,6 +94,7 @@ impl LabConfig {
             pod_program: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("resil")),
             hpa_sync_period: Duration::from_secs(15),
             demo_image_prefixes: vec!["resil-demo".to_string()],
+            max_pods: 110,
             runtime: true,
             connections: ConnectionLimits::default(),
         }

@@ -11,6 +11,8 @@ mod demo_app;
 mod deploy;
 mod lab_api;
 mod lab_cli;
+mod lab_daemon;
+mod lab_node;
 mod lab_runtime;
 mod load;
 mod report;
