@@ -191,6 +191,11 @@ pub struct LabUpArgs {
     #[arg(long, value_parser = parse_duration, default_value = "15s")]
     pub hpa_sync_period: Duration,
 
+    /// Pods the lab's node runs at once (like the kubelet's --max-pods); more stay
+    /// Pending as Unschedulable until others go.
+    #[arg(long, value_name = "N", default_value_t = 110)]
+    pub max_pods: u32,
+
     /// Do not touch the kubeconfig (print the lab's own kubeconfig path instead).
     #[arg(long)]
     pub no_kubeconfig: bool,
@@ -209,9 +214,16 @@ pub struct DeployArgs {
     #[arg(long)]
     pub image: Option<String>,
 
-    /// Replicas per colour (default: the manifests' value).
+    /// Replicas per colour (default: the manifests' value). At most what the cluster's
+    /// nodes hold (their allocatable pods); 110 per colour where the cluster lists no
+    /// nodes.
     #[arg(long)]
     pub replicas: Option<i32>,
+
+    /// The Service's NodePort, 30000-32767 (default: the manifests' 30080). Pick another
+    /// one when something else holds 30080 on this machine (another lab, a kind cluster).
+    #[arg(long, value_name = "PORT")]
+    pub node_port: Option<i32>,
 
     /// The colour the Service selects.
     #[arg(long, value_enum, default_value_t = Color::Blue)]
@@ -324,7 +336,7 @@ pub enum ChaosCommand {
     /// Add delay, jitter and loss to the lab's Service proxy (lab only).
     Latency(LatencyArgs),
     /// Revert every fault still open in the journal (after resil was killed).
-    Revert(ChaosCommonArgs),
+    Revert(RevertArgs),
 }
 
 /// Flags every chaos action takes.
@@ -341,6 +353,17 @@ pub struct ChaosCommonArgs {
     /// Where the journal lives (default: $XDG_STATE_HOME/resil/chaos).
     #[arg(long, value_name = "DIR", env = "RESIL_CHAOS_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+}
+
+/// `resil chaos revert`
+#[derive(Debug, Args, Clone)]
+pub struct RevertArgs {
+    #[command(flatten)]
+    pub common: ChaosCommonArgs,
+
+    /// Revert only the open fault with this id (as `--dry-run` lists them).
+    #[arg(long)]
+    pub id: Option<String>,
 }
 
 /// Which pods a chaos action targets.

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    resil::exit::end_quietly_on_closed_output();
     let cli = resil::cli::Cli::parse();
     resil::logging::init(&cli.global);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -3,20 +3,18 @@
 //! live object of a kind the lab knows (a real template with edits, or any JSON value),
 //! then the result patched again by a second document, as a client's next request would.
 //!
-//! Checked beyond "no panic": a success is always a JSON object (the engine promises it)
-//! and serializes to JSON that parses back as an object.
+//! Checked beyond "no panic": a success is always a JSON object (the engine promises it),
+//! at most `MAX_DEPTH` levels deep, and serializes to JSON that parses back as an object.
 
 #![no_main]
 
 use arbitrary::{Arbitrary, Result as ArbResult, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use resil::lab::patch::{Patch, apply};
+use resil::lab::store::bounds::{MAX_DEPTH, deeper_than};
 use resil_fuzz::{Json, KUBECTL_PATCHES, TEMPLATES, pointer, set, value, value_depth};
 use serde_json::Value;
 
-/// Documents deeper than this are left out while the lab has no depth limit (issue 19,
-/// item 1): a JSON-patch `copy` doubling depth overflows the stack.
-const KNOWN_DEEP: usize = 64;
 
 const KINDS: &[&str] = &[
     "Deployment",
@@ -104,10 +102,11 @@ fn check(result: Result<Value, resil::lab::patch::PatchError>) -> Option<Value> 
         object.is_object(),
         "a patch result is not an object: {object}"
     );
-    if value_depth(&object) > KNOWN_DEEP {
-        // Known defect territory (see KNOWN_DEEP); drop it without recursing the drop.
+    if let Some(field) = deeper_than(&object, MAX_DEPTH) {
+        let depth = value_depth(&object);
+        // Dropping it could overflow the stack and hide the finding behind another one.
         std::mem::forget(object);
-        return None;
+        panic!("a patch result is {depth} levels deep past the limit, at {field}");
     }
     let text = serde_json::to_string(&object).expect("a patch result serializes");
     let back: Value = serde_json::from_str(&text).expect("a patch result parses back");

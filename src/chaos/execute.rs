@@ -31,6 +31,18 @@ enum AdminTarget {
     NotRunning(String),
 }
 
+/// What undoing a journal entry found besides the targets it restored.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Undone {
+    /// Targets that no longer exist (`deployment/web-blue`, `pod/...`): nothing was left
+    /// to undo there.
+    pub gone: Vec<String>,
+    /// Targets someone changed after the fault was set, left as they are: restoring the
+    /// old value would undo that change (another fault's, or the user's). Each says what
+    /// it holds now.
+    pub changed: Vec<String>,
+}
+
 /// The field manager chaos writes with.
 pub const MANAGER: &str = "resil-chaos";
 
@@ -340,19 +352,41 @@ impl Scope {
         self.undo(entry).await.map(|_| ())
     }
 
-    /// [`Scope::revert`], answering the targets that were gone (`deployment/web-blue`,
-    /// `pod/...`): nothing was left to undo there, which the caller may want to report.
-    pub async fn undo(&self, entry: &Entry) -> Result<Vec<String>> {
-        let mut gone = Vec::new();
+    /// [`Scope::revert`], answering the targets that were gone or changed since (see
+    /// [`Undone`]), which the caller may want to report. Compare-and-restore: a replica
+    /// count or annotation goes back only while it still holds what this entry set.
+    pub async fn undo(&self, entry: &Entry) -> Result<Undone> {
+        let mut undone = Undone::default();
+        let gone = &mut undone.gone;
         match &entry.undo {
             Undo::Nothing => {}
             Undo::Replicas {
                 deployment,
                 replicas,
-            } => match self.scale(deployment, *replicas).await {
-                Err(ExecuteError::NoDeployment(_)) => gone.push(format!("deployment/{deployment}")),
-                other => other?,
-            },
+                injected,
+            } => {
+                let now = match self.replicas(deployment).await {
+                    Ok(now) => Some(now),
+                    Err(ExecuteError::NoDeployment(_)) => None,
+                    Err(e) => return Err(e),
+                };
+                match now {
+                    None => gone.push(format!("deployment/{deployment}")),
+                    Some(now) if injected.is_some_and(|i| i != now) && now != *replicas => {
+                        undone.changed.push(format!(
+                            "deployment/{deployment} has {now} replicas now, not the {} this \
+                             fault set: left as it is",
+                            injected.unwrap_or_default()
+                        ));
+                    }
+                    Some(_) => match self.scale(deployment, *replicas).await {
+                        Err(ExecuteError::NoDeployment(_)) => {
+                            gone.push(format!("deployment/{deployment}"));
+                        }
+                        other => other?,
+                    },
+                }
+            }
             Undo::PodFaults { pods, faults } => {
                 // Every pod gets its chance even when one fails; the first failure is
                 // the answer.
@@ -380,17 +414,32 @@ impl Scope {
                     return Err(e);
                 }
             }
-            Undo::ProxyFault { service, previous } => {
-                let exists = self
+            Undo::ProxyFault {
+                service,
+                previous,
+                injected,
+            } => {
+                let live = self
                     .services()
                     .get_opt(service)
                     .await
-                    .map_err(api_err(format!("reading service/{service}")))?
-                    .is_some();
-                if exists {
-                    self.set_proxy_fault(service, previous.as_deref()).await?;
-                } else {
-                    gone.push(format!("service/{service}"));
+                    .map_err(api_err(format!("reading service/{service}")))?;
+                match live {
+                    None => gone.push(format!("service/{service}")),
+                    Some(svc) => {
+                        let now = svc.annotations().get(PROXY_FAULT_ANNOTATION);
+                        let ours = injected.is_none() || now == injected.as_ref();
+                        if ours || now == previous.as_ref() {
+                            self.set_proxy_fault(service, previous.as_deref()).await?;
+                        } else {
+                            undone.changed.push(format!(
+                                "service/{service}'s proxy fault is {} now, not the `{}` this \
+                                 fault set: left as it is",
+                                now.map_or("unset".to_string(), |v| format!("`{v}`")),
+                                injected.as_deref().unwrap_or_default()
+                            ));
+                        }
+                    }
                 }
             }
             Undo::HpaMinReplicas { hpa, min } => match self.set_hpa_min(hpa, *min).await {
@@ -400,7 +449,7 @@ impl Scope {
                 other => other?,
             },
         }
-        Ok(gone)
+        Ok(undone)
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::Utc;
 
-use super::execute::{ExecuteError, MANAGER, Scope};
+use super::execute::{ExecuteError, MANAGER, Scope, Undone};
 use super::journal::{Entry, Journal, Undo};
 use super::plan::{Faults, ProxyFault, Selection};
 use crate::cli::Color;
@@ -58,7 +58,13 @@ impl Injector {
                 .ok()
                 .map(|d| entry.injected_at + d)
         });
-        self.journal.record(&entry)?;
+        // A fault with something to undo claims its targets: a second one stacked on
+        // them would be undone by the first one's revert, or would restore its value.
+        if entry.undo == Undo::Nothing {
+            self.journal.record(&entry)?;
+        } else {
+            self.journal.claim(&entry)?;
+        }
         if let Err(e) = act(&self.scope).await {
             let err = anyhow::Error::new(e).context(format!("injecting {}", entry.action));
             // Undo what the action did before it failed; the entry closes only once that
@@ -92,11 +98,12 @@ impl Injector {
         self.restore(entry).await.map(|_| ())
     }
 
-    /// [`Injector::revert`], answering the targets that had disappeared (nothing was left
-    /// to undo there; the entry is closed all the same). When the revert fails the entry
-    /// stays open for `resil chaos revert`.
-    pub async fn restore(&self, entry: &Entry) -> anyhow::Result<Vec<String>> {
-        let gone = self.scope.undo(entry).await.with_context(|| {
+    /// [`Injector::revert`], answering the targets that had disappeared or been changed
+    /// by someone else since (nothing of this fault was left to undo there; the entry is
+    /// closed all the same). When the revert fails the entry stays open for `resil chaos
+    /// revert`.
+    pub async fn restore(&self, entry: &Entry) -> anyhow::Result<Undone> {
+        let undone = self.scope.undo(entry).await.with_context(|| {
             format!(
                 "reverting {} ({}); it stays open in the journal {} — fix the cause and run \
                  `resil chaos revert`",
@@ -119,7 +126,7 @@ impl Injector {
             &format!("reverted: {}", entry.detail),
         )
         .await;
-        Ok(gone)
+        Ok(undone)
     }
 
     fn timeline(&self, kind: EventKind) -> anyhow::Result<()> {
@@ -206,6 +213,10 @@ impl Injector {
     /// Scales `color` to zero; the entry restores the replica count it had.
     pub async fn outage(&self, color: Color, duration: Duration) -> anyhow::Result<Entry> {
         let deployment = format!("web-{}", color.as_str());
+        let targets = vec![format!("deployment/{deployment}")];
+        // An open outage is the likeliest reason for 0 replicas: name it first.
+        self.journal
+            .check_free(&self.context, &self.scope.namespace, &targets)?;
         let replicas = self.scope.replicas(&deployment).await?;
         if replicas == 0 {
             anyhow::bail!(
@@ -215,11 +226,12 @@ impl Injector {
         }
         let entry = self.entry(
             "outage",
-            vec![format!("deployment/{deployment}")],
+            targets,
             format!("{deployment} scaled {replicas} → 0"),
             Undo::Replicas {
                 deployment: deployment.clone(),
                 replicas,
+                injected: Some(0),
             },
         );
         self.inject(entry, Some(duration), async |scope: &Scope| {
@@ -266,15 +278,21 @@ impl Injector {
         fault: &ProxyFault,
         duration: Duration,
     ) -> anyhow::Result<Entry> {
+        let targets = vec![format!("service/{service}")];
+        // Checked before `previous` is read: with another fault open, the value read
+        // would be that fault's, and this one's revert would put it back.
+        self.journal
+            .check_free(&self.context, &self.scope.namespace, &targets)?;
         let previous = self.scope.proxy_fault(service).await?;
         let value = fault.annotation();
         let entry = self.entry(
             "latency",
-            vec![format!("service/{service}")],
+            targets,
             value.clone(),
             Undo::ProxyFault {
                 service: service.to_string(),
                 previous,
+                injected: Some(value.clone()),
             },
         );
         self.inject(entry, Some(duration), async |scope: &Scope| {

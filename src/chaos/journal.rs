@@ -31,6 +31,43 @@ pub enum JournalError {
          open — inspect it, revert by hand if needed, then move it aside"
     )]
     Corrupt { path: PathBuf, message: String },
+    /// Written by a resil with another journal format: its entries may mean something
+    /// else, so they are neither read nor overwritten.
+    #[error(
+        "the chaos journal {path} has format version {found}, and this resil reads version \
+         {VERSION}: revert its open faults with the resil that wrote it (`resil chaos \
+         revert`), or move the file aside"
+    )]
+    UnsupportedVersion { path: PathBuf, found: String },
+    /// Another fault is still open on one of the targets: stacking a second one would
+    /// make the first one's revert undo the second (or restore a value the second set).
+    #[error(
+        "{target} already has an open fault: {} {} ({}), injected at {}{}. Wait until it is \
+         reverted, or revert it now with `resil chaos revert --id {}{}`",
+        open.action,
+        open.id,
+        open.detail,
+        open.injected_at.format("%H:%M:%S UTC"),
+        open.revert_at
+            .map(|at| format!(", due to be reverted at {}", at.format("%H:%M:%S UTC")))
+            .unwrap_or_default(),
+        open.id,
+        state_dir_flag(path)
+    )]
+    TargetBusy {
+        target: String,
+        open: Box<Entry>,
+        path: PathBuf,
+    },
+}
+
+/// ` --state-dir DIR` when the journal is not in the default state dir, so the command
+/// in a message reaches the same journal.
+fn state_dir_flag(journal: &Path) -> String {
+    match journal.parent() {
+        Some(dir) if dir != default_state_dir() => format!(" --state-dir {}", dir.display()),
+        _ => String::new(),
+    }
 }
 
 /// How to undo one action.
@@ -39,14 +76,24 @@ pub enum JournalError {
 pub enum Undo {
     /// Nothing to undo (killed pods are replaced by their Deployment).
     Nothing,
-    /// Put a Deployment back to `replicas`.
-    Replicas { deployment: String, replicas: i32 },
+    /// Put a Deployment back to `replicas` — if it still has the `injected` count (absent
+    /// in entries written before it was recorded: restored unconditionally).
+    Replicas {
+        deployment: String,
+        replicas: i32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        injected: Option<i32>,
+    },
     /// Reset the demo app's fault switches on these pods.
     PodFaults { pods: Vec<String>, faults: Faults },
-    /// Put the Service's proxy-fault annotation back as it was (`None`: remove it).
+    /// Put the Service's proxy-fault annotation back as it was (`None`: remove it) — if
+    /// it still holds the `injected` value (absent in entries written before it was
+    /// recorded: restored unconditionally).
     ProxyFault {
         service: String,
         previous: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        injected: Option<String>,
     },
     /// Put an HPA's minReplicas back to `min` (the predictive autoscaler raised it).
     HpaMinReplicas { hpa: String, min: i32 },
@@ -75,6 +122,18 @@ impl Entry {
     /// Whether a revert is still owed.
     pub fn is_open(&self) -> bool {
         self.reverted_at.is_none() && self.undo != Undo::Nothing
+    }
+
+    /// The first of `targets` this open entry holds a fault on in the same cluster and
+    /// namespace.
+    fn holds<'a>(&self, context: &str, namespace: &str, targets: &'a [String]) -> Option<&'a str> {
+        if !self.is_open() || self.context != context || self.namespace != namespace {
+            return None;
+        }
+        targets
+            .iter()
+            .find(|t| self.targets.contains(t))
+            .map(String::as_str)
     }
 }
 
@@ -118,7 +177,56 @@ impl Journal {
         self.update(|file| {
             file.entries.retain(|e| e.id != entry.id);
             file.entries.push(entry.clone());
+            Ok(())
         })
+    }
+
+    /// Records a fault about to be injected, unless another entry is still open on one
+    /// of its targets ([`JournalError::TargetBusy`]). Checked and written under the
+    /// journal's lock, so of two resil processes racing for one target only one wins.
+    pub fn claim(&self, entry: &Entry) -> Result<(), JournalError> {
+        self.update(|file| {
+            let busy = file
+                .entries
+                .iter()
+                .filter(|e| e.id != entry.id)
+                .find_map(|e| {
+                    e.holds(&entry.context, &entry.namespace, &entry.targets)
+                        .map(|target| (target, e))
+                });
+            if let Some((target, open)) = busy {
+                return Err(JournalError::TargetBusy {
+                    target: target.to_string(),
+                    open: Box::new(open.clone()),
+                    path: self.path.clone(),
+                });
+            }
+            file.entries.push(entry.clone());
+            Ok(())
+        })
+    }
+
+    /// The refusal [`Journal::claim`] would give for these targets now, if any (for
+    /// checks made before an entry exists).
+    pub fn check_free(
+        &self,
+        context: &str,
+        namespace: &str,
+        targets: &[String],
+    ) -> Result<(), JournalError> {
+        let file = self.read()?;
+        match file
+            .entries
+            .iter()
+            .find_map(|e| e.holds(context, namespace, targets).map(|t| (t, e)))
+        {
+            Some((target, open)) => Err(JournalError::TargetBusy {
+                target: target.to_string(),
+                open: Box::new(open.clone()),
+                path: self.path.clone(),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Marks an entry reverted.
@@ -127,6 +235,7 @@ impl Journal {
             for entry in file.entries.iter_mut().filter(|e| e.id == id) {
                 entry.reverted_at.get_or_insert(at);
             }
+            Ok(())
         })
     }
 
@@ -135,7 +244,10 @@ impl Journal {
     /// each other's entries: a lost entry would be a fault nobody can revert. The lock is
     /// a blocking OS lock held for one small read and write; the OS drops it if the
     /// process dies.
-    fn update(&self, change: impl FnOnce(&mut File)) -> Result<(), JournalError> {
+    fn update(
+        &self,
+        change: impl FnOnce(&mut File) -> Result<(), JournalError>,
+    ) -> Result<(), JournalError> {
         let io = |source| JournalError::Io {
             path: self.path.clone(),
             source,
@@ -150,7 +262,7 @@ impl Journal {
             .map_err(io)?;
         lock.lock().map_err(io)?;
         let mut file = self.read()?;
-        change(&mut file);
+        change(&mut file)?;
         self.write(&file)
         // `lock` is dropped here, which unlocks.
     }
@@ -171,10 +283,29 @@ impl Journal {
                 });
             }
         };
-        serde_json::from_slice(&bytes).map_err(|e| JournalError::Corrupt {
+        let corrupt = |e: serde_json::Error| JournalError::Corrupt {
             path: self.path.clone(),
             message: e.to_string(),
-        })
+        };
+        // The version is checked before the entries are looked at: a newer format may
+        // parse into these types and still mean something else.
+        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(corrupt)?;
+        match value.get("version") {
+            Some(v) if v.as_u64() == Some(u64::from(VERSION)) => {}
+            Some(v) => {
+                return Err(JournalError::UnsupportedVersion {
+                    path: self.path.clone(),
+                    found: v.to_string(),
+                });
+            }
+            None => {
+                return Err(JournalError::Corrupt {
+                    path: self.path.clone(),
+                    message: "no `version` field".to_string(),
+                });
+            }
+        }
+        serde_json::from_value(value).map_err(corrupt)
     }
 
     fn write(&self, file: &File) -> Result<(), JournalError> {
@@ -229,6 +360,7 @@ mod tests {
         let undo = Undo::Replicas {
             deployment: "web-blue".to_string(),
             replicas: 3,
+            injected: Some(0),
         };
         journal.record(&entry("a", undo.clone())).unwrap();
         journal.record(&entry("b", Undo::Nothing)).unwrap();
@@ -255,6 +387,7 @@ mod tests {
                         let undo = Undo::Replicas {
                             deployment: "web-blue".to_string(),
                             replicas: 1,
+                            injected: Some(0),
                         };
                         journal.record(&entry(&format!("{t}-{i}"), undo)).unwrap();
                     }
@@ -262,6 +395,68 @@ mod tests {
             }
         });
         assert_eq!(Journal::new(dir.path()).entries().unwrap().len(), 90);
+    }
+
+    #[test]
+    fn a_journal_of_another_version_is_refused_naming_file_and_version_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        let newer = r#"{"version": 2, "entries": []}"#;
+        std::fs::write(&path, newer).unwrap();
+        let journal = Journal::new(dir.path());
+        let err = journal.open_entries().unwrap_err().to_string();
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(err.contains("format version 2"), "{err}");
+        let undo = Undo::Replicas {
+            deployment: "web-blue".to_string(),
+            replicas: 1,
+            injected: Some(0),
+        };
+        assert!(journal.record(&entry("a", undo)).is_err());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), newer);
+        std::fs::write(&path, r#"{"version": "one", "entries": []}"#).unwrap();
+        let err = journal.open_entries().unwrap_err().to_string();
+        assert!(err.contains("format version \"one\""), "{err}");
+    }
+
+    #[test]
+    fn a_second_fault_on_a_target_with_an_open_entry_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::new(dir.path());
+        let latency = |id: &str| Entry {
+            action: "latency".to_string(),
+            targets: vec!["service/web".to_string()],
+            detail: "delay=100ms".to_string(),
+            ..entry(
+                id,
+                Undo::ProxyFault {
+                    service: "web".to_string(),
+                    previous: None,
+                    injected: Some("delay=100ms".to_string()),
+                },
+            )
+        };
+        journal.claim(&latency("first")).unwrap();
+        let err = journal.claim(&latency("second")).unwrap_err().to_string();
+        assert!(
+            err.contains("service/web already has an open fault"),
+            "{err}"
+        );
+        assert!(err.contains("first (delay=100ms)"), "{err}");
+        assert!(
+            err.contains("resil chaos revert --id first --state-dir"),
+            "{err}"
+        );
+        assert_eq!(journal.entries().unwrap().len(), 1);
+        // Another namespace's Service of the same name is another target.
+        let elsewhere = Entry {
+            namespace: "other".to_string(),
+            ..latency("third")
+        };
+        journal.claim(&elsewhere).unwrap();
+        // Once the first is reverted, the target is free again.
+        journal.close("first", Utc::now()).unwrap();
+        journal.claim(&latency("second")).unwrap();
     }
 
     #[test]

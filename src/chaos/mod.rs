@@ -1,11 +1,13 @@
 //! Chaos: kill pods, outages with guaranteed restore, degraded pods, CPU burn, proxy
 //! latency — each one planned, printed, journaled, executed and reverted.
 //!
-//! The flow of every action: `<X>Args` → a plan ([`plan`]: targets chosen with a seeded
-//! shuffle) → printed → stop here with `--dry-run` → the safety guard → a journal entry
-//! written *before* acting ([`journal`]) → the action ([`execute`], kube-rs only) → wait
-//! for the duration or Ctrl-C/SIGTERM → revert → journal entry closed. `resil chaos revert`
-//! undoes whatever a killed resil left open. This file is the command layer; the scenario
+//! The flow of every action: `<X>Args` → the safety guard (skipped with `--dry-run`,
+//! checked on the kubeconfig before any request) → a plan ([`plan`]: targets chosen with a
+//! seeded shuffle) → printed → stop here with `--dry-run` → a journal entry written
+//! *before* acting, refused while another fault is open on a target ([`journal`]) → the
+//! action ([`execute`], kube-rs only) → wait for the duration or Ctrl-C/SIGTERM → revert
+//! (compare-and-restore) → journal entry closed. `resil chaos revert` undoes whatever a
+//! killed resil left open, guarded like every action. This file is the command layer; the scenario
 //! runner drives the same pieces.
 
 pub mod execute;
@@ -28,7 +30,7 @@ use rand::rngs::StdRng;
 use crate::Exit;
 use crate::cli::{
     ChaosArgs, ChaosCommand, ChaosCommonArgs, CpuBurnArgs, DegradeArgs, GlobalArgs, KillPodsArgs,
-    LatencyArgs, OutageArgs, TargetArgs,
+    LatencyArgs, OutageArgs, RevertArgs, TargetArgs,
 };
 use crate::results::RunDir;
 use execute::Scope;
@@ -59,11 +61,20 @@ struct Session {
 
 impl Session {
     async fn open(common: &ChaosCommonArgs, global: &GlobalArgs) -> anyhow::Result<Session> {
-        // Connecting asks nothing of the guard: a dry run must work anywhere. Each action
-        // checks it before touching anything.
-        let target =
-            crate::cluster::connect(&crate::cluster::ConnectOptions::from_global(global), None)
-                .await?;
+        // A dry run changes nothing, so it works anywhere; anything else asks the guard
+        // before the first request, on the kubeconfig alone.
+        let guard = if common.dry_run {
+            None
+        } else {
+            Some(crate::cluster::Guard::from_environment(
+                &global.allow_context,
+            )?)
+        };
+        let target = crate::cluster::connect(
+            &crate::cluster::ConnectOptions::from_global(global),
+            guard.as_ref(),
+        )
+        .await?;
         let state_dir = common
             .state_dir
             .clone()
@@ -130,14 +141,14 @@ impl Session {
             // The user (or a supervisor) wants out: revert first, then leave.
             () = &mut interruption.0 => true,
         };
-        let gone = self.injector.restore(&entry).await?;
-        if !gone.is_empty() {
+        let undone = self.injector.restore(&entry).await?;
+        if !undone.gone.is_empty() {
             anyhow::bail!(
                 "{} disappeared during the {}: nothing was left to restore there{} (the \
                  journal entry {} is closed)",
-                gone.join(", "),
+                undone.gone.join(", "),
                 entry.action,
-                if gone.len() < entry.targets.len() {
+                if undone.gone.len() < entry.targets.len() {
                     "; the other targets were reverted"
                 } else {
                     ""
@@ -145,7 +156,7 @@ impl Session {
                 entry.id
             );
         }
-        println!("reverted {} ({})", entry.action, entry.id);
+        println!("{}", reverted_line(&entry, &undone));
         Ok(if interrupted {
             Exit::Interrupted
         } else {
@@ -223,7 +234,6 @@ async fn kill_pods(args: KillPodsArgs, global: &GlobalArgs) -> anyhow::Result<Ex
     if !session.announce(&lines) {
         return Ok(Exit::Ok);
     }
-    guard(&session, global)?;
     let mut chosen = first;
     for round in 1..=args.times {
         if round > 1 {
@@ -265,7 +275,6 @@ async fn outage(args: OutageArgs, global: &GlobalArgs) -> anyhow::Result<Exit> {
     if !session.announce(&lines) {
         return Ok(Exit::Ok);
     }
-    guard(&session, global)?;
     let interruption = Interruption::listen();
     let entry = session.injector.outage(args.color, args.duration).await?;
     session
@@ -298,7 +307,6 @@ async fn pod_faults(
     if !session.announce(&lines) {
         return Ok(Exit::Ok);
     }
-    guard(&session, global)?;
     let interruption = Interruption::listen();
     let entry = session
         .injector
@@ -361,7 +369,6 @@ async fn latency(args: LatencyArgs, global: &GlobalArgs) -> anyhow::Result<Exit>
     if !session.announce(&lines) {
         return Ok(Exit::Ok);
     }
-    guard(&session, global)?;
     let interruption = Interruption::listen();
     let entry = session
         .injector
@@ -372,13 +379,24 @@ async fn latency(args: LatencyArgs, global: &GlobalArgs) -> anyhow::Result<Exit>
         .await
 }
 
-async fn revert(common: ChaosCommonArgs, global: &GlobalArgs) -> anyhow::Result<Exit> {
+async fn revert(args: RevertArgs, global: &GlobalArgs) -> anyhow::Result<Exit> {
+    let common = args.common;
     let state_dir: PathBuf = common
         .state_dir
         .clone()
         .unwrap_or_else(journal::default_state_dir);
     let journal = Journal::new(&state_dir);
-    let open = journal.open_entries()?;
+    let mut open = journal.open_entries()?;
+    if let Some(id) = &args.id {
+        open.retain(|e| e.id == *id);
+        if open.is_empty() {
+            anyhow::bail!(
+                "{} has no open fault with id {id}; `resil chaos revert --dry-run` lists the \
+                 open ones",
+                journal.path().display()
+            );
+        }
+    }
     if open.is_empty() {
         println!(
             "nothing to revert ({} has no open fault)",
@@ -403,22 +421,14 @@ async fn revert(common: ChaosCommonArgs, global: &GlobalArgs) -> anyhow::Result<
         let mut scoped = global.clone();
         scoped.context = Some(entry.context.clone());
         scoped.namespace = Some(entry.namespace.clone());
-        let session = match Session::open(&common, &scoped).await {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                failed += 1;
-                continue;
-            }
+        let reverted = async {
+            // A revert changes the cluster like any fault: the guard decides (in `open`,
+            // before any request), on the context as the kubeconfig has it now.
+            let session = Session::open(&common, &scoped).await?;
+            session.injector.restore(entry).await
         };
-        match session.injector.restore(entry).await {
-            Ok(gone) if gone.is_empty() => println!("reverted {} ({})", entry.action, entry.id),
-            Ok(gone) => println!(
-                "reverted {} ({}); {} no longer exist(s): nothing to restore there",
-                entry.action,
-                entry.id,
-                gone.join(", ")
-            ),
+        match reverted.await {
+            Ok(undone) => println!("{}", reverted_line(entry, &undone)),
             Err(e) => {
                 eprintln!("error: {e:#}");
                 failed += 1;
@@ -433,10 +443,19 @@ async fn revert(common: ChaosCommonArgs, global: &GlobalArgs) -> anyhow::Result<
     Ok(Exit::Ok)
 }
 
-/// The safety guard every mutating path goes through.
-fn guard(session: &Session, global: &GlobalArgs) -> anyhow::Result<()> {
-    crate::cluster::Guard::from_environment(&global.allow_context)?.check(session.context())?;
-    Ok(())
+/// `reverted ACTION (ID)`, plus what was gone or changed by someone else and left alone.
+fn reverted_line(entry: &Entry, undone: &execute::Undone) -> String {
+    let mut line = format!("reverted {} ({})", entry.action, entry.id);
+    if !undone.gone.is_empty() {
+        line.push_str(&format!(
+            "; {} no longer exist(s): nothing to restore there",
+            undone.gone.join(", ")
+        ));
+    }
+    for changed in &undone.changed {
+        line.push_str(&format!("; {changed}"));
+    }
+    line
 }
 
 fn stamp(at: DateTime<Utc>) -> String {

@@ -263,6 +263,22 @@ pub fn select_context(
     })
 }
 
+/// The `server:` URL of a context's cluster in the kubeconfig (empty when it has none).
+pub fn server_of(config: &Kubeconfig, context: &str) -> String {
+    let cluster = config
+        .contexts
+        .iter()
+        .find(|c| c.name == context)
+        .and_then(|c| c.context.as_ref())
+        .map(|c| c.cluster.as_str());
+    config
+        .clusters
+        .iter()
+        .find(|c| Some(c.name.as_str()) == cluster)
+        .and_then(|c| c.cluster.as_ref()?.server.clone())
+        .unwrap_or_default()
+}
+
 /// Connects: finds the kubeconfig, chooses the context, asks the guard (for mutating
 /// commands; before any request is sent), builds the client and checks the API server
 /// answers.
@@ -292,7 +308,7 @@ pub async fn connect(options: &ConnectOptions, guard: Option<&Guard>) -> Result<
     let described = source.describe();
     let context = select_context(&kubeconfig, options.context.as_deref(), &described)?;
     if let Some(guard) = guard {
-        guard.check(&context)?;
+        guard.check(&context, &server_of(&kubeconfig, &context))?;
     }
     let kube_options = KubeConfigOptions {
         context: Some(context.clone()),
@@ -391,6 +407,14 @@ contexts:
     fn the_current_context_is_used_when_none_is_requested() {
         let kc = config(TWO_CONTEXTS);
         assert_eq!(select_context(&kc, None, "f").unwrap(), "kind-resil");
+    }
+
+    #[test]
+    fn the_server_of_a_context_is_its_clusters() {
+        let kc = config(TWO_CONTEXTS);
+        assert_eq!(server_of(&kc, "kind-resil"), "https://127.0.0.1:6443");
+        assert_eq!(server_of(&kc, "prod-eu"), "https://prod.example:6443");
+        assert_eq!(server_of(&kc, "nope"), "");
     }
 
     #[test]

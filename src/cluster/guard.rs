@@ -1,8 +1,15 @@
-//! The safety guard: mutating commands (deploy, undeploy, chaos, scenario runs) run only
-//! against contexts that look like local labs, unless the user allows a context by name —
-//! with `--allow-context NAME` or an `allow_contexts:` list in
+//! The safety guard: mutating commands (deploy, undeploy, chaos and its revert, scenario
+//! runs, watch's switching, autoscale) run only against local labs, unless the user allows
+//! a context by name — with `--allow-context NAME` or an `allow_contexts:` list in
 //! `$XDG_CONFIG_HOME/resil/config.yaml`. Read-only commands do not consult it.
+//!
+//! A context is a local lab when both hold: its name matches a local runtime's pattern
+//! ([`LOCAL_CONTEXT_PATTERNS`]), *and* its API server is on this machine or on that
+//! runtime's own address ([`is_local_server`]). A name alone is a label anyone can write:
+//! `kind-prod` pointing at a remote server is refused. The check needs only the
+//! kubeconfig, so it runs before any request is sent.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -28,6 +35,51 @@ pub fn looks_local(context: &str) -> bool {
             Some(prefix) => context.starts_with(prefix) && context.len() > prefix.len(),
             None => context == *pattern,
         })
+}
+
+/// Host names local runtimes write into kubeconfigs for an API server on this machine:
+/// Docker Desktop's `kubernetes.docker.internal` (its hosts-file entry for 127.0.0.1) and
+/// `host.docker.internal` (k3d, and kind inside containers).
+pub const LOCAL_SERVER_NAMES: &[&str] = &[
+    "localhost",
+    "kubernetes.docker.internal",
+    "host.docker.internal",
+];
+
+/// Whether `server` (a kubeconfig's `server:` URL) is on this machine, or — for the
+/// `minikube` context — on the VM or container network minikube's drivers create.
+///
+/// Local: loopback addresses (127.0.0.0/8, ::1), `0.0.0.0` (k3d writes it; it connects
+/// to this machine), and [`LOCAL_SERVER_NAMES`]. minikube's VM drivers serve the API on
+/// the VM's address in a host-only network (docker driver 192.168.49.2, and
+/// 192.168.58.2, ... for further profiles; kvm2 192.168.39.x; hyperkit 192.168.64.x;
+/// VirtualBox 192.168.59.x), so for it 192.168.0.0/16 counts too.
+pub fn is_local_server(context: &str, server: &str) -> bool {
+    let Some(host) = server_host(server) else {
+        return false;
+    };
+    match host.parse::<IpAddr>() {
+        Ok(ip) => {
+            ip.is_loopback()
+                || ip.is_unspecified()
+                || (context == "minikube"
+                    && matches!(ip, IpAddr::V4(v4) if v4.octets()[..2] == [192, 168]))
+        }
+        Err(_) => LOCAL_SERVER_NAMES
+            .iter()
+            .any(|name| host.eq_ignore_ascii_case(name)),
+    }
+}
+
+/// The host of a server URL, without brackets around an IPv6 address.
+fn server_host(server: &str) -> Option<String> {
+    let uri: http::Uri = server.trim().parse().ok()?;
+    let host = uri.host()?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    Some(host.trim_end_matches('.').to_string())
 }
 
 /// Where the guard's config file lives: `$XDG_CONFIG_HOME/resil/config.yaml`, else
@@ -74,21 +126,32 @@ impl Guard {
         Guard::new(allow_flags, config_file_path().as_deref())
     }
 
-    /// Ok when mutations against `context` are allowed; otherwise the refusal, naming the
-    /// context and how to allow it.
-    pub fn check(&self, context: &str) -> Result<()> {
-        if looks_local(context) || self.allowed.iter().any(|a| a == context) {
+    /// Ok when mutations against `context`, whose API server is `server`, are allowed;
+    /// otherwise the refusal, naming the context, why, and how to allow it.
+    pub fn check(&self, context: &str, server: &str) -> Result<()> {
+        if self.allowed.iter().any(|a| a == context) {
             return Ok(());
         }
-        Err(ClusterError::ContextNotAllowed {
-            context: context.to_string(),
-            patterns: LOCAL_CONTEXT_PATTERNS.join(", "),
-            config: self
-                .config_path
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| "$XDG_CONFIG_HOME/resil/config.yaml".to_string()),
-        })
+        let config = self
+            .config_path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "$XDG_CONFIG_HOME/resil/config.yaml".to_string());
+        if !looks_local(context) {
+            return Err(ClusterError::ContextNotAllowed {
+                context: context.to_string(),
+                patterns: LOCAL_CONTEXT_PATTERNS.join(", "),
+                config,
+            });
+        }
+        if !is_local_server(context, server) {
+            return Err(ClusterError::ServerNotLocal {
+                context: context.to_string(),
+                server: server.to_string(),
+                config,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -118,6 +181,54 @@ fn read_allow_list(path: &Path) -> Result<Vec<String>> {
 mod tests {
     use super::*;
 
+    const LOOPBACK: &str = "https://127.0.0.1:6443";
+    const REMOTE: &str = "https://203.0.113.5:6443";
+
+    #[test]
+    fn a_local_name_on_a_remote_server_is_refused_with_the_server_and_the_override() {
+        let guard = Guard::new(&[], None).unwrap();
+        let text = guard.check("kind-prod", REMOTE).unwrap_err().to_string();
+        assert!(text.contains("`kind-prod`"), "{text}");
+        assert!(text.contains(REMOTE), "{text}");
+        assert!(text.contains("--allow-context kind-prod"), "{text}");
+        let allowed = Guard::new(&["kind-prod".to_string()], None).unwrap();
+        assert!(allowed.check("kind-prod", REMOTE).is_ok());
+    }
+
+    #[test]
+    fn loopback_and_the_runtimes_own_addresses_are_local() {
+        let local = [
+            ("kind-resil", "https://127.0.0.1:41327"),
+            ("kind-resil", "https://127.5.6.7:6443"),
+            ("resil-lab", "https://[::1]:6443"),
+            ("k3d-demo", "https://0.0.0.0:39211"),
+            ("k3d-demo", "https://host.docker.internal:39211"),
+            ("docker-desktop", "https://kubernetes.docker.internal:6443"),
+            ("rancher-desktop", "https://LOCALHOST:6443"),
+            ("minikube", "https://192.168.49.2:8443"),
+            ("minikube", "https://192.168.39.12:8443"),
+        ];
+        for (context, server) in local {
+            assert!(is_local_server(context, server), "{context} {server}");
+        }
+        let remote = [
+            ("kind-resil", "https://203.0.113.5:6443"),
+            ("kind-resil", "https://192.168.49.2:6443"),
+            ("minikube", "https://10.0.0.5:8443"),
+            (
+                "docker-desktop",
+                "https://kubernetes.docker.internal.example.com:6443",
+            ),
+            ("resil-lab", "https://[2001:db8::1]:6443"),
+            ("resil-lab", "https://127.0.0.1.nip.io:6443"),
+            ("resil-lab", ""),
+            ("resil-lab", "not a url"),
+        ];
+        for (context, server) in remote {
+            assert!(!is_local_server(context, server), "{context} {server:?}");
+        }
+    }
+
     #[test]
     fn local_lab_contexts_are_allowed_without_asking() {
         let guard = Guard::new(&[], None).unwrap();
@@ -130,14 +241,17 @@ mod tests {
             "rancher-desktop",
             "orbstack",
         ] {
-            assert!(guard.check(context).is_ok(), "{context}");
+            assert!(
+                guard.check(context, "https://127.0.0.1:6443").is_ok(),
+                "{context}"
+            );
         }
     }
 
     #[test]
     fn a_production_looking_context_is_refused_with_the_way_to_allow_it() {
         let guard = Guard::new(&[], None).unwrap();
-        let text = guard.check("prod-eu").unwrap_err().to_string();
+        let text = guard.check("prod-eu", LOOPBACK).unwrap_err().to_string();
         assert!(text.contains("`prod-eu`"), "{text}");
         assert!(text.contains("--allow-context prod-eu"), "{text}");
         assert!(text.contains("allow_contexts"), "{text}");
@@ -147,15 +261,15 @@ mod tests {
     fn near_misses_of_the_patterns_are_refused() {
         let guard = Guard::new(&[], None).unwrap();
         for context in ["kind-", "kind", "minikube-prod", "my-kind-x", "resil-lab2"] {
-            assert!(guard.check(context).is_err(), "{context}");
+            assert!(guard.check(context, LOOPBACK).is_err(), "{context}");
         }
     }
 
     #[test]
     fn allow_context_flag_admits_exactly_that_context() {
         let guard = Guard::new(&["prod-eu".to_string()], None).unwrap();
-        assert!(guard.check("prod-eu").is_ok());
-        assert!(guard.check("prod-us").is_err());
+        assert!(guard.check("prod-eu", REMOTE).is_ok());
+        assert!(guard.check("prod-us", LOOPBACK).is_err());
     }
 
     #[test]
@@ -164,8 +278,8 @@ mod tests {
         let path = dir.path().join("config.yaml");
         std::fs::write(&path, "allow_contexts:\n  - staging\n").unwrap();
         let guard = Guard::new(&[], Some(&path)).unwrap();
-        assert!(guard.check("staging").is_ok());
-        let text = guard.check("prod-eu").unwrap_err().to_string();
+        assert!(guard.check("staging", REMOTE).is_ok());
+        let text = guard.check("prod-eu", LOOPBACK).unwrap_err().to_string();
         assert!(text.contains(&path.display().to_string()), "{text}");
     }
 
@@ -173,7 +287,7 @@ mod tests {
     fn a_missing_config_file_allows_nothing_extra() {
         let dir = tempfile::tempdir().unwrap();
         let guard = Guard::new(&[], Some(&dir.path().join("absent.yaml"))).unwrap();
-        assert!(guard.check("prod-eu").is_err());
+        assert!(guard.check("prod-eu", LOOPBACK).is_err());
     }
 
     #[test]

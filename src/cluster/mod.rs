@@ -17,9 +17,12 @@ mod rollout;
 pub use apply::{ApplyOutcome, apply, ensure_managed};
 pub use connect::{
     ClusterKind, ConnectOptions, KubeconfigSource, Target, connect, known_contexts,
-    locate_kubeconfig, select_context,
+    locate_kubeconfig, select_context, server_of,
 };
-pub use guard::{Guard, LOCAL_CONTEXT_PATTERNS, config_file_path, looks_local};
+pub use guard::{
+    Guard, LOCAL_CONTEXT_PATTERNS, LOCAL_SERVER_NAMES, config_file_path, is_local_server,
+    looks_local,
+};
 pub use rollout::{RolloutProgress, wait_for_rollouts};
 
 use std::path::PathBuf;
@@ -123,6 +126,22 @@ pub enum ClusterError {
         context: String,
         /// The patterns of local-lab contexts.
         patterns: String,
+        /// The config file that can allow it.
+        config: String,
+    },
+
+    /// The context's name looks like a local lab, but its API server is elsewhere.
+    #[error(
+        "refusing to change context `{context}`: its name looks like a local lab, but its \
+         API server {server} is not on this machine (local labs serve on 127.0.0.1, [::1], \
+         localhost or their runtime's own address). If you really mean this cluster, pass \
+         --allow-context {context} or list it under `allow_contexts:` in {config}"
+    )]
+    ServerNotLocal {
+        /// The refused context.
+        context: String,
+        /// Its API server URL, from the kubeconfig.
+        server: String,
         /// The config file that can allow it.
         config: String,
     },

@@ -1,10 +1,15 @@
 //! `resil deploy`: resolve the manifests and overrides into a [`DeployPlan`], connect (the
-//! guard refuses non-lab contexts before any request), server-side apply every object in
-//! order, wait for both rollouts with progress, warn when the HPA cannot get metrics, and
-//! print the URL that reaches the Service.
+//! guard refuses non-lab contexts before any request), check `--replicas` against the
+//! cluster's pod capacity ([`capacity`]), server-side apply every object in order, wait
+//! for both rollouts with progress (naming pods that stay Pending, and why), warn when
+//! the HPA cannot get metrics, and print the URL that reaches the Service — only once it
+//! answered from this cluster's demo ([`reach`]).
 //!
-//! The engine parts ([`apply_demo`], [`service_url`], [`metrics_advice`]) return values;
-//! only [`command`] prints. `resil run` calls the engine parts directly.
+//! The engine parts ([`apply_demo`], [`service_url`], [`metrics_advice`], [`reach`])
+//! return values; only [`command`] prints. `resil run` calls the engine parts directly.
+
+pub mod capacity;
+pub mod reach;
 
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
@@ -16,12 +21,15 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Service};
 use kube::api::{Api, ListParams};
 use serde::Serialize;
 
-use super::manifests::{DemoManifests, Overrides, SERVICE_NAME};
+use super::manifests::{APP_LABEL, DemoManifests, Overrides, SERVICE_NAME};
 use crate::Exit;
 use crate::cli::{DeployArgs, GlobalArgs};
 use crate::cluster::{
     self, ApplyOutcome, ClusterKind, ConnectOptions, Guard, RolloutProgress, Target,
 };
+
+/// The NodePorts a Service may ask for (upstream's default range, which the lab uses).
+pub const NODE_PORT_RANGE: std::ops::RangeInclusive<i32> = 30_000..=32_767;
 
 /// Everything `resil deploy` will do, resolved and validated before connecting.
 #[derive(Debug, Clone)]
@@ -36,6 +44,8 @@ pub struct DeployPlan {
     pub wait: Option<Duration>,
     /// Whose replica count wins for Deployments that already exist.
     pub replicas: ReplicaPolicy,
+    /// `--replicas`, checked against the cluster's capacity once connected.
+    pub requested_replicas: Option<i32>,
 }
 
 /// Whose replica count a deploy applies to a Deployment that already exists.
@@ -52,11 +62,19 @@ impl DeployPlan {
     /// Resolves the command line: reads and checks the manifests (exit 2 on bad ones,
     /// before anything is applied) and applies the overrides.
     pub fn from_args(args: &DeployArgs, global: &GlobalArgs) -> anyhow::Result<DeployPlan> {
+        // The upper bound depends on the cluster: checked once connected.
         if let Some(replicas) = args.replicas
-            && !(0..=100).contains(&replicas)
+            && replicas < 0
+        {
+            anyhow::bail!("--replicas {replicas} is out of range: give 0 or more per colour");
+        }
+        if let Some(port) = args.node_port
+            && !NODE_PORT_RANGE.contains(&port)
         {
             anyhow::bail!(
-                "--replicas {replicas} is out of range: give 0 to 100 replicas per colour"
+                "--node-port {port} is outside the NodePort range {}-{}",
+                NODE_PORT_RANGE.start(),
+                NODE_PORT_RANGE.end()
             );
         }
         let manifests = match &args.manifests {
@@ -68,6 +86,7 @@ impl DeployPlan {
             image: args.image.clone(),
             replicas: args.replicas,
             active: Some(args.active),
+            node_port: args.node_port,
         });
         Ok(DeployPlan {
             connect: ConnectOptions {
@@ -83,6 +102,7 @@ impl DeployPlan {
             } else {
                 ReplicaPolicy::KeepLive
             },
+            requested_replicas: args.replicas,
         })
     }
 }
@@ -224,6 +244,9 @@ pub struct ServiceUrl {
     pub url: String,
     /// How the URL was found, when the user should know.
     pub note: Option<String>,
+    /// Whether the URL names a real host (not the `<node-ip>` placeholder), so it can be
+    /// probed.
+    pub concrete: bool,
 }
 
 /// Finds the Service URL: loopback for the lab, kind (port mapping from
@@ -232,6 +255,7 @@ pub async fn service_url(target: &Target, node_port: i32) -> ServiceUrl {
     let local = |note: Option<&str>| ServiceUrl {
         url: format!("http://127.0.0.1:{node_port}"),
         note: note.map(str::to_string),
+        concrete: true,
     };
     match target.kind() {
         ClusterKind::Lab | ClusterKind::Desktop => local(None),
@@ -245,6 +269,7 @@ pub async fn service_url(target: &Target, node_port: i32) -> ServiceUrl {
                 Some(ip) => ServiceUrl {
                     url: format!("http://{ip}:{node_port}"),
                     note: None,
+                    concrete: true,
                 },
                 None => ServiceUrl {
                     url: format!("http://<node-ip>:{node_port}"),
@@ -253,6 +278,7 @@ pub async fn service_url(target: &Target, node_port: i32) -> ServiceUrl {
                          -o wide`)"
                             .to_string(),
                     ),
+                    concrete: false,
                 },
             }
         }
@@ -324,6 +350,13 @@ async fn stuck_pods(target: &Target) -> String {
     if stuck.is_empty() {
         return String::new();
     }
+    let selector = format!("{}={}", APP_LABEL.0, APP_LABEL.1);
+    let pending = capacity::pending(target, &selector).await;
+    let pending = if pending.is_empty() {
+        String::new()
+    } else {
+        format!("; {}", pending.join("; "))
+    };
     let image_missing = status
         .colors
         .iter()
@@ -336,7 +369,7 @@ async fn stuck_pods(target: &Target) -> String {
     } else {
         ""
     };
-    format!(" (pods not ready: {}){fix}", stuck.join(", "))
+    format!(" (pods not ready: {}{pending}){fix}", stuck.join(", "))
 }
 
 /// `resil deploy`
@@ -344,6 +377,11 @@ pub async fn command(args: DeployArgs, global: &GlobalArgs) -> anyhow::Result<Ex
     let plan = DeployPlan::from_args(&args, global)?;
     let guard = Guard::from_environment(&plan.allow_contexts)?;
     let target = cluster::connect(&plan.connect, Some(&guard)).await?;
+    if let Some(replicas) = plan.requested_replicas {
+        let room = capacity::pod_capacity(&target).await;
+        let colours = plan.manifests.deployments.len();
+        capacity::check_replicas(replicas, colours, room).map_err(anyhow::Error::msg)?;
+    }
     say(format_args!(
         "deploying to context {} ({}), namespace {}",
         target.context, target.server, target.namespace
@@ -365,8 +403,15 @@ pub async fn command(args: DeployArgs, global: &GlobalArgs) -> anyhow::Result<Ex
         let deployments: Api<Deployment> =
             Api::namespaced(target.client.clone(), &target.namespace);
         let mut progress = RolloutView::new(&names, std::io::stderr().is_terminal());
-        let waited =
-            cluster::wait_for_rollouts(deployments, &names, timeout, |p| progress.update(p)).await;
+        let notes = progress.notes();
+        let waiting =
+            cluster::wait_for_rollouts(deployments, &names, timeout, |p| progress.update(p));
+        let waited = tokio::select! {
+            // The rollouts finished, failed or timed out.
+            waited = waiting => waited,
+            // Says which pods stay Pending and why while the wait goes on; never ends.
+            () = report_pending(&target, &notes) => unreachable!("report_pending never ends"),
+        };
         progress.finish();
         if let Err(err) = waited {
             let why = stuck_pods(&target).await;
@@ -397,8 +442,17 @@ pub async fn command(args: DeployArgs, global: &GlobalArgs) -> anyhow::Result<Ex
         .map(|c| c.as_str())
         .unwrap_or("?");
     match node_port {
+        // Without the rollout there is no pod to answer yet: no URL is confirmed, so
+        // none is printed.
+        Some(port) if plan.wait.is_none() => say(format_args!(
+            "Service {SERVICE_NAME} selects {active} on NodePort {port} (its URL is checked \
+             once pods run: `resil deploy` without --no-wait, or `resil status`)"
+        ))?,
         Some(port) => {
             let url = service_url(&target, port).await;
+            if url.concrete {
+                reach::confirm(&target, &url.url, port).await?;
+            }
             say(format_args!(
                 "Service {SERVICE_NAME} selects {active}: {}",
                 url.url
@@ -417,9 +471,36 @@ pub async fn command(args: DeployArgs, global: &GlobalArgs) -> anyhow::Result<Ex
     Ok(Exit::Ok)
 }
 
+/// Every 2 s, says (once per distinct line) which of the demo's pods are Pending and the
+/// Event that says why. Runs until dropped.
+async fn report_pending(target: &Target, notes: &Notes) {
+    let selector = format!("{}={}", APP_LABEL.0, APP_LABEL.1);
+    let mut said = std::collections::BTreeSet::new();
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        for line in capacity::pending(target, &selector).await {
+            if said.insert(line.clone()) {
+                notes.say(&format!("waiting: {line}"));
+            }
+        }
+    }
+}
+
 /// One line on stdout; the lock is taken per line, never across an await.
 fn say(line: impl std::fmt::Display) -> std::io::Result<()> {
     writeln!(std::io::stdout(), "{line}")
+}
+
+/// Lines printed on stderr during a rollout wait, above the progress bars if any.
+struct Notes(Option<indicatif::MultiProgress>);
+
+impl Notes {
+    fn say(&self, line: &str) {
+        match &self.0 {
+            Some(multi) if multi.println(line).is_ok() => {}
+            _ => eprintln!("{line}"),
+        }
+    }
 }
 
 /// Rollout progress on stderr: indicatif bars on a terminal, plain lines otherwise.
@@ -473,6 +554,11 @@ impl RolloutView {
                 }
             }
         }
+    }
+
+    /// Where notes go while the bars run (above them, or plain lines on stderr).
+    fn notes(&self) -> Notes {
+        Notes(self.bars.as_ref().map(|(multi, _)| multi.clone()))
     }
 
     fn finish(self) {
@@ -535,5 +621,28 @@ mod tests {
         let plan = DeployPlan::from_args(&parse(&["deploy", "--replicas", "2"]), &global).unwrap();
         assert_eq!(plan.replicas, ReplicaPolicy::FromManifests);
         assert!(DeployPlan::from_args(&parse(&["deploy", "--replicas=-1"]), &global).is_err());
+        // The cap follows the cluster, checked once connected: 5000 passes planning.
+        let plan = DeployPlan::from_args(&parse(&["deploy", "--replicas", "5000"]), &global);
+        assert_eq!(plan.unwrap().requested_replicas, Some(5000));
+    }
+
+    #[test]
+    fn a_node_port_outside_the_range_is_refused_before_connecting() {
+        use clap::Parser;
+        let parse = |port: &str| match crate::cli::Cli::parse_from([
+            "resil",
+            "deploy",
+            "--node-port",
+            port,
+        ])
+        .command
+        {
+            crate::cli::Command::Deploy(d) => DeployPlan::from_args(&d, &GlobalArgs::default()),
+            _ => unreachable!(),
+        };
+        let err = parse("8080").unwrap_err().to_string();
+        assert!(err.contains("30000-32767"), "{err}");
+        assert!(parse("32768").is_err());
+        assert!(parse("31234").is_ok());
     }
 }

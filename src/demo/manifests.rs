@@ -161,6 +161,8 @@ pub struct Overrides {
     pub replicas: Option<i32>,
     /// `--active`: the colour the Service selects.
     pub active: Option<Color>,
+    /// `--node-port`: the NodePort of the `web` Service's first port.
+    pub node_port: Option<i32>,
 }
 
 impl DemoManifests {
@@ -357,6 +359,15 @@ impl DemoManifests {
                 spec.selector
                     .get_or_insert_with(BTreeMap::new)
                     .insert(COLOR_LABEL.to_string(), active.as_str().to_string());
+            }
+            if let (Some(node_port), Some(SERVICE_NAME)) =
+                (overrides.node_port, s.metadata.name.as_deref())
+                && let Some(port) = s
+                    .spec
+                    .as_mut()
+                    .and_then(|spec| spec.ports.as_mut()?.first_mut())
+            {
+                port.node_port = Some(node_port);
             }
         }
         for h in &mut self.hpas {

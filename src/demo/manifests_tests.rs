@@ -111,7 +111,7 @@ fn the_hpas_scale_each_colour_between_1_and_5_on_cpu_with_behaviour() {
 }
 
 #[test]
-fn overrides_set_image_replicas_active_colour_and_namespace() {
+fn overrides_set_image_replicas_active_colour_node_port_and_namespace() {
     let m = DemoManifests::embedded()
         .unwrap()
         .with_overrides(&Overrides {
@@ -119,8 +119,22 @@ fn overrides_set_image_replicas_active_colour_and_namespace() {
             image: Some("resil-demo:v9".into()),
             replicas: Some(3),
             active: Some(Color::Green),
+            node_port: Some(31_999),
         });
     assert_eq!(m.namespace_name(), "demo-2");
+    let service = m
+        .services
+        .iter()
+        .find(|s| s.metadata.name.as_deref() == Some("web"));
+    let ports = service
+        .unwrap()
+        .spec
+        .as_ref()
+        .unwrap()
+        .ports
+        .as_ref()
+        .unwrap();
+    assert_eq!(ports[0].node_port, Some(31_999));
     assert_eq!(m.active_color(), Some(Color::Green));
     for d in &m.deployments {
         assert_eq!(d.metadata.namespace.as_deref(), Some("demo-2"));

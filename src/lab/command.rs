@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use chrono::Utc;
 
-use super::daemon::{LabInfo, Liveness, StateDir};
+use super::daemon::{self, LabInfo, Liveness, StateDir, StateLock};
 use super::kubeconfig::{self, LAB_NAME, LabEntries};
 use super::{Lab, LabConfig};
 use crate::Exit;
@@ -25,6 +25,8 @@ const READY_DEADLINE: Duration = Duration::from_secs(10);
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How long `lab status` waits for the lab's status endpoint.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often a running lab checks whether `lab.log` needs rotating.
+const LOG_ROTATE_PERIOD: Duration = Duration::from_secs(10);
 
 const NOT_RUNNING: &str = "the lab is not running; start it with `resil lab up`";
 
@@ -54,6 +56,8 @@ struct LabUpPlan {
     port: Option<u16>,
     pod_program: Option<PathBuf>,
     hpa_sync_period: Duration,
+    /// The node's pod capacity.
+    max_pods: u32,
     /// The user's kubeconfig to add `resil-lab` to; `None` with `--no-kubeconfig`.
     kubeconfig: Option<PathBuf>,
 }
@@ -62,6 +66,9 @@ impl LabUpPlan {
     fn new(args: LabUpArgs, global: &GlobalArgs) -> anyhow::Result<LabUpPlan> {
         if args.hpa_sync_period.is_zero() {
             bail!("--hpa-sync-period must be longer than zero (e.g. 15s)");
+        }
+        if args.max_pods == 0 {
+            bail!("--max-pods must be at least 1 (the upstream kubelet's default is 110)");
         }
         let kubeconfig = if args.no_kubeconfig {
             None
@@ -80,6 +87,7 @@ impl LabUpPlan {
             port: args.port,
             pod_program,
             hpa_sync_period: args.hpa_sync_period,
+            max_pods: args.max_pods,
             kubeconfig,
         })
     }
@@ -97,6 +105,8 @@ impl LabUpPlan {
         args.extend(["up", "--foreground", "--no-kubeconfig"].map(OsString::from));
         args.push("--hpa-sync-period".into());
         args.push(format!("{}ms", self.hpa_sync_period.as_millis()).into());
+        args.push("--max-pods".into());
+        args.push(self.max_pods.to_string().into());
         if let Some(port) = self.port {
             args.push("--port".into());
             args.push(port.to_string().into());
@@ -110,28 +120,48 @@ impl LabUpPlan {
 }
 
 /// `lab up` without `--foreground`: start `resil lab up --foreground` detached, wait until
-/// it answers, add the context.
+/// it answers, add the context. Holds `lab.up.lock` meanwhile, so a second `lab up` at
+/// the same time waits and then finds the lab this one started.
 async fn up_detached(
     state: &StateDir,
     plan: &LabUpPlan,
     global: &GlobalArgs,
 ) -> anyhow::Result<Exit> {
-    if let Some(info) = running_or_starting(state).await? {
-        eprintln!(
-            "The lab is already running (pid {}, {}).",
-            info.pid,
-            info.server_url()
+    let Some(_starting) = state.lock_up(READY_DEADLINE * 2).await? else {
+        bail!(
+            "another `resil lab up` has been starting the lab in {} for over {}s; \
+             see {} or stop it with `resil lab down`",
+            state.path().display(),
+            (READY_DEADLINE * 2).as_secs(),
+            state.log_path().display()
         );
-        return Ok(Exit::Ok);
+    };
+    if let Some(info) = running_or_starting(state).await? {
+        return already_running(state, plan, &info);
     }
     eprintln!("Starting the lab (state in {}) ...", state.path().display());
     let started = Instant::now();
     let program = std::env::current_exe().context("cannot find the resil binary to run")?;
     let (mut child, log_offset) =
         state.spawn_detached(&program, &plan.child_args(state, global))?;
-    let info = state
+    let info = match state
         .wait_ready(&mut child, log_offset, READY_DEADLINE)
-        .await?;
+        .await
+    {
+        Ok(info) => info,
+        // It found a lab started by hand (`lab up --foreground`) holding the directory,
+        // and left: report that one.
+        Err(daemon::DaemonError::Died { status, .. }) if status.success() => {
+            match running_or_starting(state).await? {
+                Some(info) => return already_running(state, plan, &info),
+                None => bail!(
+                    "the lab exited at once without an error; see {}",
+                    state.log_path().display()
+                ),
+            }
+        }
+        Err(err) => return Err(err.into()),
+    };
     eprintln!(
         "Lab API at {} (pid {}), ready in {:.2}s.",
         info.server_url(),
@@ -139,6 +169,17 @@ async fn up_detached(
         started.elapsed().as_secs_f64()
     );
     add_context(state, plan, &info)
+}
+
+/// Says which lab runs already, and makes sure its context is in place.
+fn already_running(state: &StateDir, plan: &LabUpPlan, info: &LabInfo) -> anyhow::Result<Exit> {
+    eprintln!(
+        "The lab is already running (pid {}, {}, context \"{LAB_NAME}\"); \
+         `resil lab down` stops it.",
+        info.pid,
+        info.server_url()
+    );
+    add_context(state, plan, info)
 }
 
 /// A lab that runs, or one that another `lab up` is starting right now (then wait for it).
@@ -210,38 +251,49 @@ fn lab_entries(state: &StateDir, info: &LabInfo) -> anyhow::Result<LabEntries> {
     }
 }
 
-/// `lab up --foreground`: run the lab in this process until Ctrl-C or SIGTERM.
+/// `lab up --foreground`: run the lab in this process until Ctrl-C or SIGTERM. It first
+/// takes `lab.lock`, and holds it to the end; if another lab holds it, that one is
+/// reported and nothing starts.
 async fn foreground(state: &StateDir, plan: &LabUpPlan) -> anyhow::Result<Exit> {
     let own_pid = std::process::id();
-    match state.liveness().await {
-        Liveness::Running(info) if info.pid != own_pid => {
+    let _lock = match lock_or_find(state).await? {
+        Holder::Us(lock) => lock,
+        Holder::Running(info) => {
             eprintln!(
-                "The lab is already running (pid {}, {}).",
+                "The lab is already running (pid {}, {}); not starting another.",
                 info.pid,
                 info.server_url()
             );
             return Ok(Exit::Ok);
         }
-        Liveness::Unresponsive { pid } if pid != own_pid => bail!(
-            "a lab process (pid {pid}) is already running for {}; stop it with `resil lab down`",
-            state.path().display()
-        ),
-        _ => {}
-    }
+    };
     // Listen for the stop signals before anything is announced, so a `lab down` right
     // after `lab up` still gets a clean shutdown.
     let stop = StopSignals::install()?;
-    state.create()?;
+    // Before the state is read: a corrupt state must not keep a killed lab's pods alive.
+    kill_orphans(state);
     state.write_pid(own_pid)?;
+    let log = state.log_path();
+    let rotation = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(LOG_ROTATE_PERIOD);
+        loop {
+            tick.tick().await;
+            if let Err(e) = daemon::rotate_log(&log, daemon::LOG_CAP) {
+                tracing::warn!("cannot rotate {}: {e}", log.display());
+            }
+        }
+    });
     let mut config = LabConfig::new(state.path());
     config.port = plan.port.unwrap_or_else(|| last_port_if_free(state));
     config.hpa_sync_period = plan.hpa_sync_period;
+    config.max_pods = plan.max_pods as usize;
     if let Some(program) = &plan.pod_program {
         config.pod_program = program.clone();
     }
     let lab = match Lab::start(config).await {
         Ok(lab) => lab,
         Err(err) => {
+            rotation.abort();
             state.clear_if_owned_by(own_pid);
             return Err(err).context("cannot start the lab");
         }
@@ -260,9 +312,59 @@ async fn foreground(state: &StateDir, plan: &LabUpPlan) -> anyhow::Result<Exit> 
     };
     println!("Stopping the lab ...");
     lab.shutdown().await;
+    rotation.abort();
     state.clear_if_owned_by(own_pid);
     println!("The lab stopped.");
     exit
+}
+
+/// Who holds the state directory.
+enum Holder {
+    /// This process: it runs the lab.
+    Us(StateLock),
+    /// Another lab, which answers.
+    Running(LabInfo),
+}
+
+/// Takes `lab.lock`, or finds the lab that holds it. A lab that holds it but does not
+/// answer yet is starting: wait for it (bounded); if it goes away meanwhile, take over.
+async fn lock_or_find(state: &StateDir) -> anyhow::Result<Holder> {
+    let started = Instant::now();
+    loop {
+        if let Some(lock) = state.lock_daemon()? {
+            return Ok(Holder::Us(lock));
+        }
+        if let Liveness::Running(info) = state.liveness().await {
+            return Ok(Holder::Running(info));
+        }
+        if started.elapsed() >= READY_DEADLINE {
+            bail!(
+                "another lab process holds {} but its API does not answer; \
+                 see {} or stop it with `resil lab down`",
+                state.file("lab.lock").display(),
+                state.log_path().display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Stops pod processes a previous lab left behind (it was killed, so it could not).
+fn kill_orphans(state: &StateDir) {
+    match super::kubelet::kill_orphans(state.path()) {
+        Ok(killed) if !killed.is_empty() => {
+            let pods: Vec<String> = killed
+                .iter()
+                .map(|p| format!("{} (pid {})", p.pod, p.pid))
+                .collect();
+            println!(
+                "Stopped pod processes a previous lab left behind: {}.",
+                pods.join(", ")
+            );
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot stop the pod processes of a previous lab: {e}"),
+    }
 }
 
 /// Writes the lab's kubeconfig and `lab.json` (in that order: `lab.json` tells a waiting
@@ -454,6 +556,7 @@ mod tests {
             port: Some(6443),
             pod_program: Some(PathBuf::from("/opt/resil")),
             hpa_sync_period: Duration::from_millis(1500),
+            max_pods: 7,
             kubeconfig: Some(PathBuf::from("/home/u/.kube/config")),
         };
         let global = GlobalArgs {
@@ -476,6 +579,7 @@ mod tests {
         assert_eq!(up.port, Some(6443));
         assert_eq!(up.pod_program, plan.pod_program);
         assert_eq!(up.hpa_sync_period, plan.hpa_sync_period);
+        assert_eq!(up.max_pods, plan.max_pods);
     }
 
     #[test]

@@ -5,12 +5,18 @@
 //! command layer calls it.
 //!
 //! Files in the state directory that this module reads or writes:
-//! - `lab.pid`: the lab process id, decimal, written by `lab up` right after spawning (and
-//!   by `lab up --foreground` itself); removed when the lab stops.
+//! - `lab.lock`: locked (`flock`, exclusive) by the lab process for its whole life, so one
+//!   state directory never has two labs; the lock goes with the process, however it ends.
+//! - `lab.up.lock`: locked by a detached `lab up` while it starts the lab and waits for
+//!   it, so two `lab up` at once start one lab and the second reports it.
+//! - `lab.pid`: the lab process id, decimal, written by the lab process once it holds
+//!   `lab.lock`; removed when the lab stops.
 //! - `lab.json`: `{"pid":N,"address":"127.0.0.1:PORT","started_at":"RFC 3339"}`, written
 //!   atomically by the lab process once its API accepts connections — its presence (with a
 //!   live pid) is what "running" means; removed when the lab stops.
-//! - `lab.log`: the lab's stdout and stderr, appended to across starts.
+//! - `lab.log`: the lab's stdout and stderr, appended to across starts; past
+//!   [`LOG_CAP`] its content moves to `lab.log.1` (replacing the older one), checked at
+//!   spawn and while the lab runs ([`rotate_log`]).
 //! - `lab.port`: the last port the lab listened on, so a restart keeps kubeconfigs valid.
 //! - `pods.json`: written by the lab's pod runtime, the pod processes it has running:
 //!   `{"pods":[{"pid":N,"pod":"namespace/name"}]}`. A lab stopped cleanly stops its pods;
@@ -19,7 +25,7 @@
 //!   pid is left alone) and then removes the file.
 
 use std::ffi::OsString;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -37,6 +43,10 @@ const POLL: Duration = Duration::from_millis(20);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
 /// How many lines of `lab.log` an error quotes.
 const LOG_TAIL_LINES: usize = 20;
+/// Size past which `lab.log` is rotated to `lab.log.1` (one older file is kept).
+pub const LOG_CAP: u64 = 10 * 1024 * 1024;
+/// How long a lab that did not answer in time gets to stop on SIGTERM before SIGKILL.
+const NOT_READY_GRACE: Duration = Duration::from_secs(2);
 
 /// Why the lab process could not be started, found or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +149,13 @@ pub struct StopReport {
     pub orphans: Vec<PodProcess>,
 }
 
+/// The exclusive lock on `lab.lock` (or `lab.up.lock`): held while this value lives.
+/// Closing the file releases it, so a killed process never leaves it held.
+#[derive(Debug)]
+pub struct StateLock {
+    _file: File,
+}
+
 /// The lab's state directory and the process files in it.
 #[derive(Debug, Clone)]
 pub struct StateDir {
@@ -177,7 +194,8 @@ impl StateDir {
         self.file("lab.log")
     }
 
-    /// Creates the directory (owner-only: it holds keys and the token).
+    /// Creates the directory, owner-only (it holds keys and the token); an existing one
+    /// that others may read or enter is tightened to 0700.
     pub fn create(&self) -> Result<()> {
         let mut builder = fs::DirBuilder::new();
         builder.recursive(true);
@@ -189,7 +207,66 @@ impl StateDir {
                 what: "cannot create the lab's state directory",
                 path: self.root.clone(),
                 source,
-            })
+            })?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let tighten = |source| DaemonError::File {
+                what: "cannot make the lab's state directory owner-only (0700)",
+                path: self.root.clone(),
+                source,
+            };
+            let mode = fs::metadata(&self.root)
+                .map_err(tighten)?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700))
+                    .map_err(tighten)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes `lab.lock` for the lab process: `None` when another process holds it (a lab
+    /// runs, or is starting, for this directory). Keep the value for the lab's whole life.
+    pub fn lock_daemon(&self) -> Result<Option<StateLock>> {
+        self.try_lock_file("lab.lock")
+    }
+
+    /// Takes `lab.up.lock`, waiting up to `limit` for another `lab up` to finish with it.
+    /// `None` when it is still held after `limit`.
+    pub async fn lock_up(&self, limit: Duration) -> Result<Option<StateLock>> {
+        let started = Instant::now();
+        loop {
+            if let Some(lock) = self.try_lock_file("lab.up.lock")? {
+                return Ok(Some(lock));
+            }
+            if started.elapsed() >= limit {
+                return Ok(None);
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    fn try_lock_file(&self, name: &str) -> Result<Option<StateLock>> {
+        self.create()?;
+        let path = self.file(name);
+        let err = |source| DaemonError::File {
+            what: "cannot lock",
+            path: path.clone(),
+            source,
+        };
+        let mut options = OpenOptions::new();
+        options.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(&path).map_err(err)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(StateLock { _file: file })),
+            Err(TryLockError::WouldBlock) => Ok(None),
+            Err(TryLockError::Error(source)) => Err(err(source)),
+        }
     }
 
     /// The pid in `lab.pid`, if the file holds one.
@@ -280,8 +357,9 @@ impl StateDir {
     }
 
     /// Spawns `program args...` detached from this terminal: a new session, stdin from
-    /// /dev/null, stdout and stderr appended to `lab.log`. Returns the child and the log
-    /// offset where its output starts.
+    /// /dev/null, stdout and stderr appended to `lab.log` (rotated first if past
+    /// [`LOG_CAP`]). Returns the child and the log offset where its output starts. The
+    /// child records its own pid once it holds `lab.lock`.
     pub fn spawn_detached(&self, program: &Path, args: &[OsString]) -> Result<(Child, u64)> {
         self.create()?;
         let log_path = self.log_path();
@@ -290,6 +368,7 @@ impl StateDir {
             path: log_path.clone(),
             source,
         };
+        rotate_log(&log_path, LOG_CAP).map_err(log_err)?;
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -317,7 +396,6 @@ impl StateDir {
             program: program.to_path_buf(),
             source,
         })?;
-        self.write_pid(child.id())?;
         Ok((child, offset))
     }
 
@@ -347,7 +425,10 @@ impl StateDir {
                 return Ok(info);
             }
             if started.elapsed() >= deadline {
-                let _ = child.kill();
+                // Asked first, so it can stop the pods it may have started and save.
+                if terminate(child.id(), NOT_READY_GRACE).await.is_err() {
+                    let _ = child.kill();
+                }
                 let _ = child.wait();
                 self.clear_if_owned_by(child.id());
                 return Err(DaemonError::NotReady {
@@ -396,6 +477,27 @@ impl StateDir {
     pub fn log_tail(&self, offset: u64) -> String {
         read_tail(&self.log_path(), offset).unwrap_or_else(|err| format!("(cannot read it: {err})"))
     }
+}
+
+/// Rotates the log at `path` once it holds more than `cap` bytes: its content moves to
+/// `<path>.1` (replacing an older one) and the file is emptied in place. In place, because
+/// a running lab keeps writing to the file it was started with (its stdout and stderr,
+/// opened for appending, so the next write lands at the new end); a line written between
+/// the copy and the truncation is lost. Returns whether it rotated.
+pub fn rotate_log(path: &Path, cap: u64) -> io::Result<bool> {
+    let size = match fs::metadata(path) {
+        Ok(meta) => meta.len(),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(err) => return Err(err),
+    };
+    if size <= cap {
+        return Ok(false);
+    }
+    let mut rotated = path.as_os_str().to_owned();
+    rotated.push(".1");
+    fs::copy(path, PathBuf::from(rotated))?;
+    OpenOptions::new().write(true).open(path)?.set_len(0)?;
+    Ok(true)
 }
 
 fn read_tail(path: &Path, offset: u64) -> io::Result<String> {
@@ -564,6 +666,76 @@ mod tests {
         child.wait().unwrap();
         assert!(!is_alive(pid));
         assert!(is_alive(std::process::id()));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_existing_state_dir_open_to_others_is_made_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("lab");
+        fs::create_dir(&root).unwrap();
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+        let dir = StateDir::resolve(Some(root.clone())).unwrap();
+        dir.create().unwrap();
+        let mode = fs::metadata(&root).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{mode:o}");
+    }
+
+    #[test]
+    fn the_daemon_lock_is_held_once_and_freed_with_its_holder() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::resolve(Some(tmp.path().to_path_buf())).unwrap();
+        let first = dir.lock_daemon().unwrap().expect("a free lock");
+        assert!(dir.lock_daemon().unwrap().is_none(), "a second holder");
+        drop(first);
+        assert!(dir.lock_daemon().unwrap().is_some());
+    }
+
+    #[test]
+    fn a_log_past_its_cap_is_rotated_keeping_one_older_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::resolve(Some(tmp.path().to_path_buf())).unwrap();
+        let log = dir.log_path();
+        fs::write(&log, "0123456789").unwrap();
+        assert!(!rotate_log(&log, 10).unwrap(), "at the cap: kept");
+        fs::write(&log, "0123456789ab").unwrap();
+        assert!(rotate_log(&log, 10).unwrap());
+        assert_eq!(
+            fs::read_to_string(dir.file("lab.log.1")).unwrap(),
+            "0123456789ab"
+        );
+        assert_eq!(fs::read_to_string(&log).unwrap(), "");
+        fs::write(&log, "second run, also too long").unwrap();
+        assert!(rotate_log(&log, 10).unwrap());
+        assert_eq!(
+            fs::read_to_string(dir.file("lab.log.1")).unwrap(),
+            "second run, also too long",
+            "one older file is kept"
+        );
+        assert!(!dir.file("lab.log.2").exists());
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_lab_that_never_answers_is_asked_to_stop_with_sigterm_first() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::resolve(Some(tmp.path().to_path_buf())).unwrap();
+        let marker = tmp.path().join("got-sigterm");
+        // Stands in for a lab that never writes lab.json but stops cleanly on SIGTERM.
+        let script = format!(
+            "trap 'echo > {}; exit 0' TERM; while :; do sleep 0.02; done",
+            marker.display()
+        );
+        let (mut child, offset) = dir
+            .spawn_detached(Path::new("sh"), &["-c".into(), script.into()])
+            .unwrap();
+        let err = dir
+            .wait_ready(&mut child, offset, Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, DaemonError::NotReady { .. }), "{err}");
+        assert!(marker.exists(), "no SIGTERM before the SIGKILL");
     }
 
     #[test]

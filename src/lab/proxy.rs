@@ -12,6 +12,11 @@
 //!   delays each new connection by `delay ± jitter` and drops `loss` % of them (reset).
 //!   This is how `resil chaos latency` acts on the lab.
 //!
+//! - A node port that cannot be bound (something else listens there) is retried on every
+//!   [`ServiceProxy::apply`]; the runtime shows the failure on the Service (annotation
+//!   [`NODE_PORT_ERROR_ANNOTATION`] and a `NodePortBindFailed` Event), so traffic sent to
+//!   that port is known to reach someone else, not this lab.
+//!
 //! Plain TCP, not HTTP: the proxy never looks into the bytes. Routes come from the
 //! Service and Endpoints objects through [`routes`] (pure); the runtime calls `apply` on
 //! every change of either. Not a load balancer beyond round-robin.
@@ -29,6 +34,12 @@ use tokio_util::task::TaskTracker;
 
 /// Service annotation with the proxy fault.
 pub const FAULT_ANNOTATION: &str = "resil.dev/proxy-fault";
+/// Service annotation set while a node port of the Service cannot be bound:
+/// `"<port>: <OS error>"` (several joined by `; `); removed once every port listens.
+pub const NODE_PORT_ERROR_ANNOTATION: &str = "resil.dev/node-port-error";
+/// Service annotation naming where its node ports listen: `127.0.0.1:<port>` (several
+/// joined by `,`).
+pub const NODE_PORT_LISTENING_ANNOTATION: &str = "resil.dev/node-port-listening";
 /// Longest wait for one backend connect before trying the next.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -271,6 +282,11 @@ impl ServiceProxy {
             self.listeners.insert(port, Listener { state, stop });
         }
         errors
+    }
+
+    /// Whether the node port has a listener.
+    pub fn is_listening(&self, port: u16) -> bool {
+        self.listeners.contains_key(&port)
     }
 
     /// The node ports currently listening.

@@ -4,8 +4,14 @@
 //! Start loads or creates the credentials (`tls.rs`) and the store (`store/persist.rs`),
 //! binds the port, then serves HTTPS — one task accepts TCP connections, each connection
 //! gets a TLS handshake and an HTTP/1.1 connection serving the axum router (`api/`) — and
-//! a second task persists the store. Shutdown cancels both, closes open watches and writes
-//! the state one last time.
+//! a second task persists the store; a third deletes expired Events. Shutdown cancels
+//! them, closes open watches and writes the state one last time.
+//!
+//! Connections are bounded ([`ConnectionLimits`]): a client that connects and stays silent,
+//! or sends half a request, is disconnected after a timeout, and at most
+//! [`MAX_CONNECTIONS`] are served at once — further ones wait in the listen queue until a
+//! slot frees, rather than being refused, so a burst of honest clients is delayed, not
+//! failed, while a flood of silent ones can hold slots only as long as the timeouts allow.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -15,8 +21,9 @@ use std::time::Duration;
 use axum::body::Body;
 use base64::Engine;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -40,10 +47,42 @@ pub struct LabConfig {
     pub hpa_sync_period: Duration,
     /// Image name prefixes that count as the demo image (default `resil-demo`).
     pub demo_image_prefixes: Vec<String>,
+    /// Pods the node runs at once (the kubelet's `--max-pods`, default 110); more stay
+    /// Pending, Unschedulable.
+    pub max_pods: usize,
     /// Run the controllers and the kubelet (pods as processes). Off, the lab is an API
     /// server alone: what its protocol tests need, where a running pod would change the
     /// answer (graceful deletion, server-made Endpoints).
     pub runtime: bool,
+    /// Timeouts and the cap on the API's connections.
+    pub connections: ConnectionLimits,
+}
+
+/// Time and count bounds on the API's connections; [`ConnectionLimits::default`] holds the
+/// lab's values (tests shorten them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Longest wait for a TLS handshake after the TCP connection is accepted.
+    pub handshake: Duration,
+    /// Longest wait for a whole request header, counted from when the server starts
+    /// waiting for it: after the handshake, and again after each response while the
+    /// connection is kept alive — so it is the idle timeout too.
+    pub header_read: Duration,
+    /// Longest wait for a request body to arrive once its header has.
+    pub body_read: Duration,
+    /// Most connections served at once.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> ConnectionLimits {
+        ConnectionLimits {
+            handshake: HANDSHAKE_TIMEOUT,
+            header_read: HEADER_READ_TIMEOUT,
+            body_read: BODY_READ_TIMEOUT,
+            max_connections: MAX_CONNECTIONS,
+        }
+    }
 }
 
 impl LabConfig {
@@ -55,7 +94,9 @@ impl LabConfig {
             pod_program: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("resil")),
             hpa_sync_period: Duration::from_secs(15),
             demo_image_prefixes: vec!["resil-demo".to_string()],
+            max_pods: 110,
             runtime: true,
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -91,8 +132,24 @@ pub enum LabError {
 
 /// How often watches that allow bookmarks receive one.
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(30);
-/// Longest wait for a TLS handshake before the connection is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for a TLS handshake before the connection is dropped: a handshake on
+/// loopback takes milliseconds, and Go's `crypto/tls` clients (kubectl) give up after 10 s.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for a request header, and for the next one on an idle keep-alive
+/// connection. Upstream's API server allows 32 s (`ReadHeaderTimeout`, "just shy of the
+/// request timeout"); 30 s is hyper's own default and within that. Clients reconnect
+/// transparently when an idle pooled connection is closed.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait for a request body: upstream's default request timeout (`--request-timeout`
+/// 1 min); a 3 MiB body on loopback takes milliseconds.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most API connections at once. A lab serves a handful of clients (kubectl, the toolkit's
+/// watchers, each HTTP/1 watch holding one connection); 256 is far above that and keeps
+/// the API's file descriptors well under the common soft limit of 1024, which the pods'
+/// pipes and the NodePort proxy share.
+pub const MAX_CONNECTIONS: usize = 256;
+/// How often expired Events are looked for.
+const EVENT_EXPIRY_PERIOD: Duration = super::store::EVENT_EXPIRY_PERIOD;
 /// Longest wait for open connections and the final save at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -135,16 +192,26 @@ impl Lab {
             addr,
             state_dir: dir.clone(),
             bookmark_interval: BOOKMARK_INTERVAL,
+            body_timeout: config.connections.body_read,
         });
         let router = api::router(app);
         tasks.spawn(accept_loop(
             listener,
-            tls,
-            router,
+            Acceptor {
+                tls,
+                router,
+                limits: config.connections,
+            },
             shutdown.clone(),
             tasks.clone(),
         ));
         tasks.spawn(persist::run(store.clone(), dir.clone(), shutdown.clone()));
+        tasks.spawn(super::store::run_event_expiry(
+            store.clone(),
+            super::store::EVENT_TTL,
+            EVENT_EXPIRY_PERIOD,
+            shutdown.clone(),
+        ));
         // Runtime: controllers, kubelet and NodePort proxy (src/lab/controllers/runtime.rs).
         if config.runtime {
             super::controllers::start(store.clone(), &config, shutdown.clone(), &tasks);
@@ -240,19 +307,42 @@ impl Lab {
     }
 }
 
-/// Accepts connections until `shutdown`; each one is served on its own task.
-async fn accept_loop(
-    listener: TcpListener,
+/// What every accepted connection is served with.
+#[derive(Clone)]
+struct Acceptor {
     tls: TlsAcceptor,
     router: axum::Router,
+    limits: ConnectionLimits,
+}
+
+/// Accepts connections until `shutdown`, at most `limits.max_connections` at once; each
+/// one is served on its own task.
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: Acceptor,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 ) {
+    let slots = Arc::new(Semaphore::new(acceptor.limits.max_connections.max(1)));
     loop {
+        let permit = tokio::select! {
+            // A free slot: go on to accept. The semaphore is never closed.
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            // Shutdown while every slot is taken.
+            _ = shutdown.cancelled() => return,
+        };
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((tcp, _)) => {
-                    tasks.spawn(serve_connection(tcp, tls.clone(), router.clone(), shutdown.clone()));
+                    let conn = serve_connection(tcp, acceptor.clone(), shutdown.clone());
+                    tasks.spawn(async move {
+                        conn.await;
+                        // The slot frees when the connection is over.
+                        drop(permit);
+                    });
                 }
                 Err(e) => {
                     // Usually out of file descriptors: back off instead of spinning.
@@ -266,15 +356,20 @@ async fn accept_loop(
     }
 }
 
-/// TLS handshake, then HTTP/1.1 over the router until the client leaves or the lab stops.
+/// TLS handshake, then HTTP/1.1 over the router until the client leaves, a timeout of
+/// `acceptor.limits` passes, or the lab stops.
 async fn serve_connection(
     tcp: tokio::net::TcpStream,
-    tls: TlsAcceptor,
-    router: axum::Router,
+    acceptor: Acceptor,
     shutdown: CancellationToken,
 ) {
     let _ = tcp.set_nodelay(true);
-    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
+    let Acceptor {
+        tls,
+        router,
+        limits,
+    } = acceptor;
+    let stream = match tokio::time::timeout(limits.handshake, tls.accept(tcp)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             tracing::debug!("TLS handshake failed: {e}");
@@ -285,11 +380,15 @@ async fn serve_connection(
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         router.clone().oneshot(req.map(Body::new))
     });
-    let conn =
-        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    // hyper starts the header timer whenever it waits for a request head, including on an
+    // idle keep-alive connection; it needs a timer to run it at all.
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read)
+        .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     tokio::select! {
-        // The connection ended (client closed, or an I/O error).
+        // The connection ended (client closed, a timeout, or an I/O error).
         _ = conn.as_mut() => {}
         // Shutdown: finish the in-flight request, then close.
         _ = shutdown.cancelled() => {

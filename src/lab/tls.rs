@@ -50,6 +50,15 @@ pub enum TlsError {
         /// What was wrong.
         reason: String,
     },
+    /// The token file holds nothing: every client would be let in, or none.
+    #[error(
+        "the lab's token file {path} is empty; delete it and start the lab again to have a \
+         new token made (then fetch the kubeconfig again)"
+    )]
+    EmptyToken {
+        /// The token file.
+        path: PathBuf,
+    },
     /// rustls rejected the certificate/key pair.
     #[error("the TLS configuration was rejected: {0}")]
     Rustls(#[from] rustls::Error),
@@ -99,11 +108,15 @@ impl Credentials {
             );
             write_secret(&token_path, token.as_bytes(), 0o600)?;
         }
+        let token = read(&token_path)?.trim().to_string();
+        if token.is_empty() {
+            return Err(TlsError::EmptyToken { path: token_path });
+        }
         Ok(Credentials {
             ca_pem: read(&dir.join(CA_CERT))?,
             server_cert_pem: read(&dir.join(SERVER_CERT))?,
             server_key_pem: read(&dir.join(SERVER_KEY))?,
-            token: read(&token_path)?.trim().to_string(),
+            token,
         })
     }
 
@@ -206,6 +219,25 @@ mod tests {
         assert_eq!(first.token.len(), 64);
         assert_ne!(first.ca_pem, first.server_cert_pem);
         first.server_config(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn an_empty_token_file_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        Credentials::load_or_create(dir.path()).unwrap();
+        for blank in ["", "  \n\t\n"] {
+            fs::write(dir.path().join(TOKEN), blank).unwrap();
+            let err = Credentials::load_or_create(dir.path()).unwrap_err();
+            assert!(matches!(err, TlsError::EmptyToken { .. }), "{err:?}");
+            let message = err.to_string();
+            assert!(
+                message.contains("token") && message.contains("delete it"),
+                "{message}"
+            );
+        }
+        fs::remove_file(dir.path().join(TOKEN)).unwrap();
+        let fresh = Credentials::load_or_create(dir.path()).unwrap();
+        assert_eq!(fresh.token.len(), 64, "a deleted token file is made anew");
     }
 
     #[cfg(unix)]

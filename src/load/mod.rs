@@ -133,7 +133,7 @@ pub async fn command(args: LoadArgs, _global: &GlobalArgs) -> anyhow::Result<Exi
 
     let dir = match &args.out {
         Some(path) => {
-            Some(RunDir::create(path).with_context(|| format!("creating {}", path.display()))?)
+            Some(RunDir::start(path).with_context(|| format!("creating {}", path.display()))?)
         }
         None => None,
     };

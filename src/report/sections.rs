@@ -89,9 +89,26 @@ fn slo_row(v: &SloVerdict) -> Vec<String> {
     ]
 }
 
-/// Lays the report out.
+/// Lays the report out: each section has its own builder, in the order shown. A builder
+/// returns `None` when the run has nothing for its section.
 pub fn sections(report: &Report) -> Vec<Section> {
-    let mut out = Vec::new();
+    let builders: [fn(&Report) -> Option<Section>; 10] = [
+        run_section,
+        slo_section,
+        load_section,
+        failover_section,
+        downtime_section,
+        scaling_section,
+        cost_section,
+        chaos_section,
+        decision_section,
+        baseline_section,
+    ];
+    builders.iter().filter_map(|build| build(report)).collect()
+}
+
+/// What ran, when, where.
+fn run_section(report: &Report) -> Option<Section> {
     let run = &report.run;
     let mut notes = vec![format!(
         "command `{}`{}, resil {}",
@@ -114,294 +131,322 @@ pub fn sections(report: &Report) -> Vec<Section> {
     if let Some(url) = &run.target_url {
         notes.push(format!("target {url}"));
     }
-    out.push(Section {
+    Some(Section {
         title: format!("Run {}", run.run_id),
         notes,
         grid: None,
-    });
+    })
+}
 
-    if !report.slos.is_empty() {
-        let failed = report.slos.iter().filter(|s| !s.passed).count();
-        out.push(Section {
-            title: "SLOs".into(),
-            notes: vec![if failed == 0 {
-                format!("all {} SLOs held", report.slos.len())
-            } else {
-                format!("{failed} of {} SLOs failed", report.slos.len())
-            }],
-            grid: Some(Grid {
-                header: strings(&["SLO", "actual", "verdict"]),
-                rows: report.slos.iter().map(slo_row).collect(),
-            }),
-        });
+/// The SLO verdicts.
+fn slo_section(report: &Report) -> Option<Section> {
+    if report.slos.is_empty() {
+        return None;
     }
+    let failed = report.slos.iter().filter(|s| !s.passed).count();
+    Some(Section {
+        title: "SLOs".into(),
+        notes: vec![if failed == 0 {
+            format!("all {} SLOs held", report.slos.len())
+        } else {
+            format!("{failed} of {} SLOs failed", report.slos.len())
+        }],
+        grid: Some(Grid {
+            header: strings(&["SLO", "actual", "verdict"]),
+            rows: report.slos.iter().map(slo_row).collect(),
+        }),
+    })
+}
 
-    if let Some(load) = &report.load {
-        let mut rows = vec![
-            [
-                vec![
-                    "all".to_string(),
-                    load.requests.to_string(),
-                    load.errors.to_string(),
-                    percent(load.error_rate),
-                ],
-                latency_cells(load.latency.as_ref()),
-            ]
-            .concat(),
-        ];
-        for c in &load.by_color {
-            rows.push(
-                [
-                    vec![
-                        c.color.clone(),
-                        c.requests.to_string(),
-                        c.errors.to_string(),
-                        percent(c.error_rate),
-                    ],
-                    latency_cells(c.latency.as_ref()),
-                ]
-                .concat(),
-            );
-        }
-        let mut notes = vec![format!(
-            "{} requests in {:.1}s ({:.1}/s), {} errors ({}); from the {}",
-            load.requests,
-            load.duration_s,
-            load.achieved_rate,
-            load.errors,
-            percent(load.error_rate),
-            load.source
-        )];
-        if !load.error_kinds.is_empty() {
-            let kinds: Vec<String> = load
-                .error_kinds
-                .iter()
-                .map(|(k, n)| format!("{k} {n}"))
-                .collect();
-            notes.push(format!("errors by kind: {}", kinds.join(", ")));
-        }
-        out.push(Section {
-            title: "Requests and latency".into(),
-            notes,
-            grid: Some(Grid {
-                header: strings(&[
-                    "served by",
-                    "requests",
-                    "errors",
-                    "error rate",
-                    "p50",
-                    "p90",
-                    "p99",
-                    "p99.9",
-                    "max",
-                ]),
-                rows,
-            }),
-        });
-    }
-
-    if !report.failovers.is_empty() {
-        out.push(Section {
-            title: "Failovers".into(),
-            notes: vec!["control plane: last ready endpoint lost (or chaos) → Service selects a ready colour; client: first failed request → first success".into()],
-            grid: Some(Grid {
-                header: strings(&["#", "from → to", "kind", "started", "control plane", "client downtime", "errors during"]),
-                rows: report
-                    .failovers
-                    .iter()
-                    .enumerate()
-                    .map(|(i, f)| {
-                        vec![
-                            (i + 1).to_string(),
-                            format!("{} → {}", f.from, f.to),
-                            f.direction.clone(),
-                            f.started_at.format("%H:%M:%S%.3f").to_string(),
-                            format!("{}ms", f.control_plane_ms),
-                            if f.downtime_unbounded {
-                                "still down at end".into()
-                            } else {
-                                opt_ms(f.client_downtime_ms)
-                            },
-                            f.errors_during.to_string(),
-                        ]
-                    })
-                    .collect(),
-            }),
-        });
-    }
-
-    if !report.downtime.is_empty() {
-        out.push(Section {
-            title: "Client-observed downtime".into(),
-            notes: Vec::new(),
-            grid: Some(Grid {
-                header: strings(&["started", "ended", "duration", "failed requests"]),
-                rows: report
-                    .downtime
-                    .iter()
-                    .map(|d| {
-                        vec![
-                            d.started_at.format("%H:%M:%S%.3f").to_string(),
-                            d.ended_at.map_or_else(
-                                || "not before the end".into(),
-                                |e| e.format("%H:%M:%S%.3f").to_string(),
-                            ),
-                            opt_ms(d.duration_ms),
-                            d.failed_requests.to_string(),
-                        ]
-                    })
-                    .collect(),
-            }),
-        });
-    }
-
-    if !report.scaling.is_empty() {
-        out.push(Section {
-            title: "Scaling".into(),
-            notes: vec!["latency: desired replicas raised → the last new pod Ready".into()],
-            grid: Some(Grid {
-                header: strings(&["colour", "replicas", "desired at", "latency"]),
-                rows: report
-                    .scaling
-                    .iter()
-                    .map(|s| {
-                        vec![
-                            s.color.clone(),
-                            format!("{} → {}", s.from_replicas, s.to_replicas),
-                            s.desired_at.format("%H:%M:%S%.3f").to_string(),
-                            s.latency_ms.map_or_else(
-                                || "not Ready before the end".into(),
-                                |v| format!("{v}ms"),
-                            ),
-                        ]
-                    })
-                    .collect(),
-            }),
-        });
-    }
-
-    if let Some(cost) = &report.cost {
-        let row = |c: &crate::cost::RequestCost| {
+/// Requests, errors and latency, in all and per serving colour.
+fn load_section(report: &Report) -> Option<Section> {
+    let load = report.load.as_ref()?;
+    let row = |who: &str, requests: u64, errors: u64, rate: f64, p: Option<&Percentiles>| {
+        [
             vec![
-                c.color.clone(),
-                format!("{:.1}", c.pod_seconds),
-                usd(c.cost),
-                c.successful_requests.to_string(),
-                c.cost_per_request.map_or_else(|| "—".into(), usd),
-                c.cost_per_1m
-                    .map_or_else(|| "—".into(), |v| format!("${v:.4}")),
-            ]
-        };
-        let mut rows: Vec<Vec<String>> = cost.run.by_color.iter().map(row).collect();
-        rows.push(row(&cost.run.total));
-        out.push(Section {
-            title: "Replica-seconds and cost per request".into(),
-            notes: vec![format!(
-                "pricing {}; replica-seconds from the {}",
-                cost.pricing, report.replica_seconds_source
-            )],
-            grid: Some(Grid {
-                header: strings(&[
-                    "colour",
-                    "replica-seconds",
-                    "cost",
-                    "ok requests",
-                    "per request",
-                    "per 1M requests",
-                ]),
-                rows,
-            }),
-        });
+                who.to_string(),
+                requests.to_string(),
+                errors.to_string(),
+                percent(rate),
+            ],
+            latency_cells(p),
+        ]
+        .concat()
+    };
+    let mut rows = vec![row(
+        "all",
+        load.requests,
+        load.errors,
+        load.error_rate,
+        load.latency.as_ref(),
+    )];
+    for c in &load.by_color {
+        rows.push(row(
+            &c.color,
+            c.requests,
+            c.errors,
+            c.error_rate,
+            c.latency.as_ref(),
+        ));
     }
+    let mut notes = vec![format!(
+        "{} requests in {:.1}s ({:.1}/s), {} errors ({}); from the {}",
+        load.requests,
+        load.duration_s,
+        load.achieved_rate,
+        load.errors,
+        percent(load.error_rate),
+        load.source
+    )];
+    if !load.error_kinds.is_empty() {
+        let kinds: Vec<String> = load
+            .error_kinds
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        notes.push(format!("errors by kind: {}", kinds.join(", ")));
+    }
+    Some(Section {
+        title: "Requests and latency".into(),
+        notes,
+        grid: Some(Grid {
+            header: strings(&[
+                "served by",
+                "requests",
+                "errors",
+                "error rate",
+                "p50",
+                "p90",
+                "p99",
+                "p99.9",
+                "max",
+            ]),
+            rows,
+        }),
+    })
+}
 
-    if !report.chaos.is_empty() {
-        out.push(Section {
-            title: "Chaos".into(),
-            notes: Vec::new(),
-            grid: Some(Grid {
-                header: strings(&["injected", "action", "targets", "reverted"]),
-                rows: report
-                    .chaos
-                    .iter()
-                    .map(|c| {
-                        vec![
-                            c.at.format("%H:%M:%S%.3f").to_string(),
-                            c.action.clone(),
-                            c.targets.join(", "),
-                            match c.reverted_at {
-                                Some(t) => t.format("%H:%M:%S%.3f").to_string(),
-                                // Killed pods are replaced by their Deployment: there
-                                // is nothing to revert, and "no" would read as a leak.
-                                None if c.action == "kill-pods" => "n/a".into(),
-                                None => "no".into(),
-                            },
-                        ]
-                    })
-                    .collect(),
-            }),
-        });
+/// Each failover with its control-plane time and client downtime.
+fn failover_section(report: &Report) -> Option<Section> {
+    if report.failovers.is_empty() {
+        return None;
     }
+    Some(Section {
+        title: "Failovers".into(),
+        notes: vec!["control plane: last ready endpoint lost (or chaos) → Service selects a ready colour; client: first failed request → first success".into()],
+        grid: Some(Grid {
+            header: strings(&["#", "from → to", "kind", "started", "control plane", "client downtime", "errors during"]),
+            rows: report
+                .failovers
+                .iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    vec![
+                        (i + 1).to_string(),
+                        format!("{} → {}", f.from, f.to),
+                        f.direction.clone(),
+                        f.started_at.format("%H:%M:%S%.3f").to_string(),
+                        format!("{}ms", f.control_plane_ms),
+                        if f.downtime_unbounded {
+                            "still down at end".into()
+                        } else {
+                            opt_ms(f.client_downtime_ms)
+                        },
+                        f.errors_during.to_string(),
+                    ]
+                })
+                .collect(),
+        }),
+    })
+}
 
-    if !report.decisions.is_empty() {
-        out.push(decisions_section(&report.decisions));
+/// Client-observed downtime episodes.
+fn downtime_section(report: &Report) -> Option<Section> {
+    if report.downtime.is_empty() {
+        return None;
     }
+    Some(Section {
+        title: "Client-observed downtime".into(),
+        notes: Vec::new(),
+        grid: Some(Grid {
+            header: strings(&["started", "ended", "duration", "failed requests"]),
+            rows: report
+                .downtime
+                .iter()
+                .map(|d| {
+                    vec![
+                        d.started_at.format("%H:%M:%S%.3f").to_string(),
+                        d.ended_at.map_or_else(
+                            || "not before the end".into(),
+                            |e| e.format("%H:%M:%S%.3f").to_string(),
+                        ),
+                        opt_ms(d.duration_ms),
+                        d.failed_requests.to_string(),
+                    ]
+                })
+                .collect(),
+        }),
+    })
+}
 
-    if let Some(cmp) = &report.baseline {
-        let value = |unit: &str, v: Option<f64>| match v {
-            None => "—".to_string(),
-            Some(v) => match unit {
-                "ratio" => percent(v),
-                "usd" => format!("${v:.4}"),
-                "ms" => format!("{v:.1}ms"),
-                "s" => format!("{v:.1}s"),
-                _ => format!("{v}"),
-            },
-        };
-        let mut notes = vec![format!(
-            "against {}{}; a regression is worse by more than {}% and its noise floor",
-            cmp.baseline_run_id,
-            if cmp.baseline_partial {
-                " (partial)"
-            } else {
-                ""
-            },
-            super::compare::TOLERANCE_PERCENT
-        )];
-        notes.push(format!("{} regression(s)", cmp.regressions));
-        out.push(Section {
-            title: "Compared with baseline".into(),
-            notes,
-            grid: Some(Grid {
-                header: strings(&["metric", "baseline", "this run", "delta", "change", ""]),
-                rows: cmp
-                    .deltas
-                    .iter()
-                    .map(|d| {
-                        let delta = d.delta.map(|x| {
-                            let sign = if x > 0.0 {
-                                "+"
-                            } else if x < 0.0 {
-                                "-"
-                            } else {
-                                ""
-                            };
-                            format!("{sign}{}", value(&d.unit, Some(x.abs())))
-                        });
-                        vec![
-                            d.metric.clone(),
-                            value(&d.unit, d.baseline),
-                            value(&d.unit, d.current),
-                            delta.unwrap_or_else(|| "—".into()),
-                            d.delta_percent
-                                .map_or_else(|| "—".into(), |p| format!("{p:+.1}%")),
-                            if d.regression { REGRESSION } else { "" }.to_string(),
-                        ]
-                    })
-                    .collect(),
-            }),
-        });
+/// Scale-ups and how long their pods took to be Ready.
+fn scaling_section(report: &Report) -> Option<Section> {
+    if report.scaling.is_empty() {
+        return None;
     }
-    out
+    Some(Section {
+        title: "Scaling".into(),
+        notes: vec!["latency: desired replicas raised → the last new pod Ready".into()],
+        grid: Some(Grid {
+            header: strings(&["colour", "replicas", "desired at", "latency"]),
+            rows: report
+                .scaling
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.color.clone(),
+                        format!("{} → {}", s.from_replicas, s.to_replicas),
+                        s.desired_at.format("%H:%M:%S%.3f").to_string(),
+                        s.latency_ms.map_or_else(
+                            || "not Ready before the end".into(),
+                            |v| format!("{v}ms"),
+                        ),
+                    ]
+                })
+                .collect(),
+        }),
+    })
+}
+
+/// Replica-seconds and cost per request, per colour and in total.
+fn cost_section(report: &Report) -> Option<Section> {
+    let cost = report.cost.as_ref()?;
+    let row = |c: &crate::cost::RequestCost| {
+        vec![
+            c.color.clone(),
+            format!("{:.1}", c.pod_seconds),
+            usd(c.cost),
+            c.successful_requests.to_string(),
+            c.cost_per_request.map_or_else(|| "—".into(), usd),
+            c.cost_per_1m
+                .map_or_else(|| "—".into(), |v| format!("${v:.4}")),
+        ]
+    };
+    let mut rows: Vec<Vec<String>> = cost.run.by_color.iter().map(row).collect();
+    rows.push(row(&cost.run.total));
+    Some(Section {
+        title: "Replica-seconds and cost per request".into(),
+        notes: vec![format!(
+            "pricing {}; replica-seconds from the {}",
+            cost.pricing, report.replica_seconds_source
+        )],
+        grid: Some(Grid {
+            header: strings(&[
+                "colour",
+                "replica-seconds",
+                "cost",
+                "ok requests",
+                "per request",
+                "per 1M requests",
+            ]),
+            rows,
+        }),
+    })
+}
+
+/// The faults injected and when they were reverted.
+fn chaos_section(report: &Report) -> Option<Section> {
+    if report.chaos.is_empty() {
+        return None;
+    }
+    Some(Section {
+        title: "Chaos".into(),
+        notes: Vec::new(),
+        grid: Some(Grid {
+            header: strings(&["injected", "action", "targets", "reverted"]),
+            rows: report
+                .chaos
+                .iter()
+                .map(|c| {
+                    vec![
+                        c.at.format("%H:%M:%S%.3f").to_string(),
+                        c.action.clone(),
+                        c.targets.join(", "),
+                        match c.reverted_at {
+                            Some(t) => t.format("%H:%M:%S%.3f").to_string(),
+                            // Killed pods are replaced by their Deployment: there
+                            // is nothing to revert, and "no" would read as a leak.
+                            None if c.action == "kill-pods" => "n/a".into(),
+                            None => "no".into(),
+                        },
+                    ]
+                })
+                .collect(),
+        }),
+    })
+}
+
+/// The watcher's and autoscaler's decisions, each with its reason.
+fn decision_section(report: &Report) -> Option<Section> {
+    (!report.decisions.is_empty()).then(|| decisions_section(&report.decisions))
+}
+
+/// This run against a baseline run, with regressions flagged.
+fn baseline_section(report: &Report) -> Option<Section> {
+    let cmp = report.baseline.as_ref()?;
+    let value = |unit: &str, v: Option<f64>| match v {
+        None => "—".to_string(),
+        Some(v) => match unit {
+            "ratio" => percent(v),
+            "usd" => format!("${v:.4}"),
+            "ms" => format!("{v:.1}ms"),
+            "s" => format!("{v:.1}s"),
+            _ => format!("{v}"),
+        },
+    };
+    let mut notes = vec![format!(
+        "against {}{}; a regression is worse by more than {}% and its noise floor",
+        cmp.baseline_run_id,
+        if cmp.baseline_partial {
+            " (partial)"
+        } else {
+            ""
+        },
+        super::compare::TOLERANCE_PERCENT
+    )];
+    notes.push(format!("{} regression(s)", cmp.regressions));
+    Some(Section {
+        title: "Compared with baseline".into(),
+        notes,
+        grid: Some(Grid {
+            header: strings(&["metric", "baseline", "this run", "delta", "change", ""]),
+            rows: cmp
+                .deltas
+                .iter()
+                .map(|d| {
+                    let delta = d.delta.map(|x| {
+                        let sign = if x > 0.0 {
+                            "+"
+                        } else if x < 0.0 {
+                            "-"
+                        } else {
+                            ""
+                        };
+                        format!("{sign}{}", value(&d.unit, Some(x.abs())))
+                    });
+                    vec![
+                        d.metric.clone(),
+                        value(&d.unit, d.baseline),
+                        value(&d.unit, d.current),
+                        delta.unwrap_or_else(|| "—".into()),
+                        d.delta_percent
+                            .map_or_else(|| "—".into(), |p| format!("{p:+.1}%")),
+                        if d.regression { REGRESSION } else { "" }.to_string(),
+                    ]
+                })
+                .collect(),
+        }),
+    })
 }
 
 pub(super) fn strings(items: &[&str]) -> Vec<String> {

@@ -14,6 +14,13 @@
 //! one torn last line, which readers skip. A run that did not finish keeps
 //! `status: running` or `partial` in `run.json`, and reports show it as partial.
 //!
+//! One directory holds one run. `load --out DIR` starts the run ([`RunDir::start`]);
+//! `watch`, `chaos` and `autoscale` with the same `--out` join it while it is running
+//! ([`RunDir::join_or_start`]), or start one if they come first. A directory whose run
+//! has ended, or that a load already wrote, takes no second run: its timeline would mix
+//! two runs' events under one `summary.json`. `resil run` makes a fresh
+//! `<parent>/<timestamp>-<name>/` for every run ([`RunDir::create_new`]).
+//!
 //! The schema is versioned by [`SCHEMA_VERSION`]; `schema/results.schema.json` documents
 //! it for other tools. Bump the version on any incompatible change.
 
@@ -62,6 +69,13 @@ pub enum ResultsError {
          use the resil version that wrote it"
     )]
     UnsupportedSchema { path: PathBuf, found: u32 },
+    /// The directory cannot take a new run: it holds another run, or other files.
+    #[error(
+        "{path} already holds {holds}: one results directory holds one run, so a second \
+         one would mix its timeline with the first's. Give --out a new directory (or move \
+         this one aside)"
+    )]
+    Occupied { path: PathBuf, holds: String },
     /// The directory is not a results directory at all.
     #[error("{path}: not a results directory (no run.json); pass the directory a run wrote")]
     NotAResultsDir { path: PathBuf },
@@ -164,13 +178,63 @@ impl RunDir {
         Ok(RunDir { path })
     }
 
+    /// Creates `path` for a new run of the producer that owns it (`load --out`): a new or
+    /// empty directory, or one that producers joining the same run (`watch`, `chaos`,
+    /// `autoscale`) started and are still writing. Anything else is
+    /// [`ResultsError::Occupied`]: a run that has ended, a load's run (still going, or
+    /// killed), other files.
+    pub fn start(path: impl Into<PathBuf>) -> Result<RunDir> {
+        let path = path.into();
+        let occupied = |holds: String| ResultsError::Occupied {
+            path: path.clone(),
+            holds,
+        };
+        match fs::read_dir(&path).map(|mut entries| entries.next().is_some()) {
+            Ok(true) => {
+                if !path.join(RUN_FILE).exists() {
+                    return Err(occupied(
+                        "files and no run.json (it is not a results directory)".to_string(),
+                    ));
+                }
+                let meta = RunDir { path: path.clone() }
+                    .read_meta()
+                    .map_err(|e| occupied(format!("a run.json this resil cannot use ({e})")))?;
+                if meta.status != RunStatus::Running {
+                    return Err(occupied(finished(&meta)));
+                }
+                if meta.command == "load" {
+                    return Err(occupied(format!(
+                        "the load run {} started at {} (still running, or killed before it \
+                         ended)",
+                        meta.run_id,
+                        meta.started_at.format("%Y-%m-%d %H:%M:%S UTC")
+                    )));
+                }
+            }
+            Ok(false) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(ResultsError::Io { path, source }),
+        }
+        RunDir::create(path)
+    }
+
     /// Creates (or reuses) `path` for a producer that may share it with others (`watch`,
-    /// `chaos` and `autoscale` beside a `load --out` into the same directory): keeps a
-    /// readable `run.json`, else starts one for `command`, so `report` can open the dir.
+    /// `chaos` and `autoscale` beside a `load --out` into the same directory): joins the
+    /// run its `run.json` says is still running, else starts one for `command`, so
+    /// `report` can open the dir. A run that has ended, or a `run.json` this resil cannot
+    /// read, is [`ResultsError::Occupied`]: nothing is appended to, or overwritten in, it.
     pub fn join_or_start(path: impl Into<PathBuf>, command: &str) -> Result<(RunDir, RunMeta)> {
         let dir = RunDir::create(path)?;
+        let occupied = |holds: String| ResultsError::Occupied {
+            path: dir.path.clone(),
+            holds,
+        };
         let meta = match dir.read_meta() {
+            Ok(meta) if meta.status != RunStatus::Running => return Err(occupied(finished(&meta))),
             Ok(meta) => meta,
+            Err(e) if dir.file(RUN_FILE).exists() => {
+                return Err(occupied(format!("a run.json this resil cannot use ({e})")));
+            }
             Err(_) => {
                 let name = dir
                     .path
@@ -280,6 +344,18 @@ impl RunDir {
     }
 }
 
+/// "the finished run ID (COMMAND, ended at ...)" for messages.
+fn finished(meta: &RunMeta) -> String {
+    let when = meta
+        .ended_at
+        .map(|at| format!(", ended at {}", at.format("%Y-%m-%d %H:%M:%S UTC")))
+        .unwrap_or_default();
+    format!(
+        "the finished run {} (resil {}{when})",
+        meta.run_id, meta.command
+    )
+}
+
 /// Reads JSON that carries a `schema_version` field, refusing other versions with a clear
 /// error before looking at the rest.
 fn read_versioned_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
@@ -344,6 +420,87 @@ mod tests {
         let err = run.read_meta().unwrap_err().to_string();
         assert!(err.contains("schema version 99"), "{err}");
         assert!(err.contains("run.json"), "{err}");
+    }
+
+    fn finished_run(path: &Path, command: &str) -> RunDir {
+        let run = RunDir::start(path).unwrap();
+        let mut meta = RunMeta::start("first", command);
+        meta.status = RunStatus::Complete;
+        meta.ended_at = Some(now_ms());
+        run.write_meta(&meta).unwrap();
+        run.timeline()
+            .unwrap()
+            .append(&Event::now(
+                "load",
+                EventKind::Note {
+                    message: "first run".to_string(),
+                },
+            ))
+            .unwrap();
+        run
+    }
+
+    #[test]
+    fn a_second_run_into_a_finished_runs_directory_is_refused_and_nothing_is_appended() {
+        let root = tempfile::tempdir().unwrap();
+        let run = finished_run(&root.path().join("r"), "load");
+        let before = fs::read(run.file(TIMELINE_FILE)).unwrap();
+        let err = RunDir::start(run.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("already holds the finished run first"),
+            "{err}"
+        );
+        assert!(err.contains("Give --out a new directory"), "{err}");
+        for joiner in ["watch", "chaos", "autoscale"] {
+            let err = RunDir::join_or_start(run.path(), joiner).unwrap_err();
+            assert!(
+                matches!(err, ResultsError::Occupied { .. }),
+                "{joiner}: {err}"
+            );
+        }
+        assert_eq!(fs::read(run.file(TIMELINE_FILE)).unwrap(), before);
+    }
+
+    #[test]
+    fn a_load_joins_a_running_watch_but_not_another_load_or_foreign_files() {
+        let root = tempfile::tempdir().unwrap();
+        // watch first, then load into the same directory: one run.
+        let (watched, _) = RunDir::join_or_start(root.path().join("w"), "watch").unwrap();
+        RunDir::start(watched.path()).unwrap();
+        // A load that is still running (or was killed) owns its directory.
+        let loading = RunDir::start(root.path().join("l")).unwrap();
+        loading.write_meta(&RunMeta::start("l", "load")).unwrap();
+        let err = RunDir::start(loading.path()).unwrap_err().to_string();
+        assert!(err.contains("the load run l started at"), "{err}");
+        let (_, meta) = RunDir::join_or_start(loading.path(), "chaos").unwrap();
+        assert_eq!(meta.command, "load");
+        // Not a results directory: refused, left as it is.
+        let src = root.path().join("src");
+        fs::create_dir(&src).unwrap();
+        fs::write(src.join("main.rs"), "fn main() {}").unwrap();
+        let err = RunDir::start(&src).unwrap_err().to_string();
+        assert!(err.contains("no run.json"), "{err}");
+        assert!(!src.join(RUN_FILE).exists());
+        // New and empty directories are fine.
+        RunDir::start(root.path().join("new/deeper")).unwrap();
+        let empty = root.path().join("empty");
+        fs::create_dir(&empty).unwrap();
+        RunDir::start(&empty).unwrap();
+    }
+
+    #[test]
+    fn a_run_json_of_another_schema_is_neither_joined_nor_overwritten() {
+        let root = tempfile::tempdir().unwrap();
+        let run = RunDir::create(root.path()).unwrap();
+        fs::write(run.file(RUN_FILE), r#"{"schema_version": 99}"#).unwrap();
+        let err = RunDir::join_or_start(root.path(), "watch")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("schema version 99"), "{err}");
+        assert_eq!(
+            fs::read_to_string(run.file(RUN_FILE)).unwrap(),
+            r#"{"schema_version": 99}"#
+        );
     }
 
     #[test]

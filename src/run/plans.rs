@@ -33,6 +33,9 @@ pub fn deploy_args(scenario: &Scenario, manifests: Option<&Path>) -> anyhow::Res
     if let Some(i) = &scenario.deploy.image {
         argv.extend(["--image".to_string(), i.clone()]);
     }
+    if let Some(p) = scenario.deploy.node_port {
+        argv.extend(["--node-port".to_string(), p.to_string()]);
+    }
     match Cli::try_parse_from(argv)?.command {
         Command::Deploy(args) => Ok(args),
         _ => unreachable!("parsed a deploy command line"),
@@ -48,9 +51,14 @@ pub async fn load_plan(
     let url = match &load.url {
         Some(url) => url.clone(),
         None => {
-            crate::demo::deploy::service_url(target, node_port(target).await)
-                .await
-                .url
+            // The Service's URL is used only once it answered from this cluster's demo:
+            // anything else on that port would be measured instead.
+            let port = node_port(target).await;
+            let url = crate::demo::deploy::service_url(target, port).await;
+            if url.concrete {
+                crate::demo::deploy::reach::confirm(target, &url.url, port).await?;
+            }
+            url.url
         }
     };
     let mut argv = vec![

@@ -188,6 +188,9 @@ pub struct Deploy {
     pub active: Option<Color>,
     #[serde(default)]
     pub image: Option<String>,
+    /// The Service's NodePort (`resil deploy --node-port`).
+    #[serde(default)]
+    pub node_port: Option<i32>,
     /// Leave the demo as the previous run left it (no apply).
     #[serde(default)]
     pub skip: bool,

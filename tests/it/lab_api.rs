@@ -2,11 +2,15 @@
 //! watchers over HTTPS with the lab's kubeconfig, raw requests for error paths, restarts
 //! on the same state directory, and kubectl. Shared object builders live here.
 
+mod connections;
 mod crud;
+mod depth;
 mod errors;
+mod hostile;
 mod kubectl;
 mod perf;
 mod persistence;
+mod properties;
 mod watch;
 
 use k8s_openapi::api::apps::v1::Deployment;

@@ -12,28 +12,28 @@ use nix::unistd::Pid;
 use serde_json::Value;
 
 /// A private world for one test; stops any lab it started when dropped.
-struct LabEnv {
+pub(crate) struct LabEnv {
     _tmp: tempfile::TempDir,
-    root: PathBuf,
+    pub(crate) root: PathBuf,
 }
 
 impl LabEnv {
-    fn new() -> LabEnv {
+    pub(crate) fn new() -> LabEnv {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().to_path_buf();
         fs::create_dir_all(root.join("home")).unwrap();
         LabEnv { _tmp: tmp, root }
     }
 
-    fn state(&self) -> PathBuf {
+    pub(crate) fn state(&self) -> PathBuf {
         self.root.join("state")
     }
 
-    fn kubeconfig(&self) -> PathBuf {
+    pub(crate) fn kubeconfig(&self) -> PathBuf {
         self.root.join("kubeconfig")
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_resil"));
         cmd.arg("lab")
             .arg("--state-dir")
@@ -48,11 +48,11 @@ impl LabEnv {
         cmd
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().unwrap()
     }
 
-    fn lab_pid(&self) -> Option<u32> {
+    pub(crate) fn lab_pid(&self) -> Option<u32> {
         fs::read_to_string(self.state().join("lab.pid"))
             .ok()?
             .trim()
@@ -76,7 +76,7 @@ impl Drop for LabEnv {
     }
 }
 
-fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
@@ -85,7 +85,7 @@ fn stdout(out: &Output) -> String {
 }
 
 /// Alive and not a zombie (a test's own child stays a zombie until it is waited for).
-fn alive(pid: u32) -> bool {
+pub(crate) fn alive(pid: u32) -> bool {
     let exists = kill(Pid::from_raw(pid as i32), None).is_ok();
     let zombie = fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
         s.rsplit_once(')')
@@ -94,7 +94,7 @@ fn alive(pid: u32) -> bool {
     exists && !zombie
 }
 
-fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+pub(crate) fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     let started = Instant::now();
     while started.elapsed() < limit {
         if done() {

@@ -12,6 +12,8 @@ mod deploy;
 mod fuzz_regressions;
 mod lab_api;
 mod lab_cli;
+mod lab_daemon;
+mod lab_node;
 mod lab_runtime;
 mod load;
 mod properties;

@@ -134,24 +134,28 @@ async fn handle(app: Arc<App>, req: Request) -> ApiResult<Response> {
         (_, Some(_)) if target.sub.as_deref() == Some("log") => Err(not_allowed()),
         (Method::GET, Some(name)) => get(&app, &target, &name, table),
         (Method::POST, None) if target.namespace.is_some() || !target.kind.namespaced => {
-            let obj = parse_object(&read_body(body).await?, write_format(&parts.headers)?)?;
+            let format = write_format(&parts.headers)?;
+            let bytes = read_body(body, app.body_timeout).await?;
+            let obj = parse_object(&bytes, format, target.kind, "")?;
             create(&app, &target, obj)
         }
         (Method::PUT, Some(name)) => {
-            let obj = parse_object(&read_body(body).await?, write_format(&parts.headers)?)?;
+            let format = write_format(&parts.headers)?;
+            let bytes = read_body(body, app.body_timeout).await?;
+            let obj = parse_object(&bytes, format, target.kind, &name)?;
             replace(&app, &target, &name, obj)
         }
         (Method::PATCH, Some(name)) => {
             let ct = content_type(&parts.headers);
-            let bytes = read_body(body).await?;
+            let bytes = read_body(body, app.body_timeout).await?;
             patching::patch(&app, &target, &name, &ct, &bytes, &query)
         }
         (Method::DELETE, Some(name)) => {
-            let bytes = read_body(body).await?;
+            let bytes = read_body(body, app.body_timeout).await?;
             delete(&app, &target, &name, &bytes, &query)
         }
         (Method::DELETE, None) => {
-            let bytes = read_body(body).await?;
+            let bytes = read_body(body, app.body_timeout).await?;
             delete_collection(&app, &target, &bytes, &query)
         }
         _ => Err(not_allowed()),
@@ -283,8 +287,43 @@ pub(super) fn check_body(kind: &Kind, target: &Target, obj: &Value, scale: bool)
     Ok(())
 }
 
-fn create(app: &App, target: &Target, obj: Value) -> ApiResult<Response> {
+/// Keeps what only the lab itself may write out of a client's write: a pod's real port
+/// (annotation `resil.dev/port`, set by the kubelet; the pod proxy and Endpoints connect
+/// to it) keeps its live value (None: absent), and a Deployment's pod template may not
+/// carry one for its pods. Changes to these are ignored, as upstream ignores status in a
+/// main-resource write.
+pub(super) fn keep_server_fields(kind: &Kind, live: Option<&Value>, obj: &mut Value) {
+    const PORT: &str = crate::lab::controllers::pods::PORT_ANNOTATION;
+    let annotations_at = match kind.plural {
+        "pods" => "/metadata/annotations",
+        "deployments" => "/spec/template/metadata/annotations",
+        _ => return,
+    };
+    let live_port = live
+        .filter(|_| kind.plural == "pods")
+        .and_then(|l| l.pointer(annotations_at))
+        .and_then(|a| a.get(PORT))
+        .cloned();
+    match (obj.pointer_mut(annotations_at), live_port) {
+        (Some(Value::Object(a)), Some(port)) => {
+            a.insert(PORT.to_string(), port);
+        }
+        (Some(Value::Object(a)), None) => {
+            a.remove(PORT);
+        }
+        (_, Some(port)) => {
+            // The client sent no annotations map (or not a map): the live port stays.
+            if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+                meta.insert("annotations".into(), json!({ PORT: port }));
+            }
+        }
+        (_, None) => {}
+    }
+}
+
+fn create(app: &App, target: &Target, mut obj: Value) -> ApiResult<Response> {
     check_body(target.kind, target, &obj, false)?;
+    keep_server_fields(target.kind, None, &mut obj);
     validate::check(target.kind, &obj)?;
     let created = store_create(app, target, obj)?;
     Ok(json_response(StatusCode::CREATED, &created))
@@ -298,7 +337,7 @@ pub(super) fn mode(target: &Target) -> WriteMode {
     }
 }
 
-fn replace(app: &App, target: &Target, name: &str, obj: Value) -> ApiResult<Response> {
+fn replace(app: &App, target: &Target, name: &str, mut obj: Value) -> ApiResult<Response> {
     let scale = target.sub.as_deref() == Some("scale");
     check_body(target.kind, target, &obj, scale)?;
     let body_name = obj
@@ -320,6 +359,8 @@ fn replace(app: &App, target: &Target, name: &str, obj: Value) -> ApiResult<Resp
         return subresources::set_replicas(app, target, name, &replicas, &rv);
     }
     if mode(target) == WriteMode::Main {
+        let current = app.store.get(target.kind.plural, ns(target), name);
+        keep_server_fields(target.kind, current.as_ref(), &mut obj);
         validate::check(target.kind, &obj)?;
     }
     let updated = store_update(app, target, name, obj, mode(target))?;
@@ -331,11 +372,13 @@ fn replace(app: &App, target: &Target, name: &str, obj: Value) -> ApiResult<Resp
 fn delete_options(
     bytes: &[u8],
     query: &HashMap<String, String>,
+    kind: &Kind,
+    name: &str,
 ) -> ApiResult<(DeleteOptions, bool)> {
     let body = if bytes.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
-        parse_value(bytes, BodyFormat::Json)?
+        parse_value(bytes, BodyFormat::Json, kind, name)?
     };
     let mut opts = DeleteOptions {
         grace_period: body.get("gracePeriodSeconds").and_then(Value::as_i64),
@@ -392,7 +435,7 @@ fn delete(
     if target.sub.is_some() {
         return Err(ApiError::method_not_allowed("DELETE", "a subresource"));
     }
-    let (opts, body_dry) = delete_options(bytes, query)?;
+    let (opts, body_dry) = delete_options(bytes, query, target.kind, name)?;
     let deleted = if target.dry_run || body_dry {
         // A dry run answers with the object as it stands.
         Deleted::Pending(live(app, target, name)?)
@@ -421,7 +464,7 @@ fn delete_collection(
     bytes: &[u8],
     query: &HashMap<String, String>,
 ) -> ApiResult<Response> {
-    let (opts, body_dry) = delete_options(bytes, query)?;
+    let (opts, body_dry) = delete_options(bytes, query, target.kind, "")?;
     let dry = target.dry_run || body_dry;
     let sel = selector(target, query)?;
     let listed = app

@@ -1,5 +1,6 @@
 //! The lab's Kubernetes API over HTTP: the axum router, bearer-token authentication, body
-//! reading (size limit, JSON or YAML) and the lab's own status endpoint. Resource requests
+//! reading (size, time and nesting-depth limits, JSON or YAML) and the lab's own status
+//! endpoint. Resource requests
 //! are routed by `handlers.rs` (PATCH in `patching.rs`, `/scale` and pod metrics in
 //! `subresources.rs`, `/log` in `logs.rs`), watches streamed by `watch.rs`, discovery
 //! answered by `discovery.rs`, Table printing in `table.rs`, selectors in `selector.rs`,
@@ -32,7 +33,8 @@ use axum::routing::get;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::lab::store::Store;
+use crate::lab::store::bounds::{self, MAX_DEPTH};
+use crate::lab::store::{Kind, Store};
 use status::{ApiError, ApiResult, json_response};
 
 /// Largest accepted request body (the upstream API server's limit is 3 MiB too).
@@ -55,6 +57,8 @@ pub struct App {
     pub state_dir: std::path::PathBuf,
     /// How often a watch with allowWatchBookmarks gets a BOOKMARK.
     pub bookmark_interval: Duration,
+    /// Longest wait for a request body once its header has arrived.
+    pub body_timeout: Duration,
 }
 
 /// The whole API as one router.
@@ -86,7 +90,13 @@ async fn authenticate(State(app): State<Arc<App>>, req: Request, next: Next) -> 
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     match presented {
-        Some(t) if constant_time_eq(t.as_bytes(), app.token.as_bytes()) => next.run(req).await,
+        // An empty lab token would let every "Bearer " in; the credentials loader refuses
+        // one, and this keeps it refused whatever builds the App.
+        Some(t)
+            if !app.token.is_empty() && constant_time_eq(t.as_bytes(), app.token.as_bytes()) =>
+        {
+            next.run(req).await
+        }
         _ => ApiError::unauthorized().into_response(),
     }
 }
@@ -136,9 +146,14 @@ pub enum BodyFormat {
     Yaml,
 }
 
-/// Reads the whole body, refusing more than [`MAX_BODY`] bytes (413).
-pub async fn read_body(body: Body) -> ApiResult<bytes::Bytes> {
-    axum::body::to_bytes(body, MAX_BODY).await.map_err(|e| {
+/// Reads the whole body, refusing more than [`MAX_BODY`] bytes (413) and a body that takes
+/// longer than `timeout` to arrive (408: a client trickling bytes would hold its connection
+/// and its slot for as long as it liked).
+pub async fn read_body(body: Body, timeout: Duration) -> ApiResult<bytes::Bytes> {
+    let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, MAX_BODY))
+        .await
+        .map_err(|_| ApiError::body_timeout(timeout))?;
+    read.map_err(|e| {
         let too_large = std::error::Error::source(&e)
             .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
             || e.to_string().contains("length limit");
@@ -150,9 +165,11 @@ pub async fn read_body(body: Body) -> ApiResult<bytes::Bytes> {
     })
 }
 
-/// Parses a body as JSON or YAML into an object (400 for anything else).
-pub fn parse_object(bytes: &[u8], format: BodyFormat) -> ApiResult<Value> {
-    let value = parse_value(bytes, format)?;
+/// Parses a body as JSON or YAML into an object (400 for anything else; 422 when nested
+/// deeper than [`MAX_DEPTH`]). `kind` and `name` are what the request is about, for the
+/// 422's details.
+pub fn parse_object(bytes: &[u8], format: BodyFormat, kind: &Kind, name: &str) -> ApiResult<Value> {
+    let value = parse_value(bytes, format, kind, name)?;
     if value.is_object() {
         Ok(value)
     } else {
@@ -162,19 +179,47 @@ pub fn parse_object(bytes: &[u8], format: BodyFormat) -> ApiResult<Value> {
     }
 }
 
-/// Parses a body as JSON or YAML (400 on malformed input).
-pub fn parse_value(bytes: &[u8], format: BodyFormat) -> ApiResult<Value> {
-    match format {
-        BodyFormat::Json => serde_json::from_slice(bytes)
-            .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}"))),
+/// Parses a body as JSON or YAML (400 on malformed input, 422 when nested deeper than
+/// [`MAX_DEPTH`]). The depth is judged before a parser recurses: on the JSON text itself,
+/// and by the YAML parser's own depth budget (which is also 64).
+pub fn parse_value(bytes: &[u8], format: BodyFormat, kind: &Kind, name: &str) -> ApiResult<Value> {
+    let too_deep =
+        |field: String| ApiError::invalid(kind, name, &[(field, bounds::depth_message())]);
+    let value = match format {
+        BodyFormat::Json => {
+            if bounds::json_text_deeper_than(bytes, MAX_DEPTH) {
+                return Err(too_deep(String::new()));
+            }
+            serde_json::from_slice(bytes).map_err(|e| {
+                ApiError::bad_request(format!("the request body is not valid JSON: {e}"))
+            })?
+        }
         BodyFormat::Yaml => {
             let text = std::str::from_utf8(bytes)
                 .map_err(|_| ApiError::bad_request("the request body is not UTF-8"))?;
             serde_saphyr::from_str::<Value>(text).map_err(|e| {
-                ApiError::bad_request(format!("the request body is not valid YAML: {e}"))
-            })
+                if yaml_too_deep(&e) {
+                    too_deep(String::new())
+                } else {
+                    ApiError::bad_request(format!("the request body is not valid YAML: {e}"))
+                }
+            })?
         }
+    };
+    match bounds::deeper_than(&value, MAX_DEPTH) {
+        Some(field) => Err(too_deep(field)),
+        None => Ok(value),
     }
+}
+
+fn yaml_too_deep(e: &serde_saphyr::Error) -> bool {
+    matches!(
+        e.without_snippet(),
+        serde_saphyr::Error::Budget {
+            breach: serde_saphyr::budget::BudgetBreach::Depth { .. },
+            ..
+        }
+    )
 }
 
 /// The media type of the request (without parameters), lowercased.

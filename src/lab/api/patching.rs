@@ -11,7 +11,9 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::App;
-use super::handlers::{Target, check_body, mode, ns, store_create, store_update};
+use super::handlers::{
+    Target, check_body, keep_server_fields, mode, ns, store_create, store_update,
+};
 use super::status::{ApiError, ApiResult, json_response};
 use super::subresources::{scale_of, set_replicas};
 use super::{BodyFormat, parse_value, validate};
@@ -41,7 +43,7 @@ pub(super) fn patch(
     if !PATCH_TYPES.contains(&content_type) {
         return Err(ApiError::unsupported_media_type(content_type, PATCH_TYPES));
     }
-    let doc = parse_value(bytes, format)?;
+    let doc = parse_value(bytes, format, target.kind, name)?;
     let manager = query.get("fieldManager").map(String::as_str).unwrap_or("");
     let force = query.get("force").is_some_and(|v| v == "true");
     let patch = match content_type {
@@ -123,12 +125,15 @@ fn patch_once(
             )));
         }
     }
-    let result = patch::apply(current.as_ref(), patch, kind.kind)
+    let mut result = patch::apply(current.as_ref(), patch, kind.kind)
         .map_err(|e| ApiError::from_patch(kind, name, e))?;
     if !result.is_object() {
         return Err(ApiError::bad_request(
             "the patch does not produce an object",
         ));
+    }
+    if mode(target) == WriteMode::Main {
+        keep_server_fields(kind, current.as_ref(), &mut result);
     }
     if current.is_none() {
         validate::check(kind, &result)?;

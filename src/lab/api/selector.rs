@@ -1,7 +1,14 @@
 //! Label selectors (`=`, `==`, `!=`, `in`, `notin`, `key`, `!key`) and field selectors
 //! (`metadata.name`, `metadata.namespace` and the few per-kind fields kubectl asks for,
 //! with `=`, `==`, `!=`), parsed from query strings and matched against JSON objects.
-//! Used by list and watch.
+//! Label keys and values are checked as upstream checks them (`IsQualifiedName`,
+//! `IsValidLabelValue`), so every selector the parser accepts prints back ([`Display`],
+//! the canonical form) to a string that parses to the same selector. Used by list and
+//! watch.
+//!
+//! [`Display`]: std::fmt::Display
+
+use std::fmt;
 
 use serde_json::Value;
 
@@ -64,18 +71,52 @@ fn set_values(rest: &str, whole: &str) -> Result<Vec<String>, String> {
                 "unable to parse requirement: {whole:?}: expected a parenthesized set of values"
             )
         })?;
-    Ok(inner
-        .split(',')
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-        .collect())
+    let values: Vec<String> = inner.split(',').map(|v| v.trim().to_string()).collect();
+    if values.iter().any(|v| !valid_value(v)) || values.iter().all(String::is_empty) {
+        return Err(format!(
+            "unable to parse requirement: {whole:?}: the set must hold one or more valid \
+             label values"
+        ));
+    }
+    Ok(values)
 }
 
+/// Upstream's name part of a qualified name and a label value (when not empty): at most
+/// 63 of `[-A-Za-z0-9_.]`, starting and ending with an alphanumeric.
+fn valid_name_part(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+/// A label key: `[prefix/]name`, the prefix a DNS-1123 subdomain (upstream
+/// `IsQualifiedName`).
 fn valid_key(key: &str) -> bool {
-    !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+    match key.split_once('/') {
+        None => valid_name_part(key),
+        Some((prefix, name)) => {
+            let subdomain = !prefix.is_empty()
+                && prefix.len() <= 253
+                && prefix.split('.').all(|label| {
+                    let b = label.as_bytes();
+                    let alnum = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+                    !b.is_empty()
+                        && b.first().is_some_and(alnum)
+                        && b.last().is_some_and(alnum)
+                        && b.iter().all(|c| alnum(c) || *c == b'-')
+                });
+            subdomain && valid_name_part(name)
+        }
+    }
+}
+
+/// A label value: empty, or like a name part (upstream `IsValidLabelValue`).
+fn valid_value(value: &str) -> bool {
+    value.is_empty() || valid_name_part(value)
 }
 
 fn parse_label(part: &str) -> Result<Label, String> {
@@ -95,7 +136,7 @@ fn parse_label(part: &str) -> Result<Label, String> {
     ] {
         if let Some((k, v)) = part.split_once(op) {
             let (k, v) = (k.trim(), v.trim());
-            if !valid_key(k) {
+            if !valid_key(k) || !valid_value(v) {
                 return Err(bad());
             }
             return Ok(ctor(k.to_string(), v.to_string()));
@@ -121,6 +162,33 @@ fn parse_label(part: &str) -> Result<Label, String> {
         return Ok(Label::In(key.to_string(), set_values(set, part)?));
     }
     Err(bad())
+}
+
+impl fmt::Display for Label {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Label::Eq(k, v) => write!(f, "{k}={v}"),
+            Label::NotEq(k, v) => write!(f, "{k}!={v}"),
+            Label::In(k, vs) => write!(f, "{k} in ({})", vs.join(",")),
+            Label::NotIn(k, vs) => write!(f, "{k} notin ({})", vs.join(",")),
+            Label::Exists(k) => write!(f, "{k}"),
+            Label::NotExists(k) => write!(f, "!{k}"),
+        }
+    }
+}
+
+/// The canonical form of the label part (what `labelSelector` would carry); the field
+/// part is not printed.
+impl fmt::Display for Selector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, label) in self.labels.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{label}")?;
+        }
+        Ok(())
+    }
 }
 
 /// Field paths filterable for a resource besides metadata.name / metadata.namespace.
@@ -266,7 +334,102 @@ mod tests {
 
     #[test]
     fn malformed_label_selector_is_an_error() {
-        assert!(Selector::parse(Some("app in blue"), None, "pods").is_err());
-        assert!(Selector::parse(Some("=x"), None, "pods").is_err());
+        for bad in [
+            "app in blue",
+            "=x",
+            "app in ()",
+            "a===b",
+            "a=b c",
+            "-app=web",
+            "app=web-",
+            "Example.com/app=web",
+            "a//b",
+            "a in (x y)",
+            "x=(y)",
+        ] {
+            assert!(Selector::parse(Some(bad), None, "pods").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn selectors_print_in_canonical_form() {
+        let text = " app = web ,tier!=db,v in (a, b),x notin (c),k, ! gone,example.com/z";
+        let sel = Selector::parse(Some(text), None, "pods").unwrap();
+        assert_eq!(
+            sel.to_string(),
+            "app=web,tier!=db,v in (a,b),x notin (c),k,!gone,example.com/z"
+        );
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn name_part() -> impl Strategy<Value = String> {
+            "[A-Za-z0-9]([-A-Za-z0-9_.]{0,8}[A-Za-z0-9])?"
+        }
+
+        fn key() -> impl Strategy<Value = String> {
+            (
+                proptest::option::of("[a-z0-9]([-a-z0-9]{0,5}[a-z0-9])?(\\.[a-z0-9]{1,4}){0,2}"),
+                name_part(),
+            )
+                .prop_map(|(prefix, name)| match prefix {
+                    Some(p) => format!("{p}/{name}"),
+                    None => name,
+                })
+        }
+
+        fn value() -> impl Strategy<Value = String> {
+            prop_oneof![Just(String::new()), name_part()]
+        }
+
+        fn label() -> impl Strategy<Value = Label> {
+            let set = || proptest::collection::vec(name_part(), 1..4);
+            prop_oneof![
+                (key(), value()).prop_map(|(k, v)| Label::Eq(k, v)),
+                (key(), value()).prop_map(|(k, v)| Label::NotEq(k, v)),
+                (key(), set()).prop_map(|(k, vs)| Label::In(k, vs)),
+                (key(), set()).prop_map(|(k, vs)| Label::NotIn(k, vs)),
+                key().prop_map(Label::Exists),
+                key().prop_map(Label::NotExists),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Every selector prints to a string that parses back to it.
+            #[test]
+            fn a_selector_prints_back_to_itself(
+                labels in proptest::collection::vec(label(), 0..5)
+            ) {
+                let sel = Selector { labels, fields: Vec::new() };
+                let text = sel.to_string();
+                let again = Selector::parse(Some(&text), None, "pods");
+                prop_assert_eq!(again.as_ref(), Ok(&sel), "{}", text);
+            }
+
+            /// Whatever string parses, its printed form parses to the same selector; and
+            /// whatever does not parse stays refused with the same message.
+            #[test]
+            fn a_string_parses_iff_its_canonical_form_does(
+                text in "[a-c/.!=(), -]{0,24}|[a-z]{1,3}(( in | notin )\\([a-z,]{0,6}\\))?"
+            ) {
+                match Selector::parse(Some(&text), None, "pods") {
+                    Ok(sel) => {
+                        let printed = sel.to_string();
+                        let again = Selector::parse(Some(&printed), None, "pods");
+                        prop_assert_eq!(
+                            again.as_ref(), Ok(&sel), "{:?} printed {:?}", text, printed
+                        );
+                    }
+                    Err(e) => {
+                        let again = Selector::parse(Some(&text), None, "pods");
+                        prop_assert_eq!(again, Err(e));
+                    }
+                }
+            }
+        }
     }
 }

@@ -103,6 +103,18 @@ impl ApiError {
         )
     }
 
+    /// 408 Timeout: the request body did not arrive in time.
+    pub fn body_timeout(limit: std::time::Duration) -> ApiError {
+        ApiError::new(
+            408,
+            "Timeout",
+            format!(
+                "the request body did not arrive within {}s; send it at once",
+                limit.as_secs_f64()
+            ),
+        )
+    }
+
     /// 415 UnsupportedMediaType.
     pub fn unsupported_media_type(content_type: &str, accepted: &[&str]) -> ApiError {
         ApiError::new(
@@ -115,9 +127,20 @@ impl ApiError {
         )
     }
 
-    /// 422 Invalid with one cause per (field, message).
+    /// 422 Invalid with one cause per (field, message). The cause's `reason` follows the
+    /// message's opening words, as upstream's field errors do (`Required value` is
+    /// FieldValueRequired, `Duplicate value` FieldValueDuplicate, ...).
     pub fn invalid(kind: &Kind, name: &str, causes: &[(String, String)]) -> ApiError {
-        let text: Vec<String> = causes.iter().map(|(f, m)| format!("{f}: {m}")).collect();
+        let text: Vec<String> = causes
+            .iter()
+            .map(|(f, m)| {
+                if f.is_empty() {
+                    m.clone()
+                } else {
+                    format!("{f}: {m}")
+                }
+            })
+            .collect();
         let mut e = ApiError::new(
             422,
             "Invalid",
@@ -128,7 +151,7 @@ impl ApiError {
             d["kind"] = json!(kind.kind);
             d["causes"] = causes
                 .iter()
-                .map(|(f, m)| json!({"reason": "FieldValueInvalid", "message": m, "field": f}))
+                .map(|(f, m)| json!({"reason": cause_reason(m), "message": m, "field": f}))
                 .collect();
         }
         e
@@ -184,6 +207,11 @@ impl ApiError {
         match err {
             PatchError::BadRequest(m) => ApiError::bad_request(m),
             PatchError::Invalid(m) => ApiError::invalid(kind, name, &[(String::new(), m)]),
+            PatchError::TooDeep { field } => ApiError::invalid(
+                kind,
+                name,
+                &[(field, crate::lab::store::bounds::depth_message())],
+            ),
         }
     }
 
@@ -203,6 +231,21 @@ impl ApiError {
         }
         s
     }
+}
+
+/// Upstream's `CauseType` for a field error message (`field.ErrorType`'s text opens it).
+fn cause_reason(message: &str) -> &'static str {
+    const REASONS: &[(&str, &str)] = &[
+        ("Required value", "FieldValueRequired"),
+        ("Duplicate value", "FieldValueDuplicate"),
+        ("Unsupported value", "FieldValueNotSupported"),
+        ("Forbidden", "FieldValueForbidden"),
+        ("Too long", "FieldValueTooLong"),
+    ];
+    REASONS
+        .iter()
+        .find(|(prefix, _)| message.starts_with(prefix))
+        .map_or("FieldValueInvalid", |(_, reason)| reason)
 }
 
 impl IntoResponse for ApiError {

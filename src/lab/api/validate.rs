@@ -1,7 +1,8 @@
 //! Validation of written objects (422 Invalid with one cause per field), limited to what
-//! the lab's controllers and kubelet depend on: pods need named containers with images,
-//! deployments a selector matching their template, services valid ports, HPAs a target
-//! and sane bounds. Called by the create/replace/patch handlers before the store.
+//! the lab's controllers and kubelet depend on: pods need containers with images and with
+//! names that are DNS-1123 labels, unique in the pod (the kubelet makes file names of
+//! them), deployments a selector matching their template, services valid ports, HPAs a
+//! target and sane bounds. Called by the create/replace/patch handlers before the store.
 
 use serde_json::Value;
 
@@ -14,20 +15,60 @@ fn required(causes: &mut Causes, field: &str) {
     causes.push((field.to_string(), "Required value".to_string()));
 }
 
+/// Longest DNS-1123 label.
+const LABEL_MAX: usize = 63;
+
+/// Why `name` is not a DNS-1123 label (upstream `IsDNS1123Label`), or None if it is one.
+fn dns_label_problem(name: &str) -> Option<String> {
+    if name.len() > LABEL_MAX {
+        return Some(format!(
+            "Invalid value: {name:?}: must be no more than {LABEL_MAX} characters"
+        ));
+    }
+    let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let bytes = name.as_bytes();
+    let ok = bytes.iter().all(|&c| alnum(c) || c == b'-')
+        && bytes.first().copied().is_some_and(alnum)
+        && bytes.last().copied().is_some_and(alnum);
+    (!ok).then(|| {
+        format!(
+            "Invalid value: {name:?}: a lowercase RFC 1123 label must consist of lower case \
+             alphanumeric characters or '-', and must start and end with an alphanumeric \
+             character (e.g. 'my-name',  or '123-abc', regex used for validation is \
+             '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+        )
+    })
+}
+
+/// Containers and init containers: each needs an image and a name that is a DNS-1123
+/// label not used by another container of the pod (upstream `validateContainers`,
+/// `validateInitContainers`).
 fn pod_spec(spec: Option<&Value>, at: &str, causes: &mut Causes) {
-    let containers = spec
-        .and_then(|s| s.get("containers"))
-        .and_then(Value::as_array);
-    match containers {
-        None => required(causes, &format!("{at}.containers")),
-        Some(list) if list.is_empty() => required(causes, &format!("{at}.containers")),
-        Some(list) => {
-            for (i, c) in list.iter().enumerate() {
-                for key in ["name", "image"] {
-                    if c.get(key).and_then(Value::as_str).unwrap_or("").is_empty() {
-                        required(causes, &format!("{at}.containers[{i}].{key}"));
-                    }
-                }
+    let list = |key: &str| spec.and_then(|s| s.get(key)).and_then(Value::as_array);
+    if list("containers").is_none_or(|l| l.is_empty()) {
+        required(causes, &format!("{at}.containers"));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for key in ["containers", "initContainers"] {
+        for (i, c) in list(key).into_iter().flatten().enumerate() {
+            let field = format!("{at}.{key}[{i}]");
+            let name = c.get("name").and_then(Value::as_str).unwrap_or("");
+            if name.is_empty() {
+                required(causes, &format!("{field}.name"));
+            } else if let Some(problem) = dns_label_problem(name) {
+                causes.push((format!("{field}.name"), problem));
+            } else if !seen.insert(name) {
+                causes.push((
+                    format!("{field}.name"),
+                    format!("Duplicate value: {name:?}"),
+                ));
+            }
+            if c.get("image")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .is_empty()
+            {
+                required(causes, &format!("{field}.image"));
             }
         }
     }
@@ -145,5 +186,99 @@ pub fn check(kind: &Kind, obj: &Value) -> ApiResult<()> {
             .and_then(Value::as_str)
             .unwrap_or("");
         Err(ApiError::invalid(kind, name, &causes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::store::kinds;
+    use serde_json::json;
+
+    fn causes_of(kind: &str, obj: Value) -> Vec<(String, String, String)> {
+        let err = check(kinds::stored(kind).unwrap(), &obj).unwrap_err();
+        assert_eq!((err.code, err.reason), (422, "Invalid"));
+        let details = err.details.unwrap();
+        details["causes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let s = |k: &str| c[k].as_str().unwrap().to_string();
+                (s("field"), s("reason"), s("message"))
+            })
+            .collect()
+    }
+
+    fn pod(containers: Value, init: Value) -> Value {
+        json!({"metadata": {"name": "p"},
+               "spec": {"containers": containers, "initContainers": init}})
+    }
+
+    #[test]
+    fn a_container_named_like_a_path_is_refused_with_its_field() {
+        for bad in [
+            "../../../../../ESCAPED",
+            "a/b",
+            "..",
+            "Web",
+            "-web",
+            "web-",
+            "web.1",
+        ] {
+            let causes = causes_of("pods", pod(json!([{"name": bad, "image": "i"}]), json!([])));
+            assert_eq!(causes.len(), 1, "{bad}: {causes:?}");
+            assert_eq!(causes[0].0, "spec.containers[0].name", "{bad}");
+            assert_eq!(causes[0].1, "FieldValueInvalid");
+            assert!(causes[0].2.contains("RFC 1123 label"), "{:?}", causes[0]);
+        }
+        let long = "a".repeat(64);
+        let causes = causes_of(
+            "pods",
+            pod(json!([{"name": long, "image": "i"}]), json!([])),
+        );
+        assert!(causes[0].2.contains("no more than 63"), "{causes:?}");
+    }
+
+    #[test]
+    fn container_names_are_unique_across_containers_and_init_containers() {
+        let causes = causes_of(
+            "pods",
+            pod(
+                json!([{"name": "web", "image": "i"}, {"name": "web", "image": "i"}]),
+                json!([{"name": "web", "image": "i"}, {"name": "../x", "image": "i"}]),
+            ),
+        );
+        let fields: Vec<_> = causes
+            .iter()
+            .map(|c| (c.0.as_str(), c.1.as_str()))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                ("spec.containers[1].name", "FieldValueDuplicate"),
+                ("spec.initContainers[0].name", "FieldValueDuplicate"),
+                ("spec.initContainers[1].name", "FieldValueInvalid"),
+            ]
+        );
+    }
+
+    #[test]
+    fn deployment_templates_get_the_same_container_checks() {
+        let obj = json!({"metadata": {"name": "d"}, "spec": {
+            "selector": {"matchLabels": {"app": "d"}},
+            "template": {"metadata": {"labels": {"app": "d"}},
+                         "spec": {"containers": [{"name": "a/b", "image": "i"}]}}}});
+        let causes = causes_of("deployments", obj);
+        assert_eq!(causes[0].0, "spec.template.spec.containers[0].name");
+    }
+
+    #[test]
+    fn good_names_pass() {
+        let ok = pod(
+            json!([{"name": "web", "image": "i"}, {"name": "a-1", "image": "i"}]),
+            json!([{"name": "0init", "image": "i"}]),
+        );
+        check(kinds::stored("pods").unwrap(), &ok).unwrap();
     }
 }

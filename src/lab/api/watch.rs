@@ -24,8 +24,10 @@ use super::status::{ApiError, ApiResult};
 use super::table::{self, RowObject};
 use crate::lab::store::{EventType, Kind, Subscription, WatchStart};
 
-/// Longest watch the lab keeps open when the client names no timeout.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// How long a watch stays open when the client names no timeout (or 0), and the most it
+/// stays open whatever the client names: upstream's `--min-request-timeout` (1800 s). A
+/// client asking for more simply watches again, as it does after any timeout.
+const MAX_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// Starts a watch response for `target` (a collection URL with `watch=true`).
 pub fn serve(
@@ -41,6 +43,7 @@ pub fn serve(
         kind.plural,
     )
     .map_err(ApiError::bad_request)?;
+    tracing::debug!(labels = %sel, "watch on {}", kind.plural);
     let flag = |k: &str| query.get(k).is_some_and(|v| v == "true" || v == "1");
     let send_initial = flag("sendInitialEvents");
     let bookmarks = flag("allowWatchBookmarks");
@@ -56,13 +59,7 @@ pub fn serve(
                 ApiError::bad_request(format!("invalid resourceVersion {other:?}"))
             })?),
         };
-    let timeout = match query.get("timeoutSeconds") {
-        Some(t) => Duration::from_secs(
-            t.parse()
-                .map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds {t:?}")))?,
-        ),
-        None => DEFAULT_TIMEOUT,
-    };
+    let timeout = watch_timeout(query.get("timeoutSeconds").map(String::as_str))?;
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     match app
         .store
@@ -98,6 +95,23 @@ pub fn serve(
         body,
     )
         .into_response())
+}
+
+/// The watch's duration from `timeoutSeconds`: a whole number of seconds (400 otherwise),
+/// 0 or absent meaning the default, clamped to [`MAX_TIMEOUT`] so no deadline can overflow.
+fn watch_timeout(value: Option<&str>) -> ApiResult<Duration> {
+    let Some(text) = value else {
+        return Ok(MAX_TIMEOUT);
+    };
+    let seconds: u64 = text.parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "invalid timeoutSeconds {text:?}: must be a whole number of seconds"
+        ))
+    })?;
+    Ok(match seconds {
+        0 => MAX_TIMEOUT,
+        s => Duration::from_secs(s).min(MAX_TIMEOUT),
+    })
 }
 
 fn line(kind: &str, object: &Value) -> Bytes {
@@ -224,6 +238,29 @@ impl Stream {
             }
             _ if now => Some((kind.as_str(), obj)),
             _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeout_seconds_is_clamped_and_nonsense_is_a_bad_request() {
+        assert_eq!(watch_timeout(None).unwrap(), MAX_TIMEOUT);
+        assert_eq!(watch_timeout(Some("0")).unwrap(), MAX_TIMEOUT);
+        assert_eq!(
+            watch_timeout(Some("290")).unwrap(),
+            Duration::from_secs(290)
+        );
+        assert_eq!(
+            watch_timeout(Some("18446744073709551615")).unwrap(),
+            MAX_TIMEOUT
+        );
+        for bad in ["-1", "1.5", "soon", "", "18446744073709551616"] {
+            let e = watch_timeout(Some(bad)).unwrap_err();
+            assert_eq!((e.code, e.reason), (400, "BadRequest"), "{bad}");
         }
     }
 }

@@ -215,6 +215,7 @@ async fn endpoints_loop(store: Arc<Store>, shutdown: CancellationToken) {
         let services: Vec<Service> = typed(store.list("services", None).items);
         let (routes, mut errors) = proxy::routes(&services, &endpoints);
         errors.extend(proxy.apply(&routes).await);
+        show_node_ports(&store, &services, &proxy, &errors);
         // Log each problem once, not on every pass.
         let now: HashSet<String> = errors.iter().map(ToString::to_string).collect();
         for e in now.difference(&reported) {
@@ -232,6 +233,129 @@ async fn endpoints_loop(store: Arc<Store>, shutdown: CancellationToken) {
         }
     }
     proxy.stop().await;
+}
+
+/// Shows on each Service whether its node ports listen: the annotations
+/// [`proxy::NODE_PORT_ERROR_ANNOTATION`] and [`proxy::NODE_PORT_LISTENING_ANNOTATION`],
+/// a Warning Event `NodePortBindFailed` when a port cannot be bound and a Normal Event
+/// `NodePortListening` when it can again. Writes only what changed.
+fn show_node_ports(
+    store: &Store,
+    services: &[Service],
+    proxy: &ServiceProxy,
+    errors: &[proxy::ProxyError],
+) {
+    for svc in services {
+        let ns = svc.metadata.namespace.as_deref().unwrap_or_default();
+        let name = svc.metadata.name.as_deref().unwrap_or_default();
+        let service = format!("{ns}/{name}");
+        let routed = svc
+            .spec
+            .as_ref()
+            .is_some_and(|s| matches!(s.type_.as_deref(), Some("NodePort" | "LoadBalancer")));
+        let node_ports: Vec<u16> = svc
+            .spec
+            .iter()
+            .filter(|_| routed)
+            .flat_map(|s| s.ports.iter().flatten())
+            .filter_map(|p| p.node_port.and_then(|n| u16::try_from(n).ok()))
+            .collect();
+        let failures: Vec<&proxy::ProxyError> = errors
+            .iter()
+            .filter(|e| matches!(e, proxy::ProxyError::Bind { service: s, .. } if *s == service))
+            .collect();
+        let failed = |port: u16| {
+            failures
+                .iter()
+                .any(|e| matches!(e, proxy::ProxyError::Bind { port: p, .. } if *p == port))
+        };
+        let error = failures
+            .iter()
+            .filter_map(|e| match e {
+                proxy::ProxyError::Bind { port, message, .. } => Some(format!("{port}: {message}")),
+                proxy::ProxyError::BadFault { .. } => None,
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        let listening = node_ports
+            .iter()
+            .filter(|p| !failed(**p) && proxy.is_listening(**p))
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let want = [
+            (
+                proxy::NODE_PORT_ERROR_ANNOTATION,
+                Some(error).filter(|e| !e.is_empty()),
+            ),
+            (
+                proxy::NODE_PORT_LISTENING_ANNOTATION,
+                Some(listening).filter(|l| !l.is_empty()),
+            ),
+        ];
+        let annotations = svc.metadata.annotations.as_ref();
+        let current = |key: &str| annotations.and_then(|a| a.get(key)).cloned();
+        if want.iter().all(|(key, value)| current(key) == *value) {
+            continue;
+        }
+        let Some(mut live) = store.get("services", ns, name) else {
+            continue;
+        };
+        if !live["metadata"]["annotations"].is_object() {
+            live["metadata"]["annotations"] = json!({});
+        }
+        for (key, value) in &want {
+            match value {
+                Some(v) => live["metadata"]["annotations"][*key] = json!(v),
+                None => {
+                    if let Some(a) = live["metadata"]["annotations"].as_object_mut() {
+                        a.remove(*key);
+                    }
+                }
+            }
+        }
+        // With the live resourceVersion: a concurrent write wins, the next pass redoes this.
+        let Ok(updated) = store.update(kind("services"), ns, name, live, WriteMode::Main) else {
+            continue;
+        };
+        let was_failing = current(proxy::NODE_PORT_ERROR_ANNOTATION);
+        match &want[0].1 {
+            Some(_) => {
+                for e in &failures {
+                    let port = match e {
+                        proxy::ProxyError::Bind { port, .. } => *port,
+                        proxy::ProxyError::BadFault { .. } => continue,
+                    };
+                    // Once per failing port, not on every retry.
+                    let known = was_failing
+                        .as_deref()
+                        .is_some_and(|w| w.split("; ").any(|f| f.starts_with(&format!("{port}:"))));
+                    if !known {
+                        events::record(
+                            store,
+                            &updated,
+                            "Warning",
+                            "NodePortBindFailed",
+                            &format!(
+                                "{e}; traffic to that port reaches whatever listens there, not \
+                                 this Service; the lab retries every second"
+                            ),
+                            "kube-proxy",
+                        );
+                    }
+                }
+            }
+            None if was_failing.is_some() => events::record(
+                store,
+                &updated,
+                "Normal",
+                "NodePortListening",
+                &format!("Listening on {}", want[1].1.as_deref().unwrap_or("no port")),
+                "kube-proxy",
+            ),
+            None => {}
+        }
+    }
 }
 
 /// One pass: writes the Endpoints of every Service with a selector (when they differ),

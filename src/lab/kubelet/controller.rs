@@ -1,7 +1,10 @@
 //! The kubelet controller: drives the process layer (`supervisor.rs` and friends) from the
 //! store. On every store change it
-//! - binds unscheduled pods to the lab's one node (it is the scheduler too):
-//!   `spec.nodeName = resil-lab` and a `Scheduled` Event;
+//! - binds unscheduled pods to the lab's one node (it is the scheduler too), oldest first,
+//!   while the node has room (`LabConfig::max_pods`, the kubelet's `--max-pods`):
+//!   `spec.nodeName = resil-lab` and a `Scheduled` Event. A pod beyond the capacity stays
+//!   Pending with `PodScheduled=False` (reason `Unschedulable`) and one `FailedScheduling`
+//!   Event, as upstream's scheduler leaves it on a full node, until a pod goes;
 //! - starts a pod worker (`pod_worker.rs`) for each bound pod it does not run yet — the
 //!   worker runs the containers, writes the pod's status and metrics;
 //! - finishes graceful deletions: a pod marked with `deletionTimestamp` gets SIGTERM, its
@@ -29,7 +32,7 @@ use super::pod_worker;
 use super::registry::{PodRegistry, kill_orphans};
 use crate::lab::LabConfig;
 use crate::lab::controllers::events;
-use crate::lab::controllers::runtime::{Wake, kind, typed};
+use crate::lab::controllers::runtime::{Wake, kind, to_value, typed, write_status};
 use crate::lab::store::{Store, WriteMode};
 
 /// The lab's single node.
@@ -45,6 +48,8 @@ const SHUTDOWN_WAIT: Duration = Duration::from_secs(3);
 #[derive(Debug)]
 pub(crate) struct Node {
     pub store: Arc<Store>,
+    /// Pods bound to the node at once (not counting finished ones).
+    pub max_pods: usize,
     pub program: PathBuf,
     pub state_dir: PathBuf,
     pub demo_images: Vec<String>,
@@ -80,6 +85,7 @@ pub fn start(
     store.set_pod_terminator(true);
     let node = Arc::new(Node {
         store,
+        max_pods: config.max_pods.max(1),
         program: config.pod_program.clone(),
         state_dir: config.state_dir.clone(),
         demo_images: config.demo_image_prefixes.clone(),
@@ -118,6 +124,7 @@ async fn run(node: Arc<Node>, shutdown: CancellationToken) {
 fn sync(node: &Arc<Node>, workers: &mut HashMap<(String, String), Worker>) {
     workers.retain(|_, w| !w.task.is_finished());
     let pods: Vec<Pod> = typed(node.store.list("pods", None).items);
+    schedule(node, &pods);
     let mut seen = std::collections::HashSet::new();
     for pod in pods {
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
@@ -126,16 +133,10 @@ fn sync(node: &Arc<Node>, workers: &mut HashMap<(String, String), Worker>) {
         let key = (ns.clone(), name.clone());
         let node_name = pod.spec.as_ref().and_then(|s| s.node_name.clone());
         let deleting = pod.metadata.deletion_timestamp.is_some();
-        let finished = matches!(
-            pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-            Some("Succeeded" | "Failed")
-        );
         if node_name.is_none() {
             if deleting {
                 // Never ran: nothing to stop.
                 let _ = node.store.remove("pods", &ns, &name);
-            } else {
-                bind(&node.store, &ns, &name);
             }
             continue;
         }
@@ -161,7 +162,7 @@ fn sync(node: &Arc<Node>, workers: &mut HashMap<(String, String), Worker>) {
                 let _ = node.store.remove("pods", &ns, &name);
             }
             (Some(_), false) => {}
-            (None, false) if finished => {}
+            (None, false) if finished(&pod) => {}
             (None, false) => {
                 if let Some(old) = workers.remove(&key) {
                     // Same name, new pod: the old one's processes go at once.
@@ -181,23 +182,121 @@ fn sync(node: &Arc<Node>, workers: &mut HashMap<(String, String), Worker>) {
     }
 }
 
-/// The scheduler's part: assign the pod to the lab's node and say so.
-fn bind(store: &Store, ns: &str, name: &str) {
-    let Some(mut live) = store.get("pods", ns, name) else {
+/// Whether the pod ran to its end (`Succeeded` or `Failed`): it holds no place on the node.
+fn finished(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
+/// The scheduler's pass: binds unscheduled pods, oldest first, while the node has room;
+/// marks the others unschedulable. Pods being deleted still hold their place until they
+/// are gone, as upstream counts them.
+fn schedule(node: &Node, pods: &[Pod]) {
+    let mut placed = pods
+        .iter()
+        .filter(|p| {
+            p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(NODE_NAME) && !finished(p)
+        })
+        .count();
+    let mut waiting: Vec<&Pod> = pods
+        .iter()
+        .filter(|p| {
+            p.spec.as_ref().is_some_and(|s| s.node_name.is_none())
+                && p.metadata.deletion_timestamp.is_none()
+        })
+        .collect();
+    waiting.sort_by(|a, b| {
+        let created = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        created(a)
+            .cmp(&created(b))
+            .then_with(|| a.metadata.namespace.cmp(&b.metadata.namespace))
+            .then_with(|| a.metadata.name.cmp(&b.metadata.name))
+    });
+    for pod in waiting {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        if placed < node.max_pods {
+            if bind(&node.store, ns, name) {
+                placed += 1;
+            }
+        } else {
+            unschedulable(&node.store, pod);
+        }
+    }
+}
+
+/// Upstream's message for a pod that no node has room for, on a one-node cluster.
+pub const TOO_MANY_PODS: &str = "0/1 nodes are available: 1 Too many pods. preemption: 0/1 \
+     nodes are available: 1 No preemption victims found for incoming pod.";
+
+/// Marks a pod the full node cannot take: `PodScheduled=False`, reason `Unschedulable`,
+/// and a `FailedScheduling` Event — once, when it becomes so.
+fn unschedulable(store: &Store, pod: &Pod) {
+    let already = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| {
+            c.iter().any(|c| {
+                c.type_ == "PodScheduled"
+                    && c.status == "False"
+                    && c.reason.as_deref() == Some("Unschedulable")
+            })
+        });
+    if already {
         return;
+    }
+    let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let status = json!({
+        "phase": "Pending",
+        "qosClass": "BestEffort",
+        "conditions": [{
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": TOO_MANY_PODS,
+            "lastTransitionTime": now,
+        }],
+    });
+    write_status(store, "pods", ns, name, status);
+    events::record(
+        store,
+        &to_value(pod),
+        "Warning",
+        "FailedScheduling",
+        TOO_MANY_PODS,
+        "default-scheduler",
+    );
+}
+
+/// The scheduler's part: assign the pod to the lab's node and say so. Returns whether it
+/// was bound.
+fn bind(store: &Store, ns: &str, name: &str) -> bool {
+    let Some(mut live) = store.get("pods", ns, name) else {
+        return false;
     };
     live["spec"]["nodeName"] = json!(NODE_NAME);
     // With the live resourceVersion: if someone else wrote meanwhile, the next pass binds.
     match store.update(kind("pods"), ns, name, live, WriteMode::Main) {
-        Ok(bound) => events::record(
-            store,
-            &bound,
-            "Normal",
-            "Scheduled",
-            &format!("Successfully assigned {ns}/{name} to {NODE_NAME}"),
-            "default-scheduler",
-        ),
-        Err(e) => tracing::debug!("binding pod {ns}/{name}: {e}"),
+        Ok(bound) => {
+            events::record(
+                store,
+                &bound,
+                "Normal",
+                "Scheduled",
+                &format!("Successfully assigned {ns}/{name} to {NODE_NAME}"),
+                "default-scheduler",
+            );
+            true
+        }
+        Err(e) => {
+            tracing::debug!("binding pod {ns}/{name}: {e}");
+            false
+        }
     }
 }
 

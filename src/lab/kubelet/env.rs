@@ -7,6 +7,11 @@
 //! fields to read: such a variable (unless marked optional) is an [`EnvError`], which the
 //! kubelet reports as the container waiting with `CreateContainerConfigError`, as a real
 //! node does for a missing ConfigMap.
+//!
+//! A pod is a process on the user's machine, not in a container image, so variables that
+//! make the dynamic loader run other code ([`is_loader_variable`]: `LD_*`, `DYLD_*`,
+//! `GCONV_PATH`) never reach it: [`without_loader_variables`] drops them and names them,
+//! and the process layer drops them again before it executes anything.
 
 use std::collections::HashMap;
 
@@ -49,6 +54,23 @@ pub fn container_env(container: &Container, pod: &Pod) -> Result<Vec<(String, St
         resolved.push((var.name.clone(), value));
     }
     Ok(resolved)
+}
+
+/// Whether a variable changes what the dynamic loader loads into a process (`LD_PRELOAD`,
+/// `LD_LIBRARY_PATH`, `LD_AUDIT`, ..., macOS's `DYLD_INSERT_LIBRARIES`, ..., and glibc's
+/// `GCONV_PATH`, which loads conversion modules).
+pub fn is_loader_variable(name: &str) -> bool {
+    name.starts_with("LD_") || name.starts_with("DYLD_") || name == "GCONV_PATH"
+}
+
+/// `env` without the loader variables, and the names of those it dropped.
+pub fn without_loader_variables(
+    env: Vec<(String, String)>,
+) -> (Vec<(String, String)>, Vec<String>) {
+    let (dropped, kept): (Vec<_>, Vec<_>) = env
+        .into_iter()
+        .partition(|(name, _)| is_loader_variable(name));
+    (kept, dropped.into_iter().map(|(name, _)| name).collect())
 }
 
 fn resolve(
@@ -188,6 +210,30 @@ mod tests {
         assert_eq!(get("V"), Some("blue"));
         assert_eq!(get("IP"), Some("127.0.0.1"));
         assert_eq!(get("GREETING"), Some("blue-web-1 costs $5 $(NOPE)"));
+    }
+
+    #[test]
+    fn loader_variables_are_dropped_and_named() {
+        let env = vec![
+            ("LD_PRELOAD".to_string(), "/tmp/evil.so".to_string()),
+            ("COLOR".to_string(), "blue".to_string()),
+            (
+                "DYLD_INSERT_LIBRARIES".to_string(),
+                "/tmp/evil.dylib".to_string(),
+            ),
+            ("GCONV_PATH".to_string(), "/tmp".to_string()),
+            ("OLD_PRELOAD".to_string(), "kept".to_string()),
+        ];
+        let (kept, dropped) = without_loader_variables(env);
+        assert_eq!(
+            kept,
+            [("COLOR", "blue"), ("OLD_PRELOAD", "kept")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+        assert_eq!(
+            dropped,
+            ["LD_PRELOAD", "DYLD_INSERT_LIBRARIES", "GCONV_PATH"]
+        );
     }
 
     #[test]

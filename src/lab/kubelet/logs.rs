@@ -12,6 +12,12 @@
 //! [`ContainerLogs`] finds and reads the files; [`LogFollower`] reads what is appended
 //! (`kubectl logs -f`), across rotations. `PodProcess` writes; the API's log handler
 //! reads. Lines carry no timestamps of their own.
+//!
+//! Names become path components, so every operation first checks them ([`check_names`]):
+//! the namespace and container must be DNS-1123 labels and the pod name a DNS-1123
+//! subdomain — no `/`, `\`, `..` or anything else that could lead out of the state
+//! directory — whatever the API let through. A refused name is an `InvalidInput` error
+//! and no file is touched.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -24,14 +30,22 @@ pub const DEFAULT_LOG_CAP: u64 = 5 * 1024 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerLogs {
     dir: PathBuf,
+    namespace: String,
+    pod: String,
     container: String,
 }
 
 impl ContainerLogs {
+    fn check(&self) -> io::Result<()> {
+        check_names(&self.namespace, &self.pod, &self.container)
+    }
+
     /// The logs of `container` in pod `namespace/pod` under `state_dir`.
     pub fn new(state_dir: &Path, namespace: &str, pod: &str, container: &str) -> ContainerLogs {
         ContainerLogs {
             dir: pod_dir(state_dir, namespace, pod),
+            namespace: namespace.to_string(),
+            pod: pod.to_string(),
             container: container.to_string(),
         }
     }
@@ -63,6 +77,7 @@ impl ContainerLogs {
     /// `NotFound`, which the API turns into kubectl's "previous terminated container not
     /// found" answer.
     pub fn read(&self, previous: bool) -> io::Result<Vec<u8>> {
+        self.check()?;
         let (older, newer) = if previous {
             (self.previous_rotated(), self.previous())
         } else {
@@ -80,6 +95,7 @@ impl ContainerLogs {
     /// Starts a new instance: the current files become the previous instance's (the old
     /// previous ones are dropped), and a writer for the new instance is returned.
     pub fn start_instance(&self, cap: u64) -> io::Result<LogWriter> {
+        self.check()?;
         fs::create_dir_all(&self.dir)?;
         move_or_remove(&self.current(), &self.previous())?;
         move_or_remove(&self.rotated(), &self.previous_rotated())?;
@@ -88,6 +104,7 @@ impl ContainerLogs {
 
     /// Deletes every log file of this container (when its pod is deleted).
     pub fn remove(&self) -> io::Result<()> {
+        self.check()?;
         for path in [
             self.current(),
             self.rotated(),
@@ -98,6 +115,44 @@ impl ContainerLogs {
         }
         Ok(())
     }
+}
+
+/// Whether the names may become path components: namespace and container DNS-1123
+/// labels, pod a DNS-1123 subdomain. The error says which name is refused and why.
+pub fn check_names(namespace: &str, pod: &str, container: &str) -> io::Result<()> {
+    let refuse = |what: &str, name: &str, rule: &str| {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{what} {name:?} is not {rule}; the kubelet will not use it in a log path"),
+        ))
+    };
+    const LABEL: &str = "a DNS-1123 label (at most 63 lowercase letters, digits and '-', \
+                         starting and ending with a letter or digit)";
+    if !is_dns1123_label(container) {
+        return refuse("container name", container, LABEL);
+    }
+    if !is_dns1123_label(namespace) {
+        return refuse("namespace", namespace, LABEL);
+    }
+    if pod.len() > 253 || !pod.split('.').all(is_dns1123_label) {
+        return refuse(
+            "pod name",
+            pod,
+            "a DNS-1123 subdomain (DNS-1123 labels joined by '.')",
+        );
+    }
+    Ok(())
+}
+
+/// `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 characters.
+pub fn is_dns1123_label(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes.first().is_some_and(alnum)
+        && bytes.last().is_some_and(alnum)
+        && bytes.iter().all(|b| alnum(b) || *b == b'-')
 }
 
 /// `<state_dir>/pods/<ns>_<name>`: the pod's log directory (namespace and name cannot
@@ -184,6 +239,7 @@ impl LogFollower {
     /// Follows `logs`' current file; with `from_start` false, only output written after
     /// this call is returned (the caller sends the existing content itself).
     pub fn new(logs: &ContainerLogs, from_start: bool) -> io::Result<LogFollower> {
+        logs.check()?;
         let path = logs.current();
         let file = match File::open(&path) {
             Ok(mut file) => {
@@ -301,6 +357,50 @@ mod tests {
         }
         seen.extend(follower.read_new().unwrap());
         assert_eq!(seen, b"aaaa\nbbbb\ncccc\ndddd\neeee\n");
+    }
+
+    #[test]
+    fn a_container_name_that_climbs_out_is_refused_and_nothing_is_written_or_moved() {
+        let root = tempfile::tempdir().unwrap();
+        let state = root.path().join("state");
+        fs::create_dir(&state).unwrap();
+        // What a rotation would rename if the name were used as is.
+        let victim = root.path().join("ESCAPED.log");
+        fs::write(&victim, "not the lab's\n").unwrap();
+        for name in [
+            "../../ESCAPED",
+            "../../../../../ESCAPED",
+            "a/b",
+            "a\\b",
+            "..",
+            "Web",
+            "",
+        ] {
+            let logs = ContainerLogs::new(&state, "default", "web-1", name);
+            let err = logs.start_instance(1024).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{name:?}");
+            assert!(err.to_string().contains("DNS-1123"), "{err}");
+            assert_eq!(
+                logs.remove().unwrap_err().kind(),
+                io::ErrorKind::InvalidInput
+            );
+            assert_eq!(
+                logs.read(false).unwrap_err().kind(),
+                io::ErrorKind::InvalidInput
+            );
+        }
+        for (ns, pod) in [("..", "web-1"), ("default", ".."), ("default", "a/../../b")] {
+            let logs = ContainerLogs::new(&state, ns, pod, "web");
+            assert!(logs.start_instance(1024).is_err(), "{ns}/{pod}");
+        }
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "not the lab's\n");
+        assert!(!root.path().join("ESCAPED.previous.log").exists());
+        assert!(
+            !state.join("pods").exists(),
+            "no directory made for a refused name"
+        );
+        let fine = ContainerLogs::new(&state, "default", "web-1.blue", "web-2");
+        fine.start_instance(1024).unwrap();
     }
 
     #[test]

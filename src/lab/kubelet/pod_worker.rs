@@ -82,6 +82,13 @@ struct PodRun {
 /// Runs the pod until a stop is requested.
 pub(crate) async fn run(node: Arc<Node>, pod: Pod, mut stop: watch::Receiver<Option<Duration>>) {
     let mut run = PodRun::new(node.clone(), pod);
+    if let Err(message) = admit(&run.pod) {
+        // Nothing runs: wait for the pod's deletion (or the lab's end) to finish it.
+        run.reject(&message);
+        let grace = stop_requested(&mut stop).await;
+        run.stop(Vec::new(), grace).await;
+        return;
+    }
     let (tx, mut rx) = mpsc::channel::<(usize, ContainerEvent)>(64);
     let mut handles: Vec<Option<ContainerHandle>> = Vec::new();
     for i in 0..run.slots.len() {
@@ -109,6 +116,30 @@ pub(crate) async fn run(node: Arc<Node>, pod: Pod, mut stop: watch::Receiver<Opt
         }
     };
     run.stop(handles, grace).await;
+}
+
+/// Reason of a pod the kubelet refuses to run because of a container name.
+const INVALID_NAME_REASON: &str = "InvalidContainerName";
+
+/// The kubelet's own admission check: container names become log file names, so each
+/// must be a DNS-1123 label, unique in the pod (the API checks this too; this is the
+/// kubelet not relying on it). `Err` says what is wrong.
+fn admit(pod: &Pod) -> Result<(), String> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let mut seen = std::collections::HashSet::new();
+    for c in pod.spec.iter().flat_map(|s| &s.containers) {
+        if let Err(e) = super::logs::check_names(ns, name, &c.name) {
+            return Err(e.to_string());
+        }
+        if !seen.insert(c.name.as_str()) {
+            return Err(format!(
+                "container name {:?} is used twice in the pod",
+                c.name
+            ));
+        }
+    }
+    Ok(())
 }
 
 async fn stop_requested(stop: &mut watch::Receiver<Option<Duration>>) -> Duration {
@@ -185,6 +216,19 @@ impl PodRun {
                 return None;
             }
         };
+        let (env, dropped) = env::without_loader_variables(env);
+        if !dropped.is_empty() {
+            self.event(
+                "Warning",
+                "LoaderEnvDropped",
+                &format!(
+                    "Container {}: dropped {}: variables that make the dynamic loader load \
+                     other code never reach a lab pod (it runs as a process on this machine)",
+                    c.name,
+                    dropped.join(", ")
+                ),
+            );
+        }
         let grace = self
             .pod
             .spec
@@ -437,6 +481,38 @@ impl PodRun {
             &self.name,
             to_value(&status),
         );
+    }
+
+    /// Marks the pod Failed without running anything (the kubelet refused it), with the
+    /// reason and a Warning Event.
+    fn reject(&self, message: &str) {
+        let now = Timestamp::now();
+        let status = PodStatus {
+            phase: Some("Failed".to_string()),
+            reason: Some(INVALID_NAME_REASON.to_string()),
+            message: Some(message.to_string()),
+            conditions: Some(vec![PodCondition {
+                type_: "PodScheduled".to_string(),
+                status: "True".to_string(),
+                last_transition_time: Some(Time(now)),
+                ..PodCondition::default()
+            }]),
+            host_ip: Some(IP.to_string()),
+            start_time: Some(Time(self.start_time)),
+            qos_class: Some("BestEffort".to_string()),
+            ..PodStatus::default()
+        };
+        if !self.still_ours() {
+            return;
+        }
+        write_status(
+            &self.node.store,
+            "pods",
+            &self.ns,
+            &self.name,
+            to_value(&status),
+        );
+        self.event("Warning", "Failed", &format!("Error: {message}"));
     }
 
     fn still_ours(&self) -> bool {

@@ -7,6 +7,12 @@
 //!
 //! Signals go to the process group, and only while the reaper has not yet seen the exit:
 //! a reaped pid may be reused by an unrelated process.
+//!
+//! A pod process must not outlive the lab, even one killed with SIGKILL. On Linux each is
+//! started with a parent-death signal (`PR_SET_PDEATHSIG`, SIGKILL). The kernel sends it
+//! when the *thread* that forked the child ends, not the process, so every pod process is
+//! forked by one dedicated thread that lives as long as the lab process ([`lifeline`]).
+//! Elsewhere `pods.json` and the next `lab up`/`lab down` are the only safety net.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -108,12 +114,10 @@ impl PodProcess {
                 path: logs.dir().to_path_buf(),
                 source,
             })?;
-        let mut child = command(launch)
-            .spawn()
-            .map_err(|source| KubeletError::Spawn {
-                program: launch.program.clone(),
-                source,
-            })?;
+        let mut child = lifeline::spawn(command(launch)).map_err(|source| KubeletError::Spawn {
+            program: launch.program.clone(),
+            source,
+        })?;
         let started_at = Utc::now();
         // A spawned child always has an id until it is reaped, and nobody reaped it yet.
         let pid = child.id().map_or(-1, |id| id as i32);
@@ -277,14 +281,94 @@ fn command(launch: &PodLaunch) -> Command {
         .env("POD_NAMESPACE", &launch.namespace)
         .env("POD_IP", "127.0.0.1")
         .env("HOSTNAME", &launch.pod)
-        .envs(launch.env.iter().map(|(k, v)| (k, v)))
+        // The pod worker dropped loader variables already (and said so); this keeps
+        // them out whoever builds the launch.
+        .envs(
+            launch
+                .env
+                .iter()
+                .filter(|(k, _)| !super::env::is_loader_variable(k))
+                .map(|(k, v)| (k, v)),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(false);
     #[cfg(unix)]
     cmd.process_group(0);
+    #[cfg(target_os = "linux")]
+    {
+        let lab = std::process::id();
+        // SAFETY: runs in the forked child before exec; prctl and getppid are plain
+        // system calls (async-signal-safe), and nothing here allocates or takes a lock.
+        unsafe {
+            cmd.pre_exec(move || {
+                use nix::sys::signal::Signal;
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+                // The lab may have died between the fork and the prctl: then no signal
+                // will come, so do not start at all.
+                if nix::unistd::getppid().as_raw() as u32 != lab {
+                    return Err(nix::errno::Errno::ESRCH.into());
+                }
+                Ok(())
+            });
+        }
+    }
     cmd
+}
+
+/// Forks pod processes from one thread that never ends, so their parent-death signal
+/// fires only when the lab process ends (see the module doc).
+#[cfg(target_os = "linux")]
+mod lifeline {
+    use std::io;
+    use std::sync::{OnceLock, mpsc};
+
+    use tokio::process::{Child, Command};
+
+    type Job = Box<dyn FnOnce() + Send>;
+
+    /// The spawner thread's queue; the thread lives until the process exits, because the
+    /// sender in this static is never dropped.
+    static SPAWNER: OnceLock<Option<mpsc::Sender<Job>>> = OnceLock::new();
+
+    /// Spawns `cmd` on the spawner thread, inside the caller's tokio runtime (which reaps
+    /// the child). Blocks only for the fork and exec.
+    pub fn spawn(mut cmd: Command) -> io::Result<Child> {
+        let runtime = tokio::runtime::Handle::current();
+        let sender = SPAWNER.get_or_init(|| {
+            let (tx, rx) = mpsc::channel::<Job>();
+            let thread = std::thread::Builder::new()
+                .name("resil-pod-spawner".to_string())
+                .spawn(move || {
+                    for job in rx {
+                        job();
+                    }
+                });
+            thread.ok().map(|_| tx)
+        });
+        let Some(sender) = sender else {
+            return Err(io::Error::other(
+                "cannot start the thread that starts pod processes",
+            ));
+        };
+        let (reply, answer) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move || {
+            let _runtime = runtime.enter();
+            let _ = reply.send(cmd.spawn());
+        });
+        let gone = || io::Error::other("the thread that starts pod processes is gone");
+        sender.send(job).map_err(|_| gone())?;
+        answer.recv().map_err(|_| gone())?
+    }
+}
+
+/// Without a parent-death signal, pod processes are forked from the calling thread.
+#[cfg(not(target_os = "linux"))]
+mod lifeline {
+    pub fn spawn(mut cmd: tokio::process::Command) -> std::io::Result<tokio::process::Child> {
+        cmd.spawn()
+    }
 }
 
 async fn reap(child: &mut Child) -> ProcessExit {

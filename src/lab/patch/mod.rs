@@ -12,6 +12,13 @@
 //! object and afterwards enforces what this module deliberately does not: immutable
 //! metadata (name, namespace, uid, creationTimestamp), resourceVersion preconditions and
 //! the status-subresource rule. Merge-key knowledge lives in one table (`keys`).
+//!
+//! Bounds: every result is at most [`MAX_DEPTH`] levels deep ([`PatchError::TooDeep`]
+//! otherwise). A JSON patch is applied one operation at a time and measured after each,
+//! because `copy` can double the depth (and the size) per operation: unchecked, a few
+//! dozen operations build a value that overflows the stack when cloned or dropped. The
+//! bytes copied by `copy` operations are capped at [`MAX_COPIED_BYTES`] in all, as
+//! upstream caps them (`AccumulatedCopySizeLimit`, the request size limit).
 
 mod apply;
 mod fieldset;
@@ -19,6 +26,12 @@ mod keys;
 mod strategic;
 
 use serde_json::Value;
+
+use crate::lab::store::bounds::{self, MAX_DEPTH};
+
+/// Most bytes (as JSON) that the `copy` operations of one JSON patch may copy in all: the
+/// API's request size limit, as upstream sets it.
+pub const MAX_COPIED_BYTES: usize = 3 * 1024 * 1024;
 
 /// A patch document and its type, as the PATCH handler received it.
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +66,13 @@ pub enum PatchError {
     /// patch `test`, a path that does not exist); the API answers 422 Invalid.
     #[error("{0}")]
     Invalid(String),
+    /// The result would nest more than [`MAX_DEPTH`] levels deep, first at `field`; the
+    /// API answers 422 Invalid.
+    #[error("{field}: {}", bounds::depth_message())]
+    TooDeep {
+        /// Field path of the first value past the limit.
+        field: String,
+    },
 }
 
 /// Applies `patch` to the live object of `kind` (e.g. `"Deployment"`) and returns the whole
@@ -62,6 +82,9 @@ pub enum PatchError {
 /// object to create. For the other types a missing object is the caller's 404.
 pub fn apply(live: Option<&Value>, patch: Patch<'_>, kind: &str) -> Result<Value, PatchError> {
     let object = patched(live, patch, kind)?;
+    if let Some(field) = bounds::deeper_than(&object, MAX_DEPTH) {
+        return Err(PatchError::TooDeep { field });
+    }
     if !object.is_object() {
         return Err(PatchError::Invalid(format!(
             "the patched {kind} is {object}, not a JSON object"
@@ -93,16 +116,43 @@ fn patched(live: Option<&Value>, patch: Patch<'_>, kind: &str) -> Result<Value, 
                          ({{\"op\":\"replace\",\"path\":\"/spec/replicas\",\"value\":3}}): {e}"
                     ))
                 })?;
-            let mut object = live.clone();
-            // `patch_unsafe`, not `patch`: on a failed operation `patch` undoes the earlier
-            // ones, and panics when the undo fails (a `move` whose add fails has already
-            // removed its source). The copy is thrown away on error, so nothing needs undoing.
-            json_patch::patch_unsafe(&mut object, &operations)
-                .map_err(|e| PatchError::Invalid(e.to_string()))?;
-            Ok(object)
+            json_patch_bounded(live, &operations)
         }
         Patch::Strategic(doc) => strategic::merge(existing(live, "strategic merge")?, doc, kind),
     }
+}
+
+/// Applies RFC 6902 operations to a copy of `live`, one by one, measuring after each (see
+/// the module comment). All or nothing, like `json_patch::patch`: on an error the copy is
+/// dropped.
+fn json_patch_bounded(live: &Value, operations: &json_patch::Patch) -> Result<Value, PatchError> {
+    let mut object = live.clone();
+    let mut copied = 0usize;
+    for (i, op) in operations.iter().enumerate() {
+        if let json_patch::PatchOperation::Copy(copy) = op
+            && let Some(from) = object.pointer(copy.from.as_str())
+        {
+            copied = copied.saturating_add(bounds::encoded_len(from));
+            if copied > MAX_COPIED_BYTES {
+                return Err(PatchError::Invalid(format!(
+                    "operation '/{i}': the copy operations copy more than \
+                     {MAX_COPIED_BYTES} bytes in all"
+                )));
+            }
+        }
+        json_patch::patch_unsafe(&mut object, std::slice::from_ref(op)).map_err(|e| {
+            PatchError::Invalid(format!(
+                "operation '/{i}' failed at path '{}': {}",
+                e.path, e.kind
+            ))
+        })?;
+        // One operation at most doubles the depth, so the value measured here is at most
+        // twice the limit deep: still safe to walk, clone and drop.
+        if let Some(field) = bounds::deeper_than(&object, MAX_DEPTH) {
+            return Err(PatchError::TooDeep { field });
+        }
+    }
+    Ok(object)
 }
 
 /// The live object a non-apply patch needs.

@@ -67,12 +67,18 @@ pub fn pod_grace(obj: &Value) -> i64 {
         .unwrap_or(30)
 }
 
+/// Longest grace period the lab honours: about 100 years, so that a client's
+/// `gracePeriodSeconds` (any int64) cannot overflow the deletion time or push it past the
+/// year 9999 that RFC 3339 timestamps can write.
+const MAX_GRACE_SECONDS: i64 = 100 * 366 * 24 * 60 * 60;
+
 /// Marks an object as being deleted, `grace` seconds from now.
 pub fn mark_deleted(obj: &mut Value, grace: i64) {
-    let at = chrono::Utc::now() + chrono::Duration::seconds(grace.max(0));
+    let grace = grace.clamp(0, MAX_GRACE_SECONDS);
+    let at = chrono::Utc::now() + chrono::Duration::seconds(grace);
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.insert("deletionTimestamp".into(), json!(timestamp(at)));
-        meta.insert("deletionGracePeriodSeconds".into(), json!(grace.max(0)));
+        meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
     }
 }
 

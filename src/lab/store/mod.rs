@@ -29,7 +29,9 @@
 //! store.set_pod_metrics("default", "web-1", Some(pod_metrics_json));
 //! ```
 
+pub mod bounds;
 mod delete;
+mod events;
 pub mod kinds;
 mod meta;
 pub mod persist;
@@ -43,11 +45,18 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
+pub use events::{
+    EVENT_TTL, EXPIRY_PERIOD as EVENT_EXPIRY_PERIOD, MAX_EVENTS, run_expiry as run_event_expiry,
+};
 pub use kinds::Kind;
 pub use watch::{Subscription, WatchStart};
 
 /// How many past events a watch may resume from.
 const HISTORY: usize = 10_000;
+/// How many bytes of objects (as JSON, estimated) the history may hold: with objects up to
+/// the 3 MiB body limit, the count alone would allow tens of gigabytes. A watch resuming
+/// from an event that was dropped relists (410 Expired), which every client handles.
+const HISTORY_BYTES: usize = 64 * 1024 * 1024;
 /// Events buffered per watcher before it is cut off (and told to relist).
 const FANOUT: usize = 4_096;
 
@@ -197,7 +206,10 @@ type Key = (&'static str, String, String);
 pub(crate) struct State {
     objects: BTreeMap<Key, Value>,
     rv: u64,
-    history: VecDeque<Arc<StoredEvent>>,
+    /// Past events with their estimated size in bytes.
+    history: VecDeque<(Arc<StoredEvent>, usize)>,
+    /// The sum of the sizes in `history`.
+    history_bytes: usize,
     /// Every event with rv > floor is still in `history`.
     floor: u64,
 }
@@ -211,6 +223,8 @@ pub struct Store {
     changes: tokio::sync::watch::Sender<u64>,
     pod_terminator: AtomicBool,
     metrics: Mutex<BTreeMap<(String, String), Value>>,
+    /// Most Events kept ([`MAX_EVENTS`]; tests lower it).
+    event_cap: usize,
 }
 
 impl std::fmt::Debug for Store {
@@ -237,12 +251,14 @@ impl Store {
                 objects,
                 rv,
                 history: VecDeque::new(),
+                history_bytes: 0,
                 floor: rv,
             }),
             events,
             changes,
             pod_terminator: AtomicBool::new(false),
             metrics: Mutex::new(BTreeMap::new()),
+            event_cap: MAX_EVENTS,
         }
     }
 
@@ -351,6 +367,7 @@ impl Store {
             }
         }
         let mut obj = meta::prepare_create(kind, namespace, obj)?;
+        check_depth(kind, &obj)?;
         if kind.plural == "services" {
             services::allocate(&state, &mut obj, None);
         }
@@ -364,6 +381,9 @@ impl Store {
         }
         if dry {
             return Ok(obj);
+        }
+        if kind.plural == "events" {
+            self.make_room_for_an_event(&mut state);
         }
         let rv = state.rv + 1;
         meta::set_rv(&mut obj, rv);
@@ -432,6 +452,7 @@ impl Store {
             });
         }
         let mut new = meta::prepare_update(kind, live, obj, mode)?;
+        check_depth(kind, &new)?;
         if kind.plural == "services" && mode == WriteMode::Main {
             services::keep_allocations(live, &mut new);
             services::allocate(&state, &mut new, Some(name));
@@ -533,6 +554,7 @@ impl Store {
                 state
                     .history
                     .iter()
+                    .map(|(e, _)| e)
                     .filter(|e| e.rv > rv)
                     .filter(|e| {
                         e.resource == resource && namespace.is_none_or(|n| n == e.namespace)
@@ -573,10 +595,18 @@ impl Store {
             object,
             previous,
         });
-        state.history.push_back(event.clone());
-        while state.history.len() > HISTORY {
-            if let Some(old) = state.history.pop_front() {
+        let size = bounds::encoded_len(&event.object)
+            + event.previous.as_ref().map_or(0, bounds::encoded_len);
+        state.history.push_back((event.clone(), size));
+        state.history_bytes += size;
+        // The newest event always stays, however large: a watch from the current version
+        // must be able to start.
+        while state.history.len() > HISTORY
+            || (state.history_bytes > HISTORY_BYTES && state.history.len() > 1)
+        {
+            if let Some((old, old_size)) = state.history.pop_front() {
                 state.floor = old.rv;
+                state.history_bytes -= old_size;
             }
         }
         // No receivers is normal (nobody watching).
@@ -598,6 +628,19 @@ impl Store {
 impl Default for Store {
     fn default() -> Self {
         Store::new()
+    }
+}
+
+/// Refuses an object nested deeper than [`bounds::MAX_DEPTH`]: it could not be reloaded,
+/// and walking it could overflow a stack.
+fn check_depth(kind: &Kind, obj: &Value) -> Result<(), StoreError> {
+    match bounds::deeper_than(obj, bounds::MAX_DEPTH) {
+        None => Ok(()),
+        Some(field) => Err(StoreError::Invalid {
+            resource: kind.plural,
+            name: meta::name(obj).to_string(),
+            causes: vec![(field, bounds::depth_message())],
+        }),
     }
 }
 

@@ -71,6 +71,60 @@ fn watch_from_a_version_older_than_the_history_is_expired() {
 }
 
 #[test]
+fn the_history_is_bounded_by_bytes_as_well_as_by_count() {
+    let store = Store::new();
+    let old = store.resource_version();
+    // 40 writes of a 1 MiB object hold 80 MiB (object and previous) in the history.
+    let big = "x".repeat(1024 * 1024);
+    for i in 0..40 {
+        let lease = json!({"metadata": {"name": "l"},
+                           "spec": {"holderIdentity": format!("{i}{big}")}});
+        if i == 0 {
+            store.create(k("leases"), "default", lease).unwrap();
+        } else {
+            store
+                .update(k("leases"), "default", "l", lease, WriteMode::Main)
+                .unwrap();
+        }
+    }
+    assert!(store.watch("leases", None, WatchStart::After(old)).is_err());
+    let state = store.lock();
+    assert!(
+        state.history_bytes <= HISTORY_BYTES,
+        "{}",
+        state.history_bytes
+    );
+    assert_eq!(
+        state.history_bytes,
+        state.history.iter().map(|(_, n)| n).sum::<usize>()
+    );
+}
+
+#[test]
+fn an_object_nested_past_the_limit_is_refused_by_the_store_itself() {
+    let store = Store::new();
+    let mut deep = json!(1);
+    for _ in 0..bounds::MAX_DEPTH {
+        deep = json!({ "a": deep });
+    }
+    let mut lease = json!({"metadata": {"name": "l"}, "spec": deep});
+    let err = store
+        .create(k("leases"), "default", lease.clone())
+        .unwrap_err();
+    let StoreError::Invalid { causes, .. } = err else {
+        panic!("{err:?}")
+    };
+    assert!(causes[0].0.starts_with("spec.a.a"), "{causes:?}");
+    lease["spec"] = json!({});
+    store.create(k("leases"), "default", lease.clone()).unwrap();
+    lease["spec"] = deep;
+    assert!(matches!(
+        store.update(k("leases"), "default", "l", lease, WriteMode::Main),
+        Err(StoreError::Invalid { .. })
+    ));
+}
+
+#[test]
 fn pods_wait_for_their_terminator_when_one_is_present() {
     let store = Store::new();
     store.create(k("pods"), "default", pod("a")).unwrap();
