@@ -184,7 +184,7 @@ async fn pods_that_stay_pending_are_named_with_their_events_reason_during_the_wa
     assert!(stderr.contains(&line), "{stderr}");
     // The timeout's error says it again.
     assert!(
-        stderr.contains(&format!("the rollout did not finish (pods not ready")),
+        stderr.contains("the rollout did not finish (pods not ready"),
         "{stderr}"
     );
     assert!(stderr.matches("FailedScheduling").count() >= 2, "{stderr}");
