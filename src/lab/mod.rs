@@ -11,6 +11,7 @@ mod api;
 mod command;
 pub(crate) mod controllers;
 mod daemon;
+pub mod in_process;
 mod kubeconfig;
 pub(crate) mod kubelet;
 mod metrics;
