@@ -64,8 +64,13 @@ pub fn not_implemented(what: &str) -> anyhow::Error {
 
 fn completions(args: cli::CompletionsArgs) -> anyhow::Result<Exit> {
     use clap::CommandFactory;
+    use std::io::Write;
     let mut cmd = Cli::command();
-    clap_complete::generate(args.shell, &mut cmd, "resil", &mut std::io::stdout());
+    // Generated into memory: clap_complete panics on a failed write, and a closed stdout
+    // must end as a broken pipe, quietly.
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut cmd, "resil", &mut script);
+    std::io::stdout().lock().write_all(&script)?;
     Ok(Exit::Ok)
 }
 

@@ -369,11 +369,12 @@ impl StateDir {
             source,
         };
         rotate_log(&log_path, LOG_CAP).map_err(log_err)?;
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(log_err)?;
+        let mut options = OpenOptions::new();
+        options.create(true).append(true);
+        // The log names paths, pods and errors of this user's lab: theirs alone.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let log = options.open(&log_path).map_err(log_err)?;
         let offset = log.metadata().map_err(log_err)?.len();
         let stdout = log.try_clone().map_err(log_err)?;
         let mut command = Command::new(program);

@@ -31,7 +31,6 @@ pub fn api_router(
         addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         state_dir: state_dir.into(),
         bookmark_interval: Duration::from_secs(30),
-        // An in-process body is whole from the start; the limit never bites.
-        body_timeout: Duration::from_secs(30),
+        body_timeout: crate::lab::server::BODY_READ_TIMEOUT,
     }))
 }

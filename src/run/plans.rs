@@ -151,3 +151,20 @@ pub fn autoscale_plan(
         &target.context,
     )?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scenarios_node_port_reaches_resil_deploy() {
+        let scenario = Scenario::parse(
+            "name: np\ndeploy: {node_port: 31234}\nload: {rate: 1, duration: 1s}\n",
+        )
+        .unwrap();
+        let args = deploy_args(&scenario, None).unwrap();
+        assert_eq!(args.node_port, Some(31_234));
+        let scenario = Scenario::parse("name: np\nload: {rate: 1, duration: 1s}\n").unwrap();
+        assert_eq!(deploy_args(&scenario, None).unwrap().node_port, None);
+    }
+}

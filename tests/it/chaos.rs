@@ -9,6 +9,7 @@
 //! messages are the point.
 
 mod effects;
+mod overlap;
 mod reliability;
 
 use std::collections::BTreeMap;

@@ -248,3 +248,99 @@ fn kubeconfig_env_is_honoured() {
         .unwrap();
     assert!(stderr(&out).contains("`prod-eu`"), "{}", stderr(&out));
 }
+
+/// A kubeconfig whose only context `context` points at `server`.
+fn one_context(dir: &Path, context: &str, server: &str) -> PathBuf {
+    let path = dir.join(format!("{context}.kubeconfig"));
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: {context}\nclusters: [{{name: c, \
+             cluster: {{server: \"{server}\"}}}}]\nusers: [{{name: u, user: {{token: t}}}}]\n\
+             contexts: [{{name: {context}, context: {{cluster: c, user: u}}}}]\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn a_kind_named_context_on_a_remote_server_is_refused_before_any_request() {
+    let home = tempfile::tempdir().unwrap();
+    // TEST-NET-3: never routed. The guard must refuse on the kubeconfig alone.
+    let server = "https://203.0.113.5:6443";
+    let kc = one_context(home.path(), "kind-prod", server);
+    let kc = kc.to_str().unwrap();
+    let state = home.path().join("chaos");
+    let state = state.to_str().unwrap();
+    for args in [
+        vec!["deploy"],
+        vec!["undeploy"],
+        vec!["chaos", "outage", "--color", "blue", "--duration", "5s"],
+        vec!["chaos", "latency", "--delay", "100ms", "--duration", "5s"],
+        vec!["chaos", "kill-pods", "--color", "blue"],
+    ] {
+        let mut argv = vec!["--kubeconfig", kc];
+        argv.extend(&args);
+        if args[0] == "chaos" {
+            argv.extend(["--state-dir", state]);
+        }
+        let started = std::time::Instant::now();
+        let out = resil(home.path()).args(&argv).output().unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("refusing to change context `kind-prod`"),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains(server), "{args:?}: {err}");
+        assert!(err.contains("--allow-context kind-prod"), "{args:?}: {err}");
+        // Refused on the kubeconfig, not after a connection attempt timed out.
+        assert!(started.elapsed() < Duration::from_secs(4), "{args:?}");
+    }
+}
+
+#[test]
+fn chaos_revert_is_guarded_before_any_request_and_the_entry_stays_open() {
+    use resil::chaos::journal::{Entry, Journal, Undo};
+    let home = tempfile::tempdir().unwrap();
+    let server = Silent::new();
+    let kc = one_context(home.path(), "prod-eu", &server.url());
+    let state = home.path().join("chaos");
+    let journal = Journal::new(&state);
+    journal
+        .record(&Entry {
+            id: "outage-1".to_string(),
+            action: "outage".to_string(),
+            context: "prod-eu".to_string(),
+            namespace: "distributed-resilience".to_string(),
+            targets: vec!["deployment/web-blue".to_string()],
+            detail: "web-blue scaled 2 → 0".to_string(),
+            injected_at: chrono::Utc::now(),
+            revert_at: None,
+            undo: Undo::Replicas {
+                deployment: "web-blue".to_string(),
+                replicas: 2,
+                injected: Some(0),
+            },
+            reverted_at: None,
+        })
+        .unwrap();
+    let out = resil(home.path())
+        .args(["--kubeconfig", kc.to_str().unwrap(), "chaos", "revert"])
+        .arg("--state-dir")
+        .arg(&state)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("refusing to change context `prod-eu`"),
+        "{err}"
+    );
+    assert!(
+        !server.was_contacted(),
+        "the guard must act before connecting"
+    );
+    assert_eq!(journal.open_entries().unwrap().len(), 1, "still owed");
+}

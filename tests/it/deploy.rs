@@ -4,6 +4,8 @@
 //! guard refuses a production-looking context. Also: bad manifests fail before anything
 //! is sent, and the kind/minikube scripts are valid shell.
 
+pub(crate) mod hardening;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

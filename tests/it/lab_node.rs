@@ -248,6 +248,45 @@ async fn pods_beyond_max_pods_stay_pending_unschedulable_and_start_when_room_fre
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_bound_by_hand_past_max_pods_are_rejected_out_of_pods() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lab, client) = lab_in(dir.path(), 2).await;
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    // `spec.nodeName` set at create skips the scheduler; the node must still count.
+    for n in 0..5 {
+        let pod: Pod = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": format!("direct-{n}")},
+            "spec": {"nodeName": "resil-lab",
+                     "containers": [{"name": "web", "image": "resil-demo:1"}]},
+        }))
+        .unwrap();
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+    }
+    let rejected = eventually(Duration::from_secs(15), "3 pods rejected", || async {
+        let list = pods.list(&ListParams::default()).await.ok()?.items;
+        let rejected: Vec<Pod> = list
+            .into_iter()
+            .filter(|p| p.status.as_ref().and_then(|s| s.reason.as_deref()) == Some("OutOfpods"))
+            .collect();
+        (rejected.len() == 3).then_some(rejected)
+    })
+    .await;
+    for pod in &rejected {
+        let status = pod.status.as_ref().unwrap();
+        assert_eq!(status.phase.as_deref(), Some("Failed"));
+        let message = status.message.as_deref().unwrap_or_default();
+        assert!(
+            message.contains("pods, requested: 1, used: 2, capacity: 2"),
+            "{message}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(pod_processes(dir.path()), 2);
+    lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_port_someone_else_holds_is_shown_on_the_service_until_it_is_free() {
     let dir = tempfile::tempdir().unwrap();
     let (lab, client) = lab_in(dir.path(), 110).await;

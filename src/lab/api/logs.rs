@@ -49,17 +49,30 @@ fn container(pod: &Value, name: &str, wanted: Option<&String>) -> ApiResult<Stri
         .flatten()
         .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_string))
         .collect();
-    match wanted {
-        Some(c) if names.contains(c) => Ok(c.clone()),
-        Some(c) => Err(ApiError::bad_request(format!(
-            "container {c} is not valid for pod {name}"
-        ))),
-        None if names.len() == 1 => Ok(names[0].clone()),
-        None => Err(ApiError::bad_request(format!(
-            "a container name must be specified for pod {name}, choose one of: [{}]",
-            names.join(" ")
-        ))),
+    let chosen = match wanted {
+        Some(c) if names.contains(c) => c.clone(),
+        Some(c) => {
+            return Err(ApiError::bad_request(format!(
+                "container {c} is not valid for pod {name}"
+            )));
+        }
+        None if names.len() == 1 => names[0].clone(),
+        None => {
+            return Err(ApiError::bad_request(format!(
+                "a container name must be specified for pod {name}, choose one of: [{}]",
+                names.join(" ")
+            )));
+        }
+    };
+    // The name becomes a file name under the state directory. The API refuses such names
+    // at write time; a pod stored before that rule (an old state file) is caught here.
+    if super::validate::dns_label_problem(&chosen).is_some() {
+        return Err(ApiError::bad_request(format!(
+            "container name {chosen:?} in pod {name} is not a DNS-1123 label; its logs are \
+             not served (recreate the pod with a valid container name)"
+        )));
     }
+    Ok(chosen)
 }
 
 /// Answers a log request.
@@ -189,6 +202,15 @@ async fn follow(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stored_container_name_that_is_a_path_is_never_read() {
+        let pod = serde_json::json!({"spec": {"containers": [{"name": "../../x"}]}});
+        let err = container(&pod, "web", None).unwrap_err();
+        assert_eq!(err.code, 400);
+        let wanted = "../../x".to_string();
+        assert_eq!(container(&pod, "web", Some(&wanted)).unwrap_err().code, 400);
+    }
 
     #[test]
     fn tail_keeps_the_last_lines() {

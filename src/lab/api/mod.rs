@@ -187,8 +187,8 @@ pub fn parse_value(bytes: &[u8], format: BodyFormat, kind: &Kind, name: &str) ->
         |field: String| ApiError::invalid(kind, name, &[(field, bounds::depth_message())]);
     let value = match format {
         BodyFormat::Json => {
-            if bounds::json_text_deeper_than(bytes, MAX_DEPTH) {
-                return Err(too_deep(String::new()));
+            if let Some(field) = bounds::json_text_deeper_than(bytes, MAX_DEPTH) {
+                return Err(too_deep(field));
             }
             serde_json::from_slice(bytes).map_err(|e| {
                 ApiError::bad_request(format!("the request body is not valid JSON: {e}"))

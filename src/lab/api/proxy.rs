@@ -8,8 +8,11 @@
 //!
 //! The name is `name`, `name:port` or `scheme:name:port` (upstream `SplitSchemeNamePort`);
 //! without a port the pod's first declared container port is meant. Lab-specific: every
-//! pod is a process on 127.0.0.1 with a port of its own (pod annotation `resil.dev/port`),
-//! so the container port named in the URL is mapped to that real port. Errors are Status
+//! pod is a process on 127.0.0.1 with a port of its own, so the container port named in
+//! the URL (which must be one the pod spec declares) is mapped to that real port. The
+//! real port is the pod annotation `resil.dev/port`, which only the kubelet writes: the
+//! API ignores every client write to it (`handlers::keep_server_fields`), so a client
+//! cannot point the proxy at another loopback port. Errors are Status
 //! bodies like upstream's: a malformed name → 400 BadRequest; no such pod → 404 NotFound;
 //! a pod with no process to reach (pending, finished, no port yet), a port its container
 //! does not declare, or a connection that fails → 503 ServiceUnavailable "error trying to

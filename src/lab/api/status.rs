@@ -207,6 +207,9 @@ impl ApiError {
         match err {
             PatchError::BadRequest(m) => ApiError::bad_request(m),
             PatchError::Invalid(m) => ApiError::invalid(kind, name, &[(String::new(), m)]),
+            e @ PatchError::TooManyOperations { .. } => {
+                ApiError::new(413, "RequestEntityTooLarge", e.to_string())
+            }
             PatchError::TooDeep { field } => ApiError::invalid(
                 kind,
                 name,

@@ -19,7 +19,7 @@ fn required(causes: &mut Causes, field: &str) {
 const LABEL_MAX: usize = 63;
 
 /// Why `name` is not a DNS-1123 label (upstream `IsDNS1123Label`), or None if it is one.
-fn dns_label_problem(name: &str) -> Option<String> {
+pub(super) fn dns_label_problem(name: &str) -> Option<String> {
     if name.len() > LABEL_MAX {
         return Some(format!(
             "Invalid value: {name:?}: must be no more than {LABEL_MAX} characters"

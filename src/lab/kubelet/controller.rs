@@ -125,6 +125,22 @@ fn sync(node: &Arc<Node>, workers: &mut HashMap<(String, String), Worker>) {
     workers.retain(|_, w| !w.task.is_finished());
     let pods: Vec<Pod> = typed(node.store.list("pods", None).items);
     schedule(node, &pods);
+    // Pods with a process running here: a pod bound by hand (`spec.nodeName` set at
+    // create) skips the scheduler, so the node checks its capacity again, as upstream's
+    // kubelet admission does.
+    let mut running = pods
+        .iter()
+        .filter(|p| {
+            let key = (
+                p.metadata.namespace.clone().unwrap_or_default(),
+                p.metadata.name.clone().unwrap_or_default(),
+            );
+            !finished(p)
+                && workers
+                    .get(&key)
+                    .is_some_and(|w| Some(&w.uid) == p.metadata.uid.as_ref())
+        })
+        .count();
     let mut seen = std::collections::HashSet::new();
     for pod in pods {
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
@@ -163,7 +179,9 @@ fn sync(node: &Arc<Node>, workers: &mut HashMap<(String, String), Worker>) {
             }
             (Some(_), false) => {}
             (None, false) if finished(&pod) => {}
+            (None, false) if running >= node.max_pods => out_of_pods(node, &pod, running),
             (None, false) => {
+                running += 1;
                 if let Some(old) = workers.remove(&key) {
                     // Same name, new pod: the old one's processes go at once.
                     let _ = old.stop.send(Some(Duration::ZERO));
@@ -270,6 +288,36 @@ fn unschedulable(store: &Store, pod: &Pod) {
         "FailedScheduling",
         TOO_MANY_PODS,
         "default-scheduler",
+    );
+}
+
+/// Rejects a pod bound to the full node past the scheduler: `Failed`, reason
+/// `OutOfpods`, as upstream's kubelet admission rejects it, with a Warning Event.
+fn out_of_pods(node: &Node, pod: &Pod, used: usize) {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let message = format!(
+        "Pod was rejected: Node didn't have enough resource: pods, requested: 1, used: {used}, \
+         capacity: {}",
+        node.max_pods
+    );
+    let status = json!({
+        "phase": "Failed",
+        "reason": "OutOfpods",
+        "message": message,
+        "qosClass": "BestEffort",
+    });
+    write_status(&node.store, "pods", ns, name, status);
+    events::record(
+        &node.store,
+        &to_value(pod),
+        "Warning",
+        "OutOfpods",
+        &format!(
+            "Node didn't have enough resource: pods, requested: 1, used: {used}, capacity: {}",
+            node.max_pods
+        ),
+        "kubelet",
     );
 }
 

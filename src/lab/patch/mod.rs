@@ -14,11 +14,12 @@
 //! the status-subresource rule. Merge-key knowledge lives in one table (`keys`).
 //!
 //! Bounds: every result is at most [`MAX_DEPTH`] levels deep ([`PatchError::TooDeep`]
-//! otherwise). A JSON patch is applied one operation at a time and measured after each,
-//! because `copy` can double the depth (and the size) per operation: unchecked, a few
+//! otherwise). A JSON patch is applied one operation at a time, each checked before it
+//! runs, because `copy` can double the depth (and the size) per operation: unchecked, a
 //! dozen operations build a value that overflows the stack when cloned or dropped. The
 //! bytes copied by `copy` operations are capped at [`MAX_COPIED_BYTES`] in all, as
-//! upstream caps them (`AccumulatedCopySizeLimit`, the request size limit).
+//! upstream caps them (`AccumulatedCopySizeLimit`, the request size limit), and a patch
+//! has at most [`MAX_JSON_PATCH_OPERATIONS`] operations.
 
 mod apply;
 mod fieldset;
@@ -32,6 +33,8 @@ use crate::lab::store::bounds::{self, MAX_DEPTH};
 /// Most bytes (as JSON) that the `copy` operations of one JSON patch may copy in all: the
 /// API's request size limit, as upstream sets it.
 pub const MAX_COPIED_BYTES: usize = 3 * 1024 * 1024;
+/// Most operations in one JSON patch (upstream's `maxJSONPatchOperations`).
+pub const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
 
 /// A patch document and its type, as the PATCH handler received it.
 #[derive(Debug, Clone, Copy)]
@@ -72,6 +75,16 @@ pub enum PatchError {
     TooDeep {
         /// Field path of the first value past the limit.
         field: String,
+    },
+    /// A JSON patch with more than [`MAX_JSON_PATCH_OPERATIONS`] operations; the API
+    /// answers 413 as upstream does.
+    #[error(
+        "The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, got \
+         {count}"
+    )]
+    TooManyOperations {
+        /// How many the patch has.
+        count: usize,
     },
 }
 
@@ -122,23 +135,45 @@ fn patched(live: Option<&Value>, patch: Patch<'_>, kind: &str) -> Result<Value, 
     }
 }
 
-/// Applies RFC 6902 operations to a copy of `live`, one by one, measuring after each (see
-/// the module comment). All or nothing, like `json_patch::patch`: on an error the copy is
-/// dropped.
+/// Applies RFC 6902 operations to a copy of `live`, one by one, checking before each what
+/// it would insert (see the module comment). All or nothing, like `json_patch::patch`: on
+/// an error the copy is dropped.
+///
+/// An operation that puts a value `v` at a path of `k` tokens makes the object
+/// `max(depth, k + depth(v))` deep, so measuring `v` alone is exact and keeps the work
+/// linear in what the patch adds or copies. A `move` to a deeper path measures the moved
+/// value; at most [`MAX_JSON_PATCH_OPERATIONS`] operations bound that work.
 fn json_patch_bounded(live: &Value, operations: &json_patch::Patch) -> Result<Value, PatchError> {
+    use json_patch::PatchOperation as Op;
+    if operations.len() > MAX_JSON_PATCH_OPERATIONS {
+        return Err(PatchError::TooManyOperations {
+            count: operations.len(),
+        });
+    }
     let mut object = live.clone();
     let mut copied = 0usize;
     for (i, op) in operations.iter().enumerate() {
-        if let json_patch::PatchOperation::Copy(copy) = op
-            && let Some(from) = object.pointer(copy.from.as_str())
-        {
-            copied = copied.saturating_add(bounds::encoded_len(from));
-            if copied > MAX_COPIED_BYTES {
-                return Err(PatchError::Invalid(format!(
-                    "operation '/{i}': the copy operations copy more than \
-                     {MAX_COPIED_BYTES} bytes in all"
-                )));
+        match op {
+            Op::Add(add) => fits(add.path.as_str(), &add.value)?,
+            Op::Replace(replace) => fits(replace.path.as_str(), &replace.value)?,
+            Op::Copy(copy) => {
+                if let Some(from) = object.pointer(copy.from.as_str()) {
+                    copied = copied.saturating_add(bounds::encoded_len(from));
+                    if copied > MAX_COPIED_BYTES {
+                        return Err(PatchError::Invalid(format!(
+                            "operation '/{i}': the copy operations copy more than \
+                             {MAX_COPIED_BYTES} bytes in all"
+                        )));
+                    }
+                    fits(copy.path.as_str(), from)?;
+                }
             }
+            Op::Move(mv) if tokens(mv.path.as_str()) > tokens(mv.from.as_str()) => {
+                if let Some(from) = object.pointer(mv.from.as_str()) {
+                    fits(mv.path.as_str(), from)?;
+                }
+            }
+            _ => {}
         }
         json_patch::patch_unsafe(&mut object, std::slice::from_ref(op)).map_err(|e| {
             PatchError::Invalid(format!(
@@ -146,13 +181,39 @@ fn json_patch_bounded(live: &Value, operations: &json_patch::Patch) -> Result<Va
                 e.path, e.kind
             ))
         })?;
-        // One operation at most doubles the depth, so the value measured here is at most
-        // twice the limit deep: still safe to walk, clone and drop.
-        if let Some(field) = bounds::deeper_than(&object, MAX_DEPTH) {
-            return Err(PatchError::TooDeep { field });
-        }
     }
     Ok(object)
+}
+
+/// How many reference tokens a JSON pointer has (`/a/b`: 2; an escaped `/` is `~1`).
+fn tokens(pointer: &str) -> usize {
+    pointer.matches('/').count()
+}
+
+/// Whether `value` put at `pointer` stays within [`MAX_DEPTH`]; the error names the field.
+fn fits(pointer: &str, value: &Value) -> Result<(), PatchError> {
+    let room = MAX_DEPTH.saturating_sub(tokens(pointer));
+    let Some(inner) = bounds::deeper_than(value, room) else {
+        return Ok(());
+    };
+    let mut field: String = pointer
+        .split('/')
+        .skip(1)
+        .map(|t| t.replace("~1", "/").replace("~0", "~"))
+        .collect::<Vec<_>>()
+        .join(".");
+    if !inner.is_empty() {
+        field = format!("{field}.{inner}");
+    }
+    if field.len() > 200 {
+        let mut cut = 200;
+        while !field.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        field.truncate(cut);
+        field.push_str("...");
+    }
+    Err(PatchError::TooDeep { field })
 }
 
 /// The live object a non-apply patch needs.
@@ -261,6 +322,58 @@ mod tests {
                 "{doc}: {err:?}"
             );
         }
+    }
+
+    #[test]
+    fn json_patch_copies_that_double_the_depth_stop_before_the_limit_is_passed() {
+        let mut x = json!(1);
+        for _ in 0..40 {
+            x = json!({ "a": x });
+        }
+        let live = json!({"spec": {"x": x}});
+        let innermost = format!("/spec/x{}", "/a".repeat(40));
+        let patch = json!([{"op": "copy", "from": "/spec/x", "path": innermost}]);
+        let err = apply(Some(&live), Patch::Json(&patch), "Lease").unwrap_err();
+        let PatchError::TooDeep { field } = err else {
+            panic!("{err:?}")
+        };
+        assert!(
+            field.starts_with("spec.x.a.a") && field.len() <= 203,
+            "{field}"
+        );
+        // An add or a deeper move is measured the same way.
+        let add = json!([{"op": "add", "path": "/spec/y", "value": live["spec"]["x"]},
+                         {"op": "add", "path": innermost, "value": live["spec"]["x"]}]);
+        assert!(matches!(
+            apply(Some(&live), Patch::Json(&add), "Lease"),
+            Err(PatchError::TooDeep { .. })
+        ));
+        let mv = json!([{"op": "copy", "from": "/spec/x", "path": "/y"},
+                        {"op": "move", "from": "/y", "path": innermost}]);
+        assert!(matches!(
+            apply(Some(&live), Patch::Json(&mv), "Lease"),
+            Err(PatchError::TooDeep { .. })
+        ));
+        // Within the limit, the same operations apply.
+        let from = format!("/spec/x{}", "/a".repeat(30));
+        let fine = json!([{"op": "copy", "from": from, "path": "/spec/z"}]);
+        apply(Some(&live), Patch::Json(&fine), "Lease").unwrap();
+    }
+
+    #[test]
+    fn json_patch_with_too_many_operations_is_refused() {
+        let ops: Vec<Value> = (0..=MAX_JSON_PATCH_OPERATIONS)
+            .map(|_| json!({"op": "test", "path": "/spec/replicas", "value": 2}))
+            .collect();
+        let err = apply(
+            Some(&deployment()),
+            Patch::Json(&Value::from(ops)),
+            "Deployment",
+        );
+        assert!(
+            matches!(err, Err(PatchError::TooManyOperations { count: 10_001 })),
+            "{err:?}"
+        );
     }
 
     #[test]

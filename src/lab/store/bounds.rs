@@ -112,35 +112,98 @@ fn path(stack: &[(Segment<'_>, Children<'_>)]) -> String {
     out
 }
 
-/// Whether JSON text nests more than `limit` levels, judged from the brackets alone (outside
-/// strings) before any parser recurses into it. Malformed text is left to the parser.
-pub fn json_text_deeper_than(bytes: &[u8], limit: usize) -> bool {
-    let mut depth = 0usize;
+/// Longest key kept while scanning JSON text for [`json_text_deeper_than`].
+const MAX_KEY_CHARS: usize = 64;
+
+/// One open container while scanning JSON text: the segment that leads to it, and for a
+/// list the index of the element being read, for an object the key being read.
+struct Open {
+    segment: Option<String>,
+    list: bool,
+    index: usize,
+    key: String,
+}
+
+/// Where JSON text first nests more than `limit` levels, judged from the brackets alone
+/// (outside strings) before any parser recurses into it: the field path, as
+/// [`deeper_than`] gives it, or None. Malformed text is left to the parser.
+pub fn json_text_deeper_than(bytes: &[u8], limit: usize) -> Option<String> {
+    let mut open: Vec<Open> = Vec::new();
     let mut in_string = false;
     let mut escaped = false;
+    let mut string = String::new();
     for &b in bytes {
         if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
+            // Keys are kept as written (escapes included), which is enough to name a field.
+            let end = !escaped && b == b'"';
+            escaped = !escaped && b == b'\\';
+            if end {
+                in_string = false;
+            } else if string.len() < MAX_KEY_CHARS {
+                string.push(char::from(b));
             }
             continue;
         }
         match b {
-            b'"' => in_string = true,
-            b'{' | b'[' => {
-                depth += 1;
-                if depth > limit {
-                    return true;
+            b'"' => {
+                in_string = true;
+                string.clear();
+            }
+            b':' => {
+                if let Some(top) = open.last_mut() {
+                    top.key = std::mem::take(&mut string);
                 }
             }
-            b'}' | b']' => depth = depth.saturating_sub(1),
+            b',' => {
+                if let Some(top) = open.last_mut() {
+                    top.index += 1;
+                }
+            }
+            b'{' | b'[' => {
+                let segment = open.last().map(|top| {
+                    if top.list {
+                        format!("[{}]", top.index)
+                    } else {
+                        top.key.clone()
+                    }
+                });
+                open.push(Open {
+                    segment,
+                    list: b == b'[',
+                    index: 0,
+                    key: String::new(),
+                });
+                if open.len() > limit {
+                    return Some(text_path(&open));
+                }
+            }
+            b'}' | b']' => {
+                open.pop();
+            }
             _ => {}
         }
     }
-    false
+    None
+}
+
+fn text_path(open: &[Open]) -> String {
+    let mut out = String::new();
+    for segment in open.iter().filter_map(|o| o.segment.as_deref()) {
+        if !out.is_empty() && !segment.starts_with('[') {
+            out.push('.');
+        }
+        out.push_str(segment);
+        if out.len() > MAX_PATH_CHARS {
+            let mut cut = MAX_PATH_CHARS;
+            while !out.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.truncate(cut);
+            out.push_str("...");
+            break;
+        }
+    }
+    out
 }
 
 /// About how many bytes `value` takes as compact JSON (exact for most values; numbers are
@@ -199,7 +262,7 @@ mod tests {
     fn a_very_deep_value_is_measured_without_overflowing_the_stack() {
         // Built as text: a Value this deep could not even be dropped recursively.
         let text = format!("{}{}", "[".repeat(1_000_000), "]".repeat(1_000_000));
-        assert!(json_text_deeper_than(text.as_bytes(), MAX_DEPTH));
+        assert!(json_text_deeper_than(text.as_bytes(), MAX_DEPTH).is_some());
         let mut list = Value::Null;
         for _ in 0..100 {
             list = Value::Array(vec![list]);
@@ -221,9 +284,18 @@ mod tests {
     #[test]
     fn brackets_inside_strings_do_not_count() {
         let text = format!(r#"{{"a": "{}\"{}"}}"#, "[".repeat(100), "{".repeat(100));
-        assert!(!json_text_deeper_than(text.as_bytes(), 2));
-        assert!(json_text_deeper_than(br#"{"a":[[{}]]}"#, 3));
-        assert!(!json_text_deeper_than(br#"{"a":[[{}]]}"#, 4));
+        assert_eq!(json_text_deeper_than(text.as_bytes(), 2), None);
+        assert_eq!(json_text_deeper_than(br#"{"a":[[{}]]}"#, 4), None);
+        let path = |text: &str, limit| json_text_deeper_than(text.as_bytes(), limit);
+        assert_eq!(path(r#"{"a":[[{}]]}"#, 3).as_deref(), Some("a[0][0]"));
+        assert_eq!(
+            path(r#"{"k": 1, "x": [1, {"y\"z": {"w": {}}}]}"#, 3).as_deref(),
+            Some("x[1].y\\\"z")
+        );
+        // Text and value paths agree.
+        let v: Value =
+            serde_json::from_str(r#"{"b": 1, "s": {"c": [0, [1, {"d": {}}]]}}"#).unwrap();
+        assert_eq!(path(&v.to_string(), 4), deeper_than(&v, 4));
     }
 
     #[test]

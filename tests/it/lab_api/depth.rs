@@ -39,6 +39,11 @@ async fn a_body_nested_125_levels_is_refused_with_422_by_every_write_and_the_sta
     let deep = deep_pod("deep", 125);
     let (code, _, body) = raw(&client, "POST", PODS, None, deep.to_string().into_bytes()).await;
     assert_too_deep(code, &body);
+    let field = body["details"]["causes"][0]["field"].as_str().unwrap();
+    assert!(
+        field.starts_with("spec.x.a.a"),
+        "the cause names the field: {field}"
+    );
     // YAML is JSON too, for the YAML parser.
     let (code, _, body) = raw(
         &client,
