@@ -287,7 +287,11 @@ enum BodySource {
     Raw(Vec<u8>),
     /// A template with a value nested `depth` levels under `spec.x` (arrays and objects
     /// by the bits of `shape`): the depth limit's edge, reached without luck.
-    Nested { index: u8, depth: u8, shape: u64 },
+    Nested {
+        index: u8,
+        depth: u8,
+        shape: u64,
+    },
 }
 
 #[derive(Debug, Arbitrary)]
@@ -471,16 +475,7 @@ fn body(request: &Request, name: Option<&str>) -> Vec<u8> {
         BodySource::Value(Json(v)) => v.clone(),
         BodySource::Ops(ops) => Value::Array(ops.iter().map(|o| o.0.clone()).collect()),
         BodySource::Template { index, edits } => {
-            let mut v = TEMPLATES[*index as usize % TEMPLATES.len()].clone();
-            // The object the URL names, in the namespace the lab has.
-            if let Some(name) = name {
-                set(&mut v, "/metadata/name", Value::String(name.to_string()));
-            }
-            set(
-                &mut v,
-                "/metadata/namespace",
-                Value::String("default".into()),
-            );
+            let mut v = template(*index, name);
             for e in edits.iter().take(8) {
                 set(&mut v, &e.pointer, e.value.clone());
             }
@@ -491,11 +486,7 @@ fn body(request: &Request, name: Option<&str>) -> Vec<u8> {
             depth,
             shape,
         } => {
-            let mut v = TEMPLATES[*index as usize % TEMPLATES.len()].clone();
-            if let Some(name) = name {
-                set(&mut v, "/metadata/name", Value::String(name.to_string()));
-            }
-            set(&mut v, "/metadata/namespace", Value::String("default".into()));
+            let mut v = template(*index, name);
             let mut inner = Value::String("deep".into());
             for level in 0..*depth as u32 {
                 inner = if shape.rotate_right(level) & 1 == 1 {
@@ -522,6 +513,20 @@ fn body(request: &Request, name: Option<&str>) -> Vec<u8> {
     } else {
         value.to_string().into_bytes()
     }
+}
+
+/// A stored-kind template named as the URL names it, in the namespace the lab has.
+fn template(index: u8, name: Option<&str>) -> Value {
+    let mut v = TEMPLATES[index as usize % TEMPLATES.len()].clone();
+    if let Some(name) = name {
+        set(&mut v, "/metadata/name", Value::String(name.to_string()));
+    }
+    set(
+        &mut v,
+        "/metadata/namespace",
+        Value::String("default".into()),
+    );
+    v
 }
 
 /// Percent-encodes everything but the unreserved characters.

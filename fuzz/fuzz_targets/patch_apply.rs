@@ -15,7 +15,6 @@ use resil::lab::store::bounds::{MAX_DEPTH, deeper_than};
 use resil_fuzz::{Json, KUBECTL_PATCHES, TEMPLATES, pointer, set, value, value_depth};
 use serde_json::Value;
 
-
 const KINDS: &[&str] = &[
     "Deployment",
     "Pod",

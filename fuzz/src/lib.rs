@@ -514,32 +514,6 @@ pub static KUBECTL_PATCHES: LazyLock<Vec<Value>> = LazyLock::new(|| {
     ]
 });
 
-/// Depth of JSON text (brackets outside strings), without parsing it.
-pub fn text_depth(bytes: &[u8]) -> usize {
-    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
-    for &b in bytes {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                max = max.max(depth);
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    max
-}
-
 /// Deepest nesting of a value, iteratively (a deep value must not overflow the checker).
 pub fn value_depth(v: &Value) -> usize {
     let mut max = 0;
