@@ -363,7 +363,9 @@ async fn check_reachable(client: &Client, context: &str, server: &str) -> Result
     })
 }
 
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+/// An error and its causes on one line, each cause once (a cause whose text an earlier
+/// part already holds is skipped).
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut parts = vec![err.to_string()];
     let mut source = err.source();
     while let Some(cause) = source {

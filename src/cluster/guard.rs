@@ -60,6 +60,7 @@ pub fn is_local_server(context: &str, server: &str) -> bool {
     };
     match host.parse::<IpAddr>() {
         Ok(ip) => {
+            let ip = ip.to_canonical(); // ::ffff:127.0.0.1 is 127.0.0.1
             ip.is_loopback()
                 || ip.is_unspecified()
                 || (context == "minikube"
@@ -201,6 +202,7 @@ mod tests {
             ("kind-resil", "https://127.0.0.1:41327"),
             ("kind-resil", "https://127.5.6.7:6443"),
             ("resil-lab", "https://[::1]:6443"),
+            ("resil-lab", "https://[::ffff:127.0.0.1]:6443"),
             ("k3d-demo", "https://0.0.0.0:39211"),
             ("k3d-demo", "https://host.docker.internal:39211"),
             ("docker-desktop", "https://kubernetes.docker.internal:6443"),
@@ -220,6 +222,7 @@ mod tests {
                 "https://kubernetes.docker.internal.example.com:6443",
             ),
             ("resil-lab", "https://[2001:db8::1]:6443"),
+            ("resil-lab", "https://[::ffff:203.0.113.5]:6443"),
             ("resil-lab", "https://127.0.0.1.nip.io:6443"),
             ("resil-lab", ""),
             ("resil-lab", "not a url"),

@@ -16,7 +16,7 @@ mod rollout;
 
 pub use apply::{ApplyOutcome, apply, ensure_managed};
 pub use connect::{
-    ClusterKind, ConnectOptions, KubeconfigSource, Target, connect, known_contexts,
+    ClusterKind, ConnectOptions, KubeconfigSource, Target, connect, error_chain, known_contexts,
     locate_kubeconfig, select_context, server_of,
 };
 pub use guard::{

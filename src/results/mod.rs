@@ -45,6 +45,8 @@ pub const RUN_FILE: &str = "run.json";
 pub const TIMELINE_FILE: &str = "timeline.jsonl";
 pub const LATENCY_FILE: &str = "latency.hdr";
 pub const SUMMARY_FILE: &str = "summary.json";
+/// Every file a results directory may hold.
+const RESULT_FILES: [&str; 4] = [RUN_FILE, TIMELINE_FILE, LATENCY_FILE, SUMMARY_FILE];
 
 /// Problems reading or writing a results directory.
 #[derive(Debug, thiserror::Error)]
@@ -182,38 +184,52 @@ impl RunDir {
     /// empty directory, or one that producers joining the same run (`watch`, `chaos`,
     /// `autoscale`) started and are still writing. Anything else is
     /// [`ResultsError::Occupied`]: a run that has ended, a load's run (still going, or
-    /// killed), other files.
+    /// killed), files that are not results files.
     pub fn start(path: impl Into<PathBuf>) -> Result<RunDir> {
         let path = path.into();
         let occupied = |holds: String| ResultsError::Occupied {
             path: path.clone(),
             holds,
         };
-        match fs::read_dir(&path).map(|mut entries| entries.next().is_some()) {
-            Ok(true) => {
-                if !path.join(RUN_FILE).exists() {
-                    return Err(occupied(
-                        "files and no run.json (it is not a results directory)".to_string(),
-                    ));
-                }
-                let meta = RunDir { path: path.clone() }
-                    .read_meta()
-                    .map_err(|e| occupied(format!("a run.json this resil cannot use ({e})")))?;
-                if meta.status != RunStatus::Running {
-                    return Err(occupied(finished(&meta)));
-                }
-                if meta.command == "load" {
-                    return Err(occupied(format!(
-                        "the load run {} started at {} (still running, or killed before it \
-                         ended)",
-                        meta.run_id,
-                        meta.started_at.format("%Y-%m-%d %H:%M:%S UTC")
-                    )));
-                }
-            }
-            Ok(false) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        let names: Vec<String> = match fs::read_dir(&path) {
+            Ok(entries) => entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(source) => return Err(ResultsError::Io { path, source }),
+        };
+        // Dot files are the temporary files of atomic writes (and editors' droppings).
+        let foreign = |n: &&String| !n.starts_with('.') && !RESULT_FILES.contains(&n.as_str());
+        if let Some(other) = names.iter().find(foreign) {
+            return Err(occupied(format!(
+                "{other}, which is not a results file (this is not a results directory)"
+            )));
+        }
+        let dir = RunDir { path: path.clone() };
+        if names.iter().any(|n| n == RUN_FILE) {
+            let meta = dir
+                .read_meta()
+                .map_err(|e| occupied(format!("a run.json this resil cannot use ({e})")))?;
+            if meta.status != RunStatus::Running {
+                return Err(occupied(finished(&meta)));
+            }
+            if meta.command == "load" {
+                return Err(occupied(format!(
+                    "the load run {} started at {} (still running, or killed before it \
+                     ended)",
+                    meta.run_id,
+                    meta.started_at.format("%Y-%m-%d %H:%M:%S UTC")
+                )));
+            }
+        }
+        if names.iter().any(|n| n == SUMMARY_FILE) {
+            let summary = dir
+                .read_summary()
+                .map_err(|e| occupied(format!("a summary.json this resil cannot use ({e})")))?;
+            if summary.load.is_some() {
+                return Err(occupied("a load's summary".to_string()));
+            }
         }
         RunDir::create(path)
     }
@@ -479,8 +495,23 @@ mod tests {
         fs::create_dir(&src).unwrap();
         fs::write(src.join("main.rs"), "fn main() {}").unwrap();
         let err = RunDir::start(&src).unwrap_err().to_string();
-        assert!(err.contains("no run.json"), "{err}");
+        assert!(
+            err.contains("main.rs, which is not a results file"),
+            "{err}"
+        );
         assert!(!src.join(RUN_FILE).exists());
+        // A watcher's section without run.json is joined; a load's summary is not.
+        let shared = RunDir::create(root.path().join("s")).unwrap();
+        shared
+            .update_summary(|s| s.watch = Some(Default::default()))
+            .unwrap();
+        RunDir::start(shared.path()).unwrap();
+        let with_load = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/results/failover")
+            .join(SUMMARY_FILE);
+        fs::copy(with_load, shared.file(SUMMARY_FILE)).unwrap();
+        let err = RunDir::start(shared.path()).unwrap_err().to_string();
+        assert!(err.contains("a load's summary"), "{err}");
         // New and empty directories are fine.
         RunDir::start(root.path().join("new/deeper")).unwrap();
         let empty = root.path().join("empty");

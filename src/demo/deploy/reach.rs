@@ -134,7 +134,7 @@ async fn probe(http: &reqwest::Client, url: &str, pods: &Api<Pod>) -> Answer {
     let probe_url = format!("{}{PROBE_PATH}", url.trim_end_matches('/'));
     let res = match http.get(&probe_url).send().await {
         Ok(res) => res,
-        Err(e) => return Answer::Nothing(error_chain(&e)),
+        Err(e) => return Answer::Nothing(crate::cluster::error_chain(&e)),
     };
     let code = res.status().as_u16();
     let Some(pod) = res
@@ -183,17 +183,4 @@ fn unreached(
             })
             .unwrap_or_default(),
     }
-}
-
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![err.to_string()];
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = cause.source();
-    }
-    parts.join(": ")
 }

@@ -471,16 +471,7 @@ impl PodRun {
             qos_class: Some("BestEffort".to_string()),
             ..PodStatus::default()
         };
-        if !self.still_ours() {
-            return;
-        }
-        write_status(
-            &self.node.store,
-            "pods",
-            &self.ns,
-            &self.name,
-            to_value(&status),
-        );
+        self.publish(&status);
     }
 
     /// Marks the pod Failed without running anything (the kubelet refused it), with the
@@ -502,17 +493,26 @@ impl PodRun {
             qos_class: Some("BestEffort".to_string()),
             ..PodStatus::default()
         };
-        if !self.still_ours() {
+        if !self.publish(&status) {
             return;
+        }
+        self.event("Warning", "Failed", &format!("Error: {message}"));
+    }
+
+    /// Writes `status` while the stored pod is still this worker's (not deleted and made
+    /// again under the same name); says whether it wrote.
+    fn publish(&self, status: &PodStatus) -> bool {
+        if !self.still_ours() {
+            return false;
         }
         write_status(
             &self.node.store,
             "pods",
             &self.ns,
             &self.name,
-            to_value(&status),
+            to_value(status),
         );
-        self.event("Warning", "Failed", &format!("Error: {message}"));
+        true
     }
 
     fn still_ours(&self) -> bool {

@@ -99,17 +99,26 @@ fn path(stack: &[(Segment<'_>, Children<'_>)]) -> String {
             }
             Segment::Index(i) => out.push_str(&format!("[{i}]")),
         }
-        if out.len() > MAX_PATH_CHARS {
-            let mut cut = MAX_PATH_CHARS;
-            while !out.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            out.truncate(cut);
-            out.push_str("...");
+        if cut_path(&mut out) {
             break;
         }
     }
     out
+}
+
+/// Cuts a field path past [`MAX_PATH_CHARS`] (on a character boundary) and marks the cut;
+/// says whether it cut.
+fn cut_path(out: &mut String) -> bool {
+    if out.len() <= MAX_PATH_CHARS {
+        return false;
+    }
+    let mut cut = MAX_PATH_CHARS;
+    while !out.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    out.truncate(cut);
+    out.push_str("...");
+    true
 }
 
 /// Longest key kept while scanning JSON text for [`json_text_deeper_than`].
@@ -193,13 +202,7 @@ fn text_path(open: &[Open]) -> String {
             out.push('.');
         }
         out.push_str(segment);
-        if out.len() > MAX_PATH_CHARS {
-            let mut cut = MAX_PATH_CHARS;
-            while !out.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            out.truncate(cut);
-            out.push_str("...");
+        if cut_path(&mut out) {
             break;
         }
     }

@@ -10,6 +10,9 @@ use k8s_openapi::api::core::v1::{Event, Node, Pod};
 
 use super::*;
 
+/// What the impostor answers: plain HTTP, no `x-resil-pod` header.
+const ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\nconnection: close\r\n\r\nother\n";
+
 /// A plain HTTP server on 127.0.0.1:`port` that is not the demo app (it names no pod),
 /// answering until dropped.
 pub(crate) struct Impostor {
@@ -34,9 +37,7 @@ impl Impostor {
                         let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
                         let mut buf = [0u8; 2048];
                         let _ = conn.read(&mut buf);
-                        let _ = conn.write_all(
-                            b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\nconnection: close\r\n\r\nother\n",
-                        );
+                        let _ = conn.write_all(ANSWER);
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }
