@@ -28,6 +28,12 @@ pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(LOWEST_US, HIGHEST_US, SIGFIG).expect("constant bounds are valid")
 }
 
+/// The most histogram counters (8 bytes each) one `latency.hdr` may decode to, in all:
+/// 256 MiB. resil's own histograms hold about 26,000 counters each, so a run's file is far
+/// below it; a crafted header (5 significant digits up to `u64::MAX`, 50 MiB a histogram)
+/// repeated line after line would otherwise take the reader's memory.
+const MAX_COUNTERS: usize = 32 * 1024 * 1024;
+
 /// One tagged histogram of a run.
 #[derive(Debug, Clone)]
 pub struct TaggedHistogram {
@@ -88,6 +94,7 @@ pub fn read(path: &Path) -> Result<Vec<TaggedHistogram>> {
     };
     let mut out = Vec::new();
     let mut deserializer = Deserializer::new();
+    let mut counters = 0usize;
     for entry in IntervalLogIterator::new(&bytes) {
         let entry = entry.map_err(|e| corrupt(format!("{e:?}")))?;
         let LogEntry::Interval(interval) = entry else {
@@ -99,6 +106,13 @@ pub fn read(path: &Path) -> Result<Vec<TaggedHistogram>> {
         let histogram: Histogram<u64> = deserializer
             .deserialize(&mut encoded.as_slice())
             .map_err(|e| corrupt(format!("{e:?}")))?;
+        counters = counters.saturating_add(histogram.distinct_values());
+        if counters > MAX_COUNTERS {
+            return Err(corrupt(format!(
+                "its histograms need more than {} MiB of counters; resil writes a few MiB at most",
+                MAX_COUNTERS * 8 / (1024 * 1024)
+            )));
+        }
         out.push(TaggedHistogram {
             tag: interval
                 .tag()
@@ -115,6 +129,27 @@ pub fn read(path: &Path) -> Result<Vec<TaggedHistogram>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_of_histograms_past_the_counter_budget_is_corrupt_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("latency.hdr");
+        // The widest histogram hdrhistogram allows: about 6 million counters each.
+        let wide = Histogram::<u64>::new_with_bounds(1, u64::MAX, 5).unwrap();
+        let many: Vec<TaggedHistogram> = (0..8)
+            .map(|i| TaggedHistogram {
+                tag: format!("t{i}"),
+                start: Duration::ZERO,
+                duration: Duration::from_secs(1),
+                histogram: wide.clone(),
+            })
+            .collect();
+        write(&path, &many).unwrap();
+        let err = read(&path).unwrap_err().to_string();
+        assert!(err.contains("MiB of counters"), "{err}");
+        write(&path, &many[..2]).unwrap();
+        assert_eq!(read(&path).unwrap().len(), 2, "a few wide histograms still read");
+    }
 
     #[test]
     fn histograms_survive_a_round_trip_with_their_tags() {
