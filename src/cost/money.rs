@@ -31,35 +31,46 @@ pub fn usd(dollars: f64) -> String {
 mod tests {
     use super::usd;
 
+    /// Checks each (amount, expected text) pair.
+    fn check(cases: &[(f64, &str)]) {
+        for (amount, expected) in cases {
+            assert_eq!(usd(*amount), *expected, "usd({amount})");
+        }
+    }
+
     #[test]
     fn tiny_amounts_keep_three_significant_digits_without_an_exponent() {
-        assert_eq!(usd(2.69e-4), "$0.000269");
-        assert_eq!(usd(2.70e-7), "$0.000000270");
-        assert_eq!(usd(5.666_666e-5), "$0.0000567");
-        assert_eq!(usd(0.000_999_6), "$0.00100");
+        check(&[
+            (2.69e-4, "$0.000269"),
+            (2.70e-7, "$0.000000270"),
+            (5.666_666e-5, "$0.0000567"),
+            (0.000_999_6, "$0.00100"),
+        ]);
     }
 
     #[test]
     fn mid_amounts_keep_three_significant_digits() {
-        assert_eq!(usd(0.080_83), "$0.0808");
-        assert_eq!(usd(0.5), "$0.500");
-        assert_eq!(usd(0.012), "$0.0120");
-        assert_eq!(usd(8.756), "$8.76");
+        check(&[
+            (0.080_83, "$0.0808"),
+            (0.5, "$0.500"),
+            (0.012, "$0.0120"),
+            (8.756, "$8.76"),
+        ]);
     }
 
     #[test]
     fn large_amounts_show_whole_cents() {
-        assert_eq!(usd(17.52), "$17.52");
-        assert_eq!(usd(1234.5), "$1234.50");
-        assert_eq!(usd(1234.567), "$1234.57");
-        assert_eq!(usd(2_000_000.0), "$2000000.00");
+        check(&[
+            (17.52, "$17.52"),
+            (1234.5, "$1234.50"),
+            (1234.567, "$1234.57"),
+            (2_000_000.0, "$2000000.00"),
+        ]);
     }
 
     #[test]
     fn zero_and_negative_amounts_put_the_sign_before_the_dollar() {
-        assert_eq!(usd(0.0), "$0.00");
-        assert_eq!(usd(-0.045_83), "-$0.0458");
-        assert_eq!(usd(-8.76), "-$8.76");
+        check(&[(0.0, "$0.00"), (-0.045_83, "-$0.0458"), (-8.76, "-$8.76")]);
     }
 
     #[test]
