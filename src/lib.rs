@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod cost;
 pub mod demo;
 pub mod exit;
+pub mod html;
 pub mod lab;
 pub mod load;
 pub mod logging;

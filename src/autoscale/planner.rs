@@ -189,8 +189,9 @@ pub fn plan(knobs: &Knobs, observed: &Observed) -> Plan {
     );
     if let (Some(budget), Some(b)) = (knobs.budget_per_hour, budget_replicas) {
         rule.push_str(&format!(
-            "; budget ${budget:.4}/h at ${:.4}/pod-hour pays for {b}",
-            knobs.pod_hour_price
+            "; budget {}/h at {}/pod-hour pays for {b}",
+            crate::cost::usd(budget),
+            crate::cost::usd(knobs.pod_hour_price)
         ));
     }
     if budget_binds {

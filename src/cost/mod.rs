@@ -7,6 +7,7 @@
 //! `cost/cost_assumptions.md`.
 
 pub mod manifests;
+mod money;
 pub mod monthly;
 pub mod per_request;
 pub mod pricing;
@@ -21,6 +22,7 @@ use crate::cli::{CostArgs, GlobalArgs, StateFormat};
 use crate::results::summary::PodRequests;
 
 pub use manifests::{DEFAULT_POD_REQUESTS, pod_requests_from_manifests};
+pub use money::usd;
 pub use monthly::{CostTable, Scenario, ScenarioCost, monthly_costs};
 pub use per_request::{RequestCost, RunCost, cost_per_request};
 pub use pricing::PricingProfile;

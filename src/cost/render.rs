@@ -5,6 +5,7 @@ use std::io::Write;
 
 use comfy_table::{CellAlignment, Table, presets};
 
+use super::money::usd;
 use super::monthly::CostTable;
 use super::quantity::{format_cpu, format_memory};
 use crate::cli::StateFormat;
@@ -33,11 +34,11 @@ fn render_text(table: &CostTable, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(out, "Pricing: {} — {}", p.name, p.description)?;
     writeln!(
         out,
-        "Pod: {} CPU, {} memory ({}) → ${:.6} per pod-hour",
+        "Pod: {} CPU, {} memory ({}) → {} per pod-hour",
         format_cpu(table.pod_requests.cpu_millis),
         format_memory(table.pod_requests.memory_bytes),
         table.pod_requests_source,
-        table.pod_hour_price
+        usd(table.pod_hour_price)
     )?;
     writeln!(
         out,
@@ -64,8 +65,8 @@ fn render_text(table: &CostTable, out: &mut dyn Write) -> std::io::Result<()> {
             format!("{}{marker}", row.scenario),
             row.description.clone(),
             format!("{:.2}", row.pod_hours_per_month),
-            dollars(row.monthly_cost),
-            dollars(row.savings),
+            usd(row.monthly_cost),
+            usd(row.savings),
             format!("{:.1}%", row.savings_percent),
         ]);
     }
@@ -75,22 +76,4 @@ fn render_text(table: &CostTable, out: &mut dyn Write) -> std::io::Result<()> {
         }
     }
     writeln!(out, "{t}")
-}
-
-/// Money to the cent with the sign before the currency: `$8.76`, `-$8.76`.
-fn dollars(amount: f64) -> String {
-    let sign = if amount < 0.0 { "-" } else { "" };
-    format!("{sign}${:.2}", amount.abs())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::dollars;
-
-    #[test]
-    fn negative_amounts_put_the_sign_before_the_dollar() {
-        assert_eq!(dollars(8.756), "$8.76");
-        assert_eq!(dollars(-8.76), "-$8.76");
-        assert_eq!(dollars(0.0), "$0.00");
-    }
 }

@@ -114,7 +114,7 @@ fn autoscale_inputs(inputs: &Value) -> Option<String> {
         parts.push(format!("needed {n}"));
     }
     if let Some(c) = num(inputs.get("cost_per_hour")) {
-        parts.push(format!("${c:.4}/h"));
+        parts.push(format!("{}/h", crate::cost::usd(c)));
     }
     if inputs.get("budget_binds").and_then(Value::as_bool) == Some(true) {
         parts.push("budget binds".into());

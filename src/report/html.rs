@@ -8,7 +8,8 @@ use std::io::{self, Write};
 
 use super::model::{Report, Series};
 use super::sections::{FAIL, REGRESSION, partial_banner, sections};
-use super::svg::{Chart, Line, chart, escape};
+use super::svg::{Chart, Line, chart};
+use crate::html::escape;
 
 const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1040px;color:#111}\
 h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}\

@@ -15,10 +15,14 @@ pub fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     } else {
         " — ❌ SLOs failed"
     };
-    writeln!(out, "# resil report: {}{verdict}", report.run.run_id)?;
+    writeln!(
+        out,
+        "# resil report: {}{verdict}",
+        escape(&report.run.run_id)
+    )?;
     if let Some(banner) = partial_banner(report) {
         writeln!(out)?;
-        writeln!(out, "> **⚠️ {banner}**")?;
+        writeln!(out, "> **⚠️ {}**", escape(&banner))?;
     }
     let all = sections(report);
     // The run section's notes go under the document title rather than under a heading.
@@ -30,7 +34,7 @@ pub fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     }
     for section in all.iter().skip(1) {
         writeln!(out)?;
-        writeln!(out, "## {}", section.title)?;
+        writeln!(out, "## {}", escape(&section.title))?;
         writeln!(out)?;
         for note in &section.notes {
             writeln!(out, "{}  ", escape(note))?;
@@ -65,9 +69,25 @@ pub fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     Ok(())
 }
 
-/// Keeps cell text from breaking the table or turning into markup.
+/// Keeps cell and note text from breaking the table or turning into markup. A line break
+/// becomes a space: text from a results directory must not start a line of its own (a
+/// heading, a link, a row) in a pull-request comment.
 fn escape(text: &str) -> String {
-    text.replace('|', "\\|")
+    text.replace(['\r', '\n'], " ")
+        .replace('|', "\\|")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape;
+
+    #[test]
+    fn cell_text_cannot_split_the_table_start_a_line_or_open_a_tag() {
+        assert_eq!(
+            escape("a|b <img src=x>\n# heading\r\n| row |"),
+            "a\\|b &lt;img src=x&gt; # heading  \\| row \\|"
+        );
+    }
 }

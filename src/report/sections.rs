@@ -4,6 +4,7 @@
 
 use super::decisions::decisions_section;
 use super::model::{Report, SloVerdict};
+use crate::cost::usd;
 use crate::results::summary::Percentiles;
 
 /// One titled part of the report.
@@ -51,15 +52,6 @@ pub fn percent(ratio: f64) -> String {
     format!("{:.3}%", ratio * 100.0)
 }
 
-/// Dollars with enough digits for tiny per-request figures.
-pub fn usd(dollars: f64) -> String {
-    if dollars != 0.0 && dollars.abs() < 0.01 {
-        format!("${dollars:.2e}")
-    } else {
-        format!("${dollars:.4}")
-    }
-}
-
 fn opt_ms(v: Option<u64>) -> String {
     v.map_or_else(|| "—".into(), |v| format!("{v}ms"))
 }
@@ -78,7 +70,7 @@ fn slo_row(v: &SloVerdict) -> Vec<String> {
         None => "not measured".into(),
         Some(a) => match v.unit.as_str() {
             "ratio" => percent(a),
-            "usd" => format!("${a:.4}"),
+            "usd" => usd(a),
             _ => format!("{a:.1}ms"),
         },
     };
@@ -327,9 +319,8 @@ fn cost_section(report: &Report) -> Option<Section> {
             format!("{:.1}", c.pod_seconds),
             usd(c.cost),
             c.successful_requests.to_string(),
-            c.cost_per_request.map_or_else(|| "—".into(), usd),
-            c.cost_per_1m
-                .map_or_else(|| "—".into(), |v| format!("${v:.4}")),
+            // Per request a cost is millionths of a dollar: it reads per 1M requests.
+            c.cost_per_1m.map_or_else(|| "—".into(), usd),
         ]
     };
     let mut rows: Vec<Vec<String>> = cost.run.by_color.iter().map(row).collect();
@@ -346,7 +337,6 @@ fn cost_section(report: &Report) -> Option<Section> {
                 "replica-seconds",
                 "cost",
                 "ok requests",
-                "per request",
                 "per 1M requests",
             ]),
             rows,
@@ -398,7 +388,7 @@ fn baseline_section(report: &Report) -> Option<Section> {
         None => "—".to_string(),
         Some(v) => match unit {
             "ratio" => percent(v),
-            "usd" => format!("${v:.4}"),
+            "usd" => usd(v),
             "ms" => format!("{v:.1}ms"),
             "s" => format!("{v:.1}s"),
             _ => format!("{v}"),

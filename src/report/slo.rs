@@ -222,7 +222,7 @@ fn actual(metric: Metric, report: &Report) -> Result<f64, String> {
 pub fn format_value(metric: Metric, value: f64) -> String {
     match metric.unit() {
         "ratio" => format!("{:.3}%", value * 100.0),
-        "usd" => format!("${value:.4}"),
+        "usd" => crate::cost::usd(value),
         _ => format!("{value:.1}ms"),
     }
 }

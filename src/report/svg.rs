@@ -7,6 +7,7 @@
 use std::fmt::Write;
 
 use super::model::{Marker, MarkerKind};
+use crate::html::escape;
 
 const WIDTH: f64 = 1000.0;
 const HEIGHT: f64 = 260.0;
@@ -35,22 +36,6 @@ pub struct Chart<'a> {
     pub x_max: f64,
     pub lines: Vec<Line>,
     pub markers: &'a [Marker],
-}
-
-/// Escapes text for XML/HTML content and attributes.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// A round tick step (1, 2 or 5 × 10^k) giving about `target` ticks over `range`.

@@ -20,6 +20,7 @@ use super::burn::{CpuQuota, burn_cpu};
 use super::counters::{Counters, PathClass};
 use super::faults::{FaultSpec, FaultSwitch};
 use super::{AdminState, AppConfig, IdentityHeaders};
+use crate::html::escape;
 
 /// Default `/work` burn when `ms` is not given.
 const DEFAULT_WORK_MS: u64 = 100;
@@ -171,21 +172,6 @@ fn css_color(name: &str) -> &str {
         n if !n.is_empty() && n.len() <= 20 && n.chars().all(|c| c.is_ascii_alphabetic()) => n,
         _ => "#555",
     }
-}
-
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 async fn healthz() -> &'static str {

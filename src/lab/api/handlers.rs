@@ -180,7 +180,7 @@ pub(super) fn store_create(app: &App, target: &Target, obj: Value) -> ApiResult<
     } else {
         app.store.create(target.kind, ns(target), obj)
     };
-    result.map_err(ApiError::from_store)
+    Ok(result?)
 }
 
 /// Updates through the store (or previews the update on a dry run).
@@ -197,7 +197,7 @@ pub(super) fn store_update(
     } else {
         app.store.update(target.kind, ns(target), name, obj, mode)
     };
-    result.map_err(ApiError::from_store)
+    Ok(result?)
 }
 
 pub(super) fn ns(target: &Target) -> &str {
@@ -440,9 +440,7 @@ fn delete(
         // A dry run answers with the object as it stands.
         Deleted::Pending(live(app, target, name)?)
     } else {
-        app.store
-            .delete(target.kind, ns(target), name, &opts)
-            .map_err(ApiError::from_store)?
+        app.store.delete(target.kind, ns(target), name, &opts)?
     };
     let body = match deleted {
         Deleted::Pending(obj) => obj,
@@ -490,7 +488,7 @@ fn delete_collection(
             Ok(Deleted::Gone(o) | Deleted::Pending(o)) => items.push(o),
             // Removed meanwhile (a cascade): nothing to report.
             Err(StoreError::NotFound { .. }) => {}
-            Err(e) => return Err(ApiError::from_store(e)),
+            Err(e) => return Err(e.into()),
         }
     }
     let rv = app.store.resource_version();

@@ -207,9 +207,12 @@ mod tests {
     fn a_stored_container_name_that_is_a_path_is_never_read() {
         let pod = serde_json::json!({"spec": {"containers": [{"name": "../../x"}]}});
         let err = container(&pod, "web", None).unwrap_err();
-        assert_eq!(err.code, 400);
+        assert_eq!(err.code, StatusCode::BAD_REQUEST);
         let wanted = "../../x".to_string();
-        assert_eq!(container(&pod, "web", Some(&wanted)).unwrap_err().code, 400);
+        assert_eq!(
+            container(&pod, "web", Some(&wanted)).unwrap_err().code,
+            StatusCode::BAD_REQUEST
+        );
     }
 
     #[test]

@@ -77,7 +77,12 @@ pub(super) fn patch(
         let current = app.store.get(target.kind.plural, ns(target), name);
         let result = patch_once(app, target, name, current, patch);
         match result {
-            Err(e) if e.code == 409 && e.reason == "Conflict" && !pins_rv && attempts < 5 => {
+            Err(e)
+                if e.code == StatusCode::CONFLICT
+                    && e.reason == "Conflict"
+                    && !pins_rv
+                    && attempts < 5 =>
+            {
                 continue;
             }
             other => return other,

@@ -28,7 +28,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use hyper_util::client::legacy::Client;
@@ -264,7 +264,7 @@ fn forwarded_headers(headers: &HeaderMap) -> HeaderMap {
 /// 503 ServiceUnavailable, worded as upstream's proxy transport words it.
 fn unreachable(why: String) -> ApiError {
     ApiError {
-        code: 503,
+        code: StatusCode::SERVICE_UNAVAILABLE,
         reason: "ServiceUnavailable",
         message: format!("error trying to reach service: {why}"),
         details: None,
@@ -273,7 +273,7 @@ fn unreachable(why: String) -> ApiError {
 
 fn internal(message: String) -> ApiError {
     ApiError {
-        code: 500,
+        code: StatusCode::INTERNAL_SERVER_ERROR,
         reason: "InternalError",
         message,
         details: None,
@@ -325,7 +325,11 @@ mod tests {
         assert_eq!(id("http:web-1:8080").scheme, "http");
         for bad in [":8080", "ftp:web-1:80", "a:b:c:d", ""] {
             let e = PodId::parse(bad).unwrap_err();
-            assert_eq!((e.code, e.reason), (400, "BadRequest"), "{bad}");
+            assert_eq!(
+                (e.code, e.reason),
+                (StatusCode::BAD_REQUEST, "BadRequest"),
+                "{bad}"
+            );
         }
     }
 
@@ -337,7 +341,10 @@ mod tests {
         assert_eq!(real_port(&running, &id("web-1:http")).unwrap(), 41234);
         assert_eq!(real_port(&running, &id("web-1")).unwrap(), 41234);
         let wrong = real_port(&running, &id("web-1:9090")).unwrap_err();
-        assert_eq!((wrong.code, wrong.reason), (503, "ServiceUnavailable"));
+        assert_eq!(
+            (wrong.code, wrong.reason),
+            (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable")
+        );
         assert!(wrong.message.contains("8080"), "{}", wrong.message);
         let undeclared = pod("Running", Some("41234"), json!([]));
         assert_eq!(real_port(&undeclared, &id("web-1:80")).unwrap(), 41234);
@@ -351,14 +358,14 @@ mod tests {
             pod("Failed", Some("41234"), ports.clone()),
         ] {
             let e = real_port(&p, &id("web-1:8080")).unwrap_err();
-            assert_eq!(e.code, 503);
+            assert_eq!(e.code, StatusCode::SERVICE_UNAVAILABLE);
             assert!(e.message.starts_with("error trying to reach service"));
         }
         let tls = real_port(
             &pod("Running", Some("41234"), ports),
             &id("https:web-1:8080"),
         );
-        assert_eq!(tls.unwrap_err().code, 503);
+        assert_eq!(tls.unwrap_err().code, StatusCode::SERVICE_UNAVAILABLE);
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! API errors as Kubernetes `metav1.Status` bodies with the right HTTP code, `reason` and
 //! `details` — what kube-rs (`Error::Api`, `is_not_found`) and kubectl key on. Also the
 //! JSON response helper every handler uses (Content-Type is always application/json).
+//!
+//! Handlers return [`ApiResult`] and use `?`: a [`StoreError`] becomes its Status through
+//! `From`, and [`ApiError`]'s `IntoResponse` writes the body with its HTTP code.
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -22,8 +25,8 @@ pub fn json_response(code: StatusCode, body: &Value) -> Response {
 /// A failed request, rendered as a Status.
 #[derive(Debug, Clone)]
 pub struct ApiError {
-    /// HTTP status.
-    pub code: u16,
+    /// HTTP status (also the Status body's `code`).
+    pub code: StatusCode,
     /// Status `reason` (NotFound, Conflict, ...).
     pub reason: &'static str,
     /// Human message.
@@ -36,7 +39,7 @@ pub struct ApiError {
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
-    fn new(code: u16, reason: &'static str, message: impl Into<String>) -> ApiError {
+    fn new(code: StatusCode, reason: &'static str, message: impl Into<String>) -> ApiError {
         ApiError {
             code,
             reason,
@@ -56,18 +59,18 @@ impl ApiError {
 
     /// 400 BadRequest.
     pub fn bad_request(message: impl Into<String>) -> ApiError {
-        ApiError::new(400, "BadRequest", message)
+        ApiError::new(StatusCode::BAD_REQUEST, "BadRequest", message)
     }
 
     /// 401 Unauthorized.
     pub fn unauthorized() -> ApiError {
-        ApiError::new(401, "Unauthorized", "Unauthorized")
+        ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized")
     }
 
     /// 404 for a URL that names no resource.
     pub fn no_route() -> ApiError {
         ApiError::new(
-            404,
+            StatusCode::NOT_FOUND,
             "NotFound",
             "the server could not find the requested resource",
         )
@@ -76,7 +79,7 @@ impl ApiError {
     /// 404 for a missing object.
     pub fn not_found(kind: &Kind, name: &str) -> ApiError {
         ApiError::new(
-            404,
+            StatusCode::NOT_FOUND,
             "NotFound",
             format!("{} \"{name}\" not found", kind.qualified()),
         )
@@ -86,7 +89,7 @@ impl ApiError {
     /// 405 MethodNotAllowed.
     pub fn method_not_allowed(method: &str, what: &str) -> ApiError {
         ApiError::new(
-            405,
+            StatusCode::METHOD_NOT_ALLOWED,
             "MethodNotAllowed",
             format!(
                 "the server does not allow this method on the requested resource ({method} {what})"
@@ -97,7 +100,7 @@ impl ApiError {
     /// 413 RequestEntityTooLarge.
     pub fn too_large(limit: usize) -> ApiError {
         ApiError::new(
-            413,
+            StatusCode::PAYLOAD_TOO_LARGE,
             "RequestEntityTooLarge",
             format!("the request body is larger than the limit of {limit} bytes"),
         )
@@ -106,7 +109,7 @@ impl ApiError {
     /// 408 Timeout: the request body did not arrive in time.
     pub fn body_timeout(limit: std::time::Duration) -> ApiError {
         ApiError::new(
-            408,
+            StatusCode::REQUEST_TIMEOUT,
             "Timeout",
             format!(
                 "the request body did not arrive within {}s; send it at once",
@@ -118,7 +121,7 @@ impl ApiError {
     /// 415 UnsupportedMediaType.
     pub fn unsupported_media_type(content_type: &str, accepted: &[&str]) -> ApiError {
         ApiError::new(
-            415,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "UnsupportedMediaType",
             format!(
                 "the body of the request was in an unknown format ({content_type:?}) - accepted media types include: {}",
@@ -142,7 +145,7 @@ impl ApiError {
             })
             .collect();
         let mut e = ApiError::new(
-            422,
+            StatusCode::UNPROCESSABLE_ENTITY,
             "Invalid",
             format!("{} \"{name}\" is invalid: {}", kind.kind, text.join(", ")),
         )
@@ -157,59 +160,16 @@ impl ApiError {
         e
     }
 
-    /// Maps a store refusal to its Status.
-    pub fn from_store(err: StoreError) -> ApiError {
-        let kind_of = |r: &str| kinds::stored(r);
-        match &err {
-            StoreError::NotFound { resource, name } => match kind_of(resource) {
-                Some(k) => ApiError::not_found(k, name),
-                None => ApiError::new(404, "NotFound", err.to_string()),
-            },
-            StoreError::AlreadyExists { resource, name } => {
-                let mut e = ApiError::new(409, "AlreadyExists", err.to_string());
-                if let Some(k) = kind_of(resource) {
-                    e.message = format!("{} \"{name}\" already exists", k.qualified());
-                    e = e.with_details(k, name);
-                }
-                e
-            }
-            StoreError::Conflict { resource, name } => {
-                let mut e = ApiError::new(409, "Conflict", err.to_string());
-                if let Some(k) = kind_of(resource) {
-                    e.message = format!(
-                        "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; \
-                         please apply your changes to the latest version and try again",
-                        k.qualified()
-                    );
-                    e = e.with_details(k, name);
-                }
-                e
-            }
-            StoreError::Invalid {
-                resource,
-                name,
-                causes,
-            } => match kind_of(resource) {
-                Some(k) => ApiError::invalid(k, name, causes),
-                None => ApiError::new(422, "Invalid", err.to_string()),
-            },
-            StoreError::Forbidden(message) => ApiError::new(403, "Forbidden", message.clone()),
-            StoreError::NamespaceNotFound(ns) => {
-                let mut e = ApiError::new(404, "NotFound", err.to_string());
-                e.details = Some(json!({"name": ns, "kind": "namespaces"}));
-                e
-            }
-        }
-    }
-
     /// Maps a patch failure to its Status.
     pub fn from_patch(kind: &Kind, name: &str, err: PatchError) -> ApiError {
         match err {
             PatchError::BadRequest(m) => ApiError::bad_request(m),
             PatchError::Invalid(m) => ApiError::invalid(kind, name, &[(String::new(), m)]),
-            e @ PatchError::TooManyOperations { .. } => {
-                ApiError::new(413, "RequestEntityTooLarge", e.to_string())
-            }
+            e @ PatchError::TooManyOperations { .. } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestEntityTooLarge",
+                e.to_string(),
+            ),
             PatchError::TooDeep { field } => ApiError::invalid(
                 kind,
                 name,
@@ -227,12 +187,61 @@ impl ApiError {
             "status": "Failure",
             "message": self.message,
             "reason": self.reason,
-            "code": self.code,
+            "code": self.code.as_u16(),
         });
         if let Some(d) = &self.details {
             s["details"] = d.clone();
         }
         s
+    }
+}
+
+/// A store refusal answers with its Status, so handlers use `?` on store calls.
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> ApiError {
+        let kind_of = |r: &str| kinds::stored(r);
+        match &err {
+            StoreError::NotFound { resource, name } => match kind_of(resource) {
+                Some(k) => ApiError::not_found(k, name),
+                None => ApiError::new(StatusCode::NOT_FOUND, "NotFound", err.to_string()),
+            },
+            StoreError::AlreadyExists { resource, name } => {
+                let mut e = ApiError::new(StatusCode::CONFLICT, "AlreadyExists", err.to_string());
+                if let Some(k) = kind_of(resource) {
+                    e.message = format!("{} \"{name}\" already exists", k.qualified());
+                    e = e.with_details(k, name);
+                }
+                e
+            }
+            StoreError::Conflict { resource, name } => {
+                let mut e = ApiError::new(StatusCode::CONFLICT, "Conflict", err.to_string());
+                if let Some(k) = kind_of(resource) {
+                    e.message = format!(
+                        "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; \
+                         please apply your changes to the latest version and try again",
+                        k.qualified()
+                    );
+                    e = e.with_details(k, name);
+                }
+                e
+            }
+            StoreError::Invalid {
+                resource,
+                name,
+                causes,
+            } => match kind_of(resource) {
+                Some(k) => ApiError::invalid(k, name, causes),
+                None => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", err.to_string()),
+            },
+            StoreError::Forbidden(message) => {
+                ApiError::new(StatusCode::FORBIDDEN, "Forbidden", message.clone())
+            }
+            StoreError::NamespaceNotFound(ns) => {
+                let mut e = ApiError::new(StatusCode::NOT_FOUND, "NotFound", err.to_string());
+                e.details = Some(json!({"name": ns, "kind": "namespaces"}));
+                e
+            }
+        }
     }
 }
 
@@ -253,8 +262,7 @@ fn cause_reason(message: &str) -> &'static str {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        json_response(code, &self.to_status())
+        json_response(self.code, &self.to_status())
     }
 }
 
@@ -267,4 +275,36 @@ pub fn deleted_status(kind: &Kind, name: &str, uid: &str) -> Value {
         "status": "Success",
         "details": {"name": name, "group": kind.group, "kind": kind.plural, "uid": uid},
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(found: bool) -> ApiResult<&'static str> {
+        let stored: Result<&'static str, StoreError> = if found {
+            Ok("web")
+        } else {
+            Err(StoreError::Conflict {
+                resource: "deployments",
+                name: "web".into(),
+            })
+        };
+        Ok(stored?)
+    }
+
+    #[test]
+    fn a_store_conflict_behind_question_mark_answers_409_with_a_conflict_status() {
+        assert_eq!(lookup(true).unwrap(), "web");
+        let err = lookup(false).unwrap_err();
+        assert_eq!(err.code, StatusCode::CONFLICT);
+        let status = err.to_status();
+        assert_eq!(status["code"], 409);
+        assert_eq!(status["reason"], "Conflict");
+        assert_eq!(status["details"]["name"], "web");
+        assert_eq!(status["details"]["kind"], "deployments");
+        let response = err.into_response();
+        assert_eq!(response.status(), StatusCode::CONFLICT);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+    }
 }

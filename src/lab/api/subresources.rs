@@ -69,10 +69,11 @@ pub(super) fn set_replicas(
                 .and_then(Value::as_str)
                 .unwrap_or("")
     {
-        return Err(ApiError::from_store(StoreError::Conflict {
+        return Err(StoreError::Conflict {
             resource: target.kind.plural,
             name: name.to_string(),
-        }));
+        }
+        .into());
     }
     deploy["spec"]["replicas"] = json!(n);
     let updated = store_update(app, target, name, deploy, WriteMode::Main)?;

@@ -193,11 +193,15 @@ pub fn check(kind: &Kind, obj: &Value) -> ApiResult<()> {
 mod tests {
     use super::*;
     use crate::lab::store::kinds;
+    use axum::http::StatusCode;
     use serde_json::json;
 
     fn causes_of(kind: &str, obj: Value) -> Vec<(String, String, String)> {
         let err = check(kinds::stored(kind).unwrap(), &obj).unwrap_err();
-        assert_eq!((err.code, err.reason), (422, "Invalid"));
+        assert_eq!(
+            (err.code, err.reason),
+            (StatusCode::UNPROCESSABLE_ENTITY, "Invalid")
+        );
         let details = err.details.unwrap();
         details["causes"]
             .as_array()

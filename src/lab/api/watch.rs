@@ -260,7 +260,11 @@ mod tests {
         );
         for bad in ["-1", "1.5", "soon", "", "18446744073709551616"] {
             let e = watch_timeout(Some(bad)).unwrap_err();
-            assert_eq!((e.code, e.reason), (400, "BadRequest"), "{bad}");
+            assert_eq!(
+                (e.code, e.reason),
+                (StatusCode::BAD_REQUEST, "BadRequest"),
+                "{bad}"
+            );
         }
     }
 }
