@@ -148,7 +148,11 @@ mod tests {
         let err = read(&path).unwrap_err().to_string();
         assert!(err.contains("MiB of counters"), "{err}");
         write(&path, &many[..2]).unwrap();
-        assert_eq!(read(&path).unwrap().len(), 2, "a few wide histograms still read");
+        assert_eq!(
+            read(&path).unwrap().len(),
+            2,
+            "a few wide histograms still read"
+        );
     }
 
     #[test]

@@ -119,17 +119,12 @@ pub fn side_by_side(
 }
 
 impl SideBySide {
-    /// A Markdown table: a column per variant; after the first, the change against it.
-    pub fn markdown(&self) -> String {
-        let mut out = String::new();
-        out.push_str("| metric |");
-        for v in &self.variants {
-            out.push_str(&format!(" {v} |"));
-        }
-        out.push('\n');
-        out.push_str("|---|");
-        out.push_str(&"---:|".repeat(self.variants.len()));
-        out.push('\n');
+    /// The table as cells: a column per variant; after the first, the change against it.
+    /// The last row holds the SLO verdicts.
+    pub fn grid(&self) -> (Vec<String>, Vec<Vec<String>>) {
+        let mut header = vec!["metric".to_string()];
+        header.extend(self.variants.iter().cloned());
+        let mut rows = Vec::new();
         for row in &self.rows {
             let label = if row.metric == "p99_over_target" {
                 format!(
@@ -139,10 +134,10 @@ impl SideBySide {
             } else {
                 format!("{} ({})", row.metric, row.unit)
             };
-            out.push_str(&format!("| {label} |"));
             let first = row.values.first().copied().flatten();
+            let mut cells = vec![label];
             for (i, value) in row.values.iter().enumerate() {
-                let cell = match value {
+                cells.push(match value {
                     None => "–".to_string(),
                     Some(v) => {
                         let change = match first {
@@ -153,24 +148,50 @@ impl SideBySide {
                         };
                         format!("{}{change}", number(*v, &row.unit))
                     }
-                };
-                out.push_str(&format!(" {cell} |"));
+                });
             }
-            out.push('\n');
+            rows.push(cells);
         }
-        out.push_str("| SLOs |");
-        for passed in &self.slos_passed {
-            out.push_str(if *passed { " passed |" } else { " FAILED |" });
-        }
+        let mut slos = vec!["SLOs".to_string()];
+        slos.extend(
+            self.slos_passed
+                .iter()
+                .map(|passed| if *passed { "passed" } else { "FAILED" }.to_string()),
+        );
+        rows.push(slos);
+        (header, rows)
+    }
+
+    /// A Markdown table of [`SideBySide::grid`], for `comparison.md`.
+    pub fn markdown(&self) -> String {
+        let (header, rows) = self.grid();
+        let mut out = format!("| {} |\n", header.join(" | "));
+        out.push_str("|---|");
+        out.push_str(&"---:|".repeat(self.variants.len()));
         out.push('\n');
+        for row in rows {
+            out.push_str(&format!("| {} |\n", row.join(" | ")));
+        }
         out
+    }
+
+    /// A terminal table of [`SideBySide::grid`], for `resil run`'s output.
+    pub fn terminal(&self) -> String {
+        let (header, rows) = self.grid();
+        let mut table = comfy_table::Table::new();
+        table.load_style(comfy_table::presets::UTF8_FULL_CONDENSED);
+        table.set_header(header);
+        for row in rows {
+            table.add_row(row);
+        }
+        table.to_string()
     }
 }
 
 fn number(v: f64, unit: &str) -> String {
     match unit {
         "ratio" => format!("{:.2}%", v * 100.0),
-        "usd" => format!("${v:.4}"),
+        "usd" => crate::cost::usd(v),
         "count" => format!("{v:.0}"),
         _ => format!("{v:.1}"),
     }

@@ -13,7 +13,6 @@ pub mod runner;
 pub mod scenario;
 pub mod window;
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -227,8 +226,9 @@ fn side_by_side(scenario: &Scenario, runs: &[compare::VariantRun]) -> anyhow::Re
     let table = compare::side_by_side(runs, target)?;
     let markdown = table.markdown();
     println!(
-        "\n## {}: variants side by side\n\n{markdown}",
-        scenario.name
+        "\n{}: variants side by side\n{}",
+        scenario.name,
+        table.terminal()
     );
     if let Some(last) = runs.last() {
         crate::atomic::write(&last.dir.join("comparison.md"), markdown.as_bytes())?;
@@ -298,17 +298,13 @@ async fn steady_state(
         })
 }
 
-/// Prints the run's report; its SLO verdict is the exit code.
+/// Prints the run's report as terminal tables, piped or not (a CI log is read as text;
+/// `resil report DIR -o markdown` gives the Markdown); its SLO verdict is the exit code.
 fn report(dir: &RunDir, baseline: Option<PathBuf>) -> anyhow::Result<Exit> {
     let stdout = std::io::stdout();
-    let format = if stdout.is_terminal() {
-        crate::cli::ReportFormat::Table
-    } else {
-        crate::cli::ReportFormat::Markdown
-    };
     let plan = crate::report::ReportPlan {
         dir: dir.path().to_path_buf(),
-        format,
+        format: crate::cli::ReportFormat::Table,
         slos: None,
         baseline,
         pricing: None,

@@ -169,6 +169,10 @@ async fn blue_green_failover_scenario_fails_over_and_meets_its_slos() {
     let dir = lab.run_dir("blue-green-failover");
     assert_eq!(run_json(&dir)["status"], "complete", "{}", ran.explain());
     ran.printed("SLOs held");
+    // Its output is read as text (a CI log here): a terminal table with the SLO as
+    // written, not Markdown with HTML entities.
+    ran.printed("failover_time<5s");
+    assert!(!ran.stdout.contains("&lt;"), "{}", ran.explain());
     lab.stop().await;
 }
 
@@ -216,7 +220,17 @@ async fn capacity_aware_failover_compares_plain_and_prepared_side_by_side() {
         .run(&shipped("capacity-aware-failover.yaml"), "0.2", &[])
         .await;
     ran.exits(0);
-    ran.printed("| metric | plain | prepared |");
+    ran.printed("variants side by side");
+    ran.printed("plain");
+    let plain_first = std::fs::read_to_string(
+        lab.run_dir("capacity-aware-failover-prepared")
+            .join("comparison.md"),
+    )
+    .unwrap();
+    assert!(
+        plain_first.contains("| metric | plain | prepared |"),
+        "{plain_first}"
+    );
     ran.printed("failover_time_max");
     // The second report is the prepared run against the plain one.
     assert!(
@@ -245,7 +259,8 @@ async fn predictive_vs_reactive_runs_both_and_reports_them_side_by_side() {
         .run(&shipped("predictive-vs-reactive.yaml"), "0.05", &[])
         .await;
     ran.exits(0);
-    ran.printed("| metric | hpa-only | predictive |");
+    ran.printed("variants side by side");
+    ran.printed("predictive");
     for row in [
         "replica_seconds",
         "seconds with p99 > 100 ms",
