@@ -122,7 +122,7 @@ impl Credentials {
 
     /// The rustls server configuration: HTTP/1.1 only (kube's connector speaks HTTP/1).
     pub fn server_config(&self, dir: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-        install_crypto_provider();
+        crate::crypto::ensure_crypto_provider();
         let certs: Vec<_> = rustls_pemfile::certs(&mut self.server_cert_pem.as_bytes())
             .collect::<Result<_, _>>()
             .map_err(|e| TlsError::BadPem {
@@ -142,13 +142,6 @@ impl Credentials {
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }
-}
-
-/// Makes ring the process-wide rustls provider. Several crates may enable rustls features;
-/// without one default provider rustls panics at the first handshake. Installing twice is
-/// harmless, so the error from a second call is ignored on purpose.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 fn generate_certificates(dir: &Path) -> Result<(), TlsError> {
