@@ -12,6 +12,7 @@ mod apply;
 mod connect;
 pub mod events;
 mod guard;
+pub mod hpa;
 mod rollout;
 
 pub use apply::{ApplyOutcome, apply, ensure_managed};
