@@ -88,7 +88,7 @@ pub enum LoadError {
     )]
     InvalidThreshold { expr: String, reason: String },
     /// The target's host name does not resolve.
-    #[error("cannot resolve {host}; check the host name in the URL")]
+    #[error("cannot resolve {host}")]
     Resolve {
         host: String,
         #[source]
