@@ -12,6 +12,7 @@ pub mod cli;
 pub mod cli_docs;
 pub mod cluster;
 pub mod cost;
+pub mod crypto;
 pub mod demo;
 pub mod exit;
 pub mod html;
@@ -32,6 +33,7 @@ pub use exit::Exit;
 /// Runs one command to completion and says how it ended. Errors are printed here, once,
 /// with their whole chain of causes.
 pub async fn run(cli: Cli) -> Exit {
+    crypto::ensure_crypto_provider();
     let Cli { global, command } = cli;
     let result = match command {
         Command::Lab(args) => lab::command(args, &global).await,

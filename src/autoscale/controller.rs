@@ -24,6 +24,7 @@ use super::source::{Demand, Resampler};
 use crate::chaos::execute::Scope;
 use crate::chaos::journal::{Entry, Journal, Undo};
 use crate::cluster::events::{self, Involved, Severity};
+use crate::cluster::hpa::{cpu_current_utilization, cpu_target_utilization};
 use crate::cost::pricing::PricingProfile;
 use crate::cost::quantity::{parse_cpu_millis, parse_memory_bytes};
 use crate::results::RunDir;
@@ -78,21 +79,8 @@ impl HpaView {
             min: hpa.spec.min_replicas.unwrap_or(1),
             max: hpa.spec.max_replicas,
             current_replicas: status.and_then(|s| s.current_replicas).unwrap_or(0),
-            target_utilization: hpa
-                .spec
-                .metrics
-                .iter()
-                .flatten()
-                .filter_map(|m| m.resource.as_ref())
-                .find(|r| r.name == "cpu")
-                .and_then(|r| r.target.average_utilization),
-            cpu_utilization: status
-                .and_then(|s| s.current_metrics.as_ref())
-                .into_iter()
-                .flatten()
-                .filter_map(|m| m.resource.as_ref())
-                .find(|r| r.name == "cpu")
-                .and_then(|r| r.current.average_utilization),
+            target_utilization: cpu_target_utilization(hpa),
+            cpu_utilization: cpu_current_utilization(hpa),
             deployment: hpa.spec.scale_target_ref.name.clone(),
         }
     }

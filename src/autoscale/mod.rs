@@ -32,7 +32,7 @@ use crate::Exit;
 use crate::chaos::execute::{ExecuteError, Scope};
 use crate::chaos::journal::{self, Journal, JournalError};
 use crate::cli::{AutoscaleArgs, GlobalArgs};
-use crate::cluster::{self, ConnectOptions, Guard};
+use crate::cluster::{self, ConnectOptions, Guard, error_chain};
 use crate::cost::pricing::PricingProfile;
 use crate::results::{ResultsError, RunDir};
 use source::Demand;
@@ -282,7 +282,7 @@ pub async fn drive(
                     return Err(e);
                 }
                 let _ = reports.send(Report::Failed {
-                    error: format!("{e:#}"),
+                    error: error_chain(&e),
                     attempt: failed,
                 });
             }
@@ -335,7 +335,8 @@ pub async fn command(args: AutoscaleArgs, global: &GlobalArgs) -> anyhow::Result
     match &restored {
         Ok(min) => println!("autoscale: restored minReplicas of hpa/{hpa} to {min}"),
         Err(e) => eprintln!(
-            "resil: could not restore minReplicas ({e:#}); run `resil chaos revert` to retry"
+            "resil: could not restore minReplicas ({}); run `resil chaos revert` to retry",
+            error_chain(e)
         ),
     }
     let ended = result.context("the autoscaler kept failing")?;

@@ -302,9 +302,8 @@ pub async fn connect(options: &ConnectOptions, guard: Option<&Guard>) -> Result<
         _ => err,
     })?;
     let kubeconfig = source.read()?;
-    // kube's rustls needs a process-wide crypto provider once two are compiled in; an
-    // Err only means one is installed already.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    // In-process callers (tests) reach kube-rs without `resil::run`, which installs it.
+    crate::crypto::ensure_crypto_provider();
     let described = source.describe();
     let context = select_context(&kubeconfig, options.context.as_deref(), &described)?;
     if let Some(guard) = guard {

@@ -12,6 +12,7 @@ mod apply;
 mod connect;
 pub mod events;
 mod guard;
+pub mod hpa;
 mod rollout;
 
 pub use apply::{ApplyOutcome, apply, ensure_managed};
@@ -91,7 +92,7 @@ pub enum ClusterError {
     },
 
     /// The context exists but kube-rs could not build a client from it.
-    #[error("the context `{context}` in {path} is not usable: {source}")]
+    #[error("the context `{context}` in {path} is not usable")]
     ContextUnusable {
         /// The context.
         context: String,
@@ -173,7 +174,7 @@ pub enum ClusterError {
     },
 
     /// An API request failed.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Api {
         /// What resil was doing.
         what: String,

@@ -577,7 +577,7 @@ mod tests {
 
     fn target(context: &str) -> Target {
         // Nothing listens there: the cases below must not need the API.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::crypto::ensure_crypto_provider();
         let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
         Target {
             client: kube::Client::try_from(config).unwrap(),

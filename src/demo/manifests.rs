@@ -66,7 +66,7 @@ const ACCEPTED: &str = "Namespace (v1), Deployment (apps/v1), Service (v1), \
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     /// The directory or a file in it could not be read.
-    #[error("cannot read the manifests at {path}: {source}")]
+    #[error("cannot read the manifests at {path}")]
     Read {
         /// The path.
         path: PathBuf,

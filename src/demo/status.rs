@@ -238,21 +238,8 @@ fn deployment_view(d: &Deployment) -> DeploymentView {
 
 fn hpa_view(h: &HorizontalPodAutoscaler) -> HpaView {
     let status = h.status.as_ref();
-    let cpu_target = h
-        .spec
-        .metrics
-        .iter()
-        .flatten()
-        .filter_map(|m| m.resource.as_ref())
-        .find(|r| r.name == "cpu")
-        .and_then(|r| r.target.average_utilization);
-    let cpu_current = status
-        .and_then(|s| s.current_metrics.as_ref())
-        .into_iter()
-        .flatten()
-        .filter_map(|m| m.resource.as_ref())
-        .find(|r| r.name == "cpu")
-        .and_then(|r| r.current.average_utilization);
+    let cpu_target = cluster::hpa::cpu_target_utilization(h);
+    let cpu_current = cluster::hpa::cpu_current_utilization(h);
     HpaView {
         name: h.metadata.name.clone().unwrap_or_default(),
         min_replicas: h.spec.min_replicas.unwrap_or(1),

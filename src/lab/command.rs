@@ -512,9 +512,6 @@ fn object_counts(body: &serde_json::Value) -> String {
 async fn api_status(state: &StateDir, info: &LabInfo) -> anyhow::Result<serde_json::Value> {
     let yaml = lab_entries(state, info)?.to_kubeconfig_yaml()?;
     let kubeconfig = kube::config::Kubeconfig::from_yaml(&yaml)?;
-    // kube's rustls needs a process-wide crypto provider; another part of resil may have
-    // installed it already, which is fine.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
     config.connect_timeout = Some(STATUS_TIMEOUT);
     config.read_timeout = Some(STATUS_TIMEOUT);

@@ -30,6 +30,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use super::api::{self, App};
+use super::kubelet::probe::error_chain;
 use super::store::Store;
 use super::store::persist::{self, PersistError};
 use super::tls::{Credentials, TlsError};
@@ -105,7 +106,7 @@ impl LabConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
     /// The state directory could not be created.
-    #[error("cannot create the lab's state directory {path}: {source}")]
+    #[error("cannot create the lab's state directory {path}")]
     StateDir {
         /// The directory.
         path: PathBuf,
@@ -120,7 +121,7 @@ pub enum LabError {
     #[error(transparent)]
     State(#[from] PersistError),
     /// The API port could not be bound.
-    #[error("cannot listen on {addr}: {source}; pick another port or stop what uses it")]
+    #[error("cannot listen on {addr}; pick another port or stop what uses it")]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -301,7 +302,7 @@ impl Lab {
             tracing::warn!("some lab connections did not close within {SHUTDOWN_GRACE:?}");
             // The persister may be among them; make sure the last state is on disk.
             if let Err(e) = persist::save(&self.store, &self.config.state_dir) {
-                tracing::error!("{e}");
+                tracing::error!("{}", error_chain(&e));
             }
         }
     }

@@ -28,7 +28,7 @@ const TOKEN: &str = "token";
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A credential file could not be read or written.
-    #[error("cannot access {path}: {source}")]
+    #[error("cannot access {path}")]
     File {
         /// The file.
         path: PathBuf,
@@ -37,7 +37,7 @@ pub enum TlsError {
         source: io::Error,
     },
     /// Generating a key or certificate failed.
-    #[error("cannot generate the lab's certificates: {0}")]
+    #[error("cannot generate the lab's certificates")]
     Generate(#[from] rcgen::Error),
     /// A stored certificate or key is not usable PEM.
     #[error(
@@ -60,7 +60,7 @@ pub enum TlsError {
         path: PathBuf,
     },
     /// rustls rejected the certificate/key pair.
-    #[error("the TLS configuration was rejected: {0}")]
+    #[error("the TLS configuration was rejected")]
     Rustls(#[from] rustls::Error),
 }
 
@@ -122,7 +122,7 @@ impl Credentials {
 
     /// The rustls server configuration: HTTP/1.1 only (kube's connector speaks HTTP/1).
     pub fn server_config(&self, dir: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-        install_crypto_provider();
+        crate::crypto::ensure_crypto_provider();
         let certs: Vec<_> = rustls_pemfile::certs(&mut self.server_cert_pem.as_bytes())
             .collect::<Result<_, _>>()
             .map_err(|e| TlsError::BadPem {
@@ -142,13 +142,6 @@ impl Credentials {
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }
-}
-
-/// Makes ring the process-wide rustls provider. Several crates may enable rustls features;
-/// without one default provider rustls panics at the first handshake. Installing twice is
-/// harmless, so the error from a second call is ignored on purpose.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 fn generate_certificates(dir: &Path) -> Result<(), TlsError> {
@@ -219,6 +212,21 @@ mod tests {
         assert_eq!(first.token.len(), 64);
         assert_ne!(first.ca_pem, first.server_cert_pem);
         first.server_config(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn a_state_dir_that_is_a_file_names_it_and_its_cause_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocked = dir.path().join("state");
+        fs::write(&blocked, "not a directory").unwrap();
+        let err = Credentials::load_or_create(&blocked).unwrap_err();
+        let cause = fs::create_dir_all(&blocked).unwrap_err().to_string();
+        assert_eq!(
+            err.to_string(),
+            format!("cannot access {}", blocked.display())
+        );
+        let chain = crate::lab::kubelet::probe::error_chain(&err);
+        assert_eq!(chain.matches(&cause).count(), 1, "{chain}");
     }
 
     #[test]

@@ -88,7 +88,7 @@ pub enum LoadError {
     )]
     InvalidThreshold { expr: String, reason: String },
     /// The target's host name does not resolve.
-    #[error("cannot resolve {host}: {source}")]
+    #[error("cannot resolve {host}")]
     Resolve {
         host: String,
         #[source]
@@ -102,7 +102,7 @@ pub enum LoadError {
     )]
     Unreachable { addr: SocketAddr, reason: String },
     /// A worker thread or its runtime could not be started.
-    #[error("cannot start a load worker thread: {source}")]
+    #[error("cannot start a load worker thread")]
     Thread {
         #[source]
         source: std::io::Error,
@@ -176,7 +176,7 @@ pub async fn command(args: LoadArgs, _global: &GlobalArgs) -> anyhow::Result<Exi
             if let Some(d) = &dir {
                 let mut meta = meta;
                 meta.status = crate::results::RunStatus::Partial;
-                meta.partial_reason = Some(format!("error: {err}"));
+                meta.partial_reason = Some(format!("error: {}", crate::cluster::error_chain(&err)));
                 meta.ended_at = Some(crate::results::now_ms());
                 let _ = d.write_meta(&meta);
             }

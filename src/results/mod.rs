@@ -52,7 +52,7 @@ const RESULT_FILES: [&str; 4] = [RUN_FILE, TIMELINE_FILE, LATENCY_FILE, SUMMARY_
 #[derive(Debug, thiserror::Error)]
 pub enum ResultsError {
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("cannot access {path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -409,6 +409,17 @@ fn read_versioned_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unreadable_file_names_the_path_and_its_cause_once() {
+        let root = tempfile::tempdir().unwrap();
+        let missing = root.path().join("run.json");
+        let err = read_versioned_json::<RunMeta>(&missing).unwrap_err();
+        let chain = format!("{:#}", anyhow::Error::from(err));
+        let cause = std::fs::read(&missing).unwrap_err().to_string();
+        assert!(chain.contains(&missing.display().to_string()), "{chain}");
+        assert_eq!(chain.matches(&cause).count(), 1, "{chain}");
+    }
 
     #[test]
     fn meta_round_trips_and_newest_picks_the_latest_run() {

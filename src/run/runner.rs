@@ -21,7 +21,7 @@ use crate::chaos::injector::Injector;
 use crate::chaos::journal::{self, Entry, Journal};
 use crate::chaos::plan::{Amount, Faults, ProxyFault, Selection};
 use crate::cli::Color;
-use crate::cluster::Target;
+use crate::cluster::{Target, error_chain};
 use crate::load::{LoadPlan, LoadReport};
 use crate::results::timeline::{Event, EventKind};
 use crate::results::{RunDir, RunMeta, RunStatus};
@@ -257,7 +257,7 @@ pub async fn run(
     watch_cancel.cancel();
     match watch_task.await {
         Ok(Ok(_)) => {}
-        Ok(Err(e)) => eprintln!("watcher: {e:#}"),
+        Ok(Err(e)) => eprintln!("watcher: {}", error_chain(&e)),
         Err(e) => eprintln!("watcher task: {e}"),
     }
     if let Some(task) = ejector {
@@ -465,7 +465,7 @@ async fn revert_all(injector: &Injector, entries: &[Entry]) {
     let open: Vec<String> = match injector.journal.open_entries() {
         Ok(open) => open.into_iter().map(|e| e.id).collect(),
         Err(e) => {
-            eprintln!("reading the chaos journal: {e:#}");
+            eprintln!("reading the chaos journal: {}", error_chain(&e));
             return;
         }
     };

@@ -26,6 +26,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::error_chain;
+
 /// How long a release may take when the watcher stops.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -209,7 +211,7 @@ impl Election {
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
     /// The API server refused or did not answer.
-    #[error("lease {name}: {source}")]
+    #[error("cannot read or write lease {name}")]
     Api {
         name: String,
         #[source]
@@ -255,11 +257,11 @@ pub async fn run(
                 let leading = standing.borrow().leading();
                 if leading && !election.renewal_overdue(now) {
                     // Still inside the renew deadline: keep acting, try again soon.
-                    tracing::warn!("renewing the lease failed: {e:#}");
+                    tracing::warn!("renewing the lease failed: {}", error_chain(&e));
                     Leadership::Leading
                 } else {
                     Leadership::Unreachable {
-                        reason: format!("{:#}", anyhow::Error::from(e)),
+                        reason: error_chain(&e),
                     }
                 }
             }

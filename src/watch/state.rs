@@ -368,13 +368,7 @@ impl DemoState {
             desired: status.map(|s| s.desired_replicas).unwrap_or(0),
             min: hpa.spec.min_replicas.unwrap_or(1),
             max: hpa.spec.max_replicas,
-            cpu_utilization: status
-                .and_then(|s| s.current_metrics.as_ref())
-                .into_iter()
-                .flatten()
-                .filter_map(|m| m.resource.as_ref())
-                .find(|r| r.name == "cpu")
-                .and_then(|r| r.current.average_utilization),
+            cpu_utilization: crate::cluster::hpa::cpu_current_utilization(hpa),
         };
         if self.hpas.insert(color, fact) == Some(fact) {
             return Vec::new();

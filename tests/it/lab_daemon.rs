@@ -139,7 +139,7 @@ async fn pod_processes_exit_when_the_lab_is_killed_with_sigkill() {
     let yaml = fs::read_to_string(env.state().join("kubeconfig")).unwrap();
     let kubeconfig = kube::config::Kubeconfig::from_yaml(&yaml).unwrap();
     // kube's TLS needs a process-wide provider; another test may have installed it.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    resil::crypto::ensure_crypto_provider();
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
         .unwrap();

@@ -617,3 +617,39 @@ fn check_partial_results(out: &Path) {
             .any(|h| h.tag == "overall" && h.histogram.len() == load.requests)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unresolvable_host_prints_its_cause_once() {
+    // `.invalid` never resolves (RFC 6761): the lookup fails locally, nothing is sent.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let plain = ["load", "http://x.invalid/", "-d", "1s"];
+    let with_out = [&plain[..], &["--out", out.to_str().unwrap()]].concat();
+    for args in [&plain[..], &with_out[..]] {
+        let output = tokio::time::timeout(Duration::from_secs(30), resil(args))
+            .await
+            .expect("a failed lookup ends the run promptly");
+        assert_eq!(output.status.code(), Some(2), "{output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("cannot resolve x.invalid"), "{stderr}");
+        assert_eq!(
+            stderr
+                .matches("failed to lookup address information")
+                .count(),
+            1,
+            "{stderr}"
+        );
+        // No part of the chain is said twice.
+        let parts: Vec<&str> = stderr.trim().split(": ").collect();
+        for part in &parts {
+            assert_eq!(parts.iter().filter(|p| *p == part).count(), 1, "{stderr}");
+        }
+    }
+    // The results directory says why the run ended, cause included.
+    let run = std::fs::read_to_string(out.join("run.json")).unwrap();
+    assert_eq!(
+        run.matches("failed to lookup address information").count(),
+        1,
+        "{run}"
+    );
+}

@@ -7,8 +7,8 @@
 
 use serde_json::{Value, json};
 
-use super::runtime::kind;
 use crate::lab::store::Store;
+use crate::lab::store::kinds::kind;
 
 /// Records one Event about `object` (a stored object as JSON). Failures are logged: an
 /// event is never worth failing a reconcile for.

@@ -21,8 +21,9 @@ use tokio_util::sync::CancellationToken;
 use super::endpoints::selects;
 use super::events;
 use super::hpa::{self, History, HpaTuning, PodFacts, SyncInput};
-use super::runtime::{kind, to_value, typed, write_status};
+use super::runtime::{to_value, typed, write_status};
 use crate::lab::metrics;
+use crate::lab::store::kinds::kind;
 use crate::lab::store::{Store, WriteMode};
 
 /// Syncs every HPA each `period` until `shutdown`.

@@ -26,7 +26,8 @@ use tokio_util::task::TaskTracker;
 use super::{deployment, endpoints, events, hpa_loop};
 use crate::lab::LabConfig;
 use crate::lab::proxy::{self, ServiceProxy};
-use crate::lab::store::{DeleteOptions, Kind, Store, WatchStart, WriteMode, kinds};
+use crate::lab::store::kinds::kind;
+use crate::lab::store::{DeleteOptions, Store, WatchStart, WriteMode};
 
 /// Longest a change-driven loop sleeps without a change (a safety net, and the clock for
 /// time-based transitions such as `minReadySeconds`).
@@ -478,10 +479,4 @@ pub(crate) fn typed<T: DeserializeOwned>(items: Vec<Value>) -> Vec<T> {
 pub(crate) fn to_value<T: serde::Serialize>(t: &T) -> Value {
     // Serializing these types cannot fail: plain structs, string-keyed maps.
     serde_json::to_value(t).unwrap_or(Value::Null)
-}
-
-/// The stored kind with this plural.
-pub(crate) fn kind(plural: &str) -> &'static Kind {
-    // Only called with the plurals of the lab's own stored types.
-    kinds::stored(plural).expect("a stored resource")
 }

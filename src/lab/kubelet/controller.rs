@@ -32,7 +32,8 @@ use super::pod_worker;
 use super::registry::{PodRegistry, kill_orphans};
 use crate::lab::LabConfig;
 use crate::lab::controllers::events;
-use crate::lab::controllers::runtime::{Wake, kind, to_value, typed, write_status};
+use crate::lab::controllers::runtime::{Wake, to_value, typed, write_status};
+use crate::lab::store::kinds::kind;
 use crate::lab::store::{Store, WriteMode};
 
 /// The lab's single node.

@@ -29,9 +29,10 @@ use super::{env, image};
 use crate::lab::controllers::events;
 use crate::lab::controllers::hpa::milli_value;
 use crate::lab::controllers::pods::PORT_ANNOTATION;
-use crate::lab::controllers::runtime::{kind, to_value, write_status};
+use crate::lab::controllers::runtime::{to_value, write_status};
 use crate::lab::metrics::{self, ContainerUsage};
 use crate::lab::store::WriteMode;
+use crate::lab::store::kinds::kind;
 
 /// How often CPU and memory are sampled (the PodMetrics window).
 const METRICS_PERIOD: Duration = Duration::from_secs(1);

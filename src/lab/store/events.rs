@@ -15,7 +15,8 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::{EventType, Key, State, Store, kind, meta};
+use super::kinds::kind;
+use super::{EventType, Key, State, Store, meta};
 
 /// How long an Event lives (upstream's `--event-ttl` default).
 pub const EVENT_TTL: Duration = Duration::from_secs(60 * 60);

@@ -46,7 +46,7 @@ impl Kind {
     }
 }
 
-const fn kind(
+const fn entry(
     (group, version): (&'static str, &'static str),
     plural: &'static str,
     singular: &'static str,
@@ -71,7 +71,7 @@ const fn kind(
 /// Every served type. Plurals of stored types are unique, so the plural alone keys the
 /// store.
 pub static KINDS: &[Kind] = &[
-    kind(
+    entry(
         ("", "v1"),
         "namespaces",
         "namespace",
@@ -80,8 +80,8 @@ pub static KINDS: &[Kind] = &[
         true,
         &["ns"],
     ),
-    kind(("", "v1"), "pods", "pod", "Pod", true, true, &["po"]),
-    kind(
+    entry(("", "v1"), "pods", "pod", "Pod", true, true, &["po"]),
+    entry(
         ("", "v1"),
         "services",
         "service",
@@ -90,7 +90,7 @@ pub static KINDS: &[Kind] = &[
         true,
         &["svc"],
     ),
-    kind(
+    entry(
         ("", "v1"),
         "endpoints",
         "endpoints",
@@ -99,8 +99,8 @@ pub static KINDS: &[Kind] = &[
         false,
         &["ep"],
     ),
-    kind(("", "v1"), "events", "event", "Event", true, false, &["ev"]),
-    kind(
+    entry(("", "v1"), "events", "event", "Event", true, false, &["ev"]),
+    entry(
         ("apps", "v1"),
         "deployments",
         "deployment",
@@ -109,7 +109,7 @@ pub static KINDS: &[Kind] = &[
         true,
         &["deploy"],
     ),
-    kind(
+    entry(
         ("autoscaling", "v2"),
         "horizontalpodautoscalers",
         "horizontalpodautoscaler",
@@ -118,7 +118,7 @@ pub static KINDS: &[Kind] = &[
         true,
         &["hpa"],
     ),
-    kind(
+    entry(
         ("coordination.k8s.io", "v1"),
         "leases",
         "lease",
@@ -150,6 +150,14 @@ pub fn lookup(group: &str, version: &str, plural: &str) -> Option<&'static Kind>
 /// The stored type with this plural (the store's key).
 pub fn stored(plural: &str) -> Option<&'static Kind> {
     KINDS.iter().find(|k| k.stored && k.plural == plural)
+}
+
+/// The stored type with this plural, for the lab's own code, which names only the plurals
+/// of its own stored types (every one of them is in [`KINDS`]).
+pub fn kind(plural: &str) -> &'static Kind {
+    // Callers pass literals like "pods" from the table above; a typo fails the first test
+    // that reaches that line.
+    stored(plural).expect("a stored resource")
 }
 
 /// The group/versions served, in discovery order (core first).

@@ -49,6 +49,7 @@ pub use events::{
     EVENT_TTL, EXPIRY_PERIOD as EVENT_EXPIRY_PERIOD, MAX_EVENTS, run_expiry as run_event_expiry,
 };
 pub use kinds::Kind;
+use kinds::kind;
 pub use watch::{Subscription, WatchStart};
 
 /// How many past events a watch may resume from.
@@ -642,11 +643,6 @@ fn check_depth(kind: &Kind, obj: &Value) -> Result<(), StoreError> {
             causes: vec![(field, bounds::depth_message())],
         }),
     }
-}
-
-fn kind(plural: &str) -> &'static Kind {
-    // Only called with plurals from the static table.
-    kinds::stored(plural).expect("known resource")
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::{Store, kinds, meta};
+use crate::lab::kubelet::probe::error_chain;
 
 /// The state file's name in the state directory.
 pub const STATE_FILE: &str = "state.json";
@@ -36,7 +37,7 @@ pub enum PersistError {
         reason: String,
     },
     /// The file could not be read, moved or written.
-    #[error("cannot access the lab's state file {path}: {source}")]
+    #[error("cannot access the lab's state file {path}")]
     Io {
         /// The file.
         path: PathBuf,
@@ -155,7 +156,7 @@ async fn save_logged(store: &Arc<Store>, dir: &Path) {
     let result = tokio::task::spawn_blocking(move || save(&store, &dir)).await;
     match result {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!("{e}"),
+        Ok(Err(e)) => tracing::error!("{}", error_chain(&e)),
         Err(e) => tracing::error!("saving the lab state failed: {e}"),
     }
 }

@@ -195,7 +195,7 @@ pub(crate) async fn cluster(dir: &Path) -> (Cluster, std::path::PathBuf) {
 pub(crate) async fn cluster_with(dir: &Path, hpa: Value) -> (Cluster, std::path::PathBuf) {
     // The in-process `resil chaos revert` connects too; it needs the crypto provider the
     // binary's commands install.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    resil::crypto::ensure_crypto_provider();
     let (state, app) = stand_in(hpa);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
