@@ -53,7 +53,7 @@ pub enum CostError {
     #[error("manifest {origin}: {message}")]
     Manifest { origin: String, message: String },
     /// A file or directory could not be read.
-    #[error("{path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         #[source]

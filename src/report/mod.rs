@@ -55,10 +55,10 @@ pub enum ReportError {
     #[error(transparent)]
     Results(#[from] ResultsError),
     /// An `--slo` expression does not parse.
-    #[error("--slo: {0}")]
+    #[error("invalid --slo expression")]
     Slo(#[from] SloParseError),
     /// An SLO recorded in `run.json` does not parse.
-    #[error("{path}: slos: {source}")]
+    #[error("cannot read the SLOs recorded in {path}")]
     RunSlo {
         path: PathBuf,
         #[source]
@@ -68,14 +68,14 @@ pub enum ReportError {
     #[error(transparent)]
     Cost(#[from] CostError),
     /// The baseline run could not be read.
-    #[error("baseline {path}: {source}")]
+    #[error("cannot read the baseline run {path}")]
     Baseline {
         path: PathBuf,
         #[source]
         source: Box<ReportError>,
     },
     /// Writing the output failed.
-    #[error("writing the report: {0}")]
+    #[error("cannot write the report")]
     Write(#[source] std::io::Error),
 }
 

@@ -463,7 +463,7 @@ fn bad_input_is_a_clear_error_naming_the_file_and_line() {
             )
             .unwrap();
         },
-        "run.json: slos",
+        "SLOs recorded in",
     );
     assert_bad_input(
         |d| {
