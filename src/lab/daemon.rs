@@ -156,6 +156,21 @@ pub struct StateLock {
     _file: File,
 }
 
+/// The beginnings of every name the lab writes into its state directory: certificates and
+/// keys, the token, the kubeconfig, its own files (`lab.*`), the store (`state.json` and a
+/// corrupt one moved aside), pod logs and registry, and atomic writes' temporary files.
+#[cfg(unix)]
+const LAB_FILE_PREFIXES: &[&str] = &[
+    "ca.",
+    "server.",
+    "token",
+    "kubeconfig",
+    "lab.",
+    "state.",
+    "pods",
+    ".tmp-",
+];
+
 /// The lab's state directory and the process files in it.
 #[derive(Debug, Clone)]
 pub struct StateDir {
@@ -221,11 +236,37 @@ impl StateDir {
                 .permissions()
                 .mode();
             if mode & 0o077 != 0 {
+                // Tighten only a directory that is the lab's (empty, or holding its
+                // files): `--state-dir ~` must not make a home directory owner-only.
+                if !self.is_the_labs().map_err(tighten)? {
+                    return Err(DaemonError::File {
+                        what: "refusing to keep the lab's keys and token in a directory that \
+                               others may read and that holds files of its own; give \
+                               --state-dir a directory of the lab's own",
+                        path: self.root.clone(),
+                        source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+                    });
+                }
                 fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700))
                     .map_err(tighten)?;
             }
         }
         Ok(())
+    }
+
+    /// Whether the directory is the lab's: empty, or holding only names the lab writes
+    /// ([`LAB_FILE_PREFIXES`]).
+    #[cfg(unix)]
+    fn is_the_labs(&self) -> std::io::Result<bool> {
+        for entry in fs::read_dir(&self.root)? {
+            let name = entry?.file_name();
+            let name = name.to_string_lossy();
+            let known = LAB_FILE_PREFIXES.iter().any(|p| name.starts_with(p));
+            if !known {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Takes `lab.lock` for the lab process: `None` when another process holds it (a lab
@@ -681,6 +722,24 @@ mod tests {
         dir.create().unwrap();
         let mode = fs::metadata(&root).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700, "{mode:o}");
+    }
+
+    #[test]
+    fn a_directory_open_to_others_with_files_of_its_own_is_refused_and_left_as_it_is() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("home");
+        fs::create_dir(&root).unwrap();
+        fs::write(root.join(".bashrc"), "").unwrap();
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+        let dir = StateDir::resolve(Some(root.clone())).unwrap();
+        let err = dir.create().unwrap_err().to_string();
+        assert!(err.contains("--state-dir"), "{err}");
+        let mode = fs::metadata(&root).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode, 0o755,
+            "a directory that is not the lab's keeps its mode"
+        );
     }
 
     #[test]
