@@ -268,7 +268,9 @@ fn one_context(dir: &Path, context: &str, server: &str) -> PathBuf {
 fn a_kind_named_context_on_a_remote_server_is_refused_before_any_request() {
     let home = tempfile::tempdir().unwrap();
     // TEST-NET-3: never routed. The guard must refuse on the kubeconfig alone.
-    let server = "https://203.0.113.5:6443";
+    // Not loopback, and never resolvable: a broken guard fails at a DNS lookup and sends
+    // nothing anywhere.
+    let server = "https://kind-prod.invalid:6443";
     let kc = one_context(home.path(), "kind-prod", server);
     let kc = kc.to_str().unwrap();
     let state = home.path().join("chaos");

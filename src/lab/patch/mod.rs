@@ -205,14 +205,7 @@ fn fits(pointer: &str, value: &Value) -> Result<(), PatchError> {
     if !inner.is_empty() {
         field = format!("{field}.{inner}");
     }
-    if field.len() > 200 {
-        let mut cut = 200;
-        while !field.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        field.truncate(cut);
-        field.push_str("...");
-    }
+    crate::lab::store::bounds::cut_path(&mut field);
     Err(PatchError::TooDeep { field })
 }
 

@@ -108,7 +108,7 @@ fn path(stack: &[(Segment<'_>, Children<'_>)]) -> String {
 
 /// Cuts a field path past [`MAX_PATH_CHARS`] (on a character boundary) and marks the cut;
 /// says whether it cut.
-fn cut_path(out: &mut String) -> bool {
+pub(crate) fn cut_path(out: &mut String) -> bool {
     if out.len() <= MAX_PATH_CHARS {
         return false;
     }

@@ -100,6 +100,10 @@ async fn a_revert_leaves_a_value_someone_changed_during_the_fault() {
     })
     .await;
     demo.scale_blue(4).await;
+    assert!(
+        !demo.journal().open_entries().unwrap().is_empty(),
+        "the count was changed while the outage was still open"
+    );
     assert_eq!(outage.await.unwrap(), Exit::Ok);
     assert_eq!(demo.replicas("blue").await, 4, "the user's count stays");
     // A latency fault, which someone replaces with their own.
@@ -109,6 +113,10 @@ async fn a_revert_leaves_a_value_someone_changed_during_the_fault() {
     })
     .await;
     demo.set_proxy_fault("delay=300ms").await;
+    assert!(
+        !demo.journal().open_entries().unwrap().is_empty(),
+        "the fault was replaced while the latency was still open"
+    );
     assert_eq!(latency.await.unwrap(), Exit::Ok);
     assert_eq!(demo.proxy_fault().await.as_deref(), Some("delay=300ms"));
     assert!(demo.journal().open_entries().unwrap().is_empty());

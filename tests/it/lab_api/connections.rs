@@ -87,9 +87,13 @@ async fn an_idle_tls_connection_and_a_half_sent_header_are_closed_after_the_head
         .await
         .unwrap();
     half.flush().await.unwrap();
-    closed_within(&mut half, Duration::from_secs(5))
+    let (_, after) = closed_within(&mut half, Duration::from_secs(5))
         .await
         .expect("a half-sent header is cut off within 5 s");
+    assert!(
+        after >= SHORT / 2,
+        "closed after {after:?}, before its timeout"
+    );
 
     // Kept alive after a full request and answer, then idle: closed as well.
     let mut kept = tls(&lab).await;
@@ -98,9 +102,13 @@ async fn an_idle_tls_connection_and_a_half_sent_header_are_closed_after_the_head
         lab.token()
     );
     kept.write_all(request.as_bytes()).await.unwrap();
-    let (answer, _) = closed_within(&mut kept, Duration::from_secs(5))
+    let (answer, after) = closed_within(&mut kept, Duration::from_secs(5))
         .await
         .expect("an idle keep-alive connection is closed within 5 s");
+    assert!(
+        after >= SHORT / 2,
+        "closed after {after:?}, before its timeout"
+    );
     assert!(
         answer.starts_with(b"HTTP/1.1 200"),
         "{:?}",
