@@ -186,21 +186,12 @@ impl Journal {
     /// journal's lock, so of two resil processes racing for one target only one wins.
     pub fn claim(&self, entry: &Entry) -> Result<(), JournalError> {
         self.update(|file| {
-            let busy = file
-                .entries
-                .iter()
-                .filter(|e| e.id != entry.id)
-                .find_map(|e| {
-                    e.holds(&entry.context, &entry.namespace, &entry.targets)
-                        .map(|target| (target, e))
-                });
-            if let Some((target, open)) = busy {
-                return Err(JournalError::TargetBusy {
-                    target: target.to_string(),
-                    open: Box::new(open.clone()),
-                    path: self.path.clone(),
-                });
-            }
+            self.refuse_busy(
+                file.entries.iter().filter(|e| e.id != entry.id),
+                &entry.context,
+                &entry.namespace,
+                &entry.targets,
+            )?;
             file.entries.push(entry.clone());
             Ok(())
         })
@@ -215,11 +206,19 @@ impl Journal {
         targets: &[String],
     ) -> Result<(), JournalError> {
         let file = self.read()?;
-        match file
-            .entries
-            .iter()
-            .find_map(|e| e.holds(context, namespace, targets).map(|t| (t, e)))
-        {
+        self.refuse_busy(file.entries.iter(), context, namespace, targets)
+    }
+
+    /// [`JournalError::TargetBusy`] for the first of `entries` still open on one of
+    /// `targets`.
+    fn refuse_busy<'e>(
+        &self,
+        mut entries: impl Iterator<Item = &'e Entry>,
+        context: &str,
+        namespace: &str,
+        targets: &[String],
+    ) -> Result<(), JournalError> {
+        match entries.find_map(|e| e.holds(context, namespace, targets).map(|t| (t, e))) {
             Some((target, open)) => Err(JournalError::TargetBusy {
                 target: target.to_string(),
                 open: Box::new(open.clone()),

@@ -18,12 +18,9 @@ mod rollout;
 pub use apply::{ApplyOutcome, apply, ensure_managed};
 pub use connect::{
     ClusterKind, ConnectOptions, KubeconfigSource, Target, connect, error_chain, known_contexts,
-    locate_kubeconfig, select_context, server_of,
+    locate_kubeconfig, select_context,
 };
-pub use guard::{
-    Guard, LOCAL_CONTEXT_PATTERNS, LOCAL_SERVER_NAMES, config_file_path, is_local_server,
-    looks_local,
-};
+pub use guard::{Guard, LOCAL_CONTEXT_PATTERNS, config_file_path, looks_local};
 pub use rollout::{RolloutProgress, wait_for_rollouts};
 
 use std::path::PathBuf;
