@@ -207,21 +207,14 @@ impl RunDir {
             )));
         }
         let dir = RunDir { path: path.clone() };
-        if names.iter().any(|n| n == RUN_FILE) {
-            let meta = dir
-                .read_meta()
-                .map_err(|e| occupied(format!("a run.json this resil cannot use ({e})")))?;
-            if meta.status != RunStatus::Running {
-                return Err(occupied(finished(&meta)));
-            }
-            if meta.command == "load" {
-                return Err(occupied(format!(
-                    "the load run {} started at {} (still running, or killed before it \
-                     ended)",
-                    meta.run_id,
-                    meta.started_at.format("%Y-%m-%d %H:%M:%S UTC")
-                )));
-            }
+        if let Some(meta) = dir.running_meta()?
+            && meta.command == "load"
+        {
+            return Err(occupied(format!(
+                "the load run {} started at {} (still running, or killed before it ended)",
+                meta.run_id,
+                meta.started_at.format("%Y-%m-%d %H:%M:%S UTC")
+            )));
         }
         if names.iter().any(|n| n == SUMMARY_FILE) {
             let summary = dir
@@ -241,17 +234,9 @@ impl RunDir {
     /// read, is [`ResultsError::Occupied`]: nothing is appended to, or overwritten in, it.
     pub fn join_or_start(path: impl Into<PathBuf>, command: &str) -> Result<(RunDir, RunMeta)> {
         let dir = RunDir::create(path)?;
-        let occupied = |holds: String| ResultsError::Occupied {
-            path: dir.path.clone(),
-            holds,
-        };
-        let meta = match dir.read_meta() {
-            Ok(meta) if meta.status != RunStatus::Running => return Err(occupied(finished(&meta))),
-            Ok(meta) => meta,
-            Err(e) if dir.file(RUN_FILE).exists() => {
-                return Err(occupied(format!("a run.json this resil cannot use ({e})")));
-            }
-            Err(_) => {
+        let meta = match dir.running_meta()? {
+            Some(meta) => meta,
+            None => {
                 let name = dir
                     .path
                     .file_name()
@@ -263,6 +248,25 @@ impl RunDir {
             }
         };
         Ok((dir, meta))
+    }
+
+    /// The run `run.json` says is still running; `None` without a `run.json`. A run that
+    /// has ended, or a `run.json` this resil cannot read, is [`ResultsError::Occupied`].
+    fn running_meta(&self) -> Result<Option<RunMeta>> {
+        if !self.file(RUN_FILE).exists() {
+            return Ok(None);
+        }
+        let occupied = |holds: String| ResultsError::Occupied {
+            path: self.path.clone(),
+            holds,
+        };
+        let meta = self
+            .read_meta()
+            .map_err(|e| occupied(format!("a run.json this resil cannot use ({e})")))?;
+        if meta.status != RunStatus::Running {
+            return Err(occupied(finished(&meta)));
+        }
+        Ok(Some(meta))
     }
 
     /// Creates `<parent>/<timestamp>-<label>` as a new run directory.
