@@ -249,6 +249,19 @@ pub struct ServiceUrl {
     pub concrete: bool,
 }
 
+/// [`service_url`], once it answered from this cluster's demo ([`reach::confirm`]) when it
+/// names a real host: anything else on that port would be measured instead.
+pub async fn confirmed_service_url(
+    target: &Target,
+    node_port: i32,
+) -> Result<ServiceUrl, reach::Unreached> {
+    let url = service_url(target, node_port).await;
+    if url.concrete {
+        reach::confirm(target, &url.url, node_port).await?;
+    }
+    Ok(url)
+}
+
 /// Finds the Service URL: loopback for the lab, kind (port mapping from
 /// `scripts/kind-up.sh`) and desktop VMs; the node's address for minikube and others.
 pub async fn service_url(target: &Target, node_port: i32) -> ServiceUrl {
@@ -449,10 +462,7 @@ pub async fn command(args: DeployArgs, global: &GlobalArgs) -> anyhow::Result<Ex
              once pods run: `resil deploy` without --no-wait, or `resil status`)"
         ))?,
         Some(port) => {
-            let url = service_url(&target, port).await;
-            if url.concrete {
-                reach::confirm(&target, &url.url, port).await?;
-            }
+            let url = confirmed_service_url(&target, port).await?;
             say(format_args!(
                 "Service {SERVICE_NAME} selects {active}: {}",
                 url.url

@@ -51,14 +51,10 @@ pub async fn load_plan(
     let url = match &load.url {
         Some(url) => url.clone(),
         None => {
-            // The Service's URL is used only once it answered from this cluster's demo:
-            // anything else on that port would be measured instead.
             let port = node_port(target).await;
-            let url = crate::demo::deploy::service_url(target, port).await;
-            if url.concrete {
-                crate::demo::deploy::reach::confirm(target, &url.url, port).await?;
-            }
-            url.url
+            crate::demo::deploy::confirmed_service_url(target, port)
+                .await?
+                .url
         }
     };
     let mut argv = vec![
