@@ -261,21 +261,22 @@ fn show_node_ports(
             .flat_map(|s| s.ports.iter().flatten())
             .filter_map(|p| p.node_port.and_then(|n| u16::try_from(n).ok()))
             .collect();
-        let failures: Vec<&proxy::ProxyError> = errors
-            .iter()
-            .filter(|e| matches!(e, proxy::ProxyError::Bind { service: s, .. } if *s == service))
-            .collect();
-        let failed = |port: u16| {
-            failures
-                .iter()
-                .any(|e| matches!(e, proxy::ProxyError::Bind { port: p, .. } if *p == port))
-        };
-        let error = failures
+        // This Service's failed binds: port, OS message, the error itself.
+        let binds: Vec<(u16, &str, &proxy::ProxyError)> = errors
             .iter()
             .filter_map(|e| match e {
-                proxy::ProxyError::Bind { port, message, .. } => Some(format!("{port}: {message}")),
-                proxy::ProxyError::BadFault { .. } => None,
+                proxy::ProxyError::Bind {
+                    service: s,
+                    port,
+                    message,
+                } if *s == service => Some((*port, message.as_str(), e)),
+                _ => None,
             })
+            .collect();
+        let failed = |port: u16| binds.iter().any(|(p, ..)| *p == port);
+        let error = binds
+            .iter()
+            .map(|(port, message, _)| format!("{port}: {message}"))
             .collect::<Vec<_>>()
             .join("; ");
         let listening = node_ports
@@ -322,11 +323,7 @@ fn show_node_ports(
         let was_failing = current(proxy::NODE_PORT_ERROR_ANNOTATION);
         match &want[0].1 {
             Some(_) => {
-                for e in &failures {
-                    let port = match e {
-                        proxy::ProxyError::Bind { port, .. } => *port,
-                        proxy::ProxyError::BadFault { .. } => continue,
-                    };
+                for (port, _, e) in &binds {
                     // Once per failing port, not on every retry.
                     let known = was_failing
                         .as_deref()
