@@ -66,7 +66,7 @@ fn container(pod: &Value, name: &str, wanted: Option<&String>) -> ApiResult<Stri
     };
     // The name becomes a file name under the state directory. The API refuses such names
     // at write time; a pod stored before that rule (an old state file) is caught here.
-    if super::validate::dns_label_problem(&chosen).is_some() {
+    if !crate::lab::kubelet::logs::is_dns1123_label(&chosen) {
         return Err(ApiError::bad_request(format!(
             "container name {chosen:?} in pod {name} is not a DNS-1123 label; its logs are \
              not served (recreate the pod with a valid container name)"

@@ -25,12 +25,7 @@ pub(super) fn dns_label_problem(name: &str) -> Option<String> {
             "Invalid value: {name:?}: must be no more than {LABEL_MAX} characters"
         ));
     }
-    let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
-    let bytes = name.as_bytes();
-    let ok = bytes.iter().all(|&c| alnum(c) || c == b'-')
-        && bytes.first().copied().is_some_and(alnum)
-        && bytes.last().copied().is_some_and(alnum);
-    (!ok).then(|| {
+    (!crate::lab::kubelet::logs::is_dns1123_label(name)).then(|| {
         format!(
             "Invalid value: {name:?}: a lowercase RFC 1123 label must consist of lower case \
              alphanumeric characters or '-', and must start and end with an alphanumeric \
