@@ -7,14 +7,19 @@ FROM rust:1-bookworm AS build
 WORKDIR /src
 # Dependencies first, so code changes do not rebuild them: a stub crate with the real
 # manifest compiles the whole dependency graph into a cached layer.
+# The workspace's three manifests: the toolkit (root), crates/common and crates/lab.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir src && echo 'fn main() {}' > src/main.rs && echo '' > src/lib.rs \
+COPY crates/common/Cargo.toml crates/common/
+COPY crates/lab/Cargo.toml crates/lab/
+RUN mkdir -p src crates/common/src crates/lab/src \
+    && echo 'fn main() {}' > src/main.rs \
+    && touch src/lib.rs crates/common/src/lib.rs crates/lab/src/lib.rs \
     && cargo build --release --locked \
-    && rm -rf src
+    && rm -rf src crates/common/src crates/lab/src
 # The whole tree: the binary embeds files from manifests/, cost/ and src/ itself.
 COPY . .
 # Touch the sources so cargo sees them as newer than the stub build.
-RUN touch src/main.rs src/lib.rs \
+RUN touch src/main.rs src/lib.rs crates/common/src/lib.rs crates/lab/src/lib.rs \
     && cargo build --release --locked --bin resil \
     && install -m 0755 target/release/resil /usr/local/bin/resil
 

@@ -2,21 +2,18 @@
 //!
 //! The binary (`main.rs`) parses [`cli::Cli`] and calls [`run`], which dispatches to one
 //! command module. Toolkit modules (`demo`, `chaos`, `load`, `watch`, `run`, `report`,
-//! `cost`) reach a cluster only through [`cluster`] (kube-rs); the embedded cluster in
-//! [`lab`] imports none of them. `tests/architecture.rs` keeps that true.
+//! `cost`) reach a cluster only through [`cluster`] (kube-rs). The embedded cluster is its
+//! own crate, `resil-lab` (crates/lab), which cannot import any of them; this crate names
+//! only its entry points (`resil lab ...` here, `LabArgs` in [`cli`]). See ARCHITECTURE.md.
 
-pub mod atomic;
 pub mod autoscale;
 pub mod chaos;
 pub mod cli;
 pub mod cli_docs;
 pub mod cluster;
 pub mod cost;
-pub mod crypto;
 pub mod demo;
-pub mod exit;
 pub mod html;
-pub mod lab;
 pub mod load;
 pub mod logging;
 pub mod report;
@@ -24,6 +21,8 @@ pub mod results;
 pub mod run;
 pub mod threshold;
 pub mod watch;
+
+pub use resil_common::{atomic, crypto, exit};
 
 use std::io::ErrorKind;
 
@@ -36,7 +35,13 @@ pub async fn run(cli: Cli) -> Exit {
     crypto::ensure_crypto_provider();
     let Cli { global, command } = cli;
     let result = match command {
-        Command::Lab(args) => lab::command(args, &global).await,
+        Command::Lab(args) => {
+            let lab_globals = resil_lab::args::Globals {
+                kubeconfig: global.kubeconfig.clone(),
+                verbose: global.verbose,
+            };
+            resil_lab::command(args, &lab_globals).await
+        }
         Command::Deploy(args) => demo::deploy_command(args, &global).await,
         Command::Status(args) => demo::status_command(args, &global).await,
         Command::Undeploy(args) => demo::undeploy_command(args, &global).await,

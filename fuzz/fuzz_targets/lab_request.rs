@@ -1,6 +1,6 @@
 //! The lab's API, request by request: verb, path pieces, query, content type and body
 //! (JSON, YAML, the four patch types, raw bytes) driven through the real axum router and
-//! handlers in-process (`resil::lab::in_process::api_router`) over a fresh in-memory store,
+//! handlers in-process (`resil_lab::in_process::api_router`) over a fresh in-memory store,
 //! authenticated. A sequence of up to eight requests per input lets one request create
 //! what the next patches, lists, watches or deletes.
 //!
@@ -21,9 +21,9 @@ use arbitrary::{Arbitrary, Result as ArbResult, Unstructured};
 use axum::body::Body;
 use http_body_util::BodyExt;
 use libfuzzer_sys::fuzz_target;
-use resil::lab::Store;
-use resil::lab::in_process::api_router;
-use resil::lab::store::persist;
+use resil_lab::Store;
+use resil_lab::in_process::api_router;
+use resil_lab::store::persist;
 use resil_fuzz::{Json, KUBECTL_PATCHES, MANIFESTS, TEMPLATES, pointer, set, value, word};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;

@@ -1,4 +1,4 @@
-//! The patch engine on its own (`resil::lab::patch::apply`): strategic merge, RFC 6902
+//! The patch engine on its own (`resil_lab::patch::apply`): strategic merge, RFC 6902
 //! JSON patch, RFC 7386 merge patch and server-side apply, each applied to an arbitrary
 //! live object of a kind the lab knows (a real template with edits, or any JSON value),
 //! then the result patched again by a second document, as a client's next request would.
@@ -10,8 +10,8 @@
 
 use arbitrary::{Arbitrary, Result as ArbResult, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use resil::lab::patch::{Patch, apply};
-use resil::lab::store::bounds::{MAX_DEPTH, deeper_than};
+use resil_lab::patch::{Patch, apply};
+use resil_lab::store::bounds::{MAX_DEPTH, deeper_than};
 use resil_fuzz::{Json, KUBECTL_PATCHES, TEMPLATES, pointer, set, value, value_depth};
 use serde_json::Value;
 
@@ -70,6 +70,8 @@ enum Type {
     Merge,
     Json,
     Strategic,
+    // `force` no longer reaches the engine (every apply acts as forced); the field stays so
+    // that saved inputs decode as they did.
     Apply { manager: u8, force: bool },
 }
 
@@ -87,15 +89,14 @@ fn patch<'a>(kind: &'a Type, doc: &'a Value) -> Patch<'a> {
         Type::Merge => Patch::Merge(doc),
         Type::Json => Patch::Json(doc),
         Type::Strategic => Patch::Strategic(doc),
-        Type::Apply { manager, force } => Patch::Apply {
+        Type::Apply { manager, .. } => Patch::Apply {
             body: doc,
             manager: MANAGERS[*manager as usize % MANAGERS.len()],
-            force: *force,
         },
     }
 }
 
-fn check(result: Result<Value, resil::lab::patch::PatchError>) -> Option<Value> {
+fn check(result: Result<Value, resil_lab::patch::PatchError>) -> Option<Value> {
     let object = result.ok()?;
     assert!(
         object.is_object(),

@@ -26,7 +26,7 @@ use nix::unistd::Pid;
 use resil::Exit;
 use resil::chaos::journal::Journal;
 use resil::cli::Cli;
-use resil::lab::Lab;
+use resil_lab::Lab;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::io::AsyncReadExt;

@@ -19,7 +19,7 @@ use resil::cli::Cli;
 use resil::cluster::{ApplyOutcome, ConnectOptions, Target};
 use resil::demo::deploy::{ReplicaPolicy, apply_demo};
 use resil::demo::manifests::{DemoManifests, Overrides};
-use resil::lab::Lab;
+use resil_lab::Lab;
 use tempfile::TempDir;
 
 use crate::cluster::{Silent, resil};

@@ -2,7 +2,7 @@
 //! tests so they stay fixed without a fuzzer. Each names the file under `fuzz/regressions/`
 //! that holds the fuzzer's own input (replay it with `cargo fuzz run TARGET FILE`).
 
-use resil::lab::patch::{self, Patch, PatchError};
+use resil_lab::patch::{self, Patch, PatchError};
 use serde_json::json;
 
 use crate::support::{raw, start_api_only_lab};

@@ -9,7 +9,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Pod, Service};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use resil::lab::{Lab, LabConfig};
+use resil_lab::{Lab, LabConfig};
 use serde_json::{Value, json};
 
 use crate::support::{client_for, eventually, free_node_port};
@@ -126,7 +126,7 @@ async fn a_container_named_to_climb_out_of_the_state_dir_writes_nothing_outside_
         "metadata": {"name": "evil", "namespace": "default"},
         "spec": {"containers": [{"name": "../../../../../ESCAPED", "image": "resil-demo:1"}]},
     });
-    let pods_kind = resil::lab::store::kinds::stored("pods").unwrap();
+    let pods_kind = resil_lab::store::kinds::stored("pods").unwrap();
     lab.store().create(pods_kind, "default", pod).unwrap();
 
     let pods: Api<Pod> = Api::default_namespaced(client.clone());

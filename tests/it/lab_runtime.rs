@@ -11,7 +11,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use resil::lab::{Lab, LabConfig};
+use resil_lab::{Lab, LabConfig};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 

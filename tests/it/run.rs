@@ -12,7 +12,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::Api;
-use resil::lab::{Lab, LabConfig};
+use resil_lab::{Lab, LabConfig};
 use tempfile::TempDir;
 
 use crate::support;

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use resil::lab::{Lab, LabConfig};
+use resil_lab::{Lab, LabConfig};
 use serde_json::Value;
 use tempfile::TempDir;
 

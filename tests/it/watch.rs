@@ -17,12 +17,12 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use resil::Exit;
 use resil::cli::{Cli, Color};
-use resil::lab::{Lab, LabConfig};
 use resil::results::RunDir;
 use resil::results::timeline::{Event, EventKind};
 use resil::watch::controller::{self, Outcome, Snapshot, Update, WatchError, WatchPlan};
 use resil::watch::failover::Policy;
 use resil::watch::lease::ElectionConfig;
+use resil_lab::{Lab, LabConfig};
 use serde_json::json;
 use tempfile::TempDir;
 use tokio::io::AsyncBufReadExt;
@@ -796,8 +796,8 @@ async fn watches_that_drop_or_expire_still_see_the_active_colour_go_down() {
 }
 
 /// 10 001 writes to one Lease outside the demo: more than the lab's event history holds.
-async fn flood(store: &resil::lab::Store) {
-    let kind = resil::lab::store::kinds::lookup("coordination.k8s.io", "v1", "leases").unwrap();
+async fn flood(store: &resil_lab::Store) {
+    let kind = resil_lab::store::kinds::lookup("coordination.k8s.io", "v1", "leases").unwrap();
     let lease = |n: u32| {
         json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                "metadata": {"name": "flood", "annotations": {"n": n.to_string()}},
@@ -811,7 +811,7 @@ async fn flood(store: &resil::lab::Store) {
                 "default",
                 "flood",
                 lease(n),
-                resil::lab::store::WriteMode::Main,
+                resil_lab::store::WriteMode::Main,
             )
             .unwrap();
         if n % 500 == 0 {

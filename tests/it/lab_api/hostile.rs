@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use http_body_util::BodyExt;
-use resil::lab::store::{WriteMode, kinds};
+use resil_lab::store::{WriteMode, kinds};
 use serde_json::{Value, json};
 
 use crate::support::{raw, start_api_only_lab};

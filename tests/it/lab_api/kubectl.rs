@@ -30,7 +30,7 @@ fn on_path() -> bool {
 
 impl Kubectl {
     /// None (and a printed note) when kubectl is not installed.
-    fn for_lab(lab: &resil::lab::Lab) -> Option<Kubectl> {
+    fn for_lab(lab: &resil_lab::Lab) -> Option<Kubectl> {
         if !on_path() {
             eprintln!("note: kubectl is not on PATH; skipping the kubectl test");
             return None;

@@ -37,7 +37,7 @@ async fn objects_survive_a_restart_on_the_same_state_dir() {
 async fn a_corrupt_state_file_fails_start_and_is_kept_aside() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("state.json"), b"{\"objects\": [tru").unwrap();
-    let err = resil::lab::Lab::start(resil::lab::LabConfig::new(dir.path()))
+    let err = resil_lab::Lab::start(resil_lab::LabConfig::new(dir.path()))
         .await
         .unwrap_err();
     let message = err.to_string();

@@ -3,9 +3,9 @@
 //! the store; whatever is stored is saved, loaded again and compared.
 
 use proptest::prelude::*;
-use resil::lab::Store;
-use resil::lab::patch::{self, Patch};
-use resil::lab::store::{WriteMode, kinds, persist};
+use resil_lab::Store;
+use resil_lab::patch::{self, Patch};
+use resil_lab::store::{WriteMode, kinds, persist};
 use serde_json::{Map, Value, json};
 
 fn nest(levels: usize, leaf: Value) -> Value {
@@ -100,7 +100,7 @@ proptest! {
                 Doc::Merge(v) => Patch::Merge(v),
                 Doc::Strategic(v) => Patch::Strategic(v),
                 Doc::Json(v) => Patch::Json(v),
-                Doc::Apply(v) => Patch::Apply { body: v, manager: "prop", force: true },
+                Doc::Apply(v) => Patch::Apply { body: v, manager: "prop" },
             };
             if let Ok(result) = patch::apply(Some(&live), p, "Lease") {
                 let _ = store.update(leases, "default", "l", result, WriteMode::Main);

@@ -149,7 +149,7 @@ impl Workspace {
         for mut b in interrupted {
             let _ = killpg(Pid::from_raw(b.child.id() as i32), Signal::SIGINT);
             let code = wait_bounded(&mut b.child, Duration::from_secs(30));
-            // Interrupted, a command may say so with 130 (see src/exit.rs).
+            // Interrupted, a command may say so with 130 (see crates/common/src/exit.rs).
             let wanted = vec![expected_exit(&b.what), 130];
             finished.push((b, code, wanted));
         }

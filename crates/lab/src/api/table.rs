@@ -1,0 +1,468 @@
+//! Server-side printing: `meta.k8s.io/v1` Table answers for clients that ask for them
+//! (`Accept: application/json;as=Table;...`, what `kubectl get` sends), with the columns
+//! kubectl shows for real clusters (pods READY/STATUS/RESTARTS, deployments
+//! READY/UP-TO-DATE/AVAILABLE, services TYPE/CLUSTER-IP/PORT(S), ...). Used by list, get
+//! and watch.
+
+use axum::http::{HeaderMap, header};
+use serde_json::{Value, json};
+
+use crate::store::Kind;
+
+/// What a client wants in each row's `object`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowObject {
+    /// `PartialObjectMetadata` (the default).
+    Metadata,
+    /// The full object.
+    Object,
+    /// Nothing.
+    None,
+}
+
+/// Whether the request asks for a Table, and what to include per row.
+pub fn wanted(headers: &HeaderMap, include: Option<&str>) -> Option<RowObject> {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let table = accept
+        .split(',')
+        .any(|media| media.split(';').any(|p| p.trim() == "as=Table"));
+    if !table {
+        return None;
+    }
+    Some(match include {
+        Some("Object") => RowObject::Object,
+        Some("None") => RowObject::None,
+        _ => RowObject::Metadata,
+    })
+}
+
+fn column(name: &str, ty: &str, priority: u8) -> Value {
+    let format = if name == "Name" { "name" } else { "" };
+    json!({"name": name, "type": ty, "format": format, "description": name, "priority": priority})
+}
+
+fn columns(kind: &Kind) -> Vec<Value> {
+    let s = |n: &str| column(n, "string", 0);
+    let wide = |n: &str| column(n, "string", 1);
+    let i = |n: &str| column(n, "integer", 0);
+    match kind.plural {
+        "pods" => vec![
+            s("Name"),
+            s("Ready"),
+            s("Status"),
+            i("Restarts"),
+            s("Age"),
+            wide("IP"),
+            wide("Node"),
+        ],
+        "deployments" => vec![
+            s("Name"),
+            s("Ready"),
+            i("Up-to-date"),
+            i("Available"),
+            s("Age"),
+            wide("Containers"),
+            wide("Images"),
+            wide("Selector"),
+        ],
+        "services" => vec![
+            s("Name"),
+            s("Type"),
+            s("Cluster-IP"),
+            s("External-IP"),
+            s("Port(s)"),
+            s("Age"),
+            wide("Selector"),
+        ],
+        "endpoints" => vec![s("Name"), s("Endpoints"), s("Age")],
+        "events" => vec![
+            s("Last Seen"),
+            s("Type"),
+            s("Reason"),
+            s("Object"),
+            s("Message"),
+        ],
+        "horizontalpodautoscalers" => vec![
+            s("Name"),
+            s("Reference"),
+            s("Targets"),
+            i("MinPods"),
+            i("MaxPods"),
+            i("Replicas"),
+            s("Age"),
+        ],
+        "namespaces" => vec![s("Name"), s("Status"), s("Age")],
+        "leases" => vec![s("Name"), s("Holder"), s("Age")],
+        _ => vec![s("Name"), s("Age")],
+    }
+}
+
+fn text<'a>(obj: &'a Value, pointer: &str) -> &'a str {
+    obj.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+}
+
+fn int(obj: &Value, pointer: &str) -> i64 {
+    obj.pointer(pointer).and_then(Value::as_i64).unwrap_or(0)
+}
+
+fn or_none(s: String) -> String {
+    if s.is_empty() {
+        "<none>".to_string()
+    } else {
+        s
+    }
+}
+
+/// kubectl's short age: 45s, 3m20s, 12m, 5h3m, 20h, 3d4h, 40d, 2y.
+pub fn age(since: &str) -> String {
+    let Ok(t) = chrono::DateTime::parse_from_rfc3339(since) else {
+        return "<unknown>".to_string();
+    };
+    let secs = (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+        .num_seconds()
+        .max(0);
+    let (m, h, d) = (secs / 60, secs / 3600, secs / 86_400);
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 600 => format!("{m}m{}s", s % 60),
+        s if s < 3 * 3600 => format!("{m}m"),
+        s if s < 8 * 3600 => format!("{h}h{}m", m % 60),
+        s if s < 48 * 3600 => format!("{h}h"),
+        s if s < 8 * 86_400 => format!("{d}d{}h", h % 24),
+        s if s < 730 * 86_400 => format!("{d}d"),
+        _ => format!("{}y", d / 365),
+    }
+}
+
+fn pod_status(pod: &Value) -> String {
+    if pod.pointer("/metadata/deletionTimestamp").is_some() {
+        return "Terminating".to_string();
+    }
+    let statuses = pod
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array);
+    for cs in statuses.into_iter().flatten() {
+        let waiting = text(cs, "/state/waiting/reason");
+        if !waiting.is_empty() && waiting != "ContainerCreating" {
+            return waiting.to_string();
+        }
+        let terminated = text(cs, "/state/terminated/reason");
+        if !terminated.is_empty() {
+            return terminated.to_string();
+        }
+    }
+    let reason = text(pod, "/status/reason");
+    if !reason.is_empty() {
+        return reason.to_string();
+    }
+    let phase = text(pod, "/status/phase");
+    if phase == "Pending" && statuses.is_some() {
+        return "ContainerCreating".to_string();
+    }
+    if phase.is_empty() {
+        "Pending".to_string()
+    } else {
+        phase.to_string()
+    }
+}
+
+fn cells(kind: &Kind, o: &Value) -> Vec<Value> {
+    let name = text(o, "/metadata/name");
+    let age = age(text(o, "/metadata/creationTimestamp"));
+    match kind.plural {
+        "pods" => pod_cells(o),
+        "deployments" => deployment_cells(o),
+        "services" => service_cells(o),
+        "endpoints" => endpoints_cells(o),
+        "events" => event_cells(o),
+        "horizontalpodautoscalers" => hpa_cells(o),
+        "namespaces" => vec![json!(name), json!(text(o, "/status/phase")), json!(age)],
+        "leases" => vec![
+            json!(name),
+            json!(text(o, "/spec/holderIdentity")),
+            json!(age),
+        ],
+        _ => vec![json!(name), json!(age)],
+    }
+}
+
+/// NAME READY STATUS RESTARTS AGE IP NODE
+fn pod_cells(o: &Value) -> Vec<Value> {
+    let name = text(o, "/metadata/name");
+    let age = age(text(o, "/metadata/creationTimestamp"));
+    let total = o
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    let statuses = o
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array);
+    let ready = statuses
+        .into_iter()
+        .flatten()
+        .filter(|c| c["ready"] == true)
+        .count();
+    let restarts: i64 = statuses
+        .into_iter()
+        .flatten()
+        .map(|c| int(c, "/restartCount"))
+        .sum();
+    vec![
+        json!(name),
+        json!(format!("{ready}/{total}")),
+        json!(pod_status(o)),
+        json!(restarts),
+        json!(age),
+        json!(or_none(text(o, "/status/podIP").to_string())),
+        json!(or_none(text(o, "/spec/nodeName").to_string())),
+    ]
+}
+
+/// NAME READY UP-TO-DATE AVAILABLE AGE CONTAINERS IMAGES SELECTOR
+fn deployment_cells(o: &Value) -> Vec<Value> {
+    let name = text(o, "/metadata/name");
+    let age = age(text(o, "/metadata/creationTimestamp"));
+    let containers = o
+        .pointer("/spec/template/spec/containers")
+        .and_then(Value::as_array);
+    let list = |key: &str| {
+        containers
+            .into_iter()
+            .flatten()
+            .map(|c| text(c, &format!("/{key}")).to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    vec![
+        json!(name),
+        json!(format!(
+            "{}/{}",
+            int(o, "/status/readyReplicas"),
+            int(o, "/spec/replicas")
+        )),
+        json!(int(o, "/status/updatedReplicas")),
+        json!(int(o, "/status/availableReplicas")),
+        json!(age),
+        json!(list("name")),
+        json!(list("image")),
+        json!(selector(o.pointer("/spec/selector/matchLabels"))),
+    ]
+}
+
+/// NAME TYPE CLUSTER-IP EXTERNAL-IP PORT(S) AGE SELECTOR
+fn service_cells(o: &Value) -> Vec<Value> {
+    let name = text(o, "/metadata/name");
+    let age = age(text(o, "/metadata/creationTimestamp"));
+    let ports: Vec<String> = o
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let proto = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
+            match p.get("nodePort").and_then(Value::as_i64) {
+                Some(n) => format!("{}:{n}/{proto}", int(p, "/port")),
+                None => format!("{}/{proto}", int(p, "/port")),
+            }
+        })
+        .collect();
+    vec![
+        json!(name),
+        json!(text(o, "/spec/type")),
+        json!(or_none(text(o, "/spec/clusterIP").to_string())),
+        json!("<none>"),
+        json!(or_none(ports.join(","))),
+        json!(age),
+        json!(selector(o.pointer("/spec/selector"))),
+    ]
+}
+
+/// NAME ENDPOINTS AGE
+fn endpoints_cells(o: &Value) -> Vec<Value> {
+    let name = text(o, "/metadata/name");
+    let age = age(text(o, "/metadata/creationTimestamp"));
+    let mut addrs = Vec::new();
+    for subset in o
+        .get("subsets")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        for a in subset
+            .get("addresses")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            for p in subset
+                .get("ports")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                addrs.push(format!("{}:{}", text(a, "/ip"), int(p, "/port")));
+            }
+        }
+    }
+    vec![json!(name), json!(or_none(addrs.join(","))), json!(age)]
+}
+
+/// LAST SEEN TYPE REASON OBJECT MESSAGE
+fn event_cells(o: &Value) -> Vec<Value> {
+    let last = [
+        text(o, "/lastTimestamp"),
+        text(o, "/eventTime"),
+        text(o, "/metadata/creationTimestamp"),
+    ]
+    .into_iter()
+    .find(|t| !t.is_empty())
+    .unwrap_or("");
+    vec![
+        json!(age(last)),
+        json!(text(o, "/type")),
+        json!(text(o, "/reason")),
+        json!(format!(
+            "{}/{}",
+            text(o, "/involvedObject/kind").to_lowercase(),
+            text(o, "/involvedObject/name")
+        )),
+        json!(text(o, "/message")),
+    ]
+}
+
+/// NAME REFERENCE TARGETS MINPODS MAXPODS REPLICAS AGE
+fn hpa_cells(o: &Value) -> Vec<Value> {
+    let name = text(o, "/metadata/name");
+    let age = age(text(o, "/metadata/creationTimestamp"));
+    vec![
+        json!(name),
+        json!(format!(
+            "{}/{}",
+            text(o, "/spec/scaleTargetRef/kind"),
+            text(o, "/spec/scaleTargetRef/name")
+        )),
+        json!(hpa_targets(o)),
+        json!(
+            o.pointer("/spec/minReplicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1)
+        ),
+        json!(int(o, "/spec/maxReplicas")),
+        json!(int(o, "/status/currentReplicas")),
+        json!(age),
+    ]
+}
+
+fn selector(labels: Option<&Value>) -> String {
+    let s: Vec<String> = labels
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+        .collect();
+    or_none(s.join(","))
+}
+
+fn hpa_targets(o: &Value) -> String {
+    let current = o
+        .pointer("/status/currentMetrics")
+        .and_then(Value::as_array);
+    let targets: Vec<String> = o
+        .pointer("/spec/metrics")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|m| m["type"] == "Resource")
+        .map(|m| {
+            let res = text(m, "/resource/name");
+            let target = m
+                .pointer("/resource/target/averageUtilization")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            let now = current
+                .into_iter()
+                .flatten()
+                .find(|c| text(c, "/resource/name") == res)
+                .and_then(|c| c.pointer("/resource/current/averageUtilization"))
+                .and_then(Value::as_i64)
+                .map_or("<unknown>".to_string(), |v| format!("{v}%"));
+            format!("{res}: {now}/{target}%")
+        })
+        .collect();
+    or_none(targets.join(", "))
+}
+
+fn row(kind: &Kind, obj: &Value, include: RowObject) -> Value {
+    let mut r = json!({"cells": cells(kind, obj)});
+    match include {
+        RowObject::Object => r["object"] = obj.clone(),
+        RowObject::Metadata => {
+            r["object"] = json!({
+                "kind": "PartialObjectMetadata",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": obj.get("metadata").cloned().unwrap_or(json!({})),
+            })
+        }
+        RowObject::None => {}
+    }
+    r
+}
+
+/// A Table of `items`, consistent with `rv`.
+pub fn table(kind: &Kind, items: &[Value], rv: Option<u64>, include: RowObject) -> Value {
+    let mut meta = json!({});
+    if let Some(rv) = rv {
+        meta["resourceVersion"] = json!(rv.to_string());
+    }
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": meta,
+        "columnDefinitions": columns(kind),
+        "rows": items.iter().map(|o| row(kind, o, include)).collect::<Vec<_>>(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::kinds;
+
+    #[test]
+    fn pod_rows_show_ready_status_and_restarts() {
+        let pod = json!({
+            "metadata": {"name": "web-1", "creationTimestamp": "2020-01-01T00:00:00Z"},
+            "spec": {"containers": [{"name": "web"}]},
+            "status": {"phase": "Running", "containerStatuses": [
+                {"name": "web", "ready": false, "restartCount": 3, "state": {"waiting": {"reason": "CrashLoopBackOff"}}},
+            ]},
+        });
+        let t = table(
+            kinds::stored("pods").unwrap(),
+            &[pod],
+            Some(7),
+            RowObject::Metadata,
+        );
+        let cells = &t["rows"][0]["cells"];
+        assert_eq!(cells[0], "web-1");
+        assert_eq!(cells[1], "0/1");
+        assert_eq!(cells[2], "CrashLoopBackOff");
+        assert_eq!(cells[3], 3);
+        assert_eq!(t["metadata"]["resourceVersion"], "7");
+        assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+    }
+
+    #[test]
+    fn ages_read_like_kubectl() {
+        let ago = |s: i64| {
+            let t = chrono::Utc::now() - chrono::Duration::seconds(s);
+            age(&t.to_rfc3339())
+        };
+        assert_eq!(ago(5), "5s");
+        assert_eq!(ago(200), "3m20s");
+        assert_eq!(ago(3 * 86_400 + 4 * 3600), "3d4h");
+    }
+}

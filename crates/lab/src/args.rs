@@ -1,0 +1,73 @@
+//! The arguments of `resil lab ...`, declared with clap. The binary's `Cli` nests
+//! [`LabArgs`] as its `lab` subcommand; the lab's command layer (`command.rs`) turns them
+//! into a plan. What the lab takes from the global flags comes in as [`Globals`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use resil_common::args::parse_duration;
+
+/// What `resil lab` takes from the flags every command accepts.
+#[derive(Debug, Clone, Default)]
+pub struct Globals {
+    /// `--kubeconfig`: the kubeconfig file to add the lab's context to.
+    pub kubeconfig: Option<PathBuf>,
+    /// `-v` count, passed on to the detached `lab up` child.
+    pub verbose: u8,
+}
+
+/// `resil lab ...`
+#[derive(Debug, Args)]
+pub struct LabArgs {
+    /// Where the lab keeps its state, certificates, logs and pid file
+    /// (default: $XDG_STATE_HOME/resil/lab or ~/.local/state/resil/lab).
+    #[arg(long, global = true, value_name = "DIR", env = "RESIL_LAB_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: LabCommand,
+}
+
+/// The lab's subcommands.
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Start the lab in the background (or attached with --foreground) and add the
+    /// `resil-lab` context to the kubeconfig.
+    Up(LabUpArgs),
+    /// Stop the lab and every pod process it started; remove its kubeconfig context.
+    Down,
+    /// Show pid, address, uptime and object counts.
+    Status,
+    /// Print the lab's kubeconfig.
+    Kubeconfig,
+}
+
+/// `resil lab up`
+#[derive(Debug, Args, Clone)]
+pub struct LabUpArgs {
+    /// Run attached to this terminal instead of in the background.
+    #[arg(long)]
+    pub foreground: bool,
+
+    /// API server port on 127.0.0.1 (0 picks a free one; default: the last one used, else 0).
+    #[arg(long)]
+    pub port: Option<u16>,
+
+    /// Program the kubelet runs for demo pods (default: this resil binary).
+    #[arg(long, value_name = "PATH")]
+    pub pod_program: Option<PathBuf>,
+
+    /// HPA sync period (the upstream default is 15s; shorter makes labs livelier).
+    #[arg(long, value_parser = parse_duration, default_value = "15s")]
+    pub hpa_sync_period: Duration,
+
+    /// Pods the lab's node runs at once (like the kubelet's --max-pods); more stay
+    /// Pending as Unschedulable until others go.
+    #[arg(long, value_name = "N", default_value_t = 110)]
+    pub max_pods: u32,
+
+    /// Do not touch the kubeconfig (print the lab's own kubeconfig path instead).
+    #[arg(long)]
+    pub no_kubeconfig: bool,
+}

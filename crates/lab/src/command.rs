@@ -1,0 +1,599 @@
+//! `resil lab up | down | status | kubeconfig`: the command layer of the lab. It turns
+//! [`LabArgs`] into a [`LabUpPlan`], drives [`daemon`](super::daemon) (the background
+//! process and its files) and [`kubeconfig`](super::kubeconfig) (the user's `resil-lab`
+//! context), runs [`Lab`] itself for `up --foreground`, and is the only lab code that
+//! prints. Called by [`super::command`].
+
+use std::ffi::OsString;
+use std::fs;
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use chrono::Utc;
+
+use super::daemon::{self, LabInfo, Liveness, StateDir, StateLock};
+use super::kubeconfig::{self, LAB_NAME, LabEntries};
+use super::{Lab, LabConfig};
+use crate::args::{Globals, LabArgs, LabCommand, LabUpArgs};
+use resil_common::Exit;
+
+/// How long `lab up` waits for the API to answer before giving up.
+const READY_DEADLINE: Duration = Duration::from_secs(10);
+/// How long `lab down` lets the lab stop its pods and persist state before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long `lab status` waits for the lab's status endpoint.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often a running lab checks whether `lab.log` needs rotating.
+const LOG_ROTATE_PERIOD: Duration = Duration::from_secs(10);
+
+const NOT_RUNNING: &str = "the lab is not running; start it with `resil lab up`";
+
+/// `resil lab ...`: dispatches to one subcommand.
+pub async fn run(args: LabArgs, global: &Globals) -> anyhow::Result<Exit> {
+    let state = StateDir::resolve(args.state_dir)?;
+    match args.command {
+        LabCommand::Up(up) => {
+            let plan = LabUpPlan::new(up, global)?;
+            if plan.foreground {
+                foreground(&state, &plan).await
+            } else {
+                up_detached(&state, &plan, global).await
+            }
+        }
+        LabCommand::Down => down(&state, global).await,
+        LabCommand::Status => status(&state).await,
+        LabCommand::Kubeconfig => print_kubeconfig(&state).await,
+    }
+}
+
+/// `lab up`, resolved.
+#[derive(Debug, Clone)]
+struct LabUpPlan {
+    foreground: bool,
+    /// The port asked for; `None` means the last one used if it is free, else any.
+    port: Option<u16>,
+    pod_program: Option<PathBuf>,
+    hpa_sync_period: Duration,
+    /// The node's pod capacity.
+    max_pods: u32,
+    /// The user's kubeconfig to add `resil-lab` to; `None` with `--no-kubeconfig`.
+    kubeconfig: Option<PathBuf>,
+}
+
+impl LabUpPlan {
+    fn new(args: LabUpArgs, global: &Globals) -> anyhow::Result<LabUpPlan> {
+        if args.hpa_sync_period.is_zero() {
+            bail!("--hpa-sync-period must be longer than zero (e.g. 15s)");
+        }
+        if args.max_pods == 0 {
+            bail!("--max-pods must be at least 1 (the upstream kubelet's default is 110)");
+        }
+        let kubeconfig = if args.no_kubeconfig {
+            None
+        } else {
+            Some(kubeconfig::user_path(global.kubeconfig.as_deref())?)
+        };
+        let pod_program = match args.pod_program {
+            Some(path) => Some(
+                std::path::absolute(&path)
+                    .with_context(|| format!("--pod-program {}", path.display()))?,
+            ),
+            None => None,
+        };
+        Ok(LabUpPlan {
+            foreground: args.foreground,
+            port: args.port,
+            pod_program,
+            hpa_sync_period: args.hpa_sync_period,
+            max_pods: args.max_pods,
+            kubeconfig,
+        })
+    }
+
+    /// The arguments of the detached `resil lab up --foreground` child. It never touches
+    /// the user's kubeconfig: the parent does, so that it can report the outcome.
+    fn child_args(&self, state: &StateDir, global: &Globals) -> Vec<OsString> {
+        let mut args: Vec<OsString> = Vec::new();
+        if global.verbose > 0 {
+            args.push(format!("-{}", "v".repeat(usize::from(global.verbose))).into());
+        }
+        // The log is a file, not a terminal.
+        args.push("--no-color".into());
+        args.extend(["lab".into(), "--state-dir".into(), state.path().into()]);
+        args.extend(["up", "--foreground", "--no-kubeconfig"].map(OsString::from));
+        args.push("--hpa-sync-period".into());
+        args.push(format!("{}ms", self.hpa_sync_period.as_millis()).into());
+        args.push("--max-pods".into());
+        args.push(self.max_pods.to_string().into());
+        if let Some(port) = self.port {
+            args.push("--port".into());
+            args.push(port.to_string().into());
+        }
+        if let Some(program) = &self.pod_program {
+            args.push("--pod-program".into());
+            args.push(program.into());
+        }
+        args
+    }
+}
+
+/// `lab up` without `--foreground`: start `resil lab up --foreground` detached, wait until
+/// it answers, add the context. Holds `lab.up.lock` meanwhile, so a second `lab up` at
+/// the same time waits and then finds the lab this one started.
+async fn up_detached(state: &StateDir, plan: &LabUpPlan, global: &Globals) -> anyhow::Result<Exit> {
+    let Some(_starting) = state.lock_up(READY_DEADLINE * 2).await? else {
+        bail!(
+            "another `resil lab up` has been starting the lab in {} for over {}s; \
+             see {} or stop it with `resil lab down`",
+            state.path().display(),
+            (READY_DEADLINE * 2).as_secs(),
+            state.log_path().display()
+        );
+    };
+    if let Some(info) = running_or_starting(state).await? {
+        return already_running(state, plan, &info);
+    }
+    eprintln!("Starting the lab (state in {}) ...", state.path().display());
+    let started = Instant::now();
+    let program = std::env::current_exe().context("cannot find the resil binary to run")?;
+    let (mut child, log_offset) =
+        state.spawn_detached(&program, &plan.child_args(state, global))?;
+    let info = match state
+        .wait_ready(&mut child, log_offset, READY_DEADLINE)
+        .await
+    {
+        Ok(info) => info,
+        // It found a lab started by hand (`lab up --foreground`) holding the directory,
+        // and left: report that one.
+        Err(daemon::DaemonError::Died { status, .. }) if status.success() => {
+            match running_or_starting(state).await? {
+                Some(info) => return already_running(state, plan, &info),
+                None => bail!(
+                    "the lab exited at once without an error; see {}",
+                    state.log_path().display()
+                ),
+            }
+        }
+        Err(err) => return Err(err.into()),
+    };
+    eprintln!(
+        "Lab API at {} (pid {}), ready in {:.2}s.",
+        info.server_url(),
+        info.pid,
+        started.elapsed().as_secs_f64()
+    );
+    add_context(state, plan, &info)
+}
+
+/// Says which lab runs already, and makes sure its context is in place.
+fn already_running(state: &StateDir, plan: &LabUpPlan, info: &LabInfo) -> anyhow::Result<Exit> {
+    eprintln!(
+        "The lab is already running (pid {}, {}, context \"{LAB_NAME}\"); \
+         `resil lab down` stops it.",
+        info.pid,
+        info.server_url()
+    );
+    add_context(state, plan, info)
+}
+
+/// A lab that runs, or one that another `lab up` is starting right now (then wait for it).
+/// `None` when no lab runs; an error when a lab process is alive but never answers.
+async fn running_or_starting(state: &StateDir) -> anyhow::Result<Option<LabInfo>> {
+    let started = Instant::now();
+    loop {
+        match state.liveness().await {
+            Liveness::Stopped => return Ok(None),
+            Liveness::Running(info) => return Ok(Some(info)),
+            Liveness::Unresponsive { pid } if started.elapsed() >= READY_DEADLINE => bail!(
+                "a lab process (pid {pid}) is running for {} but its API does not answer; \
+                 see {} or stop it with `resil lab down`",
+                state.path().display(),
+                state.log_path().display()
+            ),
+            Liveness::Unresponsive { .. } => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// Adds `resil-lab` to the user's kubeconfig (or, with `--no-kubeconfig`, prints where
+/// the lab's own kubeconfig is).
+fn add_context(state: &StateDir, plan: &LabUpPlan, info: &LabInfo) -> anyhow::Result<Exit> {
+    let Some(path) = &plan.kubeconfig else {
+        println!("{}", state.file("kubeconfig").display());
+        return Ok(Exit::Ok);
+    };
+    let entries = lab_entries(state, info)?;
+    kubeconfig::merge(path, &entries).with_context(|| {
+        format!(
+            "the lab is running (pid {}), but its context could not be added; \
+             `resil lab kubeconfig` prints it",
+            info.pid
+        )
+    })?;
+    eprintln!(
+        "Set kubectl context to \"{LAB_NAME}\" (in {}).",
+        path.display()
+    );
+    eprintln!("You can now use the lab with:\n\nkubectl cluster-info --context {LAB_NAME}\n");
+    Ok(Exit::Ok)
+}
+
+/// The lab's kubeconfig entries: from the kubeconfig the lab wrote, else built from its
+/// CA and token files. The server is always the address the lab announced.
+fn lab_entries(state: &StateDir, info: &LabInfo) -> anyhow::Result<LabEntries> {
+    let path = state.file("kubeconfig");
+    match fs::read_to_string(&path) {
+        Ok(yaml) if !yaml.trim().is_empty() => Ok(LabEntries::from_lab_kubeconfig(&yaml)
+            .with_context(|| format!("reading {}", path.display()))?
+            .with_server(&info.server_url())),
+        _ => {
+            let read = |name: &str| {
+                let file = state.file(name);
+                fs::read_to_string(&file).with_context(|| {
+                    format!(
+                        "the lab has no kubeconfig and cannot read {}",
+                        file.display()
+                    )
+                })
+            };
+            Ok(LabEntries::new(
+                &info.server_url(),
+                &read("ca.crt")?,
+                &read("token")?,
+            ))
+        }
+    }
+}
+
+/// `lab up --foreground`: run the lab in this process until Ctrl-C or SIGTERM. It first
+/// takes `lab.lock`, and holds it to the end; if another lab holds it, that one is
+/// reported and nothing starts.
+async fn foreground(state: &StateDir, plan: &LabUpPlan) -> anyhow::Result<Exit> {
+    let own_pid = std::process::id();
+    let _lock = match lock_or_find(state).await? {
+        Holder::Us(lock) => lock,
+        Holder::Running(info) => {
+            eprintln!(
+                "The lab is already running (pid {}, {}); not starting another.",
+                info.pid,
+                info.server_url()
+            );
+            return Ok(Exit::Ok);
+        }
+    };
+    // Listen for the stop signals before anything is announced, so a `lab down` right
+    // after `lab up` still gets a clean shutdown.
+    let stop = StopSignals::install()?;
+    // Before the state is read: a corrupt state must not keep a killed lab's pods alive.
+    kill_orphans(state);
+    state.write_pid(own_pid)?;
+    let log = state.log_path();
+    let rotation = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(LOG_ROTATE_PERIOD);
+        loop {
+            tick.tick().await;
+            if let Err(e) = daemon::rotate_log(&log, daemon::LOG_CAP) {
+                tracing::warn!("cannot rotate {}: {e}", log.display());
+            }
+        }
+    });
+    let mut config = LabConfig::new(state.path());
+    config.port = plan.port.unwrap_or_else(|| last_port_if_free(state));
+    config.hpa_sync_period = plan.hpa_sync_period;
+    config.max_pods = plan.max_pods as usize;
+    if let Some(program) = &plan.pod_program {
+        config.pod_program = program.clone();
+    }
+    let lab = match Lab::start(config).await {
+        Ok(lab) => lab,
+        Err(err) => {
+            rotation.abort();
+            state.clear_if_owned_by(own_pid);
+            return Err(err).context("cannot start the lab");
+        }
+    };
+    let announced = announce(state, plan, &lab, own_pid);
+    let exit = match announced {
+        Ok(info) => {
+            println!(
+                "resil lab listening on {} (pid {own_pid}, state in {}); stop it with Ctrl-C or `resil lab down`",
+                info.server_url(),
+                state.path().display()
+            );
+            stop.wait().await
+        }
+        Err(err) => Err(err),
+    };
+    println!("Stopping the lab ...");
+    lab.shutdown().await;
+    rotation.abort();
+    state.clear_if_owned_by(own_pid);
+    println!("The lab stopped.");
+    exit
+}
+
+/// Who holds the state directory.
+enum Holder {
+    /// This process: it runs the lab.
+    Us(StateLock),
+    /// Another lab, which answers.
+    Running(LabInfo),
+}
+
+/// Takes `lab.lock`, or finds the lab that holds it. A lab that holds it but does not
+/// answer yet is starting: wait for it (bounded); if it goes away meanwhile, take over.
+async fn lock_or_find(state: &StateDir) -> anyhow::Result<Holder> {
+    let started = Instant::now();
+    loop {
+        if let Some(lock) = state.lock_daemon()? {
+            return Ok(Holder::Us(lock));
+        }
+        if let Liveness::Running(info) = state.liveness().await {
+            return Ok(Holder::Running(info));
+        }
+        if started.elapsed() >= READY_DEADLINE {
+            bail!(
+                "another lab process holds {} but its API does not answer; \
+                 see {} or stop it with `resil lab down`",
+                state.file("lab.lock").display(),
+                state.log_path().display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Stops pod processes a previous lab left behind (it was killed, so it could not).
+fn kill_orphans(state: &StateDir) {
+    match super::kubelet::kill_orphans(state.path()) {
+        Ok(killed) if !killed.is_empty() => {
+            let pods: Vec<String> = killed
+                .iter()
+                .map(|p| format!("{} (pid {})", p.pod, p.pid))
+                .collect();
+            println!(
+                "Stopped pod processes a previous lab left behind: {}.",
+                pods.join(", ")
+            );
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot stop the pod processes of a previous lab: {e}"),
+    }
+}
+
+/// Writes the lab's kubeconfig and `lab.json` (in that order: `lab.json` tells a waiting
+/// `lab up` that everything is in place), then adds the user's context unless told not to.
+fn announce(
+    state: &StateDir,
+    plan: &LabUpPlan,
+    lab: &Lab,
+    own_pid: u32,
+) -> anyhow::Result<LabInfo> {
+    let info = LabInfo {
+        pid: own_pid,
+        address: lab.addr(),
+        started_at: Utc::now(),
+    };
+    let yaml = lab.kubeconfig_yaml();
+    let yaml = if yaml.trim().is_empty() {
+        lab_entries(state, &info)?.to_kubeconfig_yaml()?
+    } else {
+        yaml
+    };
+    let path = state.file("kubeconfig");
+    resil_common::atomic::write_with_mode(&path, yaml.as_bytes(), Some(0o600))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    state.write_info(&info)?;
+    if plan.kubeconfig.is_some() {
+        add_context(state, plan, &info)?;
+    }
+    Ok(info)
+}
+
+/// The port the previous lab used, if nothing else holds it now; else 0 (any free port).
+fn last_port_if_free(state: &StateDir) -> u16 {
+    match state.last_port() {
+        Some(port) if port != 0 && TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() => port,
+        _ => 0,
+    }
+}
+
+/// The signals that stop a foreground lab, registered up front.
+struct StopSignals {
+    terminate: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> anyhow::Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            terminate: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            hangup: signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?,
+        })
+    }
+
+    async fn wait(mut self) -> anyhow::Result<Exit> {
+        tokio::select! {
+            // Ctrl-C in the terminal the lab is attached to.
+            result = tokio::signal::ctrl_c() => {
+                result.context("cannot listen for Ctrl-C")?;
+                Ok(Exit::Interrupted)
+            }
+            // `resil lab down`, or a supervisor, asks it to stop.
+            _ = self.terminate.recv() => Ok(Exit::Ok),
+            // The terminal it was attached to went away.
+            _ = self.hangup.recv() => Ok(Exit::Ok),
+        }
+    }
+}
+
+/// `lab down`: stop the lab and its leftovers, remove the context.
+async fn down(state: &StateDir, global: &Globals) -> anyhow::Result<Exit> {
+    let report = state.stop(STOP_GRACE).await?;
+    match report.lab_pid {
+        Some(pid) if report.lab_killed => eprintln!(
+            "Stopped the lab (pid {pid}) with SIGKILL: it did not stop within {}.",
+            humantime::format_duration(STOP_GRACE)
+        ),
+        Some(pid) => eprintln!("Stopped the lab (pid {pid})."),
+        None => eprintln!("The lab is not running."),
+    }
+    if !report.orphans.is_empty() {
+        let pods: Vec<String> = report
+            .orphans
+            .iter()
+            .map(|p| format!("{} (pid {})", p.pod, p.pid))
+            .collect();
+        eprintln!("Stopped pod processes left behind: {}.", pods.join(", "));
+    }
+    let path = kubeconfig::user_path(global.kubeconfig.as_deref())?;
+    let removal = kubeconfig::remove(&path)?;
+    if removal.removed {
+        eprintln!("Removed context \"{LAB_NAME}\" from {}.", path.display());
+    }
+    if removal.unset_current {
+        eprintln!("It was the current context; current-context is now unset.");
+    }
+    Ok(Exit::Ok)
+}
+
+/// `lab status`: pid, address, uptime, object counts.
+async fn status(state: &StateDir) -> anyhow::Result<Exit> {
+    let info = match state.liveness().await {
+        Liveness::Running(info) => info,
+        Liveness::Stopped => bail!(NOT_RUNNING),
+        Liveness::Unresponsive { pid } => bail!(
+            "a lab process (pid {pid}) is running but its API does not answer; \
+             see {} or stop it with `resil lab down`",
+            state.log_path().display()
+        ),
+    };
+    let uptime = (Utc::now() - info.started_at).num_seconds().max(0);
+    println!("The lab is running.");
+    println!("pid:        {}", info.pid);
+    println!("address:    {}", info.server_url());
+    println!(
+        "uptime:     {}",
+        humantime::format_duration(Duration::from_secs(uptime.unsigned_abs()))
+    );
+    println!("state dir:  {}", state.path().display());
+    match api_status(state, &info).await {
+        Ok(body) => println!("objects:    {}", object_counts(&body)),
+        Err(err) => println!("objects:    unavailable ({err:#})"),
+    }
+    Ok(Exit::Ok)
+}
+
+/// "deployments 2, pods 4, ..." from the `objects` map of `/resil/v1/status`.
+fn object_counts(body: &serde_json::Value) -> String {
+    let Some(objects) = body.get("objects").and_then(|o| o.as_object()) else {
+        return "unavailable (the status has no object counts)".to_string();
+    };
+    if objects.is_empty() {
+        return "none".to_string();
+    }
+    let mut counts: Vec<(&String, &serde_json::Value)> = objects.iter().collect();
+    counts.sort_by(|a, b| a.0.cmp(b.0));
+    counts
+        .iter()
+        .map(|(kind, n)| format!("{kind} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// GET /resil/v1/status over the lab's own TLS and token, through kube-rs.
+async fn api_status(state: &StateDir, info: &LabInfo) -> anyhow::Result<serde_json::Value> {
+    let yaml = lab_entries(state, info)?.to_kubeconfig_yaml()?;
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&yaml)?;
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+    config.connect_timeout = Some(STATUS_TIMEOUT);
+    config.read_timeout = Some(STATUS_TIMEOUT);
+    let client = kube::Client::try_from(config)?;
+    let request = hyper::Request::get("/resil/v1/status").body(Vec::new())?;
+    let text = tokio::time::timeout(STATUS_TIMEOUT, client.request_text(request))
+        .await
+        .context("the lab did not answer in time")??;
+    Ok(serde_json::from_str(&text)?)
+}
+
+/// `lab kubeconfig`: print the lab's kubeconfig.
+async fn print_kubeconfig(state: &StateDir) -> anyhow::Result<Exit> {
+    let path = state.file("kubeconfig");
+    match fs::read_to_string(&path) {
+        Ok(yaml) if !yaml.trim().is_empty() => print!("{yaml}"),
+        _ => match state.liveness().await {
+            Liveness::Running(info) => {
+                print!("{}", lab_entries(state, &info)?.to_kubeconfig_yaml()?)
+            }
+            _ => bail!(NOT_RUNNING),
+        },
+    }
+    Ok(Exit::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{Parser, Subcommand};
+
+    use super::*;
+
+    /// The part of `resil`'s command line the detached child uses: the global `-v` and
+    /// `--no-color` (as the binary's `GlobalArgs` declares them) and `lab`.
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+        verbose: u8,
+        #[arg(long, global = true)]
+        no_color: bool,
+        #[command(subcommand)]
+        command: Command,
+    }
+
+    #[derive(Debug, Subcommand)]
+    enum Command {
+        Lab(LabArgs),
+    }
+
+    #[test]
+    fn the_detached_child_gets_arguments_that_parse_back_into_the_same_plan() {
+        let state = StateDir::resolve(Some(PathBuf::from("/tmp/lab state"))).unwrap();
+        let plan = LabUpPlan {
+            foreground: false,
+            port: Some(6443),
+            pod_program: Some(PathBuf::from("/opt/resil")),
+            hpa_sync_period: Duration::from_millis(1500),
+            max_pods: 7,
+            kubeconfig: Some(PathBuf::from("/home/u/.kube/config")),
+        };
+        let global = Globals {
+            verbose: 2,
+            ..Globals::default()
+        };
+        let mut argv = vec![OsString::from("resil")];
+        argv.extend(plan.child_args(&state, &global));
+        let cli = Cli::try_parse_from(argv).unwrap();
+        assert_eq!(cli.verbose, 2);
+        assert!(cli.no_color);
+        let Command::Lab(lab) = cli.command;
+        assert_eq!(lab.state_dir.as_deref(), Some(state.path()));
+        let LabCommand::Up(up) = lab.command else {
+            panic!("not lab up");
+        };
+        assert!(up.foreground && up.no_kubeconfig);
+        assert_eq!(up.port, Some(6443));
+        assert_eq!(up.pod_program, plan.pod_program);
+        assert_eq!(up.hpa_sync_period, plan.hpa_sync_period);
+        assert_eq!(up.max_pods, plan.max_pods);
+    }
+
+    #[test]
+    fn object_counts_are_listed_by_kind_in_order() {
+        let body = serde_json::json!({"objects": {"pods": 3, "deployments": 2}});
+        assert_eq!(object_counts(&body), "deployments 2, pods 3");
+        assert_eq!(object_counts(&serde_json::json!({"objects": {}})), "none");
+        assert!(object_counts(&serde_json::json!({})).starts_with("unavailable"));
+    }
+}

@@ -1,0 +1,163 @@
+//! The store on disk: `state.json` in the state directory, written atomically, at most
+//! every [`DEBOUNCE`] while changes arrive, and once more at shutdown. Loading a corrupt
+//! file never discards it: it is renamed aside and loading fails with both names.
+//! Called by `server.rs`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::{Store, kinds, meta};
+use crate::kubelet::probe::error_chain;
+
+/// The state file's name in the state directory.
+pub const STATE_FILE: &str = "state.json";
+/// Minimum time between two writes while the store keeps changing.
+pub const DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// Why the state could not be loaded or saved.
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    /// The file exists but is not a lab state; it was moved aside.
+    #[error(
+        "the lab's state file {path} is corrupt ({reason}); it was moved to {moved_to} so \
+         nothing is lost. Start the lab again to begin with an empty cluster, or repair \
+         the moved file and rename it back to {path}"
+    )]
+    Corrupt {
+        /// The state file.
+        path: PathBuf,
+        /// Where it now is.
+        moved_to: PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The file could not be read, moved or written.
+    #[error("cannot access the lab's state file {path}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Loads the store from `dir/state.json`, or a fresh one if there is none. Namespace
+/// `default` always exists afterwards.
+pub fn load(dir: &Path) -> Result<Store, PersistError> {
+    let path = dir.join(STATE_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Store::new()),
+        Err(source) => return Err(PersistError::Io { path, source }),
+    };
+    match parse(&bytes) {
+        Ok((objects, rv)) => {
+            let store = Store::from_parts(objects, rv);
+            store.ensure_namespace("default");
+            Ok(store)
+        }
+        Err(reason) => {
+            let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+            let moved_to = dir.join(format!("{STATE_FILE}.corrupt-{stamp}"));
+            std::fs::rename(&path, &moved_to).map_err(|source| PersistError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            Err(PersistError::Corrupt {
+                path,
+                moved_to,
+                reason,
+            })
+        }
+    }
+}
+
+type Objects = BTreeMap<(&'static str, String, String), Value>;
+
+fn parse(bytes: &[u8]) -> Result<(Objects, u64), String> {
+    let doc: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+    let rv = doc
+        .get("resourceVersion")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or("no numeric \"resourceVersion\"")?;
+    let list = doc
+        .get("objects")
+        .and_then(Value::as_array)
+        .ok_or("no \"objects\" list")?;
+    let mut objects = BTreeMap::new();
+    for (i, entry) in list.iter().enumerate() {
+        let resource = entry.get("resource").and_then(Value::as_str).unwrap_or("");
+        let kind = kinds::stored(resource)
+            .ok_or_else(|| format!("objects[{i}]: unknown resource {resource:?}"))?;
+        let obj = entry
+            .get("object")
+            .filter(|o| o.is_object())
+            .ok_or_else(|| format!("objects[{i}]: no \"object\""))?;
+        let name = meta::name(obj);
+        if name.is_empty() {
+            return Err(format!("objects[{i}]: no metadata.name"));
+        }
+        let ns = obj
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let ns = if kind.namespaced { ns } else { "" };
+        objects.insert((kind.plural, ns.to_string(), name.to_string()), obj.clone());
+    }
+    Ok((objects, rv))
+}
+
+/// Writes the store to `dir/state.json` now.
+pub fn save(store: &Store, dir: &Path) -> Result<(), PersistError> {
+    let (objects, rv) = store.snapshot();
+    let doc = json!({
+        "resourceVersion": rv.to_string(),
+        "objects": objects.into_iter().map(|(r, o)| json!({"resource": r, "object": o})).collect::<Vec<_>>(),
+    });
+    let path = dir.join(STATE_FILE);
+    resil_common::atomic::write_json(&path, &doc)
+        .map_err(|source| PersistError::Io { path, source })
+}
+
+/// Saves after changes, at most every [`DEBOUNCE`], until `shutdown`; then saves once more.
+/// Write errors are logged and retried at the next change (the lab keeps serving).
+pub async fn run(store: Arc<Store>, dir: PathBuf, shutdown: CancellationToken) {
+    let mut changes = store.changes();
+    loop {
+        tokio::select! {
+            // A change: wait out the debounce window so a burst becomes one write.
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(DEBOUNCE) => {}
+                    _ = shutdown.cancelled() => break,
+                }
+                changes.borrow_and_update();
+                save_logged(&store, &dir).await;
+            }
+            // Shutdown: leave the loop for the final save.
+            _ = shutdown.cancelled() => break,
+        }
+    }
+    save_logged(&store, &dir).await;
+}
+
+async fn save_logged(store: &Arc<Store>, dir: &Path) {
+    let store = store.clone();
+    let dir = dir.to_path_buf();
+    let result = tokio::task::spawn_blocking(move || save(&store, &dir)).await;
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!("{}", error_chain(&e)),
+        Err(e) => tracing::error!("saving the lab state failed: {e}"),
+    }
+}
