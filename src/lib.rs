@@ -16,13 +16,13 @@ pub mod crypto;
 pub mod demo;
 pub mod exit;
 pub mod html;
+pub mod judge;
 pub mod lab;
 pub mod load;
 pub mod logging;
 pub mod report;
 pub mod results;
 pub mod run;
-pub mod threshold;
 pub mod watch;
 
 use std::io::ErrorKind;

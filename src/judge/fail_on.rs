@@ -1,13 +1,15 @@
-//! `--fail-on` thresholds: `p99<250ms,error_rate<1%,rps>=1000` parsed into checks and
-//! evaluated against a finished run's `LoadSummary`. Each expression states what must
-//! hold; a run that does not meet one has breached it (the command exits 1). Pure: no I/O.
+//! `resil load --fail-on` thresholds: `p99<250ms,error_rate<1%,rps>=1000` parsed into
+//! checks and evaluated against a finished load's `LoadSummary`. Each expression states
+//! what must hold; a run that does not meet one has breached it (the command exits 1).
+//! Its keys and units are the load's own (`max`, `mean`, `rps`; latency in µs), not the
+//! SLOs' (`max_latency`, ms). Pure: no I/O; called by `load` (as `load::thresholds`).
 
 use std::fmt;
 
-use super::LoadError;
+use super::LatencyStat;
+pub use super::expr::Op;
+use super::expr::{self as grammar};
 use crate::results::summary::LoadSummary;
-pub use crate::threshold::Op;
-use crate::threshold::{self as grammar};
 
 /// The keys `--fail-on` understands, for error messages.
 pub const VALID_KEYS: &str = "p50, p75, p90, p99, p999, max, mean (durations like 250ms or 1.5s), \
@@ -22,18 +24,6 @@ pub enum Metric {
     ErrorRate,
     /// Achieved requests per second.
     Rps,
-}
-
-/// Which latency figure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LatencyStat {
-    P50,
-    P75,
-    P90,
-    P99,
-    P999,
-    Max,
-    Mean,
 }
 
 /// One parsed threshold.
@@ -88,8 +78,15 @@ pub struct Breach {
     pub actual: String,
 }
 
+/// A `--fail-on` expression that does not parse (`load::LoadError` names the valid keys).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InvalidThreshold {
+    pub expr: String,
+    pub reason: String,
+}
+
 /// Parses a comma-separated list of thresholds.
-pub fn parse(text: &str) -> Result<Vec<Threshold>, LoadError> {
+pub fn parse(text: &str) -> Result<Vec<Threshold>, InvalidThreshold> {
     let out = grammar::expressions(text)
         .map(parse_one)
         .collect::<Result<Vec<_>, _>>()?;
@@ -99,14 +96,14 @@ pub fn parse(text: &str) -> Result<Vec<Threshold>, LoadError> {
     Ok(out)
 }
 
-fn invalid(expr: &str, reason: &str) -> LoadError {
-    LoadError::InvalidThreshold {
+fn invalid(expr: &str, reason: &str) -> InvalidThreshold {
+    InvalidThreshold {
         expr: expr.to_string(),
         reason: reason.to_string(),
     }
 }
 
-fn parse_one(expr: &str) -> Result<Threshold, LoadError> {
+fn parse_one(expr: &str) -> Result<Threshold, InvalidThreshold> {
     let grammar::Comparison { key, op, value } =
         grammar::split(expr).ok_or_else(|| invalid(expr, "expected KEY<VALUE or KEY>VALUE"))?;
     let key = key.to_ascii_lowercase();
@@ -157,17 +154,8 @@ pub fn check(thresholds: &[Threshold], summary: &LoadSummary) -> Vec<Breach> {
 }
 
 fn measured(metric: Metric, s: &LoadSummary) -> f64 {
-    let l = &s.latency;
     match metric {
-        Metric::Latency(stat) => match stat {
-            LatencyStat::P50 => l.p50_us as f64,
-            LatencyStat::P75 => l.p75_us as f64,
-            LatencyStat::P90 => l.p90_us as f64,
-            LatencyStat::P99 => l.p99_us as f64,
-            LatencyStat::P999 => l.p999_us as f64,
-            LatencyStat::Max => l.max_us as f64,
-            LatencyStat::Mean => l.mean_us,
-        },
+        Metric::Latency(stat) => stat.of(&s.latency),
         Metric::ErrorRate => {
             if s.requests == 0 {
                 0.0
@@ -227,7 +215,7 @@ mod tests {
     #[test]
     fn a_bad_expression_names_the_valid_keys() {
         for bad in ["p98<1ms", "p99<fast", "p99=1ms", "error_rate<150%", ""] {
-            let err = parse(bad).unwrap_err().to_string();
+            let err = crate::load::LoadError::from(parse(bad).unwrap_err()).to_string();
             assert!(err.contains("error_rate"), "{bad}: {err}");
         }
     }
