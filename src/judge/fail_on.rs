@@ -2,14 +2,17 @@
 //! checks and evaluated against a finished load's `LoadSummary`. Each expression states
 //! what must hold; a run that does not meet one has breached it (the command exits 1).
 //! Its keys and units are the load's own (`max`, `mean`, `rps`; latency in µs), not the
-//! SLOs' (`max_latency`, ms). Pure: no I/O; called by `load` (as `load::thresholds`).
+//! SLOs' (`max_latency`, ms). A load with `--out` records them in `run.json`, and
+//! [`verdicts`] judges them again from that directory for `resil report`, on the same
+//! figures. Pure: no I/O; called by `load` (as `load::thresholds`) and [`super::judge`].
 
 use std::fmt;
 
 use super::LatencyStat;
 pub use super::expr::Op;
 use super::expr::{self as grammar};
-use crate::results::summary::LoadSummary;
+use crate::report::model::{LoadFigures, Report, SloVerdict};
+use crate::results::summary::{LoadSummary, Percentiles};
 
 /// The keys `--fail-on` understands, for error messages.
 pub const VALID_KEYS: &str = "p50, p75, p90, p99, p999, max, mean (durations like 250ms or 1.5s), \
@@ -141,10 +144,11 @@ fn parse_one(expr: &str) -> Result<Threshold, InvalidThreshold> {
 
 /// The thresholds `summary` does not meet.
 pub fn check(thresholds: &[Threshold], summary: &LoadSummary) -> Vec<Breach> {
+    let figures = Figures::of_summary(summary);
     thresholds
         .iter()
         .filter_map(|t| {
-            let actual = measured(t.metric, summary);
+            let actual = figures.measured(t.metric);
             (!t.op.holds(actual, t.limit)).then(|| Breach {
                 threshold: t.to_string(),
                 actual: format_value(t.metric, actual),
@@ -153,17 +157,86 @@ pub fn check(thresholds: &[Threshold], summary: &LoadSummary) -> Vec<Breach> {
         .collect()
 }
 
-fn measured(metric: Metric, s: &LoadSummary) -> f64 {
-    match metric {
-        Metric::Latency(stat) => stat.of(&s.latency),
-        Metric::ErrorRate => {
-            if s.requests == 0 {
-                0.0
-            } else {
-                s.errors as f64 / s.requests as f64
+/// The verdict of each threshold on a report's figures of the load's run (what
+/// `resil report` of a load's directory gives: the verdicts the load gave).
+pub fn verdicts(thresholds: &[Threshold], report: &Report) -> Vec<SloVerdict> {
+    thresholds
+        .iter()
+        .map(|t| {
+            let (unit, scale) = match t.metric {
+                Metric::Latency(_) => ("ms", 0.001),
+                Metric::ErrorRate => ("ratio", 1.0),
+                Metric::Rps => ("per_s", 1.0),
+            };
+            let actual = report
+                .load
+                .as_ref()
+                .map(|l| Figures::of_report(l).measured(t.metric));
+            let passed = actual.is_some_and(|a| t.op.holds(a, t.limit));
+            let message = match actual {
+                Some(a) => format!(
+                    "{} {} {} {}: {}",
+                    t.key,
+                    format_value(t.metric, a),
+                    if passed { t.op.symbol() } else { "vs" },
+                    format_value(t.metric, t.limit),
+                    if passed { "holds" } else { "FAILED" }
+                ),
+                None => format!("{} not measured: no load ran", t.key),
+            };
+            SloVerdict {
+                expression: t.to_string(),
+                metric: t.key.clone(),
+                threshold: t.limit * scale,
+                actual: actual.map(|a| a * scale),
+                unit: unit.to_string(),
+                passed,
+                message,
             }
+        })
+        .collect()
+}
+
+/// What a threshold is judged on: the load's totals and overall latency.
+struct Figures {
+    /// All zero when no request succeeded, as the load's summary has it.
+    latency: Percentiles,
+    requests: u64,
+    errors: u64,
+    achieved_rate: f64,
+}
+
+impl Figures {
+    fn of_summary(s: &LoadSummary) -> Figures {
+        Figures {
+            latency: s.latency,
+            requests: s.requests,
+            errors: s.errors,
+            achieved_rate: s.achieved_rate,
         }
-        Metric::Rps => s.achieved_rate,
+    }
+
+    fn of_report(l: &LoadFigures) -> Figures {
+        Figures {
+            latency: l.latency.unwrap_or_default(),
+            requests: l.requests,
+            errors: l.errors,
+            achieved_rate: l.achieved_rate,
+        }
+    }
+
+    fn measured(&self, metric: Metric) -> f64 {
+        match metric {
+            Metric::Latency(stat) => stat.of(&self.latency),
+            Metric::ErrorRate => {
+                if self.requests == 0 {
+                    0.0
+                } else {
+                    self.errors as f64 / self.requests as f64
+                }
+            }
+            Metric::Rps => self.achieved_rate,
+        }
     }
 }
 

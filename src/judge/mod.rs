@@ -66,6 +66,8 @@ pub struct Slos {
     pub run: Vec<Slo>,
     /// SLOs on a window of the load.
     pub windows: Vec<WindowSlo>,
+    /// The `--fail-on` thresholds a load recorded (its run.json's `slos`).
+    pub thresholds: Vec<fail_on::Threshold>,
 }
 
 impl Slos {
@@ -73,14 +75,29 @@ impl Slos {
     pub fn parse_list(text: &str) -> Result<Slos, SloParseError> {
         Ok(Slos {
             run: slo::parse_list(text)?,
-            windows: Vec::new(),
+            ..Slos::default()
         })
     }
 
     /// The SLOs `run.json` records. A `run.json` written before window SLOs were recorded
     /// has none of its own; a scenario's run still has them in the scenario it records,
-    /// so they are read from there (and a run without a scenario has none).
+    /// so they are read from there (and a run without a scenario has none). A load's
+    /// `slos` are its `--fail-on` thresholds, judged as the load judged them.
     pub fn recorded(meta: &RunMeta) -> Result<Slos, SloParseError> {
+        if meta.command == "load" {
+            let mut thresholds = Vec::new();
+            for e in &meta.slos {
+                let parsed = fail_on::parse(e).map_err(|bad| SloParseError {
+                    expression: bad.expr,
+                    message: bad.reason,
+                })?;
+                thresholds.extend(parsed);
+            }
+            return Ok(Slos {
+                thresholds,
+                ..Slos::default()
+            });
+        }
         let run = meta
             .slos
             .iter()
@@ -95,18 +112,22 @@ impl Slos {
         } else {
             meta.window_slos.clone()
         };
-        Ok(Slos { run, windows })
+        Ok(Slos {
+            run,
+            windows,
+            thresholds: Vec::new(),
+        })
     }
 
     /// Whether there is nothing to judge.
     pub fn is_empty(&self) -> bool {
-        self.run.is_empty() && self.windows.is_empty()
+        self.run.is_empty() && self.windows.is_empty() && self.thresholds.is_empty()
     }
 }
 
 /// Judges every SLO of `slos`: the whole-run ones against `report`'s figures, then the
-/// window ones against the load buckets of `events` (the same run's timeline), in the
-/// order given.
+/// window ones against the load buckets of `events` (the same run's timeline), then a
+/// load's thresholds, in the order given.
 pub fn judge(slos: &Slos, report: &Report, events: &[Event]) -> Vec<SloVerdict> {
     let mut verdicts = slo::evaluate(&slos.run, report);
     verdicts.extend(
@@ -114,6 +135,7 @@ pub fn judge(slos: &Slos, report: &Report, events: &[Event]) -> Vec<SloVerdict> 
             .into_iter()
             .map(window::WindowVerdict::into_verdict),
     );
+    verdicts.extend(fail_on::verdicts(&slos.thresholds, report));
     verdicts
 }
 
@@ -194,6 +216,7 @@ mod tests {
                 window(1, Some(2), "error_rate<1%"),
                 window(2, None, "p99<50ms"),
             ],
+            thresholds: Vec::new(),
         };
         let v = judge(&slos, &report, &data.events);
         let got: Vec<(&str, bool)> = v
