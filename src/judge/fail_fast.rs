@@ -137,15 +137,7 @@ impl FailFast {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::judge::window::tests::bucket;
-
-    fn window(from: u64, to: Option<u64>, slo: &str) -> WindowSlo {
-        WindowSlo {
-            from: Duration::from_secs(from),
-            to: to.map(Duration::from_secs),
-            slo: slo.to_string(),
-        }
-    }
+    use crate::judge::window::tests::{bucket, window};
 
     fn downtime(ms: u64) -> Event {
         Event::now(

@@ -141,21 +141,11 @@ pub fn judge(slos: &Slos, report: &Report, events: &[Event]) -> Vec<SloVerdict> 
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
     use crate::cost::PricingProfile;
     use crate::report::build::{RunData, build};
     use crate::results::Summary;
-    use window::tests::bucket;
-
-    fn window(from: u64, to: Option<u64>, slo: &str) -> WindowSlo {
-        WindowSlo {
-            from: Duration::from_secs(from),
-            to: to.map(Duration::from_secs),
-            slo: slo.to_string(),
-        }
-    }
+    use window::tests::{bucket, window};
 
     #[test]
     fn recorded_slos_come_from_run_json_or_from_an_older_runs_scenario() {

@@ -172,7 +172,8 @@ pub(crate) mod tests {
         )
     }
 
-    fn window(from: u64, to: Option<u64>, slo: &str) -> WindowSlo {
+    /// The window SLO `slo` over seconds [`from`, `to`) of the load.
+    pub(crate) fn window(from: u64, to: Option<u64>, slo: &str) -> WindowSlo {
         WindowSlo {
             from: Duration::from_secs(from),
             to: to.map(Duration::from_secs),
