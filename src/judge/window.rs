@@ -48,9 +48,7 @@ impl WindowCheck {
             _ => None,
         }
     }
-}
 
-impl WindowCheck {
     /// The metric's name, bound and unit as a report's verdicts give them.
     fn figures(self) -> (&'static str, f64, &'static str) {
         match self {
