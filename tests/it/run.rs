@@ -530,6 +530,8 @@ async fn fail_fast_stops_at_a_decided_window_slo_and_skips_the_repeats() {
         "no repeat after the failed run:\n{}",
         ran.explain()
     );
+    // What --fail-fast decided early, the report of the results decides the same way.
+    report_agrees(&lab, &ran);
     lab.stop().await;
 }
 
