@@ -14,12 +14,12 @@ pub mod cluster;
 pub mod cost;
 pub mod demo;
 pub mod html;
+pub mod judge;
 pub mod load;
 pub mod logging;
 pub mod report;
 pub mod results;
 pub mod run;
-pub mod threshold;
 pub mod watch;
 
 pub use resil_common::{atomic, crypto, exit};

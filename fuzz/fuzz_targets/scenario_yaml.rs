@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use resil::run::fail_fast::FailFast;
+use resil::judge::fail_fast::FailFast;
 use resil::run::plans::deploy_args;
 use resil::run::runner::AbortRule;
 use resil::run::scenario::Scenario;
@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
         }
         let _ = deploy_args(&run, None);
         for slo in &run.slos {
-            let _ = resil::report::slo::parse(slo);
+            let _ = resil::judge::slo::parse(slo);
         }
         for rule in &run.abort {
             let _ = AbortRule::parse(rule);

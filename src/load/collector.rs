@@ -15,18 +15,7 @@ use crate::results::timeline::Served;
 
 /// Latency percentiles of a histogram (all zero when it is empty).
 pub fn percentiles(h: &Histogram<u64>) -> Percentiles {
-    if h.is_empty() {
-        return Percentiles::default();
-    }
-    Percentiles {
-        p50_us: h.value_at_quantile(0.50),
-        p75_us: h.value_at_quantile(0.75),
-        p90_us: h.value_at_quantile(0.90),
-        p99_us: h.value_at_quantile(0.99),
-        p999_us: h.value_at_quantile(0.999),
-        max_us: h.max(),
-        mean_us: h.mean(),
-    }
+    Percentiles::of(h).unwrap_or_default()
 }
 
 /// Merges what the threads send: buckets into seconds (released once every thread is

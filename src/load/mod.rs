@@ -23,7 +23,8 @@ pub mod render;
 pub mod report;
 pub mod schedule;
 pub mod stats;
-pub mod thresholds;
+/// `--fail-on`, judged with every other verdict in [`crate::judge`].
+pub use crate::judge::fail_on as thresholds;
 
 use std::net::SocketAddr;
 
@@ -110,6 +111,15 @@ pub enum LoadError {
     /// A worker thread panicked; its figures are lost.
     #[error("a load worker thread panicked")]
     WorkerPanicked,
+}
+
+impl From<thresholds::InvalidThreshold> for LoadError {
+    fn from(e: thresholds::InvalidThreshold) -> LoadError {
+        LoadError::InvalidThreshold {
+            expr: e.expr,
+            reason: e.reason,
+        }
+    }
 }
 
 /// `resil load`: plan, run with a progress line, write `--out`, print the summary, judge

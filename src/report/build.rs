@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use hdrhistogram::Histogram;
 
 use super::ReportError;
 use super::model::*;
@@ -145,24 +144,12 @@ pub fn build(data: &RunData, pricing: &PricingProfile) -> (Report, Series) {
     (report, series)
 }
 
-fn percentiles(h: &Histogram<u64>) -> Option<Percentiles> {
-    (!h.is_empty()).then(|| Percentiles {
-        p50_us: h.value_at_quantile(0.50),
-        p75_us: h.value_at_quantile(0.75),
-        p90_us: h.value_at_quantile(0.90),
-        p99_us: h.value_at_quantile(0.99),
-        p999_us: h.value_at_quantile(0.999),
-        max_us: h.max(),
-        mean_us: (h.mean() * 10.0).round() / 10.0,
-    })
-}
-
 fn load_figures(data: &RunData) -> Option<LoadFigures> {
     let hist = |tag: &str| {
         data.histograms
             .iter()
             .find(|h| h.tag == tag)
-            .and_then(|h| percentiles(&h.histogram))
+            .and_then(|h| Percentiles::of(&h.histogram))
     };
     let rate = |errors: u64, requests: u64| {
         if requests == 0 {

@@ -7,7 +7,7 @@
 //! cluster, so it runs anywhere (CI). `resil run` calls [`generate`] after a scenario; the
 //! command layer ([`command`]) only resolves flags and picks stdout.
 //!
-//! Flow: `ReportArgs → ReportPlan → load (build.rs) → SLOs (slo.rs) → baseline
+//! Flow: `ReportArgs → ReportPlan → load (build.rs) → verdicts (crate::judge) → baseline
 //! (compare.rs) → render`.
 
 pub mod build;
@@ -18,7 +18,6 @@ mod junit;
 mod markdown;
 pub mod model;
 mod sections;
-pub mod slo;
 mod svg;
 mod table;
 
@@ -28,10 +27,10 @@ use std::path::{Path, PathBuf};
 use crate::Exit;
 use crate::cli::{GlobalArgs, ReportArgs, ReportFormat};
 use crate::cost::{CostError, PricingProfile};
+use crate::judge::{self, SloParseError, Slos};
 use crate::results::{ResultsError, RunDir};
 
 pub use model::{REPORT_SCHEMA_VERSION, Report, Series};
-pub use slo::{Slo, SloParseError};
 
 /// Where `resil report` looks for the newest run when no directory is given.
 pub const DEFAULT_RESULTS_ROOT: &str = "results";
@@ -86,7 +85,7 @@ pub struct ReportPlan {
     pub dir: PathBuf,
     pub format: ReportFormat,
     /// SLOs to judge; `None`: the ones recorded in the run's `run.json`.
-    pub slos: Option<Vec<Slo>>,
+    pub slos: Option<Slos>,
     /// A run to compare with.
     pub baseline: Option<PathBuf>,
     /// Pricing; `None`: the profile named in `run.json`, else `default`.
@@ -111,7 +110,7 @@ impl ReportPlan {
                 .path()
                 .to_path_buf(),
         };
-        let slos = args.slo.as_deref().map(slo::parse_list).transpose()?;
+        let slos = args.slo.as_deref().map(Slos::parse_list).transpose()?;
         let pricing = args
             .pricing
             .as_deref()
@@ -132,12 +131,13 @@ impl ReportPlan {
     }
 }
 
-/// Reads one run and judges `slos` (or its own); also returns the plot series.
+/// Reads one run and judges `slos` (or its own); also returns the plot series, the
+/// pricing and the SLOs it was judged by.
 pub fn load(
     dir: &Path,
-    slos: Option<&[Slo]>,
+    slos: Option<&Slos>,
     pricing: Option<&PricingProfile>,
-) -> Result<(Report, Series, PricingProfile), ReportError> {
+) -> Result<(Report, Series, PricingProfile, Slos), ReportError> {
     if !dir.exists() {
         return Err(ReportError::MissingDir {
             path: dir.to_path_buf(),
@@ -157,48 +157,32 @@ pub fn load(
         (None, Some(name)) => PricingProfile::resolve(name)?,
         (None, None) => PricingProfile::default_profile(),
     };
-    let own: Vec<Slo>;
     let slos = match slos {
-        Some(s) => s,
-        None => {
-            own = data
-                .meta
-                .slos
-                .iter()
-                .map(|e| slo::parse(e))
-                .collect::<Result<_, _>>()
-                .map_err(|source| ReportError::RunSlo {
-                    path: run.file(crate::results::RUN_FILE),
-                    source,
-                })?;
-            &own
-        }
+        Some(s) => s.clone(),
+        None => Slos::recorded(&data.meta).map_err(|source| ReportError::RunSlo {
+            path: run.file(crate::results::RUN_FILE),
+            source,
+        })?,
     };
     let (mut report, series) = build::build(&data, &profile);
-    report.slos = slo::evaluate(slos, &report);
+    report.slos = judge::judge(&slos, &report, &data.events);
     report.slos_passed = report.slos.iter().all(|v| v.passed);
-    Ok((report, series, profile))
+    Ok((report, series, profile, slos))
 }
 
 /// Builds the whole report of `plan` (with its comparison) without rendering it.
 pub fn assemble(plan: &ReportPlan) -> Result<(Report, Series), ReportError> {
-    let (mut report, series, profile) =
-        load(&plan.dir, plan.slos.as_deref(), plan.pricing.as_ref())?;
+    let (mut report, series, profile, slos) =
+        load(&plan.dir, plan.slos.as_ref(), plan.pricing.as_ref())?;
     if let Some(base_dir) = &plan.baseline {
         // The baseline is judged by the same SLOs and priced the same, so deltas compare
         // like with like.
-        let own_slos: Vec<Slo> = report
-            .slos
-            .iter()
-            .filter_map(|v| slo::parse(&v.expression).ok())
-            .collect();
-        let (baseline, _, _) =
-            load(base_dir, Some(&own_slos), Some(&profile)).map_err(|source| {
-                ReportError::Baseline {
-                    path: base_dir.clone(),
-                    source: Box::new(source),
-                }
-            })?;
+        let (baseline, ..) = load(base_dir, Some(&slos), Some(&profile)).map_err(|source| {
+            ReportError::Baseline {
+                path: base_dir.clone(),
+                source: Box::new(source),
+            }
+        })?;
         report.baseline = Some(compare::compare(&report, &baseline));
     }
     Ok((report, series))

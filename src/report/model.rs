@@ -174,7 +174,7 @@ pub struct SloVerdict {
     /// Threshold and actual value in the metric's unit.
     pub threshold: f64,
     pub actual: Option<f64>,
-    /// `ms`, `ratio` or `usd`.
+    /// `ms`, `ratio`, `usd`, or `per_s` (a load's `rps` threshold).
     pub unit: String,
     pub passed: bool,
     /// The verdict in words: `p99 212.0ms < 300ms` or why it could not be measured.

@@ -71,6 +71,7 @@ fn slo_row(v: &SloVerdict) -> Vec<String> {
         Some(a) => match v.unit.as_str() {
             "ratio" => percent(a),
             "usd" => usd(a),
+            "per_s" => format!("{a:.1}/s"),
             _ => format!("{a:.1}ms"),
         },
     };

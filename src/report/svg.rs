@@ -92,29 +92,59 @@ fn thin(points: &[(f64, f64)], x_max: f64, columns: f64) -> Vec<(f64, f64)> {
     out
 }
 
+/// The plot area and its scales, from the data.
+struct Frame {
+    plot_w: f64,
+    plot_h: f64,
+    x_max: f64,
+    y_max: f64,
+    y_step: f64,
+}
+
+impl Frame {
+    fn new(c: &Chart) -> Frame {
+        let x_max = if c.x_max > 0.0 { c.x_max } else { 1.0 };
+        let y_data_max = c
+            .lines
+            .iter()
+            .flat_map(|l| l.points.iter().map(|p| p.1))
+            .fold(0.0f64, f64::max);
+        // 5% headroom so a flat line at the maximum does not hide in the top border.
+        let y_top = if y_data_max > 0.0 {
+            y_data_max * 1.05
+        } else {
+            1.0
+        };
+        let y_step = tick_step(y_top, 4.0);
+        Frame {
+            plot_w: WIDTH - LEFT - RIGHT,
+            plot_h: HEIGHT - TOP - BOTTOM,
+            x_max,
+            y_max: ((y_top / y_step).ceil() * y_step).max(y_step),
+            y_step,
+        }
+    }
+
+    fn sx(&self, x: f64) -> f64 {
+        LEFT + (x.clamp(0.0, self.x_max) / self.x_max) * self.plot_w
+    }
+
+    fn sy(&self, y: f64) -> f64 {
+        TOP + self.plot_h - (y / self.y_max).clamp(0.0, 1.0) * self.plot_h
+    }
+
+    /// The bottom of the plot area.
+    fn bottom(&self) -> f64 {
+        TOP + self.plot_h
+    }
+}
+
+// `write!` into a String cannot fail; the results below are ignored for that reason.
+
 /// Renders the chart as an `<svg>` element.
 pub fn chart(c: &Chart) -> String {
-    let plot_w = WIDTH - LEFT - RIGHT;
-    let plot_h = HEIGHT - TOP - BOTTOM;
-    let x_max = if c.x_max > 0.0 { c.x_max } else { 1.0 };
-    let y_data_max = c
-        .lines
-        .iter()
-        .flat_map(|l| l.points.iter().map(|p| p.1))
-        .fold(0.0f64, f64::max);
-    // 5% headroom so a flat line at the maximum does not hide in the top border.
-    let y_top = if y_data_max > 0.0 {
-        y_data_max * 1.05
-    } else {
-        1.0
-    };
-    let y_step = tick_step(y_top, 4.0);
-    let y_max = ((y_top / y_step).ceil() * y_step).max(y_step);
-    let sx = |x: f64| LEFT + (x.clamp(0.0, x_max) / x_max) * plot_w;
-    let sy = |y: f64| TOP + plot_h - (y / y_max).clamp(0.0, 1.0) * plot_h;
-
+    let frame = Frame::new(c);
     let mut s = String::new();
-    // `write!` into a String cannot fail; the results are ignored for that reason.
     let _ = write!(
         s,
         r#"<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" role="img" aria-label="{t}"><title>{t}</title>"#,
@@ -125,10 +155,19 @@ pub fn chart(c: &Chart) -> String {
         r##"<text x="{LEFT}" y="18" class="title">{}</text>"##,
         escape(&format!("{} ({})", c.title, c.y_unit))
     );
-    // Grid and y ticks.
+    axes(&mut s, &frame);
+    markers(&mut s, &frame, c.markers);
+    series(&mut s, &frame, &c.lines);
+    legend(&mut s, &c.lines);
+    s.push_str("</svg>");
+    s
+}
+
+/// The grid with y ticks, x ticks in seconds, and the two axes.
+fn axes(s: &mut String, f: &Frame) {
     let mut y = 0.0;
-    while y <= y_max + y_step / 2.0 {
-        let py = sy(y);
+    while y <= f.y_max + f.y_step / 2.0 {
+        let py = f.sy(y);
         let _ = write!(
             s,
             r##"<line x1="{LEFT}" x2="{x2}" y1="{py:.1}" y2="{py:.1}" class="grid"/><text x="{tx}" y="{ty:.1}" class="tick" text-anchor="end">{l}</text>"##,
@@ -137,19 +176,18 @@ pub fn chart(c: &Chart) -> String {
             ty = py + 4.0,
             l = label(y)
         );
-        y += y_step;
+        y += f.y_step;
     }
-    // X ticks in seconds.
-    let x_step = tick_step(x_max, 8.0);
+    let x_step = tick_step(f.x_max, 8.0);
     let mut x = 0.0;
-    while x <= x_max + x_step / 1000.0 {
-        let px = sx(x);
+    while x <= f.x_max + x_step / 1000.0 {
+        let px = f.sx(x);
         let _ = write!(
             s,
             r##"<line x1="{px:.1}" x2="{px:.1}" y1="{b}" y2="{b2}" class="axis"/><text x="{px:.1}" y="{ty}" class="tick" text-anchor="middle">{l}s</text>"##,
-            b = TOP + plot_h,
-            b2 = TOP + plot_h + 4.0,
-            ty = TOP + plot_h + 18.0,
+            b = f.bottom(),
+            b2 = f.bottom() + 4.0,
+            ty = f.bottom() + 18.0,
             l = label(x)
         );
         x += x_step;
@@ -157,14 +195,17 @@ pub fn chart(c: &Chart) -> String {
     let _ = write!(
         s,
         r##"<line x1="{LEFT}" x2="{LEFT}" y1="{TOP}" y2="{b}" class="axis"/><line x1="{LEFT}" x2="{r}" y1="{b}" y2="{b}" class="axis"/>"##,
-        b = TOP + plot_h,
+        b = f.bottom(),
         r = WIDTH - RIGHT
     );
-    // Markers under the lines; a label close to the previous one moves down a row so
-    // nearby events (a kill and the switch it causes) stay readable.
+}
+
+/// Markers, drawn under the lines; a label close to the previous one moves down a row so
+/// nearby events (a kill and the switch it causes) stay readable.
+fn markers(s: &mut String, f: &Frame, markers: &[Marker]) {
     let mut last_label: Option<(f64, usize)> = None;
-    for m in c.markers {
-        let px = sx(m.t);
+    for m in markers {
+        let px = f.sx(m.t);
         let row = match last_label {
             Some((x, row)) if px - x < 160.0 => (row + 1) % 3,
             _ => 0,
@@ -180,15 +221,18 @@ pub fn chart(c: &Chart) -> String {
             r##"<g class="{class}"><title>{full} at {t:.1}s</title><line x1="{px:.1}" x2="{px:.1}" y1="{TOP}" y2="{b}"/><text x="{tx:.1}" y="{ty}">{short}</text></g>"##,
             full = escape(&m.label),
             t = m.t,
-            b = TOP + plot_h,
+            b = f.bottom(),
             tx = px + 3.0,
             ty = TOP + 10.0 + 12.0 * row as f64,
             short = escape(&short)
         );
     }
-    // Series.
-    for line in &c.lines {
-        let points = thin(&line.points, x_max, plot_w);
+}
+
+/// One path per series, thinned to the plot's pixel columns.
+fn series(s: &mut String, f: &Frame, lines: &[Line]) {
+    for line in lines {
+        let points = thin(&line.points, f.x_max, f.plot_w);
         if points.is_empty() {
             continue;
         }
@@ -196,14 +240,14 @@ pub fn chart(c: &Chart) -> String {
         for (i, &(x, y)) in points.iter().enumerate() {
             let cmd = if i == 0 { 'M' } else { 'L' };
             if line.step && i > 0 {
-                let _ = write!(d, "L{:.1} {:.1}", sx(x), sy(points[i - 1].1));
+                let _ = write!(d, "L{:.1} {:.1}", f.sx(x), f.sy(points[i - 1].1));
             }
-            let _ = write!(d, "{cmd}{:.1} {:.1}", sx(x), sy(y));
+            let _ = write!(d, "{cmd}{:.1} {:.1}", f.sx(x), f.sy(y));
         }
         if line.step
             && let Some(&(_, last)) = points.last()
         {
-            let _ = write!(d, "L{:.1} {:.1}", sx(x_max), sy(last));
+            let _ = write!(d, "L{:.1} {:.1}", f.sx(f.x_max), f.sy(last));
         }
         let _ = write!(
             s,
@@ -212,9 +256,12 @@ pub fn chart(c: &Chart) -> String {
             n = escape(&line.name)
         );
     }
-    // Legend, right-aligned in the title row.
+}
+
+/// The legend, right-aligned in the title row.
+fn legend(s: &mut String, lines: &[Line]) {
     let mut lx = WIDTH - RIGHT;
-    for line in c.lines.iter().rev() {
+    for line in lines.iter().rev() {
         let w = 18.0 + 7.0 * line.name.chars().count() as f64;
         lx -= w;
         let _ = write!(
@@ -225,8 +272,6 @@ pub fn chart(c: &Chart) -> String {
             n = escape(&line.name)
         );
     }
-    s.push_str("</svg>");
-    s
 }
 
 #[cfg(test)]

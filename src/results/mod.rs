@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! results/<run-id>/
-//!   run.json        RunMeta: what ran, when, against what, with which SLOs; status
+//!   run.json        RunMeta: what ran, when, against what, with which SLOs (`slos`,
+//!                   `window_slos`); status
 //!   timeline.jsonl  one Event per line (UTC, ms), appended as things happen
 //!   latency.hdr     HDR histograms in the HdrHistogram interval-log format, one per tag
 //!   summary.json    Summary: derived figures, one optional section per producer
@@ -21,6 +22,12 @@
 //! two runs' events under one `summary.json`. `resil run` makes a fresh
 //! `<parent>/<timestamp>-<name>/` for every run ([`RunDir::create_new`]).
 //!
+//! `run.json` records every SLO the run is judged by, so `resil report DIR` gives the
+//! verdicts (and exit code) `resil run` gave: `slos` (whole-run expressions, or a load's
+//! `--fail-on` thresholds) and `window_slos` (absent when there are none, and in a
+//! `run.json` written before they were recorded; `crate::judge` then reads them from the
+//! recorded scenario).
+//!
 //! The schema is versioned by [`SCHEMA_VERSION`]; `schema/results.schema.json` documents
 //! it for other tools. Bump the version on any incompatible change.
 
@@ -30,6 +37,7 @@ pub mod timeline;
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -126,6 +134,10 @@ pub struct RunMeta {
     /// SLO expressions the run is judged by, e.g. `p99<300ms`.
     #[serde(default)]
     pub slos: Vec<String>,
+    /// SLOs on a window of the load, judged with `slos` (durations as the run used them,
+    /// after `--time-scale`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub window_slos: Vec<WindowSlo>,
     /// Pricing profile name used for cost figures, when chosen at run time.
     #[serde(default)]
     pub pricing: Option<String>,
@@ -147,6 +159,7 @@ impl RunMeta {
             target_url: None,
             scenario: None,
             slos: Vec::new(),
+            window_slos: Vec::new(),
             pricing: None,
         }
     }
@@ -155,6 +168,21 @@ impl RunMeta {
     pub fn is_partial(&self) -> bool {
         self.status != RunStatus::Complete
     }
+}
+
+/// An SLO on a window of the load: `{from: 20s, to: 40s, slo: "error_rate<1%"}` — in a
+/// scenario's `window_slos` and in `run.json`; judged by `crate::judge::window`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSlo {
+    /// Start of the window, from the start of the load.
+    #[serde(with = "humantime_serde")]
+    pub from: Duration,
+    /// End of the window (default: the end of the load).
+    #[serde(default, with = "humantime_serde::option")]
+    pub to: Option<Duration>,
+    /// `error_rate<PCT%` or `p99<DURATION` (the worst one-second p99 in the window).
+    pub slo: String,
 }
 
 /// The current time truncated to milliseconds (the timeline's precision).

@@ -38,6 +38,23 @@ pub struct Percentiles {
     pub mean_us: f64,
 }
 
+impl Percentiles {
+    /// The percentiles of a histogram of µs (`None` when it is empty). The one builder for
+    /// every producer and reader: the mean is rounded to 0.1 µs, below what any output
+    /// shows, so `summary.json` and the report read the same figure.
+    pub fn of(h: &hdrhistogram::Histogram<u64>) -> Option<Percentiles> {
+        (!h.is_empty()).then(|| Percentiles {
+            p50_us: h.value_at_quantile(0.50),
+            p75_us: h.value_at_quantile(0.75),
+            p90_us: h.value_at_quantile(0.90),
+            p99_us: h.value_at_quantile(0.99),
+            p999_us: h.value_at_quantile(0.999),
+            max_us: h.max(),
+            mean_us: (h.mean() * 10.0).round() / 10.0,
+        })
+    }
+}
+
 /// What the load engine measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LoadSummary {

@@ -51,7 +51,7 @@ pub fn side_by_side(
     for run in runs {
         loaded.push(report::load(&run.dir, None, None)?);
     }
-    let Some((first, _, _)) = loaded.first() else {
+    let Some((first, ..)) = loaded.first() else {
         return Ok(SideBySide {
             variants: Vec::new(),
             run_ids: Vec::new(),
@@ -64,7 +64,7 @@ pub fn side_by_side(
     let mut rows: Vec<Row> = Vec::new();
     // The report's own metrics, each variant against the first (the first against itself
     // gives its values in the same order).
-    for (i, (current, _, _)) in loaded.iter().enumerate() {
+    for (i, (current, ..)) in loaded.iter().enumerate() {
         for delta in report::compare::compare(current, first).deltas {
             let at = match rows.iter().position(|r| r.metric == delta.metric) {
                 Some(at) => at,
@@ -85,7 +85,7 @@ pub fn side_by_side(
         unit: "count".to_string(),
         values: loaded
             .iter()
-            .map(|(r, _, _)| r.load.as_ref().map(|l| l.errors as f64))
+            .map(|(r, ..)| r.load.as_ref().map(|l| l.errors as f64))
             .collect(),
     });
     let target_ms = p99_target.map(|t| t.as_secs_f64() * 1000.0);
@@ -95,7 +95,7 @@ pub fn side_by_side(
             unit: "s".to_string(),
             values: loaded
                 .iter()
-                .map(|(_, series, _)| {
+                .map(|(_, series, ..)| {
                     let over = series
                         .buckets
                         .iter()
@@ -108,13 +108,10 @@ pub fn side_by_side(
     }
     Ok(SideBySide {
         variants: runs.iter().map(|r| r.variant.clone()).collect(),
-        run_ids: loaded
-            .iter()
-            .map(|(r, _, _)| r.run.run_id.clone())
-            .collect(),
+        run_ids: loaded.iter().map(|(r, ..)| r.run.run_id.clone()).collect(),
         p99_target_ms: target_ms,
         rows,
-        slos_passed: loaded.iter().map(|(r, _, _)| r.slos_passed).collect(),
+        slos_passed: loaded.iter().map(|(r, ..)| r.slos_passed).collect(),
     })
 }
 

@@ -2,16 +2,18 @@
 //! clock. This file is the command layer: it resolves the target (starting the lab when
 //! the scenario wants it), and for each `--repeat` round and each variant deploys, waits
 //! for the steady state, runs [`runner`], prints the report (a variant against the first)
-//! and its window SLOs; then puts the variants side by side ([`compare`]) and returns the
-//! worst verdict as the exit code.
+//! with every SLO verdict ([`crate::judge`], the same as `resil report` gives later); then
+//! puts the variants side by side ([`compare`]) and returns the worst verdict as the exit
+//! code.
 
 pub mod compare;
-pub mod fail_fast;
 pub mod plans;
 pub mod resolve;
 pub mod runner;
 pub mod scenario;
-pub mod window;
+
+/// The verdict modules the runner and the scenario checks use, under their old paths.
+pub use crate::judge::{fail_fast, window};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -38,34 +40,7 @@ pub async fn command(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<Exit>
         anyhow::bail!("--repeat must be between 1 and 100");
     }
     let scenario = Scenario::load(&args.scenario)?;
-    // One scenario per variant, every duration shortened or stretched by --time-scale.
-    let runs = scenario
-        .runs()
-        .iter()
-        .map(|s| s.scaled(args.time_scale))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| anyhow::anyhow!(e))?;
-    if args.fail_fast
-        && runs
-            .iter()
-            .all(|r| fail_fast::FailFast::new(&r.slos, &r.window_slos).is_empty())
-    {
-        eprintln!(
-            "note: --fail-fast: no SLO of this scenario can be decided before a run ends \
-             (only downtime<, failover_time<, p99< windows and error_rate< windows with a \
-             `to` can), so it stops only between runs"
-        );
-    }
-    for run in &runs {
-        for rule in &run.abort {
-            runner::AbortRule::parse(rule)?;
-        }
-        let slos = run.slos.join(",");
-        if !slos.is_empty() {
-            crate::report::slo::parse_list(&slos)
-                .with_context(|| format!("the slos of {}", args.scenario.display()))?;
-        }
-    }
+    let runs = checked_runs(&scenario, &args)?;
 
     let mut global = global.clone();
     let use_lab = scenario.target.lab && global.context.is_none();
@@ -105,81 +80,152 @@ pub async fn command(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<Exit>
             interrupt.cancel();
         });
     }
+    let session = Session {
+        args: &args,
+        scenario: &scenario,
+        global: &global,
+        target: &target,
+        state_dir: &state_dir,
+        seed,
+        interrupt,
+    };
+    session.rounds(&runs).await
+}
 
-    let mut worst = Exit::Ok;
-    for round in 1..=args.repeat {
-        if args.repeat > 1 {
-            eprintln!("round {round}/{}", args.repeat);
+/// One scenario per variant, every duration shortened or stretched by --time-scale, with
+/// their abort rules and SLOs checked (and a note when --fail-fast can decide nothing).
+fn checked_runs(scenario: &Scenario, args: &RunArgs) -> anyhow::Result<Vec<Scenario>> {
+    let runs = scenario
+        .runs()
+        .iter()
+        .map(|s| s.scaled(args.time_scale))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!(e))?;
+    if args.fail_fast
+        && runs
+            .iter()
+            .all(|r| fail_fast::FailFast::new(&r.slos, &r.window_slos).is_empty())
+    {
+        eprintln!(
+            "note: --fail-fast: no SLO of this scenario can be decided before a run ends \
+             (only downtime<, failover_time<, p99< windows and error_rate< windows with a \
+             `to` can), so it stops only between runs"
+        );
+    }
+    for run in &runs {
+        for rule in &run.abort {
+            runner::AbortRule::parse(rule)?;
         }
-        let mut done: Vec<compare::VariantRun> = Vec::new();
-        let mut stopped = false;
-        for (run, variant) in runs.iter().zip(variant_names(&scenario)) {
-            if let Some(v) = &variant {
-                eprintln!("variant {v}");
+        let slos = run.slos.join(",");
+        if !slos.is_empty() {
+            crate::judge::slo::parse_list(&slos)
+                .with_context(|| format!("the slos of {}", args.scenario.display()))?;
+        }
+    }
+    Ok(runs)
+}
+
+/// What every run of one `resil run` shares.
+struct Session<'a> {
+    args: &'a RunArgs,
+    scenario: &'a Scenario,
+    global: &'a GlobalArgs,
+    target: &'a Target,
+    /// The chaos journal's directory (the autoscaler journals there too).
+    state_dir: &'a Path,
+    seed: u64,
+    /// Cancelled on Ctrl-C.
+    interrupt: CancellationToken,
+}
+
+impl Session<'_> {
+    /// Every `--repeat` round of every variant; the worst verdict.
+    async fn rounds(&self, runs: &[Scenario]) -> anyhow::Result<Exit> {
+        let args = self.args;
+        let mut worst = Exit::Ok;
+        for round in 1..=args.repeat {
+            if args.repeat > 1 {
+                eprintln!("round {round}/{}", args.repeat);
             }
-            // Every run starts from the scenario's deployment: a previous run may have
-            // failed over, scaled or killed pods.
-            if !run.deploy.skip {
-                deploy(run, args.manifests.as_deref(), &global).await?;
+            let mut done: Vec<compare::VariantRun> = Vec::new();
+            let mut stopped = false;
+            for (run, variant) in runs.iter().zip(variant_names(self.scenario)) {
+                if let Some(v) = &variant {
+                    eprintln!("variant {v}");
+                }
+                let baseline = done.first().map(|first| first.dir.clone());
+                let (dir, ending, exit) = self.one(run, baseline).await?;
+                worst = match (&ending, exit) {
+                    (Ending::Interrupted, _) => return Ok(Exit::Interrupted),
+                    (Ending::StepFailed(_), _) => Exit::Error,
+                    (_, _) if worst == Exit::Error => Exit::Error,
+                    (Ending::Aborted(_), _) | (_, Exit::SloFailed) => Exit::SloFailed,
+                    (_, e) if worst == Exit::Ok => e,
+                    _ => worst,
+                };
+                done.push(compare::VariantRun {
+                    variant: variant.unwrap_or_else(|| run.name.clone()),
+                    dir,
+                });
+                if args.fail_fast && worst != Exit::Ok {
+                    stopped = true;
+                    break;
+                }
             }
-            let active = run.deploy.active.unwrap_or(crate::cli::Color::Blue);
-            steady_state(&target, active, &run.steady_state, "before the load").await?;
-            let dir = RunDir::create_new(&args.out, &run.name).with_context(|| {
-                format!("creating a run directory under {}", args.out.display())
-            })?;
-            let load = plans::load_plan(run, &target).await?;
-            let autoscale = plans::autoscale_plan(run, &target, dir.path(), &state_dir)?;
-            let ending = runner::run(
-                run,
-                &target,
-                &dir,
-                runner::Engines {
-                    load,
-                    autoscale,
-                    fail_fast: args.fail_fast,
-                },
-                seed,
-                interrupt.clone(),
-            )
-            .await?;
-            if ending == Ending::Complete
-                && let Err(e) =
-                    steady_state(&target, active, &run.steady_state, "after the load").await
-            {
-                eprintln!("warning: {e:#}");
+            if done.len() > 1 {
+                side_by_side(self.scenario, &done)?;
             }
-            let baseline = done.first().map(|first| first.dir.clone());
-            let mut exit = report(&dir, baseline)?;
-            if !window_slos(run, &dir)? {
-                exit = Exit::SloFailed;
-            }
-            println!("results: {}", dir.path().display());
-            worst = match (&ending, exit) {
-                (Ending::Interrupted, _) => return Ok(Exit::Interrupted),
-                (Ending::StepFailed(_), _) => Exit::Error,
-                (_, _) if worst == Exit::Error => Exit::Error,
-                (Ending::Aborted(_), _) | (_, Exit::SloFailed) => Exit::SloFailed,
-                (_, e) if worst == Exit::Ok => e,
-                _ => worst,
-            };
-            done.push(compare::VariantRun {
-                variant: variant.unwrap_or_else(|| run.name.clone()),
-                dir: dir.path().to_path_buf(),
-            });
-            if args.fail_fast && worst != Exit::Ok {
-                stopped = true;
+            if stopped {
+                eprintln!("--fail-fast: stopping after the first failed run");
                 break;
             }
         }
-        if done.len() > 1 {
-            side_by_side(&scenario, &done)?;
-        }
-        if stopped {
-            eprintln!("--fail-fast: stopping after the first failed run");
-            break;
-        }
+        Ok(worst)
     }
-    Ok(worst)
+
+    /// One run: deploys, waits for the steady state, runs, prints its report (against
+    /// `baseline`); its directory, how it ended and the report's verdict.
+    async fn one(
+        &self,
+        run: &Scenario,
+        baseline: Option<PathBuf>,
+    ) -> anyhow::Result<(PathBuf, Ending, Exit)> {
+        let (args, target) = (self.args, self.target);
+        // Every run starts from the scenario's deployment: a previous run may have
+        // failed over, scaled or killed pods.
+        if !run.deploy.skip {
+            deploy(run, args.manifests.as_deref(), self.global).await?;
+        }
+        let active = run.deploy.active.unwrap_or(crate::cli::Color::Blue);
+        steady_state(target, active, &run.steady_state, "before the load").await?;
+        let dir = RunDir::create_new(&args.out, &run.name)
+            .with_context(|| format!("creating a run directory under {}", args.out.display()))?;
+        let load = plans::load_plan(run, target).await?;
+        let autoscale = plans::autoscale_plan(run, target, dir.path(), self.state_dir)?;
+        let ending = runner::run(
+            run,
+            target,
+            &dir,
+            runner::Engines {
+                load,
+                autoscale,
+                fail_fast: args.fail_fast,
+            },
+            self.seed,
+            self.interrupt.clone(),
+        )
+        .await?;
+        if ending == Ending::Complete
+            && let Err(e) = steady_state(target, active, &run.steady_state, "after the load").await
+        {
+            eprintln!("warning: {e:#}");
+        }
+        // Every verdict, window SLOs included, is the report's: `resil report DIR` gives
+        // the same later.
+        let exit = report(&dir, baseline)?;
+        println!("results: {}", dir.path().display());
+        Ok((dir.path().to_path_buf(), ending, exit))
+    }
 }
 
 /// The variant names in run order (`None` for a scenario without variants).
@@ -195,31 +241,14 @@ fn variant_names(scenario: &Scenario) -> Vec<Option<String>> {
     }
 }
 
-/// Judges and prints the window SLOs of a run; whether all held.
-fn window_slos(run: &Scenario, dir: &RunDir) -> anyhow::Result<bool> {
-    if run.window_slos.is_empty() {
-        return Ok(true);
-    }
-    let verdicts = window::judge(&run.window_slos, &dir.read_timeline()?);
-    println!("\nwindow SLOs:");
-    for v in &verdicts {
-        println!(
-            "- {} {}: {}",
-            if v.passed { "PASS" } else { "FAIL" },
-            v.expression,
-            v.actual
-        );
-    }
-    Ok(verdicts.iter().all(|v| v.passed))
-}
-
 /// Prints the variants side by side and stores the table (Markdown and JSON) in the last
 /// variant's results directory.
 fn side_by_side(scenario: &Scenario, runs: &[compare::VariantRun]) -> anyhow::Result<()> {
     let target = scenario.compare.p99_target.or_else(|| {
         scenario.slos.iter().find_map(|s| {
-            let slo = crate::report::slo::parse(s).ok()?;
-            (slo.metric == crate::report::slo::Metric::Latency(crate::report::slo::Quantile::P99))
+            use crate::judge::{LatencyStat, slo};
+            let slo = slo::parse(s).ok()?;
+            (slo.metric == slo::Metric::Latency(LatencyStat::P99))
                 .then(|| Duration::from_secs_f64(slo.threshold / 1000.0))
         })
     });

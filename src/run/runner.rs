@@ -74,6 +74,7 @@ pub async fn run(
     meta.target_url = Some(load_plan.url.clone());
     meta.scenario = Some(serde_json::to_value(scenario)?);
     meta.slos = scenario.slos.clone();
+    meta.window_slos = scenario.window_slos.clone();
     dir.write_meta(&meta)?;
 
     // The predictive autoscaler first: it journals the HPA's minReplicas before anything

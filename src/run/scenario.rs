@@ -80,19 +80,8 @@ pub struct Scenario {
     pub compare: Compare,
 }
 
-/// An SLO on a window of the load: `{from: 20s, to: 40s, slo: "error_rate<1%"}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WindowSlo {
-    /// Start of the window, from the start of the load.
-    #[serde(with = "humantime_serde")]
-    pub from: Duration,
-    /// End of the window (default: the end of the load).
-    #[serde(default, with = "humantime_serde::option")]
-    pub to: Option<Duration>,
-    /// `error_rate<PCT%` or `p99<DURATION` (the worst one-second p99 in the window).
-    pub slo: String,
-}
+/// An SLO on a window of the load (recorded in `run.json` as it is).
+pub use crate::results::WindowSlo;
 
 /// The predictive autoscaler's options, as `resil autoscale --predictive` takes them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

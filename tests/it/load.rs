@@ -514,9 +514,33 @@ async fn thresholds_decide_the_exit_code() {
     let summary = run_dir.read_summary().unwrap();
     assert!(summary.watch.is_some(), "the watcher's section is kept");
     assert_eq!(summary.load.unwrap().requests, 200);
-    let breached = resil(&["load", &url, "-r", "200", "-c", "2", "--fail-on", "max<1us"]).await;
+    let breached_dir = dir.path().join("breached");
+    let breached = resil(&[
+        "load",
+        &url,
+        "-r",
+        "200",
+        "-c",
+        "2",
+        "--fail-on",
+        "max<1us,rps>=1",
+        "--out",
+        breached_dir.to_str().unwrap(),
+    ])
+    .await;
     assert_eq!(breached.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&breached.stderr).contains("threshold breached: max<1us"));
+    // `resil report` of each directory judges the recorded thresholds as the load did.
+    let held_report = resil(&["report", out, "-o", "junit"]).await;
+    assert_eq!(held_report.status.code(), Some(0));
+    let report = resil(&["report", breached_dir.to_str().unwrap(), "-o", "junit"]).await;
+    let junit = String::from_utf8_lossy(&report.stdout);
+    assert_eq!(report.status.code(), Some(1), "{junit}");
+    assert!(
+        junit.contains("tests=\"2\"") && junit.contains("failures=\"1\""),
+        "{junit}"
+    );
+    assert!(junit.contains("max&lt;1us"), "{junit}");
     let bad = resil(&["load", &url, "-r", "200", "--fail-on", "p98<1s"]).await;
     assert_eq!(bad.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&bad.stderr);

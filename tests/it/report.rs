@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use resil::Exit;
 use resil::cli::ReportFormat;
-use resil::report::{ReportPlan, generate, slo};
+use resil::judge::Slos;
+use resil::report::{ReportPlan, generate};
 use serde_json::Value;
 
 fn root() -> PathBuf {
@@ -55,7 +56,7 @@ fn report(
     let plan = ReportPlan {
         dir: dir.to_path_buf(),
         format,
-        slos: slos.map(|s| slo::parse_list(s).unwrap()),
+        slos: slos.map(|s| Slos::parse_list(s).unwrap()),
         baseline: baseline.map(Path::to_path_buf),
         pricing: None,
     };
@@ -400,6 +401,66 @@ fn exit_code_is_0_when_slos_hold_1_when_one_fails_2_when_one_does_not_parse() {
         &root(),
     );
     assert_eq!(code, 1, "the partial fixture's own SLOs fail");
+}
+
+/// The failover fixture with two window SLOs recorded as `resil run` records them
+/// (`window_slos`), or as an older resil did (only inside the recorded scenario): the
+/// fault's second fails `error_rate<1%`, the quiet end holds `p99<100ms`.
+fn with_window_slos(recorded_in: &str) -> tempfile::TempDir {
+    let tmp = copy_fixture("failover");
+    let path = tmp.path().join("run.json");
+    let mut meta: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let windows = serde_json::json!([
+        {"from": "5s", "to": "6s", "slo": "error_rate<1%"},
+        {"from": "15s", "slo": "p99<100ms"},
+    ]);
+    match recorded_in {
+        "run.json" => meta["window_slos"] = windows,
+        _ => meta["scenario"]["window_slos"] = windows,
+    }
+    std::fs::write(&path, serde_json::to_string_pretty(&meta).unwrap()).unwrap();
+    tmp
+}
+
+#[test]
+fn a_failing_window_slo_the_run_recorded_fails_the_report_in_every_format() {
+    for recorded_in in ["run.json", "the scenario"] {
+        let tmp = with_window_slos(recorded_in);
+        let d = tmp.path().to_str().unwrap();
+        for format in ["table", "markdown", "json", "junit", "html"] {
+            let (code, _, err) = resil(&["report", d, "-o", format], &root());
+            assert_eq!(code, 1, "{recorded_in}, {format}: {err}");
+        }
+        let (_, json, _) = resil(&["report", d, "-o", "json"], &root());
+        let v: Value = serde_json::from_str(&json).unwrap();
+        let verdicts: Vec<(&str, bool)> = v["slos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["expression"].as_str().unwrap(), s["passed"] == true))
+            .collect();
+        assert_eq!(
+            verdicts[5..],
+            [
+                ("error_rate<1% from 5s to 6s", false),
+                ("p99<100ms from 15s", true)
+            ],
+            "{recorded_in}: {json}"
+        );
+        assert!(verdicts[..5].iter().all(|(_, passed)| *passed), "{json}");
+        assert_eq!(v["slos"][5]["actual"], 0.4);
+        assert_eq!(v["slos_passed"], false);
+        let (_, junit, _) = resil(&["report", d, "-o", "junit"], &root());
+        assert!(
+            junit.contains("tests=\"7\"") && junit.contains("failures=\"1\""),
+            "{junit}"
+        );
+        let (_, table, _) = resil(&["report", d, "-o", "table"], &root());
+        assert!(table.contains("1 of 7 SLOs failed"), "{table}");
+        // `--slo` replaces every SLO the run recorded, window ones too.
+        let (code, _, _) = resil(&["report", d, "--slo", "error_rate<3%"], &root());
+        assert_eq!(code, 0);
+    }
 }
 
 fn copy_fixture(name: &str) -> tempfile::TempDir {

@@ -1,6 +1,8 @@
 //! `resil run`: every scenario in scenarios/ runs on an in-process lab, shortened with
-//! `--time-scale`, and its SLO verdict (the exit code) is asserted; an abort rule, and
-//! `--fail-fast` at a decided SLO breach, stop a run and revert its fault; a malformed scenario fails with its line number.
+//! `--time-scale`, and its SLO verdict (the exit code) is asserted, and `resil report` of
+//! what it wrote gives the same verdicts and exit code (also for a failing window SLO);
+//! an abort rule, and `--fail-fast` at a decided SLO breach, stop a run and revert its
+//! fault; a malformed scenario fails with its line number.
 //!
 //! The real binary runs with `--context resil-lab` and a temporary kubeconfig pointing at
 //! the in-process lab (so it never starts a lab daemon of its own), with HOME,
@@ -149,6 +151,10 @@ impl RunLab {
 }
 
 fn shipped(name: &str) -> PathBuf {
+    assert!(
+        name.is_empty() || SHIPPED.contains(&name),
+        "{name} is not in SHIPPED"
+    );
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("scenarios")
         .join(name)
@@ -156,6 +162,126 @@ fn shipped(name: &str) -> PathBuf {
 
 fn run_json(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap()
+}
+
+/// The scenarios in scenarios/, each run by a test below (through [`shipped`]).
+const SHIPPED: [&str; 7] = [
+    "autoscale.yaml",
+    "blue-green-failover.yaml",
+    "capacity-aware-failover.yaml",
+    "outage-and-failback.yaml",
+    "outlier-ejection.yaml",
+    "partial-degradation.yaml",
+    "predictive-vs-reactive.yaml",
+];
+
+#[test]
+fn every_shipped_scenario_has_a_run_test() {
+    let mut found: Vec<String> = std::fs::read_dir(shipped(""))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".yaml"))
+        .collect();
+    found.sort();
+    assert_eq!(found, SHIPPED, "add a test for each new scenario");
+}
+
+/// `resil report DIR -o FORMAT`: exit code and stdout.
+fn report(dir: &Path, format: &str) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_resil"))
+        .arg("report")
+        .arg(dir)
+        .args(["-o", format])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// The verdict rows of each `SLOs` section of a table report: (SLO as written, passed).
+fn slo_tables(table: &str) -> Vec<Vec<(String, bool)>> {
+    let mut sections = Vec::new();
+    let mut lines = table.lines();
+    while let Some(line) = lines.next() {
+        if line != "SLOs" {
+            continue;
+        }
+        let rows = lines
+            .by_ref()
+            .take_while(|l| !l.is_empty())
+            .filter(|l| l.starts_with('│') && !l.contains("┆ verdict"))
+            .map(|l| {
+                let cells: Vec<&str> = l.trim_matches('│').split('┆').map(str::trim).collect();
+                (cells[0].to_string(), cells[2] == "pass")
+            })
+            .collect();
+        sections.push(rows);
+    }
+    sections
+}
+
+/// `resil report` of every run directory `ran` wrote, in table, JSON and JUnit, gives the
+/// verdicts that `resil run` printed for it, and together the run's exit code.
+fn report_agrees(lab: &RunLab, ran: &Ran) {
+    let printed = slo_tables(&ran.stdout);
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(lab.results())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    assert_eq!(
+        printed.len(),
+        dirs.len(),
+        "one SLO table per run:\n{}",
+        ran.explain()
+    );
+    let mut worst = 0;
+    for (dir, printed) in dirs.iter().zip(&printed) {
+        let (code, table) = report(dir, "table");
+        assert_eq!(
+            slo_tables(&table),
+            std::slice::from_ref(printed),
+            "{}",
+            dir.display()
+        );
+        let (json_code, json) = report(dir, "json");
+        let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let judged: Vec<(String, bool)> = json["slos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                let expression = v["expression"].as_str().unwrap().to_string();
+                (expression, v["passed"].as_bool().unwrap())
+            })
+            .collect();
+        assert_eq!(&judged, printed, "{}", dir.display());
+        let (junit_code, junit) = report(dir, "junit");
+        let failed = printed.iter().filter(|(_, passed)| !passed).count();
+        let suite = junit
+            .lines()
+            .find(|l| l.contains("<testsuite "))
+            .unwrap_or("");
+        let counts = [
+            format!("tests=\"{}\"", printed.len()),
+            format!("failures=\"{failed}\""),
+        ];
+        assert!(
+            counts.iter().all(|c| suite.contains(c)),
+            "{counts:?}:\n{junit}"
+        );
+        let want = if failed == 0 { 0 } else { 1 };
+        assert_eq!(
+            (code, json_code, junit_code),
+            (Some(want), Some(want), Some(want))
+        );
+        worst = worst.max(want);
+    }
+    assert_eq!(ran.code, Some(worst), "{}", ran.explain());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -173,6 +299,7 @@ async fn blue_green_failover_scenario_fails_over_and_meets_its_slos() {
     // written, not Markdown with HTML entities.
     ran.printed("failover_time<5s");
     assert!(!ran.stdout.contains("&lt;"), "{}", ran.explain());
+    report_agrees(&lab, &ran);
     lab.stop().await;
 }
 
@@ -191,6 +318,7 @@ async fn outage_and_failback_scenario_fails_over_and_back() {
         .await
         .unwrap();
     assert!(blue.spec.replicas >= Some(2), "{:?}", blue.spec.replicas);
+    report_agrees(&lab, &ran);
     lab.stop().await;
 }
 
@@ -210,6 +338,7 @@ async fn autoscale_scenario_scales_blue_under_step_load_and_meets_its_slo() {
         "the HPA scaled blue up: {summary}\n{}",
         ran.explain()
     );
+    report_agrees(&lab, &ran);
     lab.stop().await;
 }
 
@@ -249,6 +378,7 @@ async fn capacity_aware_failover_compares_plain_and_prepared_side_by_side() {
         "both variants failed over:\n{}",
         ran.explain()
     );
+    report_agrees(&lab, &ran);
     lab.stop().await;
 }
 
@@ -278,6 +408,7 @@ async fn predictive_vs_reactive_runs_both_and_reports_them_side_by_side() {
     .await
     .unwrap();
     assert_eq!(hpa.spec.min_replicas, Some(1), "minReplicas restored");
+    report_agrees(&lab, &ran);
     lab.stop().await;
 }
 
@@ -290,6 +421,7 @@ async fn partial_degradation_goes_unnoticed_and_fails_its_error_slo() {
     ran.exits(1);
     assert!(!ran.stderr.contains("failover blue"), "{}", ran.explain());
     ran.said("step 1: ");
+    report_agrees(&lab, &ran);
     lab.stop().await;
 }
 
@@ -315,7 +447,48 @@ async fn outlier_ejection_deletes_the_bad_pod_and_errors_fall_under_one_percent(
         seen.join("\n")
     );
     ran.said("eject pod web-blue-");
-    ran.printed("PASS error_rate<1%");
+    // The window SLO, in the report's SLO table beside the whole run's.
+    let window = slo_tables(&ran.stdout).concat();
+    assert!(
+        window
+            .iter()
+            .any(|(slo, passed)| slo.starts_with("error_rate<1% from 7s") && *passed),
+        "{}",
+        ran.explain()
+    );
+    report_agrees(&lab, &ran);
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_window_slo_fails_the_run_and_its_report_alike() {
+    let lab = RunLab::start().await;
+    // The whole run's SLO holds; only the window's fails (no request takes under 1 µs).
+    let scenario = lab.home.path().join("window-fails.yaml");
+    std::fs::write(
+        &scenario,
+        "name: window-fails
+deploy: {replicas: 1, active: blue}
+watch: {mode: observe-only}
+load: {rate: 20, duration: 3s, path: /, timeout: 1s}
+slos: [\"error_rate<50%\"]
+window_slos:
+  - {from: 1s, slo: \"p99<1us\"}
+",
+    )
+    .unwrap();
+    let ran = lab.run(&scenario, "1", &[]).await;
+    ran.exits(1);
+    assert_eq!(
+        slo_tables(&ran.stdout),
+        [vec![
+            ("error_rate<50%".to_string(), true),
+            ("p99<1us from 1s".to_string(), false)
+        ]],
+        "{}",
+        ran.explain()
+    );
+    report_agrees(&lab, &ran);
     lab.stop().await;
 }
 
@@ -357,6 +530,8 @@ async fn fail_fast_stops_at_a_decided_window_slo_and_skips_the_repeats() {
         "no repeat after the failed run:\n{}",
         ran.explain()
     );
+    // What --fail-fast decided early, the report of the results decides the same way.
+    report_agrees(&lab, &ran);
     lab.stop().await;
 }
 

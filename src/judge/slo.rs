@@ -1,13 +1,15 @@
 //! SLO expressions and their verdicts: `failover_time<2s,downtime<1s,error_rate<1%,
 //! p99<300ms,cost_per_1m<0.50`, from `--slo` or the run's `slos`.
 //!
-//! A metric that was not measured (no failover happened, no load ran) fails its SLO: a CI
-//! job asking for `failover_time<2s` of a run that never failed over has not shown it.
-//! Pure; called by the report builder.
+//! Judged against the figures the report builder derived from the results directory
+//! (failovers, downtime, scaling, load, cost). A metric that was not measured (no failover
+//! happened, no load ran) fails its SLO: a CI job asking for `failover_time<2s` of a run
+//! that never failed over has not shown it. Pure; called by [`super::judge`].
 
-use super::model::{Report, SloVerdict};
-pub use crate::threshold::Op;
-use crate::threshold::{self as grammar};
+use super::LatencyStat;
+pub use super::expr::Op;
+use super::expr::{self as grammar};
+use crate::report::model::{Report, SloVerdict};
 
 /// A parsed SLO: `metric op threshold`.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,21 +32,10 @@ pub enum Metric {
     ScalingLatency,
     /// errors ÷ requests.
     ErrorRate,
-    /// An overall latency percentile (ms).
-    Latency(Quantile),
+    /// An overall latency percentile (ms); every [`LatencyStat`] but the mean.
+    Latency(LatencyStat),
     /// Total cost per million successful requests (usd).
     CostPer1m,
-}
-
-/// Latency quantiles an SLO can name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Quantile {
-    P50,
-    P75,
-    P90,
-    P99,
-    P999,
-    Max,
 }
 
 /// Every metric name with its kind, for parsing and for the error listing them.
@@ -53,12 +44,12 @@ const METRICS: &[(&str, Metric)] = &[
     ("downtime", Metric::Downtime),
     ("scaling_latency", Metric::ScalingLatency),
     ("error_rate", Metric::ErrorRate),
-    ("p50", Metric::Latency(Quantile::P50)),
-    ("p75", Metric::Latency(Quantile::P75)),
-    ("p90", Metric::Latency(Quantile::P90)),
-    ("p99", Metric::Latency(Quantile::P99)),
-    ("p999", Metric::Latency(Quantile::P999)),
-    ("max_latency", Metric::Latency(Quantile::Max)),
+    ("p50", Metric::Latency(LatencyStat::P50)),
+    ("p75", Metric::Latency(LatencyStat::P75)),
+    ("p90", Metric::Latency(LatencyStat::P90)),
+    ("p99", Metric::Latency(LatencyStat::P99)),
+    ("p999", Metric::Latency(LatencyStat::P999)),
+    ("max_latency", Metric::Latency(LatencyStat::Max)),
     ("cost_per_1m", Metric::CostPer1m),
 ];
 
@@ -194,21 +185,13 @@ fn actual(metric: Metric, report: &Report) -> Result<f64, String> {
             .filter(|l| l.requests > 0)
             .map(|l| l.error_rate)
             .ok_or_else(|| "no requests were recorded".into()),
-        Metric::Latency(q) => {
+        Metric::Latency(stat) => {
             let p = report
                 .load
                 .as_ref()
                 .and_then(|l| l.latency)
                 .ok_or_else(|| "no latency was recorded".to_string())?;
-            let us = match q {
-                Quantile::P50 => p.p50_us,
-                Quantile::P75 => p.p75_us,
-                Quantile::P90 => p.p90_us,
-                Quantile::P99 => p.p99_us,
-                Quantile::P999 => p.p999_us,
-                Quantile::Max => p.max_us,
-            };
-            Ok(us as f64 / 1000.0)
+            Ok(stat.of(&p) / 1000.0)
         }
         Metric::CostPer1m => report
             .cost
@@ -227,7 +210,7 @@ pub fn format_value(metric: Metric, value: f64) -> String {
     }
 }
 
-/// Judges every SLO against the report's figures.
+/// Judges every whole-run SLO against the report's figures.
 pub fn evaluate(slos: &[Slo], report: &Report) -> Vec<SloVerdict> {
     slos.iter()
         .map(|slo| {

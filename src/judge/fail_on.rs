@@ -1,13 +1,18 @@
-//! `--fail-on` thresholds: `p99<250ms,error_rate<1%,rps>=1000` parsed into checks and
-//! evaluated against a finished run's `LoadSummary`. Each expression states what must
-//! hold; a run that does not meet one has breached it (the command exits 1). Pure: no I/O.
+//! `resil load --fail-on` thresholds: `p99<250ms,error_rate<1%,rps>=1000` parsed into
+//! checks and evaluated against a finished load's `LoadSummary`. Each expression states
+//! what must hold; a run that does not meet one has breached it (the command exits 1).
+//! Its keys and units are the load's own (`max`, `mean`, `rps`; latency in µs), not the
+//! SLOs' (`max_latency`, ms). A load with `--out` records them in `run.json`, and
+//! [`verdicts`] judges them again from that directory for `resil report`, on the same
+//! figures. Pure: no I/O; called by `load` (as `load::thresholds`) and [`super::judge`].
 
 use std::fmt;
 
-use super::LoadError;
-use crate::results::summary::LoadSummary;
-pub use crate::threshold::Op;
-use crate::threshold::{self as grammar};
+use super::LatencyStat;
+pub use super::expr::Op;
+use super::expr::{self as grammar};
+use crate::report::model::{LoadFigures, Report, SloVerdict};
+use crate::results::summary::{LoadSummary, Percentiles};
 
 /// The keys `--fail-on` understands, for error messages.
 pub const VALID_KEYS: &str = "p50, p75, p90, p99, p999, max, mean (durations like 250ms or 1.5s), \
@@ -22,18 +27,6 @@ pub enum Metric {
     ErrorRate,
     /// Achieved requests per second.
     Rps,
-}
-
-/// Which latency figure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LatencyStat {
-    P50,
-    P75,
-    P90,
-    P99,
-    P999,
-    Max,
-    Mean,
 }
 
 /// One parsed threshold.
@@ -88,8 +81,15 @@ pub struct Breach {
     pub actual: String,
 }
 
+/// A `--fail-on` expression that does not parse (`load::LoadError` names the valid keys).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InvalidThreshold {
+    pub expr: String,
+    pub reason: String,
+}
+
 /// Parses a comma-separated list of thresholds.
-pub fn parse(text: &str) -> Result<Vec<Threshold>, LoadError> {
+pub fn parse(text: &str) -> Result<Vec<Threshold>, InvalidThreshold> {
     let out = grammar::expressions(text)
         .map(parse_one)
         .collect::<Result<Vec<_>, _>>()?;
@@ -99,14 +99,14 @@ pub fn parse(text: &str) -> Result<Vec<Threshold>, LoadError> {
     Ok(out)
 }
 
-fn invalid(expr: &str, reason: &str) -> LoadError {
-    LoadError::InvalidThreshold {
+fn invalid(expr: &str, reason: &str) -> InvalidThreshold {
+    InvalidThreshold {
         expr: expr.to_string(),
         reason: reason.to_string(),
     }
 }
 
-fn parse_one(expr: &str) -> Result<Threshold, LoadError> {
+fn parse_one(expr: &str) -> Result<Threshold, InvalidThreshold> {
     let grammar::Comparison { key, op, value } =
         grammar::split(expr).ok_or_else(|| invalid(expr, "expected KEY<VALUE or KEY>VALUE"))?;
     let key = key.to_ascii_lowercase();
@@ -144,10 +144,11 @@ fn parse_one(expr: &str) -> Result<Threshold, LoadError> {
 
 /// The thresholds `summary` does not meet.
 pub fn check(thresholds: &[Threshold], summary: &LoadSummary) -> Vec<Breach> {
+    let figures = Figures::of_summary(summary);
     thresholds
         .iter()
         .filter_map(|t| {
-            let actual = measured(t.metric, summary);
+            let actual = figures.measured(t.metric);
             (!t.op.holds(actual, t.limit)).then(|| Breach {
                 threshold: t.to_string(),
                 actual: format_value(t.metric, actual),
@@ -156,26 +157,86 @@ pub fn check(thresholds: &[Threshold], summary: &LoadSummary) -> Vec<Breach> {
         .collect()
 }
 
-fn measured(metric: Metric, s: &LoadSummary) -> f64 {
-    let l = &s.latency;
-    match metric {
-        Metric::Latency(stat) => match stat {
-            LatencyStat::P50 => l.p50_us as f64,
-            LatencyStat::P75 => l.p75_us as f64,
-            LatencyStat::P90 => l.p90_us as f64,
-            LatencyStat::P99 => l.p99_us as f64,
-            LatencyStat::P999 => l.p999_us as f64,
-            LatencyStat::Max => l.max_us as f64,
-            LatencyStat::Mean => l.mean_us,
-        },
-        Metric::ErrorRate => {
-            if s.requests == 0 {
-                0.0
-            } else {
-                s.errors as f64 / s.requests as f64
+/// The verdict of each threshold on a report's figures of the load's run (what
+/// `resil report` of a load's directory gives: the verdicts the load gave).
+pub fn verdicts(thresholds: &[Threshold], report: &Report) -> Vec<SloVerdict> {
+    thresholds
+        .iter()
+        .map(|t| {
+            let (unit, scale) = match t.metric {
+                Metric::Latency(_) => ("ms", 0.001),
+                Metric::ErrorRate => ("ratio", 1.0),
+                Metric::Rps => ("per_s", 1.0),
+            };
+            let actual = report
+                .load
+                .as_ref()
+                .map(|l| Figures::of_report(l).measured(t.metric));
+            let passed = actual.is_some_and(|a| t.op.holds(a, t.limit));
+            let message = match actual {
+                Some(a) => format!(
+                    "{} {} {} {}: {}",
+                    t.key,
+                    format_value(t.metric, a),
+                    if passed { t.op.symbol() } else { "vs" },
+                    format_value(t.metric, t.limit),
+                    if passed { "holds" } else { "FAILED" }
+                ),
+                None => format!("{} not measured: no load ran", t.key),
+            };
+            SloVerdict {
+                expression: t.to_string(),
+                metric: t.key.clone(),
+                threshold: t.limit * scale,
+                actual: actual.map(|a| a * scale),
+                unit: unit.to_string(),
+                passed,
+                message,
             }
+        })
+        .collect()
+}
+
+/// What a threshold is judged on: the load's totals and overall latency.
+struct Figures {
+    /// All zero when no request succeeded, as the load's summary has it.
+    latency: Percentiles,
+    requests: u64,
+    errors: u64,
+    achieved_rate: f64,
+}
+
+impl Figures {
+    fn of_summary(s: &LoadSummary) -> Figures {
+        Figures {
+            latency: s.latency,
+            requests: s.requests,
+            errors: s.errors,
+            achieved_rate: s.achieved_rate,
         }
-        Metric::Rps => s.achieved_rate,
+    }
+
+    fn of_report(l: &LoadFigures) -> Figures {
+        Figures {
+            latency: l.latency.unwrap_or_default(),
+            requests: l.requests,
+            errors: l.errors,
+            achieved_rate: l.achieved_rate,
+        }
+    }
+
+    fn measured(&self, metric: Metric) -> f64 {
+        match metric {
+            Metric::Latency(stat) => stat.of(&self.latency),
+            Metric::ErrorRate => {
+                if self.requests == 0 {
+                    0.0
+                } else {
+                    self.errors as f64 / self.requests as f64
+                }
+            }
+            Metric::Rps => self.achieved_rate,
+        }
     }
 }
 
@@ -227,7 +288,7 @@ mod tests {
     #[test]
     fn a_bad_expression_names_the_valid_keys() {
         for bad in ["p98<1ms", "p99<fast", "p99=1ms", "error_rate<150%", ""] {
-            let err = parse(bad).unwrap_err().to_string();
+            let err = crate::load::LoadError::from(parse(bad).unwrap_err()).to_string();
             assert!(err.contains("error_rate"), "{bad}: {err}");
         }
     }

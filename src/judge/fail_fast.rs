@@ -11,15 +11,15 @@
 //!
 //! The rest (the whole run's error rate and percentiles, cost, scaling latency, windows
 //! that run to the end) cannot be decided early and are judged at the end, as without
-//! the flag. Pure: the runner feeds it the load's events and the watcher's failovers.
+//! the flag; what this module decides early, [`super::judge`] decides the same way at the
+//! end. Pure: the runner feeds it the load's events and the watcher's failovers.
 
 use std::time::Duration;
 
-use crate::report::slo::{self, Metric, Op, Slo};
-use crate::results::timeline::{Event, EventKind};
-
-use super::scenario::WindowSlo;
+use super::slo::{self, Metric, Op, Slo};
 use super::window::{self, WindowCheck};
+use crate::results::WindowSlo;
+use crate::results::timeline::{Event, EventKind};
 
 /// The SLOs of one run that can be decided while it runs.
 #[derive(Debug)]
@@ -137,15 +137,7 @@ impl FailFast {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::window::tests::bucket;
-
-    fn window(from: u64, to: Option<u64>, slo: &str) -> WindowSlo {
-        WindowSlo {
-            from: Duration::from_secs(from),
-            to: to.map(Duration::from_secs),
-            slo: slo.to_string(),
-        }
-    }
+    use crate::judge::window::tests::{bucket, window};
 
     fn downtime(ms: u64) -> Event {
         Event::now(

@@ -2,14 +2,16 @@
 //! rate is back under 1 %" — what a whole-run SLO cannot say, since the seconds before
 //! the remedy count too. Judged from the one-second load buckets in the run's timeline.
 //!
-//! Pure: parsing and judging. The runner's command layer calls [`judge`] after each run
-//! and folds the verdicts into the exit code; `resil report` does not know them.
+//! Pure: parsing and judging. [`super::judge`] calls [`judge`] with the window SLOs
+//! recorded in `run.json` (so `resil run` and `resil report` give the same verdicts);
+//! `--fail-fast` calls it as windows are decided, the runner's abort rules parse with
+//! [`WindowCheck::parse_with`].
 
 use std::time::Duration;
 
+use crate::report::model::SloVerdict;
+use crate::results::WindowSlo;
 use crate::results::timeline::{Event, EventKind};
-
-use super::scenario::WindowSlo;
 
 /// What a window SLO bounds.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -46,6 +48,14 @@ impl WindowCheck {
             _ => None,
         }
     }
+
+    /// The metric's name, bound and unit as a report's verdicts give them.
+    fn figures(self) -> (&'static str, f64, &'static str) {
+        match self {
+            WindowCheck::ErrorRate(max) => ("error_rate", max, "ratio"),
+            WindowCheck::P99(max) => ("p99", max.as_secs_f64() * 1000.0, "ms"),
+        }
+    }
 }
 
 /// One window SLO's verdict.
@@ -56,6 +66,28 @@ pub struct WindowVerdict {
     pub passed: bool,
     /// What was measured, in words (`0.4% of 1200 requests`).
     pub actual: String,
+    /// The measured value in the check's unit (`None`: no requests in the window).
+    pub value: Option<f64>,
+    /// The check, when the expression parses.
+    check: Option<WindowCheck>,
+}
+
+impl WindowVerdict {
+    /// As a report verdict, beside the whole-run SLOs'.
+    pub fn into_verdict(self) -> SloVerdict {
+        let (metric, threshold, unit) =
+            self.check.map_or(("window", 0.0, "ratio"), |c| c.figures());
+        let verdict = if self.passed { "holds" } else { "FAILED" };
+        SloVerdict {
+            message: format!("{}: {}: {verdict}", self.expression, self.actual),
+            expression: self.expression,
+            metric: metric.to_string(),
+            threshold,
+            actual: self.value,
+            unit: unit.to_string(),
+            passed: self.passed,
+        }
+    }
 }
 
 /// Judges `slos` on the load buckets of `events` (bucket `second` counts from the start
@@ -94,46 +126,52 @@ pub fn judge(slos: &[WindowSlo], events: &[Event]) -> Vec<WindowVerdict> {
             );
             // Validated when the scenario was read; an unparsable one cannot pass.
             let check = WindowCheck::parse(&w.slo);
-            let (passed, actual) = match check {
-                _ if requests == 0 => (false, "no requests in the window".to_string()),
+            let (passed, actual, value) = match &check {
+                _ if requests == 0 => (false, "no requests in the window".to_string(), None),
                 Ok(WindowCheck::ErrorRate(max)) => {
                     let rate = errors as f64 / requests as f64;
                     (
-                        rate < max,
+                        rate < *max,
                         format!("{:.2}% of {requests} requests", rate * 100.0),
+                        Some(rate),
                     )
                 }
                 Ok(WindowCheck::P99(max)) => {
                     let p99 = Duration::from_micros(worst_p99);
+                    let ms = p99.as_secs_f64() * 1000.0;
                     (
-                        p99 < max,
-                        format!("worst second's p99 {:.1} ms", p99.as_secs_f64() * 1000.0),
+                        p99 < *max,
+                        format!("worst second's p99 {ms:.1} ms"),
+                        Some(ms),
                     )
                 }
-                Err(e) => (false, e),
+                Err(e) => (false, e.clone(), None),
             };
             WindowVerdict {
                 expression,
                 passed,
                 actual,
+                value,
+                check: check.ok(),
             }
         })
         .collect()
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A load bucket of `requests` with `errors` and a `p99_us`, at `second`.
-    pub(in crate::run) fn bucket(second: u64, requests: u64, errors: u64, p99_us: u64) -> Event {
+    pub(crate) fn bucket(second: u64, requests: u64, errors: u64, p99_us: u64) -> Event {
         Event::now(
             "load",
             EventKind::test_bucket(second, requests, errors, p99_us, Default::default()),
         )
     }
 
-    fn window(from: u64, to: Option<u64>, slo: &str) -> WindowSlo {
+    /// The window SLO `slo` over seconds [`from`, `to`) of the load.
+    pub(crate) fn window(from: u64, to: Option<u64>, slo: &str) -> WindowSlo {
         WindowSlo {
             from: Duration::from_secs(from),
             to: to.map(Duration::from_secs),
