@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use crate::domain::{Color, parse_duration};
+
 /// A resilience lab for Kubernetes: blue/green failover, autoscaling, chaos, load and cost.
 #[derive(Debug, Parser)]
 #[command(name = "resil", version, about, long_about = None, propagate_version = true)]
@@ -92,56 +94,6 @@ pub enum StateFormat {
     Table,
     Json,
     Yaml,
-}
-
-/// The two colours of the blue/green demo.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    ValueEnum,
-    PartialOrd,
-    Ord,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Color {
-    Blue,
-    Green,
-}
-
-impl Color {
-    /// The label value (`version: blue|green`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Color::Blue => "blue",
-            Color::Green => "green",
-        }
-    }
-
-    /// The other colour.
-    pub fn other(self) -> Color {
-        match self {
-            Color::Blue => Color::Green,
-            Color::Green => Color::Blue,
-        }
-    }
-}
-
-impl std::fmt::Display for Color {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Parses a humantime duration such as `30s`, `1m30s` or `250ms`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|e| format!("{e}: write a duration like 500ms, 30s, 2m or 1h"))
 }
 
 // ---------------------------------------------------------------- lab
@@ -841,12 +793,5 @@ mod tests {
     #[test]
     fn the_command_surface_is_consistent() {
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn durations_accept_humantime_and_reject_garbage() {
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-        assert!(parse_duration("soon").unwrap_err().contains("like 500ms"));
     }
 }

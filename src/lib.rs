@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod cost;
 pub mod crypto;
 pub mod demo;
+pub mod domain;
 pub mod exit;
 pub mod html;
 pub mod lab;

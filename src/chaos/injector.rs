@@ -10,8 +10,8 @@ use chrono::Utc;
 use super::execute::{ExecuteError, MANAGER, Scope, Undone};
 use super::journal::{Entry, Journal, Undo};
 use super::plan::{Faults, ProxyFault, Selection};
-use crate::cli::Color;
 use crate::cluster::events::{self, Involved, Severity};
+use crate::domain::Color;
 use crate::results::RunDir;
 use crate::results::timeline::{Event, EventKind};
 

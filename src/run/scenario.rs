@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cli::Color;
+use crate::domain::Color;
 
 /// Errors in a scenario file.
 #[derive(Debug, thiserror::Error)]
