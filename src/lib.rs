@@ -23,6 +23,7 @@ pub mod logging;
 pub mod report;
 pub mod results;
 pub mod run;
+pub mod spec;
 pub mod threshold;
 pub mod watch;
 

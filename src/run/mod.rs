@@ -259,7 +259,7 @@ async fn deploy(
     manifests: Option<&Path>,
     global: &GlobalArgs,
 ) -> anyhow::Result<()> {
-    let args = plans::deploy_args(scenario, manifests)?;
+    let args = plans::deploy_args(scenario, manifests);
     let exit = crate::demo::deploy_command(args, global).await?;
     if exit != Exit::Ok {
         anyhow::bail!("deploying the demo did not succeed");
