@@ -16,6 +16,7 @@ use crate::results::RunDir;
 use crate::results::timeline::{Event, EventKind};
 
 /// Injects and reverts faults in one cluster context.
+#[derive(Clone)]
 pub struct Injector {
     pub scope: Scope,
     /// The kubeconfig context (journaled, so a revert goes back to the same cluster).

@@ -8,6 +8,7 @@
 pub mod compare;
 pub mod fail_fast;
 pub mod plans;
+pub mod progress;
 pub mod resolve;
 pub mod runner;
 pub mod scenario;
@@ -129,18 +130,22 @@ pub async fn command(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<Exit>
             })?;
             let load = plans::load_plan(run, &target).await?;
             let autoscale = plans::autoscale_plan(run, &target, dir.path(), &state_dir)?;
-            let ending = runner::run(
-                run,
-                &target,
-                &dir,
-                runner::Engines {
-                    load,
-                    autoscale,
-                    fail_fast: args.fail_fast,
-                },
-                seed,
-                interrupt.clone(),
-            )
+            let engines = runner::Engines {
+                load,
+                autoscale,
+                fail_fast: args.fail_fast,
+            };
+            let ending = progress::printed(|progress| {
+                runner::run(
+                    run,
+                    &target,
+                    &dir,
+                    engines,
+                    seed,
+                    interrupt.clone(),
+                    progress,
+                )
+            })
             .await?;
             if ending == Ending::Complete
                 && let Err(e) =
