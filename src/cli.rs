@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use crate::domain::{Color, parse_duration};
+pub use crate::spec::{AutoscaleSpec, DeploySpec, LoadSpec};
+
 /// A resilience lab for Kubernetes: blue/green failover, autoscaling, chaos, load and cost.
 #[derive(Debug, Parser)]
 #[command(name = "resil", version, about, long_about = None, propagate_version = true)]
@@ -94,51 +97,6 @@ pub enum StateFormat {
     Yaml,
 }
 
-/// The two colours of the blue/green demo.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    ValueEnum,
-    PartialOrd,
-    Ord,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Color {
-    Blue,
-    Green,
-}
-
-impl Color {
-    /// The label value (`version: blue|green`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Color::Blue => "blue",
-            Color::Green => "green",
-        }
-    }
-
-    /// The other colour.
-    pub fn other(self) -> Color {
-        match self {
-            Color::Blue => Color::Green,
-            Color::Green => Color::Blue,
-        }
-    }
-}
-
-impl std::fmt::Display for Color {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-pub use resil_common::args::parse_duration;
 pub use resil_lab::args::LabArgs;
 
 // ---------------------------------------------------------------- demo
@@ -150,24 +108,8 @@ pub struct DeployArgs {
     #[arg(long, value_name = "DIR")]
     pub manifests: Option<PathBuf>,
 
-    /// Container image for both colours (default: the manifests' image).
-    #[arg(long)]
-    pub image: Option<String>,
-
-    /// Replicas per colour (default: the manifests' value). At most what the cluster's
-    /// nodes hold (their allocatable pods); 110 per colour where the cluster lists no
-    /// nodes.
-    #[arg(long)]
-    pub replicas: Option<i32>,
-
-    /// The Service's NodePort, 30000-32767 (default: the manifests' 30080). Pick another
-    /// one when something else holds 30080 on this machine (another lab, a kind cluster).
-    #[arg(long, value_name = "PORT")]
-    pub node_port: Option<i32>,
-
-    /// The colour the Service selects.
-    #[arg(long, value_enum, default_value_t = Color::Blue)]
-    pub active: Color,
+    #[command(flatten)]
+    pub spec: DeploySpec,
 
     /// How long to wait for both rollouts.
     #[arg(long, value_parser = parse_duration, default_value = "120s")]
@@ -444,60 +386,8 @@ pub struct LatencyArgs {
 /// from the intended send time (coordinated-omission corrected).
 #[derive(Debug, Args)]
 pub struct LoadArgs {
-    /// Target URL (plain http). Default: http://127.0.0.1:30080, the lab's NodePort for
-    /// the demo Service.
-    pub url: Option<String>,
-
-    /// Stop after this long. In the open model, sends still unsent 1 s after it (a
-    /// generator that fell behind) are dropped and counted, not sent late.
-    #[arg(short = 'd', long, value_parser = parse_duration)]
-    pub duration: Option<Duration>,
-
-    /// Stop after this many requests (with --duration: whichever comes first).
-    #[arg(short = 'r', long)]
-    pub requests: Option<u64>,
-
-    /// Closed model: this many connections, each sending the next request when the last
-    /// one answered (default 10 when neither --rate nor --ramp is given).
-    #[arg(short = 'c', long, conflicts_with_all = ["rate", "ramp"])]
-    pub concurrency: Option<u32>,
-
-    /// Open model: this many requests per second, latency measured from the intended send
-    /// time (coordinated-omission corrected). A thread with more than about 20,000 sends
-    /// a second polls its sockets between sends instead of sleeping, and so keeps a CPU
-    /// busy.
-    #[arg(long)]
-    pub rate: Option<f64>,
-
-    /// Open model with rate stages, e.g. `10s:100,30s:1000`: each stage moves the rate
-    /// linearly from the previous stage's (0 at first) to its own; the run lasts the
-    /// stages unless --duration is longer, then the last rate holds.
-    #[arg(long, conflicts_with = "rate")]
-    pub ramp: Option<String>,
-
-    /// Path appended to the URL's path.
-    #[arg(long)]
-    pub path: Option<String>,
-
-    /// HTTP method.
-    #[arg(short = 'm', long, default_value = "GET")]
-    pub method: String,
-
-    /// Extra request header `Name: value` (repeatable).
-    #[arg(short = 'H', long = "header")]
-    pub headers: Vec<String>,
-
-    /// Request body.
-    #[arg(long)]
-    pub body: Option<String>,
-
-    /// Per-request timeout (connect, send and the whole response).
-    #[arg(long, value_parser = parse_duration, default_value = "10s")]
-    pub timeout: Duration,
-
-    /// Open a new connection for every request.
-    #[arg(long)]
-    pub no_keepalive: bool,
+    #[command(flatten)]
+    pub spec: LoadSpec,
 
     /// Worker threads (default: the CPUs this process may run on).
     #[arg(long)]
@@ -586,62 +476,8 @@ pub struct WatchArgs {
 /// `resil autoscale`
 #[derive(Debug, Args)]
 pub struct AutoscaleArgs {
-    /// Forecast demand and raise the HPA's minReplicas ahead of it (the HPA alone is the
-    /// reactive baseline; this flag is required so the mode is explicit).
-    #[arg(long)]
-    pub predictive: bool,
-
-    /// Drive the HPA of this colour (`web-<colour>`).
-    #[arg(long, value_enum, default_value_t = Color::Blue)]
-    pub color: Color,
-
-    /// Drive the HPA with this name instead.
-    #[arg(long, value_name = "NAME")]
-    pub hpa: Option<String>,
-
-    /// Capacity to keep over the forecast, e.g. `20%`.
-    #[arg(long, default_value = "20%")]
-    pub headroom: String,
-
-    /// How far ahead to forecast (about the time a new pod takes to become Ready).
-    #[arg(long, value_parser = parse_duration, default_value = "2m")]
-    pub look_ahead: Duration,
-
-    /// Never set minReplicas above this (the HPA's maxReplicas always applies too).
-    #[arg(long, value_name = "N")]
-    pub max_replicas: Option<i32>,
-
-    /// Most the autoscaled pods may cost, in dollars per hour, e.g. `0.10/h`.
-    #[arg(long, value_name = "USD/h")]
-    pub budget: Option<String>,
-
-    /// Pricing profile for the budget: a built-in name or a YAML file.
-    #[arg(long, value_name = "NAME|FILE", default_value = "default")]
-    pub pricing: String,
-
-    /// Read the request rate from this results directory (the per-second load buckets a
-    /// concurrent `resil load --out DIR` appends); without it, CPU from the metrics API.
-    #[arg(long, value_name = "DIR")]
-    pub from: Option<PathBuf>,
-
-    /// Requests/s one pod serves at the HPA's target utilisation (default: measured from
-    /// the rate, the replicas and their CPU).
-    #[arg(long, value_name = "REQ/S")]
-    pub capacity: Option<f64>,
-
-    /// The workload's period, for the seasonal model (e.g. `5m`); without it, Holt's
-    /// level + trend.
-    #[arg(long, value_parser = parse_duration)]
-    pub period: Option<Duration>,
-
-    /// How often to re-plan.
-    #[arg(long, value_parser = parse_duration, default_value = "5s")]
-    pub interval: Duration,
-
-    /// Demand samples are averaged over steps this long before the forecast sees them
-    /// (shorter steps make a minutes-ahead forecast chase noise).
-    #[arg(long, value_parser = parse_duration, default_value = "10s")]
-    pub sample_step: Duration,
+    #[command(flatten)]
+    pub spec: AutoscaleSpec,
 
     /// Stop after this long and restore minReplicas (otherwise run until Ctrl-C).
     #[arg(long, value_parser = parse_duration)]
@@ -781,12 +617,5 @@ mod tests {
     #[test]
     fn the_command_surface_is_consistent() {
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn durations_accept_humantime_and_reject_garbage() {
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-        assert!(parse_duration("soon").unwrap_err().contains("like 500ms"));
     }
 }

@@ -13,6 +13,7 @@ pub mod cli_docs;
 pub mod cluster;
 pub mod cost;
 pub mod demo;
+pub mod domain;
 pub mod html;
 pub mod judge;
 pub mod load;
@@ -20,6 +21,7 @@ pub mod logging;
 pub mod report;
 pub mod results;
 pub mod run;
+pub mod spec;
 pub mod watch;
 
 pub use resil_common::{atomic, crypto, exit};

@@ -35,6 +35,7 @@ use crate::cli::{AutoscaleArgs, GlobalArgs};
 use crate::cluster::{self, ConnectOptions, Guard, error_chain};
 use crate::cost::pricing::PricingProfile;
 use crate::results::{ResultsError, RunDir};
+use crate::spec::autoscale_defaults as defaults;
 use source::Demand;
 
 /// Errors of the autoscaler engine.
@@ -114,49 +115,52 @@ impl AutoscalePlan {
         namespace: &str,
         context: &str,
     ) -> anyhow::Result<AutoscalePlan> {
-        if !args.predictive {
+        let spec = &args.spec;
+        if !spec.predictive {
             anyhow::bail!(
                 "`resil autoscale` needs --predictive (the HPA on its own is the reactive \
                  baseline; there is nothing to run without it)"
             );
         }
-        if args.interval.is_zero() {
+        // A scenario leaves out what it does not change: the flags' defaults apply.
+        let interval = spec.interval.unwrap_or(defaults::INTERVAL);
+        if interval.is_zero() {
             anyhow::bail!("--interval must be longer than zero (e.g. 5s)");
         }
-        if let Some(c) = args.capacity
+        if let Some(c) = spec.capacity
             && !(c.is_finite() && c > 0.0)
         {
             anyhow::bail!("--capacity must be a positive rate, e.g. --capacity 25 (req/s per pod)");
         }
-        let pricing = PricingProfile::resolve(&args.pricing)
-            .with_context(|| format!("resolving --pricing {}", args.pricing))?;
-        if args.sample_step.is_zero() {
+        let pricing_name = spec.pricing.as_deref().unwrap_or(defaults::PRICING);
+        let pricing = PricingProfile::resolve(pricing_name)
+            .with_context(|| format!("resolving --pricing {pricing_name}"))?;
+        let sample_step = spec.sample_step.unwrap_or(defaults::SAMPLE_STEP);
+        if sample_step.is_zero() {
             anyhow::bail!("--sample-step must be longer than zero (e.g. 10s)");
         }
         let smoothing = forecast::Smoothing {
-            step_s: args.sample_step.as_secs_f64(),
+            step_s: sample_step.as_secs_f64(),
             ..forecast::Smoothing::default()
         };
+        let color = spec.color.unwrap_or(defaults::COLOR);
         Ok(AutoscalePlan {
             settings: Settings {
                 namespace: namespace.to_string(),
                 context: context.to_string(),
-                hpa: args
-                    .hpa
-                    .clone()
-                    .unwrap_or_else(|| format!("web-{}", args.color)),
-                headroom: parse_headroom(&args.headroom)?,
-                look_ahead: args.look_ahead,
-                max_replicas: args.max_replicas,
-                budget_per_hour: args.budget.as_deref().map(parse_budget).transpose()?,
+                hpa: spec.hpa.clone().unwrap_or_else(|| format!("web-{color}")),
+                headroom: parse_headroom(spec.headroom.as_deref().unwrap_or(defaults::HEADROOM))?,
+                look_ahead: spec.look_ahead.unwrap_or(defaults::LOOK_AHEAD),
+                max_replicas: spec.max_replicas,
+                budget_per_hour: spec.budget.as_deref().map(parse_budget).transpose()?,
                 pricing,
                 smoothing,
-                period: args.period,
-                capacity: args.capacity,
+                period: spec.period,
+                capacity: spec.capacity,
             },
-            from: args.from.clone(),
-            out: args.out.clone().or_else(|| args.from.clone()),
-            interval: args.interval,
+            from: spec.from.clone(),
+            out: args.out.clone().or_else(|| spec.from.clone()),
+            interval,
             duration: args.duration,
             state_dir: args
                 .state_dir

@@ -10,12 +10,13 @@ use chrono::Utc;
 use super::execute::{ExecuteError, MANAGER, Scope, Undone};
 use super::journal::{Entry, Journal, Undo};
 use super::plan::{Faults, ProxyFault, Selection};
-use crate::cli::Color;
 use crate::cluster::events::{self, Involved, Severity};
+use crate::domain::Color;
 use crate::results::RunDir;
 use crate::results::timeline::{Event, EventKind};
 
 /// Injects and reverts faults in one cluster context.
+#[derive(Clone)]
 pub struct Injector {
     pub scope: Scope,
     /// The kubeconfig context (journaled, so a revert goes back to the same cluster).

@@ -15,7 +15,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use crate::cli::Color;
+use crate::domain::Color;
 
 /// Errors in what the user asked for.
 #[derive(Debug, thiserror::Error, PartialEq)]

@@ -27,6 +27,7 @@ use crate::cli::{DeployArgs, GlobalArgs};
 use crate::cluster::{
     self, ApplyOutcome, ClusterKind, ConnectOptions, Guard, RolloutProgress, Target,
 };
+use crate::domain::Color;
 
 /// The NodePorts a Service may ask for (upstream's default range, which the lab uses).
 pub const NODE_PORT_RANGE: std::ops::RangeInclusive<i32> = 30_000..=32_767;
@@ -63,12 +64,12 @@ impl DeployPlan {
     /// before anything is applied) and applies the overrides.
     pub fn from_args(args: &DeployArgs, global: &GlobalArgs) -> anyhow::Result<DeployPlan> {
         // The upper bound depends on the cluster: checked once connected.
-        if let Some(replicas) = args.replicas
+        if let Some(replicas) = args.spec.replicas
             && replicas < 0
         {
             anyhow::bail!("--replicas {replicas} is out of range: give 0 or more per colour");
         }
-        if let Some(port) = args.node_port
+        if let Some(port) = args.spec.node_port
             && !NODE_PORT_RANGE.contains(&port)
         {
             anyhow::bail!(
@@ -83,10 +84,11 @@ impl DeployPlan {
         };
         let manifests = manifests.with_overrides(&Overrides {
             namespace: global.namespace.clone(),
-            image: args.image.clone(),
-            replicas: args.replicas,
-            active: Some(args.active),
-            node_port: args.node_port,
+            image: args.spec.image.clone(),
+            replicas: args.spec.replicas,
+            // A scenario that names no colour gets the flag's default.
+            active: Some(args.spec.active.unwrap_or(Color::Blue)),
+            node_port: args.spec.node_port,
         });
         Ok(DeployPlan {
             connect: ConnectOptions {
@@ -97,12 +99,12 @@ impl DeployPlan {
             manifests,
             allow_contexts: global.allow_context.clone(),
             wait: (!args.no_wait).then_some(args.timeout),
-            replicas: if args.replicas.is_some() {
+            replicas: if args.spec.replicas.is_some() {
                 ReplicaPolicy::FromManifests
             } else {
                 ReplicaPolicy::KeepLive
             },
-            requested_replicas: args.replicas,
+            requested_replicas: args.spec.replicas,
         })
     }
 }

@@ -13,8 +13,8 @@ use k8s_openapi::api::core::v1::{Namespace, Service};
 use kube::core::ObjectMeta;
 use serde::de::DeserializeOwned;
 
-use crate::cli::Color;
 use crate::cluster::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::domain::Color;
 
 /// The demo's namespace unless `-n` or the manifests say otherwise.
 pub const DEFAULT_NAMESPACE: &str = "distributed-resilience";

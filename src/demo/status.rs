@@ -17,8 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use super::manifests::{APP_LABEL, COLOR_LABEL, DEFAULT_NAMESPACE, SERVICE_NAME, deployment_name};
 use crate::Exit;
-use crate::cli::{Color, GlobalArgs, StateFormat, StatusArgs};
+use crate::cli::{GlobalArgs, StateFormat, StatusArgs};
 use crate::cluster::{self, ConnectOptions, Target};
+use crate::domain::Color;
 
 /// The version of the [`DemoStatus`] layout; bumped on any incompatible change.
 pub const STATUS_SCHEMA_VERSION: u32 = 1;

@@ -1,4 +1,5 @@
-//! `LoadArgs` → [`LoadPlan`]: everything the engine needs, resolved and validated once.
+//! [`LoadSpec`] (from `resil load`'s flags or a scenario's `load:` section) → [`LoadPlan`]:
+//! everything the engine needs, resolved and validated once.
 //!
 //! The plan is the only form of the arguments the engine sees: the URL parsed into a
 //! target and a pre-encoded request, exactly one pacing model ([`Pace`]), and a bound
@@ -12,6 +13,7 @@ use hyper::Uri;
 use super::LoadError;
 use super::thresholds::{self, Threshold};
 use crate::cli::LoadArgs;
+use crate::spec::{LoadSpec, REQUEST_TIMEOUT};
 
 /// The lab's NodePort for the demo Service: where `resil load` goes when no URL is given.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:30080";
@@ -146,7 +148,7 @@ pub struct LoadPlan {
 
 impl LoadPlan {
     /// A plan for `url` with the command's defaults (GET, 10 s timeout, keep-alive, one
-    /// thread per CPU): what the scenario runner builds from a scenario's load step.
+    /// thread per CPU).
     pub fn for_url(url: &str, pace: Pace, stop: Stop) -> Result<LoadPlan, LoadError> {
         let (concurrency, rate, ramp) = match &pace {
             Pace::Closed { concurrency } => (Some(*concurrency), None, None),
@@ -163,7 +165,7 @@ impl LoadPlan {
                 ),
             ),
         };
-        LoadPlan::from_args(&LoadArgs {
+        LoadPlan::from_spec(&LoadSpec {
             url: Some(url.to_string()),
             duration: stop.duration,
             requests: stop.requests,
@@ -174,29 +176,39 @@ impl LoadPlan {
             method: "GET".into(),
             headers: Vec::new(),
             body: None,
-            timeout: Duration::from_secs(10),
-            no_keepalive: false,
-            threads: None,
-            max_connections: None,
-            out: None,
-            fail_on: None,
-            output: crate::cli::StateFormat::Table,
+            timeout: None,
+            keepalive: true,
         })
     }
 
-    /// Resolves `args` into a plan, refusing bad input with an error that says what to do.
+    /// Resolves `resil load`'s flags into a plan, refusing bad input with an error that
+    /// says what to do.
     pub fn from_args(args: &LoadArgs) -> Result<LoadPlan, LoadError> {
-        let url = args.url.clone().unwrap_or_else(|| DEFAULT_URL.to_string());
-        let mut request = parse_url(&url, args.path.as_deref())?;
-        request.method = parse_method(&args.method)?;
-        request.headers = args
+        let tuning = Tuning {
+            threads: args.threads,
+            max_connections: args.max_connections,
+            fail_on: args.fail_on.as_deref(),
+        };
+        LoadPlan::resolve(&args.spec, tuning)
+    }
+
+    /// Resolves a spec with the engine's own tuning (what a scenario's load gets).
+    pub fn from_spec(spec: &LoadSpec) -> Result<LoadPlan, LoadError> {
+        LoadPlan::resolve(spec, Tuning::default())
+    }
+
+    fn resolve(spec: &LoadSpec, tuning: Tuning<'_>) -> Result<LoadPlan, LoadError> {
+        let url = spec.url.clone().unwrap_or_else(|| DEFAULT_URL.to_string());
+        let mut request = parse_url(&url, spec.path.as_deref())?;
+        request.method = parse_method(&spec.method)?;
+        request.headers = spec
             .headers
             .iter()
             .map(|h| parse_header(h))
             .collect::<Result<_, _>>()?;
-        request.body = args.body.as_ref().map(|b| b.as_bytes().to_vec());
+        request.body = spec.body.as_ref().map(|b| b.as_bytes().to_vec());
 
-        let pace = match (args.concurrency, args.rate, args.ramp.as_deref()) {
+        let pace = match (spec.concurrency, spec.rate, spec.ramp.as_deref()) {
             (Some(_), Some(_), _) | (Some(_), _, Some(_)) | (_, Some(_), Some(_)) => {
                 return Err(LoadError::ConflictingPace);
             }
@@ -216,9 +228,9 @@ impl LoadPlan {
             _ => None,
         };
         let stop = Stop {
-            requests: args.requests,
+            requests: spec.requests,
             // A ramp bounds itself; `--duration` longer than the ramp holds the last rate.
-            duration: args.duration.or(ramp_total),
+            duration: spec.duration.or(ramp_total),
         };
         if stop.requests.is_none() && stop.duration.is_none() {
             return Err(LoadError::Unbounded);
@@ -226,13 +238,14 @@ impl LoadPlan {
         if stop.requests == Some(0) || stop.duration == Some(Duration::ZERO) {
             return Err(LoadError::EmptyRun);
         }
-        if args.timeout.is_zero() {
+        let timeout = spec.timeout.unwrap_or(REQUEST_TIMEOUT);
+        if timeout.is_zero() {
             return Err(LoadError::InvalidTimeout);
         }
 
         let mut warnings = Vec::new();
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let threads = match args.threads {
+        let threads = match tuning.threads {
             Some(0) => return Err(LoadError::InvalidThreads),
             Some(t) => {
                 if t > cpus {
@@ -250,12 +263,12 @@ impl LoadPlan {
             Pace::Closed { concurrency } => threads.min(concurrency as usize),
             _ => threads,
         };
-        let max_connections = args.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        let max_connections = tuning.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
         if max_connections < threads {
             return Err(LoadError::InvalidMaxConnections { threads });
         }
 
-        let (thresholds, threshold_text) = match args.fail_on.as_deref() {
+        let (thresholds, threshold_text) = match tuning.fail_on {
             Some(text) => {
                 let parsed = thresholds::parse(text)?;
                 let texts = parsed.iter().map(|t| t.to_string()).collect();
@@ -269,8 +282,8 @@ impl LoadPlan {
             request,
             pace,
             stop,
-            timeout: args.timeout,
-            keepalive: !args.no_keepalive,
+            timeout,
+            keepalive: spec.keepalive,
             threads,
             max_connections,
             thresholds,
@@ -278,6 +291,15 @@ impl LoadPlan {
             warnings,
         })
     }
+}
+
+/// The engine knobs and verdict only `resil load`'s flags set; a scenario's load takes the
+/// defaults (its verdicts are its SLOs).
+#[derive(Debug, Clone, Copy, Default)]
+struct Tuning<'a> {
+    threads: Option<usize>,
+    max_connections: Option<usize>,
+    fail_on: Option<&'a str>,
 }
 
 fn check_rate(rate: f64) -> Result<f64, LoadError> {

@@ -8,6 +8,7 @@
 
 pub mod compare;
 pub mod plans;
+pub mod progress;
 pub mod resolve;
 pub mod runner;
 pub mod scenario;
@@ -202,18 +203,22 @@ impl Session<'_> {
             .with_context(|| format!("creating a run directory under {}", args.out.display()))?;
         let load = plans::load_plan(run, target).await?;
         let autoscale = plans::autoscale_plan(run, target, dir.path(), self.state_dir)?;
-        let ending = runner::run(
-            run,
-            target,
-            &dir,
-            runner::Engines {
-                load,
-                autoscale,
-                fail_fast: args.fail_fast,
-            },
-            self.seed,
-            self.interrupt.clone(),
-        )
+        let engines = runner::Engines {
+            load,
+            autoscale,
+            fail_fast: args.fail_fast,
+        };
+        let ending = progress::printed(|progress| {
+            runner::run(
+                run,
+                target,
+                &dir,
+                engines,
+                self.seed,
+                self.interrupt.clone(),
+                progress,
+            )
+        })
         .await?;
         if ending == Ending::Complete
             && let Err(e) = steady_state(target, active, &run.steady_state, "after the load").await
@@ -288,7 +293,7 @@ async fn deploy(
     manifests: Option<&Path>,
     global: &GlobalArgs,
 ) -> anyhow::Result<()> {
-    let args = plans::deploy_args(scenario, manifests)?;
+    let args = plans::deploy_args(scenario, manifests);
     let exit = crate::demo::deploy_command(args, global).await?;
     if exit != Exit::Ok {
         anyhow::bail!("deploying the demo did not succeed");

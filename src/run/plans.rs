@@ -1,91 +1,42 @@
-//! A scenario's sections as the command lines of the commands they stand for — `resil
-//! deploy`, `resil load`, `resil autoscale --predictive` — parsed by clap and resolved by
-//! each command's own `Plan`, so a scenario accepts exactly what the commands accept and
-//! validates it the same way. Called by `run::command`.
+//! A scenario's sections as the plans of the commands they stand for — `resil deploy`,
+//! `resil load`, `resil autoscale --predictive`. Each section is the command's own spec
+//! type ([`crate::spec`]), resolved by the command's own `Plan`, so a scenario accepts
+//! exactly what the command accepts and is validated the same way. Called by
+//! `run::command`.
 
 use std::path::Path;
 
-use clap::Parser;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::Api;
 
 use super::scenario::Scenario;
 use crate::autoscale::AutoscalePlan;
-use crate::cli::{Cli, Command, DeployArgs};
+use crate::cli::{AutoscaleArgs, DeployArgs};
 use crate::cluster::Target;
+use crate::load::LoadPlan;
+use crate::spec::{AutoscaleSpec, ROLLOUT_TIMEOUT};
 
-fn d(duration: std::time::Duration) -> String {
-    humantime::format_duration(duration).to_string()
-}
-
-/// `resil deploy` with the scenario's options (and `--manifests`, when given).
-pub fn deploy_args(scenario: &Scenario, manifests: Option<&Path>) -> anyhow::Result<DeployArgs> {
-    let mut argv = vec!["resil".to_string(), "deploy".to_string()];
-    if let Some(dir) = manifests {
-        argv.extend(["--manifests".to_string(), dir.display().to_string()]);
-    }
-    if let Some(r) = scenario.deploy.replicas {
-        argv.extend(["--replicas".to_string(), r.to_string()]);
-    }
-    if let Some(c) = scenario.deploy.active {
-        argv.extend(["--active".to_string(), c.as_str().to_string()]);
-    }
-    if let Some(i) = &scenario.deploy.image {
-        argv.extend(["--image".to_string(), i.clone()]);
-    }
-    if let Some(p) = scenario.deploy.node_port {
-        argv.extend(["--node-port".to_string(), p.to_string()]);
-    }
-    match Cli::try_parse_from(argv)?.command {
-        Command::Deploy(args) => Ok(args),
-        _ => unreachable!("parsed a deploy command line"),
+/// `resil deploy` with the scenario's options (and `--manifests`, when given), waiting
+/// for the rollouts as the command does by default.
+pub fn deploy_args(scenario: &Scenario, manifests: Option<&Path>) -> DeployArgs {
+    DeployArgs {
+        manifests: manifests.map(Path::to_path_buf),
+        spec: scenario.deploy.clone(),
+        timeout: ROLLOUT_TIMEOUT,
+        no_wait: false,
     }
 }
 
-/// The load plan of the scenario, through the flags `resil load` takes.
-pub async fn load_plan(
-    scenario: &Scenario,
-    target: &Target,
-) -> anyhow::Result<crate::load::LoadPlan> {
-    let load = &scenario.load;
-    let url = match &load.url {
-        Some(url) => url.clone(),
-        None => {
-            let port = node_port(target).await;
-            crate::demo::deploy::confirmed_service_url(target, port)
-                .await?
-                .url
-        }
-    };
-    let mut argv = vec![
-        "resil".to_string(),
-        "load".to_string(),
-        url,
-        "--duration".to_string(),
-        d(load.duration),
-    ];
-    if let Some(rate) = load.rate {
-        argv.extend(["--rate".to_string(), rate.to_string()]);
+/// The load plan of the scenario; without a `url`, the load goes to the demo Service's
+/// NodePort once this cluster is confirmed to serve the demo there.
+pub async fn load_plan(scenario: &Scenario, target: &Target) -> anyhow::Result<LoadPlan> {
+    let mut spec = scenario.load.clone();
+    if spec.url.is_none() {
+        let port = node_port(target).await;
+        let url = crate::demo::deploy::confirmed_service_url(target, port).await?;
+        spec.url = Some(url.url);
     }
-    if let Some(c) = load.concurrency {
-        argv.extend(["--concurrency".to_string(), c.to_string()]);
-    }
-    if let Some(ramp) = &load.ramp {
-        argv.extend(["--ramp".to_string(), ramp.clone()]);
-    }
-    if let Some(path) = &load.path {
-        argv.extend(["--path".to_string(), path.clone()]);
-    }
-    if let Some(t) = load.timeout {
-        argv.extend(["--timeout".to_string(), d(t)]);
-    }
-    if !load.keepalive {
-        argv.push("--no-keepalive".to_string());
-    }
-    let Command::Load(args) = Cli::try_parse_from(argv)?.command else {
-        unreachable!("parsed a load command line");
-    };
-    Ok(crate::load::LoadPlan::from_args(&args)?)
+    Ok(LoadPlan::from_spec(&spec)?)
 }
 
 /// The NodePort of the demo's Service `web` (the built-in manifests' 30080 when it
@@ -110,42 +61,28 @@ pub fn autoscale_plan(
     dir: &Path,
     state_dir: &Path,
 ) -> anyhow::Result<Option<AutoscalePlan>> {
-    let Some(a) = scenario.autoscale.as_ref().filter(|a| a.predictive) else {
+    let Some(args) = autoscale_args(scenario, dir, state_dir) else {
         return Ok(None);
-    };
-    let path = |p: &Path| p.display().to_string();
-    let mut argv = vec![
-        "resil".to_string(),
-        "autoscale".to_string(),
-        "--predictive".to_string(),
-        "--from".to_string(),
-        path(dir),
-        "--state-dir".to_string(),
-        path(state_dir),
-    ];
-    let mut flag = |name: &str, value: Option<String>| {
-        if let Some(v) = value {
-            argv.extend([format!("--{name}"), v]);
-        }
-    };
-    flag("color", a.color.map(|c| c.as_str().to_string()));
-    flag("headroom", a.headroom.clone());
-    flag("look-ahead", a.look_ahead.map(d));
-    flag("max-replicas", a.max_replicas.map(|r| r.to_string()));
-    flag("budget", a.budget.clone());
-    flag("pricing", a.pricing.clone());
-    flag("capacity", a.capacity.map(|c| c.to_string()));
-    flag("period", a.period.map(d));
-    flag("interval", a.interval.map(d));
-    flag("sample-step", a.sample_step.map(d));
-    let Command::Autoscale(args) = Cli::try_parse_from(argv)?.command else {
-        unreachable!("parsed an autoscale command line");
     };
     Ok(Some(AutoscalePlan::from_args(
         &args,
         &target.namespace,
         &target.context,
     )?))
+}
+
+/// `resil autoscale --predictive --from DIR --state-dir STATE` with the scenario's knobs.
+fn autoscale_args(scenario: &Scenario, dir: &Path, state_dir: &Path) -> Option<AutoscaleArgs> {
+    let spec = scenario.autoscale.as_ref().filter(|a| a.predictive)?;
+    Some(AutoscaleArgs {
+        spec: AutoscaleSpec {
+            from: Some(dir.to_path_buf()),
+            ..spec.clone()
+        },
+        duration: None,
+        out: None,
+        state_dir: Some(state_dir.to_path_buf()),
+    })
 }
 
 #[cfg(test)]
@@ -158,9 +95,58 @@ mod tests {
             "name: np\ndeploy: {node_port: 31234}\nload: {rate: 1, duration: 1s}\n",
         )
         .unwrap();
-        let args = deploy_args(&scenario, None).unwrap();
-        assert_eq!(args.node_port, Some(31_234));
+        let args = deploy_args(&scenario, None);
+        assert_eq!(args.spec.node_port, Some(31_234));
         let scenario = Scenario::parse("name: np\nload: {rate: 1, duration: 1s}\n").unwrap();
-        assert_eq!(deploy_args(&scenario, None).unwrap().node_port, None);
+        assert_eq!(deploy_args(&scenario, None).spec.node_port, None);
+    }
+
+    /// The command a command line (split at spaces) parses to.
+    fn command(line: &str) -> crate::cli::Command {
+        use clap::Parser;
+        crate::cli::Cli::try_parse_from(line.split(' '))
+            .unwrap()
+            .command
+    }
+
+    #[test]
+    fn a_scenarios_load_makes_the_plan_its_flags_make() {
+        let scenario = Scenario::parse(
+            "name: l\nload: {url: \"http://127.0.0.1:9/a\", ramp: \"1s:5,2s:10\", \
+             duration: 4s, path: /work, timeout: 3s, keepalive: false}\n",
+        )
+        .unwrap();
+        let crate::cli::Command::Load(args) = command(concat!(
+            "resil load http://127.0.0.1:9/a --ramp 1s:5,2s:10 -d 4s --path /work ",
+            "--timeout 3s --no-keepalive"
+        )) else {
+            panic!("not a load command")
+        };
+        let from_flags = LoadPlan::from_args(&args).unwrap();
+        assert_eq!(LoadPlan::from_spec(&scenario.load).unwrap(), from_flags);
+        assert!(!from_flags.keepalive);
+    }
+
+    #[test]
+    fn a_scenarios_autoscale_makes_the_plan_its_flags_make() {
+        let scenario = Scenario::parse(
+            "name: a\nload: {rate: 1, duration: 1s}\nautoscale: {color: green, \
+             headroom: 50%, look_ahead: 30s, max_replicas: 4, interval: 2s}\n",
+        )
+        .unwrap();
+        let args = autoscale_args(&scenario, Path::new("out"), Path::new("state")).unwrap();
+        let crate::cli::Command::Autoscale(flags) = command(concat!(
+            "resil autoscale --predictive --color green --headroom 50% --look-ahead 30s ",
+            "--max-replicas 4 --interval 2s --from out --state-dir state"
+        )) else {
+            panic!("not an autoscale command")
+        };
+        let plan = |a| format!("{:?}", AutoscalePlan::from_args(a, "ns", "ctx").unwrap());
+        assert_eq!(plan(&args), plan(&flags));
+        let off = Scenario::parse(
+            "name: a\nload: {rate: 1, duration: 1s}\nautoscale: {predictive: false}\n",
+        )
+        .unwrap();
+        assert!(autoscale_args(&off, Path::new("out"), Path::new("state")).is_none());
     }
 }

@@ -53,7 +53,7 @@ impl Scenario {
         let scale = |d: Duration| d.mul_f64(factor);
         let opt = |d: Option<Duration>| d.map(scale);
         let mut s = self.clone();
-        s.load.duration = scale(s.load.duration);
+        s.load.duration = opt(s.load.duration);
         if let Some(ramp) = &s.load.ramp {
             s.load.ramp = Some(scale_ramp(ramp, factor)?);
         }
@@ -113,7 +113,7 @@ autoscale: {look_ahead: 40s, interval: 4s}
 slos: [\"failover_time<2s\"]
 ";
         let s = Scenario::parse(text).unwrap().scaled(0.25).unwrap();
-        assert_eq!(s.load.duration, Duration::from_secs(10));
+        assert_eq!(s.load.duration, Some(Duration::from_secs(10)));
         assert_eq!(s.load.ramp.as_deref(), Some("2500ms:100,7500ms:1000"));
         assert_eq!(s.steps[0].at, Duration::from_secs(2));
         assert_eq!(s.steps[0].duration, Some(Duration::from_secs(5)));

@@ -3,29 +3,35 @@
 //! Ctrl-C and on an abort rule), and leaves a complete results directory behind.
 //!
 //! It drives the same engines the commands use — `watch::controller`, `load::run`,
-//! `chaos::injector` — so a scenario measures exactly what the commands measure. Called
-//! by `run::command`, which renders the report and turns the SLO verdict into the exit code.
+//! `chaos::injector` — so a scenario measures exactly what the commands measure. A
+//! [`Runner`] goes through named phases (start the autoscaler, start the watch, start the
+//! load, the timed steps, teardown) and reports what happens as [`Progress`] over a
+//! channel; it prints nothing. Called by `run::command`, which prints the progress
+//! (`run::progress`), renders the report and turns the SLO verdict into the exit code.
+
+mod steps;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc::{self, UnboundedSender};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::fail_fast::FailFast;
-use super::scenario::{Scenario, Step, StepAction, WaitEvent, WatchMode};
+use super::scenario::{Scenario, WaitEvent, WatchMode};
 use crate::autoscale::{AutoscalePlan, Report as AutoscaleReport};
 use crate::chaos::execute::Scope;
 use crate::chaos::injector::Injector;
 use crate::chaos::journal::{self, Entry, Journal};
-use crate::chaos::plan::{Amount, Faults, ProxyFault, Selection};
-use crate::cli::Color;
 use crate::cluster::{Target, error_chain};
-use crate::load::{LoadPlan, LoadReport};
-use crate::results::timeline::{Event, EventKind};
+use crate::domain::Color;
+use crate::load::{LoadError, LoadPlan, LoadReport};
+use crate::results::timeline::{Event, EventKind, TimelineWriter};
 use crate::results::{RunDir, RunMeta, RunStatus};
-use crate::watch::controller::{self as watcher, Update, WatchPlan};
+use crate::watch::controller::{self as watcher, Outcome, Update, WatchError, WatchPlan};
 use crate::watch::failover::Policy;
 use crate::watch::{eject, outliers};
 
@@ -49,7 +55,47 @@ pub struct Engines {
     pub fail_fast: bool,
 }
 
-/// Runs `scenario` against `target`, writing into `dir`.
+/// What a run reports while it runs, in the order it happens; the command layer prints
+/// each as one line on stderr (`run::progress`).
+#[derive(Debug)]
+pub enum Progress {
+    /// A watcher decision, warning or completed failover (snapshots are not forwarded).
+    Watch(Update),
+    /// Step `step` (1-based, in time order) injected its fault, journaled as `id`.
+    Injected {
+        step: usize,
+        detail: String,
+        id: String,
+    },
+    /// A `wait-for` step saw no such event within its timeout; the steps go on.
+    WaitTimedOut { event: WaitEvent, timeout: Duration },
+    /// A step could not inject its fault; the run stops.
+    StepFailed(String),
+    /// An abort rule or a decided SLO breach stops the load; teardown reverts.
+    Stopping(String),
+    /// The predictive autoscaler's rounds.
+    Autoscale(AutoscaleReport),
+    /// Teardown: the autoscaler put minReplicas back to this value.
+    AutoscaleRestored(i32),
+    /// Teardown: the autoscaler failed, and minReplicas may still be raised.
+    AutoscaleFailed(anyhow::Error),
+    /// A background task ended with an error (`task` names it, e.g. `watcher`).
+    TaskFailed { task: &'static str, error: String },
+    /// A timed fault could not be reverted when its duration ran out.
+    TimedRevertFailed { id: String, error: anyhow::Error },
+    /// Teardown reverted a fault still open.
+    Reverted { action: String, id: String },
+    /// Teardown could not revert a fault; `resil chaos revert` can.
+    RevertFailed {
+        action: String,
+        id: String,
+        error: anyhow::Error,
+    },
+    /// Teardown could not read the chaos journal, so reverted nothing.
+    JournalUnreadable(String),
+}
+
+/// Runs `scenario` against `target`, writing into `dir` and reporting to `progress`.
 pub async fn run(
     scenario: &Scenario,
     target: &Target,
@@ -57,9 +103,10 @@ pub async fn run(
     engines: Engines,
     seed: u64,
     interrupt: CancellationToken,
+    progress: UnboundedSender<Progress>,
 ) -> anyhow::Result<Ending> {
     let Engines {
-        load: load_plan,
+        load,
         autoscale,
         fail_fast,
     } = engines;
@@ -71,215 +118,41 @@ pub async fn run(
         "run",
     );
     meta.context = Some(target.context.clone());
-    meta.target_url = Some(load_plan.url.clone());
+    meta.target_url = Some(load.url.clone());
     meta.scenario = Some(serde_json::to_value(scenario)?);
     meta.slos = scenario.slos.clone();
     meta.window_slos = scenario.window_slos.clone();
     dir.write_meta(&meta)?;
 
-    // The predictive autoscaler first: it journals the HPA's minReplicas before anything
-    // else starts, and a failure to start leaves nothing running.
-    let autoscale_stop = CancellationToken::new();
-    let autoscaler = match autoscale {
-        Some(plan) => {
-            let controller = crate::autoscale::launch(target.client.clone(), &plan).await?;
-            Some(tokio::spawn(drive_autoscaler(
-                controller,
-                plan.interval,
-                autoscale_stop.clone(),
-            )))
-        }
-        None => None,
-    };
-
-    // An abort rule or, with --fail-fast, a decided SLO breach stops the load; the first
-    // reason is kept for the results.
-    let load_cancel = CancellationToken::new();
-    let stop = Arc::new(Stop {
-        state: Mutex::default(),
-        cancel: load_cancel.clone(),
-    });
-    let fail_fast = Arc::new(Mutex::new(
-        fail_fast.then(|| FailFast::new(&scenario.slos, &scenario.window_slos)),
-    ));
-
-    // The watcher, recording into the same directory.
-    let watch_cancel = CancellationToken::new();
-    let (updates_tx, mut updates_rx) = mpsc::unbounded_channel();
-    let (failovers_tx, failovers_rx) = watch::channel((0u32, 0u32));
-    let plan = WatchPlan {
-        namespace: target.namespace.clone(),
-        service: "web".to_string(),
-        policy: Policy {
-            primary: scenario.watch.primary.unwrap_or(Color::Blue),
-            ready_min: scenario.watch.ready_min.max(1),
-            stable_for: scenario.watch.stable_for,
-            prepare_standby: scenario.watch.mode == WatchMode::CapacityAware,
-        },
-        observe_only: scenario.watch.mode == WatchMode::ObserveOnly,
-        once: false,
-        timeout: None,
-    };
-    let ejector = scenario.watch.eject_outliers.then(|| {
-        let scope = Scope {
-            client: target.client.clone(),
-            namespace: target.namespace.clone(),
-        };
-        // Never under 2 s: fewer one-second buckets say nothing about a pod.
-        let window = scenario.watch.eject_window.max(Duration::from_secs(2));
-        tokio::spawn(eject::run(
-            scope,
-            eject::EjectPlan {
-                dir: dir.clone(),
-                window,
-                settings: outliers::Settings::default(),
-            },
-            updates_tx.clone(),
-            watch_cancel.clone(),
-        ))
-    });
-    let watch_task = tokio::spawn(watcher::run(
-        target.client.clone(),
-        plan,
-        Some(dir.clone()),
-        updates_tx,
-        watch_cancel.clone(),
-    ));
-    // Watcher updates: print decisions, count failovers for `wait-for`.
-    let printer = {
-        let (stop, fail_fast) = (Arc::clone(&stop), Arc::clone(&fail_fast));
-        tokio::spawn(async move {
-            let (mut over, mut back) = (0, 0);
-            while let Some(update) = updates_rx.recv().await {
-                match update {
-                    Update::Decision { rule, action } => eprintln!("watch [{rule}] {action}"),
-                    Update::Warning(w) => eprintln!("watch warning: {w}"),
-                    Update::Failover(f) => {
-                        eprintln!(
-                            "watch: {} {} → {} in {} ms",
-                            f.direction, f.from, f.to, f.duration_ms
-                        );
-                        if f.direction == "failback" {
-                            back += 1;
-                        } else {
-                            over += 1;
-                        }
-                        let _ = failovers_tx.send((over, back));
-                        if let Some(why) = lock(&fail_fast)
-                            .as_ref()
-                            .and_then(|ff| ff.failover(f.duration_ms))
-                        {
-                            stop.stop(format!("fail-fast: {why}"));
-                        }
-                    }
-                    Update::Snapshot(_) => {}
-                }
-            }
-        })
-    };
-
-    // The load, its events appended to the timeline and checked against abort rules.
-    let (events_tx, mut events_rx) = mpsc::unbounded_channel::<Event>();
+    let runner = Runner::new(scenario, target, dir, fail_fast, interrupt, progress);
+    // Checked before anything starts, so a bad rule leaves nothing running.
     let abort_rules = scenario
         .abort
         .iter()
         .map(|r| AbortRule::parse(r))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut timeline = dir.timeline()?;
-    let consumer = {
-        let (stop, fail_fast) = (Arc::clone(&stop), Arc::clone(&fail_fast));
-        tokio::spawn(async move {
-            while let Some(event) = events_rx.recv().await {
-                let _ = timeline.append(&event);
-                if let Some(breach) = abort_rules.iter().find_map(|r| r.breached(&event.kind)) {
-                    stop.stop(breach);
-                } else if let Some(why) = lock(&fail_fast).as_mut().and_then(|ff| ff.event(&event))
-                {
-                    stop.stop(format!("fail-fast: {why}"));
-                }
-            }
-        })
-    };
-    let mut load = {
-        let cancel = load_cancel.clone();
-        tokio::spawn(async move { crate::load::run(&load_plan, cancel, events_tx).await })
-    };
-
-    // The steps, on the load's clock.
-    let injector = Injector {
-        scope: Scope {
-            client: target.client.clone(),
-            namespace: target.namespace.clone(),
-        },
-        context: target.context.clone(),
-        journal: Journal::new(&journal::default_state_dir()),
-        out: Some(dir.clone()),
-    };
+    let timeline = dir.timeline()?;
+    // The predictive autoscaler first: it journals the HPA's minReplicas before anything
+    // else starts, and a failure to start leaves nothing running.
+    let autoscaler = runner.start_autoscaler(autoscale).await?;
+    let (watch, failovers) = runner.start_watch();
+    let load = runner.start_load(load, abort_rules, timeline);
+    let injector = runner.injector();
     // Every fault a step injects lands here at once, so an abort, Ctrl-C or the end of
     // the load — which drop the steps mid-way — still know what to revert.
     let injected = Mutex::new(Vec::<Entry>::new());
-    let steps = run_steps(&scenario.steps, &injector, seed, failovers_rx, &injected);
-    let mut load_result = None;
-    let step_result = tokio::select! {
-        // The steps finished (timed faults are reverted inside).
-        r = steps => r,
-        // Ctrl-C: stop the load; faults are reverted below.
-        () = interrupt.cancelled() => {
-            load_cancel.cancel();
-            Ok(())
-        }
-        // An abort rule stopped the load before the steps were done.
-        () = load_cancel.cancelled() => Ok(()),
-        // The load is over: a step still waiting (a `wait-for`, a timed fault) has nothing
-        // left to measure; what it injected is reverted below.
-        r = &mut load => {
-            load_result = Some(r);
-            Ok(())
-        }
-    };
-    let mut step_failed = None;
-    if let Err(e) = step_result {
-        eprintln!("step failed: {e:#}; stopping the run");
-        step_failed = Some(format!("{e:#}"));
-        load_cancel.cancel();
-    }
-
-    let report = match load_result {
-        Some(r) => r,
-        None => load.await,
-    }
-    .context("the load task")?;
-    let _ = consumer.await;
-    // The load is over: a breach the watcher reports from now on has nothing left to
-    // stop, and the end-of-run verdict judges it.
-    let aborted = stop.close();
-    // Give the watcher a moment to record the end state, then stop it.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    watch_cancel.cancel();
-    match watch_task.await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => eprintln!("watcher: {}", error_chain(&e)),
-        Err(e) => eprintln!("watcher task: {e}"),
-    }
-    if let Some(task) = ejector {
-        let _ = task.await;
-    }
-    let _ = printer.await;
-    autoscale_stop.cancel();
-    if let Some(task) = autoscaler {
-        match task.await {
-            Ok(Ok(min)) => eprintln!("autoscale: restored minReplicas to {min}"),
-            Ok(Err(e)) => eprintln!("autoscale: {e:#} — run `resil chaos revert` to restore"),
-            Err(e) => eprintln!("autoscale task: {e}"),
-        }
-    }
+    let (step_failed, load) = runner
+        .timed_steps(seed, &injector, &injected, failovers, load)
+        .await;
     let injected = injected
         .into_inner()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    revert_all(&injector, &injected).await;
+    let (report, aborted) = runner
+        .teardown(load, watch, autoscaler, &injector, &injected)
+        .await?;
 
     let report: LoadReport = report.context("running the load")?;
-    let ending = if interrupt.is_cancelled() {
+    let ending = if runner.interrupt.is_cancelled() {
         Ending::Interrupted
     } else if let Some(why) = step_failed {
         Ending::StepFailed(why)
@@ -306,10 +179,307 @@ pub async fn run(
     Ok(ending)
 }
 
+/// One run of a scenario: what it runs against, and the signals and channels its tasks
+/// share. The phases, in order: [`Runner::start_autoscaler`], [`Runner::start_watch`],
+/// [`Runner::start_load`], [`Runner::timed_steps`], [`Runner::teardown`].
+struct Runner<'a> {
+    scenario: &'a Scenario,
+    target: &'a Target,
+    /// The run directory every engine records into (one timeline, one clock).
+    dir: &'a RunDir,
+    /// Ctrl-C, from the command layer: ends the steps and stops the load; teardown still
+    /// reverts every fault and the results are kept, marked partial.
+    interrupt: CancellationToken,
+    /// Progress to the command layer, which prints it; each task holds a clone, so the
+    /// channel closes when the last task is done.
+    progress: UnboundedSender<Progress>,
+    /// Stops the load (its token is the load's cancel token) for the first abort rule or
+    /// decided SLO breach, and keeps that reason for the results.
+    stop: Arc<Stop>,
+    /// `--fail-fast`'s judge, fed failovers by the watch task and buckets by the load
+    /// task (`None` without `--fail-fast`).
+    fail_fast: Arc<Mutex<Option<FailFast>>>,
+    /// Ends the watcher and the outlier ejector in teardown, once the load is over.
+    watch_cancel: CancellationToken,
+    /// Ends the autoscaler's loop in teardown; it then restores minReplicas.
+    autoscale_stop: CancellationToken,
+}
+
+/// The watcher's tasks, joined in teardown.
+struct WatchTasks {
+    /// The watch controller, recording failovers and scaling into the run directory.
+    watcher: JoinHandle<Result<Outcome, WatchError>>,
+    /// The outlier ejector, when the scenario asks for one.
+    ejector: Option<JoinHandle<()>>,
+    /// Forwards the watcher's updates as progress, counts failovers for `wait-for` and
+    /// feeds fail-fast; ends when the watcher and the ejector drop their senders.
+    updates: JoinHandle<()>,
+}
+
+/// The load's tasks.
+struct LoadTasks {
+    /// The load engine; `Stop`'s token (and Ctrl-C, through it) cancels it.
+    engine: JoinHandle<Result<LoadReport, LoadError>>,
+    /// Appends the load's events to the timeline and checks them against the abort rules
+    /// and fail-fast; ends when the engine drops its sender.
+    events: JoinHandle<()>,
+    /// The engine's result, when the steps phase saw it finish first.
+    finished: Option<Result<Result<LoadReport, LoadError>, tokio::task::JoinError>>,
+}
+
+impl<'a> Runner<'a> {
+    fn new(
+        scenario: &'a Scenario,
+        target: &'a Target,
+        dir: &'a RunDir,
+        fail_fast: bool,
+        interrupt: CancellationToken,
+        progress: UnboundedSender<Progress>,
+    ) -> Runner<'a> {
+        let stop = Arc::new(Stop {
+            state: Mutex::default(),
+            cancel: CancellationToken::new(),
+            progress: progress.clone(),
+        });
+        let fail_fast = fail_fast.then(|| FailFast::new(&scenario.slos, &scenario.window_slos));
+        Runner {
+            scenario,
+            target,
+            dir,
+            interrupt,
+            progress,
+            stop,
+            fail_fast: Arc::new(Mutex::new(fail_fast)),
+            watch_cancel: CancellationToken::new(),
+            autoscale_stop: CancellationToken::new(),
+        }
+    }
+
+    fn scope(&self) -> Scope {
+        Scope {
+            client: self.target.client.clone(),
+            namespace: self.target.namespace.clone(),
+        }
+    }
+
+    /// Phase 1: launches the predictive autoscaler, if the scenario has one; it restores
+    /// minReplicas when `autoscale_stop` ends it.
+    async fn start_autoscaler(
+        &self,
+        plan: Option<AutoscalePlan>,
+    ) -> anyhow::Result<Option<JoinHandle<anyhow::Result<i32>>>> {
+        let Some(plan) = plan else {
+            return Ok(None);
+        };
+        let controller = crate::autoscale::launch(self.target.client.clone(), &plan).await?;
+        Ok(Some(tokio::spawn(drive_autoscaler(
+            controller,
+            plan.interval,
+            self.autoscale_stop.clone(),
+            self.progress.clone(),
+        ))))
+    }
+
+    /// Phase 2: the watcher (and the outlier ejector), recording into the run directory.
+    /// Returns its tasks and the failover counts `(failovers, fail-backs)` for `wait-for`.
+    fn start_watch(&self) -> (WatchTasks, watch::Receiver<(u32, u32)>) {
+        let scenario = self.scenario;
+        let (updates_tx, mut updates_rx) = mpsc::unbounded_channel();
+        let (failovers_tx, failovers_rx) = watch::channel((0u32, 0u32));
+        let plan = WatchPlan {
+            namespace: self.target.namespace.clone(),
+            service: "web".to_string(),
+            policy: Policy {
+                primary: scenario.watch.primary.unwrap_or(Color::Blue),
+                ready_min: scenario.watch.ready_min.max(1),
+                stable_for: scenario.watch.stable_for,
+                prepare_standby: scenario.watch.mode == WatchMode::CapacityAware,
+            },
+            observe_only: scenario.watch.mode == WatchMode::ObserveOnly,
+            once: false,
+            timeout: None,
+        };
+        let ejector = scenario.watch.eject_outliers.then(|| {
+            // Never under 2 s: fewer one-second buckets say nothing about a pod.
+            let window = scenario.watch.eject_window.max(Duration::from_secs(2));
+            let plan = eject::EjectPlan {
+                dir: self.dir.clone(),
+                window,
+                settings: outliers::Settings::default(),
+            };
+            let (updates, cancel) = (updates_tx.clone(), self.watch_cancel.clone());
+            tokio::spawn(eject::run(self.scope(), plan, updates, cancel))
+        });
+        let watcher = tokio::spawn(watcher::run(
+            self.target.client.clone(),
+            plan,
+            Some(self.dir.clone()),
+            updates_tx,
+            self.watch_cancel.clone(),
+        ));
+        let (stop, fail_fast) = (Arc::clone(&self.stop), Arc::clone(&self.fail_fast));
+        let progress = self.progress.clone();
+        let updates = tokio::spawn(async move {
+            let (mut over, mut back) = (0, 0);
+            while let Some(update) = updates_rx.recv().await {
+                // Announced before a fail-fast stop it may cause, as it happened.
+                if !matches!(update, Update::Snapshot(_)) {
+                    let _ = progress.send(Progress::Watch(update.clone()));
+                }
+                if let Update::Failover(f) = &update {
+                    if f.direction == "failback" {
+                        back += 1;
+                    } else {
+                        over += 1;
+                    }
+                    let _ = failovers_tx.send((over, back));
+                    let breach = lock(&fail_fast)
+                        .as_ref()
+                        .and_then(|ff| ff.failover(f.duration_ms));
+                    if let Some(why) = breach {
+                        stop.stop(format!("fail-fast: {why}"));
+                    }
+                }
+            }
+        });
+        let tasks = WatchTasks {
+            watcher,
+            ejector,
+            updates,
+        };
+        (tasks, failovers_rx)
+    }
+
+    /// Phase 3: the load, its events appended to the timeline and checked against the
+    /// abort rules and fail-fast.
+    fn start_load(
+        &self,
+        plan: LoadPlan,
+        abort_rules: Vec<AbortRule>,
+        mut timeline: TimelineWriter,
+    ) -> LoadTasks {
+        let (events_tx, mut events_rx) = mpsc::unbounded_channel::<Event>();
+        let (stop, fail_fast) = (Arc::clone(&self.stop), Arc::clone(&self.fail_fast));
+        let events = tokio::spawn(async move {
+            while let Some(event) = events_rx.recv().await {
+                let _ = timeline.append(&event);
+                if let Some(breach) = abort_rules.iter().find_map(|r| r.breached(&event.kind)) {
+                    stop.stop(breach);
+                } else if let Some(why) = lock(&fail_fast).as_mut().and_then(|ff| ff.event(&event))
+                {
+                    stop.stop(format!("fail-fast: {why}"));
+                }
+            }
+        });
+        let cancel = self.stop.cancel.clone();
+        let engine = tokio::spawn(async move { crate::load::run(&plan, cancel, events_tx).await });
+        LoadTasks {
+            engine,
+            events,
+            finished: None,
+        }
+    }
+
+    /// The injector the steps and teardown share, journaling every fault.
+    fn injector(&self) -> Injector {
+        Injector {
+            scope: self.scope(),
+            context: self.target.context.clone(),
+            journal: Journal::new(&journal::default_state_dir()),
+            out: Some(self.dir.clone()),
+        }
+    }
+
+    /// Phase 4: the steps, on the load's clock, until they are done, Ctrl-C, a stop, or
+    /// the end of the load. Returns why a step failed (the load is then stopped).
+    async fn timed_steps(
+        &self,
+        seed: u64,
+        injector: &Injector,
+        injected: &Mutex<Vec<Entry>>,
+        failovers: watch::Receiver<(u32, u32)>,
+        mut load: LoadTasks,
+    ) -> (Option<String>, LoadTasks) {
+        let steps = &self.scenario.steps;
+        let steps = steps::run_steps(steps, injector, seed, failovers, injected, &self.progress);
+        let step_result = tokio::select! {
+            // The steps finished (timed faults are reverted inside).
+            r = steps => r,
+            // Ctrl-C: stop the load; faults are reverted in teardown.
+            () = self.interrupt.cancelled() => {
+                self.stop.cancel.cancel();
+                Ok(())
+            }
+            // An abort rule stopped the load before the steps were done.
+            () = self.stop.cancel.cancelled() => Ok(()),
+            // The load is over: a step still waiting (a `wait-for`, a timed fault) has
+            // nothing left to measure; what it injected is reverted in teardown.
+            r = &mut load.engine => {
+                load.finished = Some(r);
+                Ok(())
+            }
+        };
+        let Err(e) = step_result else {
+            return (None, load);
+        };
+        let why = format!("{e:#}");
+        let _ = self.progress.send(Progress::StepFailed(why.clone()));
+        self.stop.cancel.cancel();
+        (Some(why), load)
+    }
+
+    /// Phase 5: waits for the load, stops the watcher and the autoscaler (which restores
+    /// minReplicas), and reverts every fault still open. Returns the load's result and
+    /// why it was stopped early, if it was.
+    async fn teardown(
+        &self,
+        load: LoadTasks,
+        watch: WatchTasks,
+        autoscaler: Option<JoinHandle<anyhow::Result<i32>>>,
+        injector: &Injector,
+        injected: &[Entry],
+    ) -> anyhow::Result<(Result<LoadReport, LoadError>, Option<String>)> {
+        let report = match load.finished {
+            Some(r) => r,
+            None => load.engine.await,
+        }
+        .context("the load task")?;
+        let _ = load.events.await;
+        // The load is over: a breach the watcher reports from now on has nothing left to
+        // stop, and the end-of-run verdict judges it.
+        let aborted = self.stop.close();
+        // Give the watcher a moment to record the end state, then stop it.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        self.watch_cancel.cancel();
+        let failed = |task, error| Progress::TaskFailed { task, error };
+        match watch.watcher.await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => drop(self.progress.send(failed("watcher", error_chain(&e)))),
+            Err(e) => drop(self.progress.send(failed("watcher task", e.to_string()))),
+        }
+        if let Some(task) = watch.ejector {
+            let _ = task.await;
+        }
+        let _ = watch.updates.await;
+        self.autoscale_stop.cancel();
+        if let Some(task) = autoscaler {
+            let _ = self.progress.send(match task.await {
+                Ok(Ok(min)) => Progress::AutoscaleRestored(min),
+                Ok(Err(e)) => Progress::AutoscaleFailed(e),
+                Err(e) => failed("autoscale task", e.to_string()),
+            });
+        }
+        steps::revert_all(injector, injected, &self.progress).await;
+        Ok((report, aborted))
+    }
+}
+
 /// Stops the load for the first reason given (an abort rule, a decided SLO breach).
 struct Stop {
     state: Mutex<StopState>,
     cancel: CancellationToken,
+    /// Where the stop is announced.
+    progress: UnboundedSender<Progress>,
 }
 
 #[derive(Default)]
@@ -323,7 +493,7 @@ impl Stop {
     fn stop(&self, why: String) {
         let mut state = lock(&self.state);
         if state.reason.is_none() && !state.closed {
-            eprintln!("abort: {why}; stopping the run and reverting");
+            let _ = self.progress.send(Progress::Stopping(why.clone()));
             state.reason = Some(why);
             self.cancel.cancel();
         }
@@ -342,190 +512,27 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Drives the predictive autoscaler until `stop`, printing what it changes; always
-/// restores minReplicas and returns the restored value.
+/// Drives the predictive autoscaler until `stop`, reporting its rounds; always restores
+/// minReplicas and returns the restored value.
 async fn drive_autoscaler(
     mut controller: crate::autoscale::Controller,
     interval: Duration,
     stop: CancellationToken,
+    progress: UnboundedSender<Progress>,
 ) -> anyhow::Result<i32> {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let printer = tokio::spawn(async move {
+    let forward = tokio::spawn(async move {
         while let Some(report) = rx.recv().await {
-            match report {
-                AutoscaleReport::Tick(tick) => {
-                    if let (Some(plan), true) = (&tick.plan, tick.patched) {
-                        eprintln!("autoscale: {} — {}", plan.action, plan.rule);
-                    }
-                }
-                AutoscaleReport::Failed { error, attempt } => eprintln!(
-                    "autoscale: tick failed ({attempt}/{}): {error}",
-                    crate::autoscale::MAX_FAILED_TICKS
-                ),
-            }
+            let _ = progress.send(Progress::Autoscale(report));
         }
     });
     let driven = crate::autoscale::drive(&mut controller, interval, None, &stop, &tx).await;
     drop(tx);
-    let _ = printer.await;
+    let _ = forward.await;
     // Restore whatever the loop did: the HPA must not keep a raised floor.
     let restored = controller.restore().await;
     driven.context("the autoscaler kept failing")?;
     restored.context("restoring minReplicas")
-}
-
-/// Runs the steps at their offsets, adding every fault injected to `injected` as soon as
-/// it is (timed ones are reverted here when their duration runs out).
-async fn run_steps(
-    steps: &[Step],
-    injector: &Injector,
-    seed: u64,
-    failovers: watch::Receiver<(u32, u32)>,
-    injected: &Mutex<Vec<Entry>>,
-) -> anyhow::Result<()> {
-    let start = tokio::time::Instant::now();
-    let mut steps: Vec<&Step> = steps.iter().collect();
-    steps.sort_by_key(|s| s.at);
-    let mut reverts = tokio::task::JoinSet::new();
-    // Failovers already waited for: a `wait-for` waits for the next one, even when it
-    // completed before the step's own offset (a fast watcher beats a same-second step).
-    let mut waited = (0u32, 0u32);
-    for (i, step) in steps.into_iter().enumerate() {
-        tokio::time::sleep_until(start + step.at).await;
-        let step_seed = seed.wrapping_add(i as u64);
-        let entry = match step.action {
-            StepAction::WaitFor => {
-                waited = wait_for(step, failovers.clone(), waited).await;
-                continue;
-            }
-            StepAction::KillPods => {
-                let pods = injector.choose(&selection(step)?, step_seed).await?;
-                injector.kill_pods(&pods, step.force).await?
-            }
-            StepAction::Outage => {
-                let color = step.color.context("outage needs color")?;
-                injector.outage(color, duration(step)).await?
-            }
-            StepAction::Degrade | StepAction::CpuBurn => {
-                let faults = if step.action == StepAction::Degrade {
-                    Faults::from_mode(step.mode.as_deref().unwrap_or_default())?
-                } else {
-                    Faults {
-                        cpu_burn_percent: step.load.unwrap_or(100),
-                        ..Faults::default()
-                    }
-                };
-                let pods = injector.choose(&selection(step)?, step_seed).await?;
-                let action = if step.action == StepAction::Degrade {
-                    "degrade"
-                } else {
-                    "cpu-burn"
-                };
-                injector
-                    .pod_faults(action, &pods, faults, duration(step))
-                    .await?
-            }
-            StepAction::Latency => {
-                let fault = ProxyFault::new(
-                    step.delay.unwrap_or_default(),
-                    step.jitter,
-                    step.loss.unwrap_or(0.0),
-                )?;
-                injector.proxy_fault("web", &fault, duration(step)).await?
-            }
-        };
-        eprintln!("step {}: {} ({})", i + 1, entry.detail, entry.id);
-        if let Some(d) = step.duration.filter(|_| entry.is_open()) {
-            let scope = injector.scope.clone();
-            let journal = injector.journal.clone();
-            let out = injector.out.clone();
-            let context = injector.context.clone();
-            let timed = entry.clone();
-            reverts.spawn(async move {
-                tokio::time::sleep(d).await;
-                let injector = Injector {
-                    scope,
-                    context,
-                    journal,
-                    out,
-                };
-                if let Err(e) = injector.revert(&timed).await {
-                    eprintln!("reverting {}: {e:#}", timed.id);
-                }
-            });
-        }
-        lock(injected).push(entry);
-    }
-    // Timed faults run their course before the steps count as done.
-    while reverts.join_next().await.is_some() {}
-    Ok(())
-}
-
-/// Reverts whatever is still open among `entries` (Ctrl-C, abort, a failed step).
-async fn revert_all(injector: &Injector, entries: &[Entry]) {
-    let open: Vec<String> = match injector.journal.open_entries() {
-        Ok(open) => open.into_iter().map(|e| e.id).collect(),
-        Err(e) => {
-            eprintln!("reading the chaos journal: {}", error_chain(&e));
-            return;
-        }
-    };
-    for entry in entries.iter().filter(|e| open.contains(&e.id)) {
-        match injector.revert(entry).await {
-            Ok(()) => eprintln!("reverted {} ({})", entry.action, entry.id),
-            Err(e) => eprintln!(
-                "could not revert {} ({}): {e:#} — run `resil chaos revert`",
-                entry.action, entry.id
-            ),
-        }
-    }
-}
-
-/// Waits for one more failover (or fail-back) than `before` counted; returns the counts.
-async fn wait_for(
-    step: &Step,
-    mut failovers: watch::Receiver<(u32, u32)>,
-    before: (u32, u32),
-) -> (u32, u32) {
-    let timeout = step.timeout.unwrap_or(Duration::from_secs(60));
-    let event = step.event.unwrap_or(WaitEvent::Failover);
-    let seen = tokio::time::timeout(timeout, async {
-        loop {
-            let (over, back) = *failovers.borrow();
-            let done = match event {
-                WaitEvent::Failover => over > before.0,
-                WaitEvent::Failback => back > before.1,
-            };
-            if done || failovers.changed().await.is_err() {
-                return done;
-            }
-        }
-    })
-    .await;
-    if !matches!(seen, Ok(true)) {
-        eprintln!(
-            "wait-for {event:?}: none within {}",
-            humantime::format_duration(timeout)
-        );
-    }
-    let (over, back) = *failovers.borrow();
-    match event {
-        WaitEvent::Failover => (over.min(before.0 + 1), before.1),
-        WaitEvent::Failback => (before.0, back.min(before.1 + 1)),
-    }
-}
-
-fn selection(step: &Step) -> anyhow::Result<Selection> {
-    Ok(Selection::new(
-        step.color,
-        step.selector.as_deref(),
-        Amount::from_flags(step.count, step.percent)?,
-        None,
-    )?)
-}
-
-fn duration(step: &Step) -> Duration {
-    step.duration.unwrap_or(Duration::from_secs(10))
 }
 
 /// An abort rule: `error_rate>50%` or `p99>2s`, checked on every one-second load bucket.
@@ -605,9 +612,11 @@ mod tests {
 
     #[test]
     fn the_first_reason_stops_the_load_and_none_counts_once_the_load_is_over() {
+        let (progress, mut said) = mpsc::unbounded_channel();
         let stop = Stop {
             state: Mutex::default(),
             cancel: CancellationToken::new(),
+            progress: progress.clone(),
         };
         stop.stop("first".into());
         stop.stop("second".into());
@@ -617,6 +626,7 @@ mod tests {
         let ended = Stop {
             state: Mutex::default(),
             cancel: CancellationToken::new(),
+            progress,
         };
         assert_eq!(ended.close(), None);
         // A failover the watcher reports after the load ended: the verdict at the end
@@ -624,6 +634,14 @@ mod tests {
         ended.stop("late".into());
         assert!(!ended.cancel.is_cancelled());
         assert_eq!(ended.close(), None);
+        drop(ended);
+
+        // Only the stop that counted is announced.
+        let mut announced = Vec::new();
+        while let Ok(p) = said.try_recv() {
+            announced.push(format!("{p:?}"));
+        }
+        assert_eq!(announced, [r#"Stopping("first")"#]);
     }
 
     #[test]

@@ -27,7 +27,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cli::Color;
+use crate::domain::Color;
+use crate::spec::{AutoscaleSpec, DeploySpec, LoadSpec};
 
 /// Errors in a scenario file.
 #[derive(Debug, thiserror::Error)]
@@ -52,10 +53,10 @@ pub struct Scenario {
     #[serde(default)]
     pub target: Target,
     #[serde(default)]
-    pub deploy: Deploy,
+    pub deploy: DeploySpec,
     #[serde(default)]
     pub watch: Watch,
-    pub load: Load,
+    pub load: LoadSpec,
     #[serde(default)]
     pub steps: Vec<Step>,
     #[serde(default)]
@@ -71,7 +72,7 @@ pub struct Scenario {
     pub window_slos: Vec<WindowSlo>,
     /// The predictive autoscaler beside the load (absent: the HPA alone).
     #[serde(default)]
-    pub autoscale: Option<Autoscale>,
+    pub autoscale: Option<AutoscaleSpec>,
     /// Run the scenario once per variant and compare them side by side.
     #[serde(default)]
     pub variants: Vec<Variant>,
@@ -83,39 +84,6 @@ pub struct Scenario {
 /// An SLO on a window of the load (recorded in `run.json` as it is).
 pub use crate::results::WindowSlo;
 
-/// The predictive autoscaler's options, as `resil autoscale --predictive` takes them.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Autoscale {
-    /// `false` turns it off (in a variant).
-    #[serde(default = "yes")]
-    pub predictive: bool,
-    #[serde(default)]
-    pub color: Option<Color>,
-    /// Capacity over the forecast, e.g. `20%`.
-    #[serde(default)]
-    pub headroom: Option<String>,
-    #[serde(default, with = "humantime_serde::option")]
-    pub look_ahead: Option<Duration>,
-    #[serde(default)]
-    pub max_replicas: Option<i32>,
-    /// Dollars per hour, e.g. `0.10/h`.
-    #[serde(default)]
-    pub budget: Option<String>,
-    #[serde(default)]
-    pub pricing: Option<String>,
-    /// Requests/s one pod serves at the HPA's target.
-    #[serde(default)]
-    pub capacity: Option<f64>,
-    /// The workload's period (seasonal model).
-    #[serde(default, with = "humantime_serde::option")]
-    pub period: Option<Duration>,
-    #[serde(default, with = "humantime_serde::option")]
-    pub interval: Option<Duration>,
-    #[serde(default, with = "humantime_serde::option")]
-    pub sample_step: Option<Duration>,
-}
-
 /// One variant: a name and the sections it replaces.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -124,11 +92,11 @@ pub struct Variant {
     #[serde(default)]
     pub description: String,
     #[serde(default)]
-    pub deploy: Option<Deploy>,
+    pub deploy: Option<DeploySpec>,
     #[serde(default)]
     pub watch: Option<Watch>,
     #[serde(default)]
-    pub autoscale: Option<Autoscale>,
+    pub autoscale: Option<AutoscaleSpec>,
     #[serde(default)]
     pub slos: Option<Vec<String>>,
 }
@@ -165,24 +133,6 @@ impl Default for Target {
 
 fn yes() -> bool {
     true
-}
-
-/// Deploy options (as `resil deploy` takes them).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Deploy {
-    #[serde(default)]
-    pub replicas: Option<i32>,
-    #[serde(default)]
-    pub active: Option<Color>,
-    #[serde(default)]
-    pub image: Option<String>,
-    /// The Service's NodePort (`resil deploy --node-port`).
-    #[serde(default)]
-    pub node_port: Option<i32>,
-    /// Leave the demo as the previous run left it (no apply).
-    #[serde(default)]
-    pub skip: bool,
 }
 
 /// The watcher's mode.
@@ -239,34 +189,6 @@ fn default_stable_for() -> Duration {
 
 fn one() -> u32 {
     1
-}
-
-/// The load profile.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Load {
-    #[serde(with = "humantime_serde")]
-    pub duration: Duration,
-    /// Open model: requests per second.
-    #[serde(default)]
-    pub rate: Option<f64>,
-    /// Closed model: connections.
-    #[serde(default)]
-    pub concurrency: Option<u32>,
-    /// Rate stages, `10s:100,30s:1000`.
-    #[serde(default)]
-    pub ramp: Option<String>,
-    #[serde(default)]
-    pub path: Option<String>,
-    /// Default: the deployed Service's URL.
-    #[serde(default)]
-    pub url: Option<String>,
-    #[serde(default, with = "humantime_serde::option")]
-    pub timeout: Option<Duration>,
-    /// `false`: a new connection per request, so every pod behind the Service's
-    /// per-connection balancing gets its share (as `resil load --no-keepalive`).
-    #[serde(default = "yes")]
-    pub keepalive: bool,
 }
 
 /// One timed step.
@@ -420,7 +342,11 @@ impl Scenario {
         if models.iter().filter(|m| **m).count() > 1 {
             return Err("load: give one of rate, concurrency or ramp".to_string());
         }
-        if load.duration.is_zero() {
+        // serde refuses a missing `duration`; `duration: ~` gets here.
+        let Some(length) = load.duration else {
+            return Err("load.duration: give how long the load runs, e.g. 60s".to_string());
+        };
+        if length.is_zero() {
             return Err("load.duration must be more than 0s".to_string());
         }
         if self.target.context.is_some() && self.target.lab {
@@ -439,11 +365,11 @@ impl Scenario {
                     Err(format!("steps[{n}] ({:?}): {msg}", step.action))
                 }
             };
-            if step.at > load.duration {
+            if step.at > length {
                 return Err(format!(
                     "steps[{n}]: at {} is after the load ends ({})",
                     humantime::format_duration(step.at),
-                    humantime::format_duration(load.duration)
+                    humantime::format_duration(length)
                 ));
             }
             match step.action {

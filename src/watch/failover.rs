@@ -22,7 +22,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::cli::Color;
+use crate::domain::Color;
 
 /// The knobs of the policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

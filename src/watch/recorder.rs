@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 
 use super::state::DemoState;
-use crate::cli::Color;
+use crate::domain::Color;
 use crate::results::summary::{Failover, ScalingEvent, WatchSummary};
 use crate::results::timeline::EventKind;
 

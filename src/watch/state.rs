@@ -13,8 +13,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 
-use crate::cli::Color;
 use crate::cost::quantity;
+use crate::domain::Color;
 use crate::results::summary::PodRequests;
 use crate::results::timeline::EventKind;
 

@@ -2,7 +2,8 @@
 //! `--time-scale`, and its SLO verdict (the exit code) is asserted, and `resil report` of
 //! what it wrote gives the same verdicts and exit code (also for a failing window SLO);
 //! an abort rule, and `--fail-fast` at a decided SLO breach, stop a run and revert its
-//! fault; a malformed scenario fails with its line number.
+//! fault, as Ctrl-C does while keeping partial results; a malformed scenario fails with
+//! its line number.
 //!
 //! The real binary runs with `--context resil-lab` and a temporary kubeconfig pointing at
 //! the in-process lab (so it never starts a lab daemon of its own), with HOME,
@@ -100,8 +101,8 @@ impl RunLab {
         self.home.path().join("results")
     }
 
-    /// `resil run SCENARIO --time-scale SCALE ARGS` against this lab.
-    async fn run(&self, scenario: &Path, scale: &str, args: &[&str]) -> Ran {
+    /// `resil run SCENARIO --time-scale SCALE ARGS` against this lab, not started yet.
+    fn command(&self, scenario: &Path, scale: &str, args: &[&str]) -> tokio::process::Command {
         let home = self.home.path();
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_resil"));
         cmd.arg("--kubeconfig")
@@ -122,6 +123,12 @@ impl RunLab {
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "off")
             .kill_on_drop(true);
+        cmd
+    }
+
+    /// `resil run SCENARIO --time-scale SCALE ARGS` against this lab.
+    async fn run(&self, scenario: &Path, scale: &str, args: &[&str]) -> Ran {
+        let mut cmd = self.command(scenario, scale, args);
         let out = tokio::time::timeout(Duration::from_secs(150), cmd.output())
             .await
             .expect("resil run finishes within 150 s")
@@ -501,6 +508,60 @@ async fn an_abort_rule_stops_the_run_and_reverts_the_outage() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_mid_run_reverts_the_outage_and_keeps_partial_results() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let lab = RunLab::start().await;
+    let scenario = outage_scenario(&lab, "interrupted", "");
+    let mut child = lab
+        .command(&scenario, "1", &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut said = String::new();
+    let injected = tokio::time::timeout(Duration::from_secs(90), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            said.push_str(&line);
+            said.push('\n');
+            if line.starts_with("step 1: ") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(
+        injected.ok(),
+        Some(true),
+        "the outage was injected:\n{said}"
+    );
+    let pid = Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
+    kill(pid, Signal::SIGINT).unwrap();
+    let code = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            said.push_str(&line);
+            said.push('\n');
+        }
+        child.wait().await.unwrap().code()
+    })
+    .await
+    .expect("resil run ends within 60 s of Ctrl-C");
+    let ran = Ran {
+        code,
+        stdout: String::new(),
+        stderr: said,
+    };
+    ran.exits(130);
+    ran.said("reverted outage (");
+    stopped_early_and_reverted(&lab, &ran, "interrupted", "interrupted").await;
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_fast_stops_at_a_decided_window_slo_and_skips_the_repeats() {
     let lab = RunLab::start().await;
     // No abort rule: only --fail-fast can stop this run before its 60 s. The window
@@ -539,6 +600,22 @@ async fn fail_fast_stops_at_a_decided_window_slo_and_skips_the_repeats() {
 /// plus `rules` (what should stop it), with `args`. Asserts that it stopped early with
 /// exit 1, reverted the outage and left partial results.
 async fn run_stopped_outage(lab: &RunLab, name: &str, rules: &str, args: &[&str]) -> Ran {
+    let scenario = outage_scenario(lab, name, rules);
+    let started = std::time::Instant::now();
+    let ran = lab.run(&scenario, "1", args).await;
+    ran.exits(1);
+    assert!(
+        started.elapsed() < Duration::from_secs(45),
+        "stopped early, not after the 60 s load:\n{}",
+        ran.explain()
+    );
+    stopped_early_and_reverted(lab, &ran, name, "aborted").await;
+    ran
+}
+
+/// Writes scenario `name`: a 60 s load with a 50 s outage of blue from 2 s, observed only,
+/// plus `rules`.
+fn outage_scenario(lab: &RunLab, name: &str, rules: &str) -> PathBuf {
     let scenario = lab.home.path().join(format!("{name}.yaml"));
     std::fs::write(
         &scenario,
@@ -553,21 +630,13 @@ steps:
         ),
     )
     .unwrap();
-    let started = std::time::Instant::now();
-    let ran = lab.run(&scenario, "1", args).await;
-    ran.exits(1);
-    assert!(
-        started.elapsed() < Duration::from_secs(45),
-        "stopped early, not after the 60 s load:\n{}",
-        ran.explain()
-    );
-    stopped_early_and_reverted(lab, &ran, name).await;
-    ran
+    scenario
 }
 
 /// The run that `label` names was stopped mid-way: its outage is undone (blue has its
-/// replicas back and the Service still selects it) and its results are marked partial.
-async fn stopped_early_and_reverted(lab: &RunLab, ran: &Ran, label: &str) {
+/// replicas back and the Service still selects it) and its results are marked partial,
+/// for a reason starting with `reason`.
+async fn stopped_early_and_reverted(lab: &RunLab, ran: &Ran, label: &str, reason: &str) {
     let blue = Api::<Deployment>::namespaced(lab.client.clone(), NS)
         .get("web-blue")
         .await
@@ -584,7 +653,7 @@ async fn stopped_early_and_reverted(lab: &RunLab, ran: &Ran, label: &str) {
     assert!(
         meta["partial_reason"]
             .as_str()
-            .is_some_and(|r| r.starts_with("aborted")),
+            .is_some_and(|r| r.starts_with(reason)),
         "{meta}"
     );
 }

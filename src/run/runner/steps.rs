@@ -1,0 +1,172 @@
+//! The runner's timed steps: each chaos step injected at its offset from the start of the
+//! load, timed faults reverted when their duration runs out, `wait-for` steps waiting on
+//! the watcher's failover count; and the teardown's revert of whatever is still open.
+//! Reports what it does as [`Progress`]; prints nothing. Called by the runner's
+//! `timed_steps` and `teardown` phases.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::{mpsc::UnboundedSender, watch};
+
+use super::{Progress, lock};
+use crate::chaos::injector::Injector;
+use crate::chaos::journal::Entry;
+use crate::chaos::plan::{Amount, Faults, ProxyFault, Selection};
+use crate::cluster::error_chain;
+use crate::run::scenario::{Step, StepAction, WaitEvent};
+
+/// Runs the steps at their offsets, adding every fault injected to `injected` as soon as
+/// it is (timed ones are reverted here when their duration runs out).
+pub(super) async fn run_steps(
+    steps: &[Step],
+    injector: &Injector,
+    seed: u64,
+    failovers: watch::Receiver<(u32, u32)>,
+    injected: &Mutex<Vec<Entry>>,
+    progress: &UnboundedSender<Progress>,
+) -> anyhow::Result<()> {
+    let start = tokio::time::Instant::now();
+    let mut steps: Vec<&Step> = steps.iter().collect();
+    steps.sort_by_key(|s| s.at);
+    let mut reverts = tokio::task::JoinSet::new();
+    // Failovers already waited for: a `wait-for` waits for the next one, even when it
+    // completed before the step's own offset (a fast watcher beats a same-second step).
+    let mut waited = (0u32, 0u32);
+    for (i, step) in steps.into_iter().enumerate() {
+        tokio::time::sleep_until(start + step.at).await;
+        if step.action == StepAction::WaitFor {
+            waited = wait_for(step, failovers.clone(), waited, progress).await;
+            continue;
+        }
+        let entry = inject(step, injector, seed.wrapping_add(i as u64)).await?;
+        let _ = progress.send(Progress::Injected {
+            step: i + 1,
+            detail: entry.detail.clone(),
+            id: entry.id.clone(),
+        });
+        if let Some(d) = step.duration.filter(|_| entry.is_open()) {
+            let injector = injector.clone();
+            let progress = progress.clone();
+            let timed = entry.clone();
+            reverts.spawn(async move {
+                tokio::time::sleep(d).await;
+                if let Err(error) = injector.revert(&timed).await {
+                    let id = timed.id;
+                    let _ = progress.send(Progress::TimedRevertFailed { id, error });
+                }
+            });
+        }
+        lock(injected).push(entry);
+    }
+    // Timed faults run their course before the steps count as done.
+    while reverts.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Injects one step's fault; the journal entry says what to revert.
+async fn inject(step: &Step, injector: &Injector, seed: u64) -> anyhow::Result<Entry> {
+    Ok(match step.action {
+        StepAction::KillPods => {
+            let pods = injector.choose(&selection(step)?, seed).await?;
+            injector.kill_pods(&pods, step.force).await?
+        }
+        StepAction::Outage => {
+            let color = step.color.context("outage needs color")?;
+            injector.outage(color, duration(step)).await?
+        }
+        StepAction::Degrade | StepAction::CpuBurn => {
+            let (action, faults) = if step.action == StepAction::Degrade {
+                let mode = step.mode.as_deref().unwrap_or_default();
+                ("degrade", Faults::from_mode(mode)?)
+            } else {
+                let faults = Faults {
+                    cpu_burn_percent: step.load.unwrap_or(100),
+                    ..Faults::default()
+                };
+                ("cpu-burn", faults)
+            };
+            let pods = injector.choose(&selection(step)?, seed).await?;
+            injector
+                .pod_faults(action, &pods, faults, duration(step))
+                .await?
+        }
+        StepAction::Latency => {
+            let fault = ProxyFault::new(
+                step.delay.unwrap_or_default(),
+                step.jitter,
+                step.loss.unwrap_or(0.0),
+            )?;
+            injector.proxy_fault("web", &fault, duration(step)).await?
+        }
+        StepAction::WaitFor => anyhow::bail!("a wait-for step injects nothing"),
+    })
+}
+
+/// Reverts whatever is still open among `entries` (Ctrl-C, abort, a failed step).
+pub(super) async fn revert_all(
+    injector: &Injector,
+    entries: &[Entry],
+    progress: &UnboundedSender<Progress>,
+) {
+    let open: Vec<String> = match injector.journal.open_entries() {
+        Ok(open) => open.into_iter().map(|e| e.id).collect(),
+        Err(e) => {
+            let _ = progress.send(Progress::JournalUnreadable(error_chain(&e)));
+            return;
+        }
+    };
+    for entry in entries.iter().filter(|e| open.contains(&e.id)) {
+        let (action, id) = (entry.action.clone(), entry.id.clone());
+        let _ = progress.send(match injector.revert(entry).await {
+            Ok(()) => Progress::Reverted { action, id },
+            Err(error) => Progress::RevertFailed { action, id, error },
+        });
+    }
+}
+
+/// Waits for one more failover (or fail-back) than `before` counted; returns the counts.
+async fn wait_for(
+    step: &Step,
+    mut failovers: watch::Receiver<(u32, u32)>,
+    before: (u32, u32),
+    progress: &UnboundedSender<Progress>,
+) -> (u32, u32) {
+    let timeout = step.timeout.unwrap_or(Duration::from_secs(60));
+    let event = step.event.unwrap_or(WaitEvent::Failover);
+    let seen = tokio::time::timeout(timeout, async {
+        loop {
+            let (over, back) = *failovers.borrow();
+            let done = match event {
+                WaitEvent::Failover => over > before.0,
+                WaitEvent::Failback => back > before.1,
+            };
+            if done || failovers.changed().await.is_err() {
+                return done;
+            }
+        }
+    })
+    .await;
+    if !matches!(seen, Ok(true)) {
+        let _ = progress.send(Progress::WaitTimedOut { event, timeout });
+    }
+    let (over, back) = *failovers.borrow();
+    match event {
+        WaitEvent::Failover => (over.min(before.0 + 1), before.1),
+        WaitEvent::Failback => (before.0, back.min(before.1 + 1)),
+    }
+}
+
+fn selection(step: &Step) -> anyhow::Result<Selection> {
+    Ok(Selection::new(
+        step.color,
+        step.selector.as_deref(),
+        Amount::from_flags(step.count, step.percent)?,
+        None,
+    )?)
+}
+
+fn duration(step: &Step) -> Duration {
+    step.duration.unwrap_or(Duration::from_secs(10))
+}
