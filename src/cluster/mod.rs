@@ -10,6 +10,7 @@
 
 mod apply;
 mod connect;
+pub mod endpoints;
 pub mod events;
 mod guard;
 pub mod hpa;

@@ -11,13 +11,14 @@ use std::time::Duration;
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{Api, ListParams};
 use serde::{Deserialize, Serialize};
 
 use super::manifests::{APP_LABEL, COLOR_LABEL, DEFAULT_NAMESPACE, SERVICE_NAME, deployment_name};
 use crate::Exit;
 use crate::cli::{GlobalArgs, StateFormat, StatusArgs};
+use crate::cluster::endpoints::ServiceEndpoints;
 use crate::cluster::{self, ConnectOptions, Target};
 use crate::domain::Color;
 
@@ -135,12 +136,13 @@ pub async fn gather(target: &Target) -> anyhow::Result<DemoStatus> {
         .get_opt(SERVICE_NAME)
         .await
         .map_err(|e| cluster::ClusterError::api(read("service web"), e))?;
-    let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), ns);
     let endpoints = match &service {
-        Some(_) => endpoints
-            .get_opt(SERVICE_NAME)
-            .await
-            .map_err(|e| cluster::ClusterError::api(read("endpoints web"), e))?,
+        Some(_) => {
+            let slices = cluster::endpoints::serves_slices(&client).await;
+            cluster::endpoints::read(&client, ns, SERVICE_NAME, slices)
+                .await
+                .map_err(|e| cluster::ClusterError::api(read("endpoints of service web"), e))?
+        }
         None => None,
     };
     let service = service.map(|s| service_view(&s, endpoints.as_ref()));
@@ -192,19 +194,9 @@ pub async fn gather(target: &Target) -> anyhow::Result<DemoStatus> {
     })
 }
 
-fn service_view(service: &Service, endpoints: Option<&Endpoints>) -> ServiceView {
+fn service_view(service: &Service, endpoints: Option<&ServiceEndpoints>) -> ServiceView {
     let spec = service.spec.as_ref();
-    let (ready, not_ready) = endpoints
-        .and_then(|e| e.subsets.as_ref())
-        .map(|subsets| {
-            subsets.iter().fold((0, 0), |(r, n), s| {
-                (
-                    r + s.addresses.as_ref().map_or(0, Vec::len),
-                    n + s.not_ready_addresses.as_ref().map_or(0, Vec::len),
-                )
-            })
-        })
-        .unwrap_or((0, 0));
+    let (ready, not_ready) = endpoints.map_or((0, 0), |e| (e.ready.len(), e.not_ready.len()));
     ServiceView {
         name: service.metadata.name.clone().unwrap_or_default(),
         selected_color: spec

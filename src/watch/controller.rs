@@ -217,7 +217,8 @@ pub async fn run_with(
         }
         None => (None, None),
     };
-    let mut changes = streams::changes(&client, &watcher.plan);
+    let slices = crate::cluster::endpoints::serves_slices(&client).await;
+    let mut changes = streams::changes(&client, &watcher.plan, slices);
     let deadline = watcher
         .plan
         .timeout
@@ -310,6 +311,7 @@ impl Watcher {
             Change::Pod(WatchEvent::Init)
             | Change::Service(WatchEvent::Init)
             | Change::Endpoints(WatchEvent::Init)
+            | Change::EndpointSlice(WatchEvent::Init)
             | Change::Deployment(WatchEvent::Init)
             | Change::Hpa(WatchEvent::Init) => {
                 state.relist_started(watched);
@@ -318,6 +320,7 @@ impl Watcher {
             Change::Pod(WatchEvent::InitDone)
             | Change::Service(WatchEvent::InitDone)
             | Change::Endpoints(WatchEvent::InitDone)
+            | Change::EndpointSlice(WatchEvent::InitDone)
             | Change::Deployment(WatchEvent::InitDone)
             | Change::Hpa(WatchEvent::InitDone) => state.relist_done(watched),
             Change::Pod(WatchEvent::Apply(p) | WatchEvent::InitApply(p)) => state.apply_pod(&p),
@@ -330,6 +333,12 @@ impl Watcher {
                 state.apply_endpoints(&e)
             }
             Change::Endpoints(WatchEvent::Delete(e)) => state.delete_endpoints(&name(&e.metadata)),
+            Change::EndpointSlice(WatchEvent::Apply(e) | WatchEvent::InitApply(e)) => {
+                state.apply_endpoint_slice(&e)
+            }
+            Change::EndpointSlice(WatchEvent::Delete(e)) => {
+                state.delete_endpoint_slice(&name(&e.metadata))
+            }
             Change::Deployment(WatchEvent::Apply(d) | WatchEvent::InitApply(d)) => {
                 state.apply_deployment(&d)
             }

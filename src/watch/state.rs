@@ -12,7 +12,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 
+use crate::cluster;
 use crate::cost::quantity;
 use crate::domain::Color;
 use crate::results::summary::PodRequests;
@@ -28,6 +30,7 @@ pub enum Watched {
     Pods,
     Service,
     Endpoints,
+    EndpointSlices,
     Deployments,
     Hpas,
 }
@@ -39,6 +42,7 @@ impl Watched {
             Watched::Pods => "pods",
             Watched::Service => "services",
             Watched::Endpoints => "endpoints",
+            Watched::EndpointSlices => "endpointslices",
             Watched::Deployments => "deployments",
             Watched::Hpas => "horizontalpodautoscalers",
         }
@@ -91,6 +95,9 @@ pub struct DemoState {
     /// The newest resourceVersion of the Service taken in (from a watch or from the
     /// answer to our own patch), when it is numeric.
     service_version: Option<u64>,
+    /// The pods behind the ready addresses of each endpoint source: the Service's
+    /// Endpoints (keyed by the Service's name) or each of its EndpointSlices (by slice).
+    endpoint_sources: BTreeMap<String, Vec<Option<String>>>,
     /// Ready addresses in the Service's Endpoints, by the colour of the pod behind them.
     pub endpoints_ready: BTreeMap<Color, u32>,
     pub deployments: BTreeMap<Color, DeploymentFact>,
@@ -202,6 +209,10 @@ impl DemoState {
             }
             Watched::Service if !seen.contains(&service) => self.delete_service(&service),
             Watched::Endpoints if !seen.contains(&service) => self.delete_endpoints(&service),
+            Watched::EndpointSlices => {
+                self.endpoint_sources.retain(|name, _| seen.contains(name));
+                self.count_endpoints()
+            }
             Watched::Deployments => {
                 self.deployments.retain(|c, _| seen.contains(c.as_str()));
                 Vec::new()
@@ -269,25 +280,11 @@ impl DemoState {
         if endpoints.metadata.name.as_deref() != Some(self.service.as_str()) {
             return Vec::new();
         }
-        self.seen(Watched::Endpoints, &self.service.clone());
-        let mut ready: BTreeMap<Color, u32> = BTreeMap::new();
-        for subset in endpoints.subsets.iter().flatten() {
-            for address in subset.addresses.iter().flatten() {
-                // An address names its pod; the pod names its colour. An address whose pod
-                // we have not seen yet belongs to the colour the Service selects.
-                let color = address
-                    .target_ref
-                    .as_ref()
-                    .and_then(|r| r.name.as_deref())
-                    .and_then(|name| self.pods.get(name))
-                    .and_then(|p| p.color)
-                    .or(self.selected);
-                if let Some(color) = color {
-                    *ready.entry(color).or_default() += 1;
-                }
-            }
-        }
-        self.set_endpoints(ready)
+        let service = self.service.clone();
+        self.seen(Watched::Endpoints, &service);
+        let ready = cluster::endpoints::from_endpoints(endpoints).ready;
+        self.endpoint_sources.insert(service, ready);
+        self.count_endpoints()
     }
 
     /// The Service's Endpoints are gone.
@@ -295,7 +292,51 @@ impl DemoState {
         if name != self.service {
             return Vec::new();
         }
-        self.set_endpoints(BTreeMap::new())
+        self.endpoint_sources.remove(name);
+        self.count_endpoints()
+    }
+
+    /// One of the Service's EndpointSlices changed (or appeared).
+    pub fn apply_endpoint_slice(&mut self, slice: &EndpointSlice) -> Vec<EventKind> {
+        let service = slice
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(cluster::endpoints::SERVICE_NAME_LABEL));
+        if service != Some(&self.service) {
+            return Vec::new();
+        }
+        let name = slice.metadata.name.clone().unwrap_or_default();
+        self.seen(Watched::EndpointSlices, &name);
+        let ready = cluster::endpoints::from_slices(std::slice::from_ref(slice)).ready;
+        self.endpoint_sources.insert(name, ready);
+        self.count_endpoints()
+    }
+
+    /// One of the Service's EndpointSlices is gone.
+    pub fn delete_endpoint_slice(&mut self, name: &str) -> Vec<EventKind> {
+        if self.endpoint_sources.remove(name).is_none() {
+            return Vec::new();
+        }
+        self.count_endpoints()
+    }
+
+    /// Ready addresses over every source, by colour. An address names its pod; the pod
+    /// names its colour. An address whose pod we have not seen yet belongs to the colour
+    /// the Service selects.
+    fn count_endpoints(&mut self) -> Vec<EventKind> {
+        let mut ready: BTreeMap<Color, u32> = BTreeMap::new();
+        for pod in self.endpoint_sources.values().flatten() {
+            let color = pod
+                .as_deref()
+                .and_then(|name| self.pods.get(name))
+                .and_then(|p| p.color)
+                .or(self.selected);
+            if let Some(color) = color {
+                *ready.entry(color).or_default() += 1;
+            }
+        }
+        self.set_endpoints(ready)
     }
 
     fn set_endpoints(&mut self, ready: BTreeMap<Color, u32>) -> Vec<EventKind> {
@@ -489,6 +530,53 @@ pub(super) mod tests {
         serde_json::from_value(json!({"metadata": {"name": "web"},
             "subsets": [{"addresses": addresses}]}))
         .unwrap()
+    }
+
+    /// One EndpointSlice of the Service `web` with one ready endpoint per named pod.
+    fn slice(name: &str, pods: &[&str]) -> EndpointSlice {
+        let endpoints: Vec<_> = pods
+            .iter()
+            .map(|p| {
+                json!({"addresses": ["127.0.1.2"], "conditions": {"ready": true},
+                            "targetRef": {"kind": "Pod", "name": p}})
+            })
+            .collect();
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4", "endpoints": endpoints}))
+        .unwrap()
+    }
+
+    #[test]
+    fn endpoint_slices_of_the_service_add_up_and_a_relist_drops_the_gone_ones() {
+        let mut state = DemoState::new("web");
+        state.apply_pod(&pod("b1", "blue", true));
+        state.apply_pod(&pod("b2", "blue", true));
+        state.apply_pod(&pod("g1", "green", true));
+        state.apply_endpoint_slice(&slice("web-a", &["b1"]));
+        state.apply_endpoint_slice(&slice("web-b", &["b2", "g1"]));
+        let mut other = slice("other-a", &["b1"]);
+        other.metadata.labels = Some(
+            [(
+                "kubernetes.io/service-name".to_string(),
+                "other".to_string(),
+            )]
+            .into(),
+        );
+        assert!(
+            state.apply_endpoint_slice(&other).is_empty(),
+            "another Service's slice"
+        );
+        let both = BTreeMap::from([(Color::Blue, 2), (Color::Green, 1)]);
+        assert_eq!(state.endpoints_ready, both);
+        state.delete_endpoint_slice("web-b");
+        assert_eq!(state.endpoints_ready, BTreeMap::from([(Color::Blue, 1)]));
+        // The stream restarts and the relist no longer holds web-a: it went unseen.
+        state.apply_endpoint_slice(&slice("web-b", &["g1"]));
+        state.relist_started(Watched::EndpointSlices);
+        state.apply_endpoint_slice(&slice("web-b", &["g1"]));
+        state.relist_done(Watched::EndpointSlices);
+        assert_eq!(state.endpoints_ready, BTreeMap::from([(Color::Green, 1)]));
     }
 
     #[test]

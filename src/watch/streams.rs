@@ -1,5 +1,6 @@
 //! The watch streams the controller listens to: one `kube::runtime::watcher` per kind
-//! (pods, the Service, its Endpoints, Deployments, HPAs), merged into one stream of
+//! (pods, the Service, its EndpointSlices — or Endpoints where slices are not served —,
+//! Deployments, HPAs), merged into one stream of
 //! [`Change`]s.
 //!
 //! Resilience lives here. kube's watcher resumes a stream that ends or drops from the last
@@ -22,6 +23,7 @@ use futures::{Stream, StreamExt, stream::BoxStream};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::utils::Backoff;
@@ -31,6 +33,7 @@ use serde::de::DeserializeOwned;
 
 use super::controller::{WatchError, WatchPlan};
 use super::state::Watched;
+use crate::cluster;
 
 /// Server-side timeout of each watch request; also bounds how long a silently dead
 /// connection goes unnoticed.
@@ -45,6 +48,7 @@ pub enum Change {
     Pod(WatchEvent<Pod>),
     Service(WatchEvent<Service>),
     Endpoints(WatchEvent<Endpoints>),
+    EndpointSlice(WatchEvent<EndpointSlice>),
     Deployment(WatchEvent<Deployment>),
     Hpa(WatchEvent<HorizontalPodAutoscaler>),
 }
@@ -56,6 +60,7 @@ impl Change {
             Change::Pod(_) => Watched::Pods,
             Change::Service(_) => Watched::Service,
             Change::Endpoints(_) => Watched::Endpoints,
+            Change::EndpointSlice(_) => Watched::EndpointSlices,
             Change::Deployment(_) => Watched::Deployments,
             Change::Hpa(_) => Watched::Hpas,
         }
@@ -112,8 +117,9 @@ where
         })
 }
 
-/// Every watch of the demo the controller needs, merged.
-pub fn changes(client: &Client, plan: &WatchPlan) -> Changes {
+/// Every watch of the demo the controller needs, merged. The Service's endpoints are
+/// watched as EndpointSlices when `slices` (the cluster serves them), else as Endpoints.
+pub fn changes(client: &Client, plan: &WatchPlan, slices: bool) -> Changes {
     let ns = plan.namespace.as_str();
     let by_name = || watcher::Config::default().fields(&format!("metadata.name={}", plan.service));
     let app = watcher::Config::default().labels("app=web");
@@ -132,13 +138,24 @@ pub fn changes(client: &Client, plan: &WatchPlan) -> Changes {
             Change::Service,
         )
         .boxed(),
-        watch(
-            Api::namespaced(client.clone(), ns),
-            by_name(),
-            Watched::Endpoints,
-            Change::Endpoints,
-        )
-        .boxed(),
+        if slices {
+            let selector = cluster::endpoints::slice_selector(&plan.service);
+            watch(
+                Api::namespaced(client.clone(), ns),
+                watcher::Config::default().labels(&selector),
+                Watched::EndpointSlices,
+                Change::EndpointSlice,
+            )
+            .boxed()
+        } else {
+            watch(
+                Api::namespaced(client.clone(), ns),
+                by_name(),
+                Watched::Endpoints,
+                Change::Endpoints,
+            )
+            .boxed()
+        },
         watch(
             Api::namespaced(client.clone(), ns),
             app,
