@@ -287,7 +287,10 @@ enum BodySource {
     Raw(Vec<u8>),
     /// A protobuf body kubectl sent (`crates/lab/tests/fixtures/protobuf/`), with some
     /// bytes overwritten: (offset, byte).
-    Protobuf { index: u8, edits: Vec<(u16, u8)> },
+    Protobuf {
+        index: u8,
+        edits: Vec<(u16, u8)>,
+    },
     /// A template with a value nested `depth` levels under `spec.x` (arrays and objects
     /// by the bits of `shape`): the depth limit's edge, reached without luck.
     Nested {
