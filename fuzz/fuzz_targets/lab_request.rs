@@ -285,6 +285,12 @@ enum BodySource {
     Manifest(u8),
     /// Any bytes.
     Raw(Vec<u8>),
+    /// A protobuf body kubectl sent (`crates/lab/tests/fixtures/protobuf/`), with some
+    /// bytes overwritten: (offset, byte).
+    Protobuf {
+        index: u8,
+        edits: Vec<(u16, u8)>,
+    },
     /// A template with a value nested `depth` levels under `spec.x` (arrays and objects
     /// by the bits of `shape`): the depth limit's edge, reached without luck.
     Nested {
@@ -467,10 +473,27 @@ fn path(target: &Target, collection: bool) -> (String, Option<String>) {
     }
 }
 
+/// Protobuf bodies as kubectl v1.32 sent them (every one is non-empty).
+const PROTOBUF_BODIES: &[&[u8]] = &[
+    include_bytes!("../../crates/lab/tests/fixtures/protobuf/namespace.pb"),
+    include_bytes!("../../crates/lab/tests/fixtures/protobuf/deployment.pb"),
+    include_bytes!("../../crates/lab/tests/fixtures/protobuf/service-clusterip.pb"),
+    include_bytes!("../../crates/lab/tests/fixtures/protobuf/configmap.pb"),
+    include_bytes!("../../crates/lab/tests/fixtures/protobuf/poddisruptionbudget.pb"),
+];
+
 fn body(request: &Request, name: Option<&str>) -> Vec<u8> {
     let value = match &request.body {
         BodySource::Empty => return Vec::new(),
         BodySource::Raw(bytes) => return bytes.clone(),
+        BodySource::Protobuf { index, edits } => {
+            let mut bytes = PROTOBUF_BODIES[*index as usize % PROTOBUF_BODIES.len()].to_vec();
+            for (at, byte) in edits.iter().take(8) {
+                let len = bytes.len();
+                bytes[*at as usize % len] = *byte;
+            }
+            return bytes;
+        }
         BodySource::Manifest(i) => return MANIFESTS[*i as usize % MANIFESTS.len()].into(),
         BodySource::Value(Json(v)) => v.clone(),
         BodySource::Ops(ops) => Value::Array(ops.iter().map(|o| o.0.clone()).collect()),

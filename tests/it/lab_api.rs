@@ -11,6 +11,7 @@ mod kubectl;
 mod perf;
 mod persistence;
 mod properties;
+mod protobuf;
 mod watch;
 
 use k8s_openapi::api::apps::v1::Deployment;

@@ -482,3 +482,49 @@ async fn kubectl_logs_reads_and_follows_container_output() {
     assert!(ended.is_ok(), "-f ends when the pod is gone");
     lab.shutdown().await;
 }
+
+#[tokio::test]
+async fn kubectl_create_sends_protobuf_and_the_lab_stores_what_it_meant() {
+    use k8s_openapi::api::core::v1::{Namespace, Service};
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let (lab, client, _dir) = start_api_only_lab().await;
+    let Some(kubectl) = Kubectl::for_lab(&lab) else {
+        return;
+    };
+    // Each of these is a typed-client create: kubectl sends
+    // application/vnd.kubernetes.protobuf and accepts the lab's JSON answer.
+    let out = kubectl.ok(&["create", "namespace", "foo"], None).await;
+    assert!(out.contains("namespace/foo created"), "{out}");
+    let args = [
+        "create",
+        "deployment",
+        "nginx",
+        "--image=nginx",
+        "--replicas=0",
+    ];
+    kubectl.ok(&args, None).await;
+    kubectl
+        .ok(&["create", "service", "clusterip", "x", "--tcp=80"], None)
+        .await;
+
+    Api::<Namespace>::all(client.clone())
+        .get("foo")
+        .await
+        .unwrap();
+    let d = Api::<Deployment>::default_namespaced(client.clone())
+        .get("nginx")
+        .await
+        .unwrap();
+    let spec = d.spec.unwrap();
+    // An explicit zero of a pointer field survives; the template is kubectl's.
+    assert_eq!(spec.replicas, Some(0));
+    let pod = spec.template.spec.unwrap();
+    assert_eq!(pod.containers[0].image.as_deref(), Some("nginx"));
+    let svc = Api::<Service>::default_namespaced(client)
+        .get("x")
+        .await
+        .unwrap();
+    let port = &svc.spec.unwrap().ports.unwrap()[0];
+    assert_eq!(port.port, 80);
+    assert_eq!(port.target_port, Some(IntOrString::Int(80)));
+}

@@ -1,5 +1,5 @@
 //! The lab's Kubernetes API over HTTP: the axum router, bearer-token authentication, body
-//! reading (size, time and nesting-depth limits, JSON or YAML) and the lab's own status
+//! reading (size, time and nesting-depth limits, JSON, YAML or protobuf) and the lab's own status
 //! endpoint. Resource requests
 //! are routed by `handlers.rs` (PATCH in `patching.rs`, `/scale` and pod metrics in
 //! `subresources.rs`, `/log` in `logs.rs`), watches streamed by `watch.rs`, discovery
@@ -11,6 +11,7 @@ mod discovery;
 mod handlers;
 mod logs;
 mod patching;
+mod protobuf;
 mod proxy;
 mod selector;
 mod status;
@@ -144,6 +145,8 @@ pub enum BodyFormat {
     Json,
     /// YAML (a superset of JSON).
     Yaml,
+    /// Kubernetes protobuf (`k8s\0` + `runtime.Unknown`), decoded to JSON by `protobuf.rs`.
+    Protobuf,
 }
 
 /// Reads the whole body, refusing more than [`MAX_BODY`] bytes (413) and a body that takes
@@ -205,6 +208,10 @@ pub fn parse_value(bytes: &[u8], format: BodyFormat, kind: &Kind, name: &str) ->
                 }
             })?
         }
+        BodyFormat::Protobuf => protobuf::decode(bytes).map_err(|e| match e {
+            protobuf::DecodeError::TooDeep => too_deep(String::new()),
+            e => ApiError::bad_request(format!("the request body is not valid protobuf: {e}")),
+        })?,
     };
     match bounds::deeper_than(&value, MAX_DEPTH) {
         Some(field) => Err(too_deep(field)),
@@ -240,9 +247,10 @@ pub fn write_format(headers: &HeaderMap) -> ApiResult<BodyFormat> {
     match content_type(headers).as_str() {
         "" | "application/json" => Ok(BodyFormat::Json),
         "application/yaml" | "application/x-yaml" | "text/yaml" => Ok(BodyFormat::Yaml),
+        protobuf::MEDIA_TYPE => Ok(BodyFormat::Protobuf),
         other => Err(ApiError::unsupported_media_type(
             other,
-            &["application/json", "application/yaml"],
+            &["application/json", "application/yaml", protobuf::MEDIA_TYPE],
         )),
     }
 }
