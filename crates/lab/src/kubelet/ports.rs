@@ -1,5 +1,5 @@
-//! Ports for pod processes on their node's loopback address (`127.0.i.1`, or 127.0.0.1
-//! where the OS has only that). Pods of a node share its address, so each
+//! Ports for pod processes on their node's loopback address (`127.0.(i-1).1`, or
+//! 127.0.0.1 where the OS has only that). Pods of a node share its address, so each
 //! container instance gets its own port: the kubelet asks the OS for a free one (bind
 //! port 0, read it, release it) and passes it as `--port`.
 //!

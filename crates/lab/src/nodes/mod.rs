@@ -11,8 +11,9 @@
 //!
 //! Node `i` (from 1) is `lab-node-i`, in zone `zones[(i-1) % len]`, labelled
 //! `topology.kubernetes.io/zone=<region>-<zone>` the way GKE names zones
-//! (`us-central1-a`). Its InternalIP is `127.0.i.1` on Linux, where all of 127/8 is
-//! loopback, and `127.0.0.1` elsewhere.
+//! (`us-central1-a`). Its InternalIP, which its pods listen on, is `127.0.(i-1).1` on
+//! Linux, where all of 127/8 is loopback (so node 1 keeps 127.0.0.1), and `127.0.0.1`
+//! elsewhere.
 
 pub(crate) mod agent;
 
@@ -85,10 +86,12 @@ pub struct NodeSpec {
     pub ip: String,
 }
 
-/// `127.0.i.1` where the whole loopback /8 answers (Linux), else `127.0.0.1`.
+/// Node `i`'s address: `127.0.(i-1).1` where the whole loopback /8 answers (Linux), so
+/// the first node — the only one of a one-node lab — keeps 127.0.0.1; elsewhere every
+/// node has 127.0.0.1.
 fn node_ip(i: usize) -> String {
-    if cfg!(target_os = "linux") && i < 255 {
-        format!("127.0.{i}.1")
+    if cfg!(target_os = "linux") && (1..=256).contains(&i) {
+        format!("127.0.{}.1", i - 1)
     } else {
         "127.0.0.1".to_string()
     }
@@ -192,7 +195,7 @@ pub fn ready_conditions(now: &str) -> Value {
 }
 
 fn pod_cidr(ip: &str) -> String {
-    // 127.0.i.1 → 127.0.i.0/24; the fallback address shares 127.0.0.0/24.
+    // 127.0.n.1 → 127.0.n.0/24; the fallback address shares 127.0.0.0/24.
     let prefix = ip.rsplit_once('.').map_or("127.0.0", |(p, _)| p);
     format!("{prefix}.0/24")
 }
