@@ -138,7 +138,8 @@ pub fn eviction_due(pod: &Pod, taints: &[Taint], now: Timestamp) -> Eviction {
     }
 }
 
-/// The node's last sign of life: its Lease's renewal or its Ready heartbeat.
+/// The node's last sign of life: its Lease's renewal or its Ready heartbeat; for a node
+/// that never reported, its creation (upstream's first probe timestamp).
 pub fn last_heartbeat(node: &Node, lease: Option<&Lease>) -> Option<Timestamp> {
     let renew = lease
         .and_then(|l| l.spec.as_ref())
@@ -151,7 +152,8 @@ pub fn last_heartbeat(node: &Node, lease: Option<&Lease>) -> Option<Timestamp> {
         .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
         .and_then(|c| c.last_heartbeat_time.as_ref())
         .map(|t| t.0);
-    renew.max(beat)
+    let created = node.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    renew.max(beat).or(created)
 }
 
 /// The controller loop.
@@ -219,6 +221,7 @@ pub fn pass(store: &Store, lifecycle: &Lifecycle, now: Timestamp) {
 }
 
 /// Sets every condition of a silent node to Unknown (upstream `tryUpdateNodeHealth`).
+/// The node's conditions in `node` are updated too, for the rest of the pass.
 fn mark_unknown(store: &Store, node: &mut Node, now: Timestamp) {
     let name = node.metadata.name.clone().unwrap_or_default();
     let Some(status) = node.status.as_mut() else {
@@ -232,7 +235,11 @@ fn mark_unknown(store: &Store, node: &mut Node, now: Timestamp) {
         c.reason = Some("NodeStatusUnknown".into());
         c.message = Some("Kubelet stopped posting node status.".into());
     }
-    write_status(store, "nodes", "", &name, to_value(status));
+    // With the live resourceVersion: if the node just reported, its report wins.
+    if let Some(mut live) = store.get("nodes", "", &name) {
+        live["status"]["conditions"] = to_value(&status.conditions);
+        let _ = store.update(kind("nodes"), "", &name, live, WriteMode::Status);
+    }
 }
 
 /// Sets the pod's Ready (and ContainersReady) condition to False (upstream

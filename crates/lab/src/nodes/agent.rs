@@ -66,11 +66,7 @@ pub fn register(store: &Store, agent: &Agent) {
     for spec in &agent.nodes {
         let want = node_object(spec, agent.capacity, &now);
         match store.get("nodes", "", &spec.name) {
-            None => {
-                if let Err(e) = store.create(kind("nodes"), "", want) {
-                    tracing::warn!("registering node {}: {e}", spec.name);
-                }
-            }
+            None => create(store, spec, agent.capacity),
             Some(mut live) => {
                 // Labels refreshed, the user's spec and annotations kept.
                 for (k, v) in want["metadata"]["labels"].as_object().into_iter().flatten() {
@@ -100,11 +96,7 @@ fn heartbeat(store: &Store, agent: &Agent) {
     for spec in &agent.nodes {
         let Some(node) = store.get("nodes", "", &spec.name) else {
             // Deleted by hand: a kubelet registers itself again.
-            let _ = store.create(
-                kind("nodes"),
-                "",
-                node_object(spec, agent.capacity, &now_secs()),
-            );
+            create(store, spec, agent.capacity);
             continue;
         };
         if is_stopped(&node) {
@@ -112,7 +104,7 @@ fn heartbeat(store: &Store, agent: &Agent) {
         }
         renew_lease(store, &node);
         if status_due(&node, chrono::Utc::now()) {
-            post_ready(store, &node);
+            post_ready(store, spec, agent.capacity, &node);
         }
     }
 }
@@ -139,10 +131,21 @@ pub fn condition<'a>(node: &'a Value, type_: &str) -> Option<&'a Value> {
         .find(|c| c["type"] == type_)
 }
 
-/// Posts healthy conditions, keeping each condition's transition time when its status
-/// does not change.
-fn post_ready(store: &Store, node: &Value) {
-    let name = node["metadata"]["name"].as_str().unwrap_or_default();
+/// Creates the node, then writes its status (a create starts with an empty one).
+fn create(store: &Store, spec: &NodeSpec, capacity: Capacity) {
+    let want = node_object(spec, capacity, &now_secs());
+    let status = want["status"].clone();
+    match store.create(kind("nodes"), "", want) {
+        Ok(_) => write_status(store, "nodes", "", &spec.name, status),
+        Err(e) => tracing::warn!("registering node {}: {e}", spec.name),
+    }
+}
+
+/// Posts the node's whole status with healthy conditions, keeping each condition's
+/// transition time when its status does not change.
+fn post_ready(store: &Store, spec: &NodeSpec, capacity: Capacity, node: &Value) {
+    let name = spec.name.as_str();
+    let mut status = node_object(spec, capacity, &now_secs())["status"].take();
     let mut conditions = ready_conditions(&now_secs());
     for c in conditions.as_array_mut().into_iter().flatten() {
         let type_ = c["type"].as_str().unwrap_or_default().to_string();
@@ -152,7 +155,10 @@ fn post_ready(store: &Store, node: &Value) {
             c["lastTransitionTime"] = old["lastTransitionTime"].clone();
         }
     }
-    let mut status = node["status"].clone();
+    // The boot ID of a running node stays the same.
+    if let Some(boot) = node.pointer("/status/nodeInfo/bootID") {
+        status["nodeInfo"]["bootID"] = boot.clone();
+    }
     status["conditions"] = conditions;
     write_status(store, "nodes", "", name, status);
 }
