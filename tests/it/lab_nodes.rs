@@ -476,3 +476,64 @@ async fn kubectl_drain_evicts_one_pod_at_a_time_under_a_budget() {
     assert!(node.contains("SchedulingDisabled"), "{node}");
     lab.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binding_assigns_a_pod_once_and_an_eviction_without_budget_deletes_it() {
+    // An API server alone: no scheduler races the binding.
+    let (lab, client, _dir) = crate::support::start_api_only_lab().await;
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    pods.create(&PostParams::default(), &bare_pod("p", json!({})))
+        .await
+        .unwrap();
+    let path = "/api/v1/namespaces/default/pods/p/binding";
+    let binding = |node: &str| {
+        serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "Binding",
+            "metadata": {"name": "p"}, "target": {"kind": "Node", "name": node}}))
+        .unwrap()
+    };
+    let (code, _, _) = crate::support::raw(&client, "POST", path, None, binding("n1")).await;
+    assert_eq!(code, 201);
+    assert_eq!(
+        node_of(&pods.get("p").await.unwrap()).as_deref(),
+        Some("n1")
+    );
+    let (code, _, body) = crate::support::raw(&client, "POST", path, None, binding("n2")).await;
+    assert_eq!((code, body["reason"].as_str()), (409, Some("Conflict")));
+
+    let eviction = serde_json::to_vec(&json!({"apiVersion": "policy/v1", "kind": "Eviction",
+        "metadata": {"name": "p", "namespace": "default"}}))
+    .unwrap();
+    let evict = "/api/v1/namespaces/default/pods/p/eviction";
+    let (code, _, _) = crate::support::raw(&client, "POST", evict, None, eviction).await;
+    assert_eq!(code, 201);
+    assert!(pods.get_opt("p").await.unwrap().is_none());
+    lab.shutdown().await;
+}
+
+/// Time to Ready for many demo pods over ten nodes (`RESIL_BENCH_PODS`, default 1000):
+/// `cargo nextest run -E 'test(/many_pods_over_ten_nodes/)' --run-ignored only`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a benchmark: starts many processes"]
+async fn many_pods_over_ten_nodes_become_ready() {
+    let n: i32 = std::env::var("RESIL_BENCH_PODS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let (lab, client, _dir) = lab(10, Duration::from_secs(40), 300).await;
+    let deploys: Api<Deployment> = Api::default_namespaced(client.clone());
+    let started = Instant::now();
+    deploys
+        .create(&PostParams::default(), &deployment("web", n, json!({})))
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let ready = ready_pods(&pods, "web", n as usize, Duration::from_secs(600)).await;
+    let took = started.elapsed();
+    let mut per_node = std::collections::BTreeMap::<String, usize>::new();
+    for p in &ready {
+        *per_node.entry(node_of(p).unwrap()).or_default() += 1;
+    }
+    eprintln!("{n} pods over 10 nodes ready in {took:?}; per node: {per_node:?}");
+    assert_eq!(per_node.len(), 10);
+    lab.shutdown().await;
+}
