@@ -257,7 +257,7 @@ async fn pods_bound_by_hand_past_max_pods_are_rejected_out_of_pods() {
         let pod: Pod = serde_json::from_value(json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": format!("direct-{n}")},
-            "spec": {"nodeName": "resil-lab",
+            "spec": {"nodeName": "lab-node-1",
                      "containers": [{"name": "web", "image": "resil-demo:1"}]},
         }))
         .unwrap();

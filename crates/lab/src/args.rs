@@ -62,10 +62,33 @@ pub struct LabUpArgs {
     #[arg(long, value_parser = parse_duration, default_value = "15s")]
     pub hpa_sync_period: Duration,
 
-    /// Pods the lab's node runs at once (like the kubelet's --max-pods); more stay
+    /// Pods each node runs at once (like the kubelet's --max-pods); more stay
     /// Pending as Unschedulable until others go.
     #[arg(long, value_name = "N", default_value_t = 110)]
     pub max_pods: u32,
+
+    /// Nodes in the lab (names lab-node-1..N), spread round-robin over --zones.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub nodes: u32,
+
+    /// Zones the nodes spread over; node labels read topology.kubernetes.io/zone=lab-<zone>.
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "a,b,c"
+    )]
+    pub zones: Vec<String>,
+
+    /// How long a node may stay silent before it is marked unreachable and tainted
+    /// (upstream --node-monitor-grace-period).
+    #[arg(long, value_parser = parse_duration, default_value = "40s")]
+    pub node_monitor_grace_period: Duration,
+
+    /// Seconds a pod stays on an unreachable or not-ready node before it is evicted (the
+    /// default tolerations admission adds; upstream 300).
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub default_toleration_seconds: u32,
 
     /// Do not touch the kubeconfig (print the lab's own kubeconfig path instead).
     #[arg(long)]

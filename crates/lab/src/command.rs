@@ -56,8 +56,12 @@ struct LabUpPlan {
     port: Option<u16>,
     pod_program: Option<PathBuf>,
     hpa_sync_period: Duration,
-    /// The node's pod capacity.
+    /// Each node's pod capacity.
     max_pods: u32,
+    /// Nodes and zones.
+    nodes: crate::nodes::NodeLayout,
+    node_monitor_grace_period: Duration,
+    default_toleration_seconds: u32,
     /// The user's kubeconfig to add `resil-lab` to; `None` with `--no-kubeconfig`.
     kubeconfig: Option<PathBuf>,
 }
@@ -70,6 +74,20 @@ impl LabUpPlan {
         if args.max_pods == 0 {
             bail!("--max-pods must be at least 1 (the upstream kubelet's default is 110)");
         }
+        if args.nodes == 0 || args.nodes > 250 {
+            bail!("--nodes must be between 1 and 250");
+        }
+        if args.zones.is_empty() || args.zones.iter().any(|z| z.trim().is_empty()) {
+            bail!("--zones needs at least one non-empty zone name (e.g. a,b,c)");
+        }
+        if args.node_monitor_grace_period.is_zero() {
+            bail!("--node-monitor-grace-period must be longer than zero (e.g. 40s)");
+        }
+        let nodes = crate::nodes::NodeLayout {
+            count: args.nodes as usize,
+            zones: args.zones.iter().map(|z| z.trim().to_string()).collect(),
+            ..crate::nodes::NodeLayout::new(args.nodes as usize)
+        };
         let kubeconfig = if args.no_kubeconfig {
             None
         } else {
@@ -88,6 +106,9 @@ impl LabUpPlan {
             pod_program,
             hpa_sync_period: args.hpa_sync_period,
             max_pods: args.max_pods,
+            nodes,
+            node_monitor_grace_period: args.node_monitor_grace_period,
+            default_toleration_seconds: args.default_toleration_seconds,
             kubeconfig,
         })
     }
@@ -107,6 +128,14 @@ impl LabUpPlan {
         args.push(format!("{}ms", self.hpa_sync_period.as_millis()).into());
         args.push("--max-pods".into());
         args.push(self.max_pods.to_string().into());
+        args.push("--nodes".into());
+        args.push(self.nodes.count.to_string().into());
+        args.push("--zones".into());
+        args.push(self.nodes.zones.join(",").into());
+        args.push("--node-monitor-grace-period".into());
+        args.push(format!("{}ms", self.node_monitor_grace_period.as_millis()).into());
+        args.push("--default-toleration-seconds".into());
+        args.push(self.default_toleration_seconds.to_string().into());
         if let Some(port) = self.port {
             args.push("--port".into());
             args.push(port.to_string().into());
@@ -283,6 +312,9 @@ async fn foreground(state: &StateDir, plan: &LabUpPlan) -> anyhow::Result<Exit> 
     config.port = plan.port.unwrap_or_else(|| last_port_if_free(state));
     config.hpa_sync_period = plan.hpa_sync_period;
     config.max_pods = plan.max_pods as usize;
+    config.nodes = plan.nodes.clone();
+    config.node_monitor_grace_period = plan.node_monitor_grace_period;
+    config.default_toleration_seconds = i64::from(plan.default_toleration_seconds);
     if let Some(program) = &plan.pod_program {
         config.pod_program = program.clone();
     }
@@ -566,6 +598,13 @@ mod tests {
             pod_program: Some(PathBuf::from("/opt/resil")),
             hpa_sync_period: Duration::from_millis(1500),
             max_pods: 7,
+            nodes: crate::nodes::NodeLayout {
+                count: 5,
+                zones: vec!["x".into(), "y".into()],
+                region: "lab".into(),
+            },
+            node_monitor_grace_period: Duration::from_millis(2500),
+            default_toleration_seconds: 3,
             kubeconfig: Some(PathBuf::from("/home/u/.kube/config")),
         };
         let global = Globals {
@@ -587,6 +626,10 @@ mod tests {
         assert_eq!(up.pod_program, plan.pod_program);
         assert_eq!(up.hpa_sync_period, plan.hpa_sync_period);
         assert_eq!(up.max_pods, plan.max_pods);
+        assert_eq!(up.nodes, 5);
+        assert_eq!(up.zones, ["x", "y"]);
+        assert_eq!(up.node_monitor_grace_period, plan.node_monitor_grace_period);
+        assert_eq!(up.default_toleration_seconds, 3);
     }
 
     #[test]

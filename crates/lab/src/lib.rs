@@ -1,6 +1,7 @@
-//! The embedded single-node cluster: an HTTPS API server that speaks the Kubernetes API
-//! on 127.0.0.1, a store with resourceVersions and watches, the Deployment, Endpoints and
-//! HPA controllers, a kubelet that runs demo pods as local processes, and a NodePort proxy.
+//! The embedded multi-node cluster: an HTTPS API server that speaks the Kubernetes API
+//! on 127.0.0.1, a store with resourceVersions and watches, the Deployment, Endpoints,
+//! HPA, node lifecycle and disruption controllers, a scheduler, a kubelet that runs demo
+//! pods as local processes on each node, and a NodePort proxy.
 //!
 //! A world of its own: nothing here imports the toolkit modules (`cluster`, `demo`,
 //! `chaos`, `load`, `watch`, `run`, `report`, `cost`, `results`). Toolkit code reaches the
@@ -17,6 +18,7 @@ pub mod in_process;
 mod kubeconfig;
 pub(crate) mod kubelet;
 mod metrics;
+pub(crate) mod nodes;
 #[cfg(feature = "internals")]
 pub mod patch;
 #[cfg(not(feature = "internals"))]
@@ -29,6 +31,7 @@ pub mod store;
 mod store;
 mod tls;
 
+pub use nodes::{NodeLayout, STOPPED as NODE_STOPPED_ANNOTATION};
 pub use server::{Lab, LabConfig, LabError};
 #[cfg(feature = "internals")]
 pub use store::Store;

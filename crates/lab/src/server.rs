@@ -48,9 +48,18 @@ pub struct LabConfig {
     pub hpa_sync_period: Duration,
     /// Image name prefixes that count as the demo image (default `resil-demo`).
     pub demo_image_prefixes: Vec<String>,
-    /// Pods the node runs at once (the kubelet's `--max-pods`, default 110); more stay
+    /// Pods each node runs at once (the kubelet's `--max-pods`, default 110); more stay
     /// Pending, Unschedulable.
     pub max_pods: usize,
+    /// The nodes: how many, in which zones and region (default one node; `lab up`
+    /// defaults to three over zones a, b, c).
+    pub nodes: crate::nodes::NodeLayout,
+    /// How long a node may go without renewing its Lease before it is marked
+    /// unreachable (upstream `--node-monitor-grace-period`, 40 s).
+    pub node_monitor_grace_period: Duration,
+    /// `tolerationSeconds` of the `not-ready`/`unreachable` NoExecute tolerations pod
+    /// admission adds (upstream `--default-not-ready-toleration-seconds`, 300).
+    pub default_toleration_seconds: i64,
     /// Run the controllers and the kubelet (pods as processes). Off, the lab is an API
     /// server alone: what its protocol tests need, where a running pod would change the
     /// answer (graceful deletion, server-made Endpoints).
@@ -96,6 +105,9 @@ impl LabConfig {
             hpa_sync_period: Duration::from_secs(15),
             demo_image_prefixes: vec!["resil-demo".to_string()],
             max_pods: 110,
+            nodes: crate::nodes::NodeLayout::new(1),
+            node_monitor_grace_period: Duration::from_secs(40),
+            default_toleration_seconds: 300,
             runtime: true,
             connections: ConnectionLimits::default(),
         }
@@ -176,6 +188,7 @@ impl Lab {
         let credentials = Credentials::load_or_create(&dir)?;
         let tls = TlsAcceptor::from(credentials.server_config(&dir)?);
         let store = Arc::new(persist::load(&dir)?);
+        store.set_default_toleration_seconds(config.default_toleration_seconds);
         let bind = SocketAddr::from((Ipv4Addr::LOCALHOST, config.port));
         let listener = TcpListener::bind(bind)
             .await

@@ -126,6 +126,16 @@ pub fn resources(group: &str, version: &str) -> Option<Response> {
                 "kind": "Pod",
                 "verbs": ["get"],
             }));
+            // Served by `eviction.rs`.
+            list.push(
+                json!({"name": "pods/binding", "singularName": "", "namespaced": true,
+                             "kind": "Binding", "verbs": ["create"]}),
+            );
+            list.push(
+                json!({"name": "pods/eviction", "singularName": "", "namespaced": true,
+                             "group": "policy", "version": "v1", "kind": "Eviction",
+                             "verbs": ["create"]}),
+            );
             // Served by `proxy.rs`; upstream lists the connect verbs this way.
             list.push(json!({
                 "name": "pods/proxy",

@@ -71,7 +71,7 @@ fn route(path: &str) -> ApiResult<Route> {
         None => {}
         Some("status") if kind.status => {}
         Some("scale") if kind.plural == "deployments" => {}
-        Some("log") if kind.plural == "pods" => {}
+        Some("log" | "binding" | "eviction") if kind.plural == "pods" => {}
         Some(_) => return Err(ApiError::no_route()),
     }
     Ok(Route::Object(Target {
@@ -132,6 +132,19 @@ async fn handle(app: Arc<App>, req: Request) -> ApiResult<Response> {
             super::logs::serve(app, &target, &name, &query)
         }
         (_, Some(_)) if target.sub.as_deref() == Some("log") => Err(not_allowed()),
+        (Method::POST, Some(name))
+            if matches!(target.sub.as_deref(), Some("binding" | "eviction")) =>
+        {
+            let bytes = read_body(body, app.body_timeout).await?;
+            if target.sub.as_deref() == Some("binding") {
+                super::eviction::binding(&app, &target, &name, &bytes)
+            } else {
+                super::eviction::eviction(&app, &target, &name, &bytes)
+            }
+        }
+        (_, Some(_)) if matches!(target.sub.as_deref(), Some("binding" | "eviction")) => {
+            Err(not_allowed())
+        }
         (Method::GET, Some(name)) => get(&app, &target, &name, table),
         (Method::POST, None) if target.namespace.is_some() || !target.kind.namespaced => {
             let format = write_format(&parts.headers)?;

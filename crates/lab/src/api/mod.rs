@@ -8,6 +8,7 @@
 //! does not know about TLS or sockets. All state lives in the store.
 
 mod discovery;
+mod eviction;
 mod handlers;
 mod logs;
 mod patching;
@@ -17,6 +18,7 @@ mod selector;
 mod status;
 mod subresources;
 mod table;
+mod table_nodes;
 mod validate;
 mod watch;
 

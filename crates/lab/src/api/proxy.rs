@@ -74,8 +74,14 @@ async fn proxy(app: &App, req: Request) -> Result<Response, ApiError> {
     let pod: Pod = serde_json::from_value(object)
         .map_err(|e| internal(format!("pod {:?} is unreadable: {e}", id.name)))?;
     let port = real_port(&pod, &id)?;
+    // The pod's own address: its node's loopback address where the OS has one per node.
+    let ip = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .unwrap_or_else(|| "127.0.0.1".to_string());
 
-    let mut uri = format!("http://127.0.0.1:{port}{}", path.rest);
+    let mut uri = format!("http://{ip}:{port}{}", path.rest);
     if let Some(q) = parts.uri.query() {
         uri.push('?');
         uri.push_str(q);
@@ -88,12 +94,12 @@ async fn proxy(app: &App, req: Request) -> Result<Response, ApiError> {
     *outbound.headers_mut() = forwarded_headers(&parts.headers);
     outbound.headers_mut().insert(
         header::HOST,
-        HeaderValue::from_str(&format!("127.0.0.1:{port}")).map_err(|e| internal(e.to_string()))?,
+        HeaderValue::from_str(&format!("{ip}:{port}")).map_err(|e| internal(e.to_string()))?,
     );
     let res = client()
         .request(outbound)
         .await
-        .map_err(|e| unreachable(format!("dial tcp 127.0.0.1:{port}: {}", error_chain(&e))))?;
+        .map_err(|e| unreachable(format!("dial tcp {ip}:{port}: {}", error_chain(&e))))?;
     let (mut head, incoming) = res.into_parts();
     head.headers = forwarded_headers(&head.headers);
     Ok(Response::from_parts(head, Body::new(incoming)))

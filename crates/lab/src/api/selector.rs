@@ -215,6 +215,7 @@ fn extra_fields(resource: &str) -> &'static [&'static str] {
             "type",
         ],
         "namespaces" => &["status.phase"],
+        "nodes" => &["spec.unschedulable"],
         _ => &[],
     }
 }

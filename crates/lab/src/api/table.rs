@@ -96,6 +96,8 @@ fn columns(kind: &Kind) -> Vec<Value> {
         ],
         "namespaces" => vec![s("Name"), s("Status"), s("Age")],
         "leases" => vec![s("Name"), s("Holder"), s("Age")],
+        "nodes" => super::table_nodes::node_columns(),
+        "poddisruptionbudgets" => super::table_nodes::pdb_columns(),
         _ => vec![s("Name"), s("Age")],
     }
 }
@@ -185,6 +187,8 @@ fn cells(kind: &Kind, o: &Value) -> Vec<Value> {
             json!(text(o, "/spec/holderIdentity")),
             json!(age),
         ],
+        "nodes" => super::table_nodes::node_cells(o),
+        "poddisruptionbudgets" => super::table_nodes::pdb_cells(o),
         _ => vec![json!(name), json!(age)],
     }
 }

@@ -32,7 +32,7 @@ fn counter() -> impl FnMut() -> String {
 
 /// Runs the pod through the kubelet's lifecycle: scheduled, running, ready since `at`.
 fn ready(mut pod: Pod, at: Timestamp) -> Pod {
-    pod.spec.as_mut().unwrap().node_name = Some("resil-lab".into());
+    pod.spec.as_mut().unwrap().node_name = Some("lab-node-1".into());
     pod.metadata.creation_timestamp = Some(Time(at));
     pod.status = Some(PodStatus {
         phase: Some("Running".into()),

@@ -6,8 +6,8 @@
 //! out (upstream `ShouldPodBeInEndpoints` without `publishNotReadyAddresses`). Each address
 //! has `ip`, `nodeName` and `targetRef {kind: Pod, name, namespace, uid}`.
 //!
-//! Lab-specific port mapping: every lab pod has IP 127.0.0.1 and listens on a port of its
-//! own, published by the kubelet in the pod annotation `resil.dev/port`. The Endpoints port
+//! Lab-specific port mapping: a lab pod has its node's loopback IP (shared with the node's
+//! other pods) and listens on a port of its own, published by the kubelet in the pod annotation `resil.dev/port`. The Endpoints port
 //! of such a pod is that real port (so the proxy and any client can reach it); pods without
 //! the annotation get the Service's `targetPort` resolved against their container ports
 //! (by number, or by port name) as upstream does. Pods with the same ports share a subset,
@@ -172,7 +172,7 @@ mod tests {
         serde_json::from_value(json!({
             "metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}"),
                          "labels": {"app": "web"}, "annotations": annotations},
-            "spec": {"nodeName": "resil-lab", "containers": [{"name": "web", "image": "resil-demo",
+            "spec": {"nodeName": "lab-node-1", "containers": [{"name": "web", "image": "resil-demo",
                      "ports": [{"name": "http", "containerPort": 8080}]}]},
             "status": {"phase": "Running", "podIP": "127.0.0.1",
                        "conditions": [{"type": "Ready", "status": if ready {"True"} else {"False"}}]}
@@ -207,7 +207,7 @@ mod tests {
         let subset = &ep.subsets.as_ref().unwrap()[0];
         let a = &subset.addresses.as_ref().unwrap()[0];
         assert_eq!(a.ip, "127.0.0.1");
-        assert_eq!(a.node_name.as_deref(), Some("resil-lab"));
+        assert_eq!(a.node_name.as_deref(), Some("lab-node-1"));
         let r = a.target_ref.as_ref().unwrap();
         assert_eq!(
             (r.kind.as_deref(), r.uid.as_deref(), r.namespace.as_deref()),

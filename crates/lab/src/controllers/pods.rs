@@ -4,9 +4,9 @@
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 
-/// Pod annotation the kubelet sets to the 127.0.0.1 port the pod's process listens on.
-/// Lab-specific: every pod shares the IP 127.0.0.1, so Endpoints and the proxy use this
-/// port instead of the container port.
+/// Pod annotation the kubelet sets to the port the pod's process listens on at its IP.
+/// Lab-specific: a node's pods share its IP, so Endpoints and the proxy use this port
+/// instead of the container port.
 pub const PORT_ANNOTATION: &str = "resil.dev/port";
 
 /// Not being deleted and not finished (upstream `IsPodActive`).
@@ -37,7 +37,7 @@ pub fn restart_count(pod: &Pod) -> i32 {
         .unwrap_or(0)
 }
 
-/// The 127.0.0.1 port the pod's process listens on (annotation [`PORT_ANNOTATION`]).
+/// The port the pod's process listens on at its IP (annotation [`PORT_ANNOTATION`]).
 pub fn lab_port(pod: &Pod) -> Option<u16> {
     pod.metadata
         .annotations

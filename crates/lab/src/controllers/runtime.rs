@@ -47,6 +47,7 @@ pub fn start(
         config.hpa_sync_period,
         shutdown.clone(),
     ));
+    super::cluster_start(store.clone(), config, shutdown.clone(), tasks);
     crate::kubelet::controller::start(store, config, shutdown, tasks);
 }
 

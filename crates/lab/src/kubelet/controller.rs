@@ -1,21 +1,20 @@
 //! The kubelet controller: drives the process layer (`supervisor.rs` and friends) from the
-//! store. On every store change it
-//! - binds unscheduled pods to the lab's one node (it is the scheduler too), oldest first,
-//!   while the node has room (`LabConfig::max_pods`, the kubelet's `--max-pods`):
-//!   `spec.nodeName = resil-lab` and a `Scheduled` Event. A pod beyond the capacity stays
-//!   Pending with `PodScheduled=False` (reason `Unschedulable`) and one `FailedScheduling`
-//!   Event, as upstream's scheduler leaves it on a full node, until a pod goes;
+//! store, for every node of the lab at once, keyed by `spec.nodeName` (the scheduler,
+//! `controllers/scheduler/`, binds pods). On every change of pods or nodes it
 //! - starts a pod worker (`pod_worker.rs`) for each bound pod it does not run yet — the
 //!   worker runs the containers, writes the pod's status and metrics;
 //! - finishes graceful deletions: a pod marked with `deletionTimestamp` gets SIGTERM, its
 //!   grace period, SIGKILL, and is then removed from the store by its worker;
-//! - stops at once the processes of pods that vanished (force deletion, namespace gone).
+//! - stops at once the processes of pods that vanished (force deletion, namespace gone);
+//! - on a stopped node (annotation `lab.resil.dev/stopped`, `nodes/mod.rs`) stops its
+//!   pods' processes at once and then leaves its pods alone — no status, no deletion —
+//!   as a powered-off machine would, until the node starts again.
 //!
 //! At start it kills pod processes a previous, killed lab left behind (`pods.json`) and
 //! claims pod deletions in the store ([`Store::set_pod_terminator`]); at shutdown it kills
 //! every pod process. Started by `controllers::runtime::start`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,11 +32,8 @@ use super::registry::{PodRegistry, kill_orphans};
 use crate::LabConfig;
 use crate::controllers::events;
 use crate::controllers::runtime::{Wake, to_value, typed, write_status};
-use crate::store::kinds::kind;
-use crate::store::{Store, WriteMode};
+use crate::store::Store;
 
-/// The lab's single node.
-pub const NODE_NAME: &str = "resil-lab";
 /// Longest wait without a store change.
 const RESYNC: Duration = Duration::from_secs(1);
 /// Least time between two passes under a burst of pod changes.
@@ -49,8 +45,10 @@ const SHUTDOWN_WAIT: Duration = Duration::from_secs(3);
 #[derive(Debug)]
 pub(crate) struct Node {
     pub store: Arc<Store>,
-    /// Pods bound to the node at once (not counting finished ones).
+    /// Pods bound to each node at once (not counting finished ones).
     pub max_pods: usize,
+    /// The lab's nodes.
+    pub nodes: Vec<crate::nodes::NodeSpec>,
     pub program: PathBuf,
     pub state_dir: PathBuf,
     pub demo_images: Vec<String>,
@@ -87,6 +85,7 @@ pub fn start(
     let node = Arc::new(Node {
         store,
         max_pods: config.max_pods.max(1),
+        nodes: config.nodes.nodes(),
         program: config.pod_program.clone(),
         state_dir: config.state_dir.clone(),
         demo_images: config.demo_image_prefixes.clone(),
@@ -98,7 +97,7 @@ pub fn start(
 
 async fn run(node: Arc<Node>, shutdown: CancellationToken) {
     let mut workers: HashMap<(String, String), Worker> = HashMap::new();
-    let wake = Wake::on(&node.store, &["pods"], &shutdown);
+    let wake = Wake::on(&node.store, &["pods", "nodes"], &shutdown);
     loop {
         sync(&node, &mut workers);
         tokio::select! {
@@ -125,78 +124,108 @@ async fn run(node: Arc<Node>, shutdown: CancellationToken) {
 fn sync(node: &Arc<Node>, workers: &mut HashMap<(String, String), Worker>) {
     workers.retain(|_, w| !w.task.is_finished());
     let pods: Vec<Pod> = typed(node.store.list("pods", None).items);
-    schedule(node, &pods);
-    // Pods with a process running here: a pod bound by hand (`spec.nodeName` set at
+    let stopped: HashSet<String> = node
+        .store
+        .list("nodes", None)
+        .items
+        .iter()
+        .filter(|n| crate::nodes::is_stopped(n))
+        .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_string))
+        .collect();
+    // Pods with a process running, per node: a pod bound by hand (`spec.nodeName` set at
     // create) skips the scheduler, so the node checks its capacity again, as upstream's
     // kubelet admission does.
-    let mut running = pods
-        .iter()
-        .filter(|p| {
-            let key = (
-                p.metadata.namespace.clone().unwrap_or_default(),
-                p.metadata.name.clone().unwrap_or_default(),
-            );
-            !finished(p)
-                && workers
-                    .get(&key)
-                    .is_some_and(|w| Some(&w.uid) == p.metadata.uid.as_ref())
-        })
-        .count();
-    let mut seen = std::collections::HashSet::new();
-    for pod in pods {
-        let ns = pod.metadata.namespace.clone().unwrap_or_default();
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        let uid = pod.metadata.uid.clone().unwrap_or_default();
-        let key = (ns.clone(), name.clone());
-        let node_name = pod.spec.as_ref().and_then(|s| s.node_name.clone());
-        let deleting = pod.metadata.deletion_timestamp.is_some();
-        if node_name.is_none() {
-            if deleting {
-                // Never ran: nothing to stop.
-                let _ = node.store.remove("pods", &ns, &name);
-            }
-            continue;
-        }
-        if node_name.as_deref() != Some(NODE_NAME) {
-            continue;
-        }
-        seen.insert(key.clone());
-        let current = workers.get(&key).filter(|w| w.uid == uid);
-        match (current, deleting) {
-            (Some(w), true) => {
-                let grace = grace_period(&pod);
-                // Only the first request counts (a later, shorter grace wins, like upstream).
-                w.stop.send_if_modified(|g| match g {
-                    Some(old) if *old <= grace => false,
-                    _ => {
-                        *g = Some(grace);
-                        true
-                    }
-                });
-            }
-            (None, true) => {
-                // Nothing runs for it (never started, or its worker already ended).
-                let _ = node.store.remove("pods", &ns, &name);
-            }
-            (Some(_), false) => {}
-            (None, false) if finished(&pod) => {}
-            (None, false) if running >= node.max_pods => out_of_pods(node, &pod, running),
-            (None, false) => {
-                running += 1;
-                if let Some(old) = workers.remove(&key) {
-                    // Same name, new pod: the old one's processes go at once.
-                    let _ = old.stop.send(Some(Duration::ZERO));
-                }
-                let (stop, stop_rx) = watch::channel(None);
-                let task = tokio::spawn(pod_worker::run(node.clone(), pod, stop_rx));
-                workers.insert(key, Worker { uid, stop, task });
-            }
+    let mut running: HashMap<String, usize> = HashMap::new();
+    for p in &pods {
+        let key = pod_key(p);
+        let ours = workers
+            .get(&key)
+            .is_some_and(|w| Some(&w.uid) == p.metadata.uid.as_ref());
+        if ours && !finished(p) {
+            *running.entry(bound_to(p).unwrap_or_default()).or_default() += 1;
         }
     }
-    // Pods removed from the store without a grace period: stop their processes now.
-    for (key, w) in workers.iter() {
-        if !seen.contains(key) {
+    let mut seen = HashSet::new();
+    for pod in pods {
+        let Some(host) = bound_to(&pod) else {
+            if pod.metadata.deletion_timestamp.is_some() {
+                // Never ran: nothing to stop.
+                let (ns, name) = pod_key(&pod);
+                let _ = node.store.remove("pods", &ns, &name);
+            }
+            continue;
+        };
+        if !node.nodes.iter().any(|n| n.name == host) || stopped.contains(&host) {
+            // Not a node of this lab, or a node that is off: nothing runs there.
+            continue;
+        }
+        seen.insert(pod_key(&pod));
+        let used = running.entry(host).or_default();
+        sync_pod(node, workers, pod, used);
+    }
+    // Pods removed from the store without a grace period, or on a node that stopped:
+    // stop their processes now.
+    workers.retain(|key, w| {
+        let keep = seen.contains(key);
+        if !keep {
             let _ = w.stop.send(Some(Duration::ZERO));
+        }
+        keep
+    });
+}
+
+fn pod_key(pod: &Pod) -> (String, String) {
+    (
+        pod.metadata.namespace.clone().unwrap_or_default(),
+        pod.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+fn bound_to(pod: &Pod) -> Option<String> {
+    pod.spec.as_ref().and_then(|s| s.node_name.clone())
+}
+
+/// One pod bound to a running node of this lab: start, stop or finish it. `running` is
+/// its node's count of pods with a process.
+fn sync_pod(
+    node: &Arc<Node>,
+    workers: &mut HashMap<(String, String), Worker>,
+    pod: Pod,
+    running: &mut usize,
+) {
+    let key = pod_key(&pod);
+    let (ns, name) = key.clone();
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let deleting = pod.metadata.deletion_timestamp.is_some();
+    let current = workers.get(&key).filter(|w| w.uid == uid);
+    match (current, deleting) {
+        (Some(w), true) => {
+            let grace = grace_period(&pod);
+            // Only the first request counts (a later, shorter grace wins, like upstream).
+            w.stop.send_if_modified(|g| match g {
+                Some(old) if *old <= grace => false,
+                _ => {
+                    *g = Some(grace);
+                    true
+                }
+            });
+        }
+        (None, true) => {
+            // Nothing runs for it (never started, or its worker already ended).
+            let _ = node.store.remove("pods", &ns, &name);
+        }
+        (Some(_), false) => {}
+        (None, false) if finished(&pod) => {}
+        (None, false) if *running >= node.max_pods => out_of_pods(node, &pod, *running),
+        (None, false) => {
+            *running += 1;
+            if let Some(old) = workers.remove(&key) {
+                // Same name, new pod: the old one's processes go at once.
+                let _ = old.stop.send(Some(Duration::ZERO));
+            }
+            let (stop, stop_rx) = watch::channel(None);
+            let task = tokio::spawn(pod_worker::run(node.clone(), pod, stop_rx));
+            workers.insert(key, Worker { uid, stop, task });
         }
     }
 }
@@ -207,89 +236,6 @@ fn finished(pod: &Pod) -> bool {
         pod.status.as_ref().and_then(|s| s.phase.as_deref()),
         Some("Succeeded" | "Failed")
     )
-}
-
-/// The scheduler's pass: binds unscheduled pods, oldest first, while the node has room;
-/// marks the others unschedulable. Pods being deleted still hold their place until they
-/// are gone, as upstream counts them.
-fn schedule(node: &Node, pods: &[Pod]) {
-    let mut placed = pods
-        .iter()
-        .filter(|p| {
-            p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(NODE_NAME) && !finished(p)
-        })
-        .count();
-    let mut waiting: Vec<&Pod> = pods
-        .iter()
-        .filter(|p| {
-            p.spec.as_ref().is_some_and(|s| s.node_name.is_none())
-                && p.metadata.deletion_timestamp.is_none()
-        })
-        .collect();
-    waiting.sort_by(|a, b| {
-        let created = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
-        created(a)
-            .cmp(&created(b))
-            .then_with(|| a.metadata.namespace.cmp(&b.metadata.namespace))
-            .then_with(|| a.metadata.name.cmp(&b.metadata.name))
-    });
-    for pod in waiting {
-        let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
-        let name = pod.metadata.name.as_deref().unwrap_or_default();
-        if placed < node.max_pods {
-            if bind(&node.store, ns, name) {
-                placed += 1;
-            }
-        } else {
-            unschedulable(&node.store, pod);
-        }
-    }
-}
-
-/// Upstream's message for a pod that no node has room for, on a one-node cluster.
-pub const TOO_MANY_PODS: &str = "0/1 nodes are available: 1 Too many pods. preemption: 0/1 \
-     nodes are available: 1 No preemption victims found for incoming pod.";
-
-/// Marks a pod the full node cannot take: `PodScheduled=False`, reason `Unschedulable`,
-/// and a `FailedScheduling` Event — once, when it becomes so.
-fn unschedulable(store: &Store, pod: &Pod) {
-    let already = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| {
-            c.iter().any(|c| {
-                c.type_ == "PodScheduled"
-                    && c.status == "False"
-                    && c.reason.as_deref() == Some("Unschedulable")
-            })
-        });
-    if already {
-        return;
-    }
-    let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
-    let name = pod.metadata.name.as_deref().unwrap_or_default();
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let status = json!({
-        "phase": "Pending",
-        "qosClass": "BestEffort",
-        "conditions": [{
-            "type": "PodScheduled",
-            "status": "False",
-            "reason": "Unschedulable",
-            "message": TOO_MANY_PODS,
-            "lastTransitionTime": now,
-        }],
-    });
-    write_status(store, "pods", ns, name, status);
-    events::record(
-        store,
-        &to_value(pod),
-        "Warning",
-        "FailedScheduling",
-        TOO_MANY_PODS,
-        "default-scheduler",
-    );
 }
 
 /// Rejects a pod bound to the full node past the scheduler: `Failed`, reason
@@ -320,33 +266,6 @@ fn out_of_pods(node: &Node, pod: &Pod, used: usize) {
         ),
         "kubelet",
     );
-}
-
-/// The scheduler's part: assign the pod to the lab's node and say so. Returns whether it
-/// was bound.
-fn bind(store: &Store, ns: &str, name: &str) -> bool {
-    let Some(mut live) = store.get("pods", ns, name) else {
-        return false;
-    };
-    live["spec"]["nodeName"] = json!(NODE_NAME);
-    // With the live resourceVersion: if someone else wrote meanwhile, the next pass binds.
-    match store.update(kind("pods"), ns, name, live, WriteMode::Main) {
-        Ok(bound) => {
-            events::record(
-                store,
-                &bound,
-                "Normal",
-                "Scheduled",
-                &format!("Successfully assigned {ns}/{name} to {NODE_NAME}"),
-                "default-scheduler",
-            );
-            true
-        }
-        Err(e) => {
-            tracing::debug!("binding pod {ns}/{name}: {e}");
-            false
-        }
-    }
 }
 
 /// The grace of a pod being deleted: `deletionGracePeriodSeconds`, else the spec's

@@ -140,7 +140,11 @@ fn field_value(path: &str, pod: &Pod) -> Option<String> {
         "spec.serviceAccountName" => spec
             .and_then(|s| s.service_account_name.clone())
             .unwrap_or_else(|| "default".into()),
-        "status.podIP" | "status.hostIP" | "status.podIPs" | "status.hostIPs" => "127.0.0.1".into(),
+        "status.podIP" | "status.hostIP" | "status.podIPs" | "status.hostIPs" => pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.clone())
+            .unwrap_or_else(|| "127.0.0.1".into()),
         _ => return None,
     })
 }
@@ -183,7 +187,7 @@ mod tests {
         serde_json::from_value(serde_json::json!({
             "metadata": {"name": "web-1", "namespace": "demo", "uid": "u-1",
                           "labels": {"version": "blue"}},
-            "spec": {"containers": [], "nodeName": "resil-lab"}
+            "spec": {"containers": [], "nodeName": "lab-node-1"}
         }))
         .unwrap()
     }

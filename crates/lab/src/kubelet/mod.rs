@@ -2,7 +2,7 @@
 //! as local processes, without the store. The controller (which watches Pods in the
 //! store and writes their status) drives these pieces:
 //!
-//! - [`process`]: [`PodProcess`] — spawn `<program> demo-app --bind 127.0.0.1 --port P`
+//! - [`process`]: [`PodProcess`] — spawn `<program> demo-app --bind NODE_IP --port P`
 //!   with the pod's env in its own process group, capture its output, terminate it with a
 //!   grace period or kill it at once, see its exit.
 //! - [`logs`]: [`ContainerLogs`] — the capped, rotated log files `kubectl logs` and

@@ -75,6 +75,8 @@ struct PodRun {
     ns: String,
     name: String,
     slots: Vec<Slot>,
+    /// The InternalIP of the pod's node.
+    host_ip: String,
     start_time: Timestamp,
     /// (type, status, lastTransitionTime)
     conditions: Vec<(&'static str, bool, Timestamp)>,
@@ -174,7 +176,19 @@ impl PodRun {
             })
             .collect();
         let now = Timestamp::now();
+        let on = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
+        let host_ip = node
+            .nodes
+            .iter()
+            .find(|n| Some(n.name.as_str()) == on)
+            .map_or_else(|| IP.to_string(), |n| n.ip.clone());
+        // The env's `status.podIP` reads it before the first status write.
+        let mut pod = pod;
+        let status = pod.status.get_or_insert_with(PodStatus::default);
+        status.pod_ip = Some(host_ip.clone());
+        status.host_ip = Some(host_ip.clone());
         PodRun {
+            host_ip,
             ns: pod.metadata.namespace.clone().unwrap_or_default(),
             name: pod.metadata.name.clone().unwrap_or_default(),
             node,
@@ -242,6 +256,10 @@ impl PodRun {
                 namespace: self.ns.clone(),
                 pod: self.name.clone(),
                 container: c.name.clone(),
+                ip: self
+                    .host_ip
+                    .parse()
+                    .unwrap_or(std::net::Ipv4Addr::LOCALHOST),
                 port: 0,
                 env,
                 state_dir: self.node.state_dir.clone(),
@@ -464,10 +482,14 @@ impl PodRun {
                     .collect(),
             ),
             container_statuses: Some(self.slots.iter().map(container_status).collect()),
-            host_ip: Some(IP.to_string()),
-            host_ips: Some(vec![HostIP { ip: IP.to_string() }]),
-            pod_ip: Some(IP.to_string()),
-            pod_ips: Some(vec![PodIP { ip: IP.to_string() }]),
+            host_ip: Some(self.host_ip.clone()),
+            host_ips: Some(vec![HostIP {
+                ip: self.host_ip.clone(),
+            }]),
+            pod_ip: Some(self.host_ip.clone()),
+            pod_ips: Some(vec![PodIP {
+                ip: self.host_ip.clone(),
+            }]),
             start_time: Some(Time(self.start_time)),
             qos_class: Some("BestEffort".to_string()),
             ..PodStatus::default()
@@ -489,7 +511,7 @@ impl PodRun {
                 last_transition_time: Some(Time(now)),
                 ..PodCondition::default()
             }]),
-            host_ip: Some(IP.to_string()),
+            host_ip: Some(self.host_ip.clone()),
             start_time: Some(Time(self.start_time)),
             qos_class: Some("BestEffort".to_string()),
             ..PodStatus::default()

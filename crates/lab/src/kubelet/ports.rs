@@ -1,4 +1,5 @@
-//! Ports for pod processes on 127.0.0.1. Every pod shares the loopback address, so each
+//! Ports for pod processes on their node's loopback address (`127.0.(i-1).1`, or
+//! 127.0.0.1 where the OS has only that). Pods of a node share its address, so each
 //! container instance gets its own port: the kubelet asks the OS for a free one (bind
 //! port 0, read it, release it) and passes it as `--port`.
 //!
@@ -19,10 +20,10 @@ pub const NODE_PORTS: RangeInclusive<u16> = 30000..=32767;
 /// ephemeral range, which on Linux and macOS lies outside the NodePort range anyway).
 const ATTEMPTS: usize = 32;
 
-/// A port on 127.0.0.1 that was free a moment ago, outside the NodePort range.
-pub fn free_port() -> io::Result<u16> {
+/// A port on `ip` that was free a moment ago, outside the NodePort range.
+pub fn free_port(ip: Ipv4Addr) -> io::Result<u16> {
     for _ in 0..ATTEMPTS {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let listener = TcpListener::bind((ip, 0))?;
         let port = listener.local_addr()?.port();
         if !NODE_PORTS.contains(&port) {
             return Ok(port);
@@ -40,7 +41,7 @@ mod tests {
 
     #[test]
     fn a_free_port_can_be_bound_and_is_not_a_node_port() {
-        let port = free_port().unwrap();
+        let port = free_port(Ipv4Addr::LOCALHOST).unwrap();
         assert!(!NODE_PORTS.contains(&port));
         TcpListener::bind((Ipv4Addr::LOCALHOST, port)).expect("the port should be free");
     }

@@ -234,7 +234,7 @@ async fn http_and_tcp_checks_see_status_codes_and_refused_connections() {
     server.abort();
     let _ = server.await;
 
-    let closed = crate::kubelet::free_port().unwrap();
+    let closed = crate::kubelet::free_port(std::net::Ipv4Addr::LOCALHOST).unwrap();
     let closed: SocketAddr = format!("127.0.0.1:{closed}").parse().unwrap();
     let refused = HttpCheck::new(client.clone(), closed, "/", Vec::new())
         .check()

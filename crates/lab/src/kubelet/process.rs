@@ -40,7 +40,9 @@ pub struct PodLaunch {
     pub pod: String,
     /// Container name (names the log file).
     pub container: String,
-    /// Port on 127.0.0.1 the process must listen on (see `ports::free_port`).
+    /// The address the process listens on: its node's (see `nodes/mod.rs`).
+    pub ip: std::net::Ipv4Addr,
+    /// Port on `ip` the process must listen on (see `ports::free_port`).
     pub port: u16,
     /// The container's environment, resolved (see `env::container_env`); set after the
     /// lab's own `POD_NAME`, `POD_NAMESPACE`, `POD_IP`, `HOSTNAME`, so it can override them.
@@ -270,7 +272,8 @@ fn send_group(_pid: i32, _signal: Signal) {}
 fn command(launch: &PodLaunch) -> Command {
     let mut cmd = Command::new(&launch.program);
     cmd.arg("demo-app")
-        .args(["--bind", "127.0.0.1", "--port", &launch.port.to_string()]);
+        .args(["--bind", &launch.ip.to_string()])
+        .args(["--port", &launch.port.to_string()]);
     if let Some(millis) = launch.cpu_limit_millicores.filter(|m| *m > 0) {
         cmd.arg("--cpu-limit").arg(format!("{millis}m"));
     }
@@ -279,7 +282,7 @@ fn command(launch: &PodLaunch) -> Command {
         .env_clear()
         .env("POD_NAME", &launch.pod)
         .env("POD_NAMESPACE", &launch.namespace)
-        .env("POD_IP", "127.0.0.1")
+        .env("POD_IP", launch.ip.to_string())
         .env("HOSTNAME", &launch.pod)
         // The pod worker dropped loader variables already (and said so); this keeps
         // them out whoever builds the launch.

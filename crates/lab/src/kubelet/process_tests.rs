@@ -15,11 +15,12 @@ use crate::kubelet::{PodRecord, free_port, kill_orphans, registry};
 
 fn launch(state_dir: &Path, program: PathBuf, pod: &str) -> PodLaunch {
     PodLaunch {
+        ip: std::net::Ipv4Addr::LOCALHOST,
         program,
         namespace: "demo".into(),
         pod: pod.into(),
         container: "web".into(),
-        port: free_port().unwrap(),
+        port: free_port(std::net::Ipv4Addr::LOCALHOST).unwrap(),
         env: vec![
             ("COLOR".into(), "green".into()),
             ("VERSION".into(), "v3".into()),

@@ -55,7 +55,7 @@ pub enum ContainerEvent {
         restart_count: u32,
         /// Its pid (for CPU and memory sampling).
         pid: i32,
-        /// The port it listens on at 127.0.0.1 (the pod's endpoint port).
+        /// The port it listens on at the pod's IP (the pod's endpoint port).
         port: u16,
         /// `state.running.startedAt`.
         started_at: DateTime<Utc>,
@@ -203,8 +203,8 @@ async fn run_instance(
 ) -> Result<Option<ProcessExit>, Done> {
     let send = |event| async move { events.send(event).await.map_err(|_| Done) };
     let mut launch = spec.launch.clone();
-    let spawned = free_port()
-        .map_err(|err| format!("no free port on 127.0.0.1: {err}"))
+    let spawned = free_port(launch.ip)
+        .map_err(|err| format!("no free port on {}: {err}", launch.ip))
         .and_then(|port| {
             launch.port = port;
             PodProcess::spawn(&launch, registry).map_err(|err| error_chain(&err))

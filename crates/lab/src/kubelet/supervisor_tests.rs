@@ -9,6 +9,7 @@ use crate::kubelet::process::test_program;
 fn spec(state_dir: &Path, pod: &str) -> ContainerSpec {
     ContainerSpec {
         launch: PodLaunch {
+            ip: std::net::Ipv4Addr::LOCALHOST,
             program: test_program(),
             namespace: "demo".into(),
             pod: pod.into(),

@@ -127,6 +127,16 @@ pub static KINDS: &[Kind] = &[
         false,
         &[],
     ),
+    entry(("", "v1"), "nodes", "node", "Node", false, true, &["no"]),
+    entry(
+        ("policy", "v1"),
+        "poddisruptionbudgets",
+        "poddisruptionbudget",
+        "PodDisruptionBudget",
+        true,
+        true,
+        &["pdb"],
+    ),
     Kind {
         group: "metrics.k8s.io",
         version: "v1beta1",

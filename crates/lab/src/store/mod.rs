@@ -223,6 +223,9 @@ pub struct Store {
     events: broadcast::Sender<Arc<StoredEvent>>,
     changes: tokio::sync::watch::Sender<u64>,
     pod_terminator: AtomicBool,
+    /// `tolerationSeconds` of the default `not-ready`/`unreachable` tolerations new pods
+    /// get (negative: none are added).
+    default_toleration_seconds: std::sync::atomic::AtomicI64,
     metrics: Mutex<BTreeMap<(String, String), Value>>,
     /// Most Events kept ([`MAX_EVENTS`]; tests lower it).
     event_cap: usize,
@@ -258,6 +261,7 @@ impl Store {
             events,
             changes,
             pod_terminator: AtomicBool::new(false),
+            default_toleration_seconds: std::sync::atomic::AtomicI64::new(-1),
             metrics: Mutex::new(BTreeMap::new()),
             event_cap: MAX_EVENTS,
         }
@@ -292,6 +296,13 @@ impl Store {
     /// [`Store::remove`] once the process has stopped.
     pub fn set_pod_terminator(&self, present: bool) {
         self.pod_terminator.store(present, Ordering::SeqCst);
+    }
+
+    /// Makes pod creation add the default `not-ready`/`unreachable` NoExecute tolerations
+    /// with `seconds` (the DefaultTolerationSeconds admission plugin; negative turns it off).
+    pub fn set_default_toleration_seconds(&self, seconds: i64) {
+        self.default_toleration_seconds
+            .store(seconds, Ordering::SeqCst);
     }
 
     /// One object.
@@ -368,6 +379,10 @@ impl Store {
             }
         }
         let mut obj = meta::prepare_create(kind, namespace, obj)?;
+        let toleration_seconds = self.default_toleration_seconds.load(Ordering::SeqCst);
+        if kind.plural == "pods" && toleration_seconds >= 0 {
+            crate::controllers::taints::add_default_tolerations(&mut obj, toleration_seconds);
+        }
         check_depth(kind, &obj)?;
         if kind.plural == "services" {
             services::allocate(&state, &mut obj, None);
