@@ -515,7 +515,7 @@ async fn kubectl_create_sends_protobuf_and_the_lab_stores_what_it_meant() {
         .get("nginx")
         .await
         .unwrap();
-    let spec = d.spec.unwrap();
+    let spec = d.spec;
     // An explicit zero of a pointer field survives; the template is kubectl's.
     assert_eq!(spec.replicas, Some(0));
     let pod = spec.template.spec.unwrap();
