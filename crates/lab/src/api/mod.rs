@@ -16,6 +16,7 @@ mod selector;
 mod status;
 mod subresources;
 mod table;
+mod table_kinds;
 mod validate;
 mod watch;
 

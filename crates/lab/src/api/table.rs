@@ -96,6 +96,15 @@ fn columns(kind: &Kind) -> Vec<Value> {
         ],
         "namespaces" => vec![s("Name"), s("Status"), s("Age")],
         "leases" => vec![s("Name"), s("Holder"), s("Age")],
+        "configmaps" => vec![s("Name"), i("Data"), s("Age")],
+        "secrets" => vec![s("Name"), s("Type"), i("Data"), s("Age")],
+        "endpointslices" => vec![
+            s("Name"),
+            s("AddressType"),
+            s("Ports"),
+            s("Endpoints"),
+            s("Age"),
+        ],
         _ => vec![s("Name"), s("Age")],
     }
 }
@@ -185,6 +194,9 @@ fn cells(kind: &Kind, o: &Value) -> Vec<Value> {
             json!(text(o, "/spec/holderIdentity")),
             json!(age),
         ],
+        "configmaps" | "secrets" | "endpointslices" => {
+            super::table_kinds::cells(kind.plural, o, name, age)
+        }
         _ => vec![json!(name), json!(age)],
     }
 }

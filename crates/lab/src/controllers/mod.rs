@@ -8,10 +8,12 @@
 
 pub(crate) mod deployment;
 pub(crate) mod endpoints;
+pub(crate) mod endpointslice;
 pub(crate) mod events;
 #[allow(unused_imports)]
 pub(crate) mod hpa;
 pub(crate) mod hpa_loop;
+pub(crate) mod namespace;
 pub(crate) mod pods;
 pub(crate) mod runtime;
 
