@@ -226,6 +226,11 @@ impl Lab {
             EVENT_EXPIRY_PERIOD,
             shutdown.clone(),
         ));
+        // Namespace deletion finishes in every lab, runtime or not.
+        tasks.spawn(super::controllers::namespace::run(
+            store.clone(),
+            shutdown.clone(),
+        ));
         // Runtime: controllers, kubelet and NodePort proxy (controllers/runtime.rs).
         if config.runtime {
             super::controllers::start(store.clone(), &config, shutdown.clone(), &tasks);

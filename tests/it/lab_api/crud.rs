@@ -6,6 +6,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Endpoints, Event, Namespace, Pod, Service};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
+use std::time::Duration;
 
 use super::{api_error, deployment, pod};
 use crate::support::{raw, start_api_only_lab};
@@ -373,6 +374,16 @@ async fn deleting_a_namespace_deletes_everything_in_it() {
         (403, "Forbidden"),
         "default cannot be deleted"
     );
+    // The namespace controller empties the Terminating namespace, then it goes.
+    crate::support::eventually(Duration::from_secs(10), "the namespace gone", || async {
+        namespaces
+            .get_opt("gone")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
     assert!(pods.get_opt("p").await.unwrap().is_none());
     let err = api_error(
         pods.create(&PostParams::default(), &pod("q", json!({})))

@@ -18,6 +18,7 @@ mod selector;
 mod status;
 mod subresources;
 mod table;
+mod table_kinds;
 mod table_nodes;
 mod validate;
 mod watch;

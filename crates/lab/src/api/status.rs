@@ -236,6 +236,22 @@ impl From<StoreError> for ApiError {
             StoreError::Forbidden(message) => {
                 ApiError::new(StatusCode::FORBIDDEN, "Forbidden", message.clone())
             }
+            StoreError::NamespaceTerminating {
+                resource,
+                name,
+                namespace,
+            } => {
+                let mut e = ApiError::new(StatusCode::FORBIDDEN, "Forbidden", err.to_string());
+                let group = resource.split_once('.').map_or("", |(_, g)| g);
+                let plural = resource
+                    .split_once('.')
+                    .map_or(resource.as_str(), |(p, _)| p);
+                e.details = Some(json!({"name": name, "group": group, "kind": plural,
+                    "causes": [{"reason": "NamespaceTerminating",
+                        "message": format!("namespace {namespace} is being terminated"),
+                        "field": "metadata.namespace"}]}));
+                e
+            }
             StoreError::NamespaceNotFound(ns) => {
                 let mut e = ApiError::new(StatusCode::NOT_FOUND, "NotFound", err.to_string());
                 e.details = Some(json!({"name": ns, "kind": "namespaces"}));

@@ -98,6 +98,15 @@ fn columns(kind: &Kind) -> Vec<Value> {
         "leases" => vec![s("Name"), s("Holder"), s("Age")],
         "nodes" => super::table_nodes::node_columns(),
         "poddisruptionbudgets" => super::table_nodes::pdb_columns(),
+        "configmaps" => vec![s("Name"), i("Data"), s("Age")],
+        "secrets" => vec![s("Name"), s("Type"), i("Data"), s("Age")],
+        "endpointslices" => vec![
+            s("Name"),
+            s("AddressType"),
+            s("Ports"),
+            s("Endpoints"),
+            s("Age"),
+        ],
         _ => vec![s("Name"), s("Age")],
     }
 }
@@ -189,6 +198,9 @@ fn cells(kind: &Kind, o: &Value) -> Vec<Value> {
         ],
         "nodes" => super::table_nodes::node_cells(o),
         "poddisruptionbudgets" => super::table_nodes::pdb_cells(o),
+        "configmaps" | "secrets" | "endpointslices" => {
+            super::table_kinds::cells(kind.plural, o, name, age)
+        }
         _ => vec![json!(name), json!(age)],
     }
 }

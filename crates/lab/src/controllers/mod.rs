@@ -9,11 +9,13 @@
 pub(crate) mod deployment;
 pub(crate) mod disruption;
 pub(crate) mod endpoints;
+pub(crate) mod endpointslice;
 pub(crate) mod events;
 #[allow(unused_imports)]
 pub(crate) mod hpa;
 pub(crate) mod hpa_loop;
 pub(crate) mod labels;
+pub(crate) mod namespace;
 pub(crate) mod nodelifecycle;
 pub(crate) mod pods;
 pub(crate) mod runtime;

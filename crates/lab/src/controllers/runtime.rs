@@ -42,6 +42,7 @@ pub fn start(
 ) {
     tasks.spawn(deployment_loop(store.clone(), shutdown.clone()));
     tasks.spawn(endpoints_loop(store.clone(), shutdown.clone()));
+    tasks.spawn(super::endpointslice::run(store.clone(), shutdown.clone()));
     tasks.spawn(hpa_loop::run(
         store.clone(),
         config.hpa_sync_period,

@@ -51,7 +51,13 @@ struct Slot {
     meter: Option<UsageMeter>,
     /// Image pull state of a non-demo image.
     pull: Option<Pull>,
+    /// When to try again to build an environment that failed (`CreateContainerConfigError`).
+    config_retry: Option<Instant>,
 }
+
+/// How soon the kubelet tries again to start a container whose ConfigMap or Secret was
+/// missing (upstream: the pod worker's next sync).
+const CONFIG_RETRY: Duration = Duration::from_secs(1);
 
 /// A non-demo image: every attempt fails (`ErrImagePull`), the next sync shows the
 /// back-off (`ImagePullBackOff`), and the next attempt comes after the back-off.
@@ -105,6 +111,7 @@ pub(crate) async fn run(node: Arc<Node>, pod: Pod, mut stop: watch::Receiver<Opt
             .iter()
             .filter_map(|s| s.pull.as_ref().map(|p| p.next))
             .min();
+        let next_config = run.slots.iter().filter_map(|s| s.config_retry).min();
         tokio::select! {
             // Stop requested: deletion (with its grace), pod gone or lab shutdown (zero).
             grace = stop_requested(&mut stop) => break grace,
@@ -113,6 +120,10 @@ pub(crate) async fn run(node: Arc<Node>, pod: Pod, mut stop: watch::Receiver<Opt
             // A non-demo image's next pull attempt is due.
             _ = tokio::time::sleep_until(next_pull.unwrap_or_else(Instant::now)), if next_pull.is_some() => {
                 run.retry_pulls();
+            }
+            // A container waiting for a ConfigMap or Secret tries again.
+            _ = tokio::time::sleep_until(next_config.unwrap_or_else(Instant::now)), if next_config.is_some() => {
+                run.retry_config(&mut handles, &tx);
             }
             // Sample CPU and memory.
             _ = metrics_tick.tick() => run.sample(),
@@ -173,6 +184,7 @@ impl PodRun {
                 pid: None,
                 meter: None,
                 pull: None,
+                config_retry: None,
             })
             .collect();
         let now = Timestamp::now();
@@ -223,15 +235,29 @@ impl PodRun {
             self.pull_step(i);
             return None;
         }
-        let env = match env::container_env(&c, &self.pod) {
+        let env = match self.container_env(&c) {
             Ok(env) => env,
             Err(e) => {
-                self.slots[i].state = waiting(env::CONFIG_ERROR_REASON, Some(e.to_string()));
-                self.event("Warning", "Failed", &format!("Error: {e}"));
+                let message = e.to_string();
+                let repeated = self.slots[i].config_retry.is_some()
+                    && self.slots[i]
+                        .state
+                        .waiting
+                        .as_ref()
+                        .is_some_and(|w| w.message.as_deref() == Some(message.as_str()));
+                self.slots[i].state = waiting(env::CONFIG_ERROR_REASON, Some(message.clone()));
+                self.slots[i].config_retry = Some(Instant::now() + CONFIG_RETRY);
+                if !repeated {
+                    self.event("Warning", "Failed", &format!("Error: {message}"));
+                }
                 return None;
             }
         };
-        let (env, dropped) = env::without_loader_variables(env);
+        self.slots[i].config_retry = None;
+        for warning in &env.warnings {
+            self.event("Warning", "InvalidEnvironmentVariableNames", warning);
+        }
+        let (env, dropped) = env::without_loader_variables(env.vars);
         if !dropped.is_empty() {
             self.event(
                 "Warning",
@@ -404,6 +430,32 @@ impl PodRun {
         for e in events {
             self.event(e.kind, e.reason, &e.message);
         }
+    }
+
+    /// The container's environment, reading ConfigMaps and Secrets from the store.
+    fn container_env(&self, c: &Container) -> Result<env::ContainerEnv, env::EnvError> {
+        let store = &self.node.store;
+        let lookup = |source: env::Source, name: &str| {
+            let obj = store.get(source.plural(), &self.ns, name)?;
+            Some(source.data_of(&obj))
+        };
+        env::container_env(c, &self.pod, &lookup)
+    }
+
+    /// Tries again to start the containers whose environment could not be built.
+    fn retry_config(
+        &mut self,
+        handles: &mut [Option<ContainerHandle>],
+        tx: &mpsc::Sender<(usize, ContainerEvent)>,
+    ) {
+        let now = Instant::now();
+        let due: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| self.slots[i].config_retry.is_some_and(|at| at <= now))
+            .collect();
+        for i in due {
+            handles[i] = self.start_container(i, tx);
+        }
+        self.write();
     }
 
     /// Publishes the first container's listening port (Endpoints and the proxy use it).

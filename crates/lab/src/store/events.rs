@@ -77,7 +77,7 @@ impl Store {
     }
 
     fn drop_event(&self, state: &mut State, key: &Key) {
-        let Some(mut obj) = state.objects.remove(key) else {
+        let Some(mut obj) = state.take(key) else {
             return;
         };
         // An Event owns nothing and has no finalizers the lab honours: removing it is the

@@ -87,16 +87,6 @@ pub fn timestamp(at: chrono::DateTime<chrono::Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// Whether an ownerReference of `obj` names `uid`.
-pub fn owned_by(obj: &Value, uid: &str) -> bool {
-    obj.pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)
-        .is_some_and(|refs| {
-            refs.iter()
-                .any(|r| r.get("uid").and_then(Value::as_str) == Some(uid))
-        })
-}
-
 /// Drops ownerReferences naming `uid` (orphaning).
 pub fn drop_owner(obj: &mut Value, uid: &str) {
     if let Some(refs) = obj
@@ -252,6 +242,9 @@ pub fn prepare_create(kind: &Kind, namespace: &str, mut obj: Value) -> Result<Va
         let status = match kind.plural {
             "pods" => json!({"phase": "Pending"}),
             "namespaces" => json!({"phase": "Active"}),
+            // `desiredReplicas` is required by the schema (upstream serializes the int32
+            // zero value); the HPA controller fills real figures at its first sync.
+            "horizontalpodautoscalers" => json!({"currentReplicas": 0, "desiredReplicas": 0}),
             _ => json!({}),
         };
         obj["status"] = status;

@@ -13,8 +13,9 @@
 //! pod terminator has claimed pods with [`Store::set_pod_terminator`] — the kubelet does,
 //! then stops the process and calls [`Store::remove`]. Without a terminator (tests, a lab
 //! without a runtime) pods are removed at once, like `--grace-period=0`.
-//! Deleting a namespace removes its objects at once (pods included), so a terminator must
-//! also stop the process of a pod it sees DELETED.
+//! Deleting a namespace marks it Terminating (`namespaces.rs`); the namespace controller
+//! deletes its objects and finalizes it. A terminator must also stop the process of a pod
+//! it sees DELETED (a forced deletion).
 //!
 //! How an in-lab controller uses it (the lab hands it the store via `Lab::spawn_task`):
 //!
@@ -30,10 +31,13 @@
 //! ```
 
 pub mod bounds;
+mod config;
 mod delete;
 mod events;
 pub mod kinds;
 mod meta;
+mod namespaces;
+mod owners;
 pub mod persist;
 mod services;
 mod watch;
@@ -45,11 +49,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
+pub use delete::FOREGROUND_FINALIZER;
 pub use events::{
     EVENT_TTL, EXPIRY_PERIOD as EVENT_EXPIRY_PERIOD, MAX_EVENTS, run_expiry as run_event_expiry,
 };
 pub use kinds::Kind;
 use kinds::kind;
+pub use namespaces::{KUBERNETES_FINALIZER, PROTECTED as PROTECTED_NAMESPACES};
 pub use watch::{Subscription, WatchStart};
 
 /// How many past events a watch may resume from.
@@ -144,9 +150,22 @@ pub enum StoreError {
     /// The operation is never allowed (deleting namespace `default`).
     #[error("{0}")]
     Forbidden(String),
-    /// The namespace does not exist or is being deleted.
+    /// The namespace does not exist.
     #[error("namespaces \"{0}\" not found")]
     NamespaceNotFound(String),
+    /// A create in a namespace that is being deleted.
+    #[error(
+        "{resource} \"{name}\" is forbidden: unable to create new content in namespace \
+         {namespace} because it is being terminated"
+    )]
+    NamespaceTerminating {
+        /// Resource as upstream names it in messages (`deployments.apps`).
+        resource: String,
+        /// Name of the object refused.
+        name: String,
+        /// The Terminating namespace.
+        namespace: String,
+    },
 }
 
 /// Which part of an object a write may change.
@@ -206,6 +225,8 @@ type Key = (&'static str, String, String);
 
 pub(crate) struct State {
     objects: BTreeMap<Key, Value>,
+    /// Owner uid → dependents, uid → key (the garbage collector's graph).
+    owners: owners::OwnerIndex,
     rv: u64,
     /// Past events with their estimated size in bytes.
     history: VecDeque<(Arc<StoredEvent>, usize)>,
@@ -252,6 +273,7 @@ impl Store {
         let (changes, _) = tokio::sync::watch::channel(0);
         Store {
             state: Mutex::new(State {
+                owners: owners::OwnerIndex::build(objects.iter()),
                 objects,
                 rv,
                 history: VecDeque::new(),
@@ -374,8 +396,15 @@ impl Store {
                 .objects
                 .get(&("namespaces", String::new(), namespace.to_string()))
             {
-                Some(ns) if meta::deletion_timestamp(ns).is_none() => {}
-                _ => return Err(StoreError::NamespaceNotFound(namespace.to_string())),
+                Some(ns) if namespaces::terminating(ns) => {
+                    return Err(StoreError::NamespaceTerminating {
+                        resource: kind.qualified(),
+                        name: meta::name(&obj).to_string(),
+                        namespace: namespace.to_string(),
+                    });
+                }
+                Some(_) => {}
+                None => return Err(StoreError::NamespaceNotFound(namespace.to_string())),
             }
         }
         let mut obj = meta::prepare_create(kind, namespace, obj)?;
@@ -383,6 +412,10 @@ impl Store {
         if kind.plural == "pods" && toleration_seconds >= 0 {
             crate::controllers::taints::add_default_tolerations(&mut obj, toleration_seconds);
         }
+        if kind.plural == "namespaces" {
+            namespaces::default_finalizers(&mut obj);
+        }
+        config::prepare(kind, &mut obj, None)?;
         check_depth(kind, &obj)?;
         if kind.plural == "services" {
             services::allocate(&state, &mut obj, None);
@@ -403,7 +436,7 @@ impl Store {
         }
         let rv = state.rv + 1;
         meta::set_rv(&mut obj, rv);
-        state.objects.insert(key, obj.clone());
+        state.put(key, obj.clone());
         self.record(
             &mut state,
             EventType::Added,
@@ -468,6 +501,10 @@ impl Store {
             });
         }
         let mut new = meta::prepare_update(kind, live, obj, mode)?;
+        if kind.plural == "namespaces" {
+            // Only the namespace lifecycle changes spec.finalizers (upstream: `/finalize`).
+            namespaces::keep_spec_finalizers(live, &mut new);
+        }
         check_depth(kind, &new)?;
         if kind.plural == "services" && mode == WriteMode::Main {
             services::keep_allocations(live, &mut new);
@@ -483,6 +520,7 @@ impl Store {
         // Finalizers emptied on an object being deleted: the deletion completes now.
         if meta::deletion_timestamp(&new).is_some()
             && meta::finalizers(&new).is_empty()
+            && namespaces::spec_finalizers(&new).is_empty()
             && kind.plural != "pods"
         {
             let previous = live.clone();
@@ -501,7 +539,7 @@ impl Store {
         }
         let previous = live.clone();
         meta::set_rv(&mut new, state.rv + 1);
-        state.objects.insert(key, new.clone());
+        state.put(key, new.clone());
         self.record(
             &mut state,
             EventType::Modified,
@@ -660,5 +698,7 @@ fn check_depth(kind: &Kind, obj: &Value) -> Result<(), StoreError> {
     }
 }
 
+#[cfg(test)]
+mod gc_tests;
 #[cfg(test)]
 mod tests;
