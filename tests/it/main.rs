@@ -14,6 +14,7 @@ mod fuzz_regressions;
 mod lab_api;
 mod lab_cli;
 mod lab_daemon;
+mod lab_named;
 mod lab_node;
 mod lab_runtime;
 mod load;

@@ -204,6 +204,10 @@ pub struct Listed {
 
 type Key = (&'static str, String, String);
 
+/// Where node ports are allocated from by default (upstream's default
+/// `--service-node-port-range`).
+pub const DEFAULT_NODE_PORTS: std::ops::RangeInclusive<u16> = 30000..=32767;
+
 pub(crate) struct State {
     objects: BTreeMap<Key, Value>,
     rv: u64,
@@ -213,6 +217,9 @@ pub(crate) struct State {
     history_bytes: usize,
     /// Every event with rv > floor is still in `history`.
     floor: u64,
+    /// Where node ports are allocated from (the API server's
+    /// `--service-node-port-range`; a named lab gets a slice of its own).
+    node_ports: std::ops::RangeInclusive<u16>,
 }
 
 /// The store. Share it as `Arc<Store>`; every method is synchronous and short.
@@ -254,6 +261,7 @@ impl Store {
                 history: VecDeque::new(),
                 history_bytes: 0,
                 floor: rv,
+                node_ports: DEFAULT_NODE_PORTS,
             }),
             events,
             changes,
@@ -275,6 +283,12 @@ impl Store {
             let ns = serde_json::json!({"metadata": {"name": name}});
             let _ = self.create(kind("namespaces"), "", ns);
         }
+    }
+
+    /// Allocates node ports for Services that do not name one from `range` only (ports
+    /// a Service names stay valid anywhere in 30000-32767).
+    pub fn set_node_port_range(&self, range: std::ops::RangeInclusive<u16>) {
+        self.lock().node_ports = range;
     }
 
     /// The current resourceVersion.
