@@ -11,6 +11,7 @@ mod cost;
 mod demo_app;
 mod deploy;
 mod fuzz_regressions;
+mod gateway;
 mod lab_api;
 mod lab_cli;
 mod lab_daemon;
