@@ -84,6 +84,8 @@ pub enum Command {
     Run(RunArgs),
     /// The demo web app (the container entrypoint and the lab's pod process).
     DemoApp(DemoAppArgs),
+    /// The global front door: an active/passive HTTP proxy across regions, health-checked.
+    Gateway(crate::gateway::GatewayArgs),
     /// Print shell completions.
     Completions(CompletionsArgs),
 }

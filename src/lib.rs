@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod cost;
 pub mod demo;
 pub mod domain;
+pub mod gateway;
 pub mod html;
 pub mod judge;
 pub mod load;
@@ -55,6 +56,7 @@ pub async fn run(cli: Cli) -> Exit {
         Command::Cost(args) => cost::command(args, &global).await,
         Command::Run(args) => run::command(args, &global).await,
         Command::DemoApp(args) => demo::app_command(args).await,
+        Command::Gateway(args) => gateway::command(args, &global).await,
         Command::Completions(args) => completions(args),
     };
     match result {

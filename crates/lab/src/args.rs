@@ -25,6 +25,12 @@ pub struct LabArgs {
     #[arg(long, global = true, value_name = "DIR", env = "RESIL_LAB_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
 
+    /// Which lab: a named one (a DNS-1123 label, e.g. region-a) has its own state
+    /// directory (<state-dir>/labs/NAME), API port, node ports and context `resil-NAME`;
+    /// without it, the unnamed lab (context `resil-lab`).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub name: Option<String>,
+
     #[command(subcommand)]
     pub command: LabCommand,
 }
@@ -36,8 +42,8 @@ pub enum LabCommand {
     /// `resil-lab` context to the kubeconfig.
     Up(LabUpArgs),
     /// Stop the lab and every pod process it started; remove its kubeconfig context.
-    Down,
-    /// Show pid, address, uptime and object counts.
+    Down(LabDownArgs),
+    /// Show pid, address, uptime and object counts; without --name, every lab.
     Status,
     /// Print the lab's kubeconfig.
     Kubeconfig,
@@ -93,4 +99,12 @@ pub struct LabUpArgs {
     /// Do not touch the kubeconfig (print the lab's own kubeconfig path instead).
     #[arg(long)]
     pub no_kubeconfig: bool,
+}
+
+/// `resil lab down`
+#[derive(Debug, Args, Clone)]
+pub struct LabDownArgs {
+    /// Stop every lab: the unnamed one and every named one.
+    #[arg(long)]
+    pub all: bool,
 }

@@ -14,7 +14,8 @@ use anyhow::{Context as _, bail};
 use chrono::Utc;
 
 use super::daemon::{self, LabInfo, Liveness, StateDir, StateLock};
-use super::kubeconfig::{self, LAB_NAME, LabEntries};
+use super::kubeconfig::{self, LabEntries};
+use super::labs::Target;
 use super::{Lab, LabConfig};
 use crate::args::{Globals, LabArgs, LabCommand, LabUpArgs};
 use resil_common::Exit;
@@ -28,23 +29,49 @@ const STATUS_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often a running lab checks whether `lab.log` needs rotating.
 const LOG_ROTATE_PERIOD: Duration = Duration::from_secs(10);
 
-const NOT_RUNNING: &str = "the lab is not running; start it with `resil lab up`";
+/// "the lab is not running; start it with `resil lab up`" (with `--name` for a named lab).
+fn not_running(target: &Target) -> String {
+    format!(
+        "{} is not running; start it with `resil lab up{}`",
+        target.called(),
+        target.flag()
+    )
+}
+
+/// "The lab ..." at the start of a sentence.
+fn capital(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |c| {
+        c.to_uppercase().chain(chars).collect::<String>()
+    })
+}
 
 /// `resil lab ...`: dispatches to one subcommand.
 pub async fn run(args: LabArgs, global: &Globals) -> anyhow::Result<Exit> {
-    let state = StateDir::resolve(args.state_dir)?;
+    let root = StateDir::resolve(args.state_dir)?;
+    let named = args.name.is_some();
+    let target = Target::new(&root, args.name)?;
     match args.command {
         LabCommand::Up(up) => {
             let plan = LabUpPlan::new(up, global)?;
             if plan.foreground {
-                foreground(&state, &plan).await
+                foreground(&target, &plan).await
             } else {
-                up_detached(&state, &plan, global).await
+                up_detached(&target, &plan, global).await
             }
         }
-        LabCommand::Down => down(&state, global).await,
-        LabCommand::Status => status(&state).await,
-        LabCommand::Kubeconfig => print_kubeconfig(&state).await,
+        LabCommand::Down(down_args) if down_args.all => {
+            if named {
+                bail!("`lab down --all` stops every lab; drop --name, or drop --all to stop one");
+            }
+            super::fleet::down_all(&root, global).await
+        }
+        LabCommand::Down(_) => down(&target, global).await,
+        LabCommand::Status if !named && !super::labs::named(root.path()).is_empty() => {
+            super::fleet::status_all(&root).await
+        }
+        LabCommand::Status => status(&target).await,
+        LabCommand::Kubeconfig => print_kubeconfig(&target).await,
     }
 }
 
@@ -115,14 +142,21 @@ impl LabUpPlan {
 
     /// The arguments of the detached `resil lab up --foreground` child. It never touches
     /// the user's kubeconfig: the parent does, so that it can report the outcome.
-    fn child_args(&self, state: &StateDir, global: &Globals) -> Vec<OsString> {
+    fn child_args(&self, target: &Target, global: &Globals) -> Vec<OsString> {
         let mut args: Vec<OsString> = Vec::new();
         if global.verbose > 0 {
             args.push(format!("-{}", "v".repeat(usize::from(global.verbose))).into());
         }
         // The log is a file, not a terminal.
         args.push("--no-color".into());
-        args.extend(["lab".into(), "--state-dir".into(), state.path().into()]);
+        args.extend([
+            "lab".into(),
+            "--state-dir".into(),
+            target.root.clone().into(),
+        ]);
+        if let Some(name) = &target.name {
+            args.extend(["--name".into(), name.into()]);
+        }
         args.extend(["up", "--foreground", "--no-kubeconfig"].map(OsString::from));
         args.push("--hpa-sync-period".into());
         args.push(format!("{}ms", self.hpa_sync_period.as_millis()).into());
@@ -151,24 +185,31 @@ impl LabUpPlan {
 /// `lab up` without `--foreground`: start `resil lab up --foreground` detached, wait until
 /// it answers, add the context. Holds `lab.up.lock` meanwhile, so a second `lab up` at
 /// the same time waits and then finds the lab this one started.
-async fn up_detached(state: &StateDir, plan: &LabUpPlan, global: &Globals) -> anyhow::Result<Exit> {
+async fn up_detached(target: &Target, plan: &LabUpPlan, global: &Globals) -> anyhow::Result<Exit> {
+    let state = &target.state;
     let Some(_starting) = state.lock_up(READY_DEADLINE * 2).await? else {
         bail!(
-            "another `resil lab up` has been starting the lab in {} for over {}s; \
-             see {} or stop it with `resil lab down`",
+            "another `resil lab up` has been starting {} in {} for over {}s; \
+             see {} or stop it with `resil lab down{}`",
+            target.called(),
             state.path().display(),
             (READY_DEADLINE * 2).as_secs(),
-            state.log_path().display()
+            state.log_path().display(),
+            target.flag()
         );
     };
-    if let Some(info) = running_or_starting(state).await? {
-        return already_running(state, plan, &info);
+    if let Some(info) = running_or_starting(target).await? {
+        return already_running(target, plan, &info);
     }
-    eprintln!("Starting the lab (state in {}) ...", state.path().display());
+    eprintln!(
+        "Starting {} (state in {}) ...",
+        target.called(),
+        state.path().display()
+    );
     let started = Instant::now();
     let program = std::env::current_exe().context("cannot find the resil binary to run")?;
     let (mut child, log_offset) =
-        state.spawn_detached(&program, &plan.child_args(state, global))?;
+        state.spawn_detached(&program, &plan.child_args(target, global))?;
     let info = match state
         .wait_ready(&mut child, log_offset, READY_DEADLINE)
         .await
@@ -177,8 +218,8 @@ async fn up_detached(state: &StateDir, plan: &LabUpPlan, global: &Globals) -> an
         // It found a lab started by hand (`lab up --foreground`) holding the directory,
         // and left: report that one.
         Err(daemon::DaemonError::Died { status, .. }) if status.success() => {
-            match running_or_starting(state).await? {
-                Some(info) => return already_running(state, plan, &info),
+            match running_or_starting(target).await? {
+                Some(info) => return already_running(target, plan, &info),
                 None => bail!(
                     "the lab exited at once without an error; see {}",
                     state.log_path().display()
@@ -193,23 +234,27 @@ async fn up_detached(state: &StateDir, plan: &LabUpPlan, global: &Globals) -> an
         info.pid,
         started.elapsed().as_secs_f64()
     );
-    add_context(state, plan, &info)
+    add_context(target, plan, &info)
 }
 
 /// Says which lab runs already, and makes sure its context is in place.
-fn already_running(state: &StateDir, plan: &LabUpPlan, info: &LabInfo) -> anyhow::Result<Exit> {
+fn already_running(target: &Target, plan: &LabUpPlan, info: &LabInfo) -> anyhow::Result<Exit> {
     eprintln!(
-        "The lab is already running (pid {}, {}, context \"{LAB_NAME}\"); \
-         `resil lab down` stops it.",
+        "{} is already running (pid {}, {}, context \"{}\"); \
+         `resil lab down{}` stops it.",
+        capital(&target.called()),
         info.pid,
-        info.server_url()
+        info.server_url(),
+        target.context(),
+        target.flag()
     );
-    add_context(state, plan, info)
+    add_context(target, plan, info)
 }
 
 /// A lab that runs, or one that another `lab up` is starting right now (then wait for it).
 /// `None` when no lab runs; an error when a lab process is alive but never answers.
-async fn running_or_starting(state: &StateDir) -> anyhow::Result<Option<LabInfo>> {
+async fn running_or_starting(target: &Target) -> anyhow::Result<Option<LabInfo>> {
+    let state = &target.state;
     let started = Instant::now();
     loop {
         match state.liveness().await {
@@ -217,9 +262,10 @@ async fn running_or_starting(state: &StateDir) -> anyhow::Result<Option<LabInfo>
             Liveness::Running(info) => return Ok(Some(info)),
             Liveness::Unresponsive { pid } if started.elapsed() >= READY_DEADLINE => bail!(
                 "a lab process (pid {pid}) is running for {} but its API does not answer; \
-                 see {} or stop it with `resil lab down`",
+                 see {} or stop it with `resil lab down{}`",
                 state.path().display(),
-                state.log_path().display()
+                state.log_path().display(),
+                target.flag()
             ),
             Liveness::Unresponsive { .. } => tokio::time::sleep(Duration::from_millis(50)).await,
         }
@@ -228,30 +274,38 @@ async fn running_or_starting(state: &StateDir) -> anyhow::Result<Option<LabInfo>
 
 /// Adds `resil-lab` to the user's kubeconfig (or, with `--no-kubeconfig`, prints where
 /// the lab's own kubeconfig is).
-fn add_context(state: &StateDir, plan: &LabUpPlan, info: &LabInfo) -> anyhow::Result<Exit> {
+fn add_context(target: &Target, plan: &LabUpPlan, info: &LabInfo) -> anyhow::Result<Exit> {
     let Some(path) = &plan.kubeconfig else {
-        println!("{}", state.file("kubeconfig").display());
+        println!("{}", target.state.file("kubeconfig").display());
         return Ok(Exit::Ok);
     };
-    let entries = lab_entries(state, info)?;
+    let entries = lab_entries(target, info)?;
     kubeconfig::merge(path, &entries).with_context(|| {
         format!(
-            "the lab is running (pid {}), but its context could not be added; \
-             `resil lab kubeconfig` prints it",
-            info.pid
+            "{} is running (pid {}), but its context could not be added; \
+             `resil lab kubeconfig{}` prints it",
+            target.called(),
+            info.pid,
+            target.flag()
         )
     })?;
+    let context = target.context();
     eprintln!(
-        "Set kubectl context to \"{LAB_NAME}\" (in {}).",
+        "Set kubectl context to \"{context}\" (in {}).",
         path.display()
     );
-    eprintln!("You can now use the lab with:\n\nkubectl cluster-info --context {LAB_NAME}\n");
+    eprintln!("You can now use the lab with:\n\nkubectl cluster-info --context {context}\n");
     Ok(Exit::Ok)
 }
 
 /// The lab's kubeconfig entries: from the kubeconfig the lab wrote, else built from its
-/// CA and token files. The server is always the address the lab announced.
-fn lab_entries(state: &StateDir, info: &LabInfo) -> anyhow::Result<LabEntries> {
+/// CA and token files. The server is always the address the lab announced; the names are
+/// the lab's context name.
+pub(crate) fn lab_entries(target: &Target, info: &LabInfo) -> anyhow::Result<LabEntries> {
+    Ok(lab_entries_unnamed(&target.state, info)?.named(&target.context()))
+}
+
+fn lab_entries_unnamed(state: &StateDir, info: &LabInfo) -> anyhow::Result<LabEntries> {
     let path = state.file("kubeconfig");
     match fs::read_to_string(&path) {
         Ok(yaml) if !yaml.trim().is_empty() => Ok(LabEntries::from_lab_kubeconfig(&yaml)
@@ -279,13 +333,15 @@ fn lab_entries(state: &StateDir, info: &LabInfo) -> anyhow::Result<LabEntries> {
 /// `lab up --foreground`: run the lab in this process until Ctrl-C or SIGTERM. It first
 /// takes `lab.lock`, and holds it to the end; if another lab holds it, that one is
 /// reported and nothing starts.
-async fn foreground(state: &StateDir, plan: &LabUpPlan) -> anyhow::Result<Exit> {
+async fn foreground(target: &Target, plan: &LabUpPlan) -> anyhow::Result<Exit> {
+    let state = &target.state;
     let own_pid = std::process::id();
-    let _lock = match lock_or_find(state).await? {
+    let _lock = match lock_or_find(target).await? {
         Holder::Us(lock) => lock,
         Holder::Running(info) => {
             eprintln!(
-                "The lab is already running (pid {}, {}); not starting another.",
+                "{} is already running (pid {}, {}); not starting another.",
+                capital(&target.called()),
                 info.pid,
                 info.server_url()
             );
@@ -309,6 +365,7 @@ async fn foreground(state: &StateDir, plan: &LabUpPlan) -> anyhow::Result<Exit> 
         }
     });
     let mut config = LabConfig::new(state.path());
+    config.node_ports = target.claim_node_ports().await?;
     config.port = plan.port.unwrap_or_else(|| last_port_if_free(state));
     config.hpa_sync_period = plan.hpa_sync_period;
     config.max_pods = plan.max_pods as usize;
@@ -326,13 +383,14 @@ async fn foreground(state: &StateDir, plan: &LabUpPlan) -> anyhow::Result<Exit> 
             return Err(err).context("cannot start the lab");
         }
     };
-    let announced = announce(state, plan, &lab, own_pid);
+    let announced = announce(target, plan, &lab, own_pid);
     let exit = match announced {
         Ok(info) => {
             println!(
-                "resil lab listening on {} (pid {own_pid}, state in {}); stop it with Ctrl-C or `resil lab down`",
+                "resil lab listening on {} (pid {own_pid}, state in {}); stop it with Ctrl-C or `resil lab down{}`",
                 info.server_url(),
-                state.path().display()
+                state.path().display(),
+                target.flag()
             );
             stop.wait().await
         }
@@ -356,7 +414,8 @@ enum Holder {
 
 /// Takes `lab.lock`, or finds the lab that holds it. A lab that holds it but does not
 /// answer yet is starting: wait for it (bounded); if it goes away meanwhile, take over.
-async fn lock_or_find(state: &StateDir) -> anyhow::Result<Holder> {
+async fn lock_or_find(target: &Target) -> anyhow::Result<Holder> {
+    let state = &target.state;
     let started = Instant::now();
     loop {
         if let Some(lock) = state.lock_daemon()? {
@@ -368,9 +427,10 @@ async fn lock_or_find(state: &StateDir) -> anyhow::Result<Holder> {
         if started.elapsed() >= READY_DEADLINE {
             bail!(
                 "another lab process holds {} but its API does not answer; \
-                 see {} or stop it with `resil lab down`",
+                 see {} or stop it with `resil lab down{}`",
                 state.file("lab.lock").display(),
-                state.log_path().display()
+                state.log_path().display(),
+                target.flag()
             );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -397,20 +457,17 @@ fn kill_orphans(state: &StateDir) {
 
 /// Writes the lab's kubeconfig and `lab.json` (in that order: `lab.json` tells a waiting
 /// `lab up` that everything is in place), then adds the user's context unless told not to.
-fn announce(
-    state: &StateDir,
-    plan: &LabUpPlan,
-    lab: &Lab,
-    own_pid: u32,
-) -> anyhow::Result<LabInfo> {
+fn announce(target: &Target, plan: &LabUpPlan, lab: &Lab, own_pid: u32) -> anyhow::Result<LabInfo> {
+    let state = &target.state;
     let info = LabInfo {
         pid: own_pid,
         address: lab.addr(),
         started_at: Utc::now(),
     };
     let yaml = lab.kubeconfig_yaml();
-    let yaml = if yaml.trim().is_empty() {
-        lab_entries(state, &info)?.to_kubeconfig_yaml()?
+    let yaml = if yaml.trim().is_empty() || target.name.is_some() {
+        // A named lab's own kubeconfig names its context `resil-<name>` too.
+        lab_entries(target, &info)?.to_kubeconfig_yaml()?
     } else {
         yaml
     };
@@ -419,7 +476,7 @@ fn announce(
         .with_context(|| format!("cannot write {}", path.display()))?;
     state.write_info(&info)?;
     if plan.kubeconfig.is_some() {
-        add_context(state, plan, &info)?;
+        add_context(target, plan, &info)?;
     }
     Ok(info)
 }
@@ -463,15 +520,26 @@ impl StopSignals {
 }
 
 /// `lab down`: stop the lab and its leftovers, remove the context.
-async fn down(state: &StateDir, global: &Globals) -> anyhow::Result<Exit> {
-    let report = state.stop(STOP_GRACE).await?;
+async fn down(target: &Target, global: &Globals) -> anyhow::Result<Exit> {
+    if !stop_one(target).await? {
+        eprintln!("{} is not running.", capital(&target.called()));
+    }
+    remove_context(target, global)?;
+    Ok(Exit::Ok)
+}
+
+/// Stops one lab and the pod processes it left behind, saying what it stopped. Returns
+/// whether a lab process was running.
+pub(crate) async fn stop_one(target: &Target) -> anyhow::Result<bool> {
+    let report = target.state.stop(STOP_GRACE).await?;
+    let called = target.called();
     match report.lab_pid {
         Some(pid) if report.lab_killed => eprintln!(
-            "Stopped the lab (pid {pid}) with SIGKILL: it did not stop within {}.",
+            "Stopped {called} (pid {pid}) with SIGKILL: it did not stop within {}.",
             humantime::format_duration(STOP_GRACE)
         ),
-        Some(pid) => eprintln!("Stopped the lab (pid {pid})."),
-        None => eprintln!("The lab is not running."),
+        Some(pid) => eprintln!("Stopped {called} (pid {pid})."),
+        None => {}
     }
     if !report.orphans.is_empty() {
         let pods: Vec<String> = report
@@ -481,40 +549,54 @@ async fn down(state: &StateDir, global: &Globals) -> anyhow::Result<Exit> {
             .collect();
         eprintln!("Stopped pod processes left behind: {}.", pods.join(", "));
     }
+    Ok(report.lab_pid.is_some())
+}
+
+/// Removes the lab's context from the user's kubeconfig, saying so.
+pub(crate) fn remove_context(target: &Target, global: &Globals) -> anyhow::Result<()> {
     let path = kubeconfig::user_path(global.kubeconfig.as_deref())?;
-    let removal = kubeconfig::remove(&path)?;
+    let context = target.context();
+    let removal = kubeconfig::remove(&path, &context)?;
     if removal.removed {
-        eprintln!("Removed context \"{LAB_NAME}\" from {}.", path.display());
+        eprintln!("Removed context \"{context}\" from {}.", path.display());
     }
     if removal.unset_current {
         eprintln!("It was the current context; current-context is now unset.");
     }
-    Ok(Exit::Ok)
+    Ok(())
 }
 
-/// `lab status`: pid, address, uptime, object counts.
-async fn status(state: &StateDir) -> anyhow::Result<Exit> {
+/// `lab status`: pid, address, uptime, object counts, node ports that cannot be bound.
+async fn status(target: &Target) -> anyhow::Result<Exit> {
+    let state = &target.state;
     let info = match state.liveness().await {
         Liveness::Running(info) => info,
-        Liveness::Stopped => bail!(NOT_RUNNING),
+        Liveness::Stopped => bail!(not_running(target)),
         Liveness::Unresponsive { pid } => bail!(
             "a lab process (pid {pid}) is running but its API does not answer; \
-             see {} or stop it with `resil lab down`",
-            state.log_path().display()
+             see {} or stop it with `resil lab down{}`",
+            state.log_path().display(),
+            target.flag()
         ),
     };
     let uptime = (Utc::now() - info.started_at).num_seconds().max(0);
-    println!("The lab is running.");
+    println!("{} is running.", capital(&target.called()));
     println!("pid:        {}", info.pid);
     println!("address:    {}", info.server_url());
+    println!("context:    {}", target.context());
     println!(
         "uptime:     {}",
         humantime::format_duration(Duration::from_secs(uptime.unsigned_abs()))
     );
     println!("state dir:  {}", state.path().display());
-    match api_status(state, &info).await {
+    match api_status(target, &info).await {
         Ok(body) => println!("objects:    {}", object_counts(&body)),
         Err(err) => println!("objects:    unavailable ({err:#})"),
+    }
+    if let Ok(problems) = super::fleet::node_port_problems(target, &info).await {
+        for problem in problems {
+            println!("node port:  {problem}");
+        }
     }
     Ok(Exit::Ok)
 }
@@ -536,14 +618,22 @@ fn object_counts(body: &serde_json::Value) -> String {
         .join(", ")
 }
 
-/// GET /resil/v1/status over the lab's own TLS and token, through kube-rs.
-async fn api_status(state: &StateDir, info: &LabInfo) -> anyhow::Result<serde_json::Value> {
-    let yaml = lab_entries(state, info)?.to_kubeconfig_yaml()?;
+/// A kube-rs client for the lab over its own TLS and token, with short timeouts.
+pub(crate) async fn lab_client(target: &Target, info: &LabInfo) -> anyhow::Result<kube::Client> {
+    let yaml = lab_entries(target, info)?.to_kubeconfig_yaml()?;
     let kubeconfig = kube::config::Kubeconfig::from_yaml(&yaml)?;
     let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
     config.connect_timeout = Some(STATUS_TIMEOUT);
     config.read_timeout = Some(STATUS_TIMEOUT);
-    let client = kube::Client::try_from(config)?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// GET /resil/v1/status over the lab's own TLS and token, through kube-rs.
+pub(crate) async fn api_status(
+    target: &Target,
+    info: &LabInfo,
+) -> anyhow::Result<serde_json::Value> {
+    let client = lab_client(target, info).await?;
     let request = hyper::Request::get("/resil/v1/status").body(Vec::new())?;
     let text = tokio::time::timeout(STATUS_TIMEOUT, client.request_text(request))
         .await
@@ -552,15 +642,15 @@ async fn api_status(state: &StateDir, info: &LabInfo) -> anyhow::Result<serde_js
 }
 
 /// `lab kubeconfig`: print the lab's kubeconfig.
-async fn print_kubeconfig(state: &StateDir) -> anyhow::Result<Exit> {
-    let path = state.file("kubeconfig");
+async fn print_kubeconfig(target: &Target) -> anyhow::Result<Exit> {
+    let path = target.state.file("kubeconfig");
     match fs::read_to_string(&path) {
         Ok(yaml) if !yaml.trim().is_empty() => print!("{yaml}"),
-        _ => match state.liveness().await {
+        _ => match target.state.liveness().await {
             Liveness::Running(info) => {
-                print!("{}", lab_entries(state, &info)?.to_kubeconfig_yaml()?)
+                print!("{}", lab_entries(target, &info)?.to_kubeconfig_yaml()?)
             }
-            _ => bail!(NOT_RUNNING),
+            _ => bail!(not_running(target)),
         },
     }
     Ok(Exit::Ok)
@@ -592,6 +682,7 @@ mod tests {
     #[test]
     fn the_detached_child_gets_arguments_that_parse_back_into_the_same_plan() {
         let state = StateDir::resolve(Some(PathBuf::from("/tmp/lab state"))).unwrap();
+        let target = Target::new(&state, Some("region-a".into())).unwrap();
         let plan = LabUpPlan {
             foreground: false,
             port: Some(6443),
@@ -612,12 +703,13 @@ mod tests {
             ..Globals::default()
         };
         let mut argv = vec![OsString::from("resil")];
-        argv.extend(plan.child_args(&state, &global));
+        argv.extend(plan.child_args(&target, &global));
         let cli = Cli::try_parse_from(argv).unwrap();
         assert_eq!(cli.verbose, 2);
         assert!(cli.no_color);
         let Command::Lab(lab) = cli.command;
         assert_eq!(lab.state_dir.as_deref(), Some(state.path()));
+        assert_eq!(lab.name.as_deref(), Some("region-a"));
         let LabCommand::Up(up) = lab.command else {
             panic!("not lab up");
         };

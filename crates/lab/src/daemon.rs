@@ -157,7 +157,7 @@ pub struct StateLock {
 }
 
 /// The beginnings of every name the lab writes into its state directory: certificates and
-/// keys, the token, the kubeconfig, its own files (`lab.*`), the store (`state.json` and a
+/// keys, the token, the kubeconfig, its own files (`lab.*`), named labs (`labs/`), the store (`state.json` and a
 /// corrupt one moved aside), pod logs and registry, and atomic writes' temporary files.
 #[cfg(unix)]
 const LAB_FILE_PREFIXES: &[&str] = &[
@@ -166,6 +166,7 @@ const LAB_FILE_PREFIXES: &[&str] = &[
     "token",
     "kubeconfig",
     "lab.",
+    "labs",
     "state.",
     "pods",
     ".tmp-",
@@ -278,9 +279,15 @@ impl StateDir {
     /// Takes `lab.up.lock`, waiting up to `limit` for another `lab up` to finish with it.
     /// `None` when it is still held after `limit`.
     pub async fn lock_up(&self, limit: Duration) -> Result<Option<StateLock>> {
+        self.lock_wait("lab.up.lock", limit).await
+    }
+
+    /// Takes the lock file `name` in the directory, waiting up to `limit` for another
+    /// holder to let go. `None` when it is still held after `limit`.
+    pub async fn lock_wait(&self, name: &str, limit: Duration) -> Result<Option<StateLock>> {
         let started = Instant::now();
         loop {
-            if let Some(lock) = self.try_lock_file("lab.up.lock")? {
+            if let Some(lock) = self.try_lock_file(name)? {
                 return Ok(Some(lock));
             }
             if started.elapsed() >= limit {

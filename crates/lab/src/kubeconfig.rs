@@ -1,7 +1,8 @@
 //! The `resil-lab` entries in the user's kubeconfig: find the file (`--kubeconfig`, else the
 //! first entry of `KUBECONFIG`, else `~/.kube/config`), add or replace the cluster, user
-//! and context named `resil-lab` and make it current (`lab up`), or remove them and unset
-//! current-context when it pointed there (`lab down`) — what kind does for its clusters.
+//! and context named `resil-lab` (`resil-<name>` for a named lab) and make it current
+//! (`lab up`), or remove them and unset current-context when it pointed there (`lab down`)
+//! — what kind does for its clusters.
 //!
 //! The file is handled as a generic YAML value, so fields resil does not know (other
 //! contexts, `preferences`, `extensions`, exec plugins) survive a rewrite. A file that does
@@ -96,9 +97,11 @@ fn resolve_path(
 }
 
 /// The three `resil-lab` entries (the inner `cluster`, `user` and `context` objects) taken
-/// from the lab's own kubeconfig, ready to merge into the user's.
+/// from the lab's own kubeconfig, ready to merge into the user's under `name` (`resil-lab`,
+/// or `resil-<name>` for a named lab: see [`LabEntries::named`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LabEntries {
+    name: String,
     cluster: Value,
     user: Value,
     context: Value,
@@ -129,6 +132,7 @@ impl LabEntries {
             ctx.insert("user".into(), LAB_NAME.into());
         }
         Ok(LabEntries {
+            name: LAB_NAME.to_string(),
             cluster: pick("clusters", "cluster")?,
             user: pick("users", "user")?,
             context,
@@ -139,6 +143,7 @@ impl LabEntries {
     /// authenticating with the bearer `token`.
     pub fn new(server: &str, ca_pem: &str, token: &str) -> LabEntries {
         LabEntries {
+            name: LAB_NAME.to_string(),
             cluster: json!({
                 "server": server,
                 "certificate-authority-data":
@@ -147,6 +152,16 @@ impl LabEntries {
             user: json!({ "token": token.trim() }),
             context: json!({ "cluster": LAB_NAME, "user": LAB_NAME }),
         }
+    }
+
+    /// The same entries under `name`: the cluster, user and context all take it.
+    pub fn named(mut self, name: &str) -> LabEntries {
+        if let Some(ctx) = self.context.as_object_mut() {
+            ctx.insert("cluster".into(), name.into());
+            ctx.insert("user".into(), name.into());
+        }
+        self.name = name.to_string();
+        self
     }
 
     /// The same entries pointing at `server` (the address the running lab announced, which
@@ -158,7 +173,7 @@ impl LabEntries {
         self
     }
 
-    /// A whole kubeconfig holding only these entries, `resil-lab` current.
+    /// A whole kubeconfig holding only these entries, theirs the current context.
     pub fn to_kubeconfig_yaml(&self) -> Result<String, KubeconfigError> {
         let mut doc = empty_config();
         upsert(&mut doc, self);
@@ -175,8 +190,9 @@ pub struct Removal {
     pub unset_current: bool,
 }
 
-/// Adds or replaces the `resil-lab` cluster, user and context in the kubeconfig at `path`
-/// (created if missing) and makes `resil-lab` the current context.
+/// Adds or replaces the entries' cluster, user and context (`resil-lab`, or the name
+/// [`LabEntries::named`] gave them) in the kubeconfig at `path` (created if missing) and
+/// makes their context the current one.
 pub fn merge(path: &Path, entries: &LabEntries) -> Result<(), KubeconfigError> {
     let path = follow_symlink(path);
     let mut doc = load(&path)?.unwrap_or_else(empty_config);
@@ -184,10 +200,10 @@ pub fn merge(path: &Path, entries: &LabEntries) -> Result<(), KubeconfigError> {
     store(&path, &doc)
 }
 
-/// Removes the `resil-lab` cluster, user and context from the kubeconfig at `path` and
-/// unsets current-context if it was `resil-lab`. A missing file, or one without the
-/// entries, is left as it is.
-pub fn remove(path: &Path) -> Result<Removal, KubeconfigError> {
+/// Removes the cluster, user and context called `name` (`resil-lab`, `resil-region-a`)
+/// from the kubeconfig at `path` and unsets current-context if it was `name`. A missing
+/// file, or one without the entries, is left as it is.
+pub fn remove(path: &Path, name: &str) -> Result<Removal, KubeconfigError> {
     let path = follow_symlink(path);
     let Some(mut doc) = load(&path)? else {
         return Ok(Removal {
@@ -195,7 +211,7 @@ pub fn remove(path: &Path) -> Result<Removal, KubeconfigError> {
             unset_current: false,
         });
     };
-    let removal = remove_entries(&mut doc);
+    let removal = remove_entries(&mut doc, name);
     if removal.removed || removal.unset_current {
         store(&path, &doc)?;
     }
@@ -287,8 +303,8 @@ fn list_mut<'a>(map: &'a mut Map<String, Value>, list: &str) -> Option<&'a mut V
     slot.as_array_mut()
 }
 
-fn is_lab_entry(entry: &Value) -> bool {
-    entry.get("name").and_then(Value::as_str) == Some(LAB_NAME)
+fn is_lab_entry(entry: &Value, name: &str) -> bool {
+    entry.get("name").and_then(Value::as_str) == Some(name)
 }
 
 fn upsert(doc: &mut Value, entries: &LabEntries) {
@@ -300,18 +316,18 @@ fn upsert(doc: &mut Value, entries: &LabEntries) {
         ("users", "user", &entries.user),
         ("contexts", "context", &entries.context),
     ] {
-        let new = json!({ "name": LAB_NAME, field: value });
+        let new = json!({ "name": entries.name, field: value });
         if let Some(items) = list_mut(map, list) {
-            match items.iter_mut().find(|e| is_lab_entry(e)) {
+            match items.iter_mut().find(|e| is_lab_entry(e, &entries.name)) {
                 Some(existing) => *existing = new,
                 None => items.push(new),
             }
         }
     }
-    map.insert("current-context".into(), LAB_NAME.into());
+    map.insert("current-context".into(), entries.name.clone().into());
 }
 
-fn remove_entries(doc: &mut Value) -> Removal {
+fn remove_entries(doc: &mut Value, name: &str) -> Removal {
     let mut removal = Removal {
         removed: false,
         unset_current: false,
@@ -322,11 +338,11 @@ fn remove_entries(doc: &mut Value) -> Removal {
     for list in ["clusters", "users", "contexts"] {
         if let Some(Value::Array(items)) = map.get_mut(list) {
             let before = items.len();
-            items.retain(|e| !is_lab_entry(e));
+            items.retain(|e| !is_lab_entry(e, name));
             removal.removed |= items.len() != before;
         }
     }
-    if map.get("current-context").and_then(Value::as_str) == Some(LAB_NAME) {
+    if map.get("current-context").and_then(Value::as_str) == Some(name) {
         map.insert("current-context".into(), "".into());
         removal.unset_current = true;
     }
@@ -461,7 +477,7 @@ preferences:
         let path = dir.path().join("config");
         fs::write(&path, OTHER).unwrap();
         merge(&path, &entries()).unwrap();
-        let removal = remove(&path).unwrap();
+        let removal = remove(&path, LAB_NAME).unwrap();
         assert_eq!(
             removal,
             Removal {
@@ -486,7 +502,7 @@ preferences:
         let mut doc = read(&path);
         doc["current-context"] = "kind-resil".into();
         fs::write(&path, serde_saphyr::to_string(&doc).unwrap()).unwrap();
-        let removal = remove(&path).unwrap();
+        let removal = remove(&path, LAB_NAME).unwrap();
         assert!(removal.removed && !removal.unset_current);
         assert_eq!(read(&path)["current-context"], "kind-resil");
     }
@@ -496,11 +512,38 @@ preferences:
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config");
         fs::write(&path, OTHER).unwrap();
-        let removal = remove(&path).unwrap();
+        let removal = remove(&path, LAB_NAME).unwrap();
         assert!(!removal.removed && !removal.unset_current);
         assert_eq!(fs::read_to_string(&path).unwrap(), OTHER);
-        assert!(!remove(&dir.path().join("absent")).unwrap().removed);
+        assert!(
+            !remove(&dir.path().join("absent"), LAB_NAME)
+                .unwrap()
+                .removed
+        );
         assert!(!dir.path().join("absent").exists());
+    }
+
+    #[test]
+    fn named_labs_get_entries_of_their_own_beside_the_unnamed_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config");
+        merge(&path, &entries()).unwrap();
+        merge(&path, &entries().named("resil-region-a")).unwrap();
+        merge(&path, &entries().named("resil-region-b")).unwrap();
+        let doc = read(&path);
+        let all = ["resil-lab", "resil-region-a", "resil-region-b"];
+        assert_eq!(names(&doc, "contexts"), all);
+        assert_eq!(names(&doc, "users"), all);
+        assert_eq!(doc["contexts"][1]["context"]["cluster"], "resil-region-a");
+        assert_eq!(doc["contexts"][1]["context"]["user"], "resil-region-a");
+        assert_eq!(doc["current-context"], "resil-region-b");
+        let removal = remove(&path, "resil-region-b").unwrap();
+        assert!(removal.removed && removal.unset_current);
+        let doc = read(&path);
+        assert_eq!(names(&doc, "clusters"), ["resil-lab", "resil-region-a"]);
+        let yaml = entries().named("resil-x").to_kubeconfig_yaml().unwrap();
+        let doc: Value = serde_saphyr::from_str(&yaml).unwrap();
+        assert_eq!(doc["current-context"], "resil-x");
     }
 
     #[test]
@@ -512,7 +555,7 @@ preferences:
         let err = merge(&path, &entries()).unwrap_err();
         assert!(matches!(err, KubeconfigError::Corrupt { .. }), "{err:?}");
         assert!(err.to_string().contains(&path.display().to_string()));
-        assert!(remove(&path).is_err());
+        assert!(remove(&path, LAB_NAME).is_err());
         assert_eq!(fs::read_to_string(&path).unwrap(), corrupt);
 
         fs::write(&path, "clusters: 3\n").unwrap();

@@ -13,10 +13,12 @@ pub mod args;
 mod command;
 pub(crate) mod controllers;
 mod daemon;
+mod fleet;
 #[cfg(feature = "internals")]
 pub mod in_process;
 mod kubeconfig;
 pub(crate) mod kubelet;
+mod labs;
 mod metrics;
 pub(crate) mod nodes;
 #[cfg(feature = "internals")]

@@ -66,6 +66,9 @@ pub struct LabConfig {
     pub runtime: bool,
     /// Timeouts and the cap on the API's connections.
     pub connections: ConnectionLimits,
+    /// Where Services get their node ports when they name none (30000-32767; a named lab
+    /// gets a slice of its own, so that two labs on one machine never pick the same).
+    pub node_ports: std::ops::RangeInclusive<u16>,
 }
 
 /// Time and count bounds on the API's connections; [`ConnectionLimits::default`] holds the
@@ -110,6 +113,7 @@ impl LabConfig {
             default_toleration_seconds: 300,
             runtime: true,
             connections: ConnectionLimits::default(),
+            node_ports: super::store::DEFAULT_NODE_PORTS,
         }
     }
 }
@@ -189,6 +193,7 @@ impl Lab {
         let tls = TlsAcceptor::from(credentials.server_config(&dir)?);
         let store = Arc::new(persist::load(&dir)?);
         store.set_default_toleration_seconds(config.default_toleration_seconds);
+        store.set_node_port_range(config.node_ports.clone());
         let bind = SocketAddr::from((Ipv4Addr::LOCALHOST, config.port));
         let listener = TcpListener::bind(bind)
             .await

@@ -462,9 +462,14 @@ fn pod_spec_defaults(spec: &mut Value) {
     }
 }
 
-/// Fills `spec.clusterIP` and missing NodePort `nodePort`s of a Service, avoiding those
-/// in `taken` (all services' cluster IPs and node ports).
-pub fn allocate_service(obj: &mut Value, taken_ips: &[String], taken_ports: &[i64]) {
+/// Fills `spec.clusterIP` and missing NodePort `nodePort`s of a Service (from `range`),
+/// avoiding those in `taken` (all services' cluster IPs and node ports).
+pub fn allocate_service(
+    obj: &mut Value,
+    taken_ips: &[String],
+    taken_ports: &[i64],
+    range: std::ops::RangeInclusive<u16>,
+) {
     let Some(spec) = obj.get_mut("spec") else {
         return;
     };
@@ -498,7 +503,7 @@ pub fn allocate_service(obj: &mut Value, taken_ips: &[String], taken_ports: &[i6
         }
         for p in ports.iter_mut() {
             if p.get("nodePort").and_then(Value::as_i64).is_none()
-                && let Some(n) = (30_000..=32_767).find(|n| !used.contains(n))
+                && let Some(n) = range.clone().map(i64::from).find(|n| !used.contains(n))
             {
                 used.push(n);
                 p["nodePort"] = json!(n);

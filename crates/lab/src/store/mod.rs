@@ -223,6 +223,10 @@ pub struct Listed {
 
 type Key = (&'static str, String, String);
 
+/// Where node ports are allocated from by default (upstream's default
+/// `--service-node-port-range`).
+pub const DEFAULT_NODE_PORTS: std::ops::RangeInclusive<u16> = 30000..=32767;
+
 pub(crate) struct State {
     objects: BTreeMap<Key, Value>,
     /// Owner uid → dependents, uid → key (the garbage collector's graph).
@@ -234,6 +238,9 @@ pub(crate) struct State {
     history_bytes: usize,
     /// Every event with rv > floor is still in `history`.
     floor: u64,
+    /// Where node ports are allocated from (the API server's
+    /// `--service-node-port-range`; a named lab gets a slice of its own).
+    node_ports: std::ops::RangeInclusive<u16>,
 }
 
 /// The store. Share it as `Arc<Store>`; every method is synchronous and short.
@@ -279,6 +286,7 @@ impl Store {
                 history: VecDeque::new(),
                 history_bytes: 0,
                 floor: rv,
+                node_ports: DEFAULT_NODE_PORTS,
             }),
             events,
             changes,
@@ -301,6 +309,12 @@ impl Store {
             let ns = serde_json::json!({"metadata": {"name": name}});
             let _ = self.create(kind("namespaces"), "", ns);
         }
+    }
+
+    /// Allocates node ports for Services that do not name one from `range` only (ports
+    /// a Service names stay valid anywhere in 30000-32767).
+    pub fn set_node_port_range(&self, range: std::ops::RangeInclusive<u16>) {
+        self.lock().node_ports = range;
     }
 
     /// The current resourceVersion.

@@ -1,6 +1,6 @@
-//! Service address allocation: a cluster IP from 10.96.0.0/16 and node ports from
-//! 30000-32767, unique across Services, kept when an update omits them. Called by the
-//! store's create and update.
+//! Service address allocation: a cluster IP from 10.96.0.0/16 and node ports from the
+//! lab's range (30000-32767, or a named lab's slice of it), unique across Services, kept
+//! when an update omits them. Called by the store's create and update.
 
 use serde_json::Value;
 
@@ -23,7 +23,7 @@ pub(super) fn allocate(state: &State, obj: &mut Value, skip: Option<&str>) {
         ips.extend(ip);
         ports.extend(p);
     }
-    meta::allocate_service(obj, &ips, &ports);
+    meta::allocate_service(obj, &ips, &ports, state.node_ports.clone());
 }
 
 /// A Service update that omits its cluster IP or node ports keeps the allocated ones.
