@@ -272,14 +272,23 @@ async fn publish(
 /// `resil dashboard`
 pub async fn command(args: DashboardArgs, global: &GlobalArgs) -> anyhow::Result<Exit> {
     let plan = DashboardPlan::from_args(&args, global)?;
-    let client = match &plan.watch {
-        Some(_) => {
-            // Observing changes nothing, so no context guard.
-            let target = cluster::connect(&ConnectOptions::from_global(global), None).await?;
-            eprintln!("following the demo on {}", target.context);
-            Some(target.client)
+    // Observing changes nothing, so no context guard. Following a results directory
+    // still works without a cluster: the load's half of the page.
+    let client = match (&plan.watch, &plan.follow) {
+        (None, _) => None,
+        (Some(_), follow) => {
+            match cluster::connect(&ConnectOptions::from_global(global), None).await {
+                Ok(target) => {
+                    eprintln!("following the demo on {}", target.context);
+                    Some(target.client)
+                }
+                Err(err) if follow.is_some() => {
+                    eprintln!("warning: not following a cluster: {err:#}");
+                    None
+                }
+                Err(err) => return Err(err.into()),
+            }
         }
-        None => None,
     };
     let dashboard = start(plan, client).await?;
     let url = dashboard.url();
