@@ -82,6 +82,8 @@ pub enum Command {
     Cost(CostArgs),
     /// Run a scenario file: deploy, watch, load and chaos on one clock, then report.
     Run(RunArgs),
+    /// Serve a live page of the demo and the running load, for a projector; or replay a run.
+    Dashboard(DashboardArgs),
     /// The demo web app (the container entrypoint and the lab's pod process).
     DemoApp(DemoAppArgs),
     /// The global front door: an active/passive HTTP proxy across regions, health-checked.
@@ -599,6 +601,38 @@ pub struct RunArgs {
     /// Print the scenario format and exit.
     #[arg(long)]
     pub explain: bool,
+
+    /// Serve the live dashboard of the run on 127.0.0.1:PORT (`resil dashboard`) while it
+    /// runs.
+    #[arg(long, value_name = "PORT", num_args = 0..=1, default_missing_value = "8090")]
+    pub dashboard: Option<u16>,
+}
+
+// ---------------------------------------------------------------- dashboard
+
+/// `resil dashboard`
+#[derive(Debug, Args)]
+pub struct DashboardArgs {
+    /// Port on 127.0.0.1 to serve the page on (0: any free port).
+    #[arg(long, default_value_t = 8090)]
+    pub port: u16,
+
+    /// Open the page in a browser (xdg-open or open, when present).
+    #[arg(long)]
+    pub open: bool,
+
+    /// Follow the load of a run being written to this results directory (a run's
+    /// directory, or a directory of runs to follow its newest).
+    #[arg(long, value_name = "DIR", conflicts_with = "replay")]
+    pub follow: Option<PathBuf>,
+
+    /// Play a finished run back from its results directory, without a cluster.
+    #[arg(long, value_name = "DIR")]
+    pub replay: Option<PathBuf>,
+
+    /// Replay speed: 4 plays a minute in 15 s.
+    #[arg(long, default_value_t = 1.0, requires = "replay")]
+    pub speed: f64,
 }
 
 // ---------------------------------------------------------------- completions

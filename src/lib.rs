@@ -12,6 +12,7 @@ pub mod cli;
 pub mod cli_docs;
 pub mod cluster;
 pub mod cost;
+pub mod dashboard;
 pub mod demo;
 pub mod domain;
 pub mod gateway;
@@ -55,6 +56,7 @@ pub async fn run(cli: Cli) -> Exit {
         Command::Report(args) => report::command(args, &global).await,
         Command::Cost(args) => cost::command(args, &global).await,
         Command::Run(args) => run::command(args, &global).await,
+        Command::Dashboard(args) => dashboard::command(args, &global).await,
         Command::DemoApp(args) => demo::app_command(args).await,
         Command::Gateway(args) => gateway::command(args, &global).await,
         Command::Completions(args) => completions(args),

@@ -208,6 +208,10 @@ impl Session<'_> {
             autoscale,
             fail_fast: args.fail_fast,
         };
+        let dashboard = match args.dashboard {
+            Some(port) => Some(self.dashboard(port, &dir).await?),
+            None => None,
+        };
         let ending = progress::printed(|progress| {
             runner::run(
                 run,
@@ -228,8 +232,34 @@ impl Session<'_> {
         // Every verdict, window SLOs included, is the report's: `resil report DIR` gives
         // the same later.
         let exit = report(&dir, baseline)?;
+        if let Some(dashboard) = dashboard {
+            dashboard.finish().await;
+        }
         println!("results: {}", dir.path().display());
         Ok((dir.path().to_path_buf(), ending, exit))
+    }
+}
+
+impl Session<'_> {
+    /// `--dashboard`: the live page of this run, following the cluster and `dir`.
+    async fn dashboard(
+        &self,
+        port: u16,
+        dir: &RunDir,
+    ) -> anyhow::Result<crate::dashboard::Dashboard> {
+        let plan = crate::dashboard::DashboardPlan {
+            port,
+            watch: Some(crate::dashboard::observer(
+                ConnectOptions::from_global(self.global).namespace,
+            )),
+            follow: Some(dir.path().to_path_buf()),
+            replay: None,
+        };
+        let dashboard = crate::dashboard::start(plan, Some(self.target.client.clone()))
+            .await
+            .context("starting the dashboard")?;
+        eprintln!("dashboard at {}", dashboard.url());
+        Ok(dashboard)
     }
 }
 

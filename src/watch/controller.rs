@@ -88,6 +88,8 @@ pub enum Update {
 pub struct Snapshot {
     pub selected: Option<Color>,
     pub ready: [(Color, u32); 2],
+    /// Pods of each colour the Deployment asks for (0 before it is seen).
+    pub desired: [(Color, u32); 2],
     pub serving: u32,
     /// (colour, current, desired, cpu %) per HPA.
     pub hpas: Vec<(Color, i32, i32, Option<i32>)>,
@@ -355,6 +357,10 @@ impl Watcher {
         Snapshot {
             selected: self.state.selected,
             ready: [Color::Blue, Color::Green].map(|c| (c, self.state.ready(c))),
+            desired: [Color::Blue, Color::Green].map(|c| {
+                let desired = self.state.deployments.get(&c).map_or(0, |d| d.desired);
+                (c, u32::try_from(desired).unwrap_or(0))
+            }),
             serving: self.state.endpoints_ready.values().sum(),
             hpas: self
                 .state

@@ -8,6 +8,7 @@ mod cli_docs;
 mod closed_pipe;
 mod cluster;
 mod cost;
+mod dashboard;
 mod demo_app;
 mod deploy;
 mod fuzz_regressions;

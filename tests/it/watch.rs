@@ -33,20 +33,20 @@ use tokio_util::sync::CancellationToken;
 use crate::support::free_node_port;
 use crate::support::{client_for, event_reasons, eventually};
 
-const NS: &str = "distributed-resilience";
+pub(crate) const NS: &str = "distributed-resilience";
 
 /// A lab (1 s HPA sync) with the demo deployed and ready.
-struct Demo {
+pub(crate) struct Demo {
     lab: Lab,
-    client: kube::Client,
+    pub(crate) client: kube::Client,
     _state: TempDir,
     /// Kubeconfig, manifests, HOME of spawned binaries, results.
-    dir: TempDir,
+    pub(crate) dir: TempDir,
     kubeconfig: PathBuf,
 }
 
 impl Demo {
-    async fn start() -> Demo {
+    pub(crate) async fn start() -> Demo {
         let state = tempfile::tempdir().unwrap();
         let mut config = LabConfig::new(state.path());
         config.pod_program = PathBuf::from(env!("CARGO_BIN_EXE_resil"));
@@ -90,7 +90,7 @@ impl Demo {
         }
     }
 
-    fn plan(&self, stable_for: Duration) -> WatchPlan {
+    pub(crate) fn plan(&self, stable_for: Duration) -> WatchPlan {
         WatchPlan {
             namespace: NS.to_string(),
             service: "web".to_string(),
@@ -209,7 +209,7 @@ impl Demo {
     }
 
     /// `chaos kill-pods --color C --force`, straight through the API.
-    async fn kill(&self, color: &str) {
+    pub(crate) async fn kill(&self, color: &str) {
         let lp = ListParams::default().labels(&format!("app=web,version={color}"));
         self.api::<Pod>()
             .delete_collection(&DeleteParams::default().grace_period(0), &lp)
