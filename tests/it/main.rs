@@ -22,6 +22,7 @@ mod lab_node;
 mod lab_nodes;
 mod lab_runtime;
 mod load;
+mod openapi;
 mod properties;
 mod report;
 mod results_dir;

@@ -8,6 +8,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -54,7 +55,10 @@ async fn listable(client: &kube::Client) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for base in versions {
         let (_, _, list) = raw(client, "GET", &base, None, Vec::new()).await;
-        let api_version = list["groupVersion"].as_str().unwrap_or_default().to_string();
+        let api_version = list["groupVersion"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         for resource in list["resources"].as_array().into_iter().flatten() {
             let name = resource["name"].as_str().unwrap_or_default();
             let lists = resource["verbs"]
@@ -126,4 +130,135 @@ pub async fn every_object_validates(client: &kube::Client) -> Vec<(String, usize
         files.len()
     );
     counts
+}
+
+/// One object of every kind a user creates, as kubectl users write them.
+const EVERY_KIND: &str = "\
+apiVersion: v1
+kind: Namespace
+metadata: {name: shapes}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: shapes}
+data: {GREETING: hello}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: token, namespace: shapes}
+stringData: {TOKEN: s3cret}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shapes}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: resil-demo:1
+        ports: [{containerPort: 8080}]
+        env:
+        - name: GREETING
+          valueFrom: {configMapKeyRef: {name: settings, key: GREETING}}
+        envFrom: [{secretRef: {name: token}}]
+        resources: {requests: {cpu: 50m, memory: 32Mi}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shapes}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: web, namespace: shapes}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  minReplicas: 2
+  maxReplicas: 4
+  metrics:
+  - type: Resource
+    resource: {name: cpu, target: {type: Utilization, averageUtilization: 80}}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: web, namespace: shapes}
+spec:
+  minAvailable: 1
+  selector: {matchLabels: {app: web}}
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_object_of_every_kind_validates_against_the_upstream_schema() {
+    if validator().is_none() || !crate::support::kubectl_on_path() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = resil_lab::LabConfig::new(dir.path());
+    config.pod_program = std::path::PathBuf::from(env!("CARGO_BIN_EXE_resil"));
+    config.nodes = resil_lab::NodeLayout::new(3);
+    let lab = resil_lab::Lab::start(config).await.expect("lab starts");
+    let client = crate::support::client_for(&lab).await;
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, lab.kubeconfig_yaml()).unwrap();
+    let applied = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["apply", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(EVERY_KIND.as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert!(applied.status.success(), "{applied:?}");
+    // Running pods, their ReplicaSet, slices, Events, Leases and the PDB's status exist
+    // once both pods are ready.
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(client.clone(), "shapes");
+    crate::support::eventually(Duration::from_secs(30), "both pods ready", || async {
+        let list = pods.list(&Default::default()).await.ok()?;
+        let ready = list
+            .items
+            .iter()
+            .filter(|p| {
+                p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            })
+            .count();
+        (ready == 2).then_some(())
+    })
+    .await;
+    let counts = every_object_validates(&client).await;
+    for kind in [
+        "nodes",
+        "leases",
+        "configmaps",
+        "secrets",
+        "poddisruptionbudgets",
+    ] {
+        assert!(
+            counts
+                .iter()
+                .any(|(path, n)| path.ends_with(kind) && *n > 0),
+            "no {kind} were checked: {counts:?}"
+        );
+    }
+    lab.shutdown().await;
 }

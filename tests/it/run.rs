@@ -307,6 +307,9 @@ async fn blue_green_failover_scenario_fails_over_and_meets_its_slos() {
     ran.printed("failover_time<5s");
     assert!(!ran.stdout.contains("&lt;"), "{}", ran.explain());
     report_agrees(&lab, &ran);
+    // What the scenario left in the lab is what real clients read: every object of it
+    // matches the upstream schema.
+    crate::openapi::every_object_validates(&lab.client).await;
     lab.stop().await;
 }
 

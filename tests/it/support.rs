@@ -150,3 +150,9 @@ pub async fn event_reasons(events: &kube::Api<k8s_openapi::api::core::v1::Event>
         .filter_map(|e| e.reason)
         .collect()
 }
+
+/// Whether `kubectl` is on PATH (kubectl tests skip, and say so, without it).
+pub fn kubectl_on_path() -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("kubectl").is_file()))
+}

@@ -23,15 +23,10 @@ struct Kubectl {
     _dir: TempDir,
 }
 
-fn on_path() -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("kubectl").is_file()))
-}
-
 impl Kubectl {
     /// None (and a printed note) when kubectl is not installed.
     fn for_lab(lab: &resil_lab::Lab) -> Option<Kubectl> {
-        if !on_path() {
+        if !crate::support::kubectl_on_path() {
             eprintln!("note: kubectl is not on PATH; skipping the kubectl test");
             return None;
         }
