@@ -15,6 +15,7 @@ mod lab_api;
 mod lab_cli;
 mod lab_daemon;
 mod lab_node;
+mod lab_rollout;
 mod lab_runtime;
 mod load;
 mod properties;
