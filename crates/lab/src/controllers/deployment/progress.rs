@@ -16,11 +16,10 @@ use k8s_openapi::jiff::Timestamp;
 use super::rolling::max_unavailable;
 use super::{Sync, name, rs_replicas};
 
-/// Whether `progressDeadlineSeconds` is set (and not "forever").
+/// Whether the rollout has a progress deadline: `progressDeadlineSeconds` defaults to 600
+/// (as the API server defaults it) and `i32::MAX` means none.
 pub(crate) fn has_progress_deadline(d: &Deployment) -> bool {
-    d.spec
-        .progress_deadline_seconds
-        .is_some_and(|s| s != i32::MAX)
+    d.spec.progress_deadline_seconds.unwrap_or(600) != i32::MAX
 }
 
 impl Sync<'_> {
