@@ -781,7 +781,13 @@ async fn kubectl_rollout_status_completes_and_top_pods_shows_usage() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark; prints figures"]
 async fn bench_two_hundred_pods_become_available() {
-    let (lab, client, _dir) = lab().await;
+    // One node with room for all of them (the kubelet's default --max-pods is 110).
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = LabConfig::new(dir.path());
+    config.pod_program = std::path::PathBuf::from(env!("CARGO_BIN_EXE_resil"));
+    config.max_pods = 250;
+    let lab = Lab::start(config).await.expect("lab starts");
+    let client = client_for(&lab).await;
     let deploys: Api<Deployment> = Api::default_namespaced(client.clone());
     let started = std::time::Instant::now();
     deploys

@@ -20,6 +20,7 @@ mod lab_kinds;
 mod lab_named;
 mod lab_node;
 mod lab_nodes;
+mod lab_rollout;
 mod lab_runtime;
 mod load;
 mod openapi;

@@ -103,7 +103,7 @@ pub fn resources(group: &str, version: &str) -> Option<Response> {
         }
         if matches!(
             k.plural,
-            "pods" | "services" | "deployments" | "horizontalpodautoscalers"
+            "pods" | "services" | "deployments" | "horizontalpodautoscalers" | "replicasets"
         ) && k.stored
         {
             r["categories"] = json!(["all"]);
@@ -145,9 +145,9 @@ pub fn resources(group: &str, version: &str) -> Option<Response> {
                 "verbs": ["create", "delete", "get", "patch", "update"],
             }));
         }
-        if k.plural == "deployments" {
+        if matches!(k.plural, "deployments" | "replicasets") {
             list.push(json!({
-                "name": "deployments/scale",
+                "name": format!("{}/scale", k.plural),
                 "singularName": "",
                 "namespaced": true,
                 "group": "autoscaling",

@@ -70,7 +70,7 @@ fn route(path: &str) -> ApiResult<Route> {
     match sub.as_deref() {
         None => {}
         Some("status") if kind.status => {}
-        Some("scale") if kind.plural == "deployments" => {}
+        Some("scale") if matches!(kind.plural, "deployments" | "replicasets") => {}
         Some("log" | "binding" | "eviction") if kind.plural == "pods" => {}
         Some(_) => return Err(ApiError::no_route()),
     }
@@ -309,7 +309,7 @@ pub(super) fn keep_server_fields(kind: &Kind, live: Option<&Value>, obj: &mut Va
     const PORT: &str = crate::controllers::pods::PORT_ANNOTATION;
     let annotations_at = match kind.plural {
         "pods" => "/metadata/annotations",
-        "deployments" => "/spec/template/metadata/annotations",
+        "deployments" | "replicasets" => "/spec/template/metadata/annotations",
         _ => return,
     };
     let live_port = live

@@ -68,6 +68,16 @@ fn columns(kind: &Kind) -> Vec<Value> {
             wide("Images"),
             wide("Selector"),
         ],
+        "replicasets" => vec![
+            s("Name"),
+            i("Desired"),
+            i("Current"),
+            i("Ready"),
+            s("Age"),
+            wide("Containers"),
+            wide("Images"),
+            wide("Selector"),
+        ],
         "services" => vec![
             s("Name"),
             s("Type"),
@@ -186,6 +196,7 @@ fn cells(kind: &Kind, o: &Value) -> Vec<Value> {
     match kind.plural {
         "pods" => pod_cells(o),
         "deployments" => deployment_cells(o),
+        "replicasets" => replicaset_cells(o),
         "services" => service_cells(o),
         "endpoints" => endpoints_cells(o),
         "events" => event_cells(o),
@@ -266,6 +277,20 @@ fn deployment_cells(o: &Value) -> Vec<Value> {
         json!(list("image")),
         json!(selector(o.pointer("/spec/selector/matchLabels"))),
     ]
+}
+
+/// NAME DESIRED CURRENT READY AGE CONTAINERS IMAGES SELECTOR
+fn replicaset_cells(o: &Value) -> Vec<Value> {
+    let mut cells = deployment_cells(o);
+    cells.splice(
+        1..4,
+        [
+            json!(int(o, "/spec/replicas")),
+            json!(int(o, "/status/replicas")),
+            json!(int(o, "/status/readyReplicas")),
+        ],
+    );
+    cells
 }
 
 /// NAME TYPE CLUSTER-IP EXTERNAL-IP PORT(S) AGE SELECTOR

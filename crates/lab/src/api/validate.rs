@@ -80,7 +80,7 @@ pub fn check(kind: &Kind, obj: &Value) -> ApiResult<()> {
     let spec = obj.get("spec");
     match kind.plural {
         "pods" => pod_spec(spec, "spec", &mut causes),
-        "deployments" => {
+        "deployments" | "replicasets" => {
             let match_labels = spec
                 .and_then(|s| s.pointer("/selector/matchLabels"))
                 .and_then(Value::as_object);

@@ -1,9 +1,11 @@
-//! The loops that make the lab's stored objects behave: the Deployment controller, the
+//! The loops that make the lab's stored objects behave: the Deployment and ReplicaSet
+//! controllers (`deployment_loop.rs`, `replicaset_loop.rs`), the
 //! Endpoints controller with the NodePort proxy, the HPA controller and the kubelet,
 //! started by [`start`] from `Lab::start` and stopped by the lab's shutdown token.
 //!
 //! Each loop reads the store directly (no HTTP), decides with the pure controller code
-//! (`deployment.rs`, `endpoints.rs`, `hpa/`), and writes through the store's direct API.
+//! (`deployment/`, `replicaset.rs`, `endpoints.rs`, `hpa/`), and writes through the
+//! store's direct API.
 //! The Deployment and Endpoints loops wake on every change of the resources they read
 //! ([`Wake`]: store watches, bursts coalesced) and at least once a second; the HPA loop
 //! syncs every `LabConfig.hpa_sync_period`. Writes that change nothing are skipped, so a
@@ -15,15 +17,13 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
-use k8s_openapi::jiff::Timestamp;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{deployment, endpoints, events, hpa_loop};
+use super::{endpoints, events, hpa_loop};
 use crate::LabConfig;
 use crate::proxy::{self, ServiceProxy};
 use crate::store::kinds::kind;
@@ -31,7 +31,7 @@ use crate::store::{DeleteOptions, Store, WatchStart, WriteMode};
 
 /// Longest a change-driven loop sleeps without a change (a safety net, and the clock for
 /// time-based transitions such as `minReadySeconds`).
-const RESYNC: Duration = Duration::from_secs(1);
+pub(crate) const RESYNC: Duration = Duration::from_secs(1);
 
 /// Spawns every lab loop on `tasks`; they stop when `shutdown` is cancelled.
 pub fn start(
@@ -40,7 +40,8 @@ pub fn start(
     shutdown: CancellationToken,
     tasks: &TaskTracker,
 ) {
-    tasks.spawn(deployment_loop(store.clone(), shutdown.clone()));
+    tasks.spawn(super::deployment_loop::run(store.clone(), shutdown.clone()));
+    tasks.spawn(super::replicaset_loop::run(store.clone(), shutdown.clone()));
     tasks.spawn(endpoints_loop(store.clone(), shutdown.clone()));
     tasks.spawn(super::endpointslice::run(store.clone(), shutdown.clone()));
     tasks.spawn(hpa_loop::run(
@@ -54,7 +55,7 @@ pub fn start(
 
 /// Least time between two passes of a loop that is not latency-critical: under a burst
 /// (200 pods starting) one pass then covers many changes.
-const BATCH: Duration = Duration::from_millis(20);
+pub(crate) const BATCH: Duration = Duration::from_millis(20);
 
 /// The Endpoints loop's (latency-critical) batching pause.
 const ENDPOINTS_BATCH: Duration = Duration::from_millis(2);
@@ -116,93 +117,6 @@ async fn pump(
             }
         }
     }
-}
-
-/// The Deployment controller: on every change of Deployments or Pods, reconciles every
-/// Deployment.
-async fn deployment_loop(store: Arc<Store>, shutdown: CancellationToken) {
-    let wake = Wake::on(&store, &["deployments", "pods"], &shutdown);
-    loop {
-        let wait = sync_deployments(&store).unwrap_or(RESYNC).min(RESYNC);
-        tokio::select! {
-            // Something changed: reconcile again (after a short batching pause).
-            _ = wake.changed() => tokio::time::sleep(BATCH).await,
-            // Nothing changed for a while, or a pod turns available now.
-            _ = tokio::time::sleep(wait) => {}
-            // The lab stops.
-            _ = shutdown.cancelled() => return,
-        }
-    }
-}
-
-/// One pass over every Deployment; returns the earliest requested requeue.
-pub(crate) fn sync_deployments(store: &Store) -> Option<Duration> {
-    let now = Timestamp::now();
-    let deploys: Vec<Deployment> = typed(store.list("deployments", None).items);
-    if deploys.is_empty() {
-        return None;
-    }
-    // Only pods controlled by a Deployment matter; skip parsing the others.
-    let uids: HashSet<&str> = deploys
-        .iter()
-        .filter_map(|d| d.metadata.uid.as_deref())
-        .collect();
-    let pods: Vec<Pod> = typed(
-        store
-            .list("pods", None)
-            .items
-            .into_iter()
-            .filter(|p| controller_uid(p).is_some_and(|u| uids.contains(u)))
-            .collect(),
-    );
-    let mut requeue: Option<Duration> = None;
-    for d in deploys {
-        if d.metadata.deletion_timestamp.is_some() {
-            continue;
-        }
-        let ns = d.metadata.namespace.clone().unwrap_or_default();
-        let name = d.metadata.name.clone().unwrap_or_default();
-        let mine: Vec<Pod> = pods
-            .iter()
-            .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
-            .cloned()
-            .collect();
-        let plan = deployment::reconcile(&d, &mine, now, &mut deployment::random_suffix);
-        for pod in &plan.create {
-            if let Err(e) = store.create(kind("pods"), &ns, to_value(pod)) {
-                tracing::warn!("deployment {ns}/{name}: creating a pod failed: {e}");
-            }
-        }
-        for pod in &plan.delete {
-            // Already gone or already terminating: nothing to do.
-            let _ = store.delete(kind("pods"), &ns, pod, &DeleteOptions::default());
-        }
-        let dv = to_value(&d);
-        for message in &plan.events {
-            events::record(
-                store,
-                &dv,
-                "Normal",
-                "ScalingReplicaSet",
-                message,
-                "deployment-controller",
-            );
-        }
-        if let Some(annotations) = &plan.annotations
-            && let Some(mut live) = store.get("deployments", &ns, &name)
-        {
-            live["metadata"]["annotations"] = json!(annotations);
-            // Carries the live resourceVersion: a concurrent write wins, the next pass redoes this.
-            let _ = store.update(kind("deployments"), &ns, &name, live, WriteMode::Main);
-        }
-        if d.status.as_ref() != Some(&plan.status) {
-            write_status(store, "deployments", &ns, &name, to_value(&plan.status));
-        }
-        if let Some(r) = plan.requeue_after {
-            requeue = Some(requeue.map_or(r, |q| q.min(r)));
-        }
-    }
-    requeue
 }
 
 /// The Endpoints controller and the proxy: on every change, recomputes every Service's
@@ -426,7 +340,7 @@ pub(crate) fn sync_endpoints(store: &Store) -> Vec<Endpoints> {
 }
 
 /// The uid of the pod's controller (ownerReference with `controller: true`), on raw JSON.
-fn controller_uid(pod: &Value) -> Option<&str> {
+pub(crate) fn controller_uid(pod: &Value) -> Option<&str> {
     pod.pointer("/metadata/ownerReferences")?
         .as_array()?
         .iter()
@@ -436,7 +350,7 @@ fn controller_uid(pod: &Value) -> Option<&str> {
 }
 
 /// Whether a selector in namespace `ns` selects the pod, on raw JSON.
-fn selected(
+pub(crate) fn selected(
     pod: &Value,
     ns: Option<&str>,
     selector: &std::collections::BTreeMap<String, String>,

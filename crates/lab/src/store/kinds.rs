@@ -110,6 +110,15 @@ pub static KINDS: &[Kind] = &[
         &["deploy"],
     ),
     entry(
+        ("apps", "v1"),
+        "replicasets",
+        "replicaset",
+        "ReplicaSet",
+        true,
+        true,
+        &["rs"],
+    ),
+    entry(
         ("autoscaling", "v2"),
         "horizontalpodautoscalers",
         "horizontalpodautoscaler",
