@@ -7,7 +7,7 @@ mod crud;
 mod depth;
 mod errors;
 mod hostile;
-mod kubectl;
+pub(crate) mod kubectl;
 mod perf;
 mod persistence;
 mod properties;

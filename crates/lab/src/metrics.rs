@@ -1,4 +1,6 @@
 //! metrics.k8s.io/v1beta1 PodMetrics: the objects `kubectl top pods` and the HPA read,
+//! and NodeMetrics for `kubectl top nodes` (the sum of the node's pods: the lab's nodes run
+//! nothing else),
 //! built from the kubelet's per-process CPU and memory samples, and read back as the
 //! HPA's CPU sample.
 //!
@@ -53,6 +55,41 @@ pub fn pod_metrics(
                 "memory": format!("{}Ki", c.memory_bytes / 1024),
             }
         })).collect::<Vec<_>>(),
+    })
+}
+
+/// The NodeMetrics object of `node` from the PodMetrics of the pods bound to it: CPU and
+/// memory summed over their containers, stamped with the newest pod sample.
+pub fn node_metrics(node: &str, pods: &[Value], at: Timestamp) -> Value {
+    let (mut nanocores, mut kib) = (0u64, 0u64);
+    let mut newest: Option<String> = None;
+    let mut window = String::from("15s");
+    for pod in pods {
+        for c in pod["containers"].as_array().into_iter().flatten() {
+            let usage = |k: &str, unit: &str| {
+                c.pointer(&format!("/usage/{k}"))
+                    .and_then(Value::as_str)
+                    .and_then(|v| v.strip_suffix(unit))
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            nanocores += usage("cpu", "n");
+            kib += usage("memory", "Ki");
+        }
+        let stamp = pod["timestamp"].as_str().map(str::to_string);
+        if stamp > newest {
+            newest = stamp;
+            window = pod["window"].as_str().unwrap_or("15s").to_string();
+        }
+    }
+    let timestamp = newest.unwrap_or_else(|| at.to_string());
+    json!({
+        "kind": "NodeMetrics",
+        "apiVersion": "metrics.k8s.io/v1beta1",
+        "metadata": {"name": node, "creationTimestamp": at.to_string()},
+        "timestamp": timestamp,
+        "window": window,
+        "usage": {"cpu": format!("{nanocores}n"), "memory": format!("{kib}Ki")},
     })
 }
 

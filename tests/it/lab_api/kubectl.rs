@@ -17,7 +17,7 @@ use tokio::process::Command;
 use crate::support::start_api_only_lab;
 
 /// kubectl wired to one lab.
-struct Kubectl {
+pub(crate) struct Kubectl {
     kubeconfig: PathBuf,
     cache: PathBuf,
     _dir: TempDir,
@@ -25,7 +25,7 @@ struct Kubectl {
 
 impl Kubectl {
     /// None (and a printed note) when kubectl is not installed.
-    fn for_lab(lab: &resil_lab::Lab) -> Option<Kubectl> {
+    pub(crate) fn for_lab(lab: &resil_lab::Lab) -> Option<Kubectl> {
         if !crate::support::kubectl_on_path() {
             eprintln!("note: kubectl is not on PATH; skipping the kubectl test");
             return None;
@@ -41,7 +41,7 @@ impl Kubectl {
         })
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new("kubectl");
         cmd.arg("--kubeconfig")
             .arg(&self.kubeconfig)
@@ -55,13 +55,13 @@ impl Kubectl {
     }
 
     /// Runs kubectl (bounded at 30 s) and returns stdout, panicking with stderr on failure.
-    async fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+    pub(crate) async fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
         let (ok, out, err) = self.run(args, stdin).await;
         assert!(ok, "kubectl {args:?} failed:\n{err}\n{out}");
         out
     }
 
-    async fn run(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    pub(crate) async fn run(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
         let mut cmd = self.command(args);
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -72,6 +72,9 @@ fn route(path: &str) -> ApiResult<Route> {
         Some("status") if kind.status => {}
         Some("scale") if matches!(kind.plural, "deployments" | "replicasets") => {}
         Some("log" | "binding" | "eviction") if kind.plural == "pods" => {}
+        Some(verb @ ("exec" | "attach" | "portforward")) if kind.plural == "pods" => {
+            return Err(ApiError::bad_request(unsupported_stream(verb)));
+        }
         Some(_) => return Err(ApiError::no_route()),
     }
     Ok(Route::Object(Target {
@@ -81,6 +84,30 @@ fn route(path: &str) -> ApiResult<Route> {
         sub,
         dry_run: false,
     }))
+}
+
+/// Why the lab answers `kubectl exec`, `attach` and `port-forward` with a Status at once
+/// rather than a stream: its pods are local processes, not containers, and have no
+/// runtime to run a command in; what to do instead.
+fn unsupported_stream(verb: &str) -> String {
+    let instead = match verb {
+        "portforward" => {
+            "the pod already listens on this machine: connect to its IP and port \
+             (`kubectl get pod -o wide`), or to its Service's NodePort on 127.0.0.1"
+        }
+        _ => {
+            "read its output with `kubectl logs`, or reach its port at its IP (`kubectl get pod -o wide`)"
+        }
+    };
+    let verb = if verb == "portforward" {
+        "port-forward"
+    } else {
+        verb
+    };
+    format!(
+        "the resil lab runs pods as local processes, not containers, and does not support \
+         {verb}; {instead}"
+    )
 }
 
 /// The fallback handler: every `/api/...` and `/apis/...` request not answered by a fixed

@@ -89,9 +89,7 @@ pub(super) fn metrics_list(
         return Err(ApiError::method_not_allowed("WATCH", "metrics"));
     }
     let sel = selector(target, query)?;
-    let items: Vec<Value> = app
-        .store
-        .pod_metrics(target.namespace.as_deref())
+    let items: Vec<Value> = metrics_objects(app, target)
         .into_iter()
         .filter(|o| sel.matches(o))
         .collect();
@@ -100,9 +98,38 @@ pub(super) fn metrics_list(
     Ok(json_response(StatusCode::OK, &body))
 }
 
-pub(super) fn metrics_get(app: &App, target: &Target, name: &str) -> ApiResult<Response> {
+/// The PodMetrics (in the target's namespace, or all) or the NodeMetrics of every node.
+fn metrics_objects(app: &App, target: &Target) -> Vec<Value> {
+    let pods = app.store.pod_metrics(target.namespace.as_deref());
+    if target.kind.kind != "NodeMetrics" {
+        return pods;
+    }
+    let node_of = |m: &Value| {
+        let ns = m.pointer("/metadata/namespace")?.as_str()?;
+        let name = m.pointer("/metadata/name")?.as_str()?;
+        let pod = app.store.get("pods", ns, name)?;
+        pod.pointer("/spec/nodeName")?.as_str().map(str::to_string)
+    };
+    let placed: Vec<(Option<String>, Value)> = pods.into_iter().map(|m| (node_of(&m), m)).collect();
+    let now = k8s_openapi::jiff::Timestamp::now();
     app.store
-        .pod_metrics(target.namespace.as_deref())
+        .list("nodes", None)
+        .items
+        .iter()
+        .filter_map(|n| n.pointer("/metadata/name")?.as_str().map(str::to_string))
+        .map(|node| {
+            let on: Vec<Value> = placed
+                .iter()
+                .filter(|(at, _)| at.as_deref() == Some(node.as_str()))
+                .map(|(_, m)| m.clone())
+                .collect();
+            crate::metrics::node_metrics(&node, &on, now)
+        })
+        .collect()
+}
+
+pub(super) fn metrics_get(app: &App, target: &Target, name: &str) -> ApiResult<Response> {
+    metrics_objects(app, target)
         .into_iter()
         .find(|o| o.pointer("/metadata/name").and_then(Value::as_str) == Some(name))
         .map(|o| json_response(StatusCode::OK, &o))

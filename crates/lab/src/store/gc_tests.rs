@@ -1,5 +1,7 @@
 //! Garbage collection and namespace lifecycle rules of the store, without HTTP.
 
+use super::delete::FOREGROUND_FINALIZER;
+use super::namespaces::{KUBERNETES_FINALIZER, PROTECTED as PROTECTED_NAMESPACES};
 use super::*;
 use serde_json::json;
 

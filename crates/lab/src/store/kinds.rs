@@ -176,6 +176,17 @@ pub static KINDS: &[Kind] = &[
         short_names: &[],
         stored: false,
     },
+    Kind {
+        group: "metrics.k8s.io",
+        version: "v1beta1",
+        plural: "nodes",
+        singular: "",
+        kind: "NodeMetrics",
+        namespaced: false,
+        status: false,
+        short_names: &[],
+        stored: false,
+    },
 ];
 
 /// The type served at `group/version/plural`.

@@ -394,11 +394,7 @@ fn defaults(kind: &Kind, obj: &mut Value) {
             default(spec, "replicas", json!(1));
             default(spec, "revisionHistoryLimit", json!(10));
             default(spec, "progressDeadlineSeconds", json!(600));
-            default(
-                spec,
-                "strategy",
-                json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}),
-            );
+            strategy_defaults(spec);
             if let Some(pod) = spec.pointer_mut("/template/spec") {
                 pod_spec_defaults(pod);
             }
@@ -433,6 +429,30 @@ fn defaults(kind: &Kind, obj: &mut Value) {
             }
         }
         _ => {}
+    }
+}
+
+/// `SetDefaults_Deployment` (pkg/apis/apps/v1/defaults.go): a strategy with no type
+/// (kubectl sends `strategy: {}`) is RollingUpdate, and a rolling update's unset bounds
+/// are 25% each.
+fn strategy_defaults(spec: &mut Value) {
+    default(spec, "strategy", json!({}));
+    let strategy = &mut spec["strategy"];
+    if !strategy.is_object() {
+        return;
+    }
+    let untyped = strategy
+        .get("type")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty);
+    if untyped {
+        strategy["type"] = json!("RollingUpdate");
+    }
+    if strategy["type"] == "RollingUpdate" {
+        default(strategy, "rollingUpdate", json!({}));
+        let rolling = &mut strategy["rollingUpdate"];
+        default(rolling, "maxUnavailable", json!("25%"));
+        default(rolling, "maxSurge", json!("25%"));
     }
 }
 

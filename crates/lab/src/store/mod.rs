@@ -49,13 +49,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-pub use delete::FOREGROUND_FINALIZER;
 pub use events::{
     EVENT_TTL, EXPIRY_PERIOD as EVENT_EXPIRY_PERIOD, MAX_EVENTS, run_expiry as run_event_expiry,
 };
 pub use kinds::Kind;
 use kinds::kind;
-pub use namespaces::{KUBERNETES_FINALIZER, PROTECTED as PROTECTED_NAMESPACES};
 pub use watch::{Subscription, WatchStart};
 
 /// How many past events a watch may resume from.
