@@ -170,8 +170,18 @@ pub async fn run(store: Arc<Store>, shutdown: CancellationToken) {
 
 /// One scheduling pass.
 pub fn pass(store: &Store) {
+    let pods = store.list("pods", None).items;
+    // Most wake-ups are pod status writes with nothing to bind: look before paying for
+    // typed copies of every pod and node.
+    let unbound = |p: &serde_json::Value| {
+        p.pointer("/spec/nodeName").is_none_or(serde_json::Value::is_null)
+            && p.pointer("/metadata/deletionTimestamp").is_none()
+    };
+    if !pods.iter().any(unbound) {
+        return;
+    }
     let nodes: Vec<Node> = typed(store.list("nodes", None).items);
-    let pods: Vec<Pod> = typed(store.list("pods", None).items);
+    let pods: Vec<Pod> = typed(pods);
     let mut snap = snapshot(&nodes, &pods);
     let mut pending: Vec<&Pod> = pods
         .iter()
