@@ -174,7 +174,8 @@ pub fn pass(store: &Store) {
     // Most wake-ups are pod status writes with nothing to bind: look before paying for
     // typed copies of every pod and node.
     let unbound = |p: &serde_json::Value| {
-        p.pointer("/spec/nodeName").is_none_or(serde_json::Value::is_null)
+        p.pointer("/spec/nodeName")
+            .is_none_or(serde_json::Value::is_null)
             && p.pointer("/metadata/deletionTimestamp").is_none()
     };
     if !pods.iter().any(unbound) {
