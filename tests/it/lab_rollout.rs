@@ -356,3 +356,67 @@ async fn a_bad_image_exceeds_the_progress_deadline_while_old_pods_serve() {
     assert_eq!(env.ready_pods("bad").await, 2, "the old pods keep serving");
     env.lab.shutdown().await;
 }
+
+/// The bar: a rolling update under `resil load` at 200 req/s, with maxUnavailable
+/// 0 and readiness probes, fails no request. Traffic goes through the Service's NodePort
+/// (the lab's kube-proxy), as a user's does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_update_under_load_fails_no_request() {
+    let Some(env) = Env::start().await else {
+        return;
+    };
+    env.create(deployment("web", 3, json!({}))).await;
+    let port = crate::support::free_node_port();
+    let svc = json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "web"},
+        "spec": {"type": "NodePort", "selector": {"app": "web"},
+                 "ports": [{"port": 80, "targetPort": 8080, "nodePort": port}]}});
+    let services: Api<k8s_openapi::api::core::v1::Service> =
+        Api::default_namespaced(env.client.clone());
+    services
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(svc).unwrap(),
+        )
+        .await
+        .unwrap();
+    env.ok(&["rollout", "status", "deployment/web", "--timeout=90s"])
+        .await;
+    let url = format!("http://127.0.0.1:{port}/");
+    let load = tokio::process::Command::new(env!("CARGO_BIN_EXE_resil"))
+        .args(["load", &url, "--rate", "200", "-d", "8s", "--no-color"])
+        .env("NO_COLOR", "1")
+        .kill_on_drop(true)
+        .output();
+    let roll = async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        env.ok(&["set", "image", "deployment/web", "web=resil-demo:2"])
+            .await;
+        env.ok(&["rollout", "status", "deployment/web", "--timeout=60s"])
+            .await;
+    };
+    let (out, ()) = tokio::join!(
+        async {
+            tokio::time::timeout(Duration::from_secs(60), load)
+                .await
+                .expect("load ends")
+                .unwrap()
+        },
+        roll
+    );
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{said}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains(" ok, 0 errors (0.00%)"), "{said}");
+    // The rollout happened while the load ran: a second ReplicaSet holds every pod now.
+    let rses = env.replicasets("web").await;
+    assert_eq!(rses.len(), 2);
+    assert_eq!(
+        rses[1].status.as_ref().map(|s| s.ready_replicas),
+        Some(Some(3))
+    );
+    env.lab.shutdown().await;
+}
