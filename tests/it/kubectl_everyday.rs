@@ -194,7 +194,18 @@ async fn everyday_kubectl_commands_work_on_a_three_node_lab() {
         .await;
     }
 
-    // Nodes: cordon keeps pods off, drain evicts within the PDB.
+    // What the lab will not do is said at once.
+    let unsupported = "does not support";
+    refuses(&k, &with(&["exec", "one", "--", "ls"]), unsupported).await;
+    refuses(
+        &k,
+        &with(&["port-forward", "pod/one", "18999:8080"]),
+        unsupported,
+    )
+    .await;
+
+    // Nodes: cordon keeps pods off, drain evicts within the PDB (and deletes the bare
+    // pod `one` if it runs there, with --force).
     says(&k, &["cordon", "lab-node-1"], &["node/lab-node-1 cordoned"]).await;
     says(&k, &["get", "nodes"], &["SchedulingDisabled"]).await;
     says(
@@ -212,16 +223,6 @@ async fn everyday_kubectl_commands_work_on_a_three_node_lab() {
     ];
     says(&k, &drain, &["node/lab-node-2 drained"]).await;
     says(&k, &["uncordon", "lab-node-2"], &["uncordoned"]).await;
-
-    // What the lab will not do is said at once.
-    let unsupported = "does not support";
-    refuses(&k, &with(&["exec", "one", "--", "ls"]), unsupported).await;
-    refuses(
-        &k,
-        &with(&["port-forward", "pod/one", "18999:8080"]),
-        unsupported,
-    )
-    .await;
 
     // Deletion with each cascade.
     let orphan = with(&["delete", "deployment", "web", "--cascade=orphan"]);

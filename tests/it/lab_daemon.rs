@@ -62,7 +62,15 @@ fn assert_one_daemon(env: &LabEnv, round: usize) {
     std::thread::sleep(Duration::from_millis(300));
     let running = daemons(&env.state());
     assert_eq!(running.len(), 1, "round {round}: lab processes {running:?}");
-    assert_eq!(env.lab_pid(), Some(running[0]), "round {round}");
+    // The winner writes its pid file once it serves, which may come after the loser has
+    // already stepped back.
+    assert!(
+        wait_until(Duration::from_secs(10), || env.lab_pid()
+            == Some(running[0])),
+        "round {round}: pid file {:?}, lab process {}",
+        env.lab_pid(),
+        running[0]
+    );
 }
 
 #[test]
