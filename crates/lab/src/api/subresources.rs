@@ -104,13 +104,34 @@ fn metrics_objects(app: &App, target: &Target) -> Vec<Value> {
     if target.kind.kind != "NodeMetrics" {
         return pods;
     }
-    let node_of = |m: &Value| {
-        let ns = m.pointer("/metadata/namespace")?.as_str()?;
-        let name = m.pointer("/metadata/name")?.as_str()?;
-        let pod = app.store.get("pods", ns, name)?;
-        pod.pointer("/spec/nodeName")?.as_str().map(str::to_string)
-    };
-    let placed: Vec<(Option<String>, Value)> = pods.into_iter().map(|m| (node_of(&m), m)).collect();
+    // Each pod's node, from one list of the pods rather than a read per sample.
+    let node_of: std::collections::HashMap<(String, String), String> = app
+        .store
+        .list("pods", None)
+        .items
+        .iter()
+        .filter_map(|p| {
+            let key = |k: &str| {
+                p.pointer(&format!("/metadata/{k}"))?
+                    .as_str()
+                    .map(str::to_string)
+            };
+            let node = p.pointer("/spec/nodeName")?.as_str()?.to_string();
+            Some(((key("namespace")?, key("name")?), node))
+        })
+        .collect();
+    let placed: Vec<(Option<&String>, Value)> = pods
+        .into_iter()
+        .map(|m| {
+            let key = |k: &str| {
+                m.pointer(&format!("/metadata/{k}"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            (node_of.get(&(key("namespace"), key("name"))), m)
+        })
+        .collect();
     let now = k8s_openapi::jiff::Timestamp::now();
     app.store
         .list("nodes", None)
@@ -120,7 +141,7 @@ fn metrics_objects(app: &App, target: &Target) -> Vec<Value> {
         .map(|node| {
             let on: Vec<Value> = placed
                 .iter()
-                .filter(|(at, _)| at.as_deref() == Some(node.as_str()))
+                .filter(|(at, _)| at.is_some_and(|n| *n == node))
                 .map(|(_, m)| m.clone())
                 .collect();
             crate::metrics::node_metrics(&node, &on, now)
