@@ -87,13 +87,6 @@ async fn pods_of(pods: &Api<Pod>, app: &str) -> Vec<Pod> {
         .items
 }
 
-fn is_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
 /// The environment of a running pod's process (Linux: `/proc/PID/environ`).
 fn process_env(pod: &Pod) -> Vec<(String, String)> {
     let id = pod
@@ -198,7 +191,10 @@ async fn config_maps_and_secrets_reach_pod_env_and_a_missing_one_is_waited_for()
     .await
     .unwrap();
     let pod = eventually(Duration::from_secs(30), "the pod starts", || async {
-        pods_of(&pods, "web").await.into_iter().find(is_ready)
+        pods_of(&pods, "web")
+            .await
+            .into_iter()
+            .find(crate::support::pod_ready)
     })
     .await;
     let env = process_env(&pod);
@@ -325,7 +321,7 @@ async fn deleting_a_namespace_removes_its_workloads_then_the_namespace() {
         (pods_of(&pods, "web")
             .await
             .iter()
-            .filter(|p| is_ready(p))
+            .filter(|p| crate::support::pod_ready(p))
             .count()
             == 2)
             .then_some(())

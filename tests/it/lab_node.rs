@@ -53,23 +53,6 @@ async fn scale(deploys: &Api<Deployment>, name: &str, replicas: i32) {
         .unwrap();
 }
 
-async fn pods_of(pods: &Api<Pod>, app: &str) -> Vec<Pod> {
-    pods.list(&ListParams::default().labels(&format!("app={app}")))
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .collect()
-}
-
-fn is_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
 fn is_unschedulable(pod: &Pod) -> bool {
     let status = pod.status.as_ref();
     status.and_then(|s| s.phase.as_deref()) == Some("Pending")
@@ -172,10 +155,10 @@ async fn pods_beyond_max_pods_stay_pending_unschedulable_and_start_when_room_fre
         .await
         .unwrap();
     eventually(Duration::from_secs(20), "2 ready pods of first", || async {
-        (pods_of(&pods, "first")
+        (crate::support::live_pods(&pods, "first")
             .await
             .iter()
-            .filter(|p| is_ready(p))
+            .filter(|p| crate::support::pod_ready(p))
             .count()
             == 2)
             .then_some(())
@@ -190,8 +173,11 @@ async fn pods_beyond_max_pods_stay_pending_unschedulable_and_start_when_room_fre
         Duration::from_secs(20),
         "1 ready, 39 unschedulable",
         || async {
-            let second = pods_of(&pods, "second").await;
-            let ready = second.iter().filter(|p| is_ready(p)).count();
+            let second = crate::support::live_pods(&pods, "second").await;
+            let ready = second
+                .iter()
+                .filter(|p| crate::support::pod_ready(p))
+                .count();
             let waiting = second.iter().filter(|p| is_unschedulable(p)).count();
             (second.len() == 40 && ready == 1 && waiting == 39).then_some(())
         },
@@ -213,7 +199,7 @@ async fn pods_beyond_max_pods_stay_pending_unschedulable_and_start_when_room_fre
         );
     }
     // A pending pod's message says why, as `kubectl describe` shows it.
-    let pending = pods_of(&pods, "second").await;
+    let pending = crate::support::live_pods(&pods, "second").await;
     let pending = pending.iter().find(|p| is_unschedulable(p)).unwrap();
     let condition = pending
         .status
@@ -237,9 +223,12 @@ async fn pods_beyond_max_pods_stay_pending_unschedulable_and_start_when_room_fre
         Duration::from_secs(30),
         "3 ready pods of second",
         || async {
-            let second = pods_of(&pods, "second").await;
-            let ready = second.iter().filter(|p| is_ready(p)).count();
-            (ready == 3 && pods_of(&pods, "first").await.is_empty()).then_some(())
+            let second = crate::support::live_pods(&pods, "second").await;
+            let ready = second
+                .iter()
+                .filter(|p| crate::support::pod_ready(p))
+                .count();
+            (ready == 3 && crate::support::live_pods(&pods, "first").await.is_empty()).then_some(())
         },
     )
     .await;
@@ -372,7 +361,10 @@ async fn loader_variables_in_a_pods_env_never_reach_its_process() {
         .await
         .unwrap();
     let pod = eventually(Duration::from_secs(20), "a ready pod", || async {
-        pods_of(&pods, "web").await.into_iter().find(is_ready)
+        crate::support::live_pods(&pods, "web")
+            .await
+            .into_iter()
+            .find(crate::support::pod_ready)
     })
     .await;
     let id = pod.status.unwrap().container_statuses.unwrap()[0]

@@ -110,33 +110,15 @@ fn bare_pod(name: &str, spec: Value) -> Pod {
     serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap()
 }
 
-fn is_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
 fn node_of(pod: &Pod) -> Option<String> {
     pod.spec.as_ref().and_then(|s| s.node_name.clone())
-}
-
-/// The live (not terminating) pods of `app`.
-async fn pods_of(pods: &Api<Pod>, app: &str) -> Vec<Pod> {
-    pods.list(&ListParams::default().labels(&format!("app={app}")))
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .collect()
 }
 
 /// Waits until `app` has `n` ready pods; returns them.
 async fn ready_pods(pods: &Api<Pod>, app: &str, n: usize, limit: Duration) -> Vec<Pod> {
     eventually(limit, &format!("{n} ready pods of {app}"), || async {
-        let live = pods_of(pods, app).await;
-        (live.len() == n && live.iter().all(is_ready)).then_some(live)
+        let live = crate::support::live_pods(pods, app).await;
+        (live.len() == n && live.iter().all(crate::support::pod_ready)).then_some(live)
     })
     .await
 }
@@ -352,9 +334,9 @@ async fn a_stopped_nodes_pods_are_evicted_and_replaced_on_other_nodes() {
     // Replaced elsewhere within grace + toleration + slack.
     let limit = grace + Duration::from_secs(toleration as u64) + Duration::from_secs(15);
     let after = eventually(limit, "replacements ready elsewhere", || async {
-        let live = pods_of(&pods, "web").await;
+        let live = crate::support::live_pods(&pods, "web").await;
         let moved = live.len() == 3
-            && live.iter().all(is_ready)
+            && live.iter().all(crate::support::pod_ready)
             && live.iter().all(|p| node_of(p).as_deref() != Some(&victim));
         moved.then_some(live)
     })

@@ -29,9 +29,7 @@ struct Env {
 
 impl Env {
     async fn start() -> Option<Env> {
-        let on_path = std::env::var_os("PATH")
-            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("kubectl").is_file()));
-        if !on_path {
+        if !crate::support::kubectl_on_path() {
             eprintln!("note: kubectl is not on PATH; skipping the rollout test");
             return None;
         }

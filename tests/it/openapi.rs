@@ -235,12 +235,7 @@ async fn one_object_of_every_kind_validates_against_the_upstream_schema() {
         let ready = list
             .items
             .iter()
-            .filter(|p| {
-                p.status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-            })
+            .filter(|p| crate::support::pod_ready(p))
             .count();
         (ready == 2).then_some(())
     })

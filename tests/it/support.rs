@@ -156,3 +156,25 @@ pub fn kubectl_on_path() -> bool {
     std::env::var_os("PATH")
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("kubectl").is_file()))
 }
+
+/// Whether the pod's Ready condition is True.
+pub fn pod_ready(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// The live (not terminating) pods labelled `app=<app>`.
+pub async fn live_pods(
+    pods: &kube::Api<k8s_openapi::api::core::v1::Pod>,
+    app: &str,
+) -> Vec<k8s_openapi::api::core::v1::Pod> {
+    pods.list(&kube::api::ListParams::default().labels(&format!("app={app}")))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect()
+}
