@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // First, while this is the only thread: a pod process started by a lab dies with it.
+    resil_common::lifeline::die_with_lab();
     resil::exit::end_quietly_on_closed_output();
     let cli = resil::cli::Cli::parse();
     resil::logging::init(&cli.global);

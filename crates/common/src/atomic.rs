@@ -15,6 +15,17 @@ pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// Like [`write`], and sets Unix permission bits (e.g. `0o600` for secrets) before the
 /// file becomes visible under its name.
 pub fn write_with_mode(path: &Path, bytes: &[u8], mode: Option<u32>) -> io::Result<()> {
+    write_inner(path, bytes, mode, true)
+}
+
+/// Like [`write`] without the fsync: atomic against a killed process, not against a power
+/// loss. For files that describe running processes (the lab's `pods.json`), which a power
+/// loss ends anyway; rewritten often, where an fsync each time would cost milliseconds.
+pub fn write_unsynced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_inner(path, bytes, None, false)
+}
+
+fn write_inner(path: &Path, bytes: &[u8], mode: Option<u32>, sync: bool) -> io::Result<()> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -30,7 +41,9 @@ pub fn write_with_mode(path: &Path, bytes: &[u8], mode: Option<u32>) -> io::Resu
     #[cfg(not(unix))]
     let _ = mode;
     tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
+    if sync {
+        tmp.as_file().sync_all()?;
+    }
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }

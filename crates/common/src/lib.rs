@@ -6,5 +6,6 @@ pub mod args;
 pub mod atomic;
 pub mod crypto;
 pub mod exit;
+pub mod lifeline;
 
 pub use exit::Exit;

@@ -8,10 +8,12 @@
 //! Signals go to the process group, and only while the reaper has not yet seen the exit:
 //! a reaped pid may be reused by an unrelated process.
 //!
-//! A pod process must not outlive the lab, even one killed with SIGKILL. On Linux each is
-//! started with a parent-death signal (`PR_SET_PDEATHSIG`, SIGKILL). The kernel sends it
-//! when the *thread* that forked the child ends, not the process, so every pod process is
-//! forked by one dedicated thread that lives as long as the lab process ([`lifeline`]).
+//! A pod process must not outlive the lab, even one killed with SIGKILL. On Linux each
+//! asks for a parent-death signal (`PR_SET_PDEATHSIG`, SIGKILL) itself, as its first step
+//! (`resil_common::lifeline`: no `pre_exec` hook, so the spawn is a cheap `posix_spawn`).
+//! The kernel sends it when the *thread* that started the child ends, not the process, so
+//! every pod process is started by one dedicated thread that lives as long as the lab
+//! process ([`lifeline`]).
 //! Elsewhere `pods.json` and the next `lab up`/`lab down` are the only safety net.
 
 use std::net::SocketAddr;
@@ -299,28 +301,16 @@ fn command(launch: &PodLaunch) -> Command {
         .kill_on_drop(false);
     #[cfg(unix)]
     cmd.process_group(0);
-    #[cfg(target_os = "linux")]
-    {
-        let lab = std::process::id();
-        // SAFETY: runs in the forked child before exec; prctl and getppid are plain
-        // system calls (async-signal-safe), and nothing here allocates or takes a lock.
-        unsafe {
-            cmd.pre_exec(move || {
-                use nix::sys::signal::Signal;
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-                // The lab may have died between the fork and the prctl: then no signal
-                // will come, so do not start at all.
-                if nix::unistd::getppid().as_raw() as u32 != lab {
-                    return Err(nix::errno::Errno::ESRCH.into());
-                }
-                Ok(())
-            });
-        }
-    }
+    // The child ties its life to the lab's (`resil_common::lifeline`); no `pre_exec` hook
+    // here, so the spawn is a `posix_spawn`, not a `fork` of the whole lab.
+    cmd.env(
+        resil_common::lifeline::LAB_PID_ENV,
+        std::process::id().to_string(),
+    );
     cmd
 }
 
-/// Forks pod processes from one thread that never ends, so their parent-death signal
+/// Starts pod processes from one thread that never ends, so their parent-death signal
 /// fires only when the lab process ends (see the module doc).
 #[cfg(target_os = "linux")]
 mod lifeline {

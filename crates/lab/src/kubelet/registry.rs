@@ -79,12 +79,14 @@ impl PodRegistry {
     }
 
     /// Writes under the lock (a std Mutex, never held across an await) so two changes
-    /// cannot land in the file out of order.
+    /// cannot land in the file out of order. Atomic but not fsynced: the file must survive
+    /// a killed lab, and a power loss ends its processes too.
     fn persist(&self, pods: &[PodRecord]) -> io::Result<()> {
         let file = PodsFile {
             pods: pods.to_vec(),
         };
-        resil_common::atomic::write_json(&self.path, &file)
+        let bytes = serde_json::to_vec(&file).map_err(io::Error::other)?;
+        resil_common::atomic::write_unsynced(&self.path, &bytes)
     }
 }
 

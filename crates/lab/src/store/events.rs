@@ -8,7 +8,6 @@
 //! is also the last write. Called by the store's create path and by the expiry loop that
 //! `server.rs` runs.
 
-use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,11 +28,7 @@ pub const MAX_EVENTS: usize = 10_000;
 const EVENTS: &str = "events";
 
 fn event_keys(state: &State) -> impl Iterator<Item = (&Key, &Value)> {
-    let first: Key = (EVENTS, String::new(), String::new());
-    state
-        .objects
-        .range((Bound::Included(first), Bound::Unbounded))
-        .take_while(|((r, _, _), _)| *r == EVENTS)
+    super::objects_of(state, EVENTS, None)
 }
 
 fn rv_of(obj: &Value) -> u64 {

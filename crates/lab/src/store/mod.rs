@@ -43,6 +43,7 @@ mod services;
 mod watch;
 
 use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -221,6 +222,20 @@ pub struct Listed {
 
 type Key = (&'static str, String, String);
 
+/// The objects of one resource, in one namespace or all, in key order: a range of the map
+/// (keys sort by resource, then namespace), not a scan of every object.
+fn objects_of<'a>(
+    state: &'a State,
+    resource: &'static str,
+    namespace: Option<&'a str>,
+) -> impl Iterator<Item = (&'a Key, &'a Value)> + 'a {
+    let first: Key = (resource, namespace.unwrap_or("").to_string(), String::new());
+    state
+        .objects
+        .range((Bound::Included(first), Bound::Unbounded))
+        .take_while(move |((r, ns, _), _)| *r == resource && namespace.is_none_or(|n| n == ns))
+}
+
 /// Where node ports are allocated from by default (upstream's default
 /// `--service-node-port-range`).
 pub const DEFAULT_NODE_PORTS: std::ops::RangeInclusive<u16> = 30000..=32767;
@@ -351,12 +366,12 @@ impl Store {
     /// All objects of `resource`, in one namespace or (None) all of them.
     pub fn list(&self, resource: &str, namespace: Option<&str>) -> Listed {
         let state = self.lock();
-        let items = state
-            .objects
-            .iter()
-            .filter(|((r, ns, _), _)| *r == resource && namespace.is_none_or(|n| n == ns))
-            .map(|(_, v)| v.clone())
-            .collect();
+        let items = match kinds::stored(resource) {
+            Some(kind) => objects_of(&state, kind.plural, namespace)
+                .map(|(_, v)| v.clone())
+                .collect(),
+            None => Vec::new(),
+        };
         Listed {
             items,
             rv: state.rv,
@@ -598,10 +613,7 @@ impl Store {
     ) -> Result<Subscription, u64> {
         let state = self.lock();
         let initial: Vec<Arc<StoredEvent>> = match start {
-            WatchStart::Now => state
-                .objects
-                .iter()
-                .filter(|((r, ns, _), _)| *r == resource && namespace.is_none_or(|n| n == ns))
+            WatchStart::Now => objects_of(&state, resource, namespace)
                 .map(|((r, ns, _), v)| {
                     Arc::new(StoredEvent {
                         rv: state.rv,
