@@ -17,6 +17,7 @@ mod kubectl_everyday;
 mod lab_api;
 mod lab_cli;
 mod lab_daemon;
+mod lab_jobs;
 mod lab_kinds;
 mod lab_named;
 mod lab_node;
