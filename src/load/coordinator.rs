@@ -117,8 +117,11 @@ pub fn missed_reason(file: &WorkersFile) -> Option<String> {
     let missing: Vec<String> = file
         .workers
         .iter()
-        .filter(|w| !w.missed.is_empty())
+        .filter(|w| !w.missed.is_empty() || !w.finished)
         .map(|w| {
+            if w.missed.is_empty() {
+                return format!("worker {} ended without its totals", w.index);
+            }
             let spans: Vec<String> = w
                 .missed
                 .iter()
@@ -626,6 +629,53 @@ mod tests {
         assert_eq!(
             merged,
             vec![ep(1, Some(2), 1), ep(5, Some(9), 7), ep(20, None, 2)]
+        );
+    }
+
+    /// A worker's second as its line, with these latencies (µs).
+    fn second_line(second: u64, latencies: &[u64]) -> Line {
+        let mut b = super::super::stats::Bucket::empty(second);
+        for v in latencies {
+            b.latency.record(*v).unwrap();
+            b.requests += 1;
+        }
+        Line::second(&b)
+    }
+
+    #[test]
+    fn merged_workers_give_the_percentiles_of_one_histogram_of_every_request() {
+        let mut collector = Collector::new(2);
+        let mut episodes = Vec::new();
+        let mut tracked: Vec<Tracked> = (0..2).map(|_| Tracked::new()).collect();
+        let (a, b): (Vec<u64>, Vec<u64>) = (
+            (1..=500).map(|i| i * 37).collect(),
+            (1..=300).map(|i| i * i).collect(),
+        );
+        let mut released = Vec::new();
+        for (i, values) in [&a, &b].into_iter().enumerate() {
+            for (s, chunk) in values.chunks(100).enumerate() {
+                released.extend(take_line(
+                    &mut collector,
+                    &mut episodes,
+                    &mut tracked[i],
+                    i,
+                    second_line(s as u64, chunk),
+                ));
+            }
+        }
+        released.extend(collector.close_thread(0));
+        released.extend(collector.close_thread(1));
+        let mut one = new_histogram();
+        for v in a.iter().chain(&b) {
+            one.record(*v).unwrap();
+        }
+        assert_eq!(collector.overall, one);
+        assert_eq!(percentiles(&collector.overall), percentiles(&one));
+        // Every second once, in order, each with both workers' requests.
+        let per_second: Vec<(u64, u64)> = released.iter().map(|b| (b.second, b.requests)).collect();
+        assert_eq!(
+            per_second,
+            [(0, 200), (1, 200), (2, 200), (3, 100), (4, 100)]
         );
     }
 

@@ -71,7 +71,8 @@ pub struct Totals {
     pub dropped_sends: u64,
     pub last_sent_us: u64,
     pub kinds: [u64; 6],
-    pub status_codes: BTreeMap<u16, u64>,
+    /// Keyed by the code as text: an internally tagged enum cannot read number keys back.
+    pub status_codes: BTreeMap<String, u64>,
     pub uncorrected: String,
     pub by_color: BTreeMap<String, (Served, String)>,
     pub elapsed_us: u64,
@@ -138,7 +139,11 @@ impl Line {
             dropped_sends: c.dropped_sends,
             last_sent_us: micros(c.last_sent),
             kinds: c.kinds,
-            status_codes: c.status_codes.clone(),
+            status_codes: c
+                .status_codes
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
             uncorrected: encode(&c.uncorrected),
             by_color: c
                 .by_color
@@ -166,7 +171,11 @@ impl Totals {
             dropped_sends: self.dropped_sends,
             last_sent: Duration::from_micros(self.last_sent_us),
             kinds: self.kinds,
-            status_codes: self.status_codes.clone(),
+            status_codes: self
+                .status_codes
+                .iter()
+                .filter_map(|(k, v)| Some((k.parse().ok()?, *v)))
+                .collect(),
             uncorrected: decode(&self.uncorrected)?,
             by_color,
         })
@@ -221,5 +230,26 @@ mod tests {
         let text = serde_json::to_string(&line).unwrap();
         assert!(text.starts_with("{\"resil_worker\":\"episode\""));
         assert_eq!(serde_json::from_str::<Line>(&text).unwrap(), line);
+    }
+
+    #[test]
+    fn a_workers_totals_read_back_as_they_were() {
+        let mut c = Collector::new(1);
+        c.requests = 7;
+        c.status_codes.insert(200, 6);
+        c.status_codes.insert(503, 1);
+        c.by_color.insert(
+            "blue".into(),
+            (Served::counts(7, 1), crate::results::hdr::new_histogram()),
+        );
+        let line = Line::done(&c, Duration::from_secs(3), false);
+        let back: Line = serde_json::from_str(&serde_json::to_string(&line).unwrap()).unwrap();
+        let Line::Done(totals) = back else {
+            panic!("not a done line")
+        };
+        let t = totals.thread_totals().unwrap();
+        assert_eq!(t.requests, 7);
+        assert_eq!(t.status_codes.get(&503), Some(&1));
+        assert_eq!(t.by_color["blue"].0.errors, 1);
     }
 }

@@ -25,6 +25,7 @@ mod lab_nodes;
 mod lab_rollout;
 mod lab_runtime;
 mod load;
+mod load_workers;
 mod openapi;
 mod properties;
 mod report;
