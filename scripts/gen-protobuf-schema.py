@@ -46,6 +46,7 @@ ROOTS = [
     ("events.k8s.io/v1", "Event", "k8s.io.api.events.v1.Event"),
     ("policy/v1", "PodDisruptionBudget", "k8s.io.api.policy.v1.PodDisruptionBudget"),
     ("policy/v1", "Eviction", "k8s.io.api.policy.v1.Eviction"),
+    ("batch/v1", "Job", "k8s.io.api.batch.v1.Job"),
 ]
 
 # Messages with their own JSON form (apimachinery's custom MarshalJSON).
@@ -63,6 +64,13 @@ UNSUPPORTED = {"k8s.io.apimachinery.pkg.apis.meta.v1.Duration"}
 
 # Go pointer scalars (`*int32`, `*int64`, `*bool`, `*string`): a zero on the wire was set.
 KEEP_ZERO = {
+    "batch.v1.JobSpec": [
+        "parallelism", "completions", "activeDeadlineSeconds", "backoffLimit",
+        "backoffLimitPerIndex", "maxFailedIndexes", "manualSelector", "ttlSecondsAfterFinished",
+        "completionMode", "suspend", "podReplacementPolicy", "managedBy",
+    ],
+    "batch.v1.JobStatus": ["ready", "terminating", "failedIndexes"],
+    "batch.v1.PodFailurePolicyOnExitCodesRequirement": ["containerName"],
     "meta.v1.ObjectMeta": ["deletionGracePeriodSeconds"],
     "meta.v1.OwnerReference": ["controller", "blockOwnerDeletion"],
     "meta.v1.DeleteOptions": [

@@ -90,6 +90,9 @@ pub enum Command {
     Gateway(crate::gateway::GatewayArgs),
     /// Print shell completions.
     Completions(CompletionsArgs),
+    /// One worker of `resil load --workers N` (the pods' command; not for people).
+    #[command(hide = true)]
+    LoadWorker(LoadWorkerArgs),
 }
 
 /// Output formats for commands that print state.
@@ -415,6 +418,30 @@ pub struct LoadArgs {
     /// Output format of the final summary.
     #[arg(short, long, value_enum, default_value_t = StateFormat::Table)]
     pub output: StateFormat,
+}
+
+/// `resil load-worker`: one segment of a distributed load run, its figures as JSON lines
+/// on stdout (`load/wire.rs`). `--workers` is the number of segments.
+#[derive(Debug, Args)]
+pub struct LoadWorkerArgs {
+    #[command(flatten)]
+    pub spec: LoadSpec,
+
+    /// Worker threads (every worker of a run has the same number).
+    #[arg(long)]
+    pub threads: usize,
+
+    /// Open model: the most connections this worker opens.
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+
+    /// When the run starts, shared by every worker (RFC 3339).
+    #[arg(long)]
+    pub start_at: chrono::DateTime<chrono::Utc>,
+
+    /// This worker's segment (a Job's completion index).
+    #[arg(long, env = "JOB_COMPLETION_INDEX")]
+    pub index: u32,
 }
 
 // ---------------------------------------------------------------- watch

@@ -59,6 +59,7 @@ pub async fn run(cli: Cli) -> Exit {
         Command::Dashboard(args) => dashboard::command(args, &global).await,
         Command::DemoApp(args) => demo::app_command(args).await,
         Command::Gateway(args) => gateway::command(args, &global).await,
+        Command::LoadWorker(args) => load::worker::command(args).await,
         Command::Completions(args) => completions(args),
     };
     match result {

@@ -155,6 +155,15 @@ pub struct LoadSpec {
     #[arg(long = "no-keepalive", action = ArgAction::SetFalse)]
     #[serde(default = "yes")]
     pub keepalive: bool,
+
+    /// Send from N worker pods of a batch/v1 Job on the cluster instead of this process;
+    /// it coordinates them on one schedule (each takes its slice of the rate or the
+    /// connections) and merges their per-second histograms exactly. The URL must be
+    /// reachable from the pods (on kind: the Service's DNS name). A worker that dies marks
+    /// the run partial, with the seconds it missed.
+    #[arg(long, value_name = "N")]
+    #[serde(default)]
+    pub workers: Option<u32>,
 }
 
 /// The predictive autoscaler's knobs: `resil autoscale`'s and a scenario's `autoscale:`

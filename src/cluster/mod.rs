@@ -15,6 +15,7 @@ pub mod events;
 mod guard;
 pub mod hpa;
 mod rollout;
+pub mod workers;
 
 pub use apply::{ApplyOutcome, apply, ensure_managed};
 pub use connect::{

@@ -140,6 +140,16 @@ impl Collector {
         }
     }
 
+    /// A producer that will send no more seconds (it finished, or it is gone): returns the
+    /// seconds every producer is now past.
+    pub fn close_thread(&mut self, thread: usize) -> Vec<Bucket> {
+        if let Some(slot) = self.next.get_mut(thread) {
+            *slot = u64::MAX;
+        }
+        let upto = self.next.iter().copied().min().unwrap_or(0);
+        self.release(upto)
+    }
+
     /// Releases every second before `upto`; with `u64::MAX`, everything still pending.
     fn release(&mut self, upto: u64) -> Vec<Bucket> {
         let mut out = Vec::new();

@@ -76,6 +76,66 @@ pub async fn run(
     cancel: CancellationToken,
     events: UnboundedSender<Event>,
 ) -> Result<LoadReport, LoadError> {
+    let finished = drive(plan, cancel, |started_at, tap| {
+        let event = match tap {
+            Tap::Second(bucket) => report::bucket_event(started_at, bucket),
+            Tap::Episode(episode) => report::downtime_event(started_at, episode),
+        };
+        let _ = events.send(event);
+    })
+    .await?;
+    Ok(report::build(
+        plan,
+        finished.collector,
+        finished.started_at,
+        finished.elapsed,
+        finished.window,
+        finished.interrupted,
+    ))
+}
+
+/// What the engine hands out while it runs: a second every thread is past (merged over
+/// the threads), or a downtime episode kept in the run's list.
+pub enum Tap<'a> {
+    Second(&'a super::stats::Bucket),
+    Episode(&'a super::stats::Episode),
+}
+
+/// A finished run's figures before they become a report.
+pub struct Finished {
+    /// Everything merged: totals, histograms, kept episodes.
+    pub collector: Collector,
+    pub started_at: chrono::DateTime<Utc>,
+    /// From the start to the last answer.
+    pub elapsed: Duration,
+    /// The sending window the achieved rate is over.
+    pub window: Duration,
+    pub interrupted: bool,
+}
+
+/// When the run starts: at the plan's shared start time (a worker of a distributed run),
+/// else after `lead`.
+fn start_times(plan: &LoadPlan, lead: Duration) -> (Instant, chrono::DateTime<Utc>) {
+    let now = (Instant::now(), Utc::now());
+    match plan.start_at {
+        Some(at) => {
+            let wait = (at - now.1).to_std().unwrap_or(Duration::ZERO);
+            (now.0 + wait, at)
+        }
+        None => (
+            now.0 + lead,
+            now.1 + chrono::Duration::milliseconds(lead.as_millis() as i64),
+        ),
+    }
+}
+
+/// Runs `plan` like [`run`], handing each released second and each kept downtime episode
+/// to `tap` (with the run's start), and returns the merged figures.
+pub async fn drive(
+    plan: &LoadPlan,
+    cancel: CancellationToken,
+    mut tap: impl FnMut(chrono::DateTime<Utc>, Tap<'_>),
+) -> Result<Finished, LoadError> {
     let addr = resolve(plan).await?;
     preflight(addr, plan.timeout).await?;
 
@@ -85,8 +145,7 @@ pub async fn run(
     } else {
         Duration::ZERO
     };
-    let start = Instant::now() + lead;
-    let started_at = Utc::now() + chrono::Duration::milliseconds(lead.as_millis() as i64);
+    let (start, started_at) = start_times(plan, lead);
     let shared = Arc::new(Shared {
         addr,
         request: plan.request.encode(plan.keepalive),
@@ -104,6 +163,10 @@ pub async fn run(
         },
         schedule,
         max_connections_per_thread: (plan.max_connections / plan.threads).max(1),
+        segment: (
+            u64::from(plan.segment.index),
+            u64::from(plan.segment.count.max(1)),
+        ),
         cancel: cancel.clone(),
         downtime: DowntimeTracker::new(start),
     });
@@ -127,12 +190,12 @@ pub async fn run(
         match message {
             Message::Episode(e) => {
                 if collector.record_episode(e) {
-                    let _ = events.send(report::downtime_event(started_at, &e));
+                    tap(started_at, Tap::Episode(&e));
                 }
             }
             other => {
                 for bucket in collector.accept(other) {
-                    let _ = events.send(report::bucket_event(started_at, &bucket));
+                    tap(started_at, Tap::Second(&bucket));
                 }
             }
         }
@@ -152,7 +215,7 @@ pub async fn run(
     if let Some(open) = shared.downtime.take_open()
         && collector.record_episode(open)
     {
-        let _ = events.send(report::downtime_event(started_at, &open));
+        tap(started_at, Tap::Episode(&open));
     }
     let elapsed = ended.saturating_duration_since(start);
     let interrupted = cancel.is_cancelled();
@@ -162,14 +225,13 @@ pub async fn run(
         Some(d) if !interrupted => elapsed.min(d.max(collector.last_sent)),
         _ => elapsed,
     };
-    Ok(report::build(
-        plan,
+    Ok(Finished {
         collector,
         started_at,
         elapsed,
         window,
         interrupted,
-    ))
+    })
 }
 
 /// The first address of the target's host.
@@ -219,6 +281,8 @@ struct Shared {
     closed_concurrency: Option<usize>,
     schedule: Option<Schedule>,
     max_connections_per_thread: usize,
+    /// This generator's segment of a shared run: (index, count); see `plan::Segment`.
+    segment: (u64, u64),
     cancel: CancellationToken,
     downtime: DowntimeTracker,
 }
@@ -305,7 +369,8 @@ async fn thread_main(shared: Arc<Shared>, thread: usize, tx: UnboundedSender<Mes
             zero: Notify::new(),
         },
         dispatch: open.then(|| Dispatch {
-            next: Cell::new(thread as u64),
+            // Global thread `thread·count + index` of `threads·count` (see `Segment`).
+            next: Cell::new(thread as u64 * shared.segment.1 + shared.segment.0),
             floor: initial,
             ..Dispatch::default()
         }),
@@ -366,7 +431,7 @@ fn initial_users(shared: &Shared) -> usize {
         }
         None => 0.0,
     };
-    let per_thread = peak / shared.threads as f64 * 0.002;
+    let per_thread = peak / (shared.threads as u64 * shared.segment.1) as f64 * 0.002;
     (per_thread.ceil() as usize).clamp(2, shared.max_connections_per_thread)
 }
 
@@ -567,7 +632,8 @@ impl Dispatch {
 
     /// Moves past the send [`Dispatch::peek`] returned (this thread's next is `threads` on).
     fn advance(&self, shared: &Shared) {
-        self.next.set(self.next.get() + shared.threads as u64);
+        self.next
+            .set(self.next.get() + shared.threads as u64 * shared.segment.1);
     }
 
     /// Users with a request in flight (or about to send one).
@@ -797,6 +863,7 @@ mod tests {
             closed_concurrency: None,
             schedule: None,
             max_connections_per_thread: 100,
+            segment: (0, 1),
             cancel: CancellationToken::new(),
             downtime: DowntimeTracker::new(start),
         }

@@ -16,6 +16,7 @@
 //!   beside it. Requests without a response are counted, not timed.
 
 pub mod collector;
+pub mod coordinator;
 pub mod engine;
 pub mod http;
 pub mod plan;
@@ -23,6 +24,8 @@ pub mod render;
 pub mod report;
 pub mod schedule;
 pub mod stats;
+pub mod wire;
+pub mod worker;
 /// `--fail-on`, judged with every other verdict in [`crate::judge`].
 pub use crate::judge::fail_on as thresholds;
 
@@ -33,7 +36,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use engine::run;
-pub use plan::{LoadPlan, Pace, RampStage, Stop};
+pub use plan::{LoadPlan, Pace, RampStage, Segment, Stop};
 pub use report::LoadReport;
 
 use crate::Exit;
@@ -111,6 +114,12 @@ pub enum LoadError {
     /// A worker thread panicked; its figures are lost.
     #[error("a load worker thread panicked")]
     WorkerPanicked,
+    /// `--workers 0`.
+    #[error("--workers must be at least 1")]
+    InvalidWorkers,
+    /// The worker pods of `--workers` could not be started or followed.
+    #[error("the load workers: {0}")]
+    Workers(String),
 }
 
 impl From<thresholds::InvalidThreshold> for LoadError {
@@ -122,13 +131,22 @@ impl From<thresholds::InvalidThreshold> for LoadError {
     }
 }
 
-/// `resil load`: plan, run with a progress line, write `--out`, print the summary, judge
-/// `--fail-on`.
-pub async fn command(args: LoadArgs, _global: &GlobalArgs) -> anyhow::Result<Exit> {
+/// `resil load`: plan, run with a progress line (from worker pods with `--workers`),
+/// write `--out`, print the summary, judge `--fail-on`.
+pub async fn command(args: LoadArgs, global: &GlobalArgs) -> anyhow::Result<Exit> {
     let plan = LoadPlan::from_args(&args)?;
     for warning in &plan.warnings {
         eprintln!("resil: warning: {warning}");
     }
+    // Worker pods are created on the cluster: a mutation, so through the guard.
+    let target = match plan.workers {
+        Some(_) => {
+            let guard = crate::cluster::Guard::from_environment(&global.allow_context)?;
+            let options = crate::cluster::ConnectOptions::from_global(global);
+            Some(crate::cluster::connect(&options, Some(&guard)).await?)
+        }
+        None => None,
+    };
 
     let cancel = CancellationToken::new();
     let on_signal = {
@@ -176,12 +194,22 @@ pub async fn command(args: LoadArgs, _global: &GlobalArgs) -> anyhow::Result<Exi
         }
         write_error
     };
-    let (result, write_error) = tokio::join!(run(&plan, cancel.clone(), tx), consume);
+    let load = async {
+        match (&target, plan.workers) {
+            (Some(t), Some(n)) => {
+                coordinator::run(&plan, n, &t.client, &t.namespace, cancel.clone(), tx)
+                    .await
+                    .map(|d| (d.report, Some(d.workers)))
+            }
+            _ => run(&plan, cancel.clone(), tx).await.map(|r| (r, None)),
+        }
+    };
+    let (result, write_error) = tokio::join!(load, consume);
     progress.finish();
     on_signal.abort();
 
-    let report = match result {
-        Ok(report) => report,
+    let (report, workers) = match result {
+        Ok(done) => done,
         Err(err) => {
             if let Some(d) = &dir {
                 let mut meta = meta;
@@ -199,6 +227,14 @@ pub async fn command(args: LoadArgs, _global: &GlobalArgs) -> anyhow::Result<Exi
     if let Some(d) = &dir {
         report::write_results(d, meta, &report)
             .with_context(|| format!("writing results into {}", d.path().display()))?;
+        if let Some(w) = &workers {
+            coordinator::write_workers(d, w).context("writing workers.json")?;
+            coordinator::mark_partial(d).context("writing run.json")?;
+        }
+    }
+    let missed = workers.as_ref().and_then(coordinator::missed_reason);
+    if let Some(why) = &missed {
+        eprintln!("resil: warning: the run is partial: {why}");
     }
 
     let breaches = thresholds::check(&plan.thresholds, &report.summary);
@@ -227,6 +263,9 @@ pub async fn command(args: LoadArgs, _global: &GlobalArgs) -> anyhow::Result<Exi
 
     Ok(if report.interrupted {
         Exit::Interrupted
+    } else if missed.is_some() {
+        // Figures without some of the run's load: no verdict is claimed from them.
+        Exit::Error
     } else if !breaches.is_empty() {
         Exit::SloFailed
     } else {

@@ -144,6 +144,36 @@ pub struct LoadPlan {
     pub threshold_text: Vec<String>,
     /// Things the user should know (e.g. more threads than CPUs); the command layer prints them.
     pub warnings: Vec<String>,
+    /// This generator's slice of a run shared by several (`resil load --workers`); the
+    /// whole run for a single generator.
+    pub segment: Segment,
+    /// When the run starts, shared by every worker of a distributed run; `None`: as soon
+    /// as the engine is ready.
+    pub start_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Send from this many worker pods (`--workers`, `load.workers`); `None`: from here.
+    pub workers: Option<u32>,
+}
+
+/// One generator's slice of a run that `count` generators share, each with the same
+/// thread count: in the open model generator `index`'s thread `t` sends the schedule's
+/// sends `k ≡ t·count + index (mod threads·count)`, so together they send every send of
+/// the one schedule once; in the closed model the connections and the request bound are
+/// split as evenly as they go (the first ones take one more).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Segment {
+    /// The whole run.
+    pub const WHOLE: Segment = Segment { index: 0, count: 1 };
+
+    /// `total` split `count` ways: this segment's share.
+    pub fn share(&self, total: u64) -> u64 {
+        let (count, index) = (u64::from(self.count.max(1)), u64::from(self.index));
+        total / count + u64::from(index < total % count)
+    }
 }
 
 impl LoadPlan {
@@ -178,6 +208,7 @@ impl LoadPlan {
             body: None,
             timeout: None,
             keepalive: true,
+            workers: None,
         })
     }
 
@@ -268,6 +299,9 @@ impl LoadPlan {
             return Err(LoadError::InvalidMaxConnections { threads });
         }
 
+        if spec.workers == Some(0) {
+            return Err(LoadError::InvalidWorkers);
+        }
         let (thresholds, threshold_text) = match tuning.fail_on {
             Some(text) => {
                 let parsed = thresholds::parse(text)?;
@@ -289,7 +323,31 @@ impl LoadPlan {
             thresholds,
             threshold_text,
             warnings,
+            segment: Segment::WHOLE,
+            start_at: None,
+            workers: spec.workers,
         })
+    }
+
+    /// This plan's slice `segment` (see [`Segment`]), starting at `start_at`. The request
+    /// bound of the open model stays global (each send has its number in the schedule).
+    pub fn for_segment(
+        &self,
+        segment: Segment,
+        start_at: chrono::DateTime<chrono::Utc>,
+    ) -> LoadPlan {
+        let mut plan = self.clone();
+        plan.segment = segment;
+        plan.start_at = Some(start_at);
+        plan.workers = None;
+        if let Pace::Closed { concurrency } = plan.pace {
+            let mine = segment.share(u64::from(concurrency)) as u32;
+            plan.pace = Pace::Closed { concurrency: mine };
+            plan.stop.requests = plan.stop.requests.map(|r| segment.share(r));
+        }
+        plan.max_connections =
+            (plan.max_connections / segment.count.max(1) as usize).max(plan.threads);
+        plan
     }
 }
 

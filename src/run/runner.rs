@@ -176,6 +176,7 @@ pub async fn run(
         meta.partial_reason = Some("the load stopped early".to_string());
     }
     dir.write_meta(&meta)?;
+    crate::load::coordinator::mark_partial(dir)?;
     Ok(ending)
 }
 
@@ -372,7 +373,14 @@ impl<'a> Runner<'a> {
             }
         });
         let cancel = self.stop.cancel.clone();
-        let engine = tokio::spawn(async move { crate::load::run(&plan, cancel, events_tx).await });
+        let (client, namespace) = (self.target.client.clone(), self.target.namespace.clone());
+        let dir = self.dir.clone();
+        let engine = tokio::spawn(async move {
+            crate::load::coordinator::run_here_or_on_workers(
+                &plan, &client, &namespace, &dir, cancel, events_tx,
+            )
+            .await
+        });
         LoadTasks {
             engine,
             events,

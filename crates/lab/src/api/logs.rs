@@ -153,8 +153,10 @@ fn tail_lines(text: &[u8], n: usize) -> &[u8] {
     &text[start + 1..]
 }
 
-/// Sends output appended after `offset` until the pod is gone, the lab stops or the client
-/// leaves. A file that shrank was rotated: continue from its start.
+/// Sends output appended after `offset` until the pod is gone or has finished (`Succeeded`
+/// or `Failed`: its containers wrote their last, as a kubelet ends the stream when the
+/// container exits), the lab stops or the client leaves. A file that shrank was rotated:
+/// continue from its start.
 async fn follow(
     app: Arc<App>,
     path: PathBuf,
@@ -173,6 +175,14 @@ async fn follow(
             // The client went away.
             _ = tx.closed() => return,
         }
+        // Looked at before the last read: what a finished pod wrote is all there.
+        let over = app.store.get("pods", &namespace, &pod).is_none_or(|p| {
+            matches!(
+                p.pointer("/status/phase")
+                    .and_then(serde_json::Value::as_str),
+                Some("Succeeded" | "Failed")
+            )
+        });
         let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         if len < offset {
             offset = 0;
@@ -193,7 +203,7 @@ async fn follow(
                 return;
             }
         }
-        if app.store.get("pods", &namespace, &pod).is_none() {
+        if over {
             return;
         }
     }

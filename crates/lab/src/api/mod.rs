@@ -18,9 +18,11 @@ mod selector;
 mod status;
 mod subresources;
 mod table;
+mod table_jobs;
 mod table_kinds;
 mod table_nodes;
 mod validate;
+mod validate_job;
 mod watch;
 
 use std::net::SocketAddr;

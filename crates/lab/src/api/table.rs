@@ -117,6 +117,7 @@ fn columns(kind: &Kind) -> Vec<Value> {
             s("Endpoints"),
             s("Age"),
         ],
+        "jobs" => super::table_jobs::columns(),
         _ => vec![s("Name"), s("Age")],
     }
 }
@@ -212,6 +213,7 @@ fn cells(kind: &Kind, o: &Value) -> Vec<Value> {
         "configmaps" | "secrets" | "endpointslices" => {
             super::table_kinds::cells(kind.plural, o, name, age)
         }
+        "jobs" => super::table_jobs::cells(o, age),
         _ => vec![json!(name), json!(age)],
     }
 }

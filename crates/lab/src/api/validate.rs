@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::status::{ApiError, ApiResult};
 use crate::store::Kind;
 
-type Causes = Vec<(String, String)>;
+pub(super) type Causes = Vec<(String, String)>;
 
 fn required(causes: &mut Causes, field: &str) {
     causes.push((field.to_string(), "Required value".to_string()));
@@ -38,7 +38,7 @@ pub(super) fn dns_label_problem(name: &str) -> Option<String> {
 /// Containers and init containers: each needs an image and a name that is a DNS-1123
 /// label not used by another container of the pod (upstream `validateContainers`,
 /// `validateInitContainers`).
-fn pod_spec(spec: Option<&Value>, at: &str, causes: &mut Causes) {
+pub(super) fn pod_spec(spec: Option<&Value>, at: &str, causes: &mut Causes) {
     let list = |key: &str| spec.and_then(|s| s.get(key)).and_then(Value::as_array);
     if list("containers").is_none_or(|l| l.is_empty()) {
         required(causes, &format!("{at}.containers"));
@@ -115,6 +115,7 @@ pub fn check(kind: &Kind, obj: &Value) -> ApiResult<()> {
                 &mut causes,
             );
         }
+        "jobs" => super::validate_job::check(spec, &mut causes),
         "services" => {
             let ports = spec.and_then(|s| s.get("ports")).and_then(Value::as_array);
             for (i, p) in ports.into_iter().flatten().enumerate() {

@@ -15,6 +15,8 @@ pub(crate) mod events;
 #[allow(unused_imports)]
 pub(crate) mod hpa;
 pub(crate) mod hpa_loop;
+pub(crate) mod job;
+pub(crate) mod job_loop;
 pub(crate) mod labels;
 pub(crate) mod namespace;
 pub(crate) mod nodelifecycle;

@@ -42,6 +42,7 @@ pub fn start(
 ) {
     tasks.spawn(super::deployment_loop::run(store.clone(), shutdown.clone()));
     tasks.spawn(super::replicaset_loop::run(store.clone(), shutdown.clone()));
+    tasks.spawn(super::job_loop::run(store.clone(), shutdown.clone()));
     tasks.spawn(endpoints_loop(store.clone(), shutdown.clone()));
     tasks.spawn(super::endpointslice::run(store.clone(), shutdown.clone()));
     tasks.spawn(hpa_loop::run(

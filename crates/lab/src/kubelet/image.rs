@@ -20,6 +20,36 @@ pub fn is_demo_image(image: &str, prefixes: &[String]) -> bool {
     })
 }
 
+/// The subcommands of the resil binary a container of the demo image may run through its
+/// `command` (the image's entrypoint is `resil demo-app`).
+pub const WORKER_SUBCOMMANDS: &[&str] = &["load-worker"];
+
+/// What to run for a container of the demo image: `Ok(None)` for the image's entrypoint
+/// (`resil demo-app`, the lab's own `--bind`/`--port`), `Ok(Some(args))` for a container
+/// whose `command` is `resil <subcommand>` (or `/usr/local/bin/resil ...`) with one of
+/// [`WORKER_SUBCOMMANDS`] — the arguments after `resil`, then the container's `args` — and
+/// `Err` with the kubelet's message for any other command.
+pub fn program_args(
+    command: Option<&[String]>,
+    args: Option<&[String]>,
+) -> Result<Option<Vec<String>>, String> {
+    let Some((program, rest)) = command.and_then(<[String]>::split_first) else {
+        return Ok(None);
+    };
+    let runs_resil = program.rsplit('/').next() == Some("resil");
+    let mut all: Vec<String> = rest.to_vec();
+    all.extend(args.into_iter().flatten().cloned());
+    match all.first().map(String::as_str) {
+        Some("demo-app") if runs_resil => Ok(None),
+        Some(sub) if runs_resil && WORKER_SUBCOMMANDS.contains(&sub) => Ok(Some(all)),
+        _ => Err(format!(
+            "failed to create containerd task: exec: {program:?}: the resil lab runs the demo \
+             image's own entrypoint or `resil {}` only",
+            WORKER_SUBCOMMANDS.join("|")
+        )),
+    }
+}
+
 /// The reference with registry and tag filled in the way container runtimes do:
 /// `nginx` → `docker.io/library/nginx:latest`, `acme/web:1` → `docker.io/acme/web:1`.
 pub fn normalized_reference(image: &str) -> String {
@@ -180,6 +210,25 @@ mod tests {
         let by_path = vec!["ghcr.io/acme/".to_string()];
         assert!(is_demo_image("ghcr.io/acme/web:1", &by_path));
         assert!(!is_demo_image("web:1", &by_path));
+    }
+
+    #[test]
+    fn a_resil_command_runs_the_binary_with_its_arguments() {
+        let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(program_args(None, Some(&s(&["x"]))), Ok(None));
+        assert_eq!(
+            program_args(
+                Some(&s(&["resil", "load-worker"])),
+                Some(&s(&["--rate", "5"]))
+            ),
+            Ok(Some(s(&["load-worker", "--rate", "5"])))
+        );
+        assert_eq!(
+            program_args(Some(&s(&["/usr/local/bin/resil", "demo-app"])), None),
+            Ok(None)
+        );
+        assert!(program_args(Some(&s(&["sh", "-c", "true"])), None).is_err());
+        assert!(program_args(Some(&s(&["resil", "chaos"])), None).is_err());
     }
 
     #[test]

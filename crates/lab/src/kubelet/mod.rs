@@ -47,7 +47,7 @@ pub use ports::free_port;
 pub use probe::{ProbeCheck, ProbeKind, ProbeSettings, ProbeUpdate, run_probe};
 pub use process::{PodLaunch, PodProcess, ProcessExit};
 pub use registry::{PodRecord, PodRegistry, kill_orphans};
-pub use supervisor::{ContainerEvent, ContainerHandle, ContainerSpec};
+pub use supervisor::{ContainerEvent, ContainerHandle, ContainerSpec, Restart};
 pub use usage::{Usage, UsageMeter};
 
 /// Why a pod process could not be started.

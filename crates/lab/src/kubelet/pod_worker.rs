@@ -23,7 +23,7 @@ use super::backoff::Backoff;
 use super::controller::Node;
 use super::logs::DEFAULT_LOG_CAP;
 use super::process::{PodLaunch, ProcessExit};
-use super::supervisor::{ContainerEvent, ContainerHandle, ContainerSpec};
+use super::supervisor::{ContainerEvent, ContainerHandle, ContainerSpec, Restart};
 use super::usage::UsageMeter;
 use super::{env, image};
 use crate::controllers::events;
@@ -53,6 +53,8 @@ struct Slot {
     pull: Option<Pull>,
     /// When to try again to build an environment that failed (`CreateContainerConfigError`).
     config_retry: Option<Instant>,
+    /// Finished for good under `restartPolicy` Never or OnFailure.
+    done: bool,
 }
 
 /// How soon the kubelet tries again to start a container whose ConfigMap or Secret was
@@ -185,6 +187,7 @@ impl PodRun {
                 meter: None,
                 pull: None,
                 config_retry: None,
+                done: false,
             })
             .collect();
         let now = Timestamp::now();
@@ -235,6 +238,14 @@ impl PodRun {
             self.pull_step(i);
             return None;
         }
+        let args = match image::program_args(c.command.as_deref(), c.args.as_deref()) {
+            Ok(args) => args,
+            Err(message) => {
+                self.slots[i].state = waiting("RunContainerError", Some(message.clone()));
+                self.event("Warning", "Failed", &format!("Error: {message}"));
+                return None;
+            }
+        };
         let env = match self.container_env(&c) {
             Ok(env) => env,
             Err(e) => {
@@ -291,6 +302,7 @@ impl PodRun {
                 state_dir: self.node.state_dir.clone(),
                 log_cap: DEFAULT_LOG_CAP,
                 cpu_limit_millicores: cpu_limit(&c),
+                args,
             },
             pod_uid: self.pod.metadata.uid.clone().unwrap_or_default(),
             startup: c.startup_probe.clone(),
@@ -298,6 +310,12 @@ impl PodRun {
             liveness: c.liveness_probe.clone(),
             backoff: self.node.backoff,
             restart_grace: Duration::from_secs(grace.max(0) as u64),
+            restart: Restart::of(
+                self.pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.restart_policy.as_deref()),
+            ),
         };
         let (ctx, mut crx) = mpsc::channel(16);
         let tx = tx.clone();
@@ -383,7 +401,8 @@ impl PodRun {
                 self.slots[i].state = waiting("StartError", Some(message.clone()));
                 self.event("Warning", "Failed", &format!("Error: {message}"));
             }
-            ContainerEvent::Stopped(_) => {}
+            // The supervisor ended on its own: the container is finished for good.
+            ContainerEvent::Stopped(_) => self.slots[i].done = true,
         }
         self.write();
     }
@@ -517,9 +536,8 @@ impl PodRun {
                 *at = now;
             }
         }
-        let pending = self.slots.iter().any(|s| !s.ever_ran);
         let status = PodStatus {
-            phase: Some(if pending { "Pending" } else { "Running" }.to_string()),
+            phase: Some(self.phase().to_string()),
             conditions: Some(
                 self.conditions
                     .iter()
@@ -547,6 +565,25 @@ impl PodRun {
             ..PodStatus::default()
         };
         self.publish(&status);
+    }
+
+    /// Upstream `getPhase`: every container finished for good is `Succeeded` when each
+    /// exited 0, else `Failed`; otherwise `Pending` until each container ran once, then
+    /// `Running`.
+    fn phase(&self) -> &'static str {
+        if !self.slots.is_empty() && self.slots.iter().all(|s| s.done) {
+            let code = |s: &Slot| s.state.terminated.as_ref().map(|t| t.exit_code);
+            return if self.slots.iter().all(|s| code(s) == Some(0)) {
+                "Succeeded"
+            } else {
+                "Failed"
+            };
+        }
+        if self.slots.iter().any(|s| !s.ever_ran) {
+            "Pending"
+        } else {
+            "Running"
+        }
     }
 
     /// Marks the pod Failed without running anything (the kubelet refused it), with the

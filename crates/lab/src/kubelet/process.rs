@@ -57,6 +57,9 @@ pub struct PodLaunch {
     /// `--cpu-limit`: a pod process has no cgroup of its own, so the demo app enforces
     /// the limit on its work itself. `None`: no limit.
     pub cpu_limit_millicores: Option<i64>,
+    /// The arguments to run the program with instead of `demo-app --bind IP --port P`
+    /// (a container whose command is `resil load-worker ...`; see `image::program_args`).
+    pub args: Option<Vec<String>>,
 }
 
 /// How a container instance ended.
@@ -273,11 +276,15 @@ fn send_group(_pid: i32, _signal: Signal) {}
 
 fn command(launch: &PodLaunch) -> Command {
     let mut cmd = Command::new(&launch.program);
-    cmd.arg("demo-app")
-        .args(["--bind", &launch.ip.to_string()])
-        .args(["--port", &launch.port.to_string()]);
-    if let Some(millis) = launch.cpu_limit_millicores.filter(|m| *m > 0) {
-        cmd.arg("--cpu-limit").arg(format!("{millis}m"));
+    if let Some(args) = &launch.args {
+        cmd.args(args);
+    } else {
+        cmd.arg("demo-app")
+            .args(["--bind", &launch.ip.to_string()])
+            .args(["--port", &launch.port.to_string()]);
+        if let Some(millis) = launch.cpu_limit_millicores.filter(|m| *m > 0) {
+            cmd.arg("--cpu-limit").arg(format!("{millis}m"));
+        }
     }
     cmd
         // A container does not inherit the node's environment.

@@ -28,6 +28,7 @@ fn launch(state_dir: &Path, program: PathBuf, pod: &str) -> PodLaunch {
         state_dir: state_dir.to_path_buf(),
         log_cap: 64 * 1024,
         cpu_limit_millicores: None,
+        args: None,
     }
 }
 

@@ -44,6 +44,39 @@ pub struct ContainerSpec {
     /// Grace for a restart after a failed liveness or startup probe
     /// (`terminationGracePeriodSeconds`).
     pub restart_grace: Duration,
+    /// The pod's `restartPolicy`: whether an instance that exited starts again.
+    pub restart: Restart,
+}
+
+/// A pod's `restartPolicy` (upstream `kubecontainer.ShouldContainerBeRestarted`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restart {
+    /// Every exit starts the container again (the default).
+    Always,
+    /// Only a non-zero exit (or a start that failed) starts it again.
+    OnFailure,
+    /// The first exit is the container's end.
+    Never,
+}
+
+impl Restart {
+    /// From `spec.restartPolicy` (unset or unknown: `Always`).
+    pub fn of(policy: Option<&str>) -> Restart {
+        match policy {
+            Some("OnFailure") => Restart::OnFailure,
+            Some("Never") => Restart::Never,
+            _ => Restart::Always,
+        }
+    }
+
+    /// Whether the container starts again after `exit` (`None`: it never started).
+    fn again(self, exit: Option<&ProcessExit>) -> bool {
+        match self {
+            Restart::Always => true,
+            Restart::OnFailure => exit.is_none_or(|e| e.exit_code() != 0),
+            Restart::Never => false,
+        }
+    }
 }
 
 /// What happened to the container.
@@ -159,6 +192,13 @@ async fn supervise(
         match run_instance(&spec, &registry, &client, &events, &mut stop, restart_count).await {
             Ok(exit) => last_exit = exit,
             Err(Done) => break,
+        }
+        if !spec.restart.again(last_exit.as_ref()) {
+            // Finished for good (`restartPolicy` Never, or OnFailure after success).
+            let _ = events.send(ContainerEvent::Stopped(last_exit)).await;
+            // Stays until told to stop, so the handle's stop finds it waiting.
+            let _ = stop_requested(&mut stop).await;
+            return;
         }
         let wait = backoff.after_crash(std::time::Instant::now());
         restart_count += 1;

@@ -19,6 +19,7 @@ fn spec(state_dir: &Path, pod: &str) -> ContainerSpec {
             state_dir: state_dir.to_path_buf(),
             log_cap: 64 * 1024,
             cpu_limit_millicores: None,
+            args: None,
         },
         pod_uid: "uid-1".into(),
         startup: None,
@@ -27,6 +28,7 @@ fn spec(state_dir: &Path, pod: &str) -> ContainerSpec {
         // 10 s → 200 ms: the back-off sequence is real, only shorter.
         backoff: BackoffPolicy::kubelet().scaled(0.02),
         restart_grace: Duration::from_secs(5),
+        restart: Restart::Always,
     }
 }
 

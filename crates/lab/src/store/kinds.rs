@@ -187,6 +187,7 @@ pub static KINDS: &[Kind] = &[
         short_names: &[],
         stored: false,
     },
+    entry(("batch", "v1"), "jobs", "job", "Job", true, true, &[]),
 ];
 
 /// The type served at `group/version/plural`.

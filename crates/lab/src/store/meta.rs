@@ -414,6 +414,7 @@ fn defaults(kind: &Kind, obj: &mut Value) {
                 }
             }
         }
+        "jobs" => super::jobs::defaults(obj),
         "horizontalpodautoscalers" => {
             let Some(spec) = obj.get_mut("spec") else {
                 return;
@@ -456,7 +457,7 @@ fn strategy_defaults(spec: &mut Value) {
     }
 }
 
-fn pod_spec_defaults(spec: &mut Value) {
+pub(super) fn pod_spec_defaults(spec: &mut Value) {
     default(spec, "restartPolicy", json!("Always"));
     default(spec, "terminationGracePeriodSeconds", json!(30));
     default(spec, "dnsPolicy", json!("ClusterFirst"));

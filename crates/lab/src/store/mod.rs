@@ -34,6 +34,7 @@ pub mod bounds;
 mod config;
 mod delete;
 mod events;
+pub mod jobs;
 pub mod kinds;
 mod meta;
 mod namespaces;
