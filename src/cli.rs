@@ -415,6 +415,9 @@ pub struct LoadArgs {
     /// Output format of the final summary.
     #[arg(short, long, value_enum, default_value_t = StateFormat::Table)]
     pub output: StateFormat,
+
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 // ---------------------------------------------------------------- watch
@@ -473,6 +476,9 @@ pub struct WatchArgs {
     /// Act without taking the Lease (only when no other watcher can run).
     #[arg(long, conflicts_with_all = ["identity"])]
     pub no_lease: bool,
+
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 // ---------------------------------------------------------------- autoscale
@@ -495,6 +501,9 @@ pub struct AutoscaleArgs {
     /// `resil chaos revert` restores it after a crash).
     #[arg(long, value_name = "DIR", env = "RESIL_CHAOS_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 // ---------------------------------------------------------------- report / cost
@@ -606,6 +615,9 @@ pub struct RunArgs {
     /// runs.
     #[arg(long, value_name = "PORT", num_args = 0..=1, default_missing_value = "8090")]
     pub dashboard: Option<u16>,
+
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 // ---------------------------------------------------------------- dashboard
@@ -633,6 +645,18 @@ pub struct DashboardArgs {
     /// Replay speed: 4 plays a minute in 15 s.
     #[arg(long, default_value_t = 1.0, requires = "replay")]
     pub speed: f64,
+}
+
+// ---------------------------------------------------------------- metrics
+
+/// `--metrics-addr`, flattened into every command that can serve metrics (`load`,
+/// `watch`, `autoscale`, `run`, `gateway`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct MetricsArgs {
+    /// Serve Prometheus metrics at http://ADDR/metrics while the command runs, e.g.
+    /// `127.0.0.1:9464` (text format 0.0.4, or OpenMetrics when the scraper asks).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 // ---------------------------------------------------------------- completions

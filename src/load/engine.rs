@@ -34,6 +34,7 @@ use super::plan::{LoadPlan, Pace};
 use super::report::{self, LoadReport};
 use super::schedule::Schedule;
 use super::stats::{DowntimeTracker, Message, Outcome, ThreadStats};
+use crate::metrics::load::LoadSink;
 use crate::results::Event;
 
 /// How long the open model waits before its first scheduled send, so worker threads
@@ -106,7 +107,11 @@ pub async fn run(
         max_connections_per_thread: (plan.max_connections / plan.threads).max(1),
         cancel: cancel.clone(),
         downtime: DowntimeTracker::new(start),
+        metrics: plan.metrics.clone(),
     });
+    if let Some(m) = plan.metrics.get() {
+        m.begin_run();
+    }
 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut handles = Vec::with_capacity(plan.threads);
@@ -126,6 +131,9 @@ pub async fn run(
     while let Some(message) = rx.recv().await {
         match message {
             Message::Episode(e) => {
+                if let (Some(m), Some(end)) = (plan.metrics.get(), e.ended) {
+                    m.episode_ended(end.saturating_sub(e.started));
+                }
                 if collector.record_episode(e) {
                     let _ = events.send(report::downtime_event(started_at, &e));
                 }
@@ -221,6 +229,8 @@ struct Shared {
     max_connections_per_thread: usize,
     cancel: CancellationToken,
     downtime: DowntimeTracker,
+    /// Where each thread publishes its figures once a second (`--metrics-addr`).
+    metrics: LoadSink,
 }
 
 impl Shared {
@@ -294,7 +304,7 @@ impl Drop for LiveGuard {
 }
 
 async fn thread_main(shared: Arc<Shared>, thread: usize, tx: UnboundedSender<Message>) {
-    let stats = ThreadStats::new(thread, shared.start, tx);
+    let stats = ThreadStats::new(thread, shared.start, tx).publishing(shared.metrics.get());
     let open = shared.schedule.is_some();
     let initial = initial_users(&shared);
     let ctx = Rc::new(ThreadCtx {
@@ -799,6 +809,7 @@ mod tests {
             max_connections_per_thread: 100,
             cancel: CancellationToken::new(),
             downtime: DowntimeTracker::new(start),
+            metrics: LoadSink::default(),
         }
     }
 

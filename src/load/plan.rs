@@ -144,6 +144,8 @@ pub struct LoadPlan {
     pub threshold_text: Vec<String>,
     /// Things the user should know (e.g. more threads than CPUs); the command layer prints them.
     pub warnings: Vec<String>,
+    /// Where the threads publish their figures for `--metrics-addr` (none by default).
+    pub metrics: crate::metrics::load::LoadSink,
 }
 
 impl LoadPlan {
@@ -289,6 +291,7 @@ impl LoadPlan {
             thresholds,
             threshold_text,
             warnings,
+            metrics: Default::default(),
         })
     }
 }

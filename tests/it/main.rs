@@ -24,6 +24,7 @@ mod lab_nodes;
 mod lab_rollout;
 mod lab_runtime;
 mod load;
+mod metrics;
 mod openapi;
 mod properties;
 mod report;
