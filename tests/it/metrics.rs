@@ -271,3 +271,69 @@ async fn prometheus_scrapes_and_queries_agree_with_the_run_summary() {
     assert_eq!(count, Some(s.requests as f64));
     drop(exporter);
 }
+
+/// `GET path` through `client`: status and body text.
+async fn get_text(client: &kube::Client, path: &str) -> (u16, String) {
+    let req = axum::http::Request::get(path)
+        .body(kube::client::Body::empty())
+        .unwrap();
+    let res = tokio::time::timeout(Duration::from_secs(10), client.send(req))
+        .await
+        .expect("answer within 10 s")
+        .expect("response");
+    let status = res.status().as_u16();
+    let bytes = res.into_body().collect_bytes().await.unwrap();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[tokio::test]
+async fn the_lab_serves_api_object_watch_and_node_metrics_behind_its_token() {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, PostParams};
+
+    let (lab, client, _dir) = crate::support::start_api_only_lab().await;
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "p1"},
+        "spec": {"nodeName": "resil-lab", "containers": [{"name": "c", "image": "resil-demo"}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    pods.get("p1").await.unwrap();
+    // A watch held open while the lab is scraped.
+    let watching = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let path = "/api/v1/namespaces/default/pods?watch=true&timeoutSeconds=3";
+            get_text(&client, path).await
+        })
+    };
+    let (code, text) = crate::support::eventually(Duration::from_secs(5), "a watch", || {
+        let client = client.clone();
+        async move {
+            let (code, text) = get_text(&client, "/metrics").await;
+            text.contains("resil_lab_api_watches 1\n")
+                .then_some((code, text))
+        }
+    })
+    .await;
+    assert_eq!(code, 200);
+    for line in [
+        "resil_lab_api_requests_total{verb=\"POST\",resource=\"pods\",subresource=\"\",code=\"201\"} 1\n",
+        "resil_lab_api_requests_total{verb=\"GET\",resource=\"pods\",subresource=\"\",code=\"200\"} 1\n",
+        "resil_lab_api_request_duration_seconds_count{verb=\"POST\",resource=\"pods\",subresource=\"\"} 1\n",
+        "resil_lab_objects{resource=\"pods\"} 1\n",
+        "resil_lab_node_pods{node=\"resil-lab\"} 1\n",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+    let _ = watching.await;
+    let (_, text) = get_text(&client, "/metrics").await;
+    assert!(text.contains("resil_lab_api_watches 0\n"), "{text}");
+
+    let mut config = crate::support::config_for(&lab).await;
+    config.auth_info.token = None;
+    let anonymous = kube::Client::try_from(config).unwrap();
+    assert_eq!(get_text(&anonymous, "/metrics").await.0, 401);
+    lab.shutdown().await;
+}
