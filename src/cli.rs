@@ -76,7 +76,8 @@ pub enum Command {
     Watch(WatchArgs),
     /// Raise an HPA's minReplicas ahead of forecast demand, within a cost budget.
     Autoscale(AutoscaleArgs),
-    /// Render a run's results as a table, JSON, Markdown, JUnit or HTML, with SLO verdicts.
+    /// Render a run's results as a table, JSON, Markdown, JUnit, HTML or OpenMetrics, with SLO
+    /// verdicts.
     Report(ReportArgs),
     /// The monthly cost calculator for the demo's scaling scenarios.
     Cost(CostArgs),
@@ -516,6 +517,8 @@ pub enum ReportFormat {
     Markdown,
     Junit,
     Html,
+    /// OpenMetrics text for a pushgateway (the series `--metrics-addr` serves).
+    Openmetrics,
 }
 
 /// `resil report`
