@@ -76,7 +76,8 @@ pub enum Command {
     Watch(WatchArgs),
     /// Raise an HPA's minReplicas ahead of forecast demand, within a cost budget.
     Autoscale(AutoscaleArgs),
-    /// Render a run's results as a table, JSON, Markdown, JUnit or HTML, with SLO verdicts.
+    /// Render a run's results as a table, JSON, Markdown, JUnit, HTML or OpenMetrics, with SLO
+    /// verdicts.
     Report(ReportArgs),
     /// The monthly cost calculator for the demo's scaling scenarios.
     Cost(CostArgs),
@@ -418,6 +419,9 @@ pub struct LoadArgs {
     /// Output format of the final summary.
     #[arg(short, long, value_enum, default_value_t = StateFormat::Table)]
     pub output: StateFormat,
+
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 /// `resil load-worker`: one segment of a distributed load run, its figures as JSON lines
@@ -500,6 +504,9 @@ pub struct WatchArgs {
     /// Act without taking the Lease (only when no other watcher can run).
     #[arg(long, conflicts_with_all = ["identity"])]
     pub no_lease: bool,
+
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 // ---------------------------------------------------------------- autoscale
@@ -522,6 +529,9 @@ pub struct AutoscaleArgs {
     /// `resil chaos revert` restores it after a crash).
     #[arg(long, value_name = "DIR", env = "RESIL_CHAOS_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 // ---------------------------------------------------------------- report / cost
@@ -534,6 +544,8 @@ pub enum ReportFormat {
     Markdown,
     Junit,
     Html,
+    /// OpenMetrics text for a pushgateway (the series `--metrics-addr` serves).
+    Openmetrics,
 }
 
 /// `resil report`
@@ -633,6 +645,9 @@ pub struct RunArgs {
     /// runs.
     #[arg(long, value_name = "PORT", num_args = 0..=1, default_missing_value = "8090")]
     pub dashboard: Option<u16>,
+
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 // ---------------------------------------------------------------- dashboard
@@ -660,6 +675,18 @@ pub struct DashboardArgs {
     /// Replay speed: 4 plays a minute in 15 s.
     #[arg(long, default_value_t = 1.0, requires = "replay")]
     pub speed: f64,
+}
+
+// ---------------------------------------------------------------- metrics
+
+/// `--metrics-addr`, flattened into every command that can serve metrics (`load`,
+/// `watch`, `autoscale`, `run`, `gateway`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct MetricsArgs {
+    /// Serve Prometheus metrics at http://ADDR/metrics while the command runs, e.g.
+    /// `127.0.0.1:9464` (text format 0.0.4, or OpenMetrics when the scraper asks).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 // ---------------------------------------------------------------- completions

@@ -20,6 +20,7 @@ pub mod html;
 pub mod judge;
 pub mod load;
 pub mod logging;
+pub mod metrics;
 pub mod report;
 pub mod results;
 pub mod run;

@@ -321,8 +321,12 @@ pub async fn command(args: AutoscaleArgs, global: &GlobalArgs) -> anyhow::Result
             shutdown.cancel();
         })
     };
+    let mut metrics = crate::metrics::Metrics::new();
+    let control = crate::metrics::control::ControlMetrics::register(metrics.registry());
+    let exporter = crate::metrics::serve_if_asked(&args.metrics, metrics).await?;
+    let control = exporter.as_ref().map(|_| control);
     let (tx, rx) = mpsc::unbounded_channel();
-    let printer = tokio::spawn(print_reports(rx));
+    let printer = tokio::spawn(print_reports(rx, control));
     let result = drive(
         &mut controller,
         plan.interval,
@@ -352,9 +356,15 @@ pub async fn command(args: AutoscaleArgs, global: &GlobalArgs) -> anyhow::Result
 }
 
 /// Prints a round when it changes something, starts waiting for a new reason, or failed.
-async fn print_reports(mut rx: mpsc::UnboundedReceiver<Report>) {
+async fn print_reports(
+    mut rx: mpsc::UnboundedReceiver<Report>,
+    metrics: Option<std::sync::Arc<crate::metrics::control::ControlMetrics>>,
+) {
     let mut last_waiting: Option<String> = None;
     while let Some(report) = rx.recv().await {
+        if let Some(m) = &metrics {
+            m.autoscale(&report);
+        }
         let tick = match report {
             Report::Tick(tick) => *tick,
             Report::Failed { error, attempt } => {

@@ -33,6 +33,7 @@ use tokio::net::TcpListener;
 
 use crate::Exit;
 use crate::cli::GlobalArgs;
+use crate::metrics::gateway::GatewayMetrics;
 use crate::results::timeline::{Event, EventKind, TimelineWriter};
 use policy::{Decision, GatewayPolicy, Policy};
 use resil_common::args::parse_duration as parse_duration_arg;
@@ -64,6 +65,8 @@ pub struct GatewayArgs {
     /// Allow upstreams that are not on loopback.
     #[arg(long)]
     pub allow_remote: bool,
+    #[command(flatten)]
+    pub metrics: crate::cli::MetricsArgs,
 }
 
 /// One upstream region.
@@ -109,6 +112,8 @@ struct Shared {
     regions: Vec<Region>,
     active: AtomicUsize,
     client: Client<HttpConnector, Incoming>,
+    /// `--metrics-addr`: counted on the proxy path and by the checks.
+    metrics: Option<Arc<GatewayMetrics>>,
 }
 
 /// `resil gateway ...`
@@ -134,10 +139,15 @@ pub async fn command(args: GatewayArgs, _global: &GlobalArgs) -> anyhow::Result<
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let mut metrics = crate::metrics::Metrics::new();
+    let names: Vec<String> = regions.iter().map(|r| r.name.clone()).collect();
+    let gateway_metrics = GatewayMetrics::register(metrics.registry(), &names);
+    let exporter = crate::metrics::serve_if_asked(&args.metrics, metrics).await?;
     let shared = Arc::new(Shared {
         regions,
         active: AtomicUsize::new(0),
         client: Client::builder(TokioExecutor::new()).build_http(),
+        metrics: exporter.as_ref().map(|_| gateway_metrics),
     });
     eprintln!(
         "Gateway on http://{} → {} (active: {}).",
@@ -171,6 +181,7 @@ pub async fn command(args: GatewayArgs, _global: &GlobalArgs) -> anyhow::Result<
         }
     };
     serving.abort();
+    drop(exporter);
     exit.map(|()| Exit::Ok)
 }
 
@@ -195,8 +206,14 @@ async fn check_loop(
         let results = futures::future::join_all(checks).await;
         let now = Instant::now();
         for (i, ok) in results.into_iter().enumerate() {
+            if let Some(m) = &shared.metrics {
+                m.checked(i, ok);
+            }
             if let Some(decision) = state.observe(i, ok, now) {
                 shared.active.store(state.active(), Ordering::SeqCst);
+                if let Some(m) = &shared.metrics {
+                    m.decided(decision.action, state.active());
+                }
                 record(shared, &decision, timeline)?;
             }
         }
@@ -272,14 +289,19 @@ async fn forward(
     shared: Arc<Shared>,
     mut req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    let region = &shared.regions[shared.active.load(Ordering::SeqCst)];
+    let active = shared.active.load(Ordering::SeqCst);
+    let region = &shared.regions[active];
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let Ok(uri) = format!("{}{path}", region.base).parse::<Uri>() else {
         return Ok(status(StatusCode::BAD_REQUEST));
     };
     *req.uri_mut() = uri;
     req.headers_mut().remove(hyper::header::HOST);
-    match shared.client.request(req).await {
+    let answer = shared.client.request(req).await;
+    if let Some(m) = &shared.metrics {
+        m.forwarded(active, answer.is_ok());
+    }
+    match answer {
         Ok(mut response) => {
             if let Ok(v) = region.name.parse() {
                 response.headers_mut().insert("x-resil-gateway-region", v);

@@ -34,6 +34,7 @@ use super::plan::{LoadPlan, Pace};
 use super::report::{self, LoadReport};
 use super::schedule::Schedule;
 use super::stats::{DowntimeTracker, Message, Outcome, ThreadStats};
+use crate::metrics::load::LoadSink;
 use crate::results::Event;
 
 /// How long the open model waits before its first scheduled send, so worker threads
@@ -169,7 +170,11 @@ pub async fn drive(
         ),
         cancel: cancel.clone(),
         downtime: DowntimeTracker::new(start),
+        metrics: plan.metrics.clone(),
     });
+    if let Some(m) = plan.metrics.get() {
+        m.begin_run();
+    }
 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut handles = Vec::with_capacity(plan.threads);
@@ -189,6 +194,9 @@ pub async fn drive(
     while let Some(message) = rx.recv().await {
         match message {
             Message::Episode(e) => {
+                if let (Some(m), Some(end)) = (plan.metrics.get(), e.ended) {
+                    m.episode_ended(end.saturating_sub(e.started));
+                }
                 if collector.record_episode(e) {
                     tap(started_at, Tap::Episode(&e));
                 }
@@ -285,6 +293,8 @@ struct Shared {
     segment: (u64, u64),
     cancel: CancellationToken,
     downtime: DowntimeTracker,
+    /// Where each thread publishes its figures once a second (`--metrics-addr`).
+    metrics: LoadSink,
 }
 
 impl Shared {
@@ -358,7 +368,7 @@ impl Drop for LiveGuard {
 }
 
 async fn thread_main(shared: Arc<Shared>, thread: usize, tx: UnboundedSender<Message>) {
-    let stats = ThreadStats::new(thread, shared.start, tx);
+    let stats = ThreadStats::new(thread, shared.start, tx).publishing(shared.metrics.get());
     let open = shared.schedule.is_some();
     let initial = initial_users(&shared);
     let ctx = Rc::new(ThreadCtx {
@@ -866,6 +876,7 @@ mod tests {
             segment: (0, 1),
             cancel: CancellationToken::new(),
             downtime: DowntimeTracker::new(start),
+            metrics: LoadSink::default(),
         }
     }
 

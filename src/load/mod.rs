@@ -134,9 +134,15 @@ impl From<thresholds::InvalidThreshold> for LoadError {
 /// `resil load`: plan, run with a progress line (from worker pods with `--workers`),
 /// write `--out`, print the summary, judge `--fail-on`.
 pub async fn command(args: LoadArgs, global: &GlobalArgs) -> anyhow::Result<Exit> {
-    let plan = LoadPlan::from_args(&args)?;
+    let mut plan = LoadPlan::from_args(&args)?;
     for warning in &plan.warnings {
         eprintln!("resil: warning: {warning}");
+    }
+    let mut metrics = crate::metrics::Metrics::new();
+    let sink = crate::metrics::load::LoadMetrics::register(metrics.registry());
+    let exporter = crate::metrics::serve_if_asked(&args.metrics, metrics).await?;
+    if exporter.is_some() {
+        plan.metrics = crate::metrics::load::LoadSink::to(sink);
     }
     // Worker pods are created on the cluster: a mutation, so through the guard.
     let target = match plan.workers {
@@ -254,6 +260,7 @@ pub async fn command(args: LoadArgs, global: &GlobalArgs) -> anyhow::Result<Exit
         }
     }
     drop(stdout);
+    drop(exporter);
     for b in &breaches {
         eprintln!(
             "resil: threshold breached: {} (measured {})",

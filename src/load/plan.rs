@@ -152,6 +152,8 @@ pub struct LoadPlan {
     pub start_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Send from this many worker pods (`--workers`, `load.workers`); `None`: from here.
     pub workers: Option<u32>,
+    /// Where the threads publish their figures for `--metrics-addr` (none by default).
+    pub metrics: crate::metrics::load::LoadSink,
 }
 
 /// One generator's slice of a run that `count` generators share, each with the same
@@ -326,6 +328,7 @@ impl LoadPlan {
             segment: Segment::WHOLE,
             start_at: None,
             workers: spec.workers,
+            metrics: Default::default(),
         })
     }
 

@@ -9,14 +9,15 @@
 //! [`DowntimeTracker`], touched only on failures and on the first success after one.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::http::{Failure, Reply};
+use crate::metrics::load::{ColorFigures, LoadMetrics, Snapshot};
 use crate::results::hdr::new_histogram;
 use crate::results::timeline::Served;
 
@@ -272,6 +273,8 @@ pub struct ThreadStats {
     kinds: [u64; 6],
     status_codes: Vec<u64>,
     uncorrected: Histogram<u64>,
+    /// Where the cumulative figures go once a second, for `--metrics-addr`.
+    metrics: Option<Arc<LoadMetrics>>,
 }
 
 /// The current second of one thread, indexed by interned names.
@@ -328,7 +331,38 @@ impl ThreadStats {
             kinds: [0; 6],
             status_codes: vec![0; 600],
             uncorrected: new_histogram(),
+            metrics: None,
         }
+    }
+
+    /// Publishes the thread's cumulative figures into `metrics` at every second it rolls
+    /// and at its end (not per request).
+    pub fn publishing(mut self, metrics: Option<Arc<LoadMetrics>>) -> ThreadStats {
+        self.metrics = metrics;
+        self
+    }
+
+    fn publish(&self) {
+        let Some(metrics) = &self.metrics else {
+            return;
+        };
+        let by_color = self
+            .totals_by_color
+            .iter()
+            .enumerate()
+            .filter(|(_, (served, _))| served.requests > 0)
+            .map(|(i, (served, hist))| {
+                let figures = ColorFigures::new(served.requests, served.errors, hist);
+                (self.colors.name(i), figures)
+            })
+            .collect();
+        metrics.publish(
+            self.thread,
+            Snapshot {
+                by_color,
+                kinds: self.kinds,
+            },
+        );
     }
 
     /// Records one request: `intended` is when it was meant to leave (the send time in
@@ -412,6 +446,7 @@ impl ThreadStats {
     }
 
     fn rotate(&mut self, next: u64) {
+        self.publish();
         let finished = std::mem::replace(&mut self.bucket, ThreadBucket::new(next));
         let bucket = self.export(finished);
         let _ = self.tx.send(Message::Bucket {
@@ -455,6 +490,7 @@ impl ThreadStats {
 
     /// Sends the last bucket and the thread's totals. Called once, at the end.
     pub fn finish(&mut self) {
+        self.publish();
         let last = std::mem::replace(&mut self.bucket, ThreadBucket::new(u64::MAX));
         let bucket = self.export(last);
         let _ = self.tx.send(Message::Bucket {

@@ -42,6 +42,7 @@ pub async fn command(args: LoadWorkerArgs) -> anyhow::Result<Exit> {
         out: None,
         fail_on: None,
         output: StateFormat::Json,
+        metrics: Default::default(),
     };
     let plan = LoadPlan::from_args(&load)
         .context("the coordinator's arguments")?

@@ -1,7 +1,7 @@
 //! `resil report`: reads a results directory, derives every figure (failover episodes,
 //! downtime, scaling latency, requests, error rate, latency per colour, replica-seconds,
 //! cost per request), judges the SLOs, compares with a baseline run, and renders it as a
-//! table, JSON, Markdown, JUnit or HTML.
+//! table, JSON, Markdown, JUnit, HTML or OpenMetrics (for a pushgateway).
 //!
 //! Pure: reads files and pricing and writes to a `&mut dyn Write`; it never talks to a
 //! cluster, so it runs anywhere (CI). `resil run` calls [`generate`] after a scenario; the
@@ -17,6 +17,7 @@ mod html;
 mod junit;
 mod markdown;
 pub mod model;
+pub mod openmetrics;
 mod sections;
 mod svg;
 mod table;
@@ -143,14 +144,7 @@ pub fn load(
             path: dir.to_path_buf(),
         });
     }
-    // `resil report results/` (the --out of `resil run`) means its newest run.
-    let run = match RunDir::open(dir) {
-        Ok(run) => run,
-        Err(not_a_run @ ResultsError::NotAResultsDir { .. }) => {
-            RunDir::newest(dir).map_err(|_| not_a_run)?
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let run = resolve(dir)?;
     let data = build::RunData::read(&run)?;
     let profile = match (pricing, &data.meta.pricing) {
         (Some(p), _) => p.clone(),
@@ -168,6 +162,18 @@ pub fn load(
     report.slos = judge::judge(&slos, &report, &data.events);
     report.slos_passed = report.slos.iter().all(|v| v.passed);
     Ok((report, series, profile, slos))
+}
+
+/// The run `dir` names: itself, or the newest run under it (`resil report results/`, the
+/// --out of `resil run`).
+fn resolve(dir: &Path) -> Result<RunDir, ReportError> {
+    match RunDir::open(dir) {
+        Ok(run) => Ok(run),
+        Err(not_a_run @ ResultsError::NotAResultsDir { .. }) => {
+            Ok(RunDir::newest(dir).map_err(|_| not_a_run)?)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Builds the whole report of `plan` (with its comparison) without rendering it.
@@ -188,7 +194,8 @@ pub fn assemble(plan: &ReportPlan) -> Result<(Report, Series), ReportError> {
     Ok((report, series))
 }
 
-/// Writes `report` in `format`.
+/// Writes `report` in `format`. OpenMetrics' latency histograms come from the run's
+/// `latency.hdr`, which [`generate`] reads; without it they are empty.
 pub fn render(
     report: &Report,
     series: &Series,
@@ -203,6 +210,7 @@ pub fn render(
             .map_err(std::io::Error::other)
             .and_then(|()| writeln!(out)),
         ReportFormat::Junit => junit::render(report, out).map_err(std::io::Error::other),
+        ReportFormat::Openmetrics => openmetrics::render(report, &[], out),
     };
     result.map_err(ReportError::Write)
 }
@@ -210,7 +218,13 @@ pub fn render(
 /// Builds, renders and judges: exit 0 when every SLO held, 1 when one failed.
 pub fn generate(plan: &ReportPlan, out: &mut dyn Write) -> Result<Exit, ReportError> {
     let (report, series) = assemble(plan)?;
-    render(&report, &series, plan.format, out)?;
+    if plan.format == ReportFormat::Openmetrics {
+        let run = resolve(&plan.dir)?;
+        let histograms = crate::results::hdr::read(&run.file(crate::results::LATENCY_FILE))?;
+        openmetrics::render(&report, &histograms, out).map_err(ReportError::Write)?;
+    } else {
+        render(&report, &series, plan.format, out)?;
+    }
     Ok(if report.slos_passed {
         Exit::Ok
     } else {

@@ -81,7 +81,12 @@ pub async fn command(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<Exit>
             interrupt.cancel();
         });
     }
+    let mut metrics = crate::metrics::Metrics::new();
+    let load_metrics = crate::metrics::load::LoadMetrics::register(metrics.registry());
+    let run_metrics = crate::metrics::control::RunMetrics::register(metrics.registry());
+    let exporter = crate::metrics::serve_if_asked(&args.metrics, metrics).await?;
     let session = Session {
+        metrics: exporter.as_ref().map(|_| (load_metrics, run_metrics)),
         args: &args,
         scenario: &scenario,
         global: &global,
@@ -90,7 +95,9 @@ pub async fn command(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<Exit>
         seed,
         interrupt,
     };
-    session.rounds(&runs).await
+    let exit = session.rounds(&runs).await;
+    drop(exporter);
+    exit
 }
 
 /// One scenario per variant, every duration shortened or stretched by --time-scale, with
@@ -137,6 +144,11 @@ struct Session<'a> {
     seed: u64,
     /// Cancelled on Ctrl-C.
     interrupt: CancellationToken,
+    /// `--metrics-addr`: where the load publishes, and what the progress feeds.
+    metrics: Option<(
+        std::sync::Arc<crate::metrics::load::LoadMetrics>,
+        crate::metrics::control::RunMetrics,
+    )>,
 }
 
 impl Session<'_> {
@@ -201,7 +213,10 @@ impl Session<'_> {
         steady_state(target, active, &run.steady_state, "before the load").await?;
         let dir = RunDir::create_new(&args.out, &run.name)
             .with_context(|| format!("creating a run directory under {}", args.out.display()))?;
-        let load = plans::load_plan(run, target).await?;
+        let mut load = plans::load_plan(run, target).await?;
+        if let Some((sink, _)) = &self.metrics {
+            load.metrics = crate::metrics::load::LoadSink::to(sink.clone());
+        }
         let autoscale = plans::autoscale_plan(run, target, dir.path(), self.state_dir)?;
         let engines = runner::Engines {
             load,
@@ -212,17 +227,25 @@ impl Session<'_> {
             Some(port) => Some(self.dashboard(port, &dir).await?),
             None => None,
         };
-        let ending = progress::printed(|progress| {
-            runner::run(
-                run,
-                target,
-                &dir,
-                engines,
-                self.seed,
-                self.interrupt.clone(),
-                progress,
-            )
-        })
+        let observe = |p: &runner::Progress| {
+            if let Some((_, m)) = &self.metrics {
+                m.progress(p);
+            }
+        };
+        let ending = progress::printed_observed(
+            |progress| {
+                runner::run(
+                    run,
+                    target,
+                    &dir,
+                    engines,
+                    self.seed,
+                    self.interrupt.clone(),
+                    progress,
+                )
+            },
+            observe,
+        )
         .await?;
         if ending == Ending::Complete
             && let Err(e) = steady_state(target, active, &run.steady_state, "after the load").await

@@ -82,6 +82,7 @@ fn autoscale_args(scenario: &Scenario, dir: &Path, state_dir: &Path) -> Option<A
         duration: None,
         out: None,
         state_dir: Some(state_dir.to_path_buf()),
+        metrics: Default::default(),
     })
 }
 

@@ -17,11 +17,34 @@ where
     F: FnOnce(UnboundedSender<Progress>) -> Fut,
     Fut: Future<Output = T>,
 {
-    relay(run, |line| eprintln!("{line}")).await
+    printed_observed(run, |_| {}).await
+}
+
+/// [`printed`], each event also handed to `observe` (the `--metrics-addr` sink).
+pub async fn printed_observed<T, F, Fut>(run: F, observe: impl FnMut(&Progress)) -> T
+where
+    F: FnOnce(UnboundedSender<Progress>) -> Fut,
+    Fut: Future<Output = T>,
+{
+    relay_observed(run, observe, |line| eprintln!("{line}")).await
 }
 
 /// [`printed`] with the lines going to `out`.
-async fn relay<T, F, Fut>(run: F, mut out: impl FnMut(String)) -> T
+#[cfg(test)]
+async fn relay<T, F, Fut>(run: F, out: impl FnMut(String)) -> T
+where
+    F: FnOnce(UnboundedSender<Progress>) -> Fut,
+    Fut: Future<Output = T>,
+{
+    relay_observed(run, |_| {}, out).await
+}
+
+/// Each event to `observe`, then its line to `out`.
+async fn relay_observed<T, F, Fut>(
+    run: F,
+    mut observe: impl FnMut(&Progress),
+    mut out: impl FnMut(String),
+) -> T
 where
     F: FnOnce(UnboundedSender<Progress>) -> Fut,
     Fut: Future<Output = T>,
@@ -32,7 +55,10 @@ where
     let result = loop {
         tokio::select! {
             // Print as it happens.
-            Some(progress) = rx.recv() => out_line(&progress, &mut out),
+            Some(progress) = rx.recv() => {
+                observe(&progress);
+                out_line(&progress, &mut out);
+            }
             // The run is over. A task it left behind on an error may still hold a
             // sender, so the end of the run, not the channel's, ends the printing.
             result = &mut run => break result,
@@ -40,6 +66,7 @@ where
     };
     rx.close();
     while let Ok(progress) = rx.try_recv() {
+        observe(&progress);
         out_line(&progress, &mut out);
     }
     result
@@ -62,7 +89,10 @@ pub fn line(progress: &Progress) -> Option<String> {
             f.direction, f.from, f.to, f.duration_ms
         ),
         Progress::Watch(Update::Snapshot(_)) => return None,
-        Progress::Injected { step, detail, id } => format!("step {step}: {detail} ({id})"),
+        Progress::Injected {
+            step, detail, id, ..
+        } => format!("step {step}: {detail} ({id})"),
+        Progress::TimedReverted { .. } => return None,
         Progress::WaitTimedOut { event, timeout } => format!(
             "wait-for {event:?}: none within {}",
             humantime::format_duration(*timeout)
@@ -136,6 +166,7 @@ mod tests {
                     step: 2,
                     detail: "killed 2 pod(s)".into(),
                     id: "f-1".into(),
+                    open: false,
                 },
                 "step 2: killed 2 pod(s) (f-1)",
             ),

@@ -59,14 +59,18 @@ pub struct Engines {
 /// each as one line on stderr (`run::progress`).
 #[derive(Debug)]
 pub enum Progress {
-    /// A watcher decision, warning or completed failover (snapshots are not forwarded).
+    /// A watcher update: a snapshot, decision, warning or completed failover.
     Watch(Update),
-    /// Step `step` (1-based, in time order) injected its fault, journaled as `id`.
+    /// Step `step` (1-based, in time order) injected its fault, journaled as `id`; `open`
+    /// while it stays in place until reverted (a pod kill is done at once).
     Injected {
         step: usize,
         detail: String,
         id: String,
+        open: bool,
     },
+    /// A timed fault was reverted when its duration ran out.
+    TimedReverted { id: String },
     /// A `wait-for` step saw no such event within its timeout; the steps go on.
     WaitTimedOut { event: WaitEvent, timeout: Duration },
     /// A step could not inject its fault; the run stops.
@@ -324,9 +328,7 @@ impl<'a> Runner<'a> {
             let (mut over, mut back) = (0, 0);
             while let Some(update) = updates_rx.recv().await {
                 // Announced before a fail-fast stop it may cause, as it happened.
-                if !matches!(update, Update::Snapshot(_)) {
-                    let _ = progress.send(Progress::Watch(update.clone()));
-                }
+                let _ = progress.send(Progress::Watch(update.clone()));
                 if let Update::Failover(f) = &update {
                     if f.direction == "failback" {
                         back += 1;

@@ -104,7 +104,11 @@ pub async fn command(args: WatchArgs, global: &GlobalArgs) -> anyhow::Result<Exi
             shutdown.cancel();
         });
     }
-    let view = tokio::spawn(render(rx, std::io::stderr().is_terminal()));
+    let mut metrics = crate::metrics::Metrics::new();
+    let control = crate::metrics::control::ControlMetrics::register(metrics.registry());
+    let exporter = crate::metrics::serve_if_asked(&args.metrics, metrics).await?;
+    let control = exporter.as_ref().map(|_| control);
+    let view = tokio::spawn(render(rx, std::io::stderr().is_terminal(), control));
     let lease_line = match &election {
         Some(e) => format!(
             "; lease {}/{} as {} ({} lease)",
@@ -192,8 +196,12 @@ pub async fn command(args: WatchArgs, global: &GlobalArgs) -> anyhow::Result<Exi
 }
 
 /// Prints the live view: one line per decision, failover and warning; on a TTY also a
-/// status line that updates in place.
-async fn render(mut rx: mpsc::UnboundedReceiver<Update>, tty: bool) {
+/// status line that updates in place. Feeds `metrics` (`--metrics-addr`) on the way.
+async fn render(
+    mut rx: mpsc::UnboundedReceiver<Update>,
+    tty: bool,
+    metrics: Option<std::sync::Arc<crate::metrics::control::ControlMetrics>>,
+) {
     let bar = if tty {
         let bar = indicatif::ProgressBar::new_spinner();
         bar.enable_steady_tick(std::time::Duration::from_millis(200));
@@ -206,6 +214,9 @@ async fn render(mut rx: mpsc::UnboundedReceiver<Update>, tty: bool) {
         None => eprintln!("{line}"),
     };
     while let Some(update) = rx.recv().await {
+        if let Some(m) = &metrics {
+            m.watch(&update);
+        }
         match update {
             Update::Snapshot(s) => {
                 if let Some(bar) = &bar {

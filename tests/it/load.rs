@@ -163,6 +163,7 @@ fn plan(addr: SocketAddr, pace: Pace, stop: Stop) -> LoadPlan {
         out: None,
         fail_on: None,
         output: resil::cli::StateFormat::Table,
+        metrics: Default::default(),
     };
     let mut plan = LoadPlan::from_args(&args).unwrap();
     plan.pace = pace;

@@ -26,6 +26,7 @@ mod lab_rollout;
 mod lab_runtime;
 mod load;
 mod load_workers;
+mod metrics;
 mod openapi;
 mod properties;
 mod report;

@@ -71,6 +71,7 @@ const FORMATS: &[(ReportFormat, &str)] = &[
     (ReportFormat::Markdown, "md"),
     (ReportFormat::Junit, "junit.xml"),
     (ReportFormat::Html, "html"),
+    (ReportFormat::Openmetrics, "openmetrics.txt"),
 ];
 
 #[test]

@@ -45,6 +45,7 @@ pub(super) async fn run_steps(
             step: i + 1,
             detail: entry.detail.clone(),
             id: entry.id.clone(),
+            open: entry.is_open(),
         });
         if let Some(d) = step.duration.filter(|_| entry.is_open()) {
             let injector = injector.clone();
@@ -52,10 +53,11 @@ pub(super) async fn run_steps(
             let timed = entry.clone();
             reverts.spawn(async move {
                 tokio::time::sleep(d).await;
-                if let Err(error) = injector.revert(&timed).await {
-                    let id = timed.id;
-                    let _ = progress.send(Progress::TimedRevertFailed { id, error });
-                }
+                let id = timed.id.clone();
+                let _ = progress.send(match injector.revert(&timed).await {
+                    Ok(()) => Progress::TimedReverted { id },
+                    Err(error) => Progress::TimedRevertFailed { id, error },
+                });
             });
         }
         lock(injected).push(entry);

@@ -4,13 +4,14 @@
 //! are routed by `handlers.rs` (PATCH in `patching.rs`, `/scale` and pod metrics in
 //! `subresources.rs`, `/log` in `logs.rs`), watches streamed by `watch.rs`, discovery
 //! answered by `discovery.rs`, Table printing in `table.rs`, selectors in `selector.rs`,
-//! validation in `validate.rs`, errors rendered by `status.rs`. Built by `server.rs`; it
+//! validation in `validate.rs`, errors rendered by `status.rs`, `/metrics` in `metrics.rs`. Built by `server.rs`; it
 //! does not know about TLS or sockets. All state lives in the store.
 
 mod discovery;
 mod eviction;
 mod handlers;
 mod logs;
+mod metrics;
 mod patching;
 mod protobuf;
 mod proxy;
@@ -69,7 +70,13 @@ pub struct App {
 
 /// The whole API as one router.
 pub fn router(app: Arc<App>) -> Router {
+    let api_metrics = Arc::new(metrics::ApiMetrics::new(app.store.clone()));
+    let scraped = api_metrics.clone();
     Router::new()
+        .route(
+            "/metrics",
+            get(move |headers: HeaderMap| async move { metrics::scrape(&scraped, &headers) }),
+        )
         .route("/version", get(|| async { discovery::version() }))
         .route("/version/", get(|| async { discovery::version() }))
         .route("/api", get(|| async { discovery::core_versions() }))
@@ -84,6 +91,8 @@ pub fn router(app: Arc<App>) -> Router {
         // After json_errors: a pod's own bodiless 404 or 405 passes back untouched.
         .merge(proxy::routes())
         .layer(middleware::from_fn_with_state(app.clone(), authenticate))
+        // Outermost: refused requests (401) are counted too, as the API server counts them.
+        .layer(middleware::from_fn_with_state(api_metrics, metrics::record))
         .with_state(app)
 }
 
