@@ -11,10 +11,11 @@
 use std::io::Write;
 use std::sync::atomic::AtomicU64;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 use resil_common::exposition::{self, Format};
@@ -22,12 +23,6 @@ use resil_common::exposition::{self, Format};
 use super::model::Report;
 use crate::metrics::load::{ColorFigures, LoadMetrics, Snapshot};
 use crate::results::hdr::{TaggedHistogram, new_histogram};
-
-/// An `slo` label.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct SloLabel {
-    slo: String,
-}
 
 /// Writes `report` with the per-colour latency of `histograms` (`latency.hdr`).
 pub fn render(
@@ -76,18 +71,33 @@ fn register_run(registry: &mut Registry, report: &Report) {
         Unit::Seconds,
         duration,
     );
-    let slos = Family::<SloLabel, Gauge>::default();
-    for v in &report.slos {
-        let label = SloLabel {
-            slo: v.expression.clone(),
-        };
-        slos.get_or_create(&label).set(i64::from(v.passed));
+    let verdicts = report
+        .slos
+        .iter()
+        .map(|v| (v.expression.clone(), v.passed))
+        .collect();
+    registry.register_collector(Box::new(SloVerdicts(verdicts)));
+}
+
+/// Each SLO's verdict, in the report's order (a label family would encode them in hash
+/// order, and the report is compared byte for byte).
+#[derive(Debug)]
+struct SloVerdicts(Vec<(String, bool)>);
+
+impl Collector for SloVerdicts {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut family = encoder.encode_descriptor(
+            "resil_run_slo_passed",
+            "1 when the SLO held, 0 when it failed",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (slo, passed) in &self.0 {
+            let labels = [("slo", slo.as_str())];
+            ConstGauge::new(i64::from(*passed)).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
     }
-    registry.register(
-        "resil_run_slo_passed",
-        "1 when the SLO held, 0 when it failed",
-        slos,
-    );
 }
 
 /// The run's load as one thread's cumulative snapshot.

@@ -91,6 +91,7 @@ fn report_of_an_interrupted_run_is_marked_partial_in_every_format() {
         let marked = match format {
             ReportFormat::Json => out.contains("\"partial\": true"),
             ReportFormat::Junit => out.contains("name=\"partial\" value=\"true\""),
+            ReportFormat::Openmetrics => out.contains("status=\"partial\""),
             _ => out.contains("PARTIAL RUN (interrupted)"),
         };
         assert!(marked, "{ext} does not mark the run partial:\n{out}");
@@ -138,7 +139,11 @@ fn report_shows_every_controller_decision_with_its_rule_action_and_inputs() {
     assert_eq!(decisions[1]["action"], "raise minReplicas 1 → 3");
     assert_eq!(decisions[1]["inputs"]["observed"]["forecast"], 142.5);
     for (format, _) in FORMATS {
-        if matches!(format, ReportFormat::Json | ReportFormat::Junit) {
+        // Machine formats: the decisions are in the JSON; OpenMetrics carries figures only.
+        if matches!(
+            format,
+            ReportFormat::Json | ReportFormat::Junit | ReportFormat::Openmetrics
+        ) {
             continue;
         }
         let (out, _) = report(&fixture("failover"), *format, None, None);
