@@ -189,6 +189,17 @@ pub struct DemoAppArgs {
     /// real node the kernel enforces the limit instead. [default: unlimited]
     #[arg(long, env = "CPU_LIMIT", value_parser = parse_cpu_limit)]
     pub cpu_limit: Option<u64>,
+
+    /// A release that misbehaves on purpose: answer this fraction of traffic requests
+    /// (`0.3` or `30%`) with 500, health probes excepted, so the pod stays Ready.
+    /// [default: 0.3 when the version ends in `-bad`, such as `v2-bad`; else 0]
+    #[arg(long, env = "FAIL_RATE", value_parser = crate::demo::app::parse_fail_rate)]
+    pub fail_rate: Option<f64>,
+
+    /// A release that misbehaves on purpose: delay every traffic request this long
+    /// (e.g. `150ms`), health probes excepted. [default: none]
+    #[arg(long, env = "LATENCY", value_parser = parse_duration)]
+    pub latency: Option<Duration>,
 }
 
 fn parse_cpu_limit(text: &str) -> Result<u64, String> {
