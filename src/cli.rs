@@ -88,6 +88,9 @@ pub enum Command {
     DemoApp(DemoAppArgs),
     /// The global front door: an active/passive HTTP proxy across regions, health-checked.
     Gateway(crate::gateway::GatewayArgs),
+    /// Roll a new release of one colour under load (rolling or canary), judge it, roll back.
+    #[command(disable_version_flag = true)]
+    Rollout(RolloutArgs),
     /// Print shell completions.
     Completions(CompletionsArgs),
 }
@@ -665,4 +668,29 @@ mod tests {
     fn the_command_surface_is_consistent() {
         Cli::command().debug_assert();
     }
+}
+
+// ---------------------------------------------------------------- rollout
+
+/// `resil rollout`
+#[derive(Debug, Args)]
+pub struct RolloutArgs {
+    /// The colour whose Deployment (`web-<colour>`) gets the new release.
+    #[arg(long, value_enum)]
+    pub color: Color,
+
+    #[command(flatten)]
+    pub spec: crate::rollout::RolloutSpec,
+
+    /// Requests per second of the load --analysis judges.
+    #[arg(long, default_value_t = 200.0)]
+    pub rate: f64,
+
+    /// Where that load goes [default: the demo Service's NodePort].
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+
+    /// Results go into a new run directory under this one.
+    #[arg(long, value_name = "DIR", default_value = "results")]
+    pub out: PathBuf,
 }
