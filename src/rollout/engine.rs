@@ -103,6 +103,9 @@ pub enum Outcome {
     RolledBack {
         interval: u32,
         reason: String,
+        /// The revision whose template was written back (`None`: only canary pods went).
+        to_revision: Option<i64>,
+        /// The Deployment's revision afterwards (a rollback is a new revision).
         revision: i64,
         rollback_ms: u64,
     },
@@ -117,14 +120,22 @@ impl std::fmt::Display for Outcome {
             Outcome::RolledBack {
                 interval,
                 reason,
+                to_revision,
                 revision,
                 rollback_ms,
-            } => write!(
-                f,
-                "rolled back to revision {revision} in {:.1}s after interval {interval} \
-                 breached: {reason}",
-                *rollback_ms as f64 / 1000.0
-            ),
+            } => {
+                match to_revision {
+                    Some(to) => {
+                        write!(f, "rolled back to revision {to} (now revision {revision})")?
+                    }
+                    None => write!(f, "rolled back: canary pods removed (revision {revision})")?,
+                }
+                write!(
+                    f,
+                    " in {:.1}s after interval {interval} breached: {reason}",
+                    *rollback_ms as f64 / 1000.0
+                )
+            }
             Outcome::Unchanged => write!(
                 f,
                 "the deployment already runs this release: nothing rolled"
@@ -260,7 +271,8 @@ impl Engine {
                 if !v.passed() {
                     return Ok(Held::Breach(v));
                 }
-                since_ready += u32::from(ready_at.is_some());
+                // Only an interval with requests says anything about the release.
+                since_ready += u32::from(ready_at.is_some() && v.judged);
             }
             self.record_replica_sets().await?;
             let d = self.releases.deployment(deployment).await?;
@@ -364,6 +376,7 @@ impl Engine {
         let outcome = Outcome::RolledBack {
             interval: v.number,
             reason,
+            to_revision,
             revision,
             rollback_ms,
         };
