@@ -690,7 +690,8 @@ pub struct RolloutArgs {
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
 
-    /// Results go into a new run directory under this one.
-    #[arg(long, value_name = "DIR", default_value = "results")]
-    pub out: PathBuf,
+    /// Record into this results directory (new, empty, or one a `resil watch --out` is
+    /// recording into) [default: a new one under results/].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }

@@ -271,8 +271,9 @@ impl Engine {
                 if !v.passed() {
                     return Ok(Held::Breach(v));
                 }
-                // Only an interval with requests says anything about the release.
-                since_ready += u32::from(ready_at.is_some() && v.judged);
+                // Only an interval with requests, all of them sent once the step's pods
+                // were ready, says anything about the step.
+                since_ready += u32::from(v.judged && ready_at.is_some_and(|r| v.from >= r));
             }
             self.record_replica_sets().await?;
             let d = self.releases.deployment(deployment).await?;

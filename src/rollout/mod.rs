@@ -16,6 +16,7 @@ pub mod decide;
 pub mod engine;
 pub mod plan;
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -42,8 +43,13 @@ pub async fn command(args: RolloutArgs, global: &GlobalArgs) -> anyhow::Result<E
     let guard = Guard::from_environment(&global.allow_context)?;
     let target =
         crate::cluster::connect(&ConnectOptions::from_global(global), Some(&guard)).await?;
-    let dir = RunDir::create_new(&args.out, &format!("rollout-{}", plan.color))
-        .with_context(|| format!("creating a run directory under {}", args.out.display()))?;
+    let dir = match &args.out {
+        Some(path) => {
+            RunDir::start(path).with_context(|| format!("creating {}", path.display()))?
+        }
+        None => RunDir::create_new(Path::new("results"), &format!("rollout-{}", plan.color))
+            .context("creating a run directory under results/")?,
+    };
     let mut meta = RunMeta::start(
         dir.path()
             .file_name()
@@ -68,7 +74,8 @@ pub async fn command(args: RolloutArgs, global: &GlobalArgs) -> anyhow::Result<E
     let cancel = CancellationToken::new();
     let load = match plan.analysis {
         Some(_) => {
-            let load = load_plan(&target, args.url.clone(), args.rate).await?;
+            let keepalive = plan.canary.is_none();
+            let load = load_plan(&target, args.url.clone(), args.rate, keepalive).await?;
             meta.target_url = Some(load.url.clone());
             dir.write_meta(&meta)?;
             Some(start_load(load, &dir, buckets.clone(), cancel.clone())?)
@@ -128,7 +135,14 @@ pub async fn command(args: RolloutArgs, global: &GlobalArgs) -> anyhow::Result<E
 
 /// The analysis load: `rate` req/s at `url`, or at the demo Service's NodePort once it
 /// answered from this cluster's demo. Stopped by the command, so its length is a bound.
-async fn load_plan(target: &Target, url: Option<String>, rate: f64) -> anyhow::Result<LoadPlan> {
+/// A canary gets its share only of new connections (the Service balances per
+/// connection), so a canary's load opens one per request (`keepalive` false).
+async fn load_plan(
+    target: &Target,
+    url: Option<String>,
+    rate: f64,
+    keepalive: bool,
+) -> anyhow::Result<LoadPlan> {
     let url = match url {
         Some(url) => url,
         None => {
@@ -150,7 +164,7 @@ async fn load_plan(target: &Target, url: Option<String>, rate: f64) -> anyhow::R
         headers: vec![],
         body: None,
         timeout: Some(Duration::from_secs(2)),
-        keepalive: true,
+        keepalive,
     };
     Ok(LoadPlan::from_spec(&spec)?)
 }

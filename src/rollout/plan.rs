@@ -54,7 +54,8 @@ pub struct RolloutSpec {
 
     /// Step the new release in by share of pods, e.g. `10,50,100`: canary pods beside the
     /// stable ones behind the same Service (no mesh needed), each step held for --pause and
-    /// analysed before the next; the last step rolls the Deployment itself.
+    /// analysed before the next; the last step rolls the Deployment itself. The analysis
+    /// load then opens a connection per request, so the canary gets its share.
     #[arg(long, value_name = "PERCENTS")]
     #[serde(default)]
     pub canary: Option<String>,
