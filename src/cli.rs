@@ -89,6 +89,9 @@ pub enum Command {
     DemoApp(DemoAppArgs),
     /// The global front door: an active/passive HTTP proxy across regions, health-checked.
     Gateway(crate::gateway::GatewayArgs),
+    /// Roll a new release of one colour under load (rolling or canary), judge it, roll back.
+    #[command(disable_version_flag = true)]
+    Rollout(RolloutArgs),
     /// Print shell completions.
     Completions(CompletionsArgs),
     /// One worker of `resil load --workers N` (the pods' command; not for people).
@@ -193,6 +196,17 @@ pub struct DemoAppArgs {
     /// real node the kernel enforces the limit instead. [default: unlimited]
     #[arg(long, env = "CPU_LIMIT", value_parser = parse_cpu_limit)]
     pub cpu_limit: Option<u64>,
+
+    /// A release that misbehaves on purpose: answer this fraction of traffic requests
+    /// (`0.3` or `30%`) with 500, health probes excepted, so the pod stays Ready.
+    /// [default: 0.3 when the version ends in `-bad`, such as `v2-bad`; else 0]
+    #[arg(long, env = "FAIL_RATE", value_parser = crate::demo::app::parse_fail_rate)]
+    pub fail_rate: Option<f64>,
+
+    /// A release that misbehaves on purpose: delay every traffic request this long
+    /// (e.g. `150ms`), health probes excepted. [default: none]
+    #[arg(long, env = "LATENCY", value_parser = parse_duration)]
+    pub latency: Option<Duration>,
 }
 
 fn parse_cpu_limit(text: &str) -> Result<u64, String> {
@@ -708,4 +722,30 @@ mod tests {
     fn the_command_surface_is_consistent() {
         Cli::command().debug_assert();
     }
+}
+
+// ---------------------------------------------------------------- rollout
+
+/// `resil rollout`
+#[derive(Debug, Args)]
+pub struct RolloutArgs {
+    /// The colour whose Deployment (`web-<colour>`) gets the new release.
+    #[arg(long, value_enum)]
+    pub color: Color,
+
+    #[command(flatten)]
+    pub spec: crate::rollout::RolloutSpec,
+
+    /// Requests per second of the load --analysis judges.
+    #[arg(long, default_value_t = 200.0)]
+    pub rate: f64,
+
+    /// Where that load goes [default: the demo Service's NodePort].
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+
+    /// Record into this results directory (new, empty, or one a `resil watch --out` is
+    /// recording into) [default: a new one under results/].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }

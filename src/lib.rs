@@ -23,6 +23,7 @@ pub mod logging;
 pub mod metrics;
 pub mod report;
 pub mod results;
+pub mod rollout;
 pub mod run;
 pub mod spec;
 pub mod watch;
@@ -57,6 +58,7 @@ pub async fn run(cli: Cli) -> Exit {
         Command::Report(args) => report::command(args, &global).await,
         Command::Cost(args) => cost::command(args, &global).await,
         Command::Run(args) => run::command(args, &global).await,
+        Command::Rollout(args) => rollout::command(args, &global).await,
         Command::Dashboard(args) => dashboard::command(args, &global).await,
         Command::DemoApp(args) => demo::app_command(args).await,
         Command::Gateway(args) => gateway::command(args, &global).await,

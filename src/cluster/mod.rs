@@ -14,6 +14,7 @@ pub mod endpoints;
 pub mod events;
 mod guard;
 pub mod hpa;
+pub mod release;
 mod rollout;
 pub mod workers;
 

@@ -62,6 +62,7 @@ fn app_config(args: &DemoAppArgs) -> app::AppConfig {
         max_work: args.max_work,
         drain: args.drain,
         cpu_limit_millicores: args.cpu_limit,
+        release: app::Release::resolve(&args.app_version, args.fail_rate, args.latency),
     }
 }
 

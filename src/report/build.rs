@@ -137,6 +137,7 @@ pub fn build(data: &RunData, pricing: &PricingProfile) -> (Report, Series) {
         cost,
         chaos: chaos_actions(&data.events),
         decisions: decisions(&data.events),
+        rollouts: super::rollouts::rollouts(&data.events),
         slos: Vec::new(),
         slos_passed: true,
         baseline: None,

@@ -12,6 +12,8 @@ use crate::cost::RunCost;
 use crate::results::RunStatus;
 use crate::results::summary::{Percentiles, ScalingEvent};
 
+pub use super::rollouts::{RollbackFigures, RolloutFigures, RolloutStepFigures};
+
 /// Version of the JSON report's shape. Bump it on any incompatible change (a removed or
 /// renamed field, a changed unit); adding an optional field is compatible.
 pub const REPORT_SCHEMA_VERSION: u32 = 1;
@@ -42,6 +44,10 @@ pub struct Report {
     /// order. Absent in reports of older versions, hence the default.
     #[serde(default)]
     pub decisions: Vec<Decision>,
+    /// The rollouts of the run (`resil rollout`, a scenario's `rollout` step), with a
+    /// rollback's timing. Absent in reports of older versions, hence the default.
+    #[serde(default)]
+    pub rollouts: Vec<RolloutFigures>,
     /// One verdict per SLO expression, in the order given.
     pub slos: Vec<SloVerdict>,
     /// All SLOs held (true when there are none).

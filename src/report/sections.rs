@@ -85,9 +85,10 @@ fn slo_row(v: &SloVerdict) -> Vec<String> {
 /// Lays the report out: each section has its own builder, in the order shown. A builder
 /// returns `None` when the run has nothing for its section.
 pub fn sections(report: &Report) -> Vec<Section> {
-    let builders: [fn(&Report) -> Option<Section>; 10] = [
+    let builders: [fn(&Report) -> Option<Section>; 11] = [
         run_section,
         slo_section,
+        super::rollouts::rollout_section,
         load_section,
         failover_section,
         downtime_section,

@@ -174,6 +174,64 @@ pub enum EventKind {
     },
     /// Anything else worth a line in the report.
     Note { message: String },
+    /// A ReplicaSet's replicas changed while `resil rollout` watched its Deployment.
+    ReplicaSetReplicas {
+        deployment: String,
+        replica_set: String,
+        /// `deployment.kubernetes.io/revision` (0 when absent).
+        revision: i64,
+        desired: i32,
+        ready: i32,
+        available: i32,
+    },
+    /// A rollout started a step: `update` (the whole Deployment), `canary` (a share of
+    /// the pods), `promote` or `rollback`.
+    RolloutStep {
+        deployment: String,
+        step: String,
+        /// Share of the colour's pods on the new release once the step is done (%).
+        weight_percent: u32,
+        detail: String,
+    },
+    /// One analysis interval judged on the load's one-second buckets.
+    AnalysisInterval {
+        deployment: String,
+        /// 1-based, counted over the whole rollout.
+        interval: u32,
+        /// The interval's start.
+        #[serde(with = "ts_ms")]
+        from: DateTime<Utc>,
+        requests: u64,
+        errors: u64,
+        /// The worst one-second p99 of the interval (µs).
+        p99_us: u64,
+        passed: bool,
+        /// Each failed check with its measured value, `; `-separated (empty when passed).
+        reason: String,
+    },
+    /// A breach made the rollout roll back (to the previous revision).
+    RollbackStarted {
+        deployment: String,
+        /// The interval that breached, and why.
+        interval: u32,
+        reason: String,
+        /// The first second of the failing interval that breached on its own (else the
+        /// interval's end): when users started to feel it.
+        #[serde(with = "ts_ms")]
+        breached_at: DateTime<Utc>,
+        /// When the analysis judged the interval.
+        #[serde(with = "ts_ms")]
+        detected_at: DateTime<Utc>,
+        to_revision: Option<i64>,
+    },
+    /// A rollout ended: `complete`, `rolled_back` or `failed`.
+    RolloutFinished {
+        deployment: String,
+        outcome: String,
+        /// The Deployment's revision at the end.
+        revision: Option<i64>,
+        detail: String,
+    },
 }
 
 /// Appends events to `timeline.jsonl`, one whole line per write, flushed at once.

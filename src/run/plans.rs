@@ -41,7 +41,7 @@ pub async fn load_plan(scenario: &Scenario, target: &Target) -> anyhow::Result<L
 
 /// The NodePort of the demo's Service `web` (the built-in manifests' 30080 when it
 /// cannot be read: the load's connection error then names the URL).
-async fn node_port(target: &Target) -> i32 {
+pub(crate) async fn node_port(target: &Target) -> i32 {
     let api: Api<Service> = Api::namespaced(target.client.clone(), &target.namespace);
     api.get("web")
         .await

@@ -98,6 +98,7 @@ pub fn line(progress: &Progress) -> Option<String> {
             humantime::format_duration(*timeout)
         ),
         Progress::StepFailed(why) => format!("step failed: {why}; stopping the run"),
+        Progress::Rollout(line) => format!("rollout: {line}"),
         Progress::Stopping(why) => format!("abort: {why}; stopping the run and reverting"),
         Progress::Autoscale(AutoscaleReport::Tick(tick)) => match (&tick.plan, tick.patched) {
             (Some(plan), true) => format!("autoscale: {} — {}", plan.action, plan.rule),

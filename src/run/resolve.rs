@@ -40,7 +40,8 @@ impl Scenario {
     }
 
     /// Every duration of the experiment times `factor` (`--time-scale`): the load and its
-    /// ramp stages, step offsets and fault durations, the watcher's stable window, the
+    /// ramp stages, step offsets and fault durations, a rollout's analysis interval (1 s
+    /// at least) and canary pause, the watcher's stable window, the
     /// autoscaler's clock and the window SLOs. Left alone: what the system under test
     /// decides its own pace of (request timeout, `wait-for` and steady-state timeouts),
     /// and the SLO thresholds.
@@ -60,6 +61,11 @@ impl Scenario {
         for step in &mut s.steps {
             step.at = scale(step.at);
             step.duration = opt(step.duration);
+            if let Some(r) = &mut step.rollout {
+                // The load reports once a second: an interval stays at least that long.
+                r.interval = scale(r.interval).max(Duration::from_secs(1));
+                r.pause = scale(r.pause);
+            }
         }
         s.watch.stable_for = scale(s.watch.stable_for);
         s.watch.eject_window = scale(s.watch.eject_window);

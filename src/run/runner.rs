@@ -85,6 +85,8 @@ pub enum Progress {
     AutoscaleFailed(anyhow::Error),
     /// A background task ended with an error (`task` names it, e.g. `watcher`).
     TaskFailed { task: &'static str, error: String },
+    /// A `rollout` step's progress: a step, an analysis interval, a rollback, the outcome.
+    Rollout(String),
     /// A timed fault could not be reverted when its duration ran out.
     TimedRevertFailed { id: String, error: anyhow::Error },
     /// Teardown reverted a fault still open.
@@ -208,6 +210,8 @@ struct Runner<'a> {
     watch_cancel: CancellationToken,
     /// Ends the autoscaler's loop in teardown; it then restores minReplicas.
     autoscale_stop: CancellationToken,
+    /// The load's one-second buckets, for `rollout` steps' analysis.
+    buckets: tokio::sync::broadcast::Sender<Event>,
 }
 
 /// The watcher's tasks, joined in teardown.
@@ -257,6 +261,7 @@ impl<'a> Runner<'a> {
             fail_fast: Arc::new(Mutex::new(fail_fast)),
             watch_cancel: CancellationToken::new(),
             autoscale_stop: CancellationToken::new(),
+            buckets: tokio::sync::broadcast::channel(64).0,
         }
     }
 
@@ -363,9 +368,13 @@ impl<'a> Runner<'a> {
     ) -> LoadTasks {
         let (events_tx, mut events_rx) = mpsc::unbounded_channel::<Event>();
         let (stop, fail_fast) = (Arc::clone(&self.stop), Arc::clone(&self.fail_fast));
+        let buckets = self.buckets.clone();
         let events = tokio::spawn(async move {
             while let Some(event) = events_rx.recv().await {
                 let _ = timeline.append(&event);
+                if matches!(event.kind, EventKind::LoadBucket { .. }) {
+                    let _ = buckets.send(event.clone());
+                }
                 if let Some(breach) = abort_rules.iter().find_map(|r| r.breached(&event.kind)) {
                     stop.stop(breach);
                 } else if let Some(why) = lock(&fail_fast).as_mut().and_then(|ff| ff.event(&event))
@@ -411,7 +420,15 @@ impl<'a> Runner<'a> {
         mut load: LoadTasks,
     ) -> (Option<String>, LoadTasks) {
         let steps = &self.scenario.steps;
-        let steps = steps::run_steps(steps, injector, seed, failovers, injected, &self.progress);
+        let steps = steps::run_steps(
+            steps,
+            injector,
+            seed,
+            failovers,
+            injected,
+            &self.buckets,
+            &self.progress,
+        );
         let step_result = tokio::select! {
             // The steps finished (timed faults are reverted inside).
             r = steps => r,

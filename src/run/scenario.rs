@@ -14,6 +14,7 @@
 //!   - {at: 10s, do: cpu-burn, color: blue, load: 100, duration: 60s}
 //!   - {at: 10s, do: latency, delay: 200ms, jitter: 50ms, duration: 20s}
 //!   - {at: 12s, do: wait-for, event: failover, timeout: 30s}
+//!   - {at: 5s, do: rollout, color: blue, rollout: {version: v2, analysis: "error_rate<1%", interval: 5s}}
 //! steady_state: {ready_min: 1}     # checked before the load starts and after it ends
 //! slos: ["failover_time<2s", "downtime<1s", "error_rate<5%", "p99<500ms"]
 //! abort: ["error_rate>50%"]        # stop early (and revert) when breached mid-run
@@ -230,6 +231,10 @@ pub struct Step {
     pub event: Option<WaitEvent>,
     #[serde(default, with = "humantime_serde::option")]
     pub timeout: Option<Duration>,
+    /// `rollout`: the release and how to roll it (`resil rollout`'s flags), judged on the
+    /// scenario's own load.
+    #[serde(default)]
+    pub rollout: Option<crate::rollout::RolloutSpec>,
 }
 
 /// What a step does.
@@ -242,6 +247,8 @@ pub enum StepAction {
     CpuBurn,
     Latency,
     WaitFor,
+    /// `resil rollout` of `color` with the step's `rollout:` section.
+    Rollout,
 }
 
 /// What `wait-for` waits for.
@@ -405,6 +412,16 @@ impl Scenario {
                 StepAction::WaitFor => {
                     need(step.event.is_some(), "needs event: failover|failback")?
                 }
+                StepAction::Rollout => {
+                    let color = step
+                        .color
+                        .ok_or(format!("steps[{n}] (rollout): needs color"))?;
+                    let spec = step.rollout.as_ref().ok_or(format!(
+                        "steps[{n}] (rollout): needs rollout: {{version: v2, ...}}"
+                    ))?;
+                    crate::rollout::RolloutPlan::resolve(color, spec)
+                        .map_err(|e| format!("steps[{n}] (rollout): {e}"))?;
+                }
             }
         }
         Ok(())
@@ -476,8 +493,8 @@ slos: [\"failover_time<2s\"]
             }
         }
         assert!(
-            seen >= 7,
-            "expected the seven scenarios in scenarios/, found {seen}"
+            seen >= 10,
+            "expected the ten scenarios in scenarios/, found {seen}"
         );
     }
 

@@ -476,3 +476,66 @@ async fn sigterm_releases_hung_requests() {
     }
     assert_eq!(app.child.try_wait().unwrap().unwrap().code(), Some(0));
 }
+
+#[tokio::test]
+async fn a_bad_release_fails_its_traffic_but_stays_ready_and_survives_a_fault_reset() {
+    let app = DemoApp::start_with(&["--app-version", "v2-bad"]);
+    let c = client();
+    let s = state(&app).await;
+    assert_eq!(s["release"]["fail_rate"], 0.3, "{s}");
+    // Chaos clearing its faults leaves the release as it is.
+    c.delete(app.url("/admin/faults")).send().await.unwrap();
+    let mut failed = 0;
+    for _ in 0..400 {
+        let response = c.get(app.url("/")).send().await.unwrap();
+        assert_eq!(response.headers()["x-resil-version"], "v2-bad");
+        if response.status() == 500 {
+            failed += 1;
+        }
+    }
+    // 400 draws at p = 0.3: mean 120, sd ≈ 9.2; ±5 sd never flakes in practice.
+    assert!((74..=166).contains(&failed), "{failed} of 400 failed");
+    for probe in ["/readyz", "/healthz"] {
+        for _ in 0..20 {
+            assert_eq!(c.get(app.url(probe)).send().await.unwrap().status(), 200);
+        }
+    }
+}
+
+#[tokio::test]
+async fn fail_rate_and_latency_come_from_the_environment() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_resil"))
+        .args(["demo-app", "--bind", "127.0.0.1", "--port", "0"])
+        .env("VERSION", "v2")
+        .env("FAIL_RATE", "100%")
+        .env("LATENCY", "150ms")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let app = DemoApp {
+        child,
+        base: format!("http://{}", line.trim().trim_start_matches("listening on ")),
+    };
+    let c = client();
+    let started = Instant::now();
+    assert_eq!(c.get(app.url("/")).send().await.unwrap().status(), 500);
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    let started = Instant::now();
+    assert_eq!(
+        c.get(app.url("/readyz")).send().await.unwrap().status(),
+        200
+    );
+    assert!(started.elapsed() < Duration::from_millis(150));
+    // A value that is not a rate is refused at start, naming the variable.
+    let out = Command::new(env!("CARGO_BIN_EXE_resil"))
+        .args(["demo-app", "--bind", "127.0.0.1", "--port", "0"])
+        .env("FAIL_RATE", "often")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("FAIL_RATE"));
+}

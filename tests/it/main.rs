@@ -31,6 +31,7 @@ mod openapi;
 mod properties;
 mod report;
 mod results_dir;
+mod rollout;
 mod run;
 mod runbooks;
 mod support;

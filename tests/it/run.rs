@@ -172,14 +172,17 @@ fn run_json(dir: &Path) -> serde_json::Value {
 }
 
 /// The scenarios in scenarios/, each run by a test below (through [`shipped`]).
-const SHIPPED: [&str; 7] = [
+const SHIPPED: [&str; 10] = [
     "autoscale.yaml",
+    "bad-release-rollback.yaml",
     "blue-green-failover.yaml",
+    "canary-analysis.yaml",
     "capacity-aware-failover.yaml",
     "outage-and-failback.yaml",
     "outlier-ejection.yaml",
     "partial-degradation.yaml",
     "predictive-vs-reactive.yaml",
+    "rolling-update-under-load.yaml",
 ];
 
 #[test]
@@ -687,4 +690,106 @@ fn a_malformed_scenario_fails_with_its_line_number() {
         !home.path().join("state").exists(),
         "nothing was started for a malformed scenario"
     );
+}
+
+/// The `VERSION` of blue's pod template, as the Deployment now has it.
+async fn blue_version(lab: &RunLab) -> String {
+    let blue = Api::<Deployment>::namespaced(lab.client.clone(), NS)
+        .get("web-blue")
+        .await
+        .unwrap();
+    let container = &blue.spec.template.spec.unwrap().containers[0];
+    let env = container.env.clone().unwrap_or_default();
+    let version = env.iter().find(|e| e.name == "VERSION");
+    version.and_then(|e| e.value.clone()).unwrap_or_default()
+}
+
+/// The `rollouts` of the JSON report of the newest run directory ending in `label`.
+fn rollouts_of(lab: &RunLab, label: &str) -> Vec<serde_json::Value> {
+    let (_, json) = report(&lab.run_dir(label), "json");
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    json["rollouts"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_update_under_load_rolls_blue_to_v2_without_a_failed_request() {
+    let lab = RunLab::start().await;
+    let ran = lab
+        .run(&shipped("rolling-update-under-load.yaml"), "0.25", &[])
+        .await;
+    // `error_rate<=0%` held: not one request failed.
+    ran.exits(0);
+    ran.said("rollout: update (100%): web-blue to version v2");
+    ran.said("rollout: rolled out: revision 2");
+    ran.printed("Rollouts");
+    assert_eq!(blue_version(&lab).await, "v2");
+    let rollouts = rollouts_of(&lab, "rolling-update-under-load");
+    assert_eq!(rollouts.len(), 1, "{rollouts:?}");
+    assert_eq!(rollouts[0]["outcome"], "complete");
+    report_agrees(&lab, &ran);
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_release_is_rolled_back_within_an_interval_of_its_breach() {
+    let lab = RunLab::start().await;
+    let ran = lab
+        .run(&shipped("bad-release-rollback.yaml"), "0.25", &[])
+        .await;
+    // Errors stayed bounded, and none once the rollback was done.
+    ran.exits(0);
+    ran.said("BREACH (error_rate<1%");
+    ran.said("rolling back to revision 1");
+    ran.printed("ROLLED BACK");
+    assert_eq!(blue_version(&lab).await, "v1");
+    let rollouts = rollouts_of(&lab, "bad-release-rollback");
+    let rollback = &rollouts[0]["rollback"];
+    assert_eq!(rollouts[0]["outcome"], "rolled_back", "{rollouts:?}");
+    // The interval is 5 s × 0.25: the rollback starts within it of the first bad second
+    // (one more second for the load's bucket to arrive), and at once after the verdict.
+    let breach_to_start = rollback["breach_to_start_ms"].as_u64().unwrap();
+    assert!(breach_to_start <= 1_250 + 1_000, "{rollback}");
+    assert!(
+        rollback["detection_to_start_ms"].as_u64().unwrap() < 1_000,
+        "{rollback}"
+    );
+    assert!(
+        rollback["breach_to_done_ms"].as_u64().is_some(),
+        "{rollback}"
+    );
+    report_agrees(&lab, &ran);
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_analysis_steps_v2_in_by_share_and_promotes_it() {
+    let lab = RunLab::start().await;
+    let ran = lab.run(&shipped("canary-analysis.yaml"), "0.25", &[]).await;
+    ran.exits(0);
+    ran.said("rollout: canary (25%): 1 canary pod(s) of version v2 beside 3 stable");
+    ran.said("rollout: canary (50%): 3 canary pod(s)");
+    ran.said("rollout: promote (100%)");
+    ran.said("rollout: rolled out");
+    assert_eq!(blue_version(&lab).await, "v2");
+    // The canary is gone with its pods once the Deployment itself runs v2.
+    let canary = Api::<Deployment>::namespaced(lab.client.clone(), NS)
+        .get_opt("web-blue-canary")
+        .await
+        .unwrap();
+    assert!(canary.is_none());
+    let rollouts = rollouts_of(&lab, "canary-analysis");
+    let steps: Vec<&str> = rollouts[0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["canary", "canary", "promote"]);
+    // Each step was analysed before the next: at least one interval per step.
+    assert!(
+        rollouts[0]["intervals"].as_u64().unwrap() >= 3,
+        "{rollouts:?}"
+    );
+    report_agrees(&lab, &ran);
+    lab.stop().await;
 }

@@ -168,3 +168,9 @@ fn runbook_cost_runs() {
     }
     run_runbook("cost.md");
 }
+
+#[test]
+fn runbook_rolling_update_and_rollback_runs_on_a_lab() {
+    wait_for_free_node_port();
+    run_runbook("rolling-update-and-rollback.md");
+}

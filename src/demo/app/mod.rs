@@ -43,6 +43,13 @@
 //!   even if nobody calls back, so a fault outlives neither its deadline nor a crashed
 //!   chaos command. The answer carries the absolute `until`. Not both; not in the past.
 //!
+//! # A release that misbehaves on purpose
+//! `FAIL_RATE` (`0.3` or `30%`) answers that fraction of traffic requests `500`, `LATENCY`
+//! (`150ms`) delays each one, and a `VERSION` ending in `-bad` (`v2-bad`) implies a
+//! `FAIL_RATE` of 0.3. The probes never see it: a bad release stays Ready, as real ones
+//! do, and only a rollout's analysis of its traffic catches it. `DELETE /admin/faults`
+//! leaves it alone (it is the release, not a fault); `/admin/state` shows it as `release`.
+//!
 //! Health probes (`/healthz`, `/readyz`) and `/admin/*` never get injected errors or
 //! latency, so a degraded pod stays alive and can always be switched back.
 //! A bad body answers `400 {"error":"..."}`.
@@ -51,6 +58,7 @@
 //! ```json
 //! {"pod":"web-blue-7d9f-abcde","color":"blue","version":"v1","region":"local",
 //!  "started_at":"RFC 3339","faults":{...same fields as above, "until":null...},
+//!  "release":{"fail_rate":0.0,"latency_ms":0},
 //!  "requests":{"total":120,"by_class":{"root":100,"work":0,"healthz":10,"readyz":10,
 //!  "admin":0,"other":0},"by_status":{"200":120}}}
 //! ```
@@ -61,6 +69,7 @@
 mod burn;
 mod counters;
 mod faults;
+mod release;
 mod routes;
 
 use std::future::Future;
@@ -73,6 +82,7 @@ use tokio::net::TcpListener;
 
 pub use counters::{CounterSnapshot, PathClass};
 pub use faults::{FaultError, FaultSpec, Faults};
+pub use release::{BAD_VERSION_FAIL_RATE, Release, parse_fail_rate};
 
 /// The body of `GET /admin/state` (also what chaos and load read back).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -89,6 +99,9 @@ pub struct AdminState {
     pub started_at: chrono::DateTime<chrono::Utc>,
     /// The faults in force.
     pub faults: Faults,
+    /// How this release answers traffic (`FAIL_RATE`, `LATENCY`, a `-bad` version).
+    #[serde(default)]
+    pub release: Release,
     /// Responses counted since start.
     pub requests: CounterSnapshot,
 }
@@ -118,6 +131,8 @@ pub struct AppConfig {
     /// The CPU limit in thousandths of a core that `/work` and the CPU burn share
     /// (`resil demo-app --cpu-limit`); `None` is unlimited.
     pub cpu_limit_millicores: Option<u64>,
+    /// How this release answers traffic, on top of any fault chaos injects.
+    pub release: Release,
 }
 
 /// Why the demo app could not start or serve.

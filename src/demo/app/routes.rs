@@ -116,7 +116,8 @@ async fn faulted(state: &Shared, class: PathClass, request: Request, next: Next)
         }
     }
     if class.is_traffic() {
-        let mut delay = faults.latency_ms;
+        let release = state.config.release;
+        let mut delay = faults.latency_ms + release.latency_ms;
         if faults.jitter_ms > 0 {
             delay += rand::random_range(0..=faults.jitter_ms);
         }
@@ -125,6 +126,9 @@ async fn faulted(state: &Shared, class: PathClass, request: Request, next: Next)
         }
         if faults.error_rate > 0.0 && rand::random_bool(faults.error_rate) {
             return error(StatusCode::INTERNAL_SERVER_ERROR, "injected error");
+        }
+        if release.fail_rate > 0.0 && rand::random_bool(release.fail_rate) {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "this release fails");
         }
     }
     next.run(request).await
@@ -227,6 +231,7 @@ async fn admin_state(State(state): State<AppState>) -> Response {
         region: identity.region.clone(),
         started_at: state.started_at,
         faults: state.faults.current(),
+        release: state.config.release,
         requests: state.counters.snapshot(),
     })
     .into_response()

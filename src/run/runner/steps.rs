@@ -8,13 +8,14 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::sync::{mpsc::UnboundedSender, watch};
+use tokio::sync::{broadcast, mpsc, mpsc::UnboundedSender, watch};
 
 use super::{Progress, lock};
 use crate::chaos::injector::Injector;
 use crate::chaos::journal::Entry;
 use crate::chaos::plan::{Amount, Faults, ProxyFault, Selection};
 use crate::cluster::error_chain;
+use crate::results::Event;
 use crate::run::scenario::{Step, StepAction, WaitEvent};
 
 /// Runs the steps at their offsets, adding every fault injected to `injected` as soon as
@@ -25,6 +26,7 @@ pub(super) async fn run_steps(
     seed: u64,
     failovers: watch::Receiver<(u32, u32)>,
     injected: &Mutex<Vec<Entry>>,
+    buckets: &broadcast::Sender<Event>,
     progress: &UnboundedSender<Progress>,
 ) -> anyhow::Result<()> {
     let start = tokio::time::Instant::now();
@@ -38,6 +40,10 @@ pub(super) async fn run_steps(
         tokio::time::sleep_until(start + step.at).await;
         if step.action == StepAction::WaitFor {
             waited = wait_for(step, failovers.clone(), waited, progress).await;
+            continue;
+        }
+        if step.action == StepAction::Rollout {
+            rollout(step, injector, buckets.subscribe(), progress).await?;
             continue;
         }
         let entry = inject(step, injector, seed.wrapping_add(i as u64)).await?;
@@ -103,7 +109,42 @@ async fn inject(step: &Step, injector: &Injector, seed: u64) -> anyhow::Result<E
             injector.proxy_fault("web", &fault, duration(step)).await?
         }
         StepAction::WaitFor => anyhow::bail!("a wait-for step injects nothing"),
+        StepAction::Rollout => anyhow::bail!("a rollout step injects nothing"),
     })
+}
+
+/// Runs a `rollout` step to its end, judged on the scenario's load (`buckets`) and
+/// recorded into the run directory; a rollback is an outcome the report shows, not a
+/// failed step.
+async fn rollout(
+    step: &Step,
+    injector: &Injector,
+    buckets: broadcast::Receiver<Event>,
+    progress: &UnboundedSender<Progress>,
+) -> anyhow::Result<()> {
+    let color = step.color.context("a rollout step needs color")?;
+    let spec = step
+        .rollout
+        .as_ref()
+        .context("a rollout step needs rollout:")?;
+    let plan = crate::rollout::RolloutPlan::resolve(color, spec).map_err(anyhow::Error::msg)?;
+    let timeline = injector.out.as_ref().map(|d| d.timeline()).transpose()?;
+    let (tx, mut rx) = mpsc::unbounded_channel::<crate::rollout::Update>();
+    let forward = {
+        let progress = progress.clone();
+        tokio::spawn(async move {
+            while let Some(update) = rx.recv().await {
+                let _ = progress.send(Progress::Rollout(update.to_string()));
+            }
+        })
+    };
+    let scope = &injector.scope;
+    let releases = crate::cluster::release::Releases::new(scope.client.clone(), &scope.namespace);
+    let outcome = crate::rollout::Engine::new(releases, plan, buckets, timeline, tx)
+        .run()
+        .await;
+    let _ = forward.await;
+    outcome.map(drop)
 }
 
 /// Reverts whatever is still open among `entries` (Ctrl-C, abort, a failed step).
