@@ -33,7 +33,7 @@ use super::http::{Connection, Failure};
 use super::plan::{LoadPlan, Pace};
 use super::report::{self, LoadReport};
 use super::schedule::Schedule;
-use super::stats::{DowntimeTracker, Message, Outcome, ThreadStats};
+use super::stats::{DowntimeTracker, MAX_EPISODES, Message, Outcome, ThreadStats};
 use crate::results::Event;
 
 /// How long the open model waits before its first scheduled send, so worker threads
@@ -105,7 +105,7 @@ pub async fn run(
         schedule,
         max_connections_per_thread: (plan.max_connections / plan.threads).max(1),
         cancel: cancel.clone(),
-        downtime: DowntimeTracker::new(start),
+        downtime: DowntimeTracker::with_recovery(start, plan.recovery_successes),
     });
 
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -122,9 +122,17 @@ pub async fn run(
     drop(tx);
 
     let mut collector = Collector::new(plan.threads);
+    let needed = shared.downtime.successes_needed();
+    let mut recoveries = 0usize;
     // The channel closes when every worker thread has finished (or died).
     while let Some(message) = rx.recv().await {
         match message {
+            Message::Recovery(e) => {
+                recoveries += 1;
+                if recoveries <= MAX_EPISODES {
+                    let _ = events.send(report::recovery_event(started_at, &e, needed));
+                }
+            }
             Message::Episode(e) => {
                 if collector.record_episode(e) {
                     let _ = events.send(report::downtime_event(started_at, &e));
@@ -153,6 +161,11 @@ pub async fn run(
         && collector.record_episode(open)
     {
         let _ = events.send(report::downtime_event(started_at, &open));
+    }
+    if let Some(open) = shared.downtime.take_open_recovery()
+        && recoveries < MAX_EPISODES
+    {
+        let _ = events.send(report::recovery_event(started_at, &open, needed));
     }
     let elapsed = ended.saturating_duration_since(start);
     let interrupted = cancel.is_cancelled();

@@ -142,6 +142,8 @@ pub struct LoadPlan {
     pub thresholds: Vec<Threshold>,
     /// The expressions as given, for `run.json`.
     pub threshold_text: Vec<String>,
+    /// Successes in a row that end a recovery episode (`--recovery-successes`).
+    pub recovery_successes: u32,
     /// Things the user should know (e.g. more threads than CPUs); the command layer prints them.
     pub warnings: Vec<String>,
 }
@@ -178,6 +180,7 @@ impl LoadPlan {
             body: None,
             timeout: None,
             keepalive: true,
+            recovery_successes: None,
         })
     }
 
@@ -288,6 +291,10 @@ impl LoadPlan {
             max_connections,
             thresholds,
             threshold_text,
+            recovery_successes: spec
+                .recovery_successes
+                .unwrap_or(super::stats::RECOVERY_SUCCESSES)
+                .max(1),
             warnings,
         })
     }

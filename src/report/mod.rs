@@ -17,6 +17,7 @@ mod html;
 mod junit;
 mod markdown;
 pub mod model;
+pub mod recovery;
 mod sections;
 mod svg;
 mod table;

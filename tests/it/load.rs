@@ -156,6 +156,7 @@ fn plan(addr: SocketAddr, pace: Pace, stop: Stop) -> LoadPlan {
             body: None,
             timeout: Some(Duration::from_secs(10)),
             keepalive: true,
+            recovery_successes: None,
         },
         threads: Some(2),
         max_connections: None,
