@@ -241,6 +241,13 @@ pub enum ChaosCommand {
     Latency(LatencyArgs),
     /// Revert every fault still open in the journal (after resil was killed).
     Revert(RevertArgs),
+    /// Power a node (or every node of a zone) off for a while: the lab's stop switch, or
+    /// a provider hook on a real cluster.
+    NodeFailure(NodeFailureArgs),
+    /// Power every node of a zone off at once for a while.
+    ZoneOutage(ZoneOutageArgs),
+    /// Cordon a node and evict its pods through the Eviction API (any cluster).
+    Drain(DrainArgs),
 }
 
 /// Flags every chaos action takes.
@@ -393,6 +400,76 @@ pub struct LatencyArgs {
     /// How long the fault lasts.
     #[arg(long, value_parser = parse_duration)]
     pub duration: Duration,
+
+    #[command(flatten)]
+    pub common: ChaosCommonArgs,
+}
+
+/// `resil chaos node-failure`
+///
+/// On the lab the node stops heartbeating and its pod processes are killed, as a machine
+/// losing power; the node lifecycle controller then marks it unreachable after the grace
+/// period and evicts its pods after their toleration. A real cluster needs `--hook`.
+#[derive(Debug, Args)]
+pub struct NodeFailureArgs {
+    /// The node to power off.
+    #[arg(long, required_unless_present = "zone", conflicts_with = "zone")]
+    pub node: Option<String>,
+
+    /// Power off every node of this zone (label topology.kubernetes.io/zone).
+    #[arg(long)]
+    pub zone: Option<String>,
+
+    #[command(flatten)]
+    pub power: PowerArgs,
+}
+
+/// `resil chaos zone-outage`
+#[derive(Debug, Args)]
+pub struct ZoneOutageArgs {
+    /// The zone whose nodes all fail (label topology.kubernetes.io/zone).
+    #[arg(long)]
+    pub zone: String,
+
+    #[command(flatten)]
+    pub power: PowerArgs,
+}
+
+/// How long nodes stay off, and how to power them on a real cluster.
+#[derive(Debug, Args, Clone)]
+pub struct PowerArgs {
+    /// How long the nodes stay off.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Duration,
+
+    /// A real cluster's power switch: a command run once per node as `sh -c CMD` with
+    /// RESIL_NODE_ACTION=stop|start, RESIL_NODE and RESIL_ZONE set (e.g. `gcloud compute
+    /// instances $RESIL_NODE_ACTION $RESIL_NODE`). Not needed on the lab.
+    #[arg(long, value_name = "CMD")]
+    pub hook: Option<String>,
+
+    #[command(flatten)]
+    pub common: ChaosCommonArgs,
+}
+
+/// `resil chaos drain`
+///
+/// Like `kubectl drain`: DaemonSet and mirror pods stay; evictions a PodDisruptionBudget
+/// refuses (429) are retried with a backoff until --timeout.
+#[derive(Debug, Args)]
+pub struct DrainArgs {
+    /// The node to drain.
+    #[arg(long)]
+    pub node: String,
+
+    /// Longest the drain waits for refused evictions and for evicted pods to go.
+    #[arg(long, value_parser = parse_duration, default_value = "120s")]
+    pub timeout: Duration,
+
+    /// Uncordon this long after the drain (default: stay cordoned; `resil chaos revert`
+    /// uncordons).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
 
     #[command(flatten)]
     pub common: ChaosCommonArgs,

@@ -74,6 +74,16 @@ pub struct DeploySpec {
     #[serde(default)]
     pub active: Option<Color>,
 
+    /// Deploy without the PodDisruptionBudgets (and remove those an earlier deploy made).
+    #[arg(long)]
+    #[serde(default)]
+    pub no_pdb: bool,
+
+    /// Deploy without the zone topologySpreadConstraint on the pods.
+    #[arg(long)]
+    #[serde(default)]
+    pub no_spread: bool,
+
     // A scenario's alone: leave the demo as the previous run left it (no apply).
     #[arg(skip)]
     #[serde(default)]
@@ -164,6 +174,11 @@ pub struct LoadSpec {
     #[arg(long, value_name = "N")]
     #[serde(default)]
     pub workers: Option<u32>,
+    /// Successes in a row that count as recovered after a failure: the report's recovery
+    /// time per fault runs to the first of them. [default: 10]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[serde(default)]
+    pub recovery_successes: Option<u32>,
 }
 
 /// The predictive autoscaler's knobs: `resil autoscale`'s and a scenario's `autoscale:`

@@ -70,6 +70,9 @@ pub enum ExecuteError {
     /// The API server proxies to pods but could not reach this one.
     #[error("pod {pod} cannot be reached through the API server's pod proxy: {message}")]
     PodUnreachable { pod: String, message: String },
+    /// A node fault cannot be done as asked (no such node or zone, no way to power it).
+    #[error("{0}")]
+    NoNode(String),
     /// The demo app itself refused the request.
     #[error("pod {pod} answered {code} to {method} /admin/faults: {message}")]
     PodRefused {
@@ -87,11 +90,11 @@ fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> ExecuteError 
     move |source| ExecuteError::Api { what, source }
 }
 
-fn is_not_found(e: &kube::Error) -> bool {
+pub(super) fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404)
 }
 
-fn patch_params() -> PatchParams {
+pub(super) fn patch_params() -> PatchParams {
     PatchParams {
         field_manager: Some(MANAGER.to_string()),
         ..PatchParams::default()
@@ -447,6 +450,29 @@ impl Scope {
                     gone.push(format!("hpa/{hpa}"));
                 }
                 other => other?,
+            },
+            Undo::NodesStopped { nodes } => {
+                for node in nodes {
+                    match self.is_stopped(node).await? {
+                        None => gone.push(format!("node/{node}")),
+                        Some(false) => undone.changed.push(format!(
+                            "node/{node} was already started again: left as it is"
+                        )),
+                        Some(true) => self.set_stopped(node, false).await?,
+                    }
+                }
+            }
+            Undo::NodesHook { hook, nodes } => {
+                for node in nodes {
+                    self.run_hook(hook, "start", node).await?;
+                }
+            }
+            Undo::Cordon { node } => match self.is_cordoned(node).await? {
+                None => gone.push(format!("node/{node}")),
+                Some(false) => undone
+                    .changed
+                    .push(format!("node/{node} was already uncordoned: left as it is")),
+                Some(true) => self.cordon(node, false).await?,
             },
         }
         Ok(undone)

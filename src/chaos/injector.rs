@@ -9,6 +9,7 @@ use chrono::Utc;
 
 use super::execute::{ExecuteError, MANAGER, Scope, Undone};
 use super::journal::{Entry, Journal, Undo};
+use super::nodes::{Drained, Power};
 use super::plan::{Faults, ProxyFault, Selection};
 use crate::cluster::events::{self, Involved, Severity};
 use crate::domain::Color;
@@ -143,6 +144,7 @@ impl Injector {
                 Some(("deployment", n)) => ("Deployment", n),
                 Some(("service", n)) => ("Service", n),
                 Some(("hpa", n)) => ("HorizontalPodAutoscaler", n),
+                Some(("node", n)) => ("Node", n),
                 Some((_, n)) => ("Pod", n),
                 None => ("Pod", target.as_str()),
             };
@@ -300,5 +302,76 @@ impl Injector {
             scope.set_proxy_fault(service, Some(&value)).await
         })
         .await
+    }
+
+    /// Powers `nodes` off (the lab's stop switch, or the provider hook) until `duration`
+    /// has passed; `action` is `node-failure` or `zone-outage`.
+    pub async fn node_failure(
+        &self,
+        action: &str,
+        nodes: &[String],
+        power: &Power,
+        duration: Duration,
+    ) -> anyhow::Result<Entry> {
+        let (how, undo) = match power {
+            Power::Lab => (
+                "lab stop switch: heartbeats stop, pod processes killed".to_string(),
+                Undo::NodesStopped {
+                    nodes: nodes.to_vec(),
+                },
+            ),
+            Power::Hook(hook) => (
+                format!("hook `{hook}`"),
+                Undo::NodesHook {
+                    hook: hook.clone(),
+                    nodes: nodes.to_vec(),
+                },
+            ),
+        };
+        let entry = self.entry(
+            action,
+            nodes.iter().map(|n| format!("node/{n}")).collect(),
+            format!("power off {} ({how})", nodes.join(", ")),
+            undo,
+        );
+        self.inject(entry, Some(duration), async |scope: &Scope| {
+            for node in nodes {
+                match power {
+                    Power::Lab => scope.set_stopped(node, true).await?,
+                    Power::Hook(hook) => scope.run_hook(hook, "stop", node).await?,
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Cordons `node` and evicts its pods through the Eviction API, retrying refusals by
+    /// PodDisruptionBudgets until `timeout`. The entry uncordons; what the drain did is
+    /// recorded on the timeline as a note.
+    pub async fn drain(
+        &self,
+        node: &str,
+        timeout: Duration,
+        duration: Option<Duration>,
+    ) -> anyhow::Result<(Entry, Drained)> {
+        let entry = self.entry(
+            "drain",
+            vec![format!("node/{node}")],
+            format!("cordon {node} and evict its pods"),
+            Undo::Cordon {
+                node: node.to_string(),
+            },
+        );
+        let entry = self
+            .inject(entry, duration, async |scope: &Scope| {
+                scope.cordon(node, true).await
+            })
+            .await?;
+        let drained = self.scope.drain(node, timeout).await?;
+        self.timeline(EventKind::Note {
+            message: format!("drain {node}: {}", drained.summary()),
+        })?;
+        Ok((entry, drained))
     }
 }

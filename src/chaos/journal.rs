@@ -97,6 +97,13 @@ pub enum Undo {
     },
     /// Put an HPA's minReplicas back to `min` (the predictive autoscaler raised it).
     HpaMinReplicas { hpa: String, min: i32 },
+    /// Remove the lab's stop switch from these nodes (powered off by `node-failure` or
+    /// `zone-outage`).
+    NodesStopped { nodes: Vec<String> },
+    /// Run the provider hook with `start` for these nodes.
+    NodesHook { hook: String, nodes: Vec<String> },
+    /// Uncordon the node (a drain cordoned it) — if it is still cordoned.
+    Cordon { node: String },
 }
 
 /// One injected fault.

@@ -11,8 +11,10 @@
 //! runner drives the same pieces.
 
 pub mod execute;
+mod infra;
 pub mod injector;
 pub mod journal;
+pub mod nodes;
 pub mod plan;
 
 use std::future::Future;
@@ -50,6 +52,9 @@ pub async fn command(args: ChaosArgs, global: &GlobalArgs) -> anyhow::Result<Exi
         ChaosCommand::CpuBurn(a) => cpu_burn(a, global).await,
         ChaosCommand::Latency(a) => latency(a, global).await,
         ChaosCommand::Revert(a) => revert(a, global).await,
+        ChaosCommand::NodeFailure(a) => infra::node_failure(a, global).await,
+        ChaosCommand::ZoneOutage(a) => infra::zone_outage(a, global).await,
+        ChaosCommand::Drain(a) => infra::drain(a, global).await,
     }
 }
 

@@ -23,6 +23,8 @@ pub enum ApplyOutcome {
     Configured,
     /// The object existed and nothing about it changed.
     Unchanged,
+    /// The object existed and the manifests no longer hold it (`deploy --no-pdb`).
+    Deleted,
 }
 
 impl std::fmt::Display for ApplyOutcome {
@@ -31,6 +33,7 @@ impl std::fmt::Display for ApplyOutcome {
             ApplyOutcome::Created => "created",
             ApplyOutcome::Configured => "configured",
             ApplyOutcome::Unchanged => "unchanged",
+            ApplyOutcome::Deleted => "deleted",
         })
     }
 }

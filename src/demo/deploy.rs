@@ -9,6 +9,7 @@
 //! return values; only [`command`] prints. `resil run` calls the engine parts directly.
 
 pub mod capacity;
+pub mod pdb;
 pub mod reach;
 
 use std::io::{IsTerminal, Write};
@@ -89,6 +90,8 @@ impl DeployPlan {
             // A scenario that names no colour gets the flag's default.
             active: Some(args.spec.active.unwrap_or(Color::Blue)),
             node_port: args.spec.node_port,
+            no_pdb: args.spec.no_pdb,
+            no_spread: args.spec.no_spread,
         });
         Ok(DeployPlan {
             connect: ConnectOptions {
@@ -214,7 +217,7 @@ async fn apply_each(
         let outcome = cluster::apply(&services, "service", s).await?;
         record(applied("service", &s.metadata, outcome));
     }
-    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client, ns);
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), ns);
     for h in &manifests.hpas {
         let outcome = cluster::apply(&hpas, "horizontalpodautoscaler", h).await?;
         record(applied(
@@ -223,7 +226,7 @@ async fn apply_each(
             outcome,
         ));
     }
-    Ok(())
+    pdb::apply_pdbs(client, ns, manifests, record).await
 }
 
 fn applied(

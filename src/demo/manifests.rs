@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::core::ObjectMeta;
 use serde::de::DeserializeOwned;
 
@@ -56,11 +57,19 @@ const EMBEDDED: &[(&str, &str)] = &[
         "manifests/31-hpa-green.yaml",
         include_str!("../../manifests/31-hpa-green.yaml"),
     ),
+    (
+        "manifests/40-pdb-blue.yaml",
+        include_str!("../../manifests/40-pdb-blue.yaml"),
+    ),
+    (
+        "manifests/41-pdb-green.yaml",
+        include_str!("../../manifests/41-pdb-green.yaml"),
+    ),
 ];
 
 /// The object kinds a manifest may hold.
 const ACCEPTED: &str = "Namespace (v1), Deployment (apps/v1), Service (v1), \
-                        HorizontalPodAutoscaler (autoscaling/v2)";
+                        HorizontalPodAutoscaler (autoscaling/v2), PodDisruptionBudget (policy/v1)";
 
 /// Why the manifests cannot be used. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +156,8 @@ pub struct DemoManifests {
     pub services: Vec<Service>,
     /// The HorizontalPodAutoscalers.
     pub hpas: Vec<HorizontalPodAutoscaler>,
+    /// The PodDisruptionBudgets (one per colour in the built-in manifests).
+    pub pdbs: Vec<PodDisruptionBudget>,
 }
 
 /// The command-line overrides applied on top of the manifests.
@@ -163,6 +174,10 @@ pub struct Overrides {
     pub active: Option<Color>,
     /// `--node-port`: the NodePort of the `web` Service's first port.
     pub node_port: Option<i32>,
+    /// `--no-pdb`: leave the PodDisruptionBudgets out.
+    pub no_pdb: bool,
+    /// `--no-spread`: leave the pods' topologySpreadConstraints out.
+    pub no_spread: bool,
 }
 
 impl DemoManifests {
@@ -213,6 +228,7 @@ impl DemoManifests {
             deployments: Vec::new(),
             services: Vec::new(),
             hpas: Vec::new(),
+            pdbs: Vec::new(),
         };
         // (where, kind, meta) of every namespaced object, checked once the namespace is known.
         let mut placed: Vec<(String, &'static str, ObjectMeta)> = Vec::new();
@@ -252,6 +268,11 @@ impl DemoManifests {
                         let h: HorizontalPodAutoscaler = typed(doc, file, start)?;
                         placed.push((at, "HorizontalPodAutoscaler", h.metadata.clone()));
                         out.hpas.push(h);
+                    }
+                    ("PodDisruptionBudget", "policy/v1") => {
+                        let b: PodDisruptionBudget = typed(doc, file, start)?;
+                        placed.push((at, "PodDisruptionBudget", b.metadata.clone()));
+                        out.pdbs.push(b);
                     }
                     _ => {
                         return Err(ManifestError::UnexpectedKind {
@@ -349,6 +370,17 @@ impl DemoManifests {
             if let Some(replicas) = overrides.replicas {
                 d.spec.replicas = Some(replicas);
             }
+            if overrides.no_spread
+                && let Some(pod) = d.spec.template.spec.as_mut()
+            {
+                pod.topology_spread_constraints = None;
+            }
+        }
+        if overrides.no_pdb {
+            self.pdbs.clear();
+        }
+        for b in &mut self.pdbs {
+            stamp(&mut b.metadata, Some(&ns));
         }
         for s in &mut self.services {
             stamp(&mut s.metadata, Some(&ns));

@@ -120,6 +120,7 @@ fn overrides_set_image_replicas_active_colour_node_port_and_namespace() {
             replicas: Some(3),
             active: Some(Color::Green),
             node_port: Some(31_999),
+            ..Overrides::default()
         });
     assert_eq!(m.namespace_name(), "demo-2");
     let service = m
@@ -305,4 +306,39 @@ fn the_repository_manifests_dir_matches_what_is_embedded() {
         DemoManifests::from_dir(&dir).unwrap(),
         DemoManifests::embedded().unwrap()
     );
+}
+
+#[test]
+fn the_demo_has_a_budget_and_a_zone_spread_per_colour_unless_told_not_to() {
+    let m = DemoManifests::embedded().unwrap();
+    let full = m.clone().with_overrides(&Overrides::default());
+    assert_eq!(full.pdbs.len(), 2);
+    for b in &full.pdbs {
+        let spec = b.spec.as_ref().unwrap();
+        assert_eq!(
+            spec.min_available,
+            Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1))
+        );
+    }
+    for d in &full.deployments {
+        let spread = d.spec.template.spec.as_ref().unwrap();
+        let c = &spread.topology_spread_constraints.as_ref().unwrap()[0];
+        assert_eq!(c.topology_key, "topology.kubernetes.io/zone");
+        assert_eq!(c.when_unsatisfiable, "ScheduleAnyway");
+    }
+    let bare = m.with_overrides(&Overrides {
+        no_pdb: true,
+        no_spread: true,
+        ..Overrides::default()
+    });
+    assert!(bare.pdbs.is_empty());
+    assert!(bare.deployments.iter().all(|d| {
+        d.spec
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .topology_spread_constraints
+            .is_none()
+    }));
 }

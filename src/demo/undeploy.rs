@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, ListParams};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -89,8 +90,10 @@ pub async fn undeploy(target: &Target, timeout: Duration) -> Result<UndeployRepo
     let services: Api<Service> = Api::namespaced(client.clone(), ns);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
     let namespaces: Api<Namespace> = Api::all(client);
     let mut report = UndeployReport::default();
+    delete_all(&pdbs, "poddisruptionbudget.policy", &mut report.deleted).await?;
     delete_all(
         &hpas,
         "horizontalpodautoscaler.autoscaling",
@@ -112,6 +115,7 @@ pub async fn undeploy(target: &Target, timeout: Duration) -> Result<UndeployRepo
             let mut others = names(&deployments, &foreign(), "deployments").await?;
             others.extend(names(&services, &foreign(), "services").await?);
             others.extend(names(&hpas, &foreign(), "hpas").await?);
+            others.extend(names(&pdbs, &foreign(), "pdbs").await?);
             others.extend(names(&pods, &foreign(), "pods").await?);
             if others.is_empty() {
                 delete_ns = true;
@@ -148,6 +152,7 @@ pub async fn undeploy(target: &Target, timeout: Duration) -> Result<UndeployRepo
         if !delete_ns || !ns_gone {
             for (what, found) in [
                 ("hpa", names(&hpas, &managed(), "hpas").await),
+                ("pdb", names(&pdbs, &managed(), "pdbs").await),
                 ("service", names(&services, &managed(), "services").await),
                 (
                     "deployment",

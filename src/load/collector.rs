@@ -113,6 +113,8 @@ impl Collector {
                 self.record_episode(episode);
                 Vec::new()
             }
+            // The engine writes these to the timeline; no summary figure counts them.
+            Message::Recovery(_) => Vec::new(),
             Message::Done { totals, .. } => {
                 self.requests += totals.requests;
                 self.successes += totals.successes;

@@ -210,6 +210,7 @@ pub fn worker_args(
         flag("body", String::from_utf8_lossy(body).into_owned());
     }
     flag("timeout", format!("{}ms", plan.timeout.as_millis()));
+    flag("recovery-successes", plan.recovery_successes.to_string());
     flag("workers", workers.to_string());
     flag("threads", plan.threads.to_string());
     flag("max-connections", plan.max_connections.to_string());
@@ -393,7 +394,7 @@ async fn merge(
     let n = workers as usize;
     let mut collector = Collector::new(n);
     let mut tracked: Vec<Tracked> = (0..n).map(|_| Tracked::new()).collect();
-    let mut episodes: Vec<Episode> = Vec::new();
+    let mut episodes = Episodes::default();
     let mut stopping: Option<tokio::time::Instant> = None;
     let emit = |buckets: Vec<super::stats::Bucket>| {
         for b in buckets {
@@ -449,10 +450,18 @@ async fn merge(
     for i in 0..n {
         emit(collector.close_thread(i));
     }
-    for e in union(episodes) {
+    for e in union(episodes.downtime) {
         if collector.record_episode(e) {
             let _ = events.send(report::downtime_event(started_at, &e));
         }
+    }
+    // The clients as a whole recovered when the last of them did.
+    for e in union(episodes.recovery)
+        .into_iter()
+        .take(super::stats::MAX_EPISODES)
+    {
+        let needed = plan.recovery_successes;
+        let _ = events.send(report::recovery_event(started_at, &e, needed));
     }
     let elapsed = tracked
         .iter()
@@ -464,11 +473,18 @@ async fn merge(
     (collector, parts, elapsed)
 }
 
+/// The workers' downtime and recovery episodes, each kind merged by [`union`] at the end.
+#[derive(Default)]
+struct Episodes {
+    downtime: Vec<Episode>,
+    recovery: Vec<Episode>,
+}
+
 /// One line of worker `i`: its seconds and totals into the collector (returning the
 /// seconds released), its episodes kept for the union.
 fn take_line(
     collector: &mut Collector,
-    episodes: &mut Vec<Episode>,
+    episodes: &mut Episodes,
     t: &mut Tracked,
     i: usize,
     line: Line,
@@ -498,7 +514,20 @@ fn take_line(
             ended_us,
             failed_requests,
         } => {
-            episodes.push(Episode {
+            episodes.downtime.push(Episode {
+                started: Duration::from_micros(*started_us),
+                ended: ended_us.map(Duration::from_micros),
+                failed_requests: *failed_requests,
+            });
+            Vec::new()
+        }
+        Line::Recovery {
+            started_us,
+            ended_us,
+            failed_requests,
+            ..
+        } => {
+            episodes.recovery.push(Episode {
                 started: Duration::from_micros(*started_us),
                 ended: ended_us.map(Duration::from_micros),
                 failed_requests: *failed_requests,
@@ -645,7 +674,7 @@ mod tests {
     #[test]
     fn merged_workers_give_the_percentiles_of_one_histogram_of_every_request() {
         let mut collector = Collector::new(2);
-        let mut episodes = Vec::new();
+        let mut episodes = Episodes::default();
         let mut tracked: Vec<Tracked> = (0..2).map(|_| Tracked::new()).collect();
         let (a, b): (Vec<u64>, Vec<u64>) = (
             (1..=500).map(|i| i * 37).collect(),

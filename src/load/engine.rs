@@ -33,7 +33,7 @@ use super::http::{Connection, Failure};
 use super::plan::{LoadPlan, Pace};
 use super::report::{self, LoadReport};
 use super::schedule::Schedule;
-use super::stats::{DowntimeTracker, Message, Outcome, ThreadStats};
+use super::stats::{DowntimeTracker, MAX_EPISODES, Message, Outcome, ThreadStats};
 use crate::metrics::load::LoadSink;
 use crate::results::Event;
 
@@ -81,6 +81,9 @@ pub async fn run(
         let event = match tap {
             Tap::Second(bucket) => report::bucket_event(started_at, bucket),
             Tap::Episode(episode) => report::downtime_event(started_at, episode),
+            Tap::Recovery { episode, needed } => {
+                report::recovery_event(started_at, episode, needed)
+            }
         };
         let _ = events.send(event);
     })
@@ -96,10 +99,15 @@ pub async fn run(
 }
 
 /// What the engine hands out while it runs: a second every thread is past (merged over
-/// the threads), or a downtime episode kept in the run's list.
+/// the threads), a downtime episode kept in the run's list, or a recovery episode (its
+/// `ended` is the first of `needed` successes in a row).
 pub enum Tap<'a> {
     Second(&'a super::stats::Bucket),
     Episode(&'a super::stats::Episode),
+    Recovery {
+        episode: &'a super::stats::Episode,
+        needed: u32,
+    },
 }
 
 /// A finished run's figures before they become a report.
@@ -169,7 +177,7 @@ pub async fn drive(
             u64::from(plan.segment.count.max(1)),
         ),
         cancel: cancel.clone(),
-        downtime: DowntimeTracker::new(start),
+        downtime: DowntimeTracker::with_recovery(start, plan.recovery_successes),
         metrics: plan.metrics.clone(),
     });
     if let Some(m) = plan.metrics.get() {
@@ -190,9 +198,23 @@ pub async fn drive(
     drop(tx);
 
     let mut collector = Collector::new(plan.threads);
+    let needed = shared.downtime.successes_needed();
+    let mut recoveries = 0usize;
     // The channel closes when every worker thread has finished (or died).
     while let Some(message) = rx.recv().await {
         match message {
+            Message::Recovery(e) => {
+                recoveries += 1;
+                if recoveries <= MAX_EPISODES {
+                    tap(
+                        started_at,
+                        Tap::Recovery {
+                            episode: &e,
+                            needed,
+                        },
+                    );
+                }
+            }
             Message::Episode(e) => {
                 if let (Some(m), Some(end)) = (plan.metrics.get(), e.ended) {
                     m.episode_ended(end.saturating_sub(e.started));
@@ -224,6 +246,17 @@ pub async fn drive(
         && collector.record_episode(open)
     {
         tap(started_at, Tap::Episode(&open));
+    }
+    if let Some(open) = shared.downtime.take_open_recovery()
+        && recoveries < MAX_EPISODES
+    {
+        tap(
+            started_at,
+            Tap::Recovery {
+                episode: &open,
+                needed,
+            },
+        );
     }
     let elapsed = ended.saturating_duration_since(start);
     let interrupted = cancel.is_cancelled();

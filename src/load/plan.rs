@@ -142,6 +142,8 @@ pub struct LoadPlan {
     pub thresholds: Vec<Threshold>,
     /// The expressions as given, for `run.json`.
     pub threshold_text: Vec<String>,
+    /// Successes in a row that end a recovery episode (`--recovery-successes`).
+    pub recovery_successes: u32,
     /// Things the user should know (e.g. more threads than CPUs); the command layer prints them.
     pub warnings: Vec<String>,
     /// This generator's slice of a run shared by several (`resil load --workers`); the
@@ -211,6 +213,7 @@ impl LoadPlan {
             timeout: None,
             keepalive: true,
             workers: None,
+            recovery_successes: None,
         })
     }
 
@@ -324,6 +327,10 @@ impl LoadPlan {
             max_connections,
             thresholds,
             threshold_text,
+            recovery_successes: spec
+                .recovery_successes
+                .unwrap_or(super::stats::RECOVERY_SUCCESSES)
+                .max(1),
             warnings,
             segment: Segment::WHOLE,
             start_at: None,

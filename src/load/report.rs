@@ -144,6 +144,22 @@ pub(super) fn downtime_event(started_at: DateTime<Utc>, e: &Episode) -> Event {
     }
 }
 
+/// The timeline event of a recovery episode (stamped when it started): the first failure
+/// to the first of `needed` successes in a row.
+pub(super) fn recovery_event(started_at: DateTime<Utc>, e: &Episode, needed: u32) -> Event {
+    let d = collector::episode_at(started_at, e);
+    Event {
+        ts: d.started_at,
+        source: SOURCE.to_string(),
+        kind: EventKind::Recovery {
+            started_at: d.started_at,
+            recovered_at: d.ended_at,
+            failed_requests: d.failed_requests,
+            successes_needed: needed,
+        },
+    }
+}
+
 /// The `run.json` a load run starts with (status `running`).
 pub fn start_meta(plan: &LoadPlan, run_id: &str) -> RunMeta {
     let mut meta = RunMeta::start(run_id, "load");

@@ -184,6 +184,8 @@ pub enum Message {
     },
     /// A downtime episode closed (offsets from the start of the run).
     Episode(Episode),
+    /// A recovery episode closed: `ended` is the first of the successes in a row.
+    Recovery(Episode),
     /// The thread is done.
     Done {
         thread: usize,
@@ -201,24 +203,112 @@ pub struct Episode {
 
 /// Client-observed downtime across all threads: the first failure opens an episode, the
 /// first success after it closes it. 4xx responses neither open nor close one.
+///
+/// Beside it, recovery episodes: opened by the first failure like a downtime episode, but
+/// closed only by `successes_needed` successes in a row (in the order the threads record
+/// them), and ended at the first of those — the client's recovery time. Touched only
+/// while one is open.
 #[derive(Debug)]
 pub struct DowntimeTracker {
     start: Instant,
     /// Lets the success path skip the lock while nothing is failing.
     down: AtomicBool,
     open: Mutex<Option<Episode>>,
+    /// Successes in a row that end a recovery episode (at least 1).
+    successes_needed: u32,
+    recovering: AtomicBool,
+    recovery: Mutex<Option<Recovering>>,
 }
+
+/// An open recovery episode.
+#[derive(Debug)]
+struct Recovering {
+    episode: Episode,
+    /// Successes in a row so far, and when the first of them ended.
+    streak: u32,
+    streak_started: Duration,
+}
+
+/// The default of `successes_needed`: ten successes in a row.
+pub const RECOVERY_SUCCESSES: u32 = 10;
 
 impl DowntimeTracker {
     pub fn new(start: Instant) -> DowntimeTracker {
+        DowntimeTracker::with_recovery(start, RECOVERY_SUCCESSES)
+    }
+
+    /// A tracker whose recovery episodes end after `successes_needed` successes in a row.
+    pub fn with_recovery(start: Instant, successes_needed: u32) -> DowntimeTracker {
         DowntimeTracker {
             start,
             down: AtomicBool::new(false),
             open: Mutex::new(None),
+            successes_needed: successes_needed.max(1),
+            recovering: AtomicBool::new(false),
+            recovery: Mutex::new(None),
         }
     }
 
+    /// How many successes in a row end a recovery episode.
+    pub fn successes_needed(&self) -> u32 {
+        self.successes_needed
+    }
+
+    fn recovery_failure(&self, at: Instant) {
+        let at = at.saturating_duration_since(self.start);
+        let mut open = self.recovery.lock().unwrap_or_else(|e| e.into_inner());
+        match open.as_mut() {
+            Some(r) => {
+                r.episode.failed_requests += 1;
+                r.streak = 0;
+            }
+            None => {
+                *open = Some(Recovering {
+                    episode: Episode {
+                        started: at,
+                        ended: None,
+                        failed_requests: 1,
+                    },
+                    streak: 0,
+                    streak_started: at,
+                });
+                self.recovering.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    /// Counts a success towards the open recovery episode; returns it once it closed.
+    fn recovery_success(&self, at: Instant) -> Option<Episode> {
+        if !self.recovering.load(Ordering::Acquire) {
+            return None;
+        }
+        let at = at.saturating_duration_since(self.start);
+        let mut open = self.recovery.lock().unwrap_or_else(|e| e.into_inner());
+        let r = open.as_mut()?;
+        if r.streak == 0 {
+            r.streak_started = at.max(r.episode.started);
+        }
+        r.streak += 1;
+        if r.streak < self.successes_needed {
+            return None;
+        }
+        let mut done = open.take()?;
+        self.recovering.store(false, Ordering::Release);
+        done.episode.ended = Some(done.streak_started);
+        Some(done.episode)
+    }
+
+    /// The recovery episode still open at the end of the run, if any.
+    pub fn take_open_recovery(&self) -> Option<Episode> {
+        self.recovery
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .map(|r| r.episode)
+    }
+
     fn failure(&self, at: Instant) {
+        self.recovery_failure(at);
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         match open.as_mut() {
             Some(episode) => episode.failed_requests += 1,
@@ -392,6 +482,9 @@ impl ThreadStats {
                 self.successes += 1;
                 if let Some(episode) = downtime.success(done) {
                     let _ = self.tx.send(Message::Episode(episode));
+                }
+                if let Some(episode) = downtime.recovery_success(done) {
+                    let _ = self.tx.send(Message::Recovery(episode));
                 }
             }
             Class::ClientError => self.kinds[KIND_4XX] += 1,

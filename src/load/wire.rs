@@ -55,6 +55,14 @@ pub enum Line {
         ended_us: Option<u64>,
         failed_requests: u64,
     },
+    /// A recovery episode (first failure to the first of `needed` successes in a row), as
+    /// offsets (µs) from the start; `ended_us` none: not recovered by the worker's end.
+    Recovery {
+        started_us: u64,
+        ended_us: Option<u64>,
+        failed_requests: u64,
+        needed: u32,
+    },
     /// The worker's totals; its last line.
     Done(Box<Totals>),
     /// The worker could not run (unreachable target, bad arguments).
@@ -126,6 +134,16 @@ impl Line {
             started_us: micros(e.started),
             ended_us: e.ended.map(micros),
             failed_requests: e.failed_requests,
+        }
+    }
+
+    /// The line of a recovery episode.
+    pub fn recovery(e: &Episode, needed: u32) -> Line {
+        Line::Recovery {
+            started_us: micros(e.started),
+            ended_us: e.ended.map(micros),
+            failed_requests: e.failed_requests,
+            needed,
         }
     }
 

@@ -65,6 +65,7 @@ pub async fn command(args: LoadWorkerArgs) -> anyhow::Result<Exit> {
     let result = engine::drive(&plan, cancel, |_, tap| match tap {
         Tap::Second(bucket) => print(&Line::second(bucket)),
         Tap::Episode(episode) => print(&Line::episode(episode)),
+        Tap::Recovery { episode, needed } => print(&Line::recovery(episode, needed)),
     })
     .await;
     on_signal.abort();

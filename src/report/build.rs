@@ -123,7 +123,6 @@ pub fn build(data: &RunData, pricing: &PricingProfile) -> (Report, Series) {
                 .map(str::to_string),
             duration_s,
         },
-        load,
         failovers,
         downtime,
         scaling: data
@@ -136,8 +135,14 @@ pub fn build(data: &RunData, pricing: &PricingProfile) -> (Report, Series) {
         replica_seconds_source: replica_seconds_source.to_string(),
         cost,
         chaos: chaos_actions(&data.events),
+        recovery: super::recovery::recoveries(
+            &data.events,
+            load.as_ref().map_or(0, |l| l.requests),
+            &meta.slos,
+        ),
         decisions: decisions(&data.events),
         rollouts: super::rollouts::rollouts(&data.events),
+        load,
         slos: Vec::new(),
         slos_passed: true,
         baseline: None,

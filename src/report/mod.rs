@@ -18,6 +18,7 @@ mod junit;
 mod markdown;
 pub mod model;
 pub mod openmetrics;
+pub mod recovery;
 pub mod rollouts;
 mod sections;
 mod svg;

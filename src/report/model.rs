@@ -39,6 +39,10 @@ pub struct Report {
     pub cost: Option<CostFigures>,
     /// Faults resil injected during the run.
     pub chaos: Vec<ChaosAction>,
+    /// Per fault, what clients felt and how long (see `report/recovery.rs`). Absent in
+    /// reports of older versions, hence the default.
+    #[serde(default)]
+    pub recovery: Vec<super::recovery::FaultRecovery>,
     /// What resil's own controllers (failover watcher, outlier ejector, predictive
     /// autoscaler) decided during the run, each with its inputs, rule and action, in time
     /// order. Absent in reports of older versions, hence the default.

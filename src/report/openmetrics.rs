@@ -136,16 +136,8 @@ fn register_failovers(registry: &mut Registry, report: &Report) {
             last_failover.set(seconds);
         }
     }
-    registry.register(
-        "resil_watch_failovers",
-        "Completed failovers",
-        failovers,
-    );
-    registry.register(
-        "resil_watch_failbacks",
-        "Completed failbacks",
-        failbacks,
-    );
+    registry.register("resil_watch_failovers", "Completed failovers", failovers);
+    registry.register("resil_watch_failbacks", "Completed failbacks", failbacks);
     registry.register_with_unit(
         "resil_watch_last_failover_duration",
         "How long the last failover took",

@@ -98,7 +98,14 @@ pub fn sections(report: &Report) -> Vec<Section> {
         decision_section,
         baseline_section,
     ];
-    builders.iter().filter_map(|build| build(report)).collect()
+    let mut out: Vec<Section> = builders.iter().filter_map(|build| build(report)).collect();
+    // What clients felt of each fault comes first, right after the run's header.
+    let at = usize::from(!out.is_empty());
+    out.splice(
+        at..at,
+        super::recovery::sections(&report.recovery, report.run.started_at),
+    );
+    out
 }
 
 /// What ran, when, where.

@@ -101,6 +101,15 @@ pub enum EventKind {
         duration_ms: Option<u64>,
         failed_requests: u64,
     },
+    /// A client-observed recovery episode: the first failed request to the first of
+    /// `successes_needed` successes in a row (`recovered_at`; `None`: not recovered when
+    /// the load ended). Every failure falls in one.
+    Recovery {
+        started_at: DateTime<Utc>,
+        recovered_at: Option<DateTime<Utc>>,
+        failed_requests: u64,
+        successes_needed: u32,
+    },
     /// resil injected a fault.
     ChaosInjected {
         /// Journal id of the action, shared with its revert.

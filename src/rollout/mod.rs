@@ -166,6 +166,7 @@ async fn load_plan(
         timeout: Some(Duration::from_secs(2)),
         keepalive,
         workers: None,
+        recovery_successes: None,
     };
     Ok(LoadPlan::from_spec(&spec)?)
 }

@@ -15,6 +15,9 @@
 //!   - {at: 10s, do: latency, delay: 200ms, jitter: 50ms, duration: 20s}
 //!   - {at: 12s, do: wait-for, event: failover, timeout: 30s}
 //!   - {at: 5s, do: rollout, color: blue, rollout: {version: v2, analysis: "error_rate<1%", interval: 5s}}
+//!   - {at: 10s, do: node-failure, node: lab-node-1, duration: 30s}   # or zone: lab-a
+//!   - {at: 10s, do: zone-outage, zone: lab-a, duration: 30s}
+//!   - {at: 10s, do: drain, node: lab-node-1, timeout: 60s, duration: 30s}
 //! steady_state: {ready_min: 1}     # checked before the load starts and after it ends
 //! slos: ["failover_time<2s", "downtime<1s", "error_rate<5%", "p99<500ms"]
 //! abort: ["error_rate>50%"]        # stop early (and revert) when breached mid-run
@@ -235,6 +238,12 @@ pub struct Step {
     /// scenario's own load.
     #[serde(default)]
     pub rollout: Option<crate::rollout::RolloutSpec>,
+    /// `node-failure`, `drain`: the node.
+    #[serde(default)]
+    pub node: Option<String>,
+    /// `node-failure`, `zone-outage`: the zone (label topology.kubernetes.io/zone).
+    #[serde(default)]
+    pub zone: Option<String>,
 }
 
 /// What a step does.
@@ -249,6 +258,9 @@ pub enum StepAction {
     WaitFor,
     /// `resil rollout` of `color` with the step's `rollout:` section.
     Rollout,
+    NodeFailure,
+    ZoneOutage,
+    Drain,
 }
 
 /// What `wait-for` waits for.
@@ -422,6 +434,18 @@ impl Scenario {
                     crate::rollout::RolloutPlan::resolve(color, spec)
                         .map_err(|e| format!("steps[{n}] (rollout): {e}"))?;
                 }
+                StepAction::NodeFailure => {
+                    need(
+                        step.node.is_some() != step.zone.is_some(),
+                        "needs node or zone (one of them)",
+                    )?;
+                    need(step.duration.is_some(), "needs duration")?;
+                }
+                StepAction::ZoneOutage => {
+                    need(step.zone.is_some(), "needs zone")?;
+                    need(step.duration.is_some(), "needs duration")?;
+                }
+                StepAction::Drain => need(step.node.is_some(), "needs node")?,
             }
         }
         Ok(())

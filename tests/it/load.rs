@@ -157,6 +157,7 @@ fn plan(addr: SocketAddr, pace: Pace, stop: Stop) -> LoadPlan {
             timeout: Some(Duration::from_secs(10)),
             keepalive: true,
             workers: None,
+            recovery_successes: None,
         },
         threads: Some(2),
         max_connections: None,

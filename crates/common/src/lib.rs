@@ -7,7 +7,7 @@ pub mod args;
 pub mod atomic;
 pub mod crypto;
 pub mod exit;
-pub mod lifeline;
 pub mod exposition;
+pub mod lifeline;
 
 pub use exit::Exit;

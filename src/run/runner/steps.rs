@@ -108,6 +108,27 @@ async fn inject(step: &Step, injector: &Injector, seed: u64) -> anyhow::Result<E
             )?;
             injector.proxy_fault("web", &fault, duration(step)).await?
         }
+        StepAction::NodeFailure | StepAction::ZoneOutage => {
+            let nodes = match (&step.node, &step.zone) {
+                (Some(node), _) => vec![node.clone()],
+                (None, Some(zone)) => injector.scope.nodes_in_zone(zone).await?,
+                (None, None) => anyhow::bail!("a node fault needs node or zone"),
+            };
+            let power = injector.scope.power(&nodes, None).await?;
+            let action = if step.action == StepAction::ZoneOutage {
+                "zone-outage"
+            } else {
+                "node-failure"
+            };
+            injector
+                .node_failure(action, &nodes, &power, duration(step))
+                .await?
+        }
+        StepAction::Drain => {
+            let node = step.node.as_deref().context("drain needs node")?;
+            let timeout = step.timeout.unwrap_or(Duration::from_secs(120));
+            injector.drain(node, timeout, step.duration).await?.0
+        }
         StepAction::WaitFor => anyhow::bail!("a wait-for step injects nothing"),
         StepAction::Rollout => anyhow::bail!("a rollout step injects nothing"),
     })
