@@ -5,6 +5,13 @@
 //! printed and, with `--timeline`, appended to a timeline JSONL as a `decision` event
 //! (controller `gateway`: inputs, rule, action), the watcher's format.
 //!
+//! With `--weight NAME=N` every region serves at once, each its share (smooth weighted
+//! round robin), and a failing region is ejected and later restored instead. With
+//! `--dns-ttl` the gateway models a DNS-based global load balancer: its health checks move
+//! the *answer* at once, but clients keep the answer they resolved until its TTL runs out,
+//! so traffic follows only at the next expiry — which is why DNS failover takes a minute
+//! and a health-checked proxy a fraction of a second.
+//!
 //! Regions are plain URLs (`--region a=http://127.0.0.1:30080`), first = preferred. For a
 //! lab region, the URL is its `web` Service's node port (`kubectl --context resil-region-a
 //! -n resil-demo get svc web`); for kind, a port mapped by `extraPortMappings`; for
@@ -65,6 +72,15 @@ pub struct GatewayArgs {
     /// Allow upstreams that are not on loopback.
     #[arg(long)]
     pub allow_remote: bool,
+    /// Share traffic among the regions by weight, as NAME=N (1-100), repeated: every region
+    /// serves at once (regions not named weigh 1); a failing region is ejected and restored
+    /// after --failback-after. Without it, active/passive by priority.
+    #[arg(long = "weight", value_name = "NAME=N")]
+    pub weights: Vec<String>,
+    /// Model DNS-based failover: clients keep the answer they resolved for this long, so
+    /// traffic follows a decision only when the answer they hold expires (e.g. 30s, 60s).
+    #[arg(long, value_parser = parse_duration_arg, value_name = "TTL")]
+    pub dns_ttl: Option<Duration>,
     #[command(flatten)]
     pub metrics: crate::cli::MetricsArgs,
 }
@@ -106,11 +122,61 @@ pub fn parse_region(text: &str, allow_remote: bool) -> anyhow::Result<Region> {
     })
 }
 
+/// Parses `--weight NAME=N` against the regions: each region's weight (1 unless named).
+pub fn parse_weights(texts: &[String], regions: &[Region]) -> anyhow::Result<Vec<u32>> {
+    let mut weights = vec![1; regions.len()];
+    for text in texts {
+        let Some((name, n)) = text.split_once('=') else {
+            bail!("--weight {text:?}: expected NAME=N, e.g. a=3");
+        };
+        let Some(i) = regions.iter().position(|r| r.name == name) else {
+            let names: Vec<&str> = regions.iter().map(|r| r.name.as_str()).collect();
+            bail!(
+                "--weight {text:?}: no region {name:?} (the regions are {})",
+                names.join(", ")
+            );
+        };
+        weights[i] = match n.parse::<u32>() {
+            Ok(n @ 1..=100) => n,
+            _ => bail!("--weight {text:?}: the weight must be a whole number from 1 to 100"),
+        };
+    }
+    Ok(weights)
+}
+
+/// The order requests take through the regions for `shares`: smooth weighted round robin
+/// (each round, every region gains its share and the richest sends one request and pays
+/// the total), so a 3:1 split goes a a b a, not a a a b. Empty when nothing has a share.
+pub fn route(shares: &[u32]) -> Arc<[usize]> {
+    let total: i64 = shares.iter().map(|s| i64::from(*s)).sum();
+    let mut credit = vec![0i64; shares.len()];
+    let mut order = Vec::with_capacity(total as usize);
+    for _ in 0..total {
+        for (c, s) in credit.iter_mut().zip(shares) {
+            *c += i64::from(*s);
+        }
+        let Some((pick, _)) = credit
+            .iter()
+            .enumerate()
+            .max_by_key(|(i, c)| (**c, -(*i as i64)))
+        else {
+            break;
+        };
+        credit[pick] -= total;
+        order.push(pick);
+    }
+    order.into()
+}
+
 type Body = BoxBody<Bytes, hyper::Error>;
 
 struct Shared {
     regions: Vec<Region>,
-    active: AtomicUsize,
+    /// The order requests go through the regions (see [`route`]); swapped on a decision
+    /// (with `--dns-ttl`, when the clients' answer expires).
+    route: std::sync::RwLock<Arc<[usize]>>,
+    /// Requests routed so far: the next one takes `route[next % len]`.
+    next: AtomicUsize,
     client: Client<HttpConnector, Incoming>,
     /// `--metrics-addr`: counted on the proxy path and by the checks.
     metrics: Option<Arc<GatewayMetrics>>,
@@ -127,11 +193,32 @@ pub async fn command(args: GatewayArgs, _global: &GlobalArgs) -> anyhow::Result<
     if args.fail_after == 0 || args.interval.is_zero() {
         bail!("--fail-after and --interval must be above zero");
     }
+    if args.dns_ttl.is_some_and(|t| t.is_zero()) {
+        bail!("--dns-ttl must be above zero (leave it out for a health-checked proxy)");
+    }
     let regions = args
         .regions
         .iter()
         .map(|r| parse_region(r, args.allow_remote))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    if let Some(dup) = regions
+        .iter()
+        .enumerate()
+        .find(|(i, r)| regions[..*i].iter().any(|o| o.name == r.name))
+    {
+        bail!(
+            "--region {:?} is given twice: name each region once",
+            dup.1.name
+        );
+    }
+    let policy = Policy {
+        fail_after: args.fail_after,
+        failback_after: args.failback_after,
+    };
+    let state = match args.weights.is_empty() {
+        true => GatewayPolicy::new(policy, regions.len()),
+        false => GatewayPolicy::weighted(policy, parse_weights(&args.weights, &regions)?),
+    };
     let mut timeline = match &args.timeline {
         Some(path) => Some(TimelineWriter::open(path)?),
         None => None,
@@ -145,12 +232,13 @@ pub async fn command(args: GatewayArgs, _global: &GlobalArgs) -> anyhow::Result<
     let exporter = crate::metrics::serve_if_asked(&args.metrics, metrics).await?;
     let shared = Arc::new(Shared {
         regions,
-        active: AtomicUsize::new(0),
+        route: std::sync::RwLock::new(route(&state.shares())),
+        next: AtomicUsize::new(0),
         client: Client::builder(TokioExecutor::new()).build_http(),
         metrics: exporter.as_ref().map(|_| gateway_metrics),
     });
     eprintln!(
-        "Gateway on http://{} → {} (active: {}).",
+        "Gateway on http://{} → {} ({}{}).",
         args.listen,
         shared
             .regions
@@ -158,14 +246,20 @@ pub async fn command(args: GatewayArgs, _global: &GlobalArgs) -> anyhow::Result<
             .map(|r| format!("{}={}", r.name, r.base))
             .collect::<Vec<_>>()
             .join(", "),
-        shared.regions[0].name
+        match args.weights.is_empty() {
+            true => format!("active: {}", shared.regions[0].name),
+            false => format!("by weight {:?}", state.shares()),
+        },
+        match args.dns_ttl {
+            Some(ttl) => format!("; DNS answers cached {}", humantime::format_duration(ttl)),
+            None => String::new(),
+        }
     );
+    if let Some(m) = &shared.metrics {
+        m.set_serving(&state.shares());
+    }
     let serving = tokio::spawn(serve(listener, shared.clone()));
-    let policy = Policy {
-        fail_after: args.fail_after,
-        failback_after: args.failback_after,
-    };
-    let checking = check_loop(&shared, policy, args.interval, &mut timeline);
+    let checking = check_loop(&shared, state, args.interval, args.dns_ttl, &mut timeline);
     let exit = match args.duration {
         Some(limit) => {
             tokio::select! {
@@ -185,20 +279,40 @@ pub async fn command(args: GatewayArgs, _global: &GlobalArgs) -> anyhow::Result<
     exit.map(|()| Exit::Ok)
 }
 
-/// Checks every region each `interval` and applies the policy's decisions.
+/// Checks every region each `interval` and applies the policy's decisions: at once, or
+/// with `dns_ttl` when the answer clients hold expires.
 async fn check_loop(
     shared: &Shared,
-    policy: Policy,
+    mut state: GatewayPolicy,
     interval: Duration,
+    dns_ttl: Option<Duration>,
     timeline: &mut Option<TimelineWriter>,
 ) -> anyhow::Result<()> {
-    let mut state = GatewayPolicy::new(policy, shared.regions.len());
     let probe: Client<HttpConnector, Empty<Bytes>> =
         Client::builder(TokioExecutor::new()).build_http();
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The shares clients follow now, and (with a TTL) when their answer expires.
+    let mut held = state.shares();
+    let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
+    let mut expires = dns_ttl.map_or(far, |ttl| tokio::time::Instant::now() + ttl);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            // The health checks, every interval.
+            _ = tick.tick() => {}
+            // The clients' cached answer expired: they resolve again and get today's.
+            _ = tokio::time::sleep_until(expires), if dns_ttl.is_some() => {
+                let ttl = dns_ttl.unwrap_or_default();
+                expires += ttl;
+                let now = state.shares();
+                if now != held {
+                    record_dns(shared, &held, &now, ttl, timeline)?;
+                    held = now;
+                    publish(shared, &held);
+                }
+                continue;
+            }
+        }
         let checks = shared
             .regions
             .iter()
@@ -210,14 +324,80 @@ async fn check_loop(
                 m.checked(i, ok);
             }
             if let Some(decision) = state.observe(i, ok, now) {
-                shared.active.store(state.active(), Ordering::SeqCst);
                 if let Some(m) = &shared.metrics {
-                    m.decided(decision.action, state.active());
+                    m.decided(decision.action);
                 }
-                record(shared, &decision, timeline)?;
+                record(shared, &decision, &state.shares(), timeline)?;
+                if dns_ttl.is_none() {
+                    held = state.shares();
+                    publish(shared, &held);
+                }
             }
         }
     }
+}
+
+/// Routes requests by `shares` from now on.
+fn publish(shared: &Shared, shares: &[u32]) {
+    let order = route(shares);
+    if let Ok(mut r) = shared.route.write() {
+        *r = order;
+    }
+    if let Some(m) = &shared.metrics {
+        m.set_serving(shares);
+    }
+}
+
+/// Prints and records that clients' DNS answer expired and traffic moved from `from` to
+/// `to` (shares per region).
+fn record_dns(
+    shared: &Shared,
+    from: &[u32],
+    to: &[u32],
+    ttl: Duration,
+    timeline: &mut Option<TimelineWriter>,
+) -> anyhow::Result<()> {
+    let names = |shares: &[u32]| {
+        let on: Vec<&str> = shares
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| **s > 0)
+            .map(|(i, _)| shared.regions[i].name.as_str())
+            .collect();
+        if on.is_empty() {
+            "none".to_string()
+        } else {
+            on.join("+")
+        }
+    };
+    let action = format!(
+        "dns answer expired: traffic {} → {}",
+        names(from),
+        names(to)
+    );
+    let rule = format!(
+        "clients keep a resolved answer for the DNS TTL ({}); the health checks changed the \
+         answer earlier, clients follow only now",
+        humantime::format_duration(ttl)
+    );
+    eprintln!("{action} ({rule})");
+    let inputs = serde_json::json!({
+        "ttl_ms": ttl.as_millis() as u64,
+        "shares_before": from,
+        "shares_after": to,
+    });
+    if let Some(writer) = timeline {
+        writer.append(&Event::now(
+            "gateway",
+            EventKind::Decision {
+                controller: "gateway".into(),
+                inputs,
+                rule,
+                action,
+            },
+        ))?;
+    }
+    Ok(())
 }
 
 /// Whether `base/readyz` answers 200 within `limit`.
@@ -231,16 +411,29 @@ async fn ready(client: &Client<HttpConnector, Empty<Bytes>>, base: &str, limit: 
     )
 }
 
-/// Prints a decision and appends it to the timeline.
+/// Prints a decision and appends it to the timeline; `shares` are each region's share of
+/// the traffic after it.
 fn record(
     shared: &Shared,
     d: &Decision,
+    shares: &[u32],
     timeline: &mut Option<TimelineWriter>,
 ) -> anyhow::Result<()> {
     let name = |i: usize| shared.regions[i].name.clone();
-    let action = match d.to {
-        Some(to) => format!("{} {} → {}", d.action, name(d.from), name(to)),
-        None => format!(
+    let split = || {
+        let total: u32 = shares.iter().sum::<u32>().max(1);
+        shares
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| **s > 0)
+            .map(|(i, s)| format!("{} {}%", name(i), s * 100 / total))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let action = match (d.action, d.to) {
+        ("eject" | "restore", _) => format!("{} {}: traffic {}", d.action, name(d.from), split()),
+        (_, Some(to)) => format!("{} {} → {}", d.action, name(d.from), name(to)),
+        (_, None) => format!(
             "{}: {} is down and no region is healthy",
             d.action,
             name(d.from)
@@ -289,7 +482,14 @@ async fn forward(
     shared: Arc<Shared>,
     mut req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    let active = shared.active.load(Ordering::SeqCst);
+    let order = match shared.route.read() {
+        Ok(r) => r.clone(),
+        Err(_) => return Ok(status(StatusCode::SERVICE_UNAVAILABLE)),
+    };
+    if order.is_empty() {
+        return Ok(status(StatusCode::SERVICE_UNAVAILABLE));
+    }
+    let active = order[shared.next.fetch_add(1, Ordering::Relaxed) % order.len()];
     let region = &shared.regions[active];
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let Ok(uri) = format!("{}{path}", region.base).parse::<Uri>() else {
@@ -337,5 +537,38 @@ mod tests {
         assert!(parse_region("c=http://10.0.0.1:80", true).is_ok());
         assert!(parse_region("http://127.0.0.1:1", false).is_err());
         assert!(parse_region("d=https://127.0.0.1:1", false).is_err());
+    }
+
+    #[test]
+    fn weights_default_to_one_and_bad_ones_say_what_to_do() {
+        let regions = [
+            parse_region("a=http://127.0.0.1:1", false).unwrap(),
+            parse_region("b=http://127.0.0.1:2", false).unwrap(),
+        ];
+        assert_eq!(parse_weights(&["a=3".into()], &regions).unwrap(), [3, 1]);
+        for (bad, says) in [
+            ("c=1", "no region \"c\""),
+            ("a=0", "from 1 to 100"),
+            ("a=x", "from 1 to 100"),
+            ("a", "NAME=N"),
+        ] {
+            let err = parse_weights(&[bad.into()], &regions)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_route_interleaves_regions_by_weight() {
+        assert_eq!(&*route(&[3, 1]), [0, 0, 1, 0]);
+        assert_eq!(&*route(&[0, 1]), [1]);
+        assert_eq!(&*route(&[1, 0]), [0]);
+        assert!(route(&[0, 0]).is_empty());
+        let order = route(&[5, 3, 2]);
+        assert_eq!(order.len(), 10);
+        for (i, w) in [5, 3, 2].into_iter().enumerate() {
+            assert_eq!(order.iter().filter(|r| **r == i).count(), w);
+        }
     }
 }

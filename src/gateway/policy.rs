@@ -11,6 +11,15 @@
 //! 3. **Fail back**: a region of higher priority than the active one has passed every
 //!    check for `failback_after` without a break → move back to it. Any failed check
 //!    restarts its window, so a flapping region never gets traffic back.
+//!
+//! With weights (`--weight`), every region serves at once, each its share, and the rules
+//! become per region:
+//! 1. **Eject**: a serving region has failed `fail_after` checks in a row and another region
+//!    still serves → it gets no more traffic; the others share it by their weights.
+//! 2. **Never into the dark**: it is the last region serving → it keeps serving (a region
+//!    that may answer beats none), and the alarm is raised once per outage.
+//! 3. **Restore**: an ejected region has passed every check for `failback_after` without a
+//!    break → it serves its share again.
 
 use std::time::{Duration, Instant};
 
@@ -26,11 +35,11 @@ pub struct Policy {
 /// What to do, with the rule that led there and the inputs it read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
-    /// `failover`, `failback` or `alarm`.
+    /// `failover`, `failback` or `alarm`; with weights `eject`, `restore` or `alarm`.
     pub action: &'static str,
-    /// The region traffic moves to (`None` for an alarm).
+    /// The region traffic moves to (`None` for an alarm, and with weights).
     pub to: Option<usize>,
-    /// The region traffic leaves.
+    /// The region traffic leaves (with weights: the region ejected or restored).
     pub from: usize,
     /// The rule, in words.
     pub rule: String,
@@ -52,6 +61,9 @@ pub struct GatewayPolicy {
     regions: Vec<Health>,
     active: usize,
     alarmed: bool,
+    /// With weights: each region's weight, and whether it serves now.
+    weights: Option<Vec<u32>>,
+    serving: Vec<bool>,
 }
 
 impl GatewayPolicy {
@@ -62,12 +74,36 @@ impl GatewayPolicy {
             regions: vec![Health::default(); regions.max(1)],
             active: 0,
             alarmed: false,
+            weights: None,
+            serving: vec![true; regions.max(1)],
         }
     }
 
-    /// The region that gets traffic now.
+    /// Every region serving at once, region `i` its `weights[i]` share.
+    pub fn weighted(policy: Policy, weights: Vec<u32>) -> GatewayPolicy {
+        let mut p = GatewayPolicy::new(policy, weights.len());
+        p.weights = Some(weights);
+        p
+    }
+
+    /// The region that gets traffic now (active/passive).
     pub fn active(&self) -> usize {
         self.active
+    }
+
+    /// Each region's share of the traffic now: its weight while it serves, else 0; without
+    /// weights, 1 for the active region.
+    pub fn shares(&self) -> Vec<u32> {
+        match &self.weights {
+            Some(w) => w
+                .iter()
+                .zip(&self.serving)
+                .map(|(w, on)| if *on { *w } else { 0 })
+                .collect(),
+            None => (0..self.regions.len())
+                .map(|i| u32::from(i == self.active))
+                .collect(),
+        }
     }
 
     /// Takes in one check of `region` (`ok`: its `/readyz` answered 200) made at `now`;
@@ -81,7 +117,58 @@ impl GatewayPolicy {
             health.failures = health.failures.saturating_add(1);
             health.ok_since = None;
         }
-        self.decide(now)
+        match self.weights.is_some() {
+            true => self.decide_weighted(region, now),
+            false => self.decide(now),
+        }
+    }
+
+    /// The weighted rules, for the region just checked.
+    fn decide_weighted(&mut self, region: usize, now: Instant) -> Option<Decision> {
+        let failures: Vec<u32> = self.regions.iter().map(|h| h.failures).collect();
+        let decision = |action, rule: String| Decision {
+            action,
+            to: None,
+            from: region,
+            rule,
+            failures: failures.clone(),
+        };
+        if self.serving[region] && failures[region] >= self.policy.fail_after {
+            let others = (0..self.serving.len()).any(|i| i != region && self.serving[i]);
+            if !others {
+                if self.alarmed {
+                    return None;
+                }
+                self.alarmed = true;
+                let rule = format!(
+                    "it failed {} checks in a row (>= {}) but is the last region serving: \
+                     it keeps its traffic, never switch into the dark",
+                    failures[region], self.policy.fail_after
+                );
+                return Some(decision("alarm", rule));
+            }
+            self.serving[region] = false;
+            let rule = format!(
+                "it failed {} checks in a row (>= fail-after {}); the regions still serving \
+                 share its traffic by weight",
+                failures[region], self.policy.fail_after
+            );
+            return Some(decision("eject", rule));
+        }
+        let window = self.policy.failback_after;
+        let stable = self.regions[region]
+            .ok_since
+            .is_some_and(|since| now.duration_since(since) >= window);
+        if !self.serving[region] && stable {
+            self.serving[region] = true;
+            self.alarmed = false;
+            let rule = format!(
+                "it has passed every check for {} (>= failback-after): it serves its share again",
+                humantime::format_duration(window)
+            );
+            return Some(decision("restore", rule));
+        }
+        None
     }
 
     fn decide(&mut self, now: Instant) -> Option<Decision> {
@@ -146,6 +233,36 @@ impl GatewayPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn weighted_regions_eject_a_failing_one_keep_the_last_and_restore_after_the_window() {
+        let policy = Policy {
+            fail_after: 2,
+            failback_after: Duration::from_secs(1),
+        };
+        let mut p = GatewayPolicy::weighted(policy, vec![3, 1]);
+        let t = Instant::now();
+        assert_eq!(p.shares(), [3, 1]);
+        assert_eq!(p.observe(0, true, t), None);
+        assert_eq!(p.observe(1, false, t), None);
+        let d = p
+            .observe(1, false, t + MS)
+            .expect("second failure in a row");
+        assert_eq!((d.action, d.from, d.to), ("eject", 1, None));
+        assert_eq!(p.shares(), [3, 0]);
+        // The last region serving keeps its traffic, and the alarm is raised once.
+        p.observe(0, false, t + 2 * MS);
+        let d = p.observe(0, false, t + 3 * MS).unwrap();
+        assert_eq!(d.action, "alarm");
+        assert_eq!(p.observe(0, false, t + 4 * MS), None);
+        assert_eq!(p.shares(), [3, 0]);
+        // Region 1 comes back: it serves again only after a clean window.
+        assert_eq!(p.observe(1, true, t + 5 * MS), None);
+        assert_eq!(p.observe(1, true, t + Duration::from_millis(500)), None);
+        let d = p.observe(1, true, t + Duration::from_millis(1005)).unwrap();
+        assert_eq!((d.action, d.from), ("restore", 1));
+        assert_eq!(p.shares(), [3, 1]);
+    }
 
     const MS: Duration = Duration::from_millis(1);
 

@@ -64,15 +64,15 @@ impl GatewayMetrics {
         );
         registry.register(
             "resil_gateway_active",
-            "1 for the region traffic goes to",
+            "1 for a region traffic goes to (active/passive: one; by weight: those serving)",
             active,
         );
         registry.register(
             "resil_gateway_decisions",
-            "Policy decisions by action (failover, failback, alarm)",
+            "Policy decisions by action (failover, failback, eject, restore, alarm)",
             m.decisions.clone(),
         );
-        m.set_active(0);
+        m.set_serving(&[1]);
         m
     }
 
@@ -93,18 +93,18 @@ impl GatewayMetrics {
         }
     }
 
-    /// The policy decided `action`; `active` is the region traffic goes to now.
-    pub fn decided(&self, action: &str, active: usize) {
+    /// The policy decided `action`.
+    pub fn decided(&self, action: &str) {
         let label = ActionLabel {
             action: action.to_string(),
         };
         self.decisions.get_or_create(&label).inc();
-        self.set_active(active);
     }
 
-    fn set_active(&self, active: usize) {
-        for (i, g) in self.active.iter().enumerate() {
-            g.set(i64::from(i == active));
+    /// Traffic goes by `shares` now (a region with a share above 0 is active).
+    pub fn set_serving(&self, shares: &[u32]) {
+        for (g, share) in self.active.iter().zip(shares) {
+            g.set(i64::from(*share > 0));
         }
     }
 }
@@ -138,7 +138,8 @@ mod tests {
         g.forwarded(0, true);
         g.forwarded(0, false);
         g.checked(0, false);
-        g.decided("failover", 1);
+        g.decided("failover");
+        g.set_serving(&[0, 1]);
         let text = metrics.encode(Format::Text);
         for line in [
             "resil_gateway_requests_total{region=\"a\"} 2\n",

@@ -1,6 +1,8 @@
 //! `resil gateway` as a real process in front of two `resil demo-app` regions: traffic
 //! goes to the first, moves to the second within fail-after × interval of the first going
 //! unready, and returns after the fail-back window; both decisions are in the timeline.
+//! By weight, traffic is shared and a failing region ejected; with a DNS TTL, clients
+//! follow a failover only when their cached answer expires.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -76,6 +78,171 @@ async fn until_served_by(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     None
+}
+
+/// `resil gateway` on a free port in front of `regions` with `extra` flags and a timeline.
+fn gateway(regions: &[(&str, &str)], extra: &[&str], timeline: &std::path::Path) -> (Proc, String) {
+    let port = free_port();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_resil"));
+    command.args(["gateway", "--listen", &format!("127.0.0.1:{port}")]);
+    for (name, url) in regions {
+        command.args(["--region", &format!("{name}={url}")]);
+    }
+    let child = command
+        .args(extra)
+        .arg("--timeline")
+        .arg(timeline)
+        .args(["--duration", "60s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    (Proc(child), format!("http://127.0.0.1:{port}/"))
+}
+
+/// The gateway's decisions in `timeline`: (time, action).
+fn decisions(timeline: &std::path::Path) -> Vec<(chrono::DateTime<chrono::Utc>, String)> {
+    std::fs::read_to_string(timeline)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["type"] == "decision" && e["controller"] == "gateway")
+        .map(|e| {
+            let ts = e["ts"].as_str().unwrap().parse().unwrap();
+            (ts, e["action"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+async fn set_unready(client: &reqwest::Client, base: &str) {
+    let faults = client
+        .put(format!("{base}/admin/faults"))
+        .body(r#"{"unready":true}"#);
+    assert!(faults.send().await.unwrap().status().is_success());
+}
+
+#[tokio::test]
+async fn weighted_regions_share_traffic_by_weight_and_an_unready_one_is_ejected() {
+    let (_a, a) = demo_app("pod-a");
+    let (_b, b) = demo_app("pod-b");
+    let tmp = tempfile::tempdir().unwrap();
+    let timeline = tmp.path().join("timeline.jsonl");
+    let flags = [
+        "--weight",
+        "a=3",
+        "--interval",
+        "100ms",
+        "--fail-after",
+        "2",
+        "--failback-after",
+        "30s",
+    ];
+    let (_gw, url) = gateway(&[("a", &a), ("b", &b)], &flags, &timeline);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let limit = Duration::from_secs(10);
+    assert!(
+        until_served_by(&client, &url, "pod-a", limit)
+            .await
+            .is_some()
+    );
+    let mut count = std::collections::BTreeMap::<String, u32>::new();
+    for _ in 0..400 {
+        let pod = served_by(&client, &url).await.expect("both regions answer");
+        *count.entry(pod).or_default() += 1;
+    }
+    // One client in sequence: the smooth round robin gives exactly 3:1.
+    assert_eq!(count["pod-a"], 300, "{count:?}");
+    assert_eq!(count["pod-b"], 100, "{count:?}");
+
+    set_unready(&client, &b).await;
+    let started = Instant::now();
+    while started.elapsed() < limit && decisions(&timeline).is_empty() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let after: Vec<String> = futures::future::join_all(
+        (0..50).map(|_| async { served_by(&client, &url).await.unwrap_or_default() }),
+    )
+    .await;
+    assert!(
+        after.iter().all(|p| p == "pod-a"),
+        "after the ejection: {after:?}"
+    );
+    let actions: Vec<String> = decisions(&timeline).into_iter().map(|d| d.1).collect();
+    assert_eq!(actions, ["eject b: traffic a 100%"]);
+}
+
+#[tokio::test]
+async fn with_a_dns_ttl_clients_follow_a_failover_only_when_their_answer_expires() {
+    let (_a, a) = demo_app("pod-a");
+    let (_b, b) = demo_app("pod-b");
+    let tmp = tempfile::tempdir().unwrap();
+    let timeline = tmp.path().join("timeline.jsonl");
+    let flags = [
+        "--dns-ttl",
+        "3s",
+        "--interval",
+        "100ms",
+        "--fail-after",
+        "2",
+        "--failback-after",
+        "30s",
+    ];
+    let (_gw, url) = gateway(&[("a", &a), ("b", &b)], &flags, &timeline);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let limit = Duration::from_secs(15);
+    assert!(
+        until_served_by(&client, &url, "pod-a", limit)
+            .await
+            .is_some()
+    );
+    set_unready(&client, &a).await;
+    // Region a still answers (it is only unready), so every request shows where clients go.
+    let mut served = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        let pod = served_by(&client, &url).await;
+        served.push((chrono::Utc::now(), pod.clone()));
+        if pod.as_deref() == Some("pod-b") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let d = decisions(&timeline);
+    let actions: Vec<&str> = d.iter().map(|d| d.1.as_str()).collect();
+    assert_eq!(
+        actions,
+        ["failover a → b", "dns answer expired: traffic a → b"]
+    );
+    let (decided, expired) = (d[0].0, d[1].0);
+    let gap = (expired - decided).to_std().unwrap();
+    assert!(
+        gap <= Duration::from_millis(3100),
+        "the answer outlived its TTL: {gap:?}"
+    );
+    let first_b = served
+        .iter()
+        .find(|s| s.1.as_deref() == Some("pod-b"))
+        .unwrap()
+        .0;
+    assert!(
+        first_b >= expired,
+        "a client reached b before its answer expired"
+    );
+    // Between the decision and the expiry, clients kept going to a.
+    if gap > Duration::from_millis(200) {
+        assert!(
+            served
+                .iter()
+                .any(|(t, p)| *t > decided && *t < expired && p.as_deref() == Some("pod-a")),
+            "no request went to a between the decision and the expiry"
+        );
+    }
 }
 
 #[tokio::test]
