@@ -248,6 +248,9 @@ pub enum ChaosCommand {
     ZoneOutage(ZoneOutageArgs),
     /// Cordon a node and evict its pods through the Eviction API (any cluster).
     Drain(DrainArgs),
+    /// Take a whole region (the cluster of --context) down for a while: every node off on
+    /// the lab, or on any cluster its workloads scaled to zero.
+    RegionOutage(RegionOutageArgs),
 }
 
 /// Flags every chaos action takes.
@@ -430,6 +433,22 @@ pub struct ZoneOutageArgs {
     /// The zone whose nodes all fail (label topology.kubernetes.io/zone).
     #[arg(long)]
     pub zone: String,
+
+    #[command(flatten)]
+    pub power: PowerArgs,
+}
+
+/// `resil chaos region-outage`
+///
+/// The region is the cluster `--context` names (e.g. `resil-region-a` for `resil lab up
+/// --name region-a`). On the lab every node is powered off at once (heartbeats stop, pod
+/// processes die); on a real cluster, with `--hook` every node is powered off through it,
+/// and without one every Deployment of the namespace is scaled to zero (restored after).
+#[derive(Debug, Args)]
+pub struct RegionOutageArgs {
+    /// Scale the namespace's Deployments to zero even where nodes could be powered off.
+    #[arg(long, conflicts_with = "hook")]
+    pub workloads_only: bool,
 
     #[command(flatten)]
     pub power: PowerArgs,

@@ -6,6 +6,7 @@
 //! path `kubectl get --raw` uses), and the lab's proxy fault set as a Service annotation.
 //! Called by the chaos command layer and the scenario runner; never prints.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -358,6 +359,60 @@ impl Scope {
     /// [`Scope::revert`], answering the targets that were gone or changed since (see
     /// [`Undone`]), which the caller may want to report. Compare-and-restore: a replica
     /// count or annotation goes back only while it still holds what this entry set.
+    /// Puts `deployment` back to `replicas` if it still has the `injected` count (`None`:
+    /// unconditionally); a Deployment gone or changed since is noted in `undone`.
+    async fn undo_replicas(
+        &self,
+        deployment: &str,
+        replicas: i32,
+        injected: Option<i32>,
+        undone: &mut Undone,
+    ) -> Result<()> {
+        let now = match self.replicas(deployment).await {
+            Ok(now) => Some(now),
+            Err(ExecuteError::NoDeployment(_)) => None,
+            Err(e) => return Err(e),
+        };
+        match now {
+            None => undone.gone.push(format!("deployment/{deployment}")),
+            Some(now) if injected.is_some_and(|i| i != now) && now != replicas => {
+                undone.changed.push(format!(
+                    "deployment/{deployment} has {now} replicas now, not the {} this fault \
+                     set: left as it is",
+                    injected.unwrap_or_default()
+                ));
+            }
+            Some(_) => match self.scale(deployment, replicas).await {
+                Err(ExecuteError::NoDeployment(_)) => {
+                    undone.gone.push(format!("deployment/{deployment}"));
+                }
+                other => other?,
+            },
+        }
+        Ok(())
+    }
+
+    /// Each Deployment of the namespace with its replica count (those above zero).
+    pub async fn scaled_deployments(&self) -> Result<BTreeMap<String, i32>> {
+        let list = self
+            .deployments()
+            .list(&kube::api::ListParams::default())
+            .await
+            .map_err(|source| ExecuteError::Api {
+                what: format!("listing deployments in {}", self.namespace),
+                source,
+            })?;
+        Ok(list
+            .items
+            .iter()
+            .filter_map(|d| {
+                let replicas = d.spec.replicas.unwrap_or(1);
+                let name = d.metadata.name.clone()?;
+                (replicas > 0).then_some((name, replicas))
+            })
+            .collect())
+    }
+
     pub async fn undo(&self, entry: &Entry) -> Result<Undone> {
         let mut undone = Undone::default();
         let gone = &mut undone.gone;
@@ -368,26 +423,13 @@ impl Scope {
                 replicas,
                 injected,
             } => {
-                let now = match self.replicas(deployment).await {
-                    Ok(now) => Some(now),
-                    Err(ExecuteError::NoDeployment(_)) => None,
-                    Err(e) => return Err(e),
-                };
-                match now {
-                    None => gone.push(format!("deployment/{deployment}")),
-                    Some(now) if injected.is_some_and(|i| i != now) && now != *replicas => {
-                        undone.changed.push(format!(
-                            "deployment/{deployment} has {now} replicas now, not the {} this \
-                             fault set: left as it is",
-                            injected.unwrap_or_default()
-                        ));
-                    }
-                    Some(_) => match self.scale(deployment, *replicas).await {
-                        Err(ExecuteError::NoDeployment(_)) => {
-                            gone.push(format!("deployment/{deployment}"));
-                        }
-                        other => other?,
-                    },
+                self.undo_replicas(deployment, *replicas, *injected, &mut undone)
+                    .await?
+            }
+            Undo::Workloads { replicas } => {
+                for (deployment, count) in replicas {
+                    self.undo_replicas(deployment, *count, Some(0), &mut undone)
+                        .await?;
                 }
             }
             Undo::PodFaults { pods, faults } => {

@@ -304,6 +304,38 @@ impl Injector {
         .await
     }
 
+    /// Scales every Deployment of `replicas` to zero until `duration` has passed (a region
+    /// outage where nodes cannot be powered off); the entry restores each count.
+    pub async fn workloads_outage(
+        &self,
+        replicas: &std::collections::BTreeMap<String, i32>,
+        duration: Duration,
+    ) -> anyhow::Result<Entry> {
+        let targets: Vec<String> = replicas.keys().map(|d| format!("deployment/{d}")).collect();
+        self.journal
+            .check_free(&self.context, &self.scope.namespace, &targets)?;
+        let detail = replicas
+            .iter()
+            .map(|(d, n)| format!("{d} {n} → 0"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let entry = self.entry(
+            "region-outage",
+            targets,
+            format!("scaled {detail}"),
+            Undo::Workloads {
+                replicas: replicas.clone(),
+            },
+        );
+        self.inject(entry, Some(duration), async |scope: &Scope| {
+            for deployment in replicas.keys() {
+                scope.scale(deployment, 0).await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Powers `nodes` off (the lab's stop switch, or the provider hook) until `duration`
     /// has passed; `action` is `node-failure` or `zone-outage`.
     pub async fn node_failure(

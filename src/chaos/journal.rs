@@ -5,6 +5,7 @@
 //!
 //! Called by the chaos command layer (and the scenario runner); knows nothing of clusters.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -104,6 +105,9 @@ pub enum Undo {
     NodesHook { hook: String, nodes: Vec<String> },
     /// Uncordon the node (a drain cordoned it) — if it is still cordoned.
     Cordon { node: String },
+    /// Put each Deployment back to its replica count — if it still has the 0 this fault
+    /// set (a region outage on a cluster whose nodes cannot be powered off).
+    Workloads { replicas: BTreeMap<String, i32> },
 }
 
 /// One injected fault.

@@ -55,6 +55,7 @@ pub async fn command(args: ChaosArgs, global: &GlobalArgs) -> anyhow::Result<Exi
         ChaosCommand::NodeFailure(a) => infra::node_failure(a, global).await,
         ChaosCommand::ZoneOutage(a) => infra::zone_outage(a, global).await,
         ChaosCommand::Drain(a) => infra::drain(a, global).await,
+        ChaosCommand::RegionOutage(a) => infra::region_outage(a, global).await,
     }
 }
 

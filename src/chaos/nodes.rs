@@ -103,6 +103,18 @@ impl Scope {
         Api::all(self.client.clone())
     }
 
+    /// The names of every node (sorted).
+    pub async fn node_names(&self) -> Result<Vec<String>> {
+        let all = self
+            .nodes()
+            .list(&ListParams::default())
+            .await
+            .map_err(api_err("listing nodes"))?;
+        let mut names: Vec<String> = all.items.iter().map(|n| n.name_any()).collect();
+        names.sort();
+        Ok(names)
+    }
+
     /// The names of the nodes of `zone` (sorted); none is an error naming the zones.
     pub async fn nodes_in_zone(&self, zone: &str) -> Result<Vec<String>> {
         let all = self

@@ -10,6 +10,7 @@
 
 mod effects;
 mod overlap;
+mod region;
 mod reliability;
 
 use std::collections::BTreeMap;
