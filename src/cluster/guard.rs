@@ -16,9 +16,10 @@ use serde::Deserialize;
 
 use super::{ClusterError, Result};
 
-/// Context names (a trailing `*` is a prefix match) that count as local labs.
+/// Context names (a trailing `*` is a prefix match) that count as local labs: `resil-*`
+/// covers the unnamed lab (`resil-lab`) and every named one (`resil-region-a`).
 pub const LOCAL_CONTEXT_PATTERNS: &[&str] = &[
-    "resil-lab",
+    "resil-*",
     "kind-*",
     "minikube",
     "k3d-*",
@@ -237,6 +238,7 @@ mod tests {
         let guard = Guard::new(&[], None).unwrap();
         for context in [
             "resil-lab",
+            "resil-region-a",
             "kind-resil",
             "minikube",
             "k3d-demo",
@@ -263,7 +265,7 @@ mod tests {
     #[test]
     fn near_misses_of_the_patterns_are_refused() {
         let guard = Guard::new(&[], None).unwrap();
-        for context in ["kind-", "kind", "minikube-prod", "my-kind-x", "resil-lab2"] {
+        for context in ["kind-", "kind", "minikube-prod", "my-kind-x", "resil-", "my-resil-lab"] {
             assert!(guard.check(context, LOOPBACK).is_err(), "{context}");
         }
     }
