@@ -265,7 +265,14 @@ mod tests {
     #[test]
     fn near_misses_of_the_patterns_are_refused() {
         let guard = Guard::new(&[], None).unwrap();
-        for context in ["kind-", "kind", "minikube-prod", "my-kind-x", "resil-", "my-resil-lab"] {
+        for context in [
+            "kind-",
+            "kind",
+            "minikube-prod",
+            "my-kind-x",
+            "resil-",
+            "my-resil-lab",
+        ] {
             assert!(guard.check(context, LOOPBACK).is_err(), "{context}");
         }
     }
