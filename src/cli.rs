@@ -450,6 +450,11 @@ pub struct RegionOutageArgs {
     #[arg(long, conflicts_with = "hook")]
     pub workloads_only: bool,
 
+    /// Take only the control plane down: the API server answers 503 while pods keep
+    /// serving (lab only; it comes back by itself at the end of --duration).
+    #[arg(long, conflicts_with_all = ["hook", "workloads_only"])]
+    pub control_plane: bool,
+
     #[command(flatten)]
     pub power: PowerArgs,
 }

@@ -426,6 +426,7 @@ impl Scope {
                 self.undo_replicas(deployment, *replicas, *injected, &mut undone)
                     .await?
             }
+            Undo::ControlPlane => self.set_api_outage(None).await?,
             Undo::Workloads { replicas } => {
                 for (deployment, count) in replicas {
                     self.undo_replicas(deployment, *count, Some(0), &mut undone)

@@ -73,6 +73,31 @@ pub(super) async fn region_outage(
         true => Vec::new(),
         false => scope.node_names().await?,
     };
+    if args.control_plane {
+        if nodes.is_empty() || scope.power(&nodes, None).await.is_err() {
+            anyhow::bail!(
+                "region {region}: --control-plane needs the lab (its API server has the \
+                 switch); a real cluster's control plane is its provider's — take the region's \
+                 workloads down instead (leave out --control-plane)"
+            );
+        }
+        let lines = [format!(
+            "region {region}: control plane down for {} (the API answers 503; pods keep \
+             serving), then back",
+            humantime::format_duration(power.duration)
+        )];
+        if !session.announce(&lines) {
+            return Ok(Exit::Ok);
+        }
+        let interruption = Interruption::listen();
+        let entry = session
+            .injector
+            .control_plane_outage(power.duration)
+            .await?;
+        return session
+            .hold_and_revert(entry, power.duration, interruption)
+            .await;
+    }
     let how = match nodes.is_empty() {
         true => None,
         false => match scope.power(&nodes, power.hook.as_deref()).await {

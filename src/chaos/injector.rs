@@ -67,6 +67,12 @@ impl Injector {
         } else {
             self.journal.claim(&entry)?;
         }
+        // A control-plane outage refuses the event: it is posted just before the switch.
+        let event_first = entry.undo == Undo::ControlPlane;
+        if event_first {
+            self.event(&entry, Severity::Warning, "ChaosInjected", &entry.detail)
+                .await;
+        }
         if let Err(e) = act(&self.scope).await {
             let err = anyhow::Error::new(e).context(format!("injecting {}", entry.action));
             // Undo what the action did before it failed; the entry closes only once that
@@ -90,8 +96,10 @@ impl Injector {
             targets: entry.targets.clone(),
             detail: entry.detail.clone(),
         })?;
-        self.event(&entry, Severity::Warning, "ChaosInjected", &entry.detail)
-            .await;
+        if !event_first {
+            self.event(&entry, Severity::Warning, "ChaosInjected", &entry.detail)
+                .await;
+        }
         Ok(entry)
     }
 
@@ -145,6 +153,7 @@ impl Injector {
                 Some(("service", n)) => ("Service", n),
                 Some(("hpa", n)) => ("HorizontalPodAutoscaler", n),
                 Some(("node", n)) => ("Node", n),
+                Some(("namespace", n)) => ("Namespace", n),
                 Some((_, n)) => ("Pod", n),
                 None => ("Pod", target.as_str()),
             };
@@ -300,6 +309,26 @@ impl Injector {
         );
         self.inject(entry, Some(duration), async |scope: &Scope| {
             scope.set_proxy_fault(service, Some(&value)).await
+        })
+        .await
+    }
+
+    /// Takes the lab's API down for `duration` (pods keep serving); it comes back by
+    /// itself then, and the entry removes the switch.
+    pub async fn control_plane_outage(&self, duration: Duration) -> anyhow::Result<Entry> {
+        let until = chrono::Utc::now()
+            + chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX);
+        let entry = self.entry(
+            "region-outage",
+            vec!["namespace/kube-system".to_string()],
+            format!(
+                "control plane down until {} (the API answers 503; pods keep serving)",
+                until.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            ),
+            Undo::ControlPlane,
+        );
+        self.inject(entry, Some(duration), async |scope: &Scope| {
+            scope.set_api_outage(Some(until)).await
         })
         .await
     }

@@ -105,6 +105,8 @@ pub enum Undo {
     NodesHook { hook: String, nodes: Vec<String> },
     /// Uncordon the node (a drain cordoned it) — if it is still cordoned.
     Cordon { node: String },
+    /// Switch the lab's control plane back on (remove its outage annotation).
+    ControlPlane,
     /// Put each Deployment back to its replica count — if it still has the 0 this fault
     /// set (a region outage on a cluster whose nodes cannot be powered off).
     Workloads { replicas: BTreeMap<String, i32> },

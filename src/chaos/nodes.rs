@@ -29,6 +29,9 @@ use super::execute::{ExecuteError, Scope};
 
 /// The lab's stop switch (see `crates/lab/src/nodes/mod.rs`), set through the API.
 pub const STOPPED_ANNOTATION: &str = "lab.resil.dev/stopped";
+/// The lab's control-plane switch on Namespace `kube-system` (see
+/// `crates/lab/src/api/outage.rs`): the API answers 503 until the time it holds.
+pub const API_OUTAGE_ANNOTATION: &str = "lab.resil.dev/api-outage-until";
 /// The zone label nodes carry.
 pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 /// What the lab's nodes report as their container runtime.
@@ -193,6 +196,23 @@ impl Scope {
             }
         }
         Ok(Power::Lab)
+    }
+
+    /// Sets the lab's control-plane switch to `until` (the API answers 503 until then), or
+    /// removes it.
+    pub async fn set_api_outage(&self, until: Option<chrono::DateTime<chrono::Utc>>) -> Result<()> {
+        let value = until.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        let patch = json!({"metadata": {"annotations": {API_OUTAGE_ANNOTATION: value}}});
+        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
+        namespaces
+            .patch(
+                "kube-system",
+                &super::execute::patch_params(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .map(|_| ())
+            .map_err(api_err("annotating namespace/kube-system"))
     }
 
     /// Sets (or removes) the lab's stop switch on `node`.

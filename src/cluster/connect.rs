@@ -323,12 +323,18 @@ pub async fn connect(options: &ConnectOptions, guard: Option<&Guard>) -> Result<
     config.default_namespace = options.namespace.clone();
     config.connect_timeout = Some(Duration::from_secs(5));
     let server = config.cluster_url.to_string();
-    let client = Client::try_from(config).map_err(|e| ClusterError::ContextUnusable {
+    // The probe does not retry: a server answering 503 (a control plane that is down) is
+    // there, and says so at once rather than after kube-rs's backoff.
+    let mut probe = config.clone();
+    probe.default_retry = false;
+    let unusable = |e| ClusterError::ContextUnusable {
         context: context.clone(),
         path: described.clone(),
         source: Box::new(e),
-    })?;
-    check_reachable(&client, &context, &server).await?;
+    };
+    let probe = Client::try_from(probe).map_err(unusable)?;
+    let client = Client::try_from(config).map_err(unusable)?;
+    check_reachable(&probe, &context, &server).await?;
     Ok(Target {
         client,
         context,

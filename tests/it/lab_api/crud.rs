@@ -425,7 +425,8 @@ async fn discovery_describes_every_served_group() {
     assert!(body["items"].is_array());
     let (code, _, body) = raw(&client, "GET", "/resil/v1/status", None, vec![]).await;
     assert_eq!(code, 200);
-    assert_eq!(body["objects"]["namespaces"], 1);
+    // default, kube-system and kube-public, as an upstream API server starts with.
+    assert_eq!(body["objects"]["namespaces"], 3);
     // The subresources the lab serves are listed, as kubectl and RBAC tooling expect.
     let (code, _, body) = raw(&client, "GET", "/api/v1", None, vec![]).await;
     assert_eq!(code, 200);

@@ -12,6 +12,7 @@ mod eviction;
 mod handlers;
 mod logs;
 mod metrics;
+pub mod outage;
 mod patching;
 mod protobuf;
 mod proxy;
@@ -71,6 +72,7 @@ pub struct App {
 /// The whole API as one router.
 pub fn router(app: Arc<App>) -> Router {
     let api_metrics = Arc::new(metrics::ApiMetrics::new(app.store.clone()));
+    let control_plane = outage::ControlPlane::new(app.store.clone());
     let scraped = api_metrics.clone();
     Router::new()
         .route(
@@ -90,6 +92,8 @@ pub fn router(app: Arc<App>) -> Router {
         .layer(middleware::from_fn(json_errors))
         // After json_errors: a pod's own bodiless 404 or 405 passes back untouched.
         .merge(proxy::routes())
+        // Inside authentication: only the lab's own clients learn the control plane is down.
+        .layer(middleware::from_fn_with_state(control_plane, outage::gate))
         .layer(middleware::from_fn_with_state(app.clone(), authenticate))
         // Outermost: refused requests (401) are counted too, as the API server counts them.
         .layer(middleware::from_fn_with_state(api_metrics, metrics::record))

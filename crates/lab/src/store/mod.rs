@@ -282,11 +282,19 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// An empty store holding namespace `default`.
+    /// An empty store holding the namespaces every cluster starts with.
     pub fn new() -> Store {
         let store = Store::from_parts(BTreeMap::new(), 0);
-        store.ensure_namespace("default");
+        store.ensure_system_namespaces();
         store
+    }
+
+    /// Creates `default`, `kube-system` and `kube-public` where missing, as the upstream
+    /// API server does at start (`kube-node-lease` comes with the first node).
+    pub fn ensure_system_namespaces(&self) {
+        for ns in ["default", "kube-system", "kube-public"] {
+            self.ensure_namespace(ns);
+        }
     }
 
     pub(crate) fn from_parts(objects: BTreeMap<Key, Value>, rv: u64) -> Store {

@@ -59,7 +59,7 @@ pub fn load(dir: &Path) -> Result<Store, PersistError> {
     match parse(&bytes) {
         Ok((objects, rv)) => {
             let store = Store::from_parts(objects, rv);
-            store.ensure_namespace("default");
+            store.ensure_system_namespaces();
             Ok(store)
         }
         Err(reason) => {
