@@ -218,7 +218,7 @@ pub enum LeaseError {
         source: kube::Error,
     },
     /// The API server did not answer in time.
-    #[error("no answer from the API server within {}", humantime::format_duration(*after))]
+    #[error("no answer from the API server within {}", humantime::format_duration(Duration::from_millis(after.as_millis() as u64)))]
     TimedOut { after: Duration },
 }
 

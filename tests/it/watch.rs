@@ -376,6 +376,57 @@ async fn killed_blue_fails_over_to_green_and_fails_back_only_after_the_stable_wi
     demo.lab.shutdown().await;
 }
 
+/// While the control plane answers 503 for longer than the lease (as `resil chaos
+/// region-outage --control-plane` makes it), the watcher keeps running and changes nothing;
+/// once the API is back it holds the lease again and fails over as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_rides_out_a_control_plane_outage_and_acts_after_it() {
+    let demo = Demo::start().await;
+    let w = demo.watch(
+        demo.client.clone(),
+        demo.plan(Duration::from_secs(60)),
+        election("solo", 2),
+    );
+    w.wait_said(15, "holding lease").await;
+    w.wait_seen(15, "the watcher to see both colours ready", steady)
+        .await;
+    let until = chrono::Utc::now() + chrono::Duration::seconds(4);
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(demo.client.clone());
+    let switch = json!({"metadata": {"annotations": {
+        "lab.resil.dev/api-outage-until":
+            until.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    }}});
+    namespaces
+        .patch(
+            "kube-system",
+            &PatchParams::default(),
+            &Patch::Merge(&switch),
+        )
+        .await
+        .unwrap();
+    let mut probe = crate::support::config_for(&demo.lab).await;
+    probe.default_retry = false;
+    let probe: Api<Pod> = Api::namespaced(kube::Client::try_from(probe).unwrap(), NS);
+    match probe.list(&ListParams::default()).await {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 503, "{s:?}"),
+        other => panic!("the API still answers: {other:?}"),
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(!w.task.is_finished(), "the watcher kept running");
+    assert_eq!(demo.selected().await, "blue", "nothing changed meanwhile");
+
+    demo.kill("blue").await;
+    demo.wait_selected(30, "green").await;
+    let (_, timeline, log) = w.finish().await;
+    assert_eq!(switches_to(&timeline, "green").len(), 1, "{log:?}");
+    assert!(
+        log.iter()
+            .any(|l| l.contains("stopped acting until it can")),
+        "the watcher stood down while it could not renew its lease: {log:?}"
+    );
+    demo.lab.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watcher_started_while_blue_is_down_fails_over_at_once() {
     let demo = Demo::start().await;
@@ -791,6 +842,11 @@ async fn watches_that_drop_or_expire_still_see_the_active_colour_go_down() {
     assert!(timeline.iter().any(|e| matches!(&e.kind,
         EventKind::Note { message } if message.starts_with("the watch on pods resumed after"))));
     assert_eq!(switches_to(&timeline, "green").len(), 1, "{log:?}");
+    assert!(
+        log.iter()
+            .any(|l| l.contains("stopped acting until it can")),
+        "the watcher stood down while it could not renew its lease: {log:?}"
+    );
     assert_eq!(switches_to(&timeline, "blue").len(), 1, "{log:?}");
     demo.lab.shutdown().await;
 }
