@@ -295,9 +295,9 @@ async fn zone_outage_with_spread_keeps_two_ready_pods_where_without_it_keeps_one
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_lab_without_the_scenarios_layout_is_refused_with_what_to_do() {
-    // The default lab: three nodes over three zones, where the zone scenario needs four
-    // over two.
-    let lab = InfraLab::start(&mut |_| {}).await;
+    // Three nodes over three zones (as `resil lab up` starts), where the zone scenario
+    // needs four over two.
+    let lab = InfraLab::start(&mut |c| c.nodes = NodeLayout::new(3)).await;
     let ran = lab
         .run(&scenario("zone-outage-spread-vs-not.yaml"), "0.5")
         .await;
@@ -315,8 +315,12 @@ async fn a_running_lab_without_the_scenarios_layout_is_refused_with_what_to_do()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_lab_with_the_upstream_toleration_is_refused_before_the_load() {
     // Three nodes over three zones, as node-failure.yaml needs, but pods tolerate an
-    // unreachable node for 300 s where the scenario expects 3.
-    let lab = InfraLab::start(&mut |_| {}).await;
+    // unreachable node for 300 s (upstream's default) where the scenario expects 3.
+    let lab = InfraLab::start(&mut |c| {
+        c.nodes = NodeLayout::new(3);
+        c.default_toleration_seconds = 300;
+    })
+    .await;
     let ran = lab.run(&scenario("node-failure.yaml"), "0.5").await;
     assert_eq!(ran.code, Some(2), "{}", ran.explain());
     let text = "tolerate an unreachable node for 3 s; the running one gives 300 s";
