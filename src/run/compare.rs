@@ -88,6 +88,20 @@ pub fn side_by_side(
             .map(|(r, ..)| r.load.as_ref().map(|l| l.errors as f64))
             .collect(),
     });
+    let mut fewest = Vec::with_capacity(n);
+    for run in runs {
+        let events = crate::results::RunDir::open(&run.dir)
+            .and_then(|d| d.read_timeline())
+            .map_err(ReportError::from)?;
+        fewest.push(ready_endpoints_min(&events).map(f64::from));
+    }
+    if fewest.iter().any(Option::is_some) {
+        rows.push(Row {
+            metric: "ready_endpoints_min".to_string(),
+            unit: "count".to_string(),
+            values: fewest,
+        });
+    }
     let target_ms = p99_target.map(|t| t.as_secs_f64() * 1000.0);
     if let Some(target) = target_ms {
         rows.push(Row {
@@ -113,6 +127,25 @@ pub fn side_by_side(
         rows,
         slos_passed: loaded.iter().map(|(r, ..)| r.slos_passed).collect(),
     })
+}
+
+/// The fewest Ready endpoints the Service had from the first injected fault on (the
+/// capacity a fault left); `None` without a fault or an endpoints change after it.
+fn ready_endpoints_min(events: &[crate::results::Event]) -> Option<u32> {
+    use crate::results::EventKind;
+    let fault = events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::ChaosInjected { .. }))
+        .map(|e| e.ts)
+        .min()?;
+    events
+        .iter()
+        .filter(|e| e.ts >= fault)
+        .filter_map(|e| match &e.kind {
+            EventKind::EndpointsChanged { ready, .. } => Some(ready.values().sum()),
+            _ => None,
+        })
+        .min()
 }
 
 impl SideBySide {

@@ -7,6 +7,7 @@
 //! code.
 
 pub mod compare;
+pub mod lab;
 pub mod plans;
 pub mod progress;
 pub mod resolve;
@@ -46,13 +47,17 @@ pub async fn command(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<Exit>
     let mut global = global.clone();
     let use_lab = scenario.target.lab && global.context.is_none();
     if use_lab {
-        ensure_lab().await?;
+        ensure_lab(&scenario.target.lab_up_args()).await?;
         global.context = Some(LAB_CONTEXT.to_string());
     } else if let Some(context) = &scenario.target.context {
         global.context.get_or_insert(context.clone());
     }
     let guard = Guard::from_environment(&global.allow_context)?;
     let target = cluster::connect(&ConnectOptions::from_global(&global), Some(&guard)).await?;
+    let lab_settings = lab::applies(&target, &scenario.target).await?;
+    if lab_settings {
+        lab::check_layout(&target, &scenario.target).await?;
+    }
     eprintln!(
         "scenario {} on {} ({}){}",
         scenario.name,
@@ -94,6 +99,7 @@ pub async fn command(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<Exit>
         state_dir: &state_dir,
         seed,
         interrupt,
+        lab_settings,
     };
     let exit = session.rounds(&runs).await;
     drop(exporter);
@@ -144,6 +150,8 @@ struct Session<'a> {
     seed: u64,
     /// Cancelled on Ctrl-C.
     interrupt: CancellationToken,
+    /// Whether the scenario's lab settings apply (the target is a lab and it sets some).
+    lab_settings: bool,
     /// `--metrics-addr`: where the load publishes, and what the progress feeds.
     metrics: Option<(
         std::sync::Arc<crate::metrics::load::LoadMetrics>,
@@ -211,6 +219,9 @@ impl Session<'_> {
         }
         let active = run.deploy.active.unwrap_or(crate::cli::Color::Blue);
         steady_state(target, active, &run.steady_state, "before the load").await?;
+        if self.lab_settings {
+            lab::check_toleration(target, &self.scenario.target, active.as_str()).await?;
+        }
         let dir = RunDir::create_new(&args.out, &run.name)
             .with_context(|| format!("creating a run directory under {}", args.out.display()))?;
         let mut load = plans::load_plan(run, target).await?;
@@ -326,11 +337,12 @@ fn side_by_side(scenario: &Scenario, runs: &[compare::VariantRun]) -> anyhow::Re
 }
 
 /// Starts the lab in the background unless one already answers (`resil lab up` is
-/// idempotent: a running lab says so and exits 0).
-async fn ensure_lab() -> anyhow::Result<()> {
+/// idempotent: a running lab says so and exits 0), with the scenario's `lab up` flags.
+async fn ensure_lab(flags: &[String]) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("finding the resil binary")?;
     let status = tokio::process::Command::new(exe)
         .args(["lab", "up"])
+        .args(flags)
         .status()
         .await
         .context("running `resil lab up`")?;

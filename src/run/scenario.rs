@@ -124,6 +124,19 @@ pub struct Target {
     /// Run against this kubeconfig context instead.
     #[serde(default)]
     pub context: Option<String>,
+    /// The lab's nodes (`resil lab up --nodes`), when the scenario needs a layout.
+    #[serde(default)]
+    pub nodes: Option<u32>,
+    /// The zones the nodes spread over round-robin (`--zones`); a zone named twice gets
+    /// twice the nodes.
+    #[serde(default)]
+    pub zones: Option<Vec<String>>,
+    /// How long a silent node stays Ready (`--node-monitor-grace-period`).
+    #[serde(default, with = "humantime_serde::option")]
+    pub node_monitor_grace_period: Option<Duration>,
+    /// How long pods stay on an unreachable node (`--default-toleration-seconds`).
+    #[serde(default)]
+    pub default_toleration_seconds: Option<u32>,
 }
 
 impl Default for Target {
@@ -131,7 +144,88 @@ impl Default for Target {
         Target {
             lab: true,
             context: None,
+            nodes: None,
+            zones: None,
+            node_monitor_grace_period: None,
+            default_toleration_seconds: None,
         }
+    }
+}
+
+impl Target {
+    /// Whether the scenario sets the lab up in a way of its own.
+    pub fn has_lab_settings(&self) -> bool {
+        self.nodes.is_some()
+            || self.zones.is_some()
+            || self.node_monitor_grace_period.is_some()
+            || self.default_toleration_seconds.is_some()
+    }
+
+    /// The zone of each node the settings give, in node order (`lab-<zone>`, as the lab
+    /// labels them); `None` when the scenario sets neither nodes nor zones.
+    pub fn node_zones(&self) -> Option<Vec<String>> {
+        if self.nodes.is_none() && self.zones.is_none() {
+            return None;
+        }
+        let default_zones = ["a", "b", "c"].map(String::from).to_vec();
+        let zones = self.zones.as_ref().unwrap_or(&default_zones);
+        let count = self.nodes.unwrap_or(3) as usize;
+        Some(
+            (0..count)
+                .map(|i| format!("lab-{}", zones[i % zones.len().max(1)]))
+                .collect(),
+        )
+    }
+
+    /// The `resil lab up` flags the settings give.
+    pub fn lab_up_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(n) = self.nodes {
+            args.extend(["--nodes".to_string(), n.to_string()]);
+        }
+        if let Some(zones) = &self.zones {
+            args.extend(["--zones".to_string(), zones.join(",")]);
+        }
+        if let Some(grace) = self.node_monitor_grace_period {
+            args.extend([
+                "--node-monitor-grace-period".to_string(),
+                format!("{}ms", grace.as_millis()),
+            ]);
+        }
+        if let Some(s) = self.default_toleration_seconds {
+            args.extend(["--default-toleration-seconds".to_string(), s.to_string()]);
+        }
+        args
+    }
+
+    /// Checks the lab settings: only for the lab, and each within what `lab up` takes.
+    fn validate(&self) -> Result<(), String> {
+        if !self.lab && self.has_lab_settings() {
+            return Err("target: nodes, zones, node_monitor_grace_period and \
+                        default_toleration_seconds set the lab up; they need `lab: true`"
+                .to_string());
+        }
+        if self.nodes.is_some_and(|n| n == 0 || n > 250) {
+            return Err("target.nodes must be between 1 and 250".to_string());
+        }
+        if let Some(zones) = &self.zones {
+            let ok = !zones.is_empty()
+                && zones.iter().all(|z| {
+                    !z.is_empty()
+                        && z.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+                });
+            if !ok {
+                return Err(format!(
+                    "target.zones {zones:?}: give one or more zone names of letters, digits, \
+                     - or . (e.g. [a, b, c])"
+                ));
+            }
+        }
+        if self.node_monitor_grace_period.is_some_and(|g| g.is_zero()) {
+            return Err("target.node_monitor_grace_period must be longer than zero".to_string());
+        }
+        Ok(())
     }
 }
 
@@ -368,6 +462,7 @@ impl Scenario {
         if length.is_zero() {
             return Err("load.duration must be more than 0s".to_string());
         }
+        self.target.validate()?;
         if self.target.context.is_some() && self.target.lab {
             // `context` alone means "not the lab"; both set is a contradiction only when
             // the context is not the lab's own.

@@ -4,11 +4,13 @@
 //! the promises — a SIGKILLed outage restored by `chaos revert` (twice: the second is a
 //! no-op), Ctrl-C during `degrade` reverting before exit, vanished targets / API errors /
 //! a context outside the allowlist ending in exit 2 with a consistent journal, `--dry-run`
-//! changing nothing, and the story told by timeline and Kubernetes Events. Runs `resil`
+//! changing nothing, and the story told by timeline and Kubernetes Events; `nodes.rs`
+//! and `region.rs` power nodes, zones and regions off and drain nodes. Runs `resil`
 //! in-process where only the exit code matters and the real binary where signals or
 //! messages are the point.
 
 mod effects;
+mod nodes;
 mod overlap;
 mod region;
 mod reliability;

@@ -33,6 +33,7 @@ mod report;
 mod results_dir;
 mod rollout;
 mod run;
+mod run_infra;
 mod runbooks;
 mod support;
 mod watch;

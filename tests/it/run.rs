@@ -171,18 +171,22 @@ fn run_json(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap()
 }
 
-/// The scenarios in scenarios/, each run by a test below (through [`shipped`]).
-const SHIPPED: [&str; 10] = [
+/// The scenarios in scenarios/, each run by a test below (through [`shipped`]) or, for
+/// the infrastructure faults, in `run_infra.rs`.
+const SHIPPED: [&str; 13] = [
     "autoscale.yaml",
     "bad-release-rollback.yaml",
     "blue-green-failover.yaml",
     "canary-analysis.yaml",
     "capacity-aware-failover.yaml",
+    "drain-with-pdb.yaml",
+    "node-failure.yaml",
     "outage-and-failback.yaml",
     "outlier-ejection.yaml",
     "partial-degradation.yaml",
     "predictive-vs-reactive.yaml",
     "rolling-update-under-load.yaml",
+    "zone-outage-spread-vs-not.yaml",
 ];
 
 #[test]

@@ -174,3 +174,9 @@ fn runbook_rolling_update_and_rollback_runs_on_a_lab() {
     wait_for_free_node_port();
     run_runbook("rolling-update-and-rollback.md");
 }
+
+#[test]
+fn runbook_node_failure_and_drain_runs_on_a_lab() {
+    wait_for_free_node_port();
+    run_runbook("node-failure-and-drain.md");
+}
