@@ -174,12 +174,12 @@ impl Demo {
         .await;
     }
 
-    async fn pods(&self, color: &str) -> Vec<Pod> {
+    pub(crate) async fn pods(&self, color: &str) -> Vec<Pod> {
         let lp = ListParams::default().labels(&format!("app=web,version={color}"));
         self.api::<Pod>().list(&lp).await.unwrap().items
     }
 
-    async fn ready(&self, color: &str) -> usize {
+    pub(crate) async fn ready(&self, color: &str) -> usize {
         let ready = |p: &Pod| {
             p.metadata.deletion_timestamp.is_none()
                 && p.status
@@ -190,7 +190,7 @@ impl Demo {
         self.pods(color).await.iter().filter(|p| ready(p)).count()
     }
 
-    async fn wait_ready(&self, secs: u64, color: &str, n: usize) {
+    pub(crate) async fn wait_ready(&self, secs: u64, color: &str, n: usize) {
         eventually(
             Duration::from_secs(secs),
             &format!("{n} ready {color} pods"),
