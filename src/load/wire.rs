@@ -265,6 +265,18 @@ mod tests {
     }
 
     #[test]
+    fn a_seconds_latency_per_colour_reads_back_as_it_was() {
+        let mut bucket = Bucket::empty(4);
+        let mut h = crate::results::hdr::new_histogram();
+        h.record(1_500).unwrap();
+        bucket.latency_by_color.insert("green".into(), h.clone());
+        let line = Line::second(&bucket);
+        let back: Line = serde_json::from_str(&serde_json::to_string(&line).unwrap()).unwrap();
+        let back = bucket_of(&back).unwrap().expect("a second");
+        assert_eq!(back.latency_by_color["green"], h);
+    }
+
+    #[test]
     fn a_workers_totals_read_back_as_they_were() {
         let mut c = Collector::new(1);
         c.requests = 7;

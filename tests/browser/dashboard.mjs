@@ -104,6 +104,13 @@ try {
     await page.screenshot({ path: `${shots}/dashboard.png`, fullPage: true });
     const heap = await sampleHeap(page, memorySeconds);
     const pageSeen = await page.evaluate(() => window.resilSeen);
+    const zones = await page.evaluate(() =>
+      [...document.querySelectorAll(".zone")].map((z) => z.dataset.zone));
+    const tiles = await page.evaluate(() =>
+      [...document.querySelectorAll(".pod")].map((p) => ({
+        pod: p.dataset.pod, state: p.dataset.state,
+        node: p.closest(".node").dataset.node, zone: p.closest(".zone").dataset.zone,
+      })));
     console.log(JSON.stringify({
       blue_pods: bluePods,
       green_seen_ms: seen.green,
@@ -114,6 +121,8 @@ try {
       marker_seen_ms: markerSeen,
       failover_time: seen.time,
       page_seen: pageSeen,
+      zones,
+      tiles,
       heap,
       foreign,
     }));

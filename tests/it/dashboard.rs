@@ -111,8 +111,8 @@ fn has_failover(frame: &Value) -> bool {
 }
 
 /// The demo, an acting watcher (it fails over) and a dashboard following the cluster.
-async fn demo_with_dashboard() -> (Demo, Dashboard, CancellationToken) {
-    let demo = Demo::start().await;
+async fn demo_with_dashboard(nodes: usize) -> (Demo, Dashboard, CancellationToken) {
+    let demo = Demo::start_on(nodes).await;
     let stop = CancellationToken::new();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move { while rx.recv().await.is_some() {} });
@@ -129,7 +129,7 @@ async fn demo_with_dashboard() -> (Demo, Dashboard, CancellationToken) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killed_blue_shows_green_selected_and_a_failover_marker_in_the_stream() {
-    let (demo, dashboard, stop) = demo_with_dashboard().await;
+    let (demo, dashboard, stop) = demo_with_dashboard(1).await;
     let mut frames = Frames::open(&dashboard).await;
     frames
         .until(
@@ -346,7 +346,7 @@ async fn the_page_shows_a_failover_and_pod_tiles_by_zone_within_a_second_in_chro
     let Some((script_dir, chromium)) = browser_or_skip() else {
         return;
     };
-    let (demo, dashboard, stop) = demo_with_dashboard().await;
+    let (demo, dashboard, stop) = demo_with_dashboard(3).await;
     let shots = tempfile::tempdir_in(demo.dir.path()).unwrap();
     let url = dashboard.url();
     let (mut node, mut lines) = browser_script(
@@ -444,6 +444,35 @@ async fn the_page_shows_a_failover_and_pod_tiles_by_zone_within_a_second_in_chro
         "event → page median {latencies:?}"
     );
     assert!(heap_last < 100.0, "page heap {heap_last:.1} MB");
+
+    // Every zone and node is on the page, each pod's tile under the node it is bound to.
+    let zones: Vec<&str> = seen["zones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|z| z.as_str().unwrap())
+        .collect();
+    assert_eq!(zones, ["lab-a", "lab-b", "lab-c"]);
+    let mut pods = demo.pods("blue").await;
+    pods.extend(demo.pods("green").await);
+    for pod in pods {
+        let name = pod.metadata.name.unwrap();
+        let node = pod.spec.unwrap().node_name.unwrap();
+        let tile = seen["tiles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["pod"] == name.as_str())
+            .unwrap_or_else(|| panic!("a tile for {name}: {}", seen["tiles"]));
+        assert_eq!(tile["node"], node.as_str(), "{tile}");
+        assert_eq!(tile["state"], "ready", "{tile}");
+        let zone = match node.as_str() {
+            "lab-node-1" => "lab-a",
+            "lab-node-2" => "lab-b",
+            _ => "lab-c",
+        };
+        assert_eq!(tile["zone"], zone, "{tile}");
+    }
     let shot = shots.path().join("dashboard.png");
     assert!(std::fs::metadata(&shot).unwrap().len() > 0, "a screenshot");
     if let Some(keep) = std::env::var_os("RESIL_SCREENSHOT") {

@@ -47,8 +47,14 @@ pub(crate) struct Demo {
 
 impl Demo {
     pub(crate) async fn start() -> Demo {
+        Demo::start_on(1).await
+    }
+
+    /// The demo on a lab of `nodes` nodes, spread over zones lab-a, lab-b, lab-c.
+    pub(crate) async fn start_on(nodes: usize) -> Demo {
         let state = tempfile::tempdir().unwrap();
         let mut config = LabConfig::new(state.path());
+        config.nodes = resil_lab::NodeLayout::new(nodes);
         config.pod_program = PathBuf::from(env!("CARGO_BIN_EXE_resil"));
         config.hpa_sync_period = Duration::from_secs(1);
         let lab = Lab::start(config).await.expect("lab starts");

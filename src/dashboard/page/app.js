@@ -74,7 +74,9 @@ function drawNodes(frame) {
           class: "pod " + (p.state === "ready" ? "ok" : "down"),
           "data-pod": p.name, "data-color": p.color || "", "data-state": p.state, title: p.name,
         });
-        pod.append(el("span", { class: "pod-color" }, `${SHAPE[p.color] || "\u25CF"} ${p.color || "?"}`));
+        // The pod's own suffix tells its tiles apart (web-blue-7d9f-x2k4p → x2k4p).
+        const suffix = p.name.split("-").pop();
+        pod.append(el("span", { class: "pod-color" }, `${SHAPE[p.color] || "\u25CF"} ${p.color || "?"} ${suffix}`));
         pod.append(el("span", { class: "state" }, p.state));
         node.append(pod);
       }
