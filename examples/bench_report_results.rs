@@ -98,6 +98,7 @@ fn main() -> anyhow::Result<()> {
                 max_us: bucket.max(),
                 by_color: served,
                 by_pod: BTreeMap::new(),
+                latency_by_color: BTreeMap::new(),
             },
         })?;
         if s % 60 == 0 {

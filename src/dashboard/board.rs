@@ -18,8 +18,13 @@ use crate::report::model::Report;
 use crate::results::timeline::{Event, EventKind};
 use crate::watch::Update;
 
+use super::pods::{Change, NodeSeen, PodSeen};
+
 /// How much load history the charts show.
 pub const WINDOW_MS: i64 = 120_000;
+/// How long a deleted pod's tile stays on the page (red, `deleted`), so the room sees it
+/// die before its replacement appears.
+pub const GONE_SHOWN_MS: i64 = 5_000;
 
 /// What the board is told.
 #[derive(Debug, Clone)]
@@ -28,6 +33,8 @@ pub enum Input {
     Watch(Update),
     /// One event of the run's timeline.
     Event(Event),
+    /// A pod or node changed.
+    Pods(Change),
     /// The report of the results directory as it stands; `complete`: the run has ended.
     Report { report: Box<Report>, complete: bool },
 }
@@ -48,6 +55,16 @@ pub struct Point {
     /// Requests and errors per served-by colour in that second.
     pub requests: BTreeMap<String, u64>,
     pub errors: BTreeMap<String, u64>,
+    /// All responses' latency in that second.
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// Per served-by colour (empty for a timeline written without it).
+    pub latency: BTreeMap<String, Latency>,
+}
+
+/// The median and 99th percentile of one second's responses, in ms.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Latency {
     pub p50_ms: f64,
     pub p99_ms: f64,
 }
@@ -56,11 +73,38 @@ pub struct Point {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Marker {
     pub at_ms: i64,
-    /// `fault`, `failover`, `failback` or `scale`.
+    /// `fault`, `failover`, `failback`, `scale`, `rollout` (a step) or `rollback`.
     pub kind: String,
     pub label: String,
     /// Why, in words (shown on hover).
     pub reason: String,
+}
+
+/// One node's pods, for the tiles.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeTiles {
+    /// `None`: pods not bound to a node yet.
+    pub node: Option<String>,
+    pub zone: Option<String>,
+    /// The node's Ready condition (true when the node is not known).
+    pub ready: bool,
+    pub pods: Vec<PodTile>,
+}
+
+/// One pod's tile.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PodTile {
+    pub name: String,
+    pub color: Option<String>,
+    /// `ready`, `not ready` or `deleted`.
+    pub state: &'static str,
+}
+
+/// A pod as the board holds it: its last state, and when it was deleted.
+#[derive(Debug, Clone)]
+struct PodEntry {
+    seen: PodSeen,
+    gone_at: Option<DateTime<Utc>>,
 }
 
 /// What the page receives, many times a second.
@@ -72,6 +116,8 @@ pub struct Frame {
     pub tiles: Vec<Tile>,
     pub points: Vec<Point>,
     pub markers: Vec<Marker>,
+    /// Pod tiles by node, the nodes sorted by zone then name (empty without a cluster).
+    pub nodes: Vec<NodeTiles>,
     /// The report as far as it is known (figures and SLO verdicts), when a results
     /// directory is followed.
     pub report: Option<Report>,
@@ -87,6 +133,9 @@ pub struct Board {
     selected: Option<Color>,
     tiles: BTreeMap<Color, Tile>,
     points: VecDeque<Point>,
+    /// The demo's pods by name, deleted ones for [`GONE_SHOWN_MS`].
+    pods: BTreeMap<String, PodEntry>,
+    nodes: BTreeMap<String, NodeSeen>,
     /// Markers the report does not hold (the watcher's failovers, live).
     live_markers: Vec<Marker>,
     /// The last decision's rule, the reason for the next failover marker.
@@ -120,6 +169,7 @@ impl Board {
         match input {
             Input::Watch(update) => self.apply_update(update),
             Input::Event(event) => self.apply_event(event),
+            Input::Pods(change) => self.apply_change(change),
             Input::Report { report, complete } => {
                 self.report = Some(*report);
                 self.complete = complete;
@@ -155,6 +205,87 @@ impl Board {
         }
     }
 
+    fn apply_change(&mut self, change: Change) {
+        let entry = |seen| PodEntry {
+            seen,
+            gone_at: None,
+        };
+        match change {
+            Change::Pod(seen) => {
+                self.pods.insert(seen.name.clone(), entry(seen));
+            }
+            Change::PodGone { name, at } => {
+                let cutoff = at - chrono::Duration::milliseconds(GONE_SHOWN_MS);
+                self.pods
+                    .retain(|_, p| p.gone_at.is_none_or(|gone| gone >= cutoff));
+                if let Some(pod) = self.pods.get_mut(&name) {
+                    pod.gone_at = Some(at);
+                    pod.seen.ready = false;
+                }
+            }
+            Change::Pods(all) => {
+                self.pods = all
+                    .into_iter()
+                    .map(|p| (p.name.clone(), entry(p)))
+                    .collect();
+            }
+            Change::Node(node) => {
+                self.nodes.insert(node.name.clone(), node);
+            }
+            Change::NodeGone(name) => {
+                self.nodes.remove(&name);
+            }
+            Change::Nodes(all) => {
+                self.nodes = all.into_iter().map(|n| (n.name.clone(), n)).collect();
+            }
+        }
+    }
+
+    /// The pods shown at `now`, by node; nodes in zone order, then by name, unbound pods
+    /// last.
+    fn node_tiles(&self, now: DateTime<Utc>) -> Vec<NodeTiles> {
+        let mut by_node: BTreeMap<Option<&str>, Vec<PodTile>> = BTreeMap::new();
+        for node in self.nodes.keys() {
+            by_node.insert(Some(node.as_str()), Vec::new());
+        }
+        let shown_since = now - chrono::Duration::milliseconds(GONE_SHOWN_MS);
+        for pod in self.pods.values() {
+            let state = match pod.gone_at {
+                Some(gone) if gone < shown_since => continue,
+                Some(_) => "deleted",
+                None if pod.seen.ready => "ready",
+                None => "not ready",
+            };
+            by_node
+                .entry(pod.seen.node.as_deref())
+                .or_default()
+                .push(PodTile {
+                    name: pod.seen.name.clone(),
+                    color: pod.seen.color.clone(),
+                    state,
+                });
+        }
+        let mut tiles: Vec<NodeTiles> = by_node
+            .into_iter()
+            .map(|(node, pods)| {
+                let known = node.and_then(|n| self.nodes.get(n));
+                NodeTiles {
+                    node: node.map(str::to_string),
+                    zone: known.and_then(|n| n.zone.clone()),
+                    ready: known.is_none_or(|n| n.ready),
+                    pods,
+                }
+            })
+            .collect();
+        // Zones first in order, nodes without a zone after them, unbound pods last.
+        tiles.sort_by(|a, b| {
+            let key = |t: &NodeTiles| (t.node.is_none(), t.zone.is_none(), t.zone.clone());
+            key(a).cmp(&key(b)).then_with(|| a.node.cmp(&b.node))
+        });
+        tiles.retain(|t| t.node.is_some() || !t.pods.is_empty());
+        tiles
+    }
+
     fn apply_event(&mut self, event: Event) {
         let at_ms = event.ts.timestamp_millis();
         match event.kind {
@@ -164,6 +295,7 @@ impl Board {
                 p50_us,
                 p99_us,
                 by_color,
+                latency_by_color,
                 ..
             } => {
                 let point = Point {
@@ -178,6 +310,16 @@ impl Board {
                         .collect(),
                     p50_ms: p50_us as f64 / 1000.0,
                     p99_ms: p99_us as f64 / 1000.0,
+                    latency: latency_by_color
+                        .iter()
+                        .map(|(c, l)| {
+                            let latency = Latency {
+                                p50_ms: l.p50_us as f64 / 1000.0,
+                                p99_ms: l.p99_us as f64 / 1000.0,
+                            };
+                            (c.clone(), latency)
+                        })
+                        .collect(),
                 };
                 self.points.push_back(point);
                 while self
@@ -239,6 +381,7 @@ impl Board {
                 .cloned()
                 .collect(),
             markers,
+            nodes: self.node_tiles(now),
             report: self.report.clone(),
             complete: self.complete,
             replay: self.replay,
@@ -254,8 +397,8 @@ fn parse_color(text: &str) -> Option<Color> {
     }
 }
 
-/// The markers a report holds: every fault, failover or fail-back, and scale-up, each with
-/// the reason the report gives for it.
+/// The markers a report holds: every fault, failover or fail-back, scale-up, rollout step
+/// and rollback, each with the reason the report gives for it.
 pub fn markers_of(report: &Report) -> Vec<Marker> {
     let mut markers = Vec::new();
     for c in &report.chaos {
@@ -294,6 +437,28 @@ pub fn markers_of(report: &Report) -> Vec<Marker> {
                 None => "HPA scale-up, not ready by the end".to_string(),
             },
         });
+    }
+    for r in &report.rollouts {
+        for step in &r.steps {
+            markers.push(Marker {
+                at_ms: step.at.timestamp_millis(),
+                kind: "rollout".to_string(),
+                label: format!("{} {} at {}%", r.deployment, step.step, step.weight_percent),
+                reason: step.detail.clone(),
+            });
+        }
+        if let Some(rb) = &r.rollback {
+            let took = match rb.breach_to_done_ms {
+                Some(ms) => format!("done {ms} ms after the breach"),
+                None => "not done by the end".to_string(),
+            };
+            markers.push(Marker {
+                at_ms: rb.started_at.timestamp_millis(),
+                kind: "rollback".to_string(),
+                label: format!("rollback {}, {took}", r.deployment),
+                reason: format!("interval {}: {}", rb.interval, rb.reason),
+            });
+        }
     }
     markers.sort_by_key(|m| m.at_ms);
     markers

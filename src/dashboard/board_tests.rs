@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::report::model::{ChaosAction, Decision, FailoverEpisode};
-use crate::results::timeline::Served;
+use crate::results::timeline::{ColorLatency, Served};
 use crate::watch::controller::Snapshot;
 
 fn at(ms: i64) -> DateTime<Utc> {
@@ -33,6 +33,23 @@ fn bucket(ms: i64, blue: u64, green: u64) -> Input {
             ]
             .into(),
             by_pod: BTreeMap::new(),
+            latency_by_color: [
+                (
+                    "blue".to_string(),
+                    ColorLatency {
+                        p50_us: 1_000,
+                        p99_us: 5_000,
+                    },
+                ),
+                (
+                    "green".to_string(),
+                    ColorLatency {
+                        p50_us: 3_000,
+                        p99_us: 12_000,
+                    },
+                ),
+            ]
+            .into(),
         },
     })
 }
@@ -167,4 +184,134 @@ fn a_live_failover_is_shown_once_when_the_report_catches_up() {
         .count();
     assert_eq!(failovers, 1, "{:?}", frame.markers);
     assert!(frame.complete);
+}
+
+#[test]
+fn a_point_carries_each_colours_p50_and_p99() {
+    let mut board = Board::new(false);
+    board.apply(bucket(1_000, 100, 50));
+    let json = serde_json::to_value(&board.frame(at(1_500)).points[0]).unwrap();
+    assert_eq!(
+        json["latency"],
+        serde_json::json!({
+            "blue": {"p50_ms": 1.0, "p99_ms": 5.0},
+            "green": {"p50_ms": 3.0, "p99_ms": 12.0}
+        })
+    );
+}
+
+#[test]
+fn rollout_steps_and_a_rollback_are_markers_with_their_reasons() {
+    use crate::report::rollouts::{RollbackFigures, RolloutFigures, RolloutStepFigures};
+    let mut report = report_with_failover();
+    let step = |ms, step: &str, weight| RolloutStepFigures {
+        at: at(ms),
+        step: step.to_string(),
+        weight_percent: weight,
+        detail: format!("{step} to v2"),
+    };
+    report.rollouts.push(RolloutFigures {
+        deployment: "web-blue".to_string(),
+        outcome: "rolled_back".to_string(),
+        revision: Some(3),
+        started_at: at(20_000),
+        ended_at: Some(at(31_000)),
+        duration_ms: Some(11_000),
+        steps: vec![step(20_000, "canary", 10), step(25_000, "canary", 50)],
+        intervals: 3,
+        intervals_failed: 1,
+        rollback: Some(RollbackFigures {
+            interval: 3,
+            reason: "error_rate 0.2 > 0.01".to_string(),
+            breached_at: at(28_000),
+            detected_at: at(29_000),
+            started_at: at(29_100),
+            done_at: Some(at(31_000)),
+            breach_to_start_ms: 1_100,
+            breach_to_done_ms: Some(3_000),
+            detection_to_start_ms: 100,
+        }),
+    });
+    let mut board = Board::new(true);
+    board.apply(Input::Report {
+        report: Box::new(report),
+        complete: false,
+    });
+    let markers = board.frame(at(30_000)).markers;
+    let kinds: Vec<&str> = markers.iter().map(|m| m.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["fault", "failover", "rollout", "rollout", "rollback"]
+    );
+    assert_eq!(markers[3].label, "web-blue canary at 50%");
+    assert_eq!(markers[3].reason, "canary to v2");
+    assert_eq!(
+        markers[4].label,
+        "rollback web-blue, done 3000 ms after the breach"
+    );
+    assert_eq!(markers[4].reason, "interval 3: error_rate 0.2 > 0.01");
+    assert_eq!(
+        board.frame(at(24_000)).markers.len(),
+        3,
+        "not before its time"
+    );
+}
+
+fn pod(name: &str, color: &str, node: Option<&str>, ready: bool) -> Input {
+    Input::Pods(Change::Pod(PodSeen {
+        name: name.to_string(),
+        color: Some(color.to_string()),
+        node: node.map(str::to_string),
+        ready,
+    }))
+}
+
+fn node(name: &str, zone: &str, ready: bool) -> NodeSeen {
+    NodeSeen {
+        name: name.to_string(),
+        zone: Some(zone.to_string()),
+        ready,
+    }
+}
+
+#[test]
+fn pod_tiles_are_grouped_by_zone_and_node_and_a_deleted_pod_stays_red_briefly() {
+    let mut board = Board::new(false);
+    board.apply(Input::Pods(Change::Nodes(vec![
+        node("lab-node-2", "lab-b", true),
+        node("lab-node-1", "lab-a", true),
+        node("lab-node-3", "lab-c", false),
+    ])));
+    board.apply(pod("web-blue-1", "blue", Some("lab-node-2"), true));
+    board.apply(pod("web-green-1", "green", Some("lab-node-1"), false));
+    board.apply(pod("web-blue-2", "blue", None, false));
+    board.apply(Input::Pods(Change::PodGone {
+        name: "web-blue-1".to_string(),
+        at: at(1_000),
+    }));
+    let json = serde_json::to_value(board.frame(at(2_000)).nodes).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!([
+            {"node": "lab-node-1", "zone": "lab-a", "ready": true,
+             "pods": [{"name": "web-green-1", "color": "green", "state": "not ready"}]},
+            {"node": "lab-node-2", "zone": "lab-b", "ready": true,
+             "pods": [{"name": "web-blue-1", "color": "blue", "state": "deleted"}]},
+            {"node": "lab-node-3", "zone": "lab-c", "ready": false, "pods": []},
+            {"node": null, "zone": null, "ready": true,
+             "pods": [{"name": "web-blue-2", "color": "blue", "state": "not ready"}]},
+        ])
+    );
+    board.apply(pod("web-green-1", "green", Some("lab-node-1"), true));
+    let later = board.frame(at(1_000 + GONE_SHOWN_MS + 1));
+    let states: Vec<(&str, &str)> = later
+        .nodes
+        .iter()
+        .flat_map(|n| n.pods.iter().map(|p| (p.name.as_str(), p.state)))
+        .collect();
+    assert_eq!(
+        states,
+        [("web-green-1", "ready"), ("web-blue-2", "not ready")],
+        "the deleted pod is gone after {GONE_SHOWN_MS} ms"
+    );
 }

@@ -14,6 +14,7 @@
 
 pub mod board;
 pub mod follow;
+pub mod pods;
 pub mod replay;
 pub mod server;
 
@@ -168,6 +169,12 @@ pub async fn start(plan: DashboardPlan, client: Option<kube::Client>) -> anyhow:
         None => Clock::Live,
     };
     if let (Some(watch), Some(client)) = (plan.watch.clone(), client) {
+        tasks.push(tokio::spawn(pods::run(
+            client.clone(),
+            watch.namespace.clone(),
+            inputs.clone(),
+            shutdown.clone(),
+        )));
         tasks.push(tokio::spawn(observe(
             client,
             watch,

@@ -11,6 +11,7 @@ use super::plan::{LoadPlan, Pace};
 use super::stats::{Bucket, Episode};
 use crate::results::hdr::{self, TaggedHistogram};
 use crate::results::summary::LoadSummary;
+use crate::results::timeline::ColorLatency;
 use crate::results::{Event, EventKind, ResultsError, RunDir, RunMeta, RunStatus, now_ms};
 
 /// The source name of load events in the timeline.
@@ -125,6 +126,18 @@ pub(super) fn bucket_event(started_at: DateTime<Utc>, b: &Bucket) -> Event {
             max_us: p.max_us,
             by_color: b.by_color.clone(),
             by_pod: b.by_pod.clone(),
+            latency_by_color: b
+                .latency_by_color
+                .iter()
+                .map(|(color, h)| {
+                    let p = percentiles(h);
+                    let latency = ColorLatency {
+                        p50_us: p.p50_us,
+                        p99_us: p.p99_us,
+                    };
+                    (color.clone(), latency)
+                })
+                .collect(),
         },
     }
 }

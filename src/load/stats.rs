@@ -119,6 +119,8 @@ pub struct Bucket {
     pub latency: Histogram<u64>,
     pub by_color: BTreeMap<String, Served>,
     pub by_pod: BTreeMap<String, Served>,
+    /// Latency (µs) of each served-by colour's responses in this second.
+    pub latency_by_color: BTreeMap<String, Histogram<u64>>,
 }
 
 impl Bucket {
@@ -130,6 +132,7 @@ impl Bucket {
             latency: new_histogram(),
             by_color: BTreeMap::new(),
             by_pod: BTreeMap::new(),
+            latency_by_color: BTreeMap::new(),
         }
     }
 
@@ -144,6 +147,17 @@ impl Bucket {
         }
         for (k, v) in other.by_pod {
             add_served(self.by_pod.entry(k).or_default(), v);
+        }
+        for (k, h) in other.latency_by_color {
+            match self.latency_by_color.entry(k) {
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    slot.insert(h);
+                }
+                // Same bounds on both sides, so adding cannot fail.
+                std::collections::btree_map::Entry::Occupied(mut slot) => {
+                    let _ = slot.get_mut().add(&h);
+                }
+            }
         }
     }
 }
@@ -374,6 +388,8 @@ struct ThreadBucket {
     errors: u64,
     latency: Histogram<u64>,
     by_color: Vec<Served>,
+    /// Per colour id, made on the colour's first response of the second.
+    latency_by_color: Vec<Option<Histogram<u64>>>,
     by_pod: Vec<Served>,
 }
 
@@ -385,6 +401,7 @@ impl ThreadBucket {
             errors: 0,
             latency: new_histogram(),
             by_color: Vec::new(),
+            latency_by_color: Vec::new(),
             by_pod: Vec::new(),
         }
     }
@@ -521,6 +538,13 @@ impl ThreadStats {
             let service = micros(done.saturating_duration_since(sent));
             self.bucket.latency.saturating_record(corrected.max(1));
             totals.1.saturating_record(corrected.max(1));
+            let slots = &mut self.bucket.latency_by_color;
+            if slots.len() <= color {
+                slots.resize_with(color + 1, || None);
+            }
+            slots[color]
+                .get_or_insert_with(new_histogram)
+                .saturating_record(corrected.max(1));
             self.uncorrected.saturating_record(service.max(1));
             // Per pod, the pod's own time: a late send is the client's queue, not the pod.
             // `count` above made the slot exist.
@@ -566,6 +590,12 @@ impl ThreadStats {
         if by_pod.len() == 1 && by_pod.contains_key(UNKNOWN) {
             by_pod.clear();
         }
+        let latency_by_color = b
+            .latency_by_color
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, h)| Some((self.colors.name(i), h?)))
+            .collect();
         Some(Bucket {
             second: b.second,
             requests: b.requests,
@@ -573,6 +603,7 @@ impl ThreadStats {
             latency: b.latency,
             by_color: named(&self.colors, b.by_color),
             by_pod,
+            latency_by_color,
         })
     }
 

@@ -48,6 +48,9 @@ pub enum Line {
         by_color: BTreeMap<String, Served>,
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         by_pod: BTreeMap<String, Served>,
+        /// Per served-by colour, its responses' latency (base64 HDR V2, µs).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        latency_by_color: BTreeMap<String, String>,
     },
     /// A downtime episode, as offsets (µs) from the start.
     Episode {
@@ -125,6 +128,11 @@ impl Line {
             latency: encode(&b.latency),
             by_color: b.by_color.clone(),
             by_pod: b.by_pod.clone(),
+            latency_by_color: b
+                .latency_by_color
+                .iter()
+                .map(|(k, h)| (k.clone(), encode(h)))
+                .collect(),
         }
     }
 
@@ -209,10 +217,15 @@ pub fn bucket_of(line: &Line) -> Result<Option<Bucket>, String> {
         latency,
         by_color,
         by_pod,
+        latency_by_color,
     } = line
     else {
         return Ok(None);
     };
+    let mut latencies = BTreeMap::new();
+    for (k, h) in latency_by_color {
+        latencies.insert(k.clone(), decode(h)?);
+    }
     Ok(Some(Bucket {
         second: *second,
         requests: *requests,
@@ -220,6 +233,7 @@ pub fn bucket_of(line: &Line) -> Result<Option<Bucket>, String> {
         latency: decode(latency)?,
         by_color: by_color.clone(),
         by_pod: by_pod.clone(),
+        latency_by_color: latencies,
     }))
 }
 
@@ -248,6 +262,18 @@ mod tests {
         let text = serde_json::to_string(&line).unwrap();
         assert!(text.starts_with("{\"resil_worker\":\"episode\""));
         assert_eq!(serde_json::from_str::<Line>(&text).unwrap(), line);
+    }
+
+    #[test]
+    fn a_seconds_latency_per_colour_reads_back_as_it_was() {
+        let mut bucket = Bucket::empty(4);
+        let mut h = crate::results::hdr::new_histogram();
+        h.record(1_500).unwrap();
+        bucket.latency_by_color.insert("green".into(), h.clone());
+        let line = Line::second(&bucket);
+        let back: Line = serde_json::from_str(&serde_json::to_string(&line).unwrap()).unwrap();
+        let back = bucket_of(&back).unwrap().expect("a second");
+        assert_eq!(back.latency_by_color["green"], h);
     }
 
     #[test]

@@ -68,6 +68,14 @@ impl Served {
     }
 }
 
+/// The median and 99th percentile (µs, corrected like the bucket's) of one colour's
+/// responses in one bucket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColorLatency {
+    pub p50_us: u64,
+    pub p99_us: u64,
+}
+
 fn is_zero(v: &u64) -> bool {
     *v == 0
 }
@@ -93,6 +101,10 @@ pub enum EventKind {
         /// Served-by pod, when the target names its pods.
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         by_pod: BTreeMap<String, Served>,
+        /// Latency of each served-by colour's responses in this second (absent in
+        /// timelines written before it was recorded).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        latency_by_color: BTreeMap<String, ColorLatency>,
     },
     /// A client-observed downtime episode: first failed request to first success after it.
     Downtime {
@@ -364,6 +376,7 @@ impl EventKind {
             max_us: 0,
             by_color: BTreeMap::new(),
             by_pod,
+            latency_by_color: BTreeMap::new(),
         }
     }
 }

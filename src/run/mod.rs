@@ -234,7 +234,8 @@ impl Session<'_> {
             autoscale,
             fail_fast: args.fail_fast,
         };
-        let dashboard = match args.dashboard {
+        // The command line's `--dashboard` wins over the scenario's `dashboard:`.
+        let dashboard = match args.dashboard.or(run.dashboard.port()) {
             Some(port) => Some(self.dashboard(port, &dir).await?),
             None => None,
         };

@@ -21,6 +21,7 @@
 //! steady_state: {ready_min: 1}     # checked before the load starts and after it ends
 //! slos: ["failover_time<2s", "downtime<1s", "error_rate<5%", "p99<500ms"]
 //! abort: ["error_rate>50%"]        # stop early (and revert) when breached mid-run
+//! dashboard: true                  # the live page on 127.0.0.1:8090 (or a port: 8091)
 //! ```
 //!
 //! Unknown keys and bad durations are errors that name the line. Pure: parsing and
@@ -83,6 +84,38 @@ pub struct Scenario {
     /// Settings of the side-by-side comparison.
     #[serde(default)]
     pub compare: Compare,
+    /// Serve the live dashboard while it runs, as `resil run --dashboard` does.
+    #[serde(default)]
+    pub dashboard: Dashboard,
+}
+
+/// `dashboard:` — `true` serves the page on [`Dashboard::DEFAULT_PORT`], a number on
+/// that port, `false` (or no key) not at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Dashboard {
+    On(bool),
+    Port(u16),
+}
+
+impl Default for Dashboard {
+    fn default() -> Self {
+        Dashboard::On(false)
+    }
+}
+
+impl Dashboard {
+    /// The port `resil run --dashboard` uses when none is given.
+    pub const DEFAULT_PORT: u16 = 8090;
+
+    /// The port to serve on, when the page is wanted.
+    pub fn port(self) -> Option<u16> {
+        match self {
+            Dashboard::On(true) => Some(Dashboard::DEFAULT_PORT),
+            Dashboard::On(false) => None,
+            Dashboard::Port(port) => Some(port),
+        }
+    }
 }
 
 /// An SLO on a window of the load (recorded in `run.json` as it is).
@@ -571,6 +604,17 @@ slos: [\"failover_time<2s\"]
         assert_eq!(s.watch.stable_for, Duration::from_secs(20));
         assert_eq!(s.steps[0].action, StepAction::KillPods);
         assert_eq!(s.steps[1].event, Some(WaitEvent::Failover));
+    }
+
+    #[test]
+    fn dashboard_is_off_true_or_a_port() {
+        let port =
+            |extra: &str| Scenario::parse(&format!("{GOOD}{extra}")).map(|s| s.dashboard.port());
+        assert_eq!(port(""), Ok(None));
+        assert_eq!(port("dashboard: false\n"), Ok(None));
+        assert_eq!(port("dashboard: true\n"), Ok(Some(8090)));
+        assert_eq!(port("dashboard: 8091\n"), Ok(Some(8091)));
+        assert!(port("dashboard: soon\n").is_err());
     }
 
     #[test]

@@ -1,16 +1,46 @@
 // Drives the resil dashboard in headless Chromium for tests/it/dashboard.rs.
 //
-// usage: node dashboard.mjs URL SCREENSHOT_DIR
-// Opens URL, waits until the page shows blue selected and prints "READY"; the test then
-// kills the blue pods. Waits until the page shows green selected, the blue tile down and a
-// failover marker with its failover time, takes a screenshot, and prints one JSON line:
-// when each was seen (ms since the epoch, the page's clock), the marker's event time, and
-// every request the page made to a host other than its own.
+// usage: node dashboard.mjs live URL SCREENSHOT_DIR
+//   Opens URL, waits until the page shows blue selected, pod tiles grouped by zone and
+//   node and every blue pod tile ready, and prints "READY"; the test then deletes pods and
+//   kills blue. Waits until the page shows green selected, the blue colour tile down, a
+//   red tile for every deleted blue pod, a failover marker with its failover time, and
+//   then every blue pod tile green again (their replacements Ready); takes a screenshot;
+//   samples the page's JS heap for MEMORY_SECONDS (default 10); prints one JSON line.
+// usage: node dashboard.mjs memory URL SCREENSHOT_DIR SECONDS
+//   Opens URL (a replay) and only samples the JS heap for SECONDS.
+//
+// Times are ms since the epoch on the page's clock (the machine's, as the test's). The
+// JSON holds every request the page made to a host other than its own, the page's
+// first-seen times (window.resilSeen) and the heap samples.
 import { chromium } from "playwright-core";
 
-const [url, shots] = process.argv.slice(2);
+const [mode, url, shots, seconds] = process.argv.slice(2);
 const executablePath = process.env.RESIL_CHROMIUM || "/usr/bin/chromium";
 const limit = (ms) => ({ timeout: ms, polling: 10 });
+const memorySeconds = Number(seconds || process.env.MEMORY_SECONDS || 10);
+
+// The page's JS heap in use (CDP Performance.getMetrics), after a full garbage
+// collection at the first and the last sample, once a second for `secs` seconds.
+async function sampleHeap(page, secs) {
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send("Performance.enable");
+  const heap = async () => {
+    const { metrics } = await cdp.send("Performance.getMetrics");
+    return metrics.find((m) => m.name === "JSHeapUsedSize").value;
+  };
+  const frames = () => page.evaluate(() => window.resilFrames || 0);
+  await cdp.send("HeapProfiler.collectGarbage");
+  const samples = [{ at: Date.now(), heap: await heap(), frames: await frames() }];
+  for (let i = 1; i < secs; i++) {
+    await new Promise((r) => setTimeout(r, 1000));
+    samples.push({ at: Date.now(), heap: await heap(), frames: await frames() });
+  }
+  await new Promise((r) => setTimeout(r, 1000));
+  await cdp.send("HeapProfiler.collectGarbage");
+  samples.push({ at: Date.now(), heap: await heap(), frames: await frames() });
+  return samples;
+}
 
 const browser = await chromium.launch({
   executablePath,
@@ -18,7 +48,7 @@ const browser = await chromium.launch({
   args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
 });
 try {
-  const page = await browser.newPage();
+  const page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
   const own = new URL(url).host;
   const foreign = [];
   page.on("request", (req) => {
@@ -26,37 +56,77 @@ try {
     if (host !== own) foreign.push(req.url());
   });
   await page.goto(url);
-  await page.waitForFunction(
-    () => document.getElementById("switch").dataset.selected === "blue" &&
-      document.querySelector('.tile[data-color="blue"][data-state="ok"]'),
-    null, limit(30000));
-  console.log("READY");
-  // Each condition is timed when first seen: the blue tile goes green again once the
-  // Deployment has replaced the killed pods, so they need not all hold at once.
-  const green = await page.waitForFunction(() => {
-    const seen = (window.testSeen ||= {});
-    const mark = (name, holds) => { if (holds && !(name in seen)) seen[name] = Date.now(); };
-    mark("green", document.getElementById("switch").dataset.selected === "green");
-    mark("blue_down", !!document.querySelector('.tile[data-color="blue"][data-state="down"]'));
-    const marker = document.querySelector('#markers li[data-kind="failover"]');
-    if (marker && !("marker_at" in seen)) seen.marker_at = Number(marker.dataset.at);
-    const time = document.querySelector('[data-figure="failover time"]');
-    if (time && !("time" in seen)) seen.time = time.textContent;
-    const done = ["green", "blue_down", "marker_at", "time"].every((k) => k in seen);
-    return done && seen;
-  }, null, limit(30000));
-  const seen = await green.jsonValue();
-  const markerSeen = await page.evaluate(
-    (at) => window.resilSeen["failover@" + at], seen.marker_at);
-  await page.screenshot({ path: `${shots}/dashboard.png`, fullPage: true });
-  console.log(JSON.stringify({
-    green_seen_ms: seen.green,
-    blue_down_seen_ms: seen.blue_down,
-    marker_at_ms: seen.marker_at,
-    marker_seen_ms: markerSeen,
-    failover_time: seen.time,
-    foreign,
-  }));
+  if (mode === "memory") {
+    await page.waitForFunction(() => (window.resilFrames || 0) > 0, null, limit(30000));
+    const heap = await sampleHeap(page, memorySeconds);
+    console.log(JSON.stringify({ foreign, heap }));
+  } else {
+    await page.waitForFunction(() => {
+      const blue = [...document.querySelectorAll('.pod[data-color="blue"]')];
+      return document.getElementById("switch").dataset.selected === "blue" &&
+        document.querySelector('.tile[data-color="blue"][data-state="ok"]') &&
+        document.querySelector('.zone[data-zone^="lab-"] .node[data-node^="lab-node-"]') &&
+        blue.length > 0 && blue.every((p) => p.dataset.state === "ready");
+    }, null, limit(30000));
+    const bluePods = await page.evaluate(() =>
+      [...document.querySelectorAll('.pod[data-color="blue"]')].map((p) => p.dataset.pod));
+    console.log("READY");
+    // Each condition is timed when first seen: the blue tile goes green again once the
+    // Deployment has replaced the killed pods, so they need not all hold at once.
+    const green = await page.waitForFunction((killed) => {
+      const seen = (window.testSeen ||= {});
+      const mark = (name, holds) => { if (holds && !(name in seen)) seen[name] = Date.now(); };
+      mark("green", document.getElementById("switch").dataset.selected === "green");
+      mark("blue_down", !!document.querySelector('.tile[data-color="blue"][data-state="down"]'));
+      mark("blue_pods_red", killed.every((name) => {
+        const tile = document.querySelector(`.pod[data-pod="${name}"]`);
+        return !tile || tile.classList.contains("down");
+      }));
+      const marker = document.querySelector('#markers li[data-kind="failover"]');
+      if (marker && !("marker_at" in seen)) seen.marker_at = Number(marker.dataset.at);
+      const time = document.querySelector('[data-figure="failover time"]');
+      if (time && !("time" in seen)) seen.time = time.textContent;
+      const done = ["green", "blue_down", "blue_pods_red", "marker_at", "time"]
+        .every((k) => k in seen);
+      return done && seen;
+    }, bluePods, limit(30000));
+    const seen = await green.jsonValue();
+    const markerSeen = await page.evaluate(
+      (at) => window.resilSeen["failover@" + at], seen.marker_at);
+    // The replacements: new blue pods, every one Ready (green) on a node in a zone.
+    await page.waitForFunction((killed) => {
+      const blue = [...document.querySelectorAll('.zone[data-zone^="lab-"] .pod[data-color="blue"]')]
+        .filter((p) => !killed.includes(p.dataset.pod));
+      return blue.length > 0 && blue.every((p) => p.dataset.state === "ready" &&
+        p.classList.contains("ok"));
+    }, bluePods, limit(30000));
+    const blueBack = Date.now();
+    await page.screenshot({ path: `${shots}/dashboard.png`, fullPage: true });
+    const heap = await sampleHeap(page, memorySeconds);
+    const pageSeen = await page.evaluate(() => window.resilSeen);
+    const zones = await page.evaluate(() =>
+      [...document.querySelectorAll(".zone")].map((z) => z.dataset.zone));
+    const tiles = await page.evaluate(() =>
+      [...document.querySelectorAll(".pod")].map((p) => ({
+        pod: p.dataset.pod, state: p.dataset.state,
+        node: p.closest(".node").dataset.node, zone: p.closest(".zone").dataset.zone,
+      })));
+    console.log(JSON.stringify({
+      blue_pods: bluePods,
+      green_seen_ms: seen.green,
+      blue_down_seen_ms: seen.blue_down,
+      blue_pods_red_seen_ms: seen.blue_pods_red,
+      blue_back_seen_ms: blueBack,
+      marker_at_ms: seen.marker_at,
+      marker_seen_ms: markerSeen,
+      failover_time: seen.time,
+      page_seen: pageSeen,
+      zones,
+      tiles,
+      heap,
+      foreign,
+    }));
+  }
 } finally {
   await browser.close();
 }

@@ -40,6 +40,7 @@ fn load_bucket(start: DateTime<Utc>, second: u64, requests: u64) -> Event {
             max_us: 4000,
             by_color: Default::default(),
             by_pod: Default::default(),
+            latency_by_color: Default::default(),
         },
     }
 }

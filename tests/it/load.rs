@@ -313,9 +313,25 @@ async fn requests_are_attributed_to_the_colour_and_pod_named_in_the_response_hea
     assert!(!by_color.contains_key("unknown"));
     let mut pods = std::collections::BTreeMap::<String, u64>::new();
     for e in &events {
-        if let EventKind::LoadBucket { by_pod, .. } = &e.kind {
+        if let EventKind::LoadBucket {
+            by_pod,
+            by_color,
+            latency_by_color,
+            ..
+        } = &e.kind
+        {
             for (pod, served) in by_pod {
                 *pods.entry(pod.clone()).or_default() += served.requests;
+            }
+            // Every colour that answered in a second has its own latency in that second.
+            let answered: Vec<&String> = by_color.keys().collect();
+            let timed: Vec<&String> = latency_by_color.keys().collect();
+            assert_eq!(answered, timed, "{e:?}");
+            for latency in latency_by_color.values() {
+                assert!(
+                    0 < latency.p50_us && latency.p50_us <= latency.p99_us,
+                    "{e:?}"
+                );
             }
         }
     }

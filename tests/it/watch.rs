@@ -47,8 +47,14 @@ pub(crate) struct Demo {
 
 impl Demo {
     pub(crate) async fn start() -> Demo {
+        Demo::start_on(1).await
+    }
+
+    /// The demo on a lab of `nodes` nodes, spread over zones lab-a, lab-b, lab-c.
+    pub(crate) async fn start_on(nodes: usize) -> Demo {
         let state = tempfile::tempdir().unwrap();
         let mut config = LabConfig::new(state.path());
+        config.nodes = resil_lab::NodeLayout::new(nodes);
         config.pod_program = PathBuf::from(env!("CARGO_BIN_EXE_resil"));
         config.hpa_sync_period = Duration::from_secs(1);
         let lab = Lab::start(config).await.expect("lab starts");
@@ -174,12 +180,12 @@ impl Demo {
         .await;
     }
 
-    async fn pods(&self, color: &str) -> Vec<Pod> {
+    pub(crate) async fn pods(&self, color: &str) -> Vec<Pod> {
         let lp = ListParams::default().labels(&format!("app=web,version={color}"));
         self.api::<Pod>().list(&lp).await.unwrap().items
     }
 
-    async fn ready(&self, color: &str) -> usize {
+    pub(crate) async fn ready(&self, color: &str) -> usize {
         let ready = |p: &Pod| {
             p.metadata.deletion_timestamp.is_none()
                 && p.status
@@ -190,7 +196,7 @@ impl Demo {
         self.pods(color).await.iter().filter(|p| ready(p)).count()
     }
 
-    async fn wait_ready(&self, secs: u64, color: &str, n: usize) {
+    pub(crate) async fn wait_ready(&self, secs: u64, color: &str, n: usize) {
         eventually(
             Duration::from_secs(secs),
             &format!("{n} ready {color} pods"),

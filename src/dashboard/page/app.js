@@ -1,13 +1,15 @@
 // resil dashboard: draws each frame the server pushes over /events (Server-Sent Events).
 // Build-free vanilla JavaScript: no framework, no requests to any other host. Text goes in
 // through textContent only. `window.resilSeen` records when each marker was first drawn
-// (ms since the epoch), so a test can measure event-to-screen latency.
+// (ms since the epoch), and each pod tile's state (`pod:NAME:STATE`), so a test can
+// measure event-to-screen latency.
 "use strict";
 
 const SVG = "http://www.w3.org/2000/svg";
 const WINDOW_MS = 120000;
 const SHAPE = { blue: "\u25B2", green: "\u25A0" };
 window.resilSeen = {};
+window.resilFrames = 0;
 
 function el(tag, attrs, text) {
   const node = tag.startsWith("svg:")
@@ -47,6 +49,43 @@ function drawTiles(frame) {
   }));
 }
 
+// Pod tiles grouped by zone, then node: green with a tick when Ready, red, dashed and
+// crossed when not (or just deleted). The state is also written out.
+function drawNodes(frame) {
+  const box = document.getElementById("nodes");
+  const zones = new Map();
+  for (const n of frame.nodes || []) {
+    const zone = n.node === null ? "not scheduled" : n.zone || "no zone";
+    if (!zones.has(zone)) zones.set(zone, []);
+    zones.get(zone).push(n);
+  }
+  box.replaceChildren(...[...zones].map(([zone, nodes]) => {
+    const group = el("div", { class: "zone", "data-zone": zone });
+    group.append(el("h3", {}, zone === "not scheduled" || zone === "no zone" ? zone : `zone ${zone}`));
+    for (const n of nodes) {
+      const node = el("div", {
+        class: "node" + (n.ready ? "" : " down"), "data-node": n.node || "", "data-ready": String(n.ready),
+      });
+      node.append(el("div", { class: "node-name" }, (n.node || "pending") + (n.ready ? "" : " \u2716 node not ready")));
+      for (const p of n.pods) {
+        const key = `pod:${p.name}:${p.state}`;
+        if (!(key in window.resilSeen)) window.resilSeen[key] = Date.now();
+        const pod = el("div", {
+          class: "pod " + (p.state === "ready" ? "ok" : "down"),
+          "data-pod": p.name, "data-color": p.color || "", "data-state": p.state, title: p.name,
+        });
+        // The pod's own suffix tells its tiles apart (web-blue-7d9f-x2k4p → x2k4p).
+        const suffix = p.name.split("-").pop();
+        pod.append(el("span", { class: "pod-color" }, `${SHAPE[p.color] || "\u25CF"} ${p.color || "?"} ${suffix}`));
+        pod.append(el("span", { class: "state" }, p.state));
+        node.append(pod);
+      }
+      group.append(node);
+    }
+    return group;
+  }));
+}
+
 function known(list, at, now) {
   return (list || []).filter((x) => Date.parse(at(x)) <= now);
 }
@@ -70,6 +109,20 @@ function drawFigures(frame) {
     rows.push(["downtime episodes", `${downs.length} (${ms(total)})`]);
     for (const s of known(r.scaling, (s) => s.desired_at, now)) {
       rows.push([`scale ${s.color} ${s.from_replicas}\u2192${s.to_replicas}`, ms(s.latency_ms)]);
+    }
+    for (const f of known(r.recovery, (f) => f.injected_at, now)) {
+      const rto = f.rto_ms !== null ? ms(f.rto_ms) : f.recovered ? "nothing failed" : "not recovered";
+      rows.push([`recovery ${f.action}`, `${rto}, ${f.requests_lost.toLocaleString()} lost`]);
+    }
+    for (const ro of known(r.rollouts, (ro) => ro.started_at, now)) {
+      const rb = ro.rollback;
+      if (rb && Date.parse(rb.started_at) <= now) {
+        rows.push([`rollback ${ro.deployment}`, rb.breach_to_done_ms === null
+          ? `started ${ms(rb.breach_to_start_ms)} after the breach`
+          : `${ms(rb.breach_to_done_ms)} breach \u2192 done`]);
+      } else if (ro.ended_at && Date.parse(ro.ended_at) <= now) {
+        rows.push([`rollout ${ro.deployment}`, `${ro.outcome} in ${ms(ro.duration_ms)}`]);
+      }
     }
     if (r.load) rows.push(["requests so far", r.load.requests.toLocaleString()]);
     const cost = r.cost && r.cost.total && r.cost.total.cost_per_1m;
@@ -136,6 +189,7 @@ function draw(frame) {
   document.getElementById("mode").textContent = frame.replay ? "replay" : "live";
   drawSwitch(frame);
   drawTiles(frame);
+  drawNodes(frame);
   drawFigures(frame);
   drawSlos(frame);
   drawMarkers(frame);
@@ -148,10 +202,18 @@ function draw(frame) {
     { cls: "l-blue", value: per("errors", "blue") },
     { cls: "l-green", value: per("errors", "green") },
   ]);
-  chart("chart-lat", frame, [
-    { cls: "l-p50", value: (p) => p.p50_ms },
-    { cls: "l-p99", value: (p) => p.p99_ms },
-  ]);
+  // A colour's latency; a timeline without it per colour shows every response's.
+  const lat = (color, field) => (p) => {
+    const l = p.latency && p.latency[color];
+    if (l) return l[field];
+    return Object.keys(p.latency || {}).length ? 0 : p[field];
+  };
+  for (const color of ["blue", "green"]) {
+    chart("chart-lat-" + color, frame, [
+      { cls: "l-p50", value: lat(color, "p50_ms") },
+      { cls: "l-p99", value: lat(color, "p99_ms") },
+    ]);
+  }
   window.resilFrame = frame;
 }
 
@@ -162,6 +224,7 @@ function connect() {
   source.onerror = () => { conn.textContent = "reconnecting\u2026"; conn.className = "conn down"; };
   source.onmessage = (msg) => {
     const frame = JSON.parse(msg.data);
+    window.resilFrames += 1;
     if (frame.tiles) draw(frame);
   };
 }

@@ -52,6 +52,7 @@ async fn the_pod_answering_30_percent_errors_is_ejected_and_its_siblings_are_not
                     max_us: 4000,
                     by_color: Default::default(),
                     by_pod,
+                    latency_by_color: Default::default(),
                 },
             })
             .unwrap();
