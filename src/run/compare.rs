@@ -1,7 +1,9 @@
 //! The side-by-side comparison of a scenario's variants (`variants:`): one column per
 //! variant, one row per figure — the report module's baseline metrics (each variant
 //! against the first, through `report::compare`) plus what a proactive-vs-reactive
-//! comparison needs on top: errors and the seconds whose p99 was over the target.
+//! comparison needs on top: errors, the fewest Ready endpoints left after the first fault
+//! (the capacity a node or zone outage took), and the seconds whose p99 was over the
+//! target.
 //!
 //! Pure apart from reading the runs' results directories; `run::command` renders the
 //! returned [`SideBySide`] and stores it next to the runs.
@@ -230,6 +232,39 @@ fn number(v: f64, unit: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ready_endpoints_min_counts_from_the_first_fault_on() {
+        use crate::results::{Event, EventKind};
+        let at = |ms: i64, kind: EventKind| Event {
+            ts: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH + chrono::Duration::milliseconds(ms),
+            source: "t".into(),
+            kind,
+        };
+        let ready = |n: u32| EventKind::EndpointsChanged {
+            service: "web".into(),
+            ready: [("blue".to_string(), n)].into(),
+        };
+        let fault = EventKind::ChaosInjected {
+            id: "z".into(),
+            action: "zone-outage".into(),
+            targets: vec![],
+            detail: String::new(),
+        };
+        // A dip before the fault (a deploy) does not count; the fault's does.
+        let events = vec![
+            at(0, ready(0)),
+            at(10, fault),
+            at(20, ready(1)),
+            at(30, ready(4)),
+        ];
+        assert_eq!(ready_endpoints_min(&events), Some(1));
+        assert_eq!(
+            ready_endpoints_min(&events[..1]),
+            None,
+            "no fault, no figure"
+        );
+    }
 
     #[test]
     fn the_table_shows_each_variant_and_its_change_against_the_first() {

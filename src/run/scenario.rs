@@ -4,6 +4,8 @@
 //! name: blue-green-failover
 //! description: Kill every blue pod under load; measure failover and downtime.
 //! target: {lab: true}              # or {context: kind-resil}
+//! # the lab it needs: {lab: true, nodes: 4, zones: [a, a, a, b],
+//! #                    node_monitor_grace_period: 2s, default_toleration_seconds: 3}
 //! deploy: {replicas: 2, active: blue}
 //! watch: {mode: plain, stable_for: 20s, ready_min: 1}   # mode: plain | capacity-aware | off
 //! load: {rate: 200, duration: 60s, path: /}             # or concurrency: 16; or ramp: "10s:50,30s:200"
