@@ -45,7 +45,8 @@ pub struct DashboardPlan {
     pub port: u16,
     /// The cluster to follow (`None`: none, e.g. a replay).
     pub watch: Option<WatchPlan>,
-    /// A results directory being written, to follow.
+    /// The directory of a run being written, to follow (its `run.json` may not be there
+    /// yet: `resil run --dashboard` starts the page first).
     pub follow: Option<PathBuf>,
     /// A finished run to play back, and how fast.
     pub replay: Option<(PathBuf, f64)>,
@@ -59,13 +60,23 @@ impl DashboardPlan {
             anyhow::bail!("--speed must be a positive number, e.g. 4");
         }
         let replay = args.replay.clone().map(|dir| (dir, args.speed));
+        let follow = match &args.follow {
+            Some(dir) => Some(
+                crate::results::RunDir::open(dir)
+                    .or_else(|_| crate::results::RunDir::newest(dir))
+                    .with_context(|| format!("following {}", dir.display()))?
+                    .path()
+                    .to_path_buf(),
+            ),
+            None => None,
+        };
         let watch = replay
             .is_none()
             .then(|| observer(ConnectOptions::from_global(global).namespace));
         Ok(DashboardPlan {
             port: args.port,
             watch,
-            follow: args.follow.clone(),
+            follow,
             replay,
         })
     }
@@ -182,17 +193,10 @@ pub async fn start(plan: DashboardPlan, client: Option<kube::Client>) -> anyhow:
             shutdown.clone(),
         )));
     }
-    let mut follow = None;
-    if let Some(dir) = &plan.follow {
-        let dir = crate::results::RunDir::open(dir)
-            .or_else(|_| crate::results::RunDir::newest(dir))
-            .with_context(|| format!("following {}", dir.display()))?;
-        follow = Some(tokio::spawn(follow::run(
-            dir.path().to_path_buf(),
-            inputs.clone(),
-            shutdown.clone(),
-        )));
-    }
+    let follow = plan
+        .follow
+        .clone()
+        .map(|dir| tokio::spawn(follow::run(dir, inputs.clone(), shutdown.clone())));
     drop(inputs);
     let (frames_tx, frames) = watch::channel(Arc::new(String::from("{}")));
     let board = Board::new(plan.replay.is_some());

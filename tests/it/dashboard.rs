@@ -20,14 +20,19 @@ use kube::api::DeleteParams;
 use crate::watch::{Demo, NS};
 
 /// The SSE stream of a dashboard, frame by frame.
-struct Frames {
+pub(crate) struct Frames {
     response: reqwest::Response,
     buffer: String,
 }
 
 impl Frames {
     async fn open(dashboard: &Dashboard) -> Frames {
-        let response = reqwest::get(format!("{}events", dashboard.url()))
+        Frames::open_url(&dashboard.url()).await
+    }
+
+    /// The stream of the dashboard at `url` (`http://127.0.0.1:PORT/`).
+    pub(crate) async fn open_url(url: &str) -> Frames {
+        let response = reqwest::get(format!("{url}events"))
             .await
             .expect("the dashboard answers");
         assert_eq!(response.status(), 200);
@@ -67,7 +72,7 @@ impl Frames {
     }
 
     /// The first frame for which `check` holds, within `limit`.
-    async fn until(
+    pub(crate) async fn until(
         &mut self,
         limit: Duration,
         what: &str,
