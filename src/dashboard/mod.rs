@@ -1,10 +1,12 @@
 //! `resil dashboard`: one self-contained page on 127.0.0.1 for the room — the Service as
-//! a switch, ready/total pods per colour, two minutes of load per colour, markers of
-//! faults, failovers and scale-ups, the figures and the SLO verdicts — pushed to the page
-//! over Server-Sent Events at least five times a second.
+//! a switch, ready/total pods per colour, a tile per pod by zone and node, two minutes of
+//! load and latency per colour, markers of faults, failovers, scale-ups, rollout steps and
+//! rollbacks, the figures and the SLO verdicts — pushed to the page over Server-Sent
+//! Events at least five times a second.
 //!
 //! Sources: the cluster, followed by the failover watcher in observe-only mode
-//! (`crate::watch::controller`, the same watches `resil watch` runs); the run being written
+//! (`crate::watch::controller`, the same watches `resil watch` runs) and by a pod and node
+//! watch for the tiles ([`pods`]); the run being written
 //! to a results directory ([`follow`]); or a finished run played back ([`replay`]). One
 //! task owns the [`board::Board`], applies what the sources send and publishes a frame
 //! after every change and at least every [`server::FRAME_INTERVAL`]. The page
