@@ -1,10 +1,12 @@
 //! `resil dashboard`: one self-contained page on 127.0.0.1 for the room — the Service as
-//! a switch, ready/total pods per colour, two minutes of load per colour, markers of
-//! faults, failovers and scale-ups, the figures and the SLO verdicts — pushed to the page
-//! over Server-Sent Events at least five times a second.
+//! a switch, ready/total pods per colour, a tile per pod by zone and node, two minutes of
+//! load and latency per colour, markers of faults, failovers, scale-ups, rollout steps and
+//! rollbacks, the figures and the SLO verdicts — pushed to the page over Server-Sent
+//! Events at least five times a second.
 //!
 //! Sources: the cluster, followed by the failover watcher in observe-only mode
-//! (`crate::watch::controller`, the same watches `resil watch` runs); the run being written
+//! (`crate::watch::controller`, the same watches `resil watch` runs) and by a pod and node
+//! watch for the tiles ([`pods`]); the run being written
 //! to a results directory ([`follow`]); or a finished run played back ([`replay`]). One
 //! task owns the [`board::Board`], applies what the sources send and publishes a frame
 //! after every change and at least every [`server::FRAME_INTERVAL`]. The page
@@ -45,7 +47,8 @@ pub struct DashboardPlan {
     pub port: u16,
     /// The cluster to follow (`None`: none, e.g. a replay).
     pub watch: Option<WatchPlan>,
-    /// A results directory being written, to follow.
+    /// The directory of a run being written, to follow (its `run.json` may not be there
+    /// yet: `resil run --dashboard` starts the page first).
     pub follow: Option<PathBuf>,
     /// A finished run to play back, and how fast.
     pub replay: Option<(PathBuf, f64)>,
@@ -59,13 +62,23 @@ impl DashboardPlan {
             anyhow::bail!("--speed must be a positive number, e.g. 4");
         }
         let replay = args.replay.clone().map(|dir| (dir, args.speed));
+        let follow = match &args.follow {
+            Some(dir) => Some(
+                crate::results::RunDir::open(dir)
+                    .or_else(|_| crate::results::RunDir::newest(dir))
+                    .with_context(|| format!("following {}", dir.display()))?
+                    .path()
+                    .to_path_buf(),
+            ),
+            None => None,
+        };
         let watch = replay
             .is_none()
             .then(|| observer(ConnectOptions::from_global(global).namespace));
         Ok(DashboardPlan {
             port: args.port,
             watch,
-            follow: args.follow.clone(),
+            follow,
             replay,
         })
     }
@@ -182,17 +195,10 @@ pub async fn start(plan: DashboardPlan, client: Option<kube::Client>) -> anyhow:
             shutdown.clone(),
         )));
     }
-    let mut follow = None;
-    if let Some(dir) = &plan.follow {
-        let dir = crate::results::RunDir::open(dir)
-            .or_else(|_| crate::results::RunDir::newest(dir))
-            .with_context(|| format!("following {}", dir.display()))?;
-        follow = Some(tokio::spawn(follow::run(
-            dir.path().to_path_buf(),
-            inputs.clone(),
-            shutdown.clone(),
-        )));
-    }
+    let follow = plan
+        .follow
+        .clone()
+        .map(|dir| tokio::spawn(follow::run(dir, inputs.clone(), shutdown.clone())));
     drop(inputs);
     let (frames_tx, frames) = watch::channel(Arc::new(String::from("{}")));
     let board = Board::new(plan.replay.is_some());

@@ -103,6 +103,42 @@ try {
     const blueBack = Date.now();
     await page.screenshot({ path: `${shots}/dashboard.png`, fullPage: true });
     const heap = await sampleHeap(page, memorySeconds);
+    // Each projector setting: the WCAG contrast ratio of the page's text, of each
+    // colour's and state's text on its card, and the cue that is not colour.
+    const schemes = {};
+    for (const scheme of ["light", "dark"]) {
+      await page.emulateMedia({ colorScheme: scheme });
+      schemes[scheme] = await page.evaluate(() => {
+        const rgb = (c) => c.match(/\d+(\.\d+)?/g).slice(0, 3).map(Number);
+        const lum = (c) => {
+          const [r, g, b] = rgb(c).map((v) => {
+            v /= 255;
+            return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+          });
+          return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+        };
+        const contrast = (a, b) => {
+          const [hi, lo] = [lum(a), lum(b)].sort((x, y) => y - x);
+          return (hi + 0.05) / (lo + 0.05);
+        };
+        const css = (node, prop) => getComputedStyle(node)[prop];
+        const card = css(document.querySelector("#nodes").closest("section"), "backgroundColor");
+        const text = (sel) => {
+          const node = document.querySelector(sel);
+          return node ? contrast(css(node, "color"), card) : null;
+        };
+        const cue = (p) => p.textContent.trim().split(/\s+/)[0];
+        return {
+          background: css(document.body, "backgroundColor"),
+          text: contrast(css(document.body, "color"), css(document.body, "backgroundColor")),
+          blue: text('.pod[data-color="blue"] .pod-color'),
+          green: text('.pod[data-color="green"] .pod-color'),
+          ready: text(".pod.ok .state"),
+          down: text(".pod.down .state"),
+          shapes: [...document.querySelectorAll(".pod")].map((p) => [p.dataset.color, cue(p)]),
+        };
+      });
+    }
     const pageSeen = await page.evaluate(() => window.resilSeen);
     const zones = await page.evaluate(() =>
       [...document.querySelectorAll(".zone")].map((z) => z.dataset.zone));
@@ -123,6 +159,7 @@ try {
       page_seen: pageSeen,
       zones,
       tiles,
+      schemes,
       heap,
       foreign,
     }));

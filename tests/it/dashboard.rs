@@ -20,14 +20,19 @@ use kube::api::DeleteParams;
 use crate::watch::{Demo, NS};
 
 /// The SSE stream of a dashboard, frame by frame.
-struct Frames {
+pub(crate) struct Frames {
     response: reqwest::Response,
     buffer: String,
 }
 
 impl Frames {
     async fn open(dashboard: &Dashboard) -> Frames {
-        let response = reqwest::get(format!("{}events", dashboard.url()))
+        Frames::open_url(&dashboard.url()).await
+    }
+
+    /// The stream of the dashboard at `url` (`http://127.0.0.1:PORT/`).
+    pub(crate) async fn open_url(url: &str) -> Frames {
+        let response = reqwest::get(format!("{url}events"))
             .await
             .expect("the dashboard answers");
         assert_eq!(response.status(), 200);
@@ -67,7 +72,7 @@ impl Frames {
     }
 
     /// The first frame for which `check` holds, within `limit`.
-    async fn until(
+    pub(crate) async fn until(
         &mut self,
         limit: Duration,
         what: &str,
@@ -444,6 +449,28 @@ async fn the_page_shows_a_failover_and_pod_tiles_by_zone_within_a_second_in_chro
         "event → page median {latencies:?}"
     );
     assert!(heap_last < 100.0, "page heap {heap_last:.1} MB");
+
+    // Dark and light: different backgrounds, every text at least WCAG AA (4.5:1) on its
+    // card, and each colour's tiles marked by its shape as well.
+    let schemes = &seen["schemes"];
+    assert_ne!(
+        schemes["light"]["background"], schemes["dark"]["background"],
+        "{schemes}"
+    );
+    for scheme in ["light", "dark"] {
+        for text in ["text", "blue", "green", "ready"] {
+            let ratio = schemes[scheme][text].as_f64().unwrap();
+            assert!(ratio >= 4.5, "{scheme} {text}: contrast {ratio:.2}");
+        }
+        for shape in schemes[scheme]["shapes"].as_array().unwrap() {
+            let want = if shape[0] == "blue" { "▲" } else { "■" };
+            assert_eq!(shape[1], want, "{shape}");
+        }
+    }
+    eprintln!(
+        "contrast light {} / dark {}",
+        schemes["light"], schemes["dark"]
+    );
 
     // Every zone and node is on the page, each pod's tile under the node it is bound to.
     let zones: Vec<&str> = seen["zones"]

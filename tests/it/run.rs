@@ -3,7 +3,7 @@
 //! what it wrote gives the same verdicts and exit code (also for a failing window SLO);
 //! an abort rule, and `--fail-fast` at a decided SLO breach, stop a run and revert its
 //! fault, as Ctrl-C does while keeping partial results; a malformed scenario fails with
-//! its line number.
+//! its line number. A scenario with `dashboard:` serves its run live on the page.
 //!
 //! The real binary runs with `--context resil-lab` and a temporary kubeconfig pointing at
 //! the in-process lab (so it never starts a lab daemon of its own), with HOME,
@@ -506,6 +506,81 @@ window_slos:
         ran.explain()
     );
     report_agrees(&lab, &ran);
+    lab.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scenario_with_dashboard_serves_its_run_live_and_ends_on_the_final_verdict() {
+    let lab = RunLab::start().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let scenario = lab.home.path().join("live.yaml");
+    std::fs::write(
+        &scenario,
+        format!(
+            "name: live
+deploy: {{replicas: 1, active: blue}}
+load: {{rate: 40, duration: 8s, path: /}}
+slos: [\"error_rate<50%\"]
+dashboard: {port}
+"
+        ),
+    )
+    .unwrap();
+    let mut run = lab
+        .command(&scenario, "1", &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/");
+    // The page is up once the demo is deployed: try for a minute, every 200 ms.
+    let mut up = false;
+    for _ in 0..300 {
+        if reqwest::get(&url).await.is_ok_and(|r| r.status() == 200) {
+            up = true;
+            break;
+        }
+        if run.try_wait().unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    if !up {
+        let _ = run.start_kill();
+        let out = run.wait_with_output().await.unwrap();
+        panic!(
+            "the dashboard of the run answers at {url}:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut frames = crate::dashboard::Frames::open_url(&url).await;
+    let live = frames
+        .until(Duration::from_secs(30), "the run's load on the page", |f| {
+            f["points"]
+                .as_array()
+                .is_some_and(|p| p.iter().any(|p| p["requests"]["blue"].as_u64() > Some(0)))
+                && f["selected"] == "blue"
+        })
+        .await;
+    assert_eq!(live["replay"], false);
+    let last = frames
+        .until(Duration::from_secs(60), "the final verdict", |f| {
+            f["complete"] == true
+        })
+        .await;
+    assert_eq!(last["report"]["slos_passed"], true, "{last}");
+    let out = tokio::time::timeout(Duration::from_secs(60), run.wait_with_output())
+        .await
+        .expect("the run ends")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains(&format!("dashboard at {url}")), "{stderr}");
     lab.stop().await;
 }
 
