@@ -561,6 +561,11 @@ pub struct LoadWorkerArgs {
     /// This worker's segment (a Job's completion index).
     #[arg(long, env = "JOB_COMPLETION_INDEX")]
     pub index: u32,
+
+    /// Also print the cumulative metrics figures once a second (the coordinator serves
+    /// them on its `--metrics-addr`).
+    #[arg(long)]
+    pub figures: bool,
 }
 
 // ---------------------------------------------------------------- watch

@@ -8,7 +8,10 @@
 //! worker's part.
 //!
 //! Downtime episodes are merged as the union of the workers' episodes (a moment is down
-//! when any worker saw it down). A worker that dies, never starts or stops reporting is
+//! when any worker saw it down). With `--metrics-addr` the workers also send their
+//! cumulative metrics figures once a second (`--figures`), published into the plan's
+//! sink as one thread per worker, so `/metrics` counts the whole run's traffic; the
+//! merged downtime episodes reach it at the end, once their union is known. A worker that dies, never starts or stops reporting is
 //! closed where its seconds end; the seconds it missed are listed in `workers.json` and
 //! make the run partial ([`partial_reason`]), so a smaller run is never passed off as
 //! the whole one.
@@ -221,6 +224,9 @@ pub fn worker_args(
     if !plan.keepalive {
         a.push("--no-keepalive".into());
     }
+    if plan.metrics.get().is_some() {
+        a.push("--figures".into());
+    }
     a
 }
 
@@ -253,6 +259,9 @@ pub async fn run(
     let job = WorkerJob::create(client, namespace, &manifest)
         .await
         .map_err(|e| LoadError::Workers(crate::cluster::error_chain(&e)))?;
+    if let Some(m) = plan.metrics.get() {
+        m.begin_run();
+    }
     let (tx, rx) = mpsc::unbounded_channel();
     let run_for = plan.stop.duration.unwrap_or(Duration::from_secs(3600));
     let start_deadline = tokio::time::Instant::now() + START_LEAD + run_for;
@@ -424,6 +433,12 @@ async fn merge(
         let Some(msg) = msg else { break };
         match msg {
             Msg::Pod(i, pod) => tracked[i as usize].pod = Some(pod),
+            // A worker's cumulative figures replace its previous ones, as a thread's do.
+            Msg::Line(i, Line::Figures(snapshot)) => {
+                if let Some(m) = plan.metrics.get() {
+                    m.publish(i as usize, *snapshot);
+                }
+            }
             Msg::Line(i, line) => {
                 let (i, t) = (i as usize, &mut tracked[i as usize]);
                 if t.finished || i >= n {
@@ -451,6 +466,9 @@ async fn merge(
         emit(collector.close_thread(i));
     }
     for e in union(episodes.downtime) {
+        if let (Some(m), Some(end)) = (plan.metrics.get(), e.ended) {
+            m.episode_ended(end.saturating_sub(e.started));
+        }
         if collector.record_episode(e) {
             let _ = events.send(report::downtime_event(started_at, &e));
         }
@@ -553,7 +571,7 @@ fn take_line(
             t.problem = Some(message.clone());
             Vec::new()
         }
-        Line::Hello { .. } => Vec::new(),
+        Line::Hello { .. } | Line::Figures(_) => Vec::new(),
     }
 }
 

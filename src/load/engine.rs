@@ -506,6 +506,16 @@ async fn virtual_user(ctx: &ThreadCtx) {
             d.starting.set(d.starting.get() - 1);
         }
     }
+    if ctx.dispatch.is_none() && shared.start > Instant::now() {
+        // Closed model with a shared start (a worker of a distributed run): the first
+        // request leaves at the start, as the open model's first send does.
+        tokio::select! {
+            // Ctrl-C or the pod's deletion before the start: nothing to send.
+            _ = shared.cancel.cancelled() => return,
+            // The shared start.
+            _ = tokio::time::sleep_until(shared.start.into()) => {}
+        }
+    }
     // One timer per user, pushed forward for each request: moving a registered tokio
     // timer later is a lock-free update, where a fresh `timeout()` per request would
     // register and deregister in the timer wheel every time.

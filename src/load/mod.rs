@@ -139,7 +139,7 @@ pub async fn command(args: LoadArgs, global: &GlobalArgs) -> anyhow::Result<Exit
         eprintln!("resil: warning: {warning}");
     }
     let mut metrics = crate::metrics::Metrics::new();
-    let sink = crate::metrics::load::LoadMetrics::register(metrics.registry());
+    let sink = metrics.register_load();
     let exporter = crate::metrics::serve_if_asked(&args.metrics, metrics).await?;
     if exporter.is_some() {
         plan.metrics = crate::metrics::load::LoadSink::to(sink);

@@ -10,7 +10,8 @@
 //!
 //! The lines, in order: `hello` (the worker's segment and start), a `second` for every
 //! second from 0 (empty ones included: a gap means the worker was not there), `episode`
-//! per downtime episode, then `done` with the totals; or `error` when it cannot run.
+//! per downtime episode, with `--figures` a `figures` line after each second and one
+//! before the end, then `done` with the totals; or `error` when it cannot run.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::collector::Collector;
 use super::stats::{Bucket, Episode, ThreadTotals};
+use crate::metrics::load::Snapshot;
 use crate::results::timeline::Served;
 
 /// The longest line a coordinator reads (a second's histogram is a few KiB).
@@ -66,6 +68,10 @@ pub enum Line {
         failed_requests: u64,
         needed: u32,
     },
+    /// The worker's cumulative metrics figures (requests, errors and latency buckets per
+    /// colour, errors by kind), once a second with `--figures`: the coordinator serves
+    /// them on its `--metrics-addr` as this worker's part.
+    Figures(Box<Snapshot>),
     /// The worker's totals; its last line.
     Done(Box<Totals>),
     /// The worker could not run (unreachable target, bad arguments).
@@ -274,6 +280,22 @@ mod tests {
         let back: Line = serde_json::from_str(&serde_json::to_string(&line).unwrap()).unwrap();
         let back = bucket_of(&back).unwrap().expect("a second");
         assert_eq!(back.latency_by_color["green"], h);
+    }
+
+    #[test]
+    fn a_workers_figures_read_back_as_they_were() {
+        let mut h = crate::results::hdr::new_histogram();
+        h.record_n(1_500, 4).unwrap();
+        h.record(70_000).unwrap();
+        let figures = crate::metrics::load::ColorFigures::new(6, 1, &h);
+        let snapshot = Snapshot {
+            by_color: [("green".to_string(), figures)].into(),
+            kinds: [0, 1, 0, 0, 0, 2],
+        };
+        let line = Line::Figures(Box::new(snapshot));
+        let text = serde_json::to_string(&line).unwrap();
+        assert!(text.starts_with("{\"resil_worker\":\"figures\""), "{text}");
+        assert_eq!(serde_json::from_str::<Line>(&text).unwrap(), line);
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! `resil load-worker`: one segment of a distributed load run (`resil load --workers N`),
 //! the command of each worker pod. It runs the engine on its [`Segment`] from the shared
 //! start time and prints what it measures as [`wire::Line`]s on stdout, which the
-//! coordinator reads through the pod log API (`coordinator.rs`).
+//! coordinator reads through the pod log API (`coordinator.rs`); with `--figures`, also
+//! the cumulative metrics figures the coordinator serves on its `--metrics-addr`.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
@@ -13,6 +15,7 @@ use super::plan::{LoadPlan, Segment};
 use super::wire::Line;
 use crate::Exit;
 use crate::cli::{LoadArgs, LoadWorkerArgs, StateFormat};
+use crate::metrics::load::{LoadMetrics, LoadSink};
 
 fn print(line: &Line) {
     let mut out = std::io::stdout().lock();
@@ -44,9 +47,20 @@ pub async fn command(args: LoadWorkerArgs) -> anyhow::Result<Exit> {
         output: StateFormat::Json,
         metrics: Default::default(),
     };
-    let plan = LoadPlan::from_args(&load)
+    let mut plan = LoadPlan::from_args(&load)
         .context("the coordinator's arguments")?
         .for_segment(segment, args.start_at);
+    // With `--figures`, the engine's threads publish into a local sink as they do for
+    // `--metrics-addr`; its merged figures go out after every second.
+    let figures = args.figures.then(|| Arc::new(LoadMetrics::default()));
+    if let Some(sink) = &figures {
+        plan.metrics = LoadSink::to(sink.clone());
+    }
+    let print_figures = || {
+        if let Some(sink) = &figures {
+            print(&Line::Figures(Box::new(sink.merged())));
+        }
+    };
     print(&Line::Hello {
         index: segment.index,
         count,
@@ -63,7 +77,10 @@ pub async fn command(args: LoadWorkerArgs) -> anyhow::Result<Exit> {
         })
     };
     let result = engine::drive(&plan, cancel, |_, tap| match tap {
-        Tap::Second(bucket) => print(&Line::second(bucket)),
+        Tap::Second(bucket) => {
+            print(&Line::second(bucket));
+            print_figures();
+        }
         Tap::Episode(episode) => print(&Line::episode(episode)),
         Tap::Recovery { episode, needed } => print(&Line::recovery(episode, needed)),
     })
@@ -71,6 +88,8 @@ pub async fn command(args: LoadWorkerArgs) -> anyhow::Result<Exit> {
     on_signal.abort();
     match result {
         Ok(finished) => {
+            // Every thread published its last figures when it ended.
+            print_figures();
             print(&Line::done(
                 &finished.collector,
                 finished.elapsed,

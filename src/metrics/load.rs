@@ -3,7 +3,8 @@
 //! worker thread publishes its cumulative per-colour figures once a second (when it rolls
 //! its per-second bucket) and at its end; downtime episodes come from the collector loop.
 //! A scrape merges the threads' latest snapshots. Called by `src/load/stats.rs` and
-//! `src/load/engine.rs`; read by the registry's scrape.
+//! `src/load/engine.rs`; with `--workers N`, by `src/load/coordinator.rs`, which publishes
+//! each worker pod's figures as one thread. Read by the registry's scrape.
 //!
 //! The latency histogram is the engine's HDR histogram (µs, coordinated-omission corrected
 //! in the open model) folded into [`LATENCY_BUCKETS`], so its `_count` and `_sum` are the
@@ -20,6 +21,8 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
+use resil_common::exposition::protobuf::NativeHistogram;
+use serde::{Deserialize, Serialize};
 
 use crate::load::stats::KIND_NAMES;
 
@@ -30,11 +33,22 @@ pub const LATENCY_BUCKETS: [f64; 16] = [
     5.0, 10.0,
 ];
 
+/// The native histogram's resolution: 2^3 = 8 buckets per power of two, each about 9 %
+/// wide (the resolution Prometheus client libraries default to), so 100 µs to 10 s spans
+/// at most 133 buckets.
+pub const NATIVE_SCHEMA: i32 = 3;
+
+/// Native zero bucket: latencies at or below it (HDR records whole microseconds, so 0 µs).
+const NATIVE_ZERO_THRESHOLD: f64 = 1e-7;
+
+/// The latency family, as a scrape names it.
+const LATENCY_FAMILY: &str = "resil_load_request_duration_seconds";
+
 /// Index of the 4xx kind in [`KIND_NAMES`]: counted, but not an error.
 const KIND_4XX: &str = "http_4xx";
 
 /// One colour's cumulative figures.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ColorFigures {
     pub requests: u64,
     pub errors: u64,
@@ -43,6 +57,13 @@ pub struct ColorFigures {
     pub buckets: [u64; LATENCY_BUCKETS.len() + 1],
     /// Σ latency of the timed responses, in seconds.
     pub sum_seconds: f64,
+    /// Timed responses per native histogram bucket at [`NATIVE_SCHEMA`] (index → count,
+    /// not cumulative), for a scraper that negotiates native histograms.
+    #[serde(default, with = "index_pairs")]
+    pub native: BTreeMap<i32, u64>,
+    /// Timed responses under a microsecond (the native zero bucket).
+    #[serde(default)]
+    pub native_zero: u64,
 }
 
 impl ColorFigures {
@@ -64,6 +85,12 @@ impl ColorFigures {
                 .position(|le| seconds <= *le)
                 .unwrap_or(LATENCY_BUCKETS.len());
             figures.buckets[slot] += n;
+            if seconds > NATIVE_ZERO_THRESHOLD {
+                let index = NativeHistogram::index(seconds, NATIVE_SCHEMA);
+                *figures.native.entry(index).or_default() += n;
+            } else {
+                figures.native_zero += n;
+            }
         }
         figures.sum_seconds = sum_us / 1e6;
         figures
@@ -81,11 +108,42 @@ impl ColorFigures {
             *a += b;
         }
         self.sum_seconds += other.sum_seconds;
+        for (i, n) in &other.native {
+            *self.native.entry(*i).or_default() += n;
+        }
+        self.native_zero += other.native_zero;
+    }
+
+    /// The native histogram of these figures.
+    pub fn native_histogram(&self) -> NativeHistogram {
+        NativeHistogram {
+            schema: NATIVE_SCHEMA,
+            zero_threshold: NATIVE_ZERO_THRESHOLD,
+            zero_count: self.native_zero,
+            positive: self.native.clone(),
+        }
     }
 }
 
-/// One worker thread's cumulative figures (or, merged, the process's).
-#[derive(Debug, Clone, Default, PartialEq)]
+/// Native buckets as `[index, count]` pairs on the wire: a worker's line is an internally
+/// tagged enum, which cannot read number keys back.
+mod index_pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(m: &BTreeMap<i32, u64>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(m.iter())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<i32, u64>, D::Error> {
+        Ok(Vec::<(i32, u64)>::deserialize(d)?.into_iter().collect())
+    }
+}
+
+/// One worker thread's cumulative figures (or, merged, the process's; or a worker pod's,
+/// sent to its coordinator as a `figures` line of `src/load/wire.rs`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub by_color: BTreeMap<String, ColorFigures>,
     /// Counts by [`KIND_NAMES`].
@@ -176,6 +234,17 @@ impl LoadMetrics {
         out
     }
 
+    /// The native histogram of `family` with `labels`, when it is the latency histogram of
+    /// a colour that has figures (the protobuf scrape's source of native buckets).
+    pub fn native(&self, family: &str, labels: &[(String, String)]) -> Option<NativeHistogram> {
+        if family != LATENCY_FAMILY {
+            return None;
+        }
+        let color = labels.iter().find(|(k, _)| k == "color")?;
+        let merged = self.merged();
+        Some(merged.by_color.get(&color.1)?.native_histogram())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Published> {
         // A panicking publisher leaves whole snapshots behind: still worth serving.
         self.published.lock().unwrap_or_else(|e| e.into_inner())
@@ -229,7 +298,7 @@ impl Collector for LoadCollector {
         encode_kinds(&mut encoder, &snap)?;
         let unit = Unit::Seconds;
         let mut family = encoder.encode_descriptor(
-            "resil_load_request_duration",
+            LATENCY_FAMILY.trim_end_matches("_seconds"),
             "Latency of answered requests (open model: from the intended send time)",
             Some(&unit),
             MetricType::Histogram,
@@ -307,6 +376,26 @@ mod tests {
         assert_eq!(f.buckets[3], 1);
         assert_eq!(f.buckets[LATENCY_BUCKETS.len()], 1);
         assert!((f.sum_seconds - 30.00124).abs() < 0.05, "{}", f.sum_seconds);
+    }
+
+    #[test]
+    fn hdr_latency_folds_into_native_buckets_of_the_same_count() {
+        let mut h = new_histogram();
+        h.record_n(1_000, 4).unwrap(); // 1 ms
+        h.record(1_100).unwrap(); // 1.1 ms: the next bucket up at schema 3
+        h.record(0).unwrap();
+        let f = ColorFigures::new(6, 0, &h);
+        let native = f.native_histogram();
+        assert_eq!(native.zero_count, 1);
+        let total: u64 = native.positive.values().sum();
+        assert_eq!(total + native.zero_count, f.count());
+        let one_ms = NativeHistogram::index(0.001, NATIVE_SCHEMA);
+        assert_eq!(native.positive.get(&one_ms), Some(&4));
+        assert_eq!(native.positive.get(&(one_ms + 1)), Some(&1));
+        // The bucket holds 1 ms: (2^((i-1)/8), 2^(i/8)].
+        let upper = 2f64.powf(f64::from(one_ms) / 8.0);
+        let lower = 2f64.powf(f64::from(one_ms - 1) / 8.0);
+        assert!(lower < 0.001 && 0.001 <= upper, "{lower} {upper}");
     }
 
     #[test]

@@ -7,9 +7,10 @@
 //! load engine publishes its threads' cumulative per-second aggregation into a
 //! [`load::LoadMetrics`] (one short lock per thread per second, none per request); the
 //! others are fed from the updates their command layer already receives. The format is
-//! negotiated per scrape (`resil_common::exposition`): Prometheus text 0.0.4, or
-//! OpenMetrics when the scraper asks for it. Histograms are classic buckets; native
-//! histograms would need the protobuf format, which is not served.
+//! negotiated per scrape (`resil_common::exposition`): Prometheus text 0.0.4, OpenMetrics
+//! when the scraper asks for it, or the protobuf exposition when it ranks that first (a
+//! Prometheus with native histograms enabled): the latency histogram then carries native
+//! buckets besides its classic ones, folded from the same HDR histograms.
 //!
 //! Names follow `resil_<subsystem>_<name>_<unit>`, counters end in `_total`, durations are
 //! seconds. The full list is in `docs/metrics.md`.
@@ -49,6 +50,8 @@ pub enum MetricsError {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    /// The load sink, whose latency histograms have native buckets for a protobuf scrape.
+    load: Option<Arc<load::LoadMetrics>>,
 }
 
 impl Default for Metrics {
@@ -63,7 +66,18 @@ impl Metrics {
         let mut registry = Registry::default();
         let info = Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]);
         registry.register("resil_build", "The resil build serving these metrics", info);
-        Metrics { registry }
+        Metrics {
+            registry,
+            load: None,
+        }
+    }
+
+    /// Registers the load engine's sink, its latency histograms native as well as
+    /// classic for a scraper that negotiates native histograms.
+    pub fn register_load(&mut self) -> Arc<load::LoadMetrics> {
+        let sink = load::LoadMetrics::register(&mut self.registry);
+        self.load = Some(sink.clone());
+        sink
     }
 
     /// The registry, for sinks to register into.
@@ -75,6 +89,14 @@ impl Metrics {
     pub fn encode(&self, format: Format) -> String {
         // Writing into a String cannot fail; a collector that fails yields what it wrote.
         exposition::encode(&self.registry, format).unwrap_or_default()
+    }
+
+    /// The registry in the protobuf exposition, with native buckets where there are some.
+    pub fn encode_protobuf(&self) -> Vec<u8> {
+        let native =
+            |family: &str, labels: &[(String, String)]| self.load.as_ref()?.native(family, labels);
+        // Writing into memory cannot fail; a collector that fails yields nothing.
+        exposition::protobuf::encode(&self.registry, &native).unwrap_or_default()
     }
 
     /// Serves `/metrics` on `addr` until the returned [`Exporter`] is dropped.
@@ -98,6 +120,11 @@ impl Metrics {
 /// `GET /metrics`.
 async fn scrape(State(metrics): State<Arc<Metrics>>, headers: HeaderMap) -> Response {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    if exposition::prefers_protobuf(accept) {
+        let body = metrics.encode_protobuf();
+        let content_type = exposition::PROTOBUF_CONTENT_TYPE;
+        return (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response();
+    }
     let format = Format::negotiate(accept);
     let body = metrics.encode(format);
     (

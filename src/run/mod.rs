@@ -87,7 +87,7 @@ pub async fn command(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<Exit>
         });
     }
     let mut metrics = crate::metrics::Metrics::new();
-    let load_metrics = crate::metrics::load::LoadMetrics::register(metrics.registry());
+    let load_metrics = metrics.register_load();
     let run_metrics = crate::metrics::control::RunMetrics::register(metrics.registry());
     let exporter = crate::metrics::serve_if_asked(&args.metrics, metrics).await?;
     let session = Session {

@@ -226,6 +226,35 @@ async fn the_closed_model_sends_exactly_the_requests_the_server_receives() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_model_segment_sends_nothing_before_its_shared_start() {
+    let server = serve("127.0.0.1:0", Behaviour::Ok, Arc::default()).await;
+    let start_at = chrono::Utc::now() + chrono::Duration::milliseconds(1500);
+    let segment = resil::load::Segment { index: 0, count: 2 };
+    let plan = plan(
+        server.addr,
+        Pace::Closed { concurrency: 4 },
+        lasting(Duration::from_secs(1)),
+    )
+    .for_segment(segment, start_at);
+    let running = tokio::spawn(async move { run(&plan).await });
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        server.received.load(Ordering::SeqCst),
+        0,
+        "requests left before the shared start"
+    );
+    let (report, _) = running.await.unwrap();
+    let s = &report.summary;
+    assert!(s.requests > 0);
+    assert_eq!(server.received.load(Ordering::SeqCst), s.requests);
+    assert!(
+        (s.duration_s - 1.0).abs() < 0.3,
+        "one second of load from the start: {} s",
+        s.duration_s
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_open_model_sends_its_schedule_and_the_server_receives_every_send() {
     let server = serve("127.0.0.1:0", Behaviour::Ok, Arc::default()).await;
     let (report, _) = run(&plan(

@@ -330,3 +330,117 @@ async fn a_scenario_with_two_workers_passes_under_resil_run() {
     );
     env.lab.shutdown().await;
 }
+
+/// The value of the sample `series` (name and labels, exactly as exposed) in `text`.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_coordinators_metrics_count_every_workers_traffic_while_it_runs() {
+    use resil::load::{LoadPlan, Pace, Stop};
+    use resil::metrics::Metrics;
+    use resil::metrics::load::{LATENCY_BUCKETS, LoadMetrics, LoadSink};
+
+    let env = Env::start(true).await;
+    let mut metrics = Metrics::new();
+    let sink = LoadMetrics::register(metrics.registry());
+    let exporter = metrics.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let endpoint = format!("http://{}/metrics", exporter.addr());
+    let stop = Stop {
+        requests: None,
+        duration: Some(Duration::from_secs(4)),
+    };
+    let mut plan = LoadPlan::for_url(&env.url(), Pace::Rate(100.0), stop).unwrap();
+    plan.threads = 1;
+    plan.metrics = LoadSink::to(sink);
+
+    // Scrapes every 100 ms while the run goes on, keeping the total requests each saw.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<f64>::new()));
+    let scraper = {
+        let (seen, endpoint) = (seen.clone(), endpoint.clone());
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            for _ in 0..600 {
+                if let Ok(r) = client.get(&endpoint).send().await
+                    && let Ok(text) = r.text().await
+                {
+                    let total: f64 = text
+                        .lines()
+                        .filter(|l| l.starts_with("resil_load_requests_total{"))
+                        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                        .sum();
+                    seen.lock().unwrap().push(total);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let done = resil::load::coordinator::run(
+        &plan,
+        2,
+        &env.client,
+        "distributed-resilience",
+        tokio_util::sync::CancellationToken::new(),
+        tx,
+    )
+    .await
+    .expect("the distributed run");
+    scraper.abort();
+    let s = &done.report.summary;
+    assert_eq!(s.requests, 400, "100/s for 4 s");
+
+    // Mid-run scrapes already counted the workers' seconds: the figures are live.
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.iter().any(|n| *n > 0.0 && *n < s.requests as f64),
+        "no scrape saw the run under way: {seen:?}"
+    );
+    // The last scrape is the merged run, exactly.
+    let text = reqwest::get(&endpoint).await.unwrap().text().await.unwrap();
+    for (color, c) in &s.by_color {
+        let series = |name: &str| format!("{name}{{color=\"{color}\"}}");
+        let requests = sample(&text, &series("resil_load_requests_total"));
+        assert_eq!(requests, Some(c.requests as f64), "{color}\n{text}");
+        let errors = sample(&text, &series("resil_load_request_errors_total"));
+        assert_eq!(errors, Some(c.errors as f64), "{color}\n{text}");
+        let timed = sample(&text, &series("resil_load_request_duration_seconds_count"));
+        assert_eq!(timed, Some(c.requests as f64), "{color}\n{text}");
+        // The bucket holding the colour's median: the first whose cumulative count
+        // reaches half its requests, as histogram_quantile() would pick it.
+        let median_s = c.latency.p50_us as f64 / 1e6;
+        let upper = LATENCY_BUCKETS
+            .iter()
+            .position(|le| median_s <= *le)
+            .unwrap();
+        let prefix = format!("resil_load_request_duration_seconds_bucket{{color=\"{color}\",le=\"");
+        let le = |i: usize| {
+            text.lines()
+                .find_map(|l| {
+                    let (bound, value) = l.strip_prefix(&prefix)?.split_once("\"} ")?;
+                    (bound.parse::<f64>().ok()? == LATENCY_BUCKETS[i]).then_some(value)
+                })
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("no {prefix}{}\"}} in\n{text}", LATENCY_BUCKETS[i]))
+        };
+        let half = c.requests as f64 / 2.0;
+        assert!(le(upper) >= half, "{color}: median {median_s} s\n{text}");
+        if upper > 0 {
+            // HDR's median may sit on the bucket's edge: allow its precision.
+            assert!(
+                le(upper - 1) <= half + 1.0,
+                "{color}: median {median_s} s\n{text}"
+            );
+        }
+    }
+    assert!(!s.by_color.is_empty(), "no colour answered: {s:?}");
+    for kind in ["connect", "reset", "timeout", "http_5xx", "other"] {
+        let series = format!("resil_load_errors_total{{kind=\"{kind}\"}}");
+        let want = s.error_kinds.get(kind).copied().unwrap_or(0) as f64;
+        assert_eq!(sample(&text, &series), Some(want), "{series}\n{text}");
+    }
+    drop(exporter);
+    env.lab.shutdown().await;
+}

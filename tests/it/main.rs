@@ -13,6 +13,7 @@ mod demo_app;
 mod deploy;
 mod fuzz_regressions;
 mod gateway;
+mod grafana;
 mod kubectl_everyday;
 mod lab_api;
 mod lab_cli;

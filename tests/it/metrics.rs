@@ -82,6 +82,11 @@ impl Drop for Prometheus {
 impl Prometheus {
     /// `None` when `prometheus` is not on PATH.
     async fn start(target: SocketAddr) -> Option<Prometheus> {
+        Prometheus::start_with(target, &[]).await
+    }
+
+    /// [`Prometheus::start`] with extra flags (`--enable-feature=...`).
+    async fn start_with(target: SocketAddr, flags: &[&str]) -> Option<Prometheus> {
         let which = Command::new("sh")
             .args(["-c", "command -v prometheus"])
             .output()
@@ -108,6 +113,7 @@ impl Prometheus {
                 dir.path().join("data").display()
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(flags)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -269,6 +275,28 @@ async fn prometheus_scrapes_and_queries_agree_with_the_run_summary() {
         .await;
     // Every request got an answer (a 500 is one), so every one was timed.
     assert_eq!(count, Some(s.requests as f64));
+
+    // The Grafana dashboard's load panels show this run: each of their queries, with the
+    // dashboard's variables filled in, has a result at the run's end.
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/grafana/resil.json");
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut asked = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap();
+            if !expr.contains("resil_load_") {
+                continue;
+            }
+            let promql = expr
+                .replace("$__rate_interval", "4s")
+                .replace("$__range", "1m")
+                .replace("$job", ".*");
+            let got = prom.query(&promql, Some(ended - 0.5)).await;
+            assert!(got.is_some(), "{}: {promql} has no result", panel["title"]);
+            asked += 1;
+        }
+    }
+    assert!(asked >= 8, "{asked} load queries in the dashboard");
     drop(exporter);
 }
 
@@ -336,4 +364,67 @@ async fn the_lab_serves_api_object_watch_and_node_metrics_behind_its_token() {
     let anonymous = kube::Client::try_from(config).unwrap();
     assert_eq!(get_text(&anonymous, "/metrics").await.0, 401);
     lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prometheus_with_native_histograms_gets_the_latency_as_native_buckets() {
+    let mut metrics = Metrics::new();
+    let sink = metrics.register_load();
+    let exporter = metrics.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let flags = ["--enable-feature=native-histograms"];
+    let Some(prom) = Prometheus::start_with(exporter.addr(), &flags).await else {
+        eprintln!("skipped: `prometheus` is not installed (apt-get install prometheus)");
+        return;
+    };
+    let up = prom.until_equal("up{job=\"resil\"}", 1.0).await;
+    assert_eq!(up, Some(1.0), "prometheus never scraped resil");
+
+    let addr = target().await;
+    let url = format!("http://{addr}/");
+    let stop = Stop {
+        duration: Some(Duration::from_secs(4)),
+        requests: None,
+    };
+    let mut plan = LoadPlan::for_url(&url, Pace::Rate(200.0), stop).unwrap();
+    plan.threads = 2;
+    plan.metrics = LoadSink::to(sink);
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let report = load::run(&plan, CancellationToken::new(), tx)
+        .await
+        .unwrap();
+    let s = &report.summary;
+
+    // The histogram is native: one series per colour, no `_bucket` series, its count
+    // every timed request.
+    let count = prom
+        .until_equal(
+            "sum(histogram_count(resil_load_request_duration_seconds))",
+            s.requests as f64,
+        )
+        .await;
+    assert_eq!(count, Some(s.requests as f64));
+    let classic = prom
+        .query("count(resil_load_request_duration_seconds_bucket)", None)
+        .await;
+    assert_eq!(
+        classic, None,
+        "classic buckets stored beside the native ones"
+    );
+    // histogram_quantile() over native buckets: within one bucket (2^(1/8), about 9 %)
+    // of resil's own percentile.
+    for (color, c) in &s.by_color {
+        for (q, us) in [(0.5, c.latency.p50_us), (0.9, c.latency.p90_us)] {
+            let promql = format!(
+                "histogram_quantile({q}, resil_load_request_duration_seconds{{color=\"{color}\"}})"
+            );
+            let got = prom.query(&promql, None).await.expect("a quantile");
+            let ratio = got / (us as f64 / 1e6);
+            assert!(
+                (1.0 / 1.1..=1.1).contains(&ratio),
+                "{color} p{}: prometheus {got} s, resil {us} µs",
+                q * 100.0
+            );
+        }
+    }
+    drop(exporter);
 }

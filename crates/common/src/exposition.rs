@@ -2,10 +2,13 @@
 //! which text format a scraper's `Accept` header asks for, and a registry encoded in it.
 //! The metrics themselves belong to each side; this module knows none of them.
 //!
-//! Two formats: the Prometheus text format 0.0.4 (the default, what `curl` gets) and
+//! Two text formats: the Prometheus text format 0.0.4 (the default, what `curl` gets) and
 //! OpenMetrics 1.0 text, chosen when the scraper ranks `application/openmetrics-text`
-//! above `text/plain` (Prometheus does). Native histograms need the protobuf format,
-//! which neither side serves: histograms are classic buckets.
+//! above `text/plain` (Prometheus does). Native histograms need the protobuf format
+//! ([`protobuf`]), which a Prometheus with native histograms enabled ranks first; the
+//! toolkit's `--metrics-addr` serves it then ([`prefers_protobuf`]), the lab does not.
+
+pub mod protobuf;
 
 use prometheus_client::encoding::{prometheus_text, text};
 use prometheus_client::registry::Registry;
@@ -13,6 +16,49 @@ use prometheus_client::registry::Registry;
 /// The `Content-Type` of OpenMetrics 1.0 text.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The `Content-Type` of the protobuf exposition.
+pub const PROTOBUF_CONTENT_TYPE: &str =
+    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
+
+/// Whether `accept` ranks the protobuf exposition (delimited `MetricFamily` messages)
+/// strictly above both text formats, by `q` and then by order.
+pub fn prefers_protobuf(accept: Option<&str>) -> bool {
+    let Some(accept) = accept else {
+        return false;
+    };
+    // (q, position) of the best protobuf entry and of the best text entry.
+    let mut proto: Option<(f32, usize)> = None;
+    let mut text: Option<(f32, usize)> = None;
+    for (at, entry) in accept.split(',').enumerate() {
+        let mut parts = entry.split(';').map(str::trim);
+        let media = parts.next().unwrap_or("").to_ascii_lowercase();
+        let params: Vec<&str> = parts.collect();
+        let q = params
+            .iter()
+            .filter_map(|p| p.strip_prefix("q="))
+            .find_map(|v| v.parse::<f32>().ok())
+            .unwrap_or(1.0);
+        let slot = match media.as_str() {
+            "application/vnd.google.protobuf"
+                if params.contains(&"proto=io.prometheus.client.MetricFamily")
+                    && params.contains(&"encoding=delimited") =>
+            {
+                &mut proto
+            }
+            "application/openmetrics-text" | "text/plain" => &mut text,
+            _ => continue,
+        };
+        if q > 0.0 && slot.is_none_or(|(b, _)| q > b) {
+            *slot = Some((q, at));
+        }
+    }
+    match (proto, text) {
+        (Some(_), None) => true,
+        (Some((pq, pa)), Some((tq, ta))) => pq > tq || (pq == tq && pa < ta),
+        _ => false,
+    }
+}
 
 /// An exposition format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +135,25 @@ mod tests {
         assert_eq!(Format::negotiate(Some(text_first)), Format::Text);
         let refused = "application/openmetrics-text;q=0";
         assert_eq!(Format::negotiate(Some(refused)), Format::Text);
+    }
+
+    #[test]
+    fn a_prometheus_with_native_histograms_gets_protobuf_and_others_do_not() {
+        // What Prometheus 2.42 sends with `--enable-feature=native-histograms`.
+        let native = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;\
+                      encoding=delimited,application/openmetrics-text;version=1.0.0;q=0.8,\
+                      application/openmetrics-text;version=0.0.1;q=0.75,\
+                      text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert!(prefers_protobuf(Some(native)));
+        let classic = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
+        assert!(!prefers_protobuf(Some(classic)));
+        assert!(!prefers_protobuf(None));
+        assert!(!prefers_protobuf(Some("*/*")));
+        let other_proto = "application/vnd.google.protobuf;proto=other.Message;encoding=delimited";
+        assert!(!prefers_protobuf(Some(other_proto)));
+        let ranked_lower = "text/plain;q=0.9,application/vnd.google.protobuf;\
+                            proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.5";
+        assert!(!prefers_protobuf(Some(ranked_lower)));
     }
 
     #[test]
