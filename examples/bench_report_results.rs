@@ -189,6 +189,7 @@ fn main() -> anyhow::Result<()> {
             dropped_sends: 0,
             downtime_episodes: 1,
             downtime_total_ms: 750,
+            writes: None,
             downtime: vec![DowntimeEpisode {
                 started_at: at(switch_s as i64 * 1000 + 50),
                 ended_at: Some(at(switch_s as i64 * 1000 + 800)),

@@ -89,6 +89,9 @@ pub enum Command {
     DemoApp(DemoAppArgs),
     /// The global front door: an active/passive HTTP proxy across regions, health-checked.
     Gateway(crate::gateway::GatewayArgs),
+    /// Copy acknowledged writes from one region's demo app to another's, with a lag or
+    /// synchronously.
+    Replicate(crate::replicate::ReplicateArgs),
     /// Roll a new release of one colour under load (rolling or canary), judge it, roll back.
     #[command(disable_version_flag = true)]
     Rollout(RolloutArgs),
@@ -207,6 +210,27 @@ pub struct DemoAppArgs {
     /// (e.g. `150ms`), health probes excepted. [default: none]
     #[arg(long, env = "LATENCY", value_parser = parse_duration)]
     pub latency: Option<Duration>,
+
+    /// Copy every `PUT /kv/{key}` to this demo app (`http://HOST:PORT`) before
+    /// acknowledging it: synchronous replication. `PUT /admin/replica` changes it at
+    /// runtime. [default: none, writes are acknowledged locally]
+    #[arg(long, env = "REPLICA_URL")]
+    pub replica_url: Option<String>,
+
+    /// Largest value `PUT /kv/{key}` stores, in bytes (larger ones answer 413).
+    #[arg(long, env = "KV_MAX_VALUE", default_value_t = 65_536,
+          value_parser = clap::value_parser!(u64).range(1..=16 * 1024 * 1024))]
+    pub kv_max_value: u64,
+
+    /// Most keys the store holds (a write past it answers 507).
+    #[arg(long, env = "KV_MAX_KEYS", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub kv_max_keys: u64,
+
+    /// Most bytes of keys and values the store holds (a write past it answers 507).
+    #[arg(long, env = "KV_MAX_BYTES", default_value_t = 64 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1..=4 * 1024 * 1024 * 1024))]
+    pub kv_max_bytes: u64,
 }
 
 fn parse_cpu_limit(text: &str) -> Result<u64, String> {

@@ -21,6 +21,7 @@ pub mod judge;
 pub mod load;
 pub mod logging;
 pub mod metrics;
+pub mod replicate;
 pub mod report;
 pub mod results;
 pub mod rollout;
@@ -62,6 +63,7 @@ pub async fn run(cli: Cli) -> Exit {
         Command::Dashboard(args) => dashboard::command(args, &global).await,
         Command::DemoApp(args) => demo::app_command(args).await,
         Command::Gateway(args) => gateway::command(args, &global).await,
+        Command::Replicate(args) => replicate::command(args, &global).await,
         Command::LoadWorker(args) => load::worker::command(args).await,
         Command::Completions(args) => completions(args),
     };

@@ -179,6 +179,18 @@ pub struct LoadSpec {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     #[serde(default)]
     pub recovery_successes: Option<u32>,
+    /// This fraction of requests (0 to 1) are `PUT /kv/{unique key}` to the demo app's
+    /// write path (under the URL's path); each acknowledgement is logged so that lost
+    /// writes can be counted after the run (see --verify-url).
+    #[arg(long, value_name = "F")]
+    #[serde(default)]
+    pub write_ratio: Option<f64>,
+    /// After the run, read every acknowledged write back from this demo app or gateway
+    /// (http://HOST:PORT; the surviving region): lost writes are the RPO, a wrong value or
+    /// an ack id given twice a correctness error. [default: the target URL's host]
+    #[arg(long, value_name = "URL", requires = "write_ratio")]
+    #[serde(default)]
+    pub verify_url: Option<String>,
 }
 
 /// The predictive autoscaler's knobs: `resil autoscale`'s and a scenario's `autoscale:`

@@ -63,6 +63,13 @@ fn app_config(args: &DemoAppArgs) -> app::AppConfig {
         drain: args.drain,
         cpu_limit_millicores: args.cpu_limit,
         release: app::Release::resolve(&args.app_version, args.fail_rate, args.latency),
+        // The flags' ranges keep these within usize on every supported target.
+        kv_limits: app::kv::KvLimits {
+            max_value_bytes: usize::try_from(args.kv_max_value).unwrap_or(usize::MAX),
+            max_keys: usize::try_from(args.kv_max_keys).unwrap_or(usize::MAX),
+            max_total_bytes: usize::try_from(args.kv_max_bytes).unwrap_or(usize::MAX),
+        },
+        replica_url: args.replica_url.clone(),
     }
 }
 

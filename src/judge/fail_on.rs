@@ -269,6 +269,7 @@ mod tests {
             downtime: Vec::new(),
             downtime_episodes: 0,
             downtime_total_ms: 0,
+            writes: None,
         }
     }
 

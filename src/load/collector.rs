@@ -43,6 +43,8 @@ pub struct Collector {
     /// All downtime episodes, and the summed length of the ended ones.
     pub episodes_total: u64,
     pub downtime_total: Duration,
+    /// Every thread's writes (`--write-ratio`), merged.
+    pub writes: super::writes::ThreadWrites,
 }
 
 impl Collector {
@@ -65,6 +67,7 @@ impl Collector {
             episodes: Vec::new(),
             episodes_total: 0,
             downtime_total: Duration::ZERO,
+            writes: Default::default(),
         }
     }
 
@@ -115,6 +118,10 @@ impl Collector {
             }
             // The engine writes these to the timeline; no summary figure counts them.
             Message::Recovery(_) => Vec::new(),
+            Message::Writes(writes) => {
+                self.writes.merge(*writes);
+                Vec::new()
+            }
             Message::Done { totals, .. } => {
                 self.requests += totals.requests;
                 self.successes += totals.successes;

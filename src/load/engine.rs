@@ -30,10 +30,11 @@ use tokio_util::sync::CancellationToken;
 use super::LoadError;
 use super::collector::Collector;
 use super::http::{Connection, Failure};
-use super::plan::{LoadPlan, Pace};
+use super::plan::{LoadPlan, Pace, RequestTemplate};
 use super::report::{self, LoadReport};
 use super::schedule::Schedule;
 use super::stats::{DowntimeTracker, MAX_EPISODES, Message, Outcome, ThreadStats};
+use super::writes::{self, ThreadWrites, WriteMix, encode_put, is_write};
 use crate::metrics::load::LoadSink;
 use crate::results::Event;
 
@@ -88,14 +89,21 @@ pub async fn run(
         let _ = events.send(event);
     })
     .await?;
-    Ok(report::build(
+    let mut finished = finished;
+    let log = std::mem::take(&mut finished.collector.writes);
+    let mut built = report::build(
         plan,
         finished.collector,
         finished.started_at,
         finished.elapsed,
         finished.window,
         finished.interrupted,
-    ))
+    );
+    if let Some(mix) = &plan.writes {
+        built.summary.writes =
+            Some(super::writes::verify(mix, &log, finished.started_at, plan.timeout).await);
+    }
+    Ok(built)
 }
 
 /// What the engine hands out while it runs: a second every thread is past (merged over
@@ -156,6 +164,7 @@ pub async fn drive(
     };
     let (start, started_at) = start_times(plan, lead);
     let shared = Arc::new(Shared {
+        writes: plan.writes.clone().map(|mix| (mix, plan.request.clone())),
         addr,
         request: plan.request.encode(plan.keepalive),
         head: plan.request.method == "HEAD",
@@ -308,6 +317,8 @@ async fn preflight(addr: SocketAddr, timeout: Duration) -> Result<(), LoadError>
 
 /// What every worker thread reads.
 struct Shared {
+    /// `--write-ratio`: the mix, and the request whose host and headers writes reuse.
+    writes: Option<(WriteMix, RequestTemplate)>,
     addr: SocketAddr,
     request: Vec<u8>,
     head: bool,
@@ -362,6 +373,9 @@ struct ThreadCtx {
     stats: RefCell<ThreadStats>,
     live: Live,
     dispatch: Option<Dispatch>,
+    /// Requests this thread has begun: numbers them for the write mix.
+    begun: Cell<u64>,
+    writes: RefCell<ThreadWrites>,
 }
 
 /// Counts running users (and the dispatcher) so the thread knows when all are done.
@@ -401,6 +415,7 @@ impl Drop for LiveGuard {
 }
 
 async fn thread_main(shared: Arc<Shared>, thread: usize, tx: UnboundedSender<Message>) {
+    let writes_tx = tx.clone();
     let stats = ThreadStats::new(thread, shared.start, tx).publishing(shared.metrics.get());
     let open = shared.schedule.is_some();
     let initial = initial_users(&shared);
@@ -417,6 +432,8 @@ async fn thread_main(shared: Arc<Shared>, thread: usize, tx: UnboundedSender<Mes
             floor: initial,
             ..Dispatch::default()
         }),
+        begun: Cell::new(0),
+        writes: RefCell::new(ThreadWrites::new(shared.threads)),
         shared,
     });
 
@@ -454,6 +471,10 @@ async fn thread_main(shared: Arc<Shared>, thread: usize, tx: UnboundedSender<Mes
         _ = ctx.live.all_done() => {}
     }
     ticker.abort();
+    if ctx.shared.writes.is_some() {
+        let writes = std::mem::take(&mut *ctx.writes.borrow_mut());
+        let _ = writes_tx.send(Message::Writes(Box::new(writes)));
+    }
     let mut stats = ctx.stats.borrow_mut();
     if let Some(d) = &ctx.dispatch {
         stats.dropped(d.dropped.get());
@@ -521,13 +542,29 @@ async fn virtual_user(ctx: &ThreadCtx) {
     // register and deregister in the timer wheel every time.
     let deadline = tokio::time::sleep(shared.timeout);
     tokio::pin!(deadline);
+    // This user's write request, encoded afresh for each write (writes are the exception;
+    // reads send the shared bytes encoded once).
+    let mut put = Vec::new();
     while let Some(job) = next_job(ctx).await {
+        let write = shared.writes.as_ref().and_then(|(mix, template)| {
+            let n = ctx.begun.get();
+            ctx.begun.set(n + 1);
+            is_write(n, mix.ratio).then(|| {
+                let key = writes::key(&mix.prefix, ctx.thread, n);
+                encode_put(template, &mix.kv_path, &key, shared.keepalive, &mut put);
+                n
+            })
+        });
+        let (request, head) = match write {
+            Some(_) => (put.as_slice(), false),
+            None => (shared.request.as_slice(), shared.head),
+        };
         let sent = Instant::now();
         deadline.as_mut().reset((sent + shared.timeout).into());
         let result = tokio::select! {
             biased;
             // The response (or a failure) arrived in time.
-            r = attempt(&mut conn, shared) => Ok(r),
+            r = attempt(&mut conn, shared.addr, request, head) => Ok(r),
             // The timeout expired first; the connection is dropped below.
             _ = &mut deadline => Err(()),
         };
@@ -548,6 +585,14 @@ async fn virtual_user(ctx: &ThreadCtx) {
                 Outcome::Failed(Failure::Timeout)
             }
         };
+        if let Some(n) = write {
+            let ack = match &outcome {
+                Outcome::Reply(r) if (200..300).contains(&r.status) => Some(r.ack.as_bytes()),
+                _ => None,
+            };
+            let at = done.saturating_duration_since(shared.start);
+            ctx.writes.borrow_mut().record(ctx.thread, n, at, ack);
+        }
         ctx.stats.borrow_mut().record(
             // Latency counts from the intended time when the send left late (the
             // coordinated-omission correction), from the send itself when it left early.
@@ -566,13 +611,15 @@ async fn virtual_user(ctx: &ThreadCtx) {
 /// Connects if needed, then sends one request.
 async fn attempt(
     conn: &mut Option<Connection>,
-    shared: &Shared,
+    addr: SocketAddr,
+    request: &[u8],
+    head: bool,
 ) -> Result<super::http::Reply, Failure> {
     let c = match conn {
         Some(c) => c,
-        None => conn.insert(Connection::open(shared.addr).await?),
+        None => conn.insert(Connection::open(addr).await?),
     };
-    c.exchange(&shared.request, shared.head).await
+    c.exchange(request, head).await
 }
 
 /// The next job for a user, or `None` when the run is over for it.
@@ -903,6 +950,7 @@ mod tests {
     fn no_schedule() -> Shared {
         let start = Instant::now();
         Shared {
+            writes: None,
             addr: SocketAddr::from(([127, 0, 0, 1], 9)),
             request: Vec::new(),
             head: false,

@@ -22,7 +22,7 @@ use std::task::{Poll, ready};
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
-use super::plan::{COLOR_HEADER, POD_HEADER};
+use super::plan::{ACK_HEADER, COLOR_HEADER, POD_HEADER};
 
 /// Read buffer size; responses whose headers exceed it are refused.
 const BUF_SIZE: usize = 16 * 1024;
@@ -123,6 +123,8 @@ pub struct Reply {
     pub color: ShortValue,
     /// `x-resil-pod`, empty when absent.
     pub pod: ShortValue,
+    /// `x-resil-ack` (a write's acknowledgement, `REGION:SEQ`), empty when absent.
+    pub ack: ShortValue,
     /// Whether the connection may carry the next request.
     pub reusable: bool,
 }
@@ -349,6 +351,7 @@ fn interpret(response: &httparse::Response<'_, '_>, head: bool) -> (Reply, Frami
         status,
         color: ShortValue::EMPTY,
         pod: ShortValue::EMPTY,
+        ack: ShortValue::EMPTY,
         // HTTP/1.0 closes unless it says keep-alive.
         reusable: response.version == Some(1),
     };
@@ -379,6 +382,8 @@ fn interpret(response: &httparse::Response<'_, '_>, head: bool) -> (Reply, Frami
             reply.color = ShortValue::copy(h.value.trim_ascii());
         } else if name.eq_ignore_ascii_case(POD_HEADER) {
             reply.pod = ShortValue::copy(h.value.trim_ascii());
+        } else if name.eq_ignore_ascii_case(ACK_HEADER) {
+            reply.ack = ShortValue::copy(h.value.trim_ascii());
         }
     }
     let framing = if head || status == 204 || status == 304 || (100..200).contains(&status) {

@@ -26,6 +26,7 @@ pub mod schedule;
 pub mod stats;
 pub mod wire;
 pub mod worker;
+pub mod writes;
 /// `--fail-on`, judged with every other verdict in [`crate::judge`].
 pub use crate::judge::fail_on as thresholds;
 
@@ -114,6 +115,14 @@ pub enum LoadError {
     /// A worker thread panicked; its figures are lost.
     #[error("a load worker thread panicked")]
     WorkerPanicked,
+    /// `--write-ratio` outside (0, 1].
+    #[error(
+        "invalid --write-ratio {ratio}: give the fraction of requests that write, from 0 to 1 (e.g. 0.2)"
+    )]
+    InvalidWriteRatio { ratio: String },
+    /// `--write-ratio` with `--workers`: acknowledgements are logged by this process only.
+    #[error("--write-ratio needs the load to run here: leave out --workers")]
+    WritesWithWorkers,
     /// `--workers 0`.
     #[error("--workers must be at least 1")]
     InvalidWorkers,

@@ -12,6 +12,7 @@ use hyper::Uri;
 
 use super::LoadError;
 use super::thresholds::{self, Threshold};
+use super::writes::WriteMix;
 use crate::cli::LoadArgs;
 use crate::spec::{LoadSpec, REQUEST_TIMEOUT};
 
@@ -27,6 +28,8 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Response headers of the demo app naming who served a request.
 pub const POD_HEADER: &str = "x-resil-pod";
 pub const COLOR_HEADER: &str = "x-resil-color";
+/// A write's acknowledgement from the demo app (`REGION:SEQ`).
+pub const ACK_HEADER: &str = "x-resil-ack";
 pub const VERSION_HEADER: &str = "x-resil-version";
 
 /// When a run ends: after `requests` sends, after `duration`, or whichever comes first.
@@ -156,6 +159,8 @@ pub struct LoadPlan {
     pub workers: Option<u32>,
     /// Where the threads publish their figures for `--metrics-addr` (none by default).
     pub metrics: crate::metrics::load::LoadSink,
+    /// `--write-ratio`: the requests that write, and where they are verified.
+    pub writes: Option<WriteMix>,
 }
 
 /// One generator's slice of a run that `count` generators share, each with the same
@@ -178,6 +183,46 @@ impl Segment {
         let (count, index) = (u64::from(self.count.max(1)), u64::from(self.index));
         total / count + u64::from(index < total % count)
     }
+}
+
+/// Resolves `--write-ratio` and `--verify-url` against the target.
+fn write_mix(
+    ratio: f64,
+    verify_url: Option<&str>,
+    request: &RequestTemplate,
+) -> Result<WriteMix, LoadError> {
+    if !(ratio.is_finite() && ratio > 0.0 && ratio <= 1.0) {
+        return Err(LoadError::InvalidWriteRatio {
+            ratio: ratio.to_string(),
+        });
+    }
+    let verify = match verify_url {
+        Some(url) => {
+            let parsed = parse_url(url, None)?;
+            if parsed.path_and_query != "/" {
+                return Err(LoadError::InvalidUrl {
+                    url: url.to_string(),
+                    reason: "--verify-url is the demo app's base URL (http://HOST:PORT), no path"
+                        .into(),
+                });
+            }
+            format!("http://{}", parsed.authority)
+        }
+        None => format!("http://{}", request.authority),
+    };
+    // The write path sits beside the target path's last segment: `/` → `/kv/`,
+    // `/app/` → `/app/kv/`; a query is dropped.
+    let path = request.path_and_query.split('?').next().unwrap_or("/");
+    let base = path.rsplit_once('/').map_or("", |(dir, _)| dir);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    Ok(WriteMix {
+        ratio,
+        prefix: format!("w{nanos:x}"),
+        kv_path: format!("{base}/kv/"),
+        verify_url: Some(verify),
+    })
 }
 
 impl LoadPlan {
@@ -214,6 +259,8 @@ impl LoadPlan {
             keepalive: true,
             workers: None,
             recovery_successes: None,
+            write_ratio: None,
+            verify_url: None,
         })
     }
 
@@ -316,6 +363,16 @@ impl LoadPlan {
             None => (Vec::new(), Vec::new()),
         };
 
+        let writes = match spec.write_ratio {
+            // 0 writes nothing: a plain read load.
+            None => None,
+            Some(0.0) => None,
+            Some(ratio) => Some(write_mix(ratio, spec.verify_url.as_deref(), &request)?),
+        };
+        if writes.is_some() && spec.workers.is_some() {
+            return Err(LoadError::WritesWithWorkers);
+        }
+
         Ok(LoadPlan {
             url: format!("http://{}{}", request.authority, request.path_and_query),
             request,
@@ -336,6 +393,7 @@ impl LoadPlan {
             start_at: None,
             workers: spec.workers,
             metrics: Default::default(),
+            writes,
         })
     }
 
@@ -349,6 +407,10 @@ impl LoadPlan {
         let mut plan = self.clone();
         plan.segment = segment;
         plan.start_at = Some(start_at);
+        // Each generator writes keys of its own.
+        if let Some(w) = &mut plan.writes {
+            w.prefix = format!("{}g{}", w.prefix, segment.index);
+        }
         plan.workers = None;
         if let Pace::Closed { concurrency } = plan.pace {
             let mine = segment.share(u64::from(concurrency)) as u32;

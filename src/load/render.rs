@@ -170,6 +170,11 @@ pub fn table(
             ),
         ]);
     }
+    if let Some(w) = &s.writes {
+        for (name, value) in write_rows(w) {
+            t.add_row(vec![name.to_string(), value]);
+        }
+    }
     if !s.downtime.is_empty() {
         let open = s.downtime.iter().any(|d| d.ended_at.is_none());
         t.add_row(vec![
@@ -217,4 +222,58 @@ fn latency_line(p: &Percentiles) -> String {
         duration_us(p.max_us),
         duration_us(p.mean_us.round() as u64)
     )
+}
+
+/// The write figures of `--write-ratio`: what was acknowledged, and what the read-back
+/// found (the RPO and any correctness error).
+pub fn write_rows(w: &crate::results::summary::WriteSummary) -> Vec<(&'static str, String)> {
+    let mut rows = vec![(
+        "writes",
+        format!(
+            "{} sent ({:.0}% of requests), {} acknowledged, {} not acknowledged",
+            w.attempted,
+            w.write_ratio * 100.0,
+            w.acknowledged,
+            w.unacknowledged
+        ),
+    )];
+    match &w.verify_url {
+        Some(url) => {
+            rows.push((
+                "read back",
+                format!(
+                    "from {url}: {} kept, {} lost, {} unreadable{}",
+                    w.verified,
+                    w.lost,
+                    w.unverified,
+                    if w.untracked > 0 {
+                        format!(", {} past the tracking limit", w.untracked)
+                    } else {
+                        String::new()
+                    }
+                ),
+            ));
+            rows.push((
+                "RPO",
+                match w.rpo_window_ms {
+                    Some(ms) => format!("{} writes lost, acknowledged within {ms} ms", w.lost),
+                    None => "0 writes lost".to_string(),
+                },
+            ));
+        }
+        None => rows.push(("read back", "not verified (no --verify-url)".to_string())),
+    }
+    if w.correctness_errors() > 0 {
+        rows.push((
+            "correctness errors",
+            format!(
+                "{} read back wrong, {} ack ids given twice",
+                w.wrong_value, w.acked_twice
+            ),
+        ));
+    }
+    for example in w.examples.iter().take(5) {
+        rows.push(("", example.clone()));
+    }
+    rows
 }

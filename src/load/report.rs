@@ -75,6 +75,8 @@ pub(super) fn build(
             .collect(),
         downtime_episodes: collector.episodes_total,
         downtime_total_ms: collector.downtime_total.as_millis() as u64,
+        // Filled in by the read-back after the run (`writes::verify`).
+        writes: None,
     };
     let start = Duration::from_millis(started_at.timestamp_millis().max(0) as u64);
     let tagged = |tag: String, histogram| TaggedHistogram {

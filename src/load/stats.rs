@@ -200,6 +200,8 @@ pub enum Message {
     Episode(Episode),
     /// A recovery episode closed: `ended` is the first of the successes in a row.
     Recovery(Episode),
+    /// The thread's writes (`--write-ratio`), sent just before `Done`.
+    Writes(Box<super::writes::ThreadWrites>),
     /// The thread is done.
     Done {
         thread: usize,
@@ -664,6 +666,7 @@ mod tests {
             status,
             color: ShortValue::EMPTY,
             pod: ShortValue::EMPTY,
+            ack: ShortValue::EMPTY,
             reusable: true,
         })
     }
@@ -695,6 +698,7 @@ mod tests {
                 status,
                 color: ShortValue::copy(b"blue"),
                 pod: ShortValue::copy(pod),
+                ack: ShortValue::EMPTY,
                 reusable: true,
             })
         };

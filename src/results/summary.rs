@@ -97,6 +97,52 @@ pub struct LoadSummary {
     /// Summed length of all ended downtime episodes, in ms.
     #[serde(default)]
     pub downtime_total_ms: u64,
+    /// `--write-ratio`: writes acknowledged, and lost or wrong when read back (RPO).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writes: Option<WriteSummary>,
+}
+
+/// The `load.writes` section of `summary.json` (`resil load --write-ratio`): what was
+/// written, and what a read-back after the run found (see `load/writes.rs`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WriteSummary {
+    /// `--write-ratio`.
+    pub write_ratio: f64,
+    /// Writes sent.
+    pub attempted: u64,
+    /// Writes acknowledged (2xx with an ack id).
+    pub acknowledged: u64,
+    /// Writes sent and not acknowledged (errors, refusals): not data loss, the client knows.
+    pub unacknowledged: u64,
+    /// Where they were read back; `None`: not verified.
+    pub verify_url: Option<String>,
+    /// Acknowledged writes read back with their value.
+    pub verified: u64,
+    /// RPO in writes: acknowledged writes that are gone.
+    pub lost: u64,
+    /// RPO in time: from the oldest lost acknowledgement to the newest (0 for one).
+    pub rpo_window_ms: Option<u64>,
+    /// When the oldest and the newest lost write were acknowledged.
+    pub first_lost_at: Option<DateTime<Utc>>,
+    pub last_lost_at: Option<DateTime<Utc>>,
+    /// Writes read back with another value.
+    pub wrong_value: u64,
+    /// Ack ids given to more than one write.
+    pub acked_twice: u64,
+    /// Read-backs that failed (no answer, 5xx): neither lost nor kept.
+    pub unverified: u64,
+    /// Acknowledged past the tracking limit, not verified.
+    pub untracked: u64,
+    /// The first lost keys and correctness errors, for the operator.
+    #[serde(default)]
+    pub examples: Vec<String>,
+}
+
+impl WriteSummary {
+    /// Correctness errors: wrong values and double acknowledgements.
+    pub fn correctness_errors(&self) -> u64 {
+        self.wrong_value + self.acked_twice
+    }
 }
 
 /// Load figures of one colour.

@@ -167,6 +167,8 @@ async fn load_plan(
         keepalive,
         workers: None,
         recovery_successes: None,
+        write_ratio: None,
+        verify_url: None,
     };
     Ok(LoadPlan::from_spec(&spec)?)
 }

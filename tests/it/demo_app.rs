@@ -8,17 +8,17 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 /// A running `resil demo-app` on 127.0.0.1 with a port it picked; killed on drop.
-struct DemoApp {
-    child: Child,
-    base: String,
+pub(crate) struct DemoApp {
+    pub(crate) child: Child,
+    pub(crate) base: String,
 }
 
 impl DemoApp {
-    fn start() -> DemoApp {
+    pub(crate) fn start() -> DemoApp {
         DemoApp::start_with(&[])
     }
 
-    fn start_with(extra_args: &[&str]) -> DemoApp {
+    pub(crate) fn start_with(extra_args: &[&str]) -> DemoApp {
         let mut child = Command::new(env!("CARGO_BIN_EXE_resil"))
             .args(["demo-app", "--bind", "127.0.0.1", "--port", "0"])
             .args(extra_args)
@@ -46,11 +46,11 @@ impl DemoApp {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    fn pid(&self) -> i32 {
+    pub(crate) fn pid(&self) -> i32 {
         self.child.id() as i32
     }
 }
@@ -62,7 +62,7 @@ impl Drop for DemoApp {
     }
 }
 
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()

@@ -158,6 +158,8 @@ fn plan(addr: SocketAddr, pace: Pace, stop: Stop) -> LoadPlan {
             keepalive: true,
             workers: None,
             recovery_successes: None,
+            write_ratio: None,
+            verify_url: None,
         },
         threads: Some(2),
         max_connections: None,

@@ -20,18 +20,21 @@ pub enum PathClass {
     Readyz,
     /// `/admin/...`
     Admin,
+    /// `/kv` and `/kv/...` (the write path)
+    Kv,
     /// Anything else (404).
     Other,
 }
 
 impl PathClass {
-    const ALL: [PathClass; 6] = [
+    const ALL: [PathClass; 7] = [
         PathClass::Root,
         PathClass::Work,
         PathClass::Healthz,
         PathClass::Readyz,
         PathClass::Admin,
         PathClass::Other,
+        PathClass::Kv,
     ];
 
     /// Classifies a request path.
@@ -42,6 +45,7 @@ impl PathClass {
             "/healthz" => PathClass::Healthz,
             "/readyz" => PathClass::Readyz,
             p if p == "/admin" || p.starts_with("/admin/") => PathClass::Admin,
+            p if p == "/kv" || p.starts_with("/kv/") => PathClass::Kv,
             _ => PathClass::Other,
         }
     }
@@ -55,12 +59,16 @@ impl PathClass {
             PathClass::Readyz => "readyz",
             PathClass::Admin => "admin",
             PathClass::Other => "other",
+            PathClass::Kv => "kv",
         }
     }
 
     /// Whether injected errors and latency apply (user traffic, not probes or admin).
     pub fn is_traffic(self) -> bool {
-        matches!(self, PathClass::Root | PathClass::Work | PathClass::Other)
+        matches!(
+            self,
+            PathClass::Root | PathClass::Work | PathClass::Other | PathClass::Kv
+        )
     }
 
     fn index(self) -> usize {
@@ -76,7 +84,7 @@ const STATUS_SLOTS: usize = 500;
 #[derive(Debug)]
 pub(crate) struct Counters {
     total: AtomicU64,
-    by_class: [AtomicU64; 6],
+    by_class: [AtomicU64; 7],
     by_status: Box<[AtomicU64]>,
 }
 
@@ -85,7 +93,7 @@ pub(crate) struct Counters {
 pub struct CounterSnapshot {
     /// Responses produced since start.
     pub total: u64,
-    /// Per path class (`root`, `work`, `healthz`, `readyz`, `admin`, `other`).
+    /// Per path class (`root`, `work`, `healthz`, `readyz`, `admin`, `other`, `kv`).
     pub by_class: BTreeMap<String, u64>,
     /// Per status code (`"200"`, `"500"`, ...); codes never sent are absent.
     pub by_status: BTreeMap<String, u64>,
@@ -148,6 +156,9 @@ mod tests {
         assert_eq!(PathClass::of("/work"), PathClass::Work);
         assert_eq!(PathClass::of("/admin/state"), PathClass::Admin);
         assert_eq!(PathClass::of("/administrator"), PathClass::Other);
+        assert_eq!(PathClass::of("/kv/a"), PathClass::Kv);
+        assert_eq!(PathClass::of("/kvx"), PathClass::Other);
+        assert!(PathClass::Kv.is_traffic());
         assert!(!PathClass::Readyz.is_traffic());
         assert!(PathClass::Other.is_traffic());
     }

@@ -17,6 +17,10 @@
 //! | `GET /admin/faults` | the faults in force |
 //! | `PUT /admin/faults` | replace the faults in force (body below); answers the faults now in force |
 //! | `DELETE /admin/faults` | clear every fault (and stop a CPU burn); answers the cleared faults |
+//! | `PUT /kv/{key}` | store the body as the key's value and acknowledge the write in this region (below) |
+//! | `GET /kv/{key}` | the value stored (`application/octet-stream`), or `404` |
+//! | `GET /kv?after=N&limit=M&min_age_ms=L` | the change feed: the latest write of each key with a sequence number above N, oldest first, at most M (≤ 1000), none younger than L ms |
+//! | `GET/PUT/DELETE /admin/replica` | the synchronous replica: `{"url":"http://HOST:PORT","timeout":"2s"}` |
 //!
 //! Every response, errors and 404s included, carries `x-resil-pod`, `x-resil-color` and
 //! `x-resil-version`; the load engine counts responses per colour from these names.
@@ -50,6 +54,22 @@
 //! do, and only a rollout's analysis of its traffic catches it. `DELETE /admin/faults`
 //! leaves it alone (it is the release, not a fault); `/admin/state` shows it as `release`.
 //!
+//! # The write path
+//! `PUT /kv/{key}` stores the body (any bytes) and answers `201` (a new key) or `200` (an
+//! overwrite) with `{"key","region","seq","ack":"REGION:SEQ","acked_at","bytes",
+//! "replicated_to"}` and the headers `x-resil-ack: REGION:SEQ` and `x-resil-region`: the
+//! write is acknowledged *in this region*, with this region's next sequence number. A key
+//! is 1–256 characters of `A-Z a-z 0-9 - . _ ~`, taken from the raw path (nothing is
+//! percent-decoded, so `/`, `%2F` and non-UTF-8 never reach the store): anything else is
+//! `400`. A value over `--kv-max-value` is `413` (refused from its `Content-Length`
+//! before it is read); a write past `--kv-max-keys` or `--kv-max-bytes` is `507`. The
+//! store is in memory: a restarted app is empty.
+//! With a replica set (`--replica-url`, `REPLICA_URL` or `PUT /admin/replica`) a write is
+//! first copied to the replica's `PUT /kv/{key}` (marked `x-resil-replicated-from`, which
+//! the replica stores without copying on) and acknowledged only once the replica took it;
+//! if it did not, the answer is `503` and the write is not stored here. `resil replicate`
+//! copies asynchronously from the change feed instead.
+//!
 //! Health probes (`/healthz`, `/readyz`) and `/admin/*` never get injected errors or
 //! latency, so a degraded pod stays alive and can always be switched back.
 //! A bad body answers `400 {"error":"..."}`.
@@ -60,7 +80,8 @@
 //!  "started_at":"RFC 3339","faults":{...same fields as above, "until":null...},
 //!  "release":{"fail_rate":0.0,"latency_ms":0},
 //!  "requests":{"total":120,"by_class":{"root":100,"work":0,"healthz":10,"readyz":10,
-//!  "admin":0,"other":0},"by_status":{"200":120}}}
+//!  "admin":0,"other":0,"kv":0},"by_status":{"200":120}},
+//!  "kv":{"keys":0,"bytes":0,"last_seq":0,"replica":null}}
 //! ```
 //! Counters count responses produced since start (a request counts once its response
 //! is ready, so a state request is not in its own figures; requests whose client went
@@ -69,6 +90,7 @@
 mod burn;
 mod counters;
 mod faults;
+pub mod kv;
 mod release;
 mod routes;
 
@@ -104,6 +126,9 @@ pub struct AdminState {
     pub release: Release,
     /// Responses counted since start.
     pub requests: CounterSnapshot,
+    /// The key-value store's counts and synchronous replica.
+    #[serde(default)]
+    pub kv: kv::KvSnapshot,
 }
 
 /// Who this instance is: shown on the page and sent in every response's headers.
@@ -115,7 +140,7 @@ pub struct Identity {
     pub color: String,
     /// Version (`VERSION`).
     pub version: String,
-    /// Region (`REGION`), shown on the page only.
+    /// Region (`REGION`): on the page, and in the write path's acknowledgements.
     pub region: String,
 }
 
@@ -133,6 +158,10 @@ pub struct AppConfig {
     pub cpu_limit_millicores: Option<u64>,
     /// How this release answers traffic, on top of any fault chaos injects.
     pub release: Release,
+    /// How much the key-value store holds.
+    pub kv_limits: kv::KvLimits,
+    /// Copy every write here before acknowledging it (synchronous replication).
+    pub replica_url: Option<String>,
 }
 
 /// Why the demo app could not start or serve.
@@ -146,6 +175,9 @@ pub enum AppError {
         /// The offending value.
         value: String,
     },
+    /// `--replica-url` is not a plain `http://HOST:PORT`.
+    #[error("invalid --replica-url: {0}")]
+    BadReplica(String),
     /// The server stopped with an I/O error.
     #[error("serving HTTP failed")]
     Serve(#[source] io::Error),
@@ -157,6 +189,7 @@ pub(crate) struct IdentityHeaders {
     pub pod: HeaderValue,
     pub color: HeaderValue,
     pub version: HeaderValue,
+    pub region: HeaderValue,
 }
 
 impl IdentityHeaders {
@@ -171,6 +204,7 @@ impl IdentityHeaders {
             pod: value("POD_NAME", &identity.pod)?,
             color: value("COLOR", &identity.color)?,
             version: value("VERSION", &identity.version)?,
+            region: value("REGION", &identity.region)?,
         })
     }
 }
@@ -183,7 +217,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AppError> {
     let headers = IdentityHeaders::new(&config.identity)?;
-    let state = routes::new_state(config, headers);
+    let replica = match &config.replica_url {
+        Some(url) => {
+            Some(kv::Replica::new(url, kv::DEFAULT_REPLICA_TIMEOUT).map_err(AppError::BadReplica)?)
+        }
+        None => None,
+    };
+    let store = kv::Kv::new(config.kv_limits, replica);
+    let state = routes::new_state(config, headers, store);
     let expiry = tokio::spawn(state.faults.clone().run_expiry(state.stopping.clone()));
     let router = routes::router(state.clone());
     let listener = listener.tap_io(|tcp| {

@@ -12,6 +12,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -19,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::burn::{CpuQuota, burn_cpu};
 use super::counters::{Counters, PathClass};
 use super::faults::{FaultSpec, FaultSwitch};
+use super::kv::{self, Kv};
 use super::{AdminState, AppConfig, IdentityHeaders};
 use crate::html::escape;
 
@@ -38,6 +40,8 @@ pub(crate) struct Shared {
     /// The CPU limit `/work` and the CPU burn share.
     pub cpu: Arc<CpuQuota>,
     pub counters: Counters,
+    /// The write path: the key-value store and its synchronous replica.
+    pub kv: Kv,
     pub started_at: DateTime<Utc>,
     /// Cancelled when the app begins to shut down: releases hung requests.
     pub stopping: CancellationToken,
@@ -48,9 +52,10 @@ pub(crate) struct Shared {
 
 pub(crate) type AppState = Arc<Shared>;
 
-pub(crate) fn new_state(config: AppConfig, headers: IdentityHeaders) -> AppState {
+pub(crate) fn new_state(config: AppConfig, headers: IdentityHeaders, kv: Kv) -> AppState {
     let cpu = Arc::new(CpuQuota::new(config.cpu_limit_millicores));
     Arc::new(Shared {
+        kv,
         config,
         headers,
         faults: FaultSwitch::new(Arc::clone(&cpu)),
@@ -69,10 +74,18 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/work", get(work))
+        .route("/kv", get(kv::feed))
+        .route("/kv/{*key}", get(kv::get).put(kv::put))
         .route("/admin/state", get(admin_state))
         .route(
             "/admin/faults",
             get(get_faults).put(put_faults).delete(delete_faults),
+        )
+        .route(
+            "/admin/replica",
+            get(kv::get_replica)
+                .put(kv::put_replica)
+                .delete(kv::delete_replica),
         )
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), frame))
@@ -134,7 +147,7 @@ async fn faulted(state: &Shared, class: PathClass, request: Request, next: Next)
     next.run(request).await
 }
 
-fn error(status: StatusCode, message: &str) -> Response {
+pub(crate) fn error(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(json!({ "error": message }))).into_response()
 }
 
@@ -233,6 +246,7 @@ async fn admin_state(State(state): State<AppState>) -> Response {
         faults: state.faults.current(),
         release: state.config.release,
         requests: state.counters.snapshot(),
+        kv: state.kv.snapshot(),
     })
     .into_response()
 }

@@ -1,0 +1,236 @@
+//! `resil replicate` between two demo apps on loopback, and `resil load --write-ratio`'s
+//! read-back: asynchronous replication at lag L loses the writes of the source's last L
+//! when it dies, synchronous replication loses none, and the load's RPO counts exactly
+//! the acknowledged writes the surviving region does not hold.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use resil::load::LoadPlan;
+use resil::replicate::{ReplicatePlan, engine};
+use tokio_util::sync::CancellationToken;
+
+use crate::demo_app::{DemoApp, client};
+
+fn plan(from: &DemoApp, to: &DemoApp, lag: Duration, sync: bool) -> ReplicatePlan {
+    ReplicatePlan {
+        from: from.base.clone(),
+        to: to.base.clone(),
+        lag,
+        sync,
+        poll: Duration::from_millis(20),
+        timeout: Duration::from_secs(2),
+        duration: Some(Duration::from_secs(60)),
+    }
+}
+
+/// Writes `count` keys to `app`, one every `every`; returns each acknowledged key with
+/// the instant its acknowledgement arrived.
+async fn write_steadily(app: &DemoApp, count: usize, every: Duration) -> Vec<(String, Instant)> {
+    let c = client();
+    let mut tick = tokio::time::interval(every);
+    let mut acked = Vec::with_capacity(count);
+    for i in 0..count {
+        tick.tick().await;
+        let key = format!("k-{i}");
+        let put = c
+            .put(app.url(&format!("/kv/{key}")))
+            .body(key.clone())
+            .send()
+            .await;
+        if put.is_ok_and(|r| r.status().is_success()) {
+            acked.push((key, Instant::now()));
+        }
+    }
+    acked
+}
+
+/// The acknowledged keys that `app` does not hold.
+async fn missing(app: &DemoApp, acked: &[(String, Instant)]) -> HashSet<String> {
+    let c = client();
+    let mut gone = HashSet::new();
+    for (key, _) in acked {
+        let r = c.get(app.url(&format!("/kv/{key}"))).send().await.unwrap();
+        match r.status().as_u16() {
+            200 => assert_eq!(r.text().await.unwrap(), *key, "{key} read back wrong"),
+            404 => {
+                gone.insert(key.clone());
+            }
+            other => panic!("reading {key}: status {other}"),
+        }
+    }
+    gone
+}
+
+#[tokio::test]
+async fn async_lag_loses_the_writes_of_the_last_lag_when_the_source_dies() {
+    let mut source = DemoApp::start_with(&["--region", "region-a"]);
+    let target = DemoApp::start_with(&["--region", "region-b"]);
+    let lag = Duration::from_millis(500);
+    let cancel = CancellationToken::new();
+    let replicating = {
+        let plan = plan(&source, &target, lag, false);
+        let cancel = cancel.clone();
+        tokio::spawn(async move { engine::run(&plan, cancel, |_| {}).await })
+    };
+    let started = Instant::now();
+    let acked = write_steadily(&source, 300, Duration::from_millis(5)).await;
+    let rate = acked.len() as f64 / started.elapsed().as_secs_f64();
+    // The source region dies with whatever it has not handed over.
+    source.child.kill().unwrap();
+    let died = Instant::now();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cancel.cancel();
+    let report = replicating.await.unwrap().unwrap();
+    assert!(
+        report.source_errors > 0,
+        "the dead source was noticed: {report:?}"
+    );
+
+    let gone = missing(&target, &acked).await;
+    let age = |at: &Instant| died.saturating_duration_since(*at);
+    // Younger than the lag at the death: never eligible to be copied.
+    for (key, at) in &acked {
+        if age(at) + Duration::from_millis(50) < lag {
+            assert!(
+                gone.contains(key),
+                "{key} ({:?} old) cannot have been copied",
+                age(at)
+            );
+        }
+        // Older than the lag plus a poll and scheduling slack: copied.
+        if age(at) > lag + Duration::from_millis(250) {
+            assert!(
+                !gone.contains(key),
+                "{key} ({:?} old) should have been copied",
+                age(at)
+            );
+        }
+    }
+    let expected = rate * lag.as_secs_f64();
+    let lost = gone.len() as f64;
+    assert!(
+        (lost - expected).abs() <= expected * 0.5,
+        "lost {lost} writes; write rate {rate:.0}/s × lag {lag:?} = {expected:.0}"
+    );
+    assert_eq!(report.copied as usize, acked.len() - gone.len());
+    assert!(report.lag_mean_ms >= 500, "{report:?}");
+}
+
+#[tokio::test]
+async fn sync_replication_loses_no_acknowledged_write_when_the_source_dies() {
+    for round in 0..3 {
+        let mut source = DemoApp::start_with(&["--region", "region-a"]);
+        let target = DemoApp::start_with(&["--region", "region-b"]);
+        let c = client();
+        // Written before replication starts: the catch-up copies it.
+        c.put(source.url("/kv/early"))
+            .body("early")
+            .send()
+            .await
+            .unwrap();
+        let cancel = CancellationToken::new();
+        let replicating = {
+            let plan = plan(&source, &target, Duration::ZERO, true);
+            let cancel = cancel.clone();
+            tokio::spawn(async move { engine::run(&plan, cancel, |_| {}).await })
+        };
+        // The source acknowledges through its replica once the replicator set it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let state: serde_json::Value = c
+                .get(source.url("/admin/state"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if state["kv"]["replica"] == target.base.as_str() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the replica was never set: {state}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut acked = write_steadily(&source, 150, Duration::from_millis(2)).await;
+        source.child.kill().unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        cancel.cancel();
+        let report = replicating.await.unwrap().unwrap();
+        assert!(report.sync);
+        acked.push(("early".into(), Instant::now()));
+        let gone = missing(&target, &acked).await;
+        assert!(
+            gone.is_empty(),
+            "round {round}: lost {} writes: {gone:?}",
+            gone.len()
+        );
+        assert_eq!(
+            acked.len(),
+            151,
+            "round {round}: every write was acknowledged"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_load_counts_lost_writes_and_their_window_from_the_surviving_region() {
+    let source = DemoApp::start_with(&["--region", "region-a"]);
+    let survivor = DemoApp::start_with(&["--region", "region-b"]);
+    let spec = resil::spec::LoadSpec {
+        url: Some(source.url("/")),
+        duration: Some(Duration::from_millis(800)),
+        requests: None,
+        concurrency: Some(2),
+        rate: None,
+        ramp: None,
+        path: None,
+        method: "GET".into(),
+        headers: Vec::new(),
+        body: None,
+        timeout: Some(Duration::from_secs(5)),
+        keepalive: true,
+        workers: None,
+        recovery_successes: None,
+        write_ratio: Some(0.5),
+        verify_url: Some(survivor.base.clone()),
+    };
+    let plan = LoadPlan::from_spec(&spec).unwrap();
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let report = resil::load::run(&plan, CancellationToken::new(), tx)
+        .await
+        .unwrap();
+    let w = report.summary.writes.clone().expect("a write summary");
+    let total = report.summary.requests;
+    assert!(w.attempted > 20, "{w:?}");
+    assert!(
+        (w.attempted as f64 - total as f64 * 0.5).abs() <= 2.0,
+        "half the requests write: {} of {total}",
+        w.attempted
+    );
+    assert_eq!(w.acknowledged, w.attempted, "{w:?}");
+    // Nothing was replicated: every acknowledged write is lost, over the run's span.
+    assert_eq!(
+        (w.lost, w.verified, w.correctness_errors()),
+        (w.acknowledged, 0, 0)
+    );
+    let window = w.rpo_window_ms.unwrap();
+    assert!((500..=1000).contains(&window), "window {window} ms: {w:?}");
+    assert!(w.first_lost_at.unwrap() < w.last_lost_at.unwrap());
+
+    // Read back from the region that took them: none lost.
+    let mut spec = spec;
+    spec.verify_url = None;
+    let plan = LoadPlan::from_spec(&spec).unwrap();
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let report = resil::load::run(&plan, CancellationToken::new(), tx)
+        .await
+        .unwrap();
+    let w = report.summary.writes.unwrap();
+    assert_eq!(w.verify_url.as_deref(), Some(source.base.as_str()));
+    assert_eq!((w.lost, w.verified), (0, w.acknowledged));
+    assert_eq!(w.rpo_window_ms, None);
+}
