@@ -3,8 +3,9 @@
 # connections, on a lab started for the purpose:
 #   1. `resil lab up` with its own state directory and kubeconfig, `resil deploy` (the
 #      demo's NodePort moved to a free port);
-#   2. RUNS pairs of closed-model runs of DURATION against the demo's NodePort, alternating:
-#      one process with `-c CONNS --threads 2`, then `--workers 2` pods of the lab's Job,
+#   2. after one discarded run (the demo's HPAs scale up under load), RUNS pairs of
+#      closed-model runs of DURATION against the demo's NodePort, in alternating order:
+#      one process with `-c CONNS --threads 2`, and `--workers 2` pods of the lab's Job,
 #      each with `--threads 1` and half the connections (the coordinator splits them);
 #   3. prints the median throughput of each side and their ratio (workers / single).
 # On a machine with few cores the lab, the demo pods and the generators share them, so
@@ -64,9 +65,17 @@ load() {
 }
 
 : >"$work/single"; : >"$work/workers"
+# The demo's HPAs scale the colour up under load, so a later run finds more pods: one
+# discarded run first, then the order alternates so neither side always runs second.
+load --threads 2 >/dev/null
 for run in $(seq "$RUNS"); do
-  load --threads 2 >>"$work/single"
-  load --threads 1 --workers 2 >>"$work/workers"
+  if ((run % 2)); then
+    load --threads 2 >>"$work/single"
+    load --threads 1 --workers 2 >>"$work/workers"
+  else
+    load --threads 1 --workers 2 >>"$work/workers"
+    load --threads 2 >>"$work/single"
+  fi
   say "run $run: single $(tail -n1 "$work/single"), 2 workers $(tail -n1 "$work/workers")" \
     "(req/s requests errors)"
 done
