@@ -6,7 +6,8 @@
 #     scrapes the metrics port every INTERVAL (100 ms: refused without the flag, so both
 #     runs pay for curl alike) and records each answered scrape's total time;
 #   - prints the median throughput of each side, their ratio (with / without) and the
-#     cost in percent, then the scrapes' latency p50, p99 and max.
+#     cost in percent, then the scrapes' latency p50, p99 and max, whole (curl's total)
+#     and the server's part (request sent to first byte).
 # Targets (issue 24): cost <= 2 %, scrape <= 5 ms.
 #
 #   scripts/bench-metrics.sh                          # cargo build --release first
@@ -69,11 +70,13 @@ load() {
 
 : >"$work/without"; : >"$work/with"; : >"$work/scrape.raw"
 # Scrapes 127.0.0.1:$2/metrics every INTERVAL while process $1 runs (bounded: the run
-# ends itself after DURATION), appending "code seconds" lines to $3.
+# ends itself after DURATION), appending lines "code total pretransfer starttransfer"
+# (curl's timings, seconds) to $3.
 scrape_while() {
   local end=$((SECONDS + DURATION + 5))
   while kill -0 "$1" 2>/dev/null && ((SECONDS < end)); do
-    curl -s -o /dev/null -w '%{http_code} %{time_total}\n' --max-time 1 \
+    curl -s -o /dev/null -w '%{http_code} %{time_total} %{time_pretransfer} %{time_starttransfer}\n' \
+      --max-time 1 \
       "http://127.0.0.1:$2/metrics" >>"$3" 2>/dev/null || true
     sleep "$INTERVAL"
   done
@@ -95,6 +98,8 @@ for run in $(seq "$RUNS"); do
 done
 # Only answered scrapes count (before the endpoint is up or after it is gone, none).
 awk '$1 == 200 { print $2 * 1000 }' "$work/scrape.raw" >"$work/scrapes"
+# The server's part: from the request sent to the first byte back (no connect, no client).
+awk '$1 == 200 { print ($4 - $3) * 1000 }' "$work/scrape.raw" >"$work/served"
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 without=$(median <"$work/without")
@@ -108,5 +113,10 @@ sort -g "$work/scrapes" | awk -v every="$INTERVAL" '{a[NR]=$1} END {
   if (NR == 0) { print "no scrape answered"; exit 1 }
   p99 = int(NR * 0.99); if (p99 < 1) p99 = 1
   printf "scrapes every %ss: %d answered, p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", every, NR,
+    a[int((NR + 1) / 2)], a[p99], a[NR] }'
+sort -g "$work/served" | awk '{a[NR]=$1} END {
+  if (NR == 0) exit
+  p99 = int(NR * 0.99); if (p99 < 1) p99 = 1
+  printf "  of which request sent -> first byte: p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
     a[int((NR + 1) / 2)], a[p99], a[NR] }'
 echo "targets: cost <= 2 %; scrape <= 5 ms"

@@ -403,6 +403,11 @@ async fn a_prometheus_with_native_histograms_gets_the_latency_as_native_buckets(
         )
         .await;
     assert_eq!(count, Some(s.requests as f64));
+    // Counters and gauges come through the same protobuf scrape.
+    let requests = prom.query("sum(resil_load_requests_total)", None).await;
+    assert_eq!(requests, Some(s.requests as f64));
+    let build = prom.query("resil_build_info", None).await;
+    assert_eq!(build, Some(1.0));
     let classic = prom
         .query("count(resil_load_request_duration_seconds_bucket)", None)
         .await;

@@ -40,7 +40,7 @@ pub type NativeSource<'a> = &'a dyn Fn(&str, &[(String, String)]) -> Option<Nati
 /// One metric of a family read back from the text format.
 #[derive(Debug, Default)]
 struct Metric {
-    labels: Vec<(String, String)>,
+    labels: Labels,
     value: f64,
     /// Histograms: `(le, cumulative count)`, `_sum`, `_count`.
     buckets: Vec<(f64, f64)>,
@@ -131,8 +131,11 @@ fn read_text(text: &str) -> Vec<Family> {
     families
 }
 
+/// A metric's labels, in the order the text format lists them.
+type Labels = Vec<(String, String)>;
+
 /// A sample line: name, labels, value.
-fn sample(line: &str) -> Option<(String, Vec<(String, String)>, f64)> {
+fn sample(line: &str) -> Option<(String, Labels, f64)> {
     let (series, value) = line.rsplit_once(' ')?;
     let value = number(value);
     let Some((name, rest)) = series.split_once('{') else {
