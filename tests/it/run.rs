@@ -22,24 +22,24 @@ use crate::support;
 
 const NS: &str = "distributed-resilience";
 
-/// A lab with a one-second HPA sync (so scaled-down scenarios see the HPA act), and a
-/// private home for the binary.
-struct RunLab {
-    lab: Lab,
+/// A lab for `resil run` (here with a one-second HPA sync, so scaled-down scenarios see
+/// the HPA act; `run_infra.rs` sets nodes and zones), and a private home for the binary.
+pub(crate) struct RunLab {
+    pub(crate) lab: Lab,
     /// Held while the lab lives: scenarios push real load, and two at once on a small
     /// machine would judge the machine rather than the system.
     _one_at_a_time: std::fs::File,
-    client: kube::Client,
+    pub(crate) client: kube::Client,
     _state: TempDir,
     home: TempDir,
     kubeconfig: PathBuf,
 }
 
 /// What one `resil run` did.
-struct Ran {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Ran {
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Ran {
@@ -57,7 +57,7 @@ impl Ran {
         assert!(self.stdout.contains(text), "{text:?}:\n{}", self.explain());
     }
 
-    fn explain(&self) -> String {
+    pub(crate) fn explain(&self) -> String {
         format!(
             "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
             self.code, self.stdout, self.stderr
@@ -67,6 +67,11 @@ impl Ran {
 
 impl RunLab {
     async fn start() -> RunLab {
+        RunLab::start_with(&mut |c| c.hpa_sync_period = Duration::from_secs(1)).await
+    }
+
+    /// A lab whose config `set_up` adjusts first.
+    pub(crate) async fn start_with(set_up: &mut dyn FnMut(&mut LabConfig)) -> RunLab {
         let one_at_a_time = tokio::task::spawn_blocking(|| {
             let path = std::env::temp_dir().join("resil-test-scenarios.lock");
             let file = std::fs::File::create(path).unwrap();
@@ -78,7 +83,7 @@ impl RunLab {
         let state = tempfile::tempdir().unwrap();
         let mut config = LabConfig::new(state.path());
         config.pod_program = PathBuf::from(env!("CARGO_BIN_EXE_resil"));
-        config.hpa_sync_period = Duration::from_secs(1);
+        set_up(&mut config);
         let lab = Lab::start(config).await.expect("lab starts");
         let client = support::client_for(&lab).await;
         let home = tempfile::tempdir().unwrap();
@@ -127,11 +132,11 @@ impl RunLab {
     }
 
     /// `resil run SCENARIO --time-scale SCALE ARGS` against this lab.
-    async fn run(&self, scenario: &Path, scale: &str, args: &[&str]) -> Ran {
+    pub(crate) async fn run(&self, scenario: &Path, scale: &str, args: &[&str]) -> Ran {
         let mut cmd = self.command(scenario, scale, args);
-        let out = tokio::time::timeout(Duration::from_secs(150), cmd.output())
+        let out = tokio::time::timeout(Duration::from_secs(240), cmd.output())
             .await
-            .expect("resil run finishes within 150 s")
+            .expect("resil run finishes within 240 s")
             .expect("resil runs");
         Ran {
             code: out.status.code(),
@@ -141,7 +146,7 @@ impl RunLab {
     }
 
     /// The newest run directory whose name ends with `label`.
-    fn run_dir(&self, label: &str) -> PathBuf {
+    pub(crate) fn run_dir(&self, label: &str) -> PathBuf {
         let mut dirs: Vec<PathBuf> = std::fs::read_dir(self.results())
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -152,7 +157,7 @@ impl RunLab {
             .unwrap_or_else(|| panic!("no run directory ending in {label}"))
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.lab.shutdown().await;
     }
 }

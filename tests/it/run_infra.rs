@@ -11,45 +11,17 @@
 //! directory in a temporary directory.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use resil::run::scenario::Scenario;
-use resil_lab::{Lab, LabConfig, NodeLayout};
+use resil_lab::{LabConfig, NodeLayout};
 use serde_json::Value;
-use tempfile::TempDir;
 
+use crate::run::RunLab;
 use crate::support;
 
 const NS: &str = "distributed-resilience";
-
-/// A lab set up from a scenario's `target`, and a private home for the binary.
-struct InfraLab {
-    lab: Lab,
-    /// Held while the lab lives: scenarios push real load (shared with `run.rs`).
-    _one_at_a_time: std::fs::File,
-    client: kube::Client,
-    _state: TempDir,
-    home: TempDir,
-    kubeconfig: PathBuf,
-}
-
-/// What one `resil run` did.
-struct Ran {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Ran {
-    fn explain(&self) -> String {
-        format!(
-            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
 
 fn scenario(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -57,106 +29,23 @@ fn scenario(name: &str) -> PathBuf {
         .join(name)
 }
 
-impl InfraLab {
-    /// A lab as `scenario`'s target describes it.
-    async fn for_scenario(path: &Path) -> InfraLab {
-        let target = Scenario::load(path).expect("scenario parses").target;
-        let mut config_of = move |config: &mut LabConfig| {
-            let mut layout = NodeLayout::new(target.nodes.unwrap_or(3) as usize);
-            if let Some(zones) = target.zones.clone() {
-                layout.zones = zones;
-            }
-            config.nodes = layout;
-            if let Some(grace) = target.node_monitor_grace_period {
-                config.node_monitor_grace_period = grace;
-            }
-            if let Some(s) = target.default_toleration_seconds {
-                config.default_toleration_seconds = i64::from(s);
-            }
-        };
-        InfraLab::start(&mut config_of).await
-    }
-
-    async fn start(set_up: &mut dyn FnMut(&mut LabConfig)) -> InfraLab {
-        let one_at_a_time = tokio::task::spawn_blocking(|| {
-            let path = std::env::temp_dir().join("resil-test-scenarios.lock");
-            let file = std::fs::File::create(path).unwrap();
-            file.lock().unwrap();
-            file
-        })
-        .await
-        .unwrap();
-        let state = tempfile::tempdir().unwrap();
-        let mut config = LabConfig::new(state.path());
-        config.pod_program = PathBuf::from(env!("CARGO_BIN_EXE_resil"));
-        set_up(&mut config);
-        let lab = Lab::start(config).await.expect("lab starts");
-        let client = support::client_for(&lab).await;
-        let home = tempfile::tempdir().unwrap();
-        let kubeconfig = home.path().join("kubeconfig");
-        std::fs::write(&kubeconfig, lab.kubeconfig_yaml()).unwrap();
-        support::manifests_on_a_free_node_port(&home.path().join("manifests"));
-        InfraLab {
-            lab,
-            _one_at_a_time: one_at_a_time,
-            client,
-            _state: state,
-            home,
-            kubeconfig,
+/// A lab as `scenario`'s target describes it.
+async fn lab_for(path: &Path) -> RunLab {
+    let target = Scenario::load(path).expect("scenario parses").target;
+    let mut config_of = move |config: &mut LabConfig| {
+        let mut layout = NodeLayout::new(target.nodes.unwrap_or(3) as usize);
+        if let Some(zones) = target.zones.clone() {
+            layout.zones = zones;
         }
-    }
-
-    fn results(&self) -> PathBuf {
-        self.home.path().join("results")
-    }
-
-    /// `resil run SCENARIO --time-scale SCALE` against this lab.
-    async fn run(&self, scenario: &Path, scale: &str) -> Ran {
-        let home = self.home.path();
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_resil"));
-        cmd.arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(["--context", "resil-lab", "run"])
-            .arg(scenario)
-            .arg("--out")
-            .arg(self.results())
-            .arg("--manifests")
-            .arg(home.join("manifests"))
-            .args(["--seed", "7", "--time-scale", scale])
-            .env("HOME", home)
-            .env("XDG_CONFIG_HOME", home.join(".config"))
-            .env("XDG_STATE_HOME", home.join("state"))
-            .env_remove("KUBECONFIG")
-            .env_remove("RESIL_CHAOS_STATE_DIR")
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "off")
-            .kill_on_drop(true);
-        let out = tokio::time::timeout(Duration::from_secs(240), cmd.output())
-            .await
-            .expect("resil run finishes within 240 s")
-            .expect("resil runs");
-        Ran {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        config.nodes = layout;
+        if let Some(grace) = target.node_monitor_grace_period {
+            config.node_monitor_grace_period = grace;
         }
-    }
-
-    /// The newest run directory whose name ends with `label`.
-    fn run_dir(&self, label: &str) -> PathBuf {
-        let mut dirs: Vec<PathBuf> = std::fs::read_dir(self.results())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.to_string_lossy().ends_with(label))
-            .collect();
-        dirs.sort();
-        dirs.pop()
-            .unwrap_or_else(|| panic!("no run directory ending in {label}"))
-    }
-
-    async fn stop(self) {
-        self.lab.shutdown().await;
-    }
+        if let Some(s) = target.default_toleration_seconds {
+            config.default_toleration_seconds = i64::from(s);
+        }
+    };
+    RunLab::start_with(&mut config_of).await
 }
 
 /// `resil report DIR -o json`, parsed.
@@ -185,8 +74,8 @@ fn phase_ms(recovery: &Value, name: &str) -> u64 {
 async fn node_failure_scenario_reschedules_the_pods_and_splits_recovery_into_grace_toleration_and_start()
  {
     let path = scenario("node-failure.yaml");
-    let lab = InfraLab::for_scenario(&path).await;
-    let ran = lab.run(&path, "0.5").await;
+    let lab = lab_for(&path).await;
+    let ran = lab.run(&path, "0.5", &[]).await;
     assert_eq!(ran.code, Some(0), "{}", ran.explain());
     let report = report_json(&lab.run_dir("node-failure"));
     let recovery = &report["recovery"][0];
@@ -224,8 +113,8 @@ async fn node_failure_scenario_reschedules_the_pods_and_splits_recovery_into_gra
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_with_pdb_scenario_holds_the_second_drain_until_a_replacement_is_ready() {
     let path = scenario("drain-with-pdb.yaml");
-    let lab = InfraLab::for_scenario(&path).await;
-    let ran = lab.run(&path, "0.5").await;
+    let lab = lab_for(&path).await;
+    let ran = lab.run(&path, "0.5", &[]).await;
     assert_eq!(ran.code, Some(0), "{}", ran.explain());
     let report = report_json(&lab.run_dir("drain-with-pdb"));
     let drains: Vec<&Value> = report["recovery"]
@@ -261,8 +150,8 @@ async fn drain_with_pdb_scenario_holds_the_second_drain_until_a_replacement_is_r
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zone_outage_with_spread_keeps_two_ready_pods_where_without_it_keeps_one() {
     let path = scenario("zone-outage-spread-vs-not.yaml");
-    let lab = InfraLab::for_scenario(&path).await;
-    let ran = lab.run(&path, "0.5").await;
+    let lab = lab_for(&path).await;
+    let ran = lab.run(&path, "0.5", &[]).await;
     assert_eq!(ran.code, Some(0), "{}", ran.explain());
     assert!(
         ran.stdout.contains("variants side by side"),
@@ -297,9 +186,9 @@ async fn zone_outage_with_spread_keeps_two_ready_pods_where_without_it_keeps_one
 async fn a_running_lab_without_the_scenarios_layout_is_refused_with_what_to_do() {
     // Three nodes over three zones (as `resil lab up` starts), where the zone scenario
     // needs four over two.
-    let lab = InfraLab::start(&mut |c| c.nodes = NodeLayout::new(3)).await;
+    let lab = RunLab::start_with(&mut |c| c.nodes = NodeLayout::new(3)).await;
     let ran = lab
-        .run(&scenario("zone-outage-spread-vs-not.yaml"), "0.5")
+        .run(&scenario("zone-outage-spread-vs-not.yaml"), "0.5", &[])
         .await;
     assert_eq!(ran.code, Some(2), "{}", ran.explain());
     for text in [
@@ -316,12 +205,12 @@ async fn a_running_lab_without_the_scenarios_layout_is_refused_with_what_to_do()
 async fn a_running_lab_with_the_upstream_toleration_is_refused_before_the_load() {
     // Three nodes over three zones, as node-failure.yaml needs, but pods tolerate an
     // unreachable node for 300 s (upstream's default) where the scenario expects 3.
-    let lab = InfraLab::start(&mut |c| {
+    let lab = RunLab::start_with(&mut |c| {
         c.nodes = NodeLayout::new(3);
         c.default_toleration_seconds = 300;
     })
     .await;
-    let ran = lab.run(&scenario("node-failure.yaml"), "0.5").await;
+    let ran = lab.run(&scenario("node-failure.yaml"), "0.5", &[]).await;
     assert_eq!(ran.code, Some(2), "{}", ran.explain());
     let text = "tolerate an unreachable node for 3 s; the running one gives 300 s";
     assert!(ran.stderr.contains(text), "{}", ran.explain());
