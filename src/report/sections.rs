@@ -72,6 +72,7 @@ fn slo_row(v: &SloVerdict) -> Vec<String> {
             "ratio" => percent(a),
             "usd" => usd(a),
             "per_s" => format!("{a:.1}/s"),
+            "writes" => format!("{a:.0} writes"),
             _ => format!("{a:.1}ms"),
         },
     };

@@ -680,13 +680,17 @@ fn lost_writes_are_the_rpo_in_every_format_and_judged_by_rpo_slos() {
     );
     assert!(errors.is_empty(), "{errors:#?}");
 
-    let (_, held) = report(
+    let (table, held) = report(
         dir.path(),
         ReportFormat::Table,
         Some("rpo<5,rpo_window<1s"),
         None,
     );
     assert_eq!(held, Exit::Ok);
+    assert!(
+        table.contains("┆ 3 writes ┆ pass") && table.contains("┆ 420.0ms  ┆ pass"),
+        "{table}"
+    );
     let (junit, failed) = report(dir.path(), ReportFormat::Junit, Some("rpo<1"), None);
     assert_eq!(failed, Exit::SloFailed);
     assert!(
