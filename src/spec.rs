@@ -69,6 +69,13 @@ pub struct DeploySpec {
     #[serde(default)]
     pub node_port: Option<i32>,
 
+    /// The region the demo pods name (`REGION`: on the page and in the write path's ack
+    /// ids, `region-b:42`); give each region's deploy its own (default: the manifests'
+    /// `region-a`).
+    #[arg(long, value_name = "NAME")]
+    #[serde(default)]
+    pub region: Option<String>,
+
     /// The colour the Service selects.
     #[arg(long, value_enum, default_value = "blue")]
     #[serde(default)]

@@ -92,6 +92,7 @@ impl DeployPlan {
             node_port: args.spec.node_port,
             no_pdb: args.spec.no_pdb,
             no_spread: args.spec.no_spread,
+            region: args.spec.region.clone(),
         });
         Ok(DeployPlan {
             connect: ConnectOptions {

@@ -178,6 +178,24 @@ pub struct Overrides {
     pub no_pdb: bool,
     /// `--no-spread`: leave the pods' topologySpreadConstraints out.
     pub no_spread: bool,
+    /// `--region`: the `REGION` of both colours' `web` container.
+    pub region: Option<String>,
+}
+
+/// Sets (or adds) the environment variable `name` of `container` to `value`.
+fn set_env(container: &mut k8s_openapi::api::core::v1::Container, name: &str, value: &str) {
+    let env = container.env.get_or_insert_with(Vec::new);
+    match env.iter_mut().find(|e| e.name == name) {
+        Some(var) => {
+            var.value = Some(value.to_string());
+            var.value_from = None;
+        }
+        None => env.push(k8s_openapi::api::core::v1::EnvVar {
+            name: name.to_string(),
+            value: Some(value.to_string()),
+            ..Default::default()
+        }),
+    }
 }
 
 impl DemoManifests {
@@ -369,6 +387,14 @@ impl DemoManifests {
             }
             if let Some(replicas) = overrides.replicas {
                 d.spec.replicas = Some(replicas);
+            }
+            if let Some(region) = &overrides.region
+                && let Some(pod) = d.spec.template.spec.as_mut()
+            {
+                let web = pod.containers.iter().position(|c| c.name == "web");
+                if let Some(container) = pod.containers.get_mut(web.unwrap_or(0)) {
+                    set_env(container, "REGION", region);
+                }
             }
             if overrides.no_spread
                 && let Some(pod) = d.spec.template.spec.as_mut()

@@ -120,8 +120,16 @@ fn overrides_set_image_replicas_active_colour_node_port_and_namespace() {
             replicas: Some(3),
             active: Some(Color::Green),
             node_port: Some(31_999),
+            region: Some("region-b".into()),
             ..Overrides::default()
         });
+    for d in &m.deployments {
+        let pod = d.spec.template.spec.as_ref().unwrap();
+        let env = pod.containers[0].env.as_ref().unwrap();
+        let region = env.iter().find(|e| e.name == "REGION").unwrap();
+        assert_eq!(region.value.as_deref(), Some("region-b"));
+        assert_eq!(env.iter().filter(|e| e.name == "REGION").count(), 1);
+    }
     assert_eq!(m.namespace_name(), "demo-2");
     let service = m
         .services

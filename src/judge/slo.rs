@@ -36,6 +36,10 @@ pub enum Metric {
     Latency(LatencyStat),
     /// Total cost per million successful requests (usd).
     CostPer1m,
+    /// Acknowledged writes lost (`--write-ratio`'s read-back): RPO in writes.
+    Rpo,
+    /// From the oldest lost write's acknowledgement to the newest (ms): RPO in time.
+    RpoWindow,
 }
 
 /// Every metric name with its kind, for parsing and for the error listing them.
@@ -51,6 +55,8 @@ const METRICS: &[(&str, Metric)] = &[
     ("p999", Metric::Latency(LatencyStat::P999)),
     ("max_latency", Metric::Latency(LatencyStat::Max)),
     ("cost_per_1m", Metric::CostPer1m),
+    ("rpo", Metric::Rpo),
+    ("rpo_window", Metric::RpoWindow),
 ];
 
 impl Metric {
@@ -68,6 +74,7 @@ impl Metric {
         match self {
             Metric::ErrorRate => "ratio",
             Metric::CostPer1m => "usd",
+            Metric::Rpo => "writes",
             _ => "ms",
         }
     }
@@ -113,6 +120,10 @@ pub fn parse(expression: &str) -> Result<Slo, SloParseError> {
         "ratio" => grammar::parse_ratio(value)
             .ok_or_else(|| format!("{value:?} is not a rate like 1% or 0.01")),
         "usd" => parse_usd(value),
+        "writes" => value
+            .parse::<u64>()
+            .map(|n| n as f64)
+            .map_err(|_| format!("{value:?} is not a number of writes like 1 or 0")),
         _ => grammar::parse_duration(value)
             .map(|d| d.as_secs_f64() * 1000.0)
             .ok_or_else(|| format!("{value:?} is not a duration like 300ms or 2s")),
@@ -198,6 +209,18 @@ fn actual(metric: Metric, report: &Report) -> Result<f64, String> {
             .as_ref()
             .and_then(|c| c.run.total.cost_per_1m)
             .ok_or_else(|| "no cost per request (no pod-seconds or no successful requests)".into()),
+        Metric::Rpo | Metric::RpoWindow => {
+            let w = report
+                .writes
+                .as_ref()
+                .filter(|w| w.verify_url.is_some())
+                .ok_or_else(|| "no writes were read back (resil load --write-ratio)".to_string())?;
+            Ok(match metric {
+                Metric::Rpo => w.lost as f64,
+                // No write lost: a window of nothing.
+                _ => w.rpo_window_ms.unwrap_or(0) as f64,
+            })
+        }
     }
 }
 
@@ -206,6 +229,7 @@ pub fn format_value(metric: Metric, value: f64) -> String {
     match metric.unit() {
         "ratio" => format!("{:.3}%", value * 100.0),
         "usd" => crate::cost::usd(value),
+        "writes" => format!("{value:.0} writes"),
         _ => format!("{value:.1}ms"),
     }
 }
@@ -274,6 +298,23 @@ mod tests {
         assert_eq!(parse("error_rate<0.005").unwrap().threshold, 0.005);
         assert_eq!(parse("cost_per_1m>=$1.25").unwrap().op, Op::Ge);
         assert_eq!(parse("max_latency>1s").unwrap().op, Op::Gt);
+    }
+
+    #[test]
+    fn rpo_is_a_count_of_writes_and_rpo_window_a_duration() {
+        let slos = parse_list("rpo<1,rpo_window<=500ms").unwrap();
+        assert_eq!((slos[0].metric, slos[0].threshold), (Metric::Rpo, 1.0));
+        assert_eq!(
+            (slos[1].metric, slos[1].threshold),
+            (Metric::RpoWindow, 500.0)
+        );
+        assert!(
+            parse("rpo<1s")
+                .unwrap_err()
+                .to_string()
+                .contains("number of writes")
+        );
+        assert_eq!(format_value(Metric::Rpo, 3.0), "3 writes");
     }
 
     #[test]

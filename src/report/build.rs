@@ -143,6 +143,7 @@ pub fn build(data: &RunData, pricing: &PricingProfile) -> (Report, Series) {
         decisions: decisions(&data.events),
         rollouts: super::rollouts::rollouts(&data.events),
         load,
+        writes: data.summary.load.as_ref().and_then(|l| l.writes.clone()),
         slos: Vec::new(),
         slos_passed: true,
         baseline: None,

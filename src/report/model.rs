@@ -52,6 +52,10 @@ pub struct Report {
     /// rollback's timing. Absent in reports of older versions, hence the default.
     #[serde(default)]
     pub rollouts: Vec<RolloutFigures>,
+    /// Writes of `--write-ratio` and what the read-back after the run found: RPO (lost
+    /// writes and the window they span) and correctness errors. Absent when nothing wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writes: Option<crate::results::summary::WriteSummary>,
     /// One verdict per SLO expression, in the order given.
     pub slos: Vec<SloVerdict>,
     /// All SLOs held (true when there are none).

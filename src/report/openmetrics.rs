@@ -42,6 +42,7 @@ pub fn render(
         }
     }
     register_failovers(&mut registry, report);
+    register_writes(&mut registry, report);
     let text = exposition::encode(&registry, Format::OpenMetrics).map_err(std::io::Error::other)?;
     out.write_all(text.as_bytes())
 }
@@ -120,6 +121,42 @@ fn load_snapshot(report: &Report, histograms: &[TaggedHistogram]) -> Snapshot {
         snapshot.kinds[i] = load.error_kinds.get(*kind).copied().unwrap_or(0);
     }
     snapshot
+}
+
+/// `--write-ratio`'s figures: acknowledged and lost writes (RPO), the window the lost
+/// ones span and correctness errors; nothing when the run wrote nothing.
+fn register_writes(registry: &mut Registry, report: &Report) {
+    let Some(w) = &report.writes else {
+        return;
+    };
+    let count = |n: u64| {
+        let c = Counter::<u64>::default();
+        c.inc_by(n);
+        c
+    };
+    registry.register(
+        "resil_load_writes_acknowledged",
+        "Writes the target acknowledged",
+        count(w.acknowledged),
+    );
+    registry.register(
+        "resil_load_writes_lost",
+        "Acknowledged writes not read back after the run (RPO in writes)",
+        count(w.lost),
+    );
+    registry.register(
+        "resil_load_writes_correctness_errors",
+        "Writes read back with another value or acknowledged twice",
+        count(w.correctness_errors()),
+    );
+    let window: Gauge<f64, AtomicU64> = Gauge::default();
+    window.set(w.rpo_window_ms.unwrap_or(0) as f64 / 1000.0);
+    registry.register_with_unit(
+        "resil_load_rpo_window",
+        "From the oldest lost write's acknowledgement to the newest (RPO in time)",
+        Unit::Seconds,
+        window,
+    );
 }
 
 fn register_failovers(registry: &mut Registry, report: &Report) {

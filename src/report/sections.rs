@@ -72,6 +72,7 @@ fn slo_row(v: &SloVerdict) -> Vec<String> {
             "ratio" => percent(a),
             "usd" => usd(a),
             "per_s" => format!("{a:.1}/s"),
+            "writes" => format!("{a:.0} writes"),
             _ => format!("{a:.1}ms"),
         },
     };
@@ -85,11 +86,12 @@ fn slo_row(v: &SloVerdict) -> Vec<String> {
 /// Lays the report out: each section has its own builder, in the order shown. A builder
 /// returns `None` when the run has nothing for its section.
 pub fn sections(report: &Report) -> Vec<Section> {
-    let builders: [fn(&Report) -> Option<Section>; 11] = [
+    let builders: [fn(&Report) -> Option<Section>; 12] = [
         run_section,
         slo_section,
         super::rollouts::rollout_section,
         load_section,
+        writes_section,
         failover_section,
         downtime_section,
         scaling_section,
@@ -221,6 +223,46 @@ fn load_section(report: &Report) -> Option<Section> {
                 "p99",
                 "p99.9",
                 "max",
+            ]),
+            rows,
+        }),
+    })
+}
+
+/// The writes of `--write-ratio`: acknowledged, lost (RPO) and wrong.
+fn writes_section(report: &Report) -> Option<Section> {
+    let w = report.writes.as_ref()?;
+    let mut notes: Vec<String> = crate::load::render::write_rows(w)
+        .into_iter()
+        .filter(|(name, _)| !name.is_empty())
+        .map(|(name, value)| format!("{name}: {value}"))
+        .collect();
+    if let (Some(first), Some(last)) = (w.first_lost_at, w.last_lost_at) {
+        notes.push(format!(
+            "lost writes were acknowledged from {} to {}",
+            first.format("%H:%M:%S%.3f"),
+            last.format("%H:%M:%S%.3f")
+        ));
+    }
+    let rows = vec![vec![
+        w.acknowledged.to_string(),
+        w.verified.to_string(),
+        w.lost.to_string(),
+        opt_ms(w.rpo_window_ms),
+        w.correctness_errors().to_string(),
+        w.unverified.to_string(),
+    ]];
+    Some(Section {
+        title: "Writes and data loss (RPO)".into(),
+        notes,
+        grid: Some(Grid {
+            header: strings(&[
+                "acknowledged",
+                "read back",
+                "lost (RPO)",
+                "RPO window",
+                "correctness errors",
+                "unreadable",
             ]),
             rows,
         }),

@@ -622,3 +622,95 @@ fn regenerate_failover_latency_hdr() {
     )
     .unwrap();
 }
+
+// ------------------------------------------------------------------ writes and RPO
+
+/// The failover fixture with a write mix whose read-back lost three writes.
+fn with_lost_writes() -> tempfile::TempDir {
+    let dir = copy_fixture("failover");
+    let path = dir.path().join("summary.json");
+    let mut summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    summary["load"]["writes"] = serde_json::json!({
+        "write_ratio": 0.2, "attempted": 400, "acknowledged": 396, "unacknowledged": 4,
+        "verify_url": "http://127.0.0.1:31080", "verified": 393, "lost": 3,
+        "rpo_window_ms": 420, "first_lost_at": "2026-11-23T08:30:10.100Z",
+        "last_lost_at": "2026-11-23T08:30:10.520Z", "wrong_value": 0, "acked_twice": 0,
+        "unverified": 0, "untracked": 0, "examples": ["lost w1-0-7 (ack region-a:8)"]
+    });
+    std::fs::write(&path, serde_json::to_string_pretty(&summary).unwrap()).unwrap();
+    dir
+}
+
+#[test]
+fn lost_writes_are_the_rpo_in_every_format_and_judged_by_rpo_slos() {
+    let dir = with_lost_writes();
+    let wants: &[(ReportFormat, &str)] = &[
+        (ReportFormat::Table, "lost (RPO)"),
+        (ReportFormat::Markdown, "Writes and data loss (RPO)"),
+        (ReportFormat::Html, "Writes and data loss (RPO)"),
+        (ReportFormat::Json, "\"rpo_window_ms\": 420"),
+        (ReportFormat::Openmetrics, "resil_load_writes_lost_total 3"),
+    ];
+    for (format, want) in wants {
+        let (text, _) = report(dir.path(), *format, None, None);
+        assert!(
+            text.contains(want),
+            "{format:?} should show {want:?}:\n{text}"
+        );
+    }
+    let (table, _) = report(dir.path(), ReportFormat::Table, None, None);
+    assert!(
+        table.contains("3 writes lost, acknowledged within 420 ms"),
+        "{table}"
+    );
+
+    let (json, _) = report(dir.path(), ReportFormat::Json, None, None);
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("schema/report.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let mut errors = Vec::new();
+    validate(
+        &schema,
+        &schema,
+        &serde_json::from_str(&json).unwrap(),
+        "$",
+        &mut errors,
+    );
+    assert!(errors.is_empty(), "{errors:#?}");
+
+    let (table, held) = report(
+        dir.path(),
+        ReportFormat::Table,
+        Some("rpo<5,rpo_window<1s"),
+        None,
+    );
+    assert_eq!(held, Exit::Ok);
+    assert!(
+        table.contains("┆ 3 writes ┆ pass") && table.contains("┆ 420.0ms  ┆ pass"),
+        "{table}"
+    );
+    let (junit, failed) = report(dir.path(), ReportFormat::Junit, Some("rpo<1"), None);
+    assert_eq!(failed, Exit::SloFailed);
+    assert!(
+        junit.contains("rpo 3 writes vs 1 writes: FAILED"),
+        "{junit}"
+    );
+    // Without writes the RPO was not measured: the SLO fails, saying why.
+    let (table, unmeasured) = report(
+        &fixture("failover"),
+        ReportFormat::Table,
+        Some("rpo<1"),
+        None,
+    );
+    assert_eq!(unmeasured, Exit::SloFailed);
+    assert!(table.contains("│ rpo<1 ┆ not measured ┆ FAIL"), "{table}");
+    let (json, _) = report(
+        &fixture("failover"),
+        ReportFormat::Json,
+        Some("rpo<1"),
+        None,
+    );
+    assert!(json.contains("no writes were read back"), "{json}");
+}
