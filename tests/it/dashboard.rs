@@ -221,7 +221,16 @@ async fn a_replay_ends_with_the_figures_and_markers_of_the_report() {
     let faults = report["chaos"].as_array().unwrap().len();
     let failovers = report["failovers"].as_array().unwrap().len();
     let scaling = report["scaling"].as_array().unwrap().len();
-    assert_eq!(kinds.len(), faults + failovers + scaling, "{kinds:?}");
+    let rollouts = report["rollouts"].as_array().unwrap();
+    let steps: usize = rollouts
+        .iter()
+        .map(|r| r["steps"].as_array().unwrap().len() + usize::from(!r["rollback"].is_null()))
+        .sum();
+    assert_eq!(
+        kinds.len(),
+        faults + failovers + scaling + steps,
+        "{kinds:?}"
+    );
     assert_eq!(kinds.iter().filter(|k| **k == "fault").count(), faults);
     assert!(failovers > 0, "the fixture has a failover");
     for f in report["failovers"].as_array().unwrap() {
@@ -507,6 +516,97 @@ async fn the_page_shows_a_failover_and_pod_tiles_by_zone_within_a_second_in_chro
     }
     stop.cancel();
     dashboard.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_in_chromium_shows_the_figures_and_markers_of_the_report() {
+    let Some((script_dir, chromium)) = browser_or_skip() else {
+        return;
+    };
+    let dir = fixture("failover");
+    let plan = DashboardPlan {
+        port: 0,
+        watch: None,
+        follow: None,
+        replay: Some((dir.clone(), 20.0)),
+    };
+    let dashboard = dashboard::start(plan, None).await.unwrap();
+    let shots = tempfile::tempdir().unwrap();
+    let url = dashboard.url();
+    let (mut node, mut lines) = browser_script(
+        &script_dir,
+        &chromium,
+        &["figures", &url, shots.path().to_str().unwrap()],
+    );
+    let result = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("the replay ends on the page within 60 s")
+        .unwrap()
+        .expect("the script reports");
+    assert!(node.wait().await.unwrap().success(), "{result}");
+    dashboard.stop().await;
+    let shown: Value = serde_json::from_str(&result).unwrap();
+    assert_eq!(shown["foreign"], serde_json::json!([]));
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_resil"))
+        .args(["report", dir.to_str().unwrap(), "-o", "json"])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let figures = &shown["figures"];
+    let last = report["failovers"].as_array().unwrap().last().unwrap();
+    assert_eq!(
+        figures["failover time"],
+        format!("{} ms", last["control_plane_ms"]),
+        "{figures}"
+    );
+    for r in report["recovery"].as_array().unwrap() {
+        let row = figures[format!("recovery {}", r["action"].as_str().unwrap())]
+            .as_str()
+            .unwrap_or_else(|| panic!("a recovery row for {r}: {figures}"));
+        let lost = r["requests_lost"].as_u64().unwrap();
+        assert!(row.ends_with(&format!("{lost} lost")), "{row} / {r}");
+        if let Some(rto) = r["rto_ms"].as_u64() {
+            assert!(row.starts_with(&format!("{rto} ms")), "{row} / {r}");
+        }
+    }
+    let slos: Vec<&str> = report["slos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["message"].as_str().unwrap())
+        .collect();
+    let shown_slos: Vec<&str> = shown["slos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(shown_slos, slos);
+    let passed = report["slos_passed"].as_bool().unwrap();
+    let verdict = if passed { "PASSED" } else { "FAILED" };
+    assert_eq!(shown["verdict"], format!("{verdict} (final)"));
+    for f in report["failovers"].as_array().unwrap() {
+        let at = chrono::DateTime::parse_from_rfc3339(f["completed_at"].as_str().unwrap())
+            .unwrap()
+            .timestamp_millis();
+        assert!(
+            shown["markers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["at_ms"] == at && m["kind"] == f["direction"]),
+            "a marker for {f} on the page: {}",
+            shown["markers"]
+        );
+    }
+    let faults = shown["markers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["kind"] == "fault")
+        .count();
+    assert_eq!(faults, report["chaos"].as_array().unwrap().len());
 }
 
 /// A finished 30-minute run: the failover fixture's files, with a timeline of 1,800
