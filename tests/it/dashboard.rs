@@ -561,7 +561,8 @@ async fn a_replay_in_chromium_shows_the_figures_and_markers_of_the_report() {
         "{figures}"
     );
     for r in report["recovery"].as_array().unwrap() {
-        let row = figures[format!("recovery {}", r["action"].as_str().unwrap())]
+        let at = &r["injected_at"].as_str().unwrap()[11..19];
+        let row = figures[format!("recovery {} {at}", r["action"].as_str().unwrap())]
             .as_str()
             .unwrap_or_else(|| panic!("a recovery row for {r}: {figures}"));
         let lost = r["requests_lost"].as_u64().unwrap();

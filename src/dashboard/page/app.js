@@ -112,7 +112,9 @@ function drawFigures(frame) {
     }
     for (const f of known(r.recovery, (f) => f.injected_at, now)) {
       const rto = f.rto_ms !== null ? ms(f.rto_ms) : f.recovered ? "nothing failed" : "not recovered";
-      rows.push([`recovery ${f.action}`, `${rto}, ${f.requests_lost.toLocaleString()} lost`]);
+      // The injection's time (UTC) tells two faults of one kind apart.
+      const at = new Date(f.injected_at).toISOString().slice(11, 19);
+      rows.push([`recovery ${f.action} ${at}`, `${rto}, ${f.requests_lost.toLocaleString()} lost`]);
     }
     for (const ro of known(r.rollouts, (ro) => ro.started_at, now)) {
       const rb = ro.rollback;
