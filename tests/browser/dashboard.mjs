@@ -75,7 +75,12 @@ try {
   } else if (mode === "memory") {
     await page.waitForFunction(() => (window.resilFrames || 0) > 0, null, limit(30000));
     const heap = await sampleHeap(page, memorySeconds);
-    console.log(JSON.stringify({ foreign, heap }));
+    // Each chart's lines (class) and how many points each holds.
+    const charts = await page.evaluate(() => Object.fromEntries(
+      [...document.querySelectorAll("svg[id^=chart-]")].map((svg) => [svg.id,
+        [...svg.querySelectorAll("polyline")].map((l) =>
+          [l.getAttribute("class"), l.getAttribute("points").split(" ").length])])));
+    console.log(JSON.stringify({ foreign, heap, charts }));
   } else {
     await page.waitForFunction(() => {
       const blue = [...document.querySelectorAll('.pod[data-color="blue"]')];

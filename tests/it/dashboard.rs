@@ -680,9 +680,26 @@ async fn a_replayed_half_hour_run_keeps_the_page_heap_small_in_chromium() {
     let (first, last, frames, projected) = heap_figures(&seen["heap"]);
     eprintln!(
         "replayed 30-minute run: JS heap {first:.1} MB → {last:.1} MB over {frames} frames; \
-         a live 30 minutes at this growth per frame and ≥ 5 frames/s: {projected:.1} MB"
+         30 minutes at this frame rate and growth per frame: {projected:.1} MB"
     );
     assert!(frames >= 300, "the replay drew {frames} frames");
+    // Two minutes of one-second points: p50 and p99 per colour, requests per colour.
+    let charts = &seen["charts"];
+    for (chart, lines) in [
+        ("chart-lat-blue", ["l-p50", "l-p99"]),
+        ("chart-lat-green", ["l-p50", "l-p99"]),
+        ("chart-rps", ["l-blue", "l-green"]),
+    ] {
+        for (i, class) in lines.iter().enumerate() {
+            let line = &charts[chart][i];
+            assert_eq!(line[0], *class, "{chart}: {charts}");
+            let points = line[1].as_u64().unwrap();
+            assert!(
+                (110..=121).contains(&points),
+                "{chart} {class}: {points} points"
+            );
+        }
+    }
     assert!(
         projected < 100.0,
         "page heap projected to {projected:.1} MB"
