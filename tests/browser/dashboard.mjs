@@ -1,4 +1,4 @@
-// Drives the resil dashboard in headless Chromium for tests/it/dashboard.rs.
+// Drives the resil dashboard in headless Chromium for tests/it/dashboard/browser.rs.
 //
 // usage: node dashboard.mjs live URL SCREENSHOT_DIR
 //   Opens URL, waits until the page shows blue selected, pod tiles grouped by zone and
