@@ -7,7 +7,8 @@
 # The generator and the dashboard share GEN_CPU (the dashboard's work is taken from the
 # generator: the worst case), nginx runs on SERVER_CPU. Each run's rate is the mean of its
 # whole seconds in timeline.jsonl, the first and the last left out (the dashboard starts
-# once the load has written run.json). Prints both medians and the ratio.
+# once the load has written run.json). Prints both medians, the ratio, and the CPU time
+# the dashboard used (a figure that the machine's other work does not blur).
 #   MODE=closed (default): CONNS connections as fast as they go;
 #   MODE=open: --rate RATE (default 50000), the achieved rate compared.
 # The dashboard follows no cluster here (KUBECONFIG points nowhere): its cost is reading
@@ -102,6 +103,10 @@ one() {
     fi
     wait "$load"
     if [ "$with" = 1 ]; then
+        # The dashboard's own CPU time (user + system, clock ticks) over the run: what it
+        # took from the generator's CPU, whatever else the machine was doing.
+        awk -v hz="$(getconf CLK_TCK)" -v d="$DURATION" '{
+            printf "%.2f\n", ($14 + $15) / hz / d * 100 }' "/proc/$dash/stat" >>"$work/dash-cpu"
         kill "$client" "$dash" 2>/dev/null || true
         wait "$client" "$dash" 2>/dev/null || true
         local frames
@@ -117,6 +122,7 @@ say "resil load ${pace[*]} for ${DURATION}s x $RUNS, alone and with a dashboard 
 say "(generator and dashboard on CPU $GEN_CPU, nginx on CPU $SERVER_CPU)"
 : >"$work/alone"
 : >"$work/with"
+: >"$work/dash-cpu"
 for run in $(seq "$RUNS"); do
     r=$(one 0 "$work/alone-$run")
     say "run $run alone: $r req/s"
@@ -126,10 +132,12 @@ for run in $(seq "$RUNS"); do
     echo "$r" >>"$work/with"
 done
 alone=$(median <"$work/alone")
+cpu=$(median <"$work/dash-cpu")
 with=$(median <"$work/with")
-awk -v a="$alone" -v w="$with" -v m="$MODE" -v rate="$RATE" 'BEGIN {
+awk -v a="$alone" -v w="$with" -v m="$MODE" -v rate="$RATE" -v cpu="$cpu" 'BEGIN {
     printf "alone:          %10.0f req/s (median)\n", a
     printf "with dashboard: %10.0f req/s (median)\n", w
     printf "ratio with/alone: %.4f (the dashboard costs %.2f %% of the throughput)\n", w / a, (1 - w / a) * 100
+    printf "CPU time of the dashboard itself: %.2f %% of one CPU (median), taken from the generator\n", cpu
     if (m == "open") printf "target rate %d: alone %.2f %%, with dashboard %.2f %% of it\n", rate, a / rate * 100, w / rate * 100
 }'

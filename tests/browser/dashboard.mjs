@@ -1,4 +1,4 @@
-// Drives the resil dashboard in headless Chromium for tests/it/dashboard.rs.
+// Drives the resil dashboard in headless Chromium for tests/it/dashboard/browser.rs.
 //
 // usage: node dashboard.mjs live URL SCREENSHOT_DIR
 //   Opens URL, waits until the page shows blue selected, pod tiles grouped by zone and
@@ -9,6 +9,9 @@
 //   samples the page's JS heap for MEMORY_SECONDS (default 10); prints one JSON line.
 // usage: node dashboard.mjs memory URL SCREENSHOT_DIR SECONDS
 //   Opens URL (a replay) and only samples the JS heap for SECONDS.
+// usage: node dashboard.mjs figures URL SCREENSHOT_DIR
+//   Opens URL (a replay), waits for the final verdict and prints the figures, markers and
+//   SLO lines the page shows.
 //
 // Times are ms since the epoch on the page's clock (the machine's, as the test's). The
 // JSON holds every request the page made to a host other than its own, the page's
@@ -56,10 +59,28 @@ try {
     if (host !== own) foreign.push(req.url());
   });
   await page.goto(url);
-  if (mode === "memory") {
+  if (mode === "figures") {
+    await page.waitForFunction(
+      () => document.getElementById("verdict").textContent.includes("final"), null, limit(30000));
+    const shown = await page.evaluate(() => ({
+      figures: Object.fromEntries([...document.querySelectorAll("[data-figure]")]
+        .map((d) => [d.dataset.figure, d.textContent])),
+      markers: [...document.querySelectorAll("#markers li")]
+        .map((m) => ({ kind: m.dataset.kind, at_ms: Number(m.dataset.at), reason: m.title })),
+      slos: [...document.querySelectorAll("#slos li")].map((l) => l.textContent),
+      verdict: document.getElementById("verdict").textContent,
+    }));
+    await page.screenshot({ path: `${shots}/replay.png`, fullPage: true });
+    console.log(JSON.stringify({ foreign, ...shown }));
+  } else if (mode === "memory") {
     await page.waitForFunction(() => (window.resilFrames || 0) > 0, null, limit(30000));
     const heap = await sampleHeap(page, memorySeconds);
-    console.log(JSON.stringify({ foreign, heap }));
+    // Each chart's lines (class) and how many points each holds.
+    const charts = await page.evaluate(() => Object.fromEntries(
+      [...document.querySelectorAll("svg[id^=chart-]")].map((svg) => [svg.id,
+        [...svg.querySelectorAll("polyline")].map((l) =>
+          [l.getAttribute("class"), l.getAttribute("points").split(" ").length])])));
+    console.log(JSON.stringify({ foreign, heap, charts }));
   } else {
     await page.waitForFunction(() => {
       const blue = [...document.querySelectorAll('.pod[data-color="blue"]')];

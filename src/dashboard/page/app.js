@@ -112,7 +112,9 @@ function drawFigures(frame) {
     }
     for (const f of known(r.recovery, (f) => f.injected_at, now)) {
       const rto = f.rto_ms !== null ? ms(f.rto_ms) : f.recovered ? "nothing failed" : "not recovered";
-      rows.push([`recovery ${f.action}`, `${rto}, ${f.requests_lost.toLocaleString()} lost`]);
+      // The injection's time (UTC) tells two faults of one kind apart.
+      const at = new Date(f.injected_at).toISOString().slice(11, 19);
+      rows.push([`recovery ${f.action} ${at}`, `${rto}, ${f.requests_lost.toLocaleString()} lost`]);
     }
     for (const ro of known(r.rollouts, (ro) => ro.started_at, now)) {
       const rb = ro.rollback;
@@ -168,12 +170,14 @@ function chart(id, frame, lines) {
   const from = frame.now_ms - WINDOW_MS;
   const x = (t) => ((t - from) / WINDOW_MS) * w;
   let max = 1;
-  for (const line of lines) for (const p of frame.points) max = Math.max(max, line.value(p));
+  // A value of null is no data (a colour that served nothing that second): left out.
+  for (const line of lines) for (const p of frame.points) max = Math.max(max, line.value(p) ?? 0);
   const y = (v) => h - pad - (v / max) * (h - 2 * pad);
   const nodes = [el("svg:line", { class: "axis", x1: 0, x2: w, y1: h - pad, y2: h - pad })];
   nodes.push(el("svg:text", { class: "label", x: 4, y: 12 }, String(Math.round(max))));
   for (const line of lines) {
-    const pts = frame.points.map((p) => `${x(p.at_ms).toFixed(1)},${y(line.value(p)).toFixed(1)}`);
+    const pts = frame.points.filter((p) => line.value(p) !== null)
+      .map((p) => `${x(p.at_ms).toFixed(1)},${y(line.value(p)).toFixed(1)}`);
     if (pts.length) nodes.push(el("svg:polyline", { class: line.cls, points: pts.join(" ") }));
   }
   for (const m of frame.markers) {
@@ -202,11 +206,13 @@ function draw(frame) {
     { cls: "l-blue", value: per("errors", "blue") },
     { cls: "l-green", value: per("errors", "green") },
   ]);
-  // A colour's latency; a timeline without it per colour shows every response's.
+  // A colour's latency. A timeline written without it per colour shows every response's
+  // latency on the chart of each colour that served in that second.
   const lat = (color, field) => (p) => {
     const l = p.latency && p.latency[color];
     if (l) return l[field];
-    return Object.keys(p.latency || {}).length ? 0 : p[field];
+    const perColour = Object.keys(p.latency || {}).length > 0;
+    return perColour || !(p.requests[color] > 0) ? null : p[field];
   };
   for (const color of ["blue", "green"]) {
     chart("chart-lat-" + color, frame, [
