@@ -459,6 +459,53 @@ async fn kubectl_drain_evicts_one_pod_at_a_time_under_a_budget() {
     lab.shutdown().await;
 }
 
+/// Two evictions at once (kubectl drain sends them in parallel) under a budget that allows
+/// one disruption: exactly one pod goes, the other is refused with 429 — never both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_evictions_at_once_spend_a_budget_of_one_only_once() {
+    let (lab, client, _dir) = lab(1, Duration::from_secs(40), 300).await;
+    let deploys: Api<Deployment> = Api::default_namespaced(client.clone());
+    deploys
+        .create(&PostParams::default(), &deployment("web", 2, json!({})))
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let ready = ready_pods(&pods, "web", 2, Duration::from_secs(30)).await;
+    let pdbs: Api<PodDisruptionBudget> = Api::default_namespaced(client.clone());
+    let pdb = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "web"}}},
+    }))
+    .unwrap();
+    pdbs.create(&PostParams::default(), &pdb).await.unwrap();
+    eventually(Duration::from_secs(10), "budget allows one", || async {
+        let s = pdbs.get("web").await.ok()?.status?;
+        (s.disruptions_allowed == Some(1) && s.current_healthy == Some(2)).then_some(())
+    })
+    .await;
+    // A client that does not retry a 429 by itself, so each answer is the lab's.
+    let mut config = crate::support::config_for(&lab).await;
+    config.default_retry = false;
+    let bare: Api<Pod> = Api::default_namespaced(kube::Client::try_from(config).unwrap());
+    let name = |i: usize| ready[i].metadata.name.clone().unwrap();
+    let (a, b) = (name(0), name(1));
+    let params = kube::api::EvictParams::default();
+    let (first, second) = tokio::join!(bare.evict(&a, &params), bare.evict(&b, &params));
+    let refused: Vec<u16> = [first, second]
+        .into_iter()
+        .filter_map(|r| match r {
+            Ok(_) => None,
+            Err(kube::Error::Api(s)) => Some(s.code),
+            Err(e) => panic!("eviction failed: {e}"),
+        })
+        .collect();
+    assert_eq!(refused, vec![429], "one eviction goes, one is refused");
+    let s = pdbs.get("web").await.unwrap().status.unwrap();
+    assert_eq!(s.disruptions_allowed, Some(0));
+    assert_eq!(s.disrupted_pods.map(|d| d.len()), Some(1));
+    lab.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_binding_assigns_a_pod_once_and_an_eviction_without_budget_deletes_it() {
     // An API server alone: no scheduler races the binding.

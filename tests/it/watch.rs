@@ -848,11 +848,6 @@ async fn watches_that_drop_or_expire_still_see_the_active_colour_go_down() {
     assert!(timeline.iter().any(|e| matches!(&e.kind,
         EventKind::Note { message } if message.starts_with("the watch on pods resumed after"))));
     assert_eq!(switches_to(&timeline, "green").len(), 1, "{log:?}");
-    assert!(
-        log.iter()
-            .any(|l| l.contains("stopped acting until it can")),
-        "the watcher stood down while it could not renew its lease: {log:?}"
-    );
     assert_eq!(switches_to(&timeline, "blue").len(), 1, "{log:?}");
     demo.lab.shutdown().await;
 }

@@ -79,7 +79,15 @@ pub(super) fn eviction(app: &App, target: &Target, name: &str, body: &[u8]) -> A
     let ignores_budget = pod.metadata.deletion_timestamp.is_some()
         || matches!(phase, Some("Succeeded" | "Failed" | "Pending") | None);
     if !ignores_budget {
-        spend_budget(app, namespace, &pod)?;
+        // A budget written by another eviction meanwhile is read again, as upstream's
+        // `EvictionsRetry` does, so the loser of a race gets the budget's answer (429).
+        let mut attempts = 0;
+        loop {
+            match spend_budget(app, namespace, &pod) {
+                Err(e) if e.code == StatusCode::CONFLICT && attempts < 5 => attempts += 1,
+                done => break done?,
+            }
+        }
     }
     match app.store.delete(kind("pods"), namespace, name, &opts) {
         Ok(_) | Err(StoreError::NotFound { .. }) => Ok(success()),
@@ -136,6 +144,15 @@ fn spend_budget(app: &App, namespace: &str, pod: &Pod) -> ApiResult<()> {
         }
     };
     let pdb_name = budget.metadata.name.clone().unwrap_or_default();
+    // Decide on the object the write carries the resourceVersion of: two evictions at once
+    // (kubectl drain evicts in parallel) must not both spend the last disruption on a
+    // status read before either wrote. The loser gets a conflict (409) and retries.
+    let mut live = app
+        .store
+        .get("poddisruptionbudgets", namespace, &pdb_name)
+        .ok_or_else(|| ApiError::not_found(kind("poddisruptionbudgets"), &pdb_name))?;
+    let budget: PodDisruptionBudget =
+        serde_json::from_value(live.clone()).unwrap_or_else(|_| budget.clone());
     let status = budget.status.clone().unwrap_or_default();
     let (allowed, desired, healthy) = (
         status.disruptions_allowed.unwrap_or(0),
@@ -158,10 +175,6 @@ fn spend_budget(app: &App, namespace: &str, pod: &Pod) -> ApiResult<()> {
              currently"
         )));
     }
-    let mut live = app
-        .store
-        .get("poddisruptionbudgets", namespace, &pdb_name)
-        .ok_or_else(|| ApiError::not_found(kind("poddisruptionbudgets"), &pdb_name))?;
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     live["status"]["disruptionsAllowed"] = json!(allowed - 1);
     let pod_name = pod.metadata.name.clone().unwrap_or_default();
@@ -169,8 +182,8 @@ fn spend_budget(app: &App, namespace: &str, pod: &Pod) -> ApiResult<()> {
         live["status"]["disruptedPods"] = json!({});
     }
     live["status"]["disruptedPods"][pod_name] = json!(now);
-    // Carries the resourceVersion read above: a concurrent eviction gets a conflict (409)
-    // and retries, as upstream's does, rather than both spending the last disruption.
+    // Carries the resourceVersion of the object decided on: a concurrent eviction gets a
+    // conflict (409) and retries, as upstream's does.
     app.store.update(
         kind("poddisruptionbudgets"),
         namespace,

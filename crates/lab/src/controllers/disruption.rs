@@ -28,12 +28,14 @@ use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatu
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::labels::selects;
 use super::pods::is_ready;
-use super::runtime::{Wake, to_value, typed, write_status};
-use crate::store::Store;
+use super::runtime::{Wake, to_value, typed};
+use crate::store::kinds::kind;
+use crate::store::{Store, WriteMode};
 
 /// How long an evicted pod stays out of the healthy count while its deletion has not shown
 /// (upstream `DeletionTimeout`).
@@ -89,7 +91,22 @@ pub fn pass(store: &Store, now: Timestamp) {
             continue;
         }
         let name = pdb.metadata.name.as_deref().unwrap_or_default();
-        write_status(store, "poddisruptionbudgets", &ns, name, to_value(&want));
+        // With the resourceVersion read: an eviction that spent the budget meanwhile
+        // (`api/eviction.rs`) wins, and the next pass starts from what it wrote, rather
+        // than this pass handing back the disruption it took.
+        let obj = json!({
+            "metadata": {"name": name, "resourceVersion": pdb.metadata.resource_version},
+            "status": to_value(&want),
+        });
+        if let Err(e) = store.update(
+            kind("poddisruptionbudgets"),
+            &ns,
+            name,
+            obj,
+            WriteMode::Status,
+        ) {
+            tracing::debug!("poddisruptionbudget {ns}/{name}: status write failed: {e}");
+        }
     }
 }
 
