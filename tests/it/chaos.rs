@@ -69,6 +69,12 @@ impl Demo {
         } else {
             support::start_api_only_lab_in(&state).await
         };
+        Demo::deployed(lab, state, runtime, replicas).await
+    }
+
+    /// `lab` (its state in `state`) with the demo deployed on a free NodePort, `replicas`
+    /// pods per colour, rolled out when the lab runs pods.
+    async fn deployed(lab: Lab, state: TempDir, runtime: bool, replicas: u32) -> Demo {
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
         std::fs::write(&kubeconfig, lab.kubeconfig_yaml()).unwrap();

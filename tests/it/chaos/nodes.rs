@@ -23,32 +23,7 @@ async fn demo_on_nodes(nodes: usize, zones: &[&str], replicas: u32) -> Demo {
     config.node_monitor_grace_period = Duration::from_secs(1);
     config.default_toleration_seconds = 2;
     let lab = Lab::start(config).await.expect("lab starts");
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, lab.kubeconfig_yaml()).unwrap();
-    let manifests = dir.path().join("manifests");
-    let node_port = support::manifests_on_a_free_node_port(&manifests);
-    let client = support::client_for(&lab).await;
-    let demo = Demo {
-        lab,
-        client,
-        state,
-        dir,
-        kubeconfig,
-        node_port,
-    };
-    let replicas = replicas.to_string();
-    let deploy = [
-        "deploy",
-        "--manifests",
-        manifests.to_str().unwrap(),
-        "--replicas",
-        &replicas,
-        "--timeout",
-        "60s",
-    ];
-    assert_eq!(demo.run(&deploy).await, Exit::Ok, "the demo deploys");
-    demo
+    Demo::deployed(lab, state, true, replicas).await
 }
 
 /// The node's Ready condition status, its taint keys and whether its stop switch is on.
