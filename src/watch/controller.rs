@@ -140,6 +140,9 @@ struct Watcher {
     updates: mpsc::UnboundedSender<Update>,
     /// A standby scale-up under way: colour, target, when it started.
     preparing: Option<(Color, u32, DateTime<Utc>)>,
+    /// Observe-only: the switch last recorded as one it would make (direction, colour),
+    /// so an unchanged one is not recorded again on every event until the decision changes.
+    would_switch: Option<(&'static str, Color)>,
     /// Watch streams that failed and have not delivered since, and since when.
     streams_down: BTreeMap<&'static str, DateTime<Utc>>,
     /// The Lease this watcher competes for (`None`: it acts alone).
@@ -198,6 +201,7 @@ pub async fn run_with(
         out,
         updates,
         preparing: None,
+        would_switch: None,
         streams_down: BTreeMap::new(),
         leading: election.is_none(),
         election: election.clone(),
@@ -470,6 +474,9 @@ impl Watcher {
             "ready": {"blue": seen.ready_blue, "green": seen.ready_green},
             "ready_min": self.plan.policy.ready_min,
         });
+        if !matches!(decision, Decision::Switch { .. }) {
+            self.would_switch = None;
+        }
         match decision {
             Decision::Stay => Ok(()),
             Decision::Alarm { reason } => {
@@ -497,6 +504,12 @@ impl Watcher {
                 direction,
                 reason,
             } => {
+                if self.plan.observe_only {
+                    let would = (direction.as_str(), to);
+                    if self.would_switch.replace(would) == Some(would) {
+                        return Ok(());
+                    }
+                }
                 let action = format!("switch service/{} to {}", self.plan.service, to.as_str());
                 self.explain(inputs, direction.as_str(), &action, &reason)?;
                 if self.plan.observe_only {

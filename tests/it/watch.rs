@@ -382,6 +382,34 @@ async fn killed_blue_fails_over_to_green_and_fails_back_only_after_the_stable_wi
     demo.lab.shutdown().await;
 }
 
+/// Observe-only, a switch it would make is recorded once while it stays the decision —
+/// not again on every pod event until blue is back — and the Service is left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observe_only_watcher_records_a_switch_it_would_make_once() {
+    let demo = Demo::start().await;
+    let mut plan = demo.plan(Duration::from_secs(60));
+    plan.observe_only = true;
+    let w = demo.watch(demo.client.clone(), plan, None);
+    w.wait_seen(15, "the watcher to see both colours ready", steady)
+        .await;
+    demo.kill("blue").await;
+    w.wait_said(10, "would switch service/web to green").await;
+    demo.wait_ready(30, "blue", 1).await;
+    w.wait_seen(15, "blue ready again", steady).await;
+    assert_eq!(
+        demo.selected().await,
+        "blue",
+        "observe-only changes nothing"
+    );
+    let (_, _, log) = w.finish().await;
+    let would: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains("would switch service/web to green"))
+        .collect();
+    assert_eq!(would.len(), 1, "{log:#?}");
+    demo.lab.shutdown().await;
+}
+
 /// While the control plane answers 503 for longer than the lease (as `resil chaos
 /// region-outage --control-plane` makes it), the watcher keeps running and changes nothing;
 /// once the API is back it holds the lease again and fails over as before.
