@@ -484,9 +484,7 @@ async fn two_evictions_at_once_spend_a_budget_of_one_only_once() {
     })
     .await;
     // A client that does not retry a 429 by itself, so each answer is the lab's.
-    let mut config = crate::support::config_for(&lab).await;
-    config.default_retry = false;
-    let bare: Api<Pod> = Api::default_namespaced(kube::Client::try_from(config).unwrap());
+    let bare: Api<Pod> = Api::default_namespaced(crate::support::client_without_retry(&lab).await);
     let name = |i: usize| ready[i].metadata.name.clone().unwrap();
     let (a, b) = (name(0), name(1));
     let params = kube::api::EvictParams::default();
@@ -500,9 +498,18 @@ async fn two_evictions_at_once_spend_a_budget_of_one_only_once() {
         })
         .collect();
     assert_eq!(refused, vec![429], "one eviction goes, one is refused");
-    let s = pdbs.get("web").await.unwrap().status.unwrap();
-    assert_eq!(s.disruptions_allowed, Some(0));
-    assert_eq!(s.disrupted_pods.map(|d| d.len()), Some(1));
+    // The budget's status moves on at once (the disruption controller drops the evicted
+    // pod and counts its replacement), so the pods say what happened: one of the two is
+    // still there and not terminating.
+    let mut standing = 0;
+    for name in [&a, &b] {
+        if let Some(p) = pods.get_opt(name).await.unwrap()
+            && p.metadata.deletion_timestamp.is_none()
+        {
+            standing += 1;
+        }
+    }
+    assert_eq!(standing, 1, "exactly one of {a} and {b} was evicted");
     lab.shutdown().await;
 }
 

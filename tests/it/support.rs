@@ -47,6 +47,14 @@ pub async fn client_for(lab: &Lab) -> kube::Client {
     kube::Client::try_from(config).expect("client")
 }
 
+/// Like [`client_for`], but a 429 or 503 comes back as it is, not retried by kube-rs's
+/// default policy: for tests that assert what the lab answered.
+pub async fn client_without_retry(lab: &Lab) -> kube::Client {
+    let mut config = config_for(lab).await;
+    config.default_retry = false;
+    kube::Client::try_from(config).expect("client")
+}
+
 /// The kube config for the lab's kubeconfig.
 pub async fn config_for(lab: &Lab) -> kube::Config {
     let kubeconfig =

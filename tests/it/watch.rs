@@ -438,9 +438,8 @@ async fn a_watcher_rides_out_a_control_plane_outage_and_acts_after_it() {
         )
         .await
         .unwrap();
-    let mut probe = crate::support::config_for(&demo.lab).await;
-    probe.default_retry = false;
-    let probe: Api<Pod> = Api::namespaced(kube::Client::try_from(probe).unwrap(), NS);
+    let probe: Api<Pod> =
+        Api::namespaced(crate::support::client_without_retry(&demo.lab).await, NS);
     match probe.list(&ListParams::default()).await {
         Err(kube::Error::Api(s)) => assert_eq!(s.code, 503, "{s:?}"),
         other => panic!("the API still answers: {other:?}"),

@@ -75,17 +75,10 @@ async fn region_outage_of_workloads_scales_every_deployment_to_zero_and_restores
     demo.lab.shutdown().await;
 }
 
-/// A client that does not retry a 503, so a probe sees the control plane as it answers.
-async fn probe_client(lab: &Lab) -> kube::Client {
-    let mut config = crate::support::config_for(lab).await;
-    config.default_retry = false;
-    kube::Client::try_from(config).expect("client")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_plane_outage_refuses_the_api_while_pods_keep_serving_then_ends() {
     let demo = Demo::running(1).await;
-    let pods: Api<Pod> = Api::namespaced(probe_client(&demo.lab).await, NS);
+    let pods: Api<Pod> = Api::namespaced(support::client_without_retry(&demo.lab).await, NS);
     let run = demo.spawn(&["region-outage", "--control-plane", "--duration", "3s"]);
     let refused = eventually(Duration::from_secs(10), "the API to refuse", || async {
         match pods.list(&ListParams::default()).await {
@@ -113,7 +106,7 @@ async fn control_plane_outage_refuses_the_api_while_pods_keep_serving_then_ends(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_plane_outage_reverted_early_brings_the_api_back_at_once() {
     let demo = Demo::running(1).await;
-    let pods: Api<Pod> = Api::namespaced(probe_client(&demo.lab).await, NS);
+    let pods: Api<Pod> = Api::namespaced(support::client_without_retry(&demo.lab).await, NS);
     let run = demo.spawn(&["region-outage", "--control-plane", "--duration", "60s"]);
     eventually(Duration::from_secs(10), "the API to refuse", || async {
         pods.list(&ListParams::default())
