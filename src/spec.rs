@@ -193,8 +193,9 @@ pub struct LoadSpec {
     #[serde(default)]
     pub write_ratio: Option<f64>,
     /// After the run, read every acknowledged write back from this demo app or gateway
-    /// (http://HOST:PORT; the surviving region): lost writes are the RPO, a wrong value or
-    /// an ack id given twice a correctness error. [default: the target URL's host]
+    /// (http://HOST:PORT; the surviving region; several separated by commas, and a write
+    /// any of them holds is kept): lost writes are the RPO, a wrong value or an ack id
+    /// given twice a correctness error. [default: the target URL's host]
     #[arg(long, value_name = "URL", requires = "write_ratio")]
     #[serde(default)]
     pub verify_url: Option<String>,

@@ -7,6 +7,7 @@ use crate::cli::{
     DrainArgs, GlobalArgs, NodeFailureArgs, PowerArgs, RegionOutageArgs, ZoneOutageArgs,
 };
 
+use super::region::RegionDown;
 use super::{Interruption, Session};
 
 /// `resil chaos node-failure`
@@ -69,11 +70,11 @@ pub(super) async fn region_outage(
     let session = Session::open(&power.common, global).await?;
     let scope = &session.injector.scope;
     let region = session.injector.context.clone();
-    let nodes = match args.workloads_only {
-        true => Vec::new(),
-        false => scope.node_names().await?,
-    };
     if args.control_plane {
+        let nodes = match args.workloads_only {
+            true => Vec::new(),
+            false => scope.node_names().await?,
+        };
         if nodes.is_empty() || scope.power(&nodes, None).await.is_err() {
             anyhow::bail!(
                 "region {region}: --control-plane needs the lab (its API server has the \
@@ -98,68 +99,18 @@ pub(super) async fn region_outage(
             .hold_and_revert(entry, power.duration, interruption)
             .await;
     }
-    let how = match nodes.is_empty() {
-        true => None,
-        false => match scope.power(&nodes, power.hook.as_deref()).await {
-            Ok(how) => Some(how),
-            // A real cluster without a hook: its workloads go down instead.
-            Err(super::execute::ExecuteError::NoNode(_)) => None,
-            Err(e) => return Err(e.into()),
-        },
-    };
-    let workloads = match how {
-        Some(_) => Default::default(),
-        None => {
-            let w = scope.scaled_deployments().await?;
-            if w.is_empty() {
-                anyhow::bail!(
-                    "region {region}: no node can be powered off and no Deployment in {} has \
-                     replicas to take down (deploy the demo there first, or give --hook)",
-                    scope.namespace
-                );
-            }
-            w
-        }
-    };
-    let what = match &how {
-        Some(super::nodes::Power::Lab) => format!(
-            "power off every node ({}) with the lab's stop switch",
-            nodes.join(", ")
-        ),
-        Some(super::nodes::Power::Hook(h)) => {
-            format!(
-                "power off every node ({}) with hook `{h}`",
-                nodes.join(", ")
-            )
-        }
-        None => format!(
-            "scale every Deployment of {} to zero ({})",
-            scope.namespace,
-            workloads.keys().cloned().collect::<Vec<_>>().join(", ")
-        ),
-    };
+    let down =
+        RegionDown::decide(scope, power.hook.as_deref(), args.workloads_only, &region).await?;
     let lines = [format!(
-        "region {region} down for {}: {what}; then bring it back",
-        humantime::format_duration(power.duration)
+        "region {region} down for {}: {}; then bring it back",
+        humantime::format_duration(power.duration),
+        down.describe(&scope.namespace)
     )];
     if !session.announce(&lines) {
         return Ok(Exit::Ok);
     }
     let interruption = Interruption::listen();
-    let entry = match &how {
-        Some(how) => {
-            session
-                .injector
-                .node_failure("region-outage", &nodes, how, power.duration)
-                .await?
-        }
-        None => {
-            session
-                .injector
-                .workloads_outage(&workloads, power.duration)
-                .await?
-        }
-    };
+    let entry = down.inject(&session.injector, power.duration).await?;
     session
         .hold_and_revert(entry, power.duration, interruption)
         .await

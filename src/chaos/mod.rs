@@ -16,6 +16,7 @@ pub mod injector;
 pub mod journal;
 pub mod nodes;
 pub mod plan;
+pub mod region;
 
 use std::future::Future;
 use std::path::PathBuf;

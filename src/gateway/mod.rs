@@ -180,103 +180,192 @@ struct Shared {
     client: Client<HttpConnector, Incoming>,
     /// `--metrics-addr`: counted on the proxy path and by the checks.
     metrics: Option<Arc<GatewayMetrics>>,
+    /// Where decisions are announced (`None`: stderr).
+    decisions: Option<tokio::sync::mpsc::UnboundedSender<(&'static str, String)>>,
+}
+
+/// A gateway to start ([`start`]): `resil gateway`'s flags resolved, or a scenario's
+/// `gateway:` section.
+pub struct GatewayPlan {
+    /// In priority order.
+    pub regions: Vec<Region>,
+    pub listen: SocketAddr,
+    pub interval: Duration,
+    pub policy: Policy,
+    /// Each region's weight (`--weight`); `None`: active/passive by priority.
+    pub weights: Option<Vec<u32>>,
+    pub dns_ttl: Option<Duration>,
+    /// Where every decision is appended.
+    pub timeline: Option<TimelineWriter>,
+    /// Counted on the proxy path and by the checks.
+    pub metrics: Option<Arc<GatewayMetrics>>,
+    /// Every decision, as its action (`failover`, `failback`, ...) and its line (a
+    /// scenario's progress and `wait-for`); `None`: printed on stderr instead.
+    pub decisions: Option<tokio::sync::mpsc::UnboundedSender<(&'static str, String)>>,
+}
+
+impl GatewayPlan {
+    /// Checks the listen address, the interval and the regions (loopback unless
+    /// `allow_remote`, each name once).
+    pub fn check(&self) -> anyhow::Result<()> {
+        if !self.listen.ip().is_loopback() {
+            bail!(
+                "--listen {}: the gateway listens on loopback only",
+                self.listen
+            );
+        }
+        if self.policy.fail_after == 0 || self.interval.is_zero() {
+            bail!("--fail-after and --interval must be above zero");
+        }
+        if self.dns_ttl.is_some_and(|t| t.is_zero()) {
+            bail!("--dns-ttl must be above zero (leave it out for a health-checked proxy)");
+        }
+        if self.regions.is_empty() {
+            bail!("give at least one --region NAME=URL");
+        }
+        let regions = &self.regions;
+        if let Some(dup) = regions
+            .iter()
+            .enumerate()
+            .find(|(i, r)| regions[..*i].iter().any(|o| o.name == r.name))
+        {
+            bail!(
+                "--region {:?} is given twice: name each region once",
+                dup.1.name
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A gateway serving and checking until [`RunningGateway::stop`].
+pub struct RunningGateway {
+    /// `http://HOST:PORT` it listens on.
+    pub url: String,
+    serving: tokio::task::JoinHandle<()>,
+    checking: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningGateway {
+    /// Stops serving and checking; an error the check loop ended with (a timeline that
+    /// could not be written).
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.serving.abort();
+        if self.checking.is_finished() {
+            return self.checking.await.context("the gateway's check loop")?;
+        }
+        self.checking.abort();
+        Ok(())
+    }
+
+    /// Waits for the check loop, which ends only on an error.
+    pub async fn failed(&mut self) -> anyhow::Result<()> {
+        (&mut self.checking)
+            .await
+            .context("the gateway's check loop")?
+    }
+}
+
+/// Binds the listener and starts serving and checking.
+pub async fn start(mut plan: GatewayPlan) -> anyhow::Result<RunningGateway> {
+    plan.check()?;
+    let policy = plan.policy;
+    let state = match &plan.weights {
+        None => GatewayPolicy::new(policy, plan.regions.len()),
+        Some(w) => GatewayPolicy::weighted(policy, w.clone()),
+    };
+    let listener = TcpListener::bind(plan.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", plan.listen))?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let shared = Arc::new(Shared {
+        regions: std::mem::take(&mut plan.regions),
+        route: std::sync::RwLock::new(route(&state.shares())),
+        next: AtomicUsize::new(0),
+        client: Client::builder(TokioExecutor::new()).build_http(),
+        metrics: plan.metrics.take(),
+        decisions: plan.decisions.take(),
+    });
+    if let Some(m) = &shared.metrics {
+        m.set_serving(&state.shares());
+    }
+    let serving = tokio::spawn(serve(listener, shared.clone()));
+    let checking = tokio::spawn(async move {
+        let mut timeline = plan.timeline;
+        check_loop(&shared, state, plan.interval, plan.dns_ttl, &mut timeline).await
+    });
+    Ok(RunningGateway {
+        url,
+        serving,
+        checking,
+    })
 }
 
 /// `resil gateway ...`
 pub async fn command(args: GatewayArgs, _global: &GlobalArgs) -> anyhow::Result<Exit> {
-    if !args.listen.ip().is_loopback() {
-        bail!(
-            "--listen {}: the gateway listens on loopback only",
-            args.listen
-        );
-    }
-    if args.fail_after == 0 || args.interval.is_zero() {
-        bail!("--fail-after and --interval must be above zero");
-    }
-    if args.dns_ttl.is_some_and(|t| t.is_zero()) {
-        bail!("--dns-ttl must be above zero (leave it out for a health-checked proxy)");
-    }
     let regions = args
         .regions
         .iter()
         .map(|r| parse_region(r, args.allow_remote))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    if let Some(dup) = regions
-        .iter()
-        .enumerate()
-        .find(|(i, r)| regions[..*i].iter().any(|o| o.name == r.name))
-    {
-        bail!(
-            "--region {:?} is given twice: name each region once",
-            dup.1.name
-        );
+    let weights = match args.weights.is_empty() {
+        true => None,
+        false => Some(parse_weights(&args.weights, &regions)?),
+    };
+    let mut plan = GatewayPlan {
+        regions,
+        listen: args.listen,
+        interval: args.interval,
+        policy: Policy {
+            fail_after: args.fail_after,
+            failback_after: args.failback_after,
+        },
+        weights,
+        dns_ttl: args.dns_ttl,
+        timeline: None,
+        metrics: None,
+        decisions: None,
+    };
+    plan.check()?;
+    if let Some(path) = &args.timeline {
+        plan.timeline = Some(TimelineWriter::open(path)?);
     }
-    let policy = Policy {
-        fail_after: args.fail_after,
-        failback_after: args.failback_after,
-    };
-    let state = match args.weights.is_empty() {
-        true => GatewayPolicy::new(policy, regions.len()),
-        false => GatewayPolicy::weighted(policy, parse_weights(&args.weights, &regions)?),
-    };
-    let mut timeline = match &args.timeline {
-        Some(path) => Some(TimelineWriter::open(path)?),
-        None => None,
-    };
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
     let mut metrics = crate::metrics::Metrics::new();
-    let names: Vec<String> = regions.iter().map(|r| r.name.clone()).collect();
+    let names: Vec<String> = plan.regions.iter().map(|r| r.name.clone()).collect();
     let gateway_metrics = GatewayMetrics::register(metrics.registry(), &names);
     let exporter = crate::metrics::serve_if_asked(&args.metrics, metrics).await?;
-    let shared = Arc::new(Shared {
-        regions,
-        route: std::sync::RwLock::new(route(&state.shares())),
-        next: AtomicUsize::new(0),
-        client: Client::builder(TokioExecutor::new()).build_http(),
-        metrics: exporter.as_ref().map(|_| gateway_metrics),
-    });
-    eprintln!(
-        "Gateway on http://{} → {} ({}{}).",
-        args.listen,
-        shared
-            .regions
-            .iter()
-            .map(|r| format!("{}={}", r.name, r.base))
-            .collect::<Vec<_>>()
-            .join(", "),
-        match args.weights.is_empty() {
-            true => format!("active: {}", shared.regions[0].name),
-            false => format!("by weight {:?}", state.shares()),
-        },
-        match args.dns_ttl {
-            Some(ttl) => format!("; DNS answers cached {}", humantime::format_duration(ttl)),
-            None => String::new(),
-        }
-    );
-    if let Some(m) = &shared.metrics {
-        m.set_serving(&state.shares());
-    }
-    let serving = tokio::spawn(serve(listener, shared.clone()));
-    let checking = check_loop(&shared, state, args.interval, args.dns_ttl, &mut timeline);
-    let exit = match args.duration {
+    plan.metrics = exporter.as_ref().map(|_| gateway_metrics);
+    let upstreams = (plan.regions.iter())
+        .map(|r| format!("{}={}", r.name, r.base))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mode = match &plan.weights {
+        None => format!("active: {}", plan.regions[0].name),
+        Some(w) => format!("by weight {w:?}"),
+    };
+    let ttl = match args.dns_ttl {
+        Some(ttl) => format!("; DNS answers cached {}", humantime::format_duration(ttl)),
+        None => String::new(),
+    };
+    let mut gateway = start(plan).await?;
+    eprintln!("Gateway on {} → {upstreams} ({mode}{ttl}).", gateway.url);
+    let ended = match args.duration {
         Some(limit) => {
             tokio::select! {
-                r = checking => r,
+                r = gateway.failed() => r,
                 _ = tokio::time::sleep(limit) => Ok(()),
             }
         }
         None => {
             tokio::select! {
-                r = checking => r,
+                r = gateway.failed() => r,
                 _ = tokio::signal::ctrl_c() => Ok(()),
             }
         }
     };
-    serving.abort();
+    let stopped = gateway.stop().await;
     drop(exporter);
-    exit.map(|()| Exit::Ok)
+    ended.and(stopped).map(|()| Exit::Ok)
 }
 
 /// Checks every region each `interval` and applies the policy's decisions: at once, or
@@ -380,7 +469,7 @@ fn record_dns(
          answer earlier, clients follow only now",
         humantime::format_duration(ttl)
     );
-    eprintln!("{action} ({rule})");
+    announce(shared, "dns", format!("{action} ({rule})"));
     let inputs = serde_json::json!({
         "ttl_ms": ttl.as_millis() as u64,
         "shares_before": from,
@@ -439,7 +528,7 @@ fn record(
             name(d.from)
         ),
     };
-    eprintln!("{action} ({})", d.rule);
+    announce(shared, d.action, format!("{action} ({})", d.rule));
     let inputs: serde_json::Map<String, serde_json::Value> = d
         .failures
         .iter()
@@ -458,6 +547,14 @@ fn record(
         ))?;
     }
     Ok(())
+}
+
+/// Prints a decision's line, or hands it to whoever asked for decisions.
+fn announce(shared: &Shared, action: &'static str, line: String) {
+    match &shared.decisions {
+        Some(to) => drop(to.send((action, line))),
+        None => eprintln!("{line}"),
+    }
 }
 
 async fn serve(listener: TcpListener, shared: Arc<Shared>) {

@@ -40,6 +40,9 @@ pub enum Metric {
     Rpo,
     /// From the oldest lost write's acknowledgement to the newest (ms): RPO in time.
     RpoWindow,
+    /// The longest client-observed recovery of the run's faults (ms): injection → the
+    /// first of N successes in a row (the report's recovery per fault).
+    Rto,
 }
 
 /// Every metric name with its kind, for parsing and for the error listing them.
@@ -57,6 +60,7 @@ const METRICS: &[(&str, Metric)] = &[
     ("cost_per_1m", Metric::CostPer1m),
     ("rpo", Metric::Rpo),
     ("rpo_window", Metric::RpoWindow),
+    ("rto", Metric::Rto),
 ];
 
 impl Metric {
@@ -209,6 +213,23 @@ fn actual(metric: Metric, report: &Report) -> Result<f64, String> {
             .as_ref()
             .and_then(|c| c.run.total.cost_per_1m)
             .ok_or_else(|| "no cost per request (no pod-seconds or no successful requests)".into()),
+        Metric::Rto => {
+            if report.recovery.is_empty() {
+                return Err("no fault was injected, so no recovery was measured".into());
+            }
+            if let Some(r) = report.recovery.iter().find(|r| !r.recovered) {
+                return Err(format!(
+                    "clients had not recovered from {} ({}) when the load ended",
+                    r.action, r.id
+                ));
+            }
+            // A fault no request noticed recovered at once.
+            Ok(report
+                .recovery
+                .iter()
+                .map(|r| r.rto_ms.unwrap_or(0) as f64)
+                .fold(0.0, f64::max))
+        }
         Metric::Rpo | Metric::RpoWindow => {
             let w = report
                 .writes

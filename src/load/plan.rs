@@ -197,16 +197,22 @@ fn write_mix(
         });
     }
     let verify = match verify_url {
-        Some(url) => {
-            let parsed = parse_url(url, None)?;
-            if parsed.path_and_query != "/" {
-                return Err(LoadError::InvalidUrl {
-                    url: url.to_string(),
-                    reason: "--verify-url is the demo app's base URL (http://HOST:PORT), no path"
-                        .into(),
-                });
+        // Several regions, comma-separated: a write is kept if any of them holds it.
+        Some(urls) => {
+            let mut bases = Vec::new();
+            for url in urls.split(',').map(str::trim) {
+                let parsed = parse_url(url, None)?;
+                if parsed.path_and_query != "/" {
+                    return Err(LoadError::InvalidUrl {
+                        url: url.to_string(),
+                        reason: "--verify-url takes the demo app's base URL \
+                                 (http://HOST:PORT), no path; several separated by commas"
+                            .into(),
+                    });
+                }
+                bases.push(format!("http://{}", parsed.authority));
             }
-            format!("http://{}", parsed.authority)
+            bases.join(",")
         }
         None => format!("http://{}", request.authority),
     };

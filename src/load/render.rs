@@ -242,7 +242,8 @@ pub fn write_rows(w: &crate::results::summary::WriteSummary) -> Vec<(&'static st
             rows.push((
                 "read back",
                 format!(
-                    "from {url}: {} kept, {} lost, {} unreadable{}",
+                    "from {}: {} kept, {} lost, {} unreadable{}",
+                    url.replace(',', ", "),
                     w.verified,
                     w.lost,
                     w.unverified,

@@ -167,6 +167,27 @@ enum ReadBack {
     Failed(String),
 }
 
+/// Reads `key` from each of `bases` in turn: kept where any holds it; wrong where any
+/// holds another value (a correctness error wherever it is); lost only where every one
+/// answered that it has none; otherwise unreadable.
+async fn read_back_any(client: &reqwest::Client, bases: &[String], key: &str) -> ReadBack {
+    let mut failed = None;
+    let mut wrong = false;
+    for base in bases {
+        match read_back(client, base, key).await {
+            ReadBack::Kept => return ReadBack::Kept,
+            ReadBack::Wrong => wrong = true,
+            ReadBack::Failed(why) => failed = Some(format!("{base}: {why}")),
+            ReadBack::Lost => {}
+        }
+    }
+    match (wrong, failed) {
+        (true, _) => ReadBack::Wrong,
+        (false, Some(why)) => ReadBack::Failed(why),
+        (false, None) => ReadBack::Lost,
+    }
+}
+
 async fn read_back(client: &reqwest::Client, url: &str, key: &str) -> ReadBack {
     let response = match client.get(format!("{url}/kv/{key}")).send().await {
         Ok(r) => r,
@@ -184,7 +205,8 @@ async fn read_back(client: &reqwest::Client, url: &str, key: &str) -> ReadBack {
 }
 
 /// Reads every acknowledged write back from `verify_url` (`http://HOST:PORT`, the demo
-/// app's base) and counts what is lost or wrong. `started_at` turns the log's offsets into
+/// app's base; several separated by commas: the regions, and a write any of them holds
+/// is kept) and counts what is lost or wrong. `started_at` turns the log's offsets into
 /// times. Each read is bounded by `timeout`, the whole by the log's size.
 pub async fn verify(
     mix: &WriteMix,
@@ -217,7 +239,10 @@ pub async fn verify(
     let Some(url) = mix.verify_url.as_deref() else {
         return summary;
     };
-    let url = url.trim_end_matches('/');
+    let bases: Vec<String> = url
+        .split(',')
+        .map(|u| u.trim().trim_end_matches('/').to_string())
+        .collect();
     let client = match reqwest::Client::builder().timeout(timeout).build() {
         Ok(c) => c,
         Err(e) => {
@@ -230,7 +255,7 @@ pub async fn verify(
     };
     // Owned items and owned futures: a spawned caller needs a `Send` future, which
     // futures borrowing from the log are not (higher-ranked lifetimes).
-    let base: std::sync::Arc<str> = url.into();
+    let bases: std::sync::Arc<[String]> = bases.into();
     let items: Vec<(String, Duration, Box<str>)> = log
         .acked
         .iter()
@@ -244,9 +269,9 @@ pub async fn verify(
         .collect();
     let mut reads = futures::stream::iter(items.into_iter().map(|(key, at, ack)| {
         let client = client.clone();
-        let base = std::sync::Arc::clone(&base);
+        let bases = std::sync::Arc::clone(&bases);
         async move {
-            let found = read_back(&client, &base, &key).await;
+            let found = read_back_any(&client, &bases, &key).await;
             (key, at, ack, found)
         }
     }))

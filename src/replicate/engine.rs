@@ -45,6 +45,9 @@ pub struct ReplicaReport {
     pub target_errors: u64,
     /// The last failure, for the operator.
     pub last_error: Option<String>,
+    /// Times the source came back with a new store (its feed started again): a replaced
+    /// pod, a region back from an outage.
+    pub source_restarts: u64,
     /// Synchronous mode: the source copies before acknowledging.
     pub sync: bool,
     /// How long it ran, in ms.
@@ -83,6 +86,9 @@ pub async fn run(
     }
     let deadline = plan.duration.map(|d| started + d);
     let mut full_page = false;
+    // The source did not answer last round: when it does again it may be a new process
+    // (a region back from an outage), which synchronous mode must name the replica to.
+    let mut source_was_down = false;
     loop {
         if !full_page {
             let pause = tokio::time::sleep(plan.poll);
@@ -102,10 +108,36 @@ pub async fn run(
             Err(reason) => {
                 report.source_errors += 1;
                 report.last_error = Some(format!("reading {}: {reason}", plan.from));
+                source_was_down = true;
                 progress(&report);
                 continue;
             }
         };
+        let restarted = feed.last_seq < report.replicated_seq;
+        if restarted {
+            // A store younger than what was copied: the source is a new process whose
+            // feed starts again at 1. Copy it from its start.
+            report.source_restarts += 1;
+            report.last_error = Some(format!(
+                "{} came back with a new store (its feed went back from seq {} to {}); \
+                 copying it from its start",
+                plan.from, report.replicated_seq, feed.last_seq
+            ));
+            report.replicated_seq = 0;
+            // Read again at once, from the start.
+            full_page = true;
+            source_was_down = true;
+        }
+        if std::mem::take(&mut source_was_down)
+            && plan.sync
+            && let Err(e) = set_replica(&client, plan).await
+        {
+            report.last_error = Some(e.to_string());
+            source_was_down = true;
+        }
+        if restarted {
+            continue;
+        }
         report.source_seq = feed.last_seq;
         report.pending = feed.pending;
         let mut copied = 0;

@@ -162,15 +162,20 @@ pub async fn command(args: ReplicateArgs, _global: &GlobalArgs) -> anyhow::Resul
     })
 }
 
-fn progress_line(r: &ReplicaReport) -> String {
+/// The figures in one line (the progress each second; a scenario's timeline note).
+pub fn progress_line(r: &ReplicaReport) -> String {
     format!(
-        "copied {} (up to seq {} of {}), {} pending, lag {} ms (max {} ms){}",
+        "copied {} (up to seq {} of {}), {} pending, lag {} ms (max {} ms){}{}",
         r.copied,
         r.replicated_seq,
         r.source_seq,
         r.pending,
         r.lag_last_ms,
         r.lag_max_ms,
+        match r.source_restarts {
+            0 => String::new(),
+            n => format!(", source restarted {n}×"),
+        },
         r.last_error
             .as_ref()
             .map(|e| format!("; last error: {e}"))

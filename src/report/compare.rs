@@ -25,6 +25,11 @@ fn latency(r: &Report, pick: fn(&crate::results::summary::Percentiles) -> u64) -
         .map(|p| pick(p) as f64 / 1000.0)
 }
 
+/// The run's writes, when they were read back (an RPO was measured).
+fn verified_writes(r: &Report) -> Option<&crate::results::summary::WriteSummary> {
+    r.writes.as_ref().filter(|w| w.verify_url.is_some())
+}
+
 fn max_of(values: impl Iterator<Item = f64>) -> Option<f64> {
     values.fold(None, |m, v| Some(m.map_or(v, |m: f64| m.max(v))))
 }
@@ -81,6 +86,32 @@ const RULES: &[Rule] = &[
                 .unwrap_or(0.0),
             )
         },
+    },
+    Rule {
+        metric: "rto_max",
+        unit: "ms",
+        higher_is_worse: Some(true),
+        floor: 50.0,
+        value: |r| {
+            // A fault clients never recovered from has no RTO to compare.
+            (!r.recovery.is_empty() && r.recovery.iter().all(|f| f.recovered))
+                .then(|| max_of(r.recovery.iter().map(|f| f.rto_ms.unwrap_or(0) as f64)))
+                .flatten()
+        },
+    },
+    Rule {
+        metric: "writes_lost",
+        unit: "count",
+        higher_is_worse: Some(true),
+        floor: 1.0,
+        value: |r| verified_writes(r).map(|w| w.lost as f64),
+    },
+    Rule {
+        metric: "rpo_window",
+        unit: "ms",
+        higher_is_worse: Some(true),
+        floor: 50.0,
+        value: |r| verified_writes(r).map(|w| w.rpo_window_ms.unwrap_or(0) as f64),
     },
     Rule {
         metric: "scaling_latency_max",

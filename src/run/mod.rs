@@ -10,6 +10,7 @@ pub mod compare;
 pub mod lab;
 pub mod plans;
 pub mod progress;
+pub mod regions;
 pub mod resolve;
 pub mod runner;
 pub mod scenario;
@@ -45,7 +46,14 @@ pub async fn command(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<Exit>
     let runs = checked_runs(&scenario, &args)?;
 
     let mut global = global.clone();
-    let use_lab = scenario.target.lab && global.context.is_none();
+    let multi_region = !scenario.regions.is_empty();
+    if multi_region && global.context.is_some() {
+        anyhow::bail!(
+            "{} names the context of each of its regions (regions:); leave out --context",
+            args.scenario.display()
+        );
+    }
+    let use_lab = scenario.target.lab && global.context.is_none() && !multi_region;
     if use_lab {
         ensure_lab(&scenario.target.lab_up_args()).await?;
         global.context = Some(LAB_CONTEXT.to_string());
@@ -53,10 +61,26 @@ pub async fn command(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<Exit>
         global.context.get_or_insert(context.clone());
     }
     let guard = Guard::from_environment(&global.allow_context)?;
-    let target = cluster::connect(&ConnectOptions::from_global(&global), Some(&guard)).await?;
+    let regions = match multi_region {
+        true => regions::connect(&scenario, &global, &guard).await?,
+        false => Vec::new(),
+    };
+    let target = match regions.first() {
+        // The first region is the active one: the watcher and the dashboard follow it.
+        Some(first) => {
+            global.context = Some(first.spec.context());
+            first.target.clone()
+        }
+        None => cluster::connect(&ConnectOptions::from_global(&global), Some(&guard)).await?,
+    };
     let lab_settings = lab::applies(&target, &scenario.target).await?;
     if lab_settings {
-        lab::check_layout(&target, &scenario.target).await?;
+        for region in &regions {
+            lab::check_layout(&region.target, &scenario.target).await?;
+        }
+        if regions.is_empty() {
+            lab::check_layout(&target, &scenario.target).await?;
+        }
     }
     eprintln!(
         "scenario {} on {} ({}){}",
@@ -100,6 +124,7 @@ pub async fn command(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<Exit>
         seed,
         interrupt,
         lab_settings,
+        regions: &regions,
     };
     let exit = session.rounds(&runs).await;
     drop(exporter);
@@ -152,6 +177,8 @@ struct Session<'a> {
     interrupt: CancellationToken,
     /// Whether the scenario's lab settings apply (the target is a lab and it sets some).
     lab_settings: bool,
+    /// A multi-region scenario's regions (the first is `target`); empty otherwise.
+    regions: &'a [regions::Region],
     /// `--metrics-addr`: where the load publishes, and what the progress feeds.
     metrics: Option<(
         std::sync::Arc<crate::metrics::load::LoadMetrics>,
@@ -215,16 +242,34 @@ impl Session<'_> {
         // Every run starts from the scenario's deployment: a previous run may have
         // failed over, scaled or killed pods.
         if !run.deploy.skip {
-            deploy(run, args.manifests.as_deref(), self.global).await?;
+            match self.regions.is_empty() {
+                true => deploy(run, args.manifests.as_deref(), self.global).await?,
+                false => regions::deploy(run, self.regions, args.manifests.as_deref()).await?,
+            }
         }
         let active = run.deploy.active.unwrap_or(crate::cli::Color::Blue);
         steady_state(target, active, &run.steady_state, "before the load").await?;
+        for region in self.regions.iter().skip(1) {
+            let when = format!("before the load, in region {}", region.spec.name);
+            steady_state(&region.target, active, &run.steady_state, &when).await?;
+        }
         if self.lab_settings {
             lab::check_toleration(target, &self.scenario.target, active.as_str()).await?;
         }
         let dir = RunDir::create_new(&args.out, &run.name)
             .with_context(|| format!("creating a run directory under {}", args.out.display()))?;
-        let mut load = plans::load_plan(run, target).await?;
+        let across = self.region_run(run).await?;
+        let mut load = match &across {
+            Some(across) => {
+                let mut through = run.clone();
+                through.load.url = Some(format!("{}/", across.plan.load_base()));
+                if through.load.write_ratio.is_some() && through.load.verify_url.is_none() {
+                    through.load.verify_url = Some(across.plan.verify_urls());
+                }
+                plans::load_plan(&through, target).await?
+            }
+            None => plans::load_plan(run, target).await?,
+        };
         if let Some((sink, _)) = &self.metrics {
             load.metrics = crate::metrics::load::LoadSink::to(sink.clone());
         }
@@ -233,6 +278,7 @@ impl Session<'_> {
             load,
             autoscale,
             fail_fast: args.fail_fast,
+            regions: across,
         };
         // The command line's `--dashboard` wins over the scenario's `dashboard:`.
         let dashboard = match args.dashboard.or(run.dashboard.port()) {
@@ -276,6 +322,23 @@ impl Session<'_> {
 }
 
 impl Session<'_> {
+    /// A multi-region run's plan across the regions (`None` for one cluster).
+    async fn region_run(&self, run: &Scenario) -> anyhow::Result<Option<runner::RegionRun>> {
+        if self.regions.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(runner::RegionRun {
+            plan: regions::Plan {
+                urls: regions::urls(self.regions).await?,
+                gateway: run.gateway.clone(),
+                replication: run.replication.clone(),
+            },
+            targets: (self.regions.iter())
+                .map(|r| (r.spec.name.clone(), r.target.clone()))
+                .collect(),
+        }))
+    }
+
     /// `--dashboard`: the live page of this run, following the cluster and `dir`.
     async fn dashboard(
         &self,

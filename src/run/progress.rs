@@ -118,6 +118,9 @@ pub fn line(progress: &Progress) -> Option<String> {
             format!("could not revert {action} ({id}): {error:#} — run `resil chaos revert`")
         }
         Progress::JournalUnreadable(why) => format!("reading the chaos journal: {why}"),
+        Progress::Regions(line) => line.clone(),
+        Progress::Gateway(line) => format!("gateway: {line}"),
+        Progress::Replicated(line) => format!("replication: {line}"),
     })
 }
 

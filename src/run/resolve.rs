@@ -35,16 +35,22 @@ impl Scenario {
         if let Some(slos) = &variant.slos {
             s.slos = slos.clone();
         }
+        if let Some(r) = &variant.replication {
+            s.replication = Some(r.clone());
+        }
+        if let Some(g) = &variant.gateway {
+            s.gateway = Some(g.clone());
+        }
         s.variants.clear();
         s
     }
 
     /// Every duration of the experiment times `factor` (`--time-scale`): the load and its
     /// ramp stages, step offsets and fault durations, a rollout's analysis interval (1 s
-    /// at least) and canary pause, the watcher's stable window, the
-    /// autoscaler's clock and the window SLOs. Left alone: what the system under test
-    /// decides its own pace of (request timeout, `wait-for` and steady-state timeouts),
-    /// and the SLO thresholds.
+    /// at least) and canary pause, the watcher's stable window, the autoscaler's clock,
+    /// the gateway's fail-back window and the window SLOs. Left alone: what the system
+    /// under test decides its own pace of (request timeout, `wait-for` and steady-state
+    /// timeouts, the gateway's health checks, the replication lag), and the SLO thresholds.
     pub fn scaled(&self, factor: f64) -> Result<Scenario, String> {
         if !(factor.is_finite() && factor > 0.0 && factor <= 10.0) {
             return Err(format!(
@@ -68,6 +74,11 @@ impl Scenario {
             }
         }
         s.watch.stable_for = scale(s.watch.stable_for);
+        if let Some(g) = &mut s.gateway {
+            // Like the watcher's stable window; the health checks and the replication lag
+            // are the system's own pace and stay.
+            g.failback_after = scale(g.failback_after);
+        }
         s.watch.eject_window = scale(s.watch.eject_window);
         if let Some(a) = &mut s.autoscale {
             a.look_ahead = opt(a.look_ahead);

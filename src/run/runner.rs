@@ -3,9 +3,10 @@
 //! Ctrl-C and on an abort rule), and leaves a complete results directory behind.
 //!
 //! It drives the same engines the commands use — `watch::controller`, `load::run`,
-//! `chaos::injector` — so a scenario measures exactly what the commands measure. A
-//! [`Runner`] goes through named phases (start the autoscaler, start the watch, start the
-//! load, the timed steps, teardown) and reports what happens as [`Progress`] over a
+//! `chaos::injector`, and across regions `gateway` and `replicate` — so a scenario
+//! measures exactly what the commands measure. A [`Runner`] goes through named phases
+//! (start the gateway and replicator of a multi-region run, start the autoscaler, start
+//! the watch, start the load, the timed steps, teardown) and reports what happens as [`Progress`] over a
 //! channel; it prints nothing. Called by `run::command`, which prints the progress
 //! (`run::progress`), renders the report and turns the SLO verdict into the exit code.
 
@@ -34,6 +35,7 @@ use crate::results::{RunDir, RunMeta, RunStatus};
 use crate::watch::controller::{self as watcher, Outcome, Update, WatchError, WatchPlan};
 use crate::watch::failover::Policy;
 use crate::watch::{eject, outliers};
+pub(crate) use steps::{Injectors, Seen};
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +55,17 @@ pub struct Engines {
     pub autoscale: Option<AutoscalePlan>,
     /// `--fail-fast`: stop at the first SLO breach that is decided while the run runs.
     pub fail_fast: bool,
+    /// A multi-region run: the gateway and the replication across the regions, and each
+    /// region's cluster (where its steps inject faults).
+    pub regions: Option<RegionRun>,
+}
+
+/// What a multi-region run works across.
+#[derive(Debug)]
+pub struct RegionRun {
+    pub plan: super::regions::Plan,
+    /// Each region's name and cluster, in the scenario's order.
+    pub targets: Vec<(String, Target)>,
 }
 
 /// What a run reports while it runs, in the order it happens; the command layer prints
@@ -99,6 +112,12 @@ pub enum Progress {
     },
     /// Teardown could not read the chaos journal, so reverted nothing.
     JournalUnreadable(String),
+    /// A multi-region run: the regions, the front door and the replication it started.
+    Regions(String),
+    /// A decision of the gateway, with its rule.
+    Gateway(String),
+    /// Teardown: what the replicator copied, in all.
+    Replicated(String),
 }
 
 /// Runs `scenario` against `target`, writing into `dir` and reporting to `progress`.
@@ -115,6 +134,7 @@ pub async fn run(
         load,
         autoscale,
         fail_fast,
+        regions,
     } = engines;
     let mut meta = RunMeta::start(
         dir.path()
@@ -140,22 +160,46 @@ pub async fn run(
     let timeline = dir.timeline()?;
     // The predictive autoscaler first: it journals the HPA's minReplicas before anything
     // else starts, and a failure to start leaves nothing running.
-    let autoscaler = runner.start_autoscaler(autoscale).await?;
-    let (watch, failovers) = runner.start_watch();
+    let across = match &regions {
+        Some(r) => Some(runner.start_regions(&r.plan).await?),
+        None => None,
+    };
+    let autoscaler = match runner.start_autoscaler(autoscale).await {
+        Ok(a) => a,
+        Err(e) => {
+            if let Some(engines) = across {
+                let _ = engines.stop(dir).await;
+            }
+            return Err(e);
+        }
+    };
+    let watch = runner.start_watch();
     let load = runner.start_load(load, abort_rules, timeline);
-    let injector = runner.injector();
+    let injector = runner.injectors(regions.as_ref());
     // Every fault a step injects lands here at once, so an abort, Ctrl-C or the end of
     // the load — which drop the steps mid-way — still know what to revert.
     let injected = Mutex::new(Vec::<Entry>::new());
-    let (step_failed, load) = runner
-        .timed_steps(seed, &injector, &injected, failovers, load)
-        .await;
+    let (step_failed, load) = runner.timed_steps(seed, &injector, &injected, load).await;
     let injected = injected
         .into_inner()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let (report, aborted) = runner
         .teardown(load, watch, autoscaler, &injector, &injected)
         .await?;
+    if let Some(engines) = across {
+        match engines.stop(dir).await {
+            Ok(Some(r)) => drop(
+                runner
+                    .progress
+                    .send(Progress::Replicated(crate::replicate::progress_line(&r))),
+            ),
+            Ok(None) => {}
+            Err(e) => drop(runner.progress.send(Progress::TaskFailed {
+                task: "regions",
+                error: format!("{e:#}"),
+            })),
+        }
+    }
 
     let report: LoadReport = report.context("running the load")?;
     let ending = if runner.interrupt.is_cancelled() {
@@ -187,8 +231,9 @@ pub async fn run(
 }
 
 /// One run of a scenario: what it runs against, and the signals and channels its tasks
-/// share. The phases, in order: [`Runner::start_autoscaler`], [`Runner::start_watch`],
-/// [`Runner::start_load`], [`Runner::timed_steps`], [`Runner::teardown`].
+/// share. The phases, in order: [`Runner::start_regions`] (several regions only),
+/// [`Runner::start_autoscaler`], [`Runner::start_watch`], [`Runner::start_load`],
+/// [`Runner::timed_steps`], [`Runner::teardown`].
 struct Runner<'a> {
     scenario: &'a Scenario,
     target: &'a Target,
@@ -212,6 +257,8 @@ struct Runner<'a> {
     autoscale_stop: CancellationToken,
     /// The load's one-second buckets, for `rollout` steps' analysis.
     buckets: tokio::sync::broadcast::Sender<Event>,
+    /// Failovers so far (the watcher's and the gateway's), for `wait-for`.
+    seen: Arc<watch::Sender<Seen>>,
 }
 
 /// The watcher's tasks, joined in teardown.
@@ -262,6 +309,7 @@ impl<'a> Runner<'a> {
             watch_cancel: CancellationToken::new(),
             autoscale_stop: CancellationToken::new(),
             buckets: tokio::sync::broadcast::channel(64).0,
+            seen: Arc::new(watch::Sender::new(Seen::default())),
         }
     }
 
@@ -291,11 +339,11 @@ impl<'a> Runner<'a> {
     }
 
     /// Phase 2: the watcher (and the outlier ejector), recording into the run directory.
-    /// Returns its tasks and the failover counts `(failovers, fail-backs)` for `wait-for`.
-    fn start_watch(&self) -> (WatchTasks, watch::Receiver<(u32, u32)>) {
+    /// Its failovers count for `wait-for` in `seen`.
+    fn start_watch(&self) -> WatchTasks {
         let scenario = self.scenario;
         let (updates_tx, mut updates_rx) = mpsc::unbounded_channel();
-        let (failovers_tx, failovers_rx) = watch::channel((0u32, 0u32));
+        let failovers_tx = Arc::clone(&self.seen);
         let plan = WatchPlan {
             namespace: self.target.namespace.clone(),
             service: "web".to_string(),
@@ -330,17 +378,15 @@ impl<'a> Runner<'a> {
         let (stop, fail_fast) = (Arc::clone(&self.stop), Arc::clone(&self.fail_fast));
         let progress = self.progress.clone();
         let updates = tokio::spawn(async move {
-            let (mut over, mut back) = (0, 0);
             while let Some(update) = updates_rx.recv().await {
                 // Announced before a fail-fast stop it may cause, as it happened.
                 let _ = progress.send(Progress::Watch(update.clone()));
                 if let Update::Failover(f) = &update {
-                    if f.direction == "failback" {
-                        back += 1;
-                    } else {
-                        over += 1;
-                    }
-                    let _ = failovers_tx.send((over, back));
+                    let event = match f.direction.as_str() {
+                        "failback" => WaitEvent::Failback,
+                        _ => WaitEvent::Failover,
+                    };
+                    failovers_tx.send_modify(|seen| seen.bump(event));
                     let breach = lock(&fail_fast)
                         .as_ref()
                         .and_then(|ff| ff.failover(f.duration_ms));
@@ -350,12 +396,35 @@ impl<'a> Runner<'a> {
                 }
             }
         });
-        let tasks = WatchTasks {
+        WatchTasks {
             watcher,
             ejector,
             updates,
-        };
-        (tasks, failovers_rx)
+        }
+    }
+
+    /// Phase 0, in a multi-region run: the gateway and the replicator; the gateway's
+    /// decisions become progress and count for `wait-for`.
+    async fn start_regions(
+        &self,
+        plan: &super::regions::Plan,
+    ) -> anyhow::Result<super::regions::Engines> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<(&'static str, String)>();
+        let engines = super::regions::start(plan, self.dir, tx).await?;
+        let _ = self.progress.send(Progress::Regions(plan.describe()));
+        let (progress, seen) = (self.progress.clone(), Arc::clone(&self.seen));
+        tokio::spawn(async move {
+            while let Some((action, line)) = rx.recv().await {
+                let _ = progress.send(Progress::Gateway(line));
+                let event = match action {
+                    "failover" => WaitEvent::RegionFailover,
+                    "failback" => WaitEvent::RegionFailback,
+                    _ => continue,
+                };
+                seen.send_modify(|s| s.bump(event));
+            }
+        });
+        Ok(engines)
     }
 
     /// Phase 3: the load, its events appended to the timeline and checked against the
@@ -399,13 +468,27 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// The injector the steps and teardown share, journaling every fault.
-    fn injector(&self) -> Injector {
-        Injector {
-            scope: self.scope(),
-            context: self.target.context.clone(),
+    /// The injectors the steps and teardown share, journaling every fault: the target's,
+    /// and in a multi-region run one per region.
+    fn injectors(&self, regions: Option<&RegionRun>) -> Injectors {
+        let injector = |target: &Target| Injector {
+            scope: Scope {
+                client: target.client.clone(),
+                namespace: target.namespace.clone(),
+            },
+            context: target.context.clone(),
             journal: Journal::new(&journal::default_state_dir()),
             out: Some(self.dir.clone()),
+        };
+        Injectors {
+            main: injector(self.target),
+            regions: regions
+                .map(|r| {
+                    (r.targets.iter())
+                        .map(|(name, target)| (name.clone(), injector(target)))
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 
@@ -414,9 +497,8 @@ impl<'a> Runner<'a> {
     async fn timed_steps(
         &self,
         seed: u64,
-        injector: &Injector,
+        injector: &Injectors,
         injected: &Mutex<Vec<Entry>>,
-        failovers: watch::Receiver<(u32, u32)>,
         mut load: LoadTasks,
     ) -> (Option<String>, LoadTasks) {
         let steps = &self.scenario.steps;
@@ -424,7 +506,7 @@ impl<'a> Runner<'a> {
             steps,
             injector,
             seed,
-            failovers,
+            self.seen.subscribe(),
             injected,
             &self.buckets,
             &self.progress,
@@ -463,7 +545,7 @@ impl<'a> Runner<'a> {
         load: LoadTasks,
         watch: WatchTasks,
         autoscaler: Option<JoinHandle<anyhow::Result<i32>>>,
-        injector: &Injector,
+        injector: &Injectors,
         injected: &[Entry],
     ) -> anyhow::Result<(Result<LoadReport, LoadError>, Option<String>)> {
         let report = match load.finished {

@@ -26,6 +26,22 @@
 //! dashboard: true                  # the live page on 127.0.0.1:8090 (or a port: 8091)
 //! ```
 //!
+//! Two or more regions (named labs, or contexts) behind the global front door, with
+//! writes replicated from the first to the second; `deploy` then applies to each region:
+//!
+//! ```yaml
+//! regions:
+//!   - {name: region-a, node_port: 32180}        # `resil lab up --name region-a`
+//!   - {name: region-b, node_port: 32181}        # or {name: b, context: kind-b, url: ...}
+//! gateway: {listen: 127.0.0.1:8180, interval: 100ms, fail_after: 3, failback_after: 5s}
+//! replication: {mode: async, lag: 500ms}       # or {mode: sync}, {mode: off}
+//! load: {rate: 100, duration: 30s, write_ratio: 0.5}
+//! steps:
+//!   - {at: 10s, do: region-outage, region: region-a, duration: 10s}
+//!   - {at: 10s, do: wait-for, event: region-failover, timeout: 10s}
+//! slos: ["rto<1s", "rpo<50"]
+//! ```
+//!
 //! Unknown keys and bad durations are errors that name the line. Pure: parsing and
 //! validation only; the runner executes a [`Scenario`].
 
@@ -89,6 +105,104 @@ pub struct Scenario {
     /// Serve the live dashboard while it runs, as `resil run --dashboard` does.
     #[serde(default)]
     pub dashboard: Dashboard,
+    /// Several regions instead of one cluster: the first is the active one.
+    #[serde(default)]
+    pub regions: Vec<RegionSpec>,
+    /// The global front door across the regions (`resil gateway`); the load goes
+    /// through it.
+    #[serde(default)]
+    pub gateway: Option<GatewaySpec>,
+    /// Writes copied from the first region to the second (`resil replicate`).
+    #[serde(default)]
+    pub replication: Option<Replication>,
+}
+
+/// One region of a multi-region scenario: a named lab (`resil lab up --name NAME`,
+/// context `resil-NAME`), or a cluster of its own given by `context` (and `url`, where
+/// its demo Service is reached: a kind port mapping, `minikube service web --url`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionSpec {
+    pub name: String,
+    /// The kubeconfig context (default: the named lab's, `resil-NAME`).
+    #[serde(default)]
+    pub context: Option<String>,
+    /// The demo Service's NodePort in this region (`resil deploy --node-port`).
+    #[serde(default)]
+    pub node_port: Option<i32>,
+    /// Where the region's demo app answers (default: its NodePort on 127.0.0.1).
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+impl RegionSpec {
+    /// The kubeconfig context of the region.
+    pub fn context(&self) -> String {
+        self.context
+            .clone()
+            .unwrap_or_else(|| format!("resil-{}", self.name))
+    }
+
+    /// Whether the region is a named lab the runner starts.
+    pub fn is_lab(&self) -> bool {
+        self.context.is_none()
+    }
+}
+
+/// `gateway:` — `resil gateway`'s settings (active/passive by the regions' order).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySpec {
+    /// Where it listens (loopback).
+    #[serde(default = "default_gateway_listen")]
+    pub listen: std::net::SocketAddr,
+    /// How often each region's /readyz is checked.
+    #[serde(default = "default_gateway_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// Consecutive failed checks after which the active region is down.
+    #[serde(default = "default_fail_after")]
+    pub fail_after: u32,
+    /// How long the preferred region must pass every check before traffic returns.
+    #[serde(default = "default_failback_after", with = "humantime_serde")]
+    pub failback_after: Duration,
+}
+
+fn default_gateway_listen() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 8180))
+}
+
+fn default_gateway_interval() -> Duration {
+    Duration::from_millis(100)
+}
+
+fn default_fail_after() -> u32 {
+    3
+}
+
+fn default_failback_after() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// `replication:` — how acknowledged writes reach the second region.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Replication {
+    #[serde(default)]
+    pub mode: ReplicationMode,
+    /// Asynchronous: a write is copied once it is this old.
+    #[serde(default, with = "humantime_serde")]
+    pub lag: Duration,
+}
+
+/// Asynchronous (copied after the lag), synchronous (acknowledged after the copy), or
+/// none at all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReplicationMode {
+    #[default]
+    Async,
+    Sync,
+    Off,
 }
 
 /// `dashboard:` — `true` serves the page on [`Dashboard::DEFAULT_PORT`], a number on
@@ -138,6 +252,10 @@ pub struct Variant {
     pub autoscale: Option<AutoscaleSpec>,
     #[serde(default)]
     pub slos: Option<Vec<String>>,
+    #[serde(default)]
+    pub replication: Option<Replication>,
+    #[serde(default)]
+    pub gateway: Option<GatewaySpec>,
 }
 
 /// Settings of the side-by-side comparison of variants.
@@ -373,6 +491,9 @@ pub struct Step {
     /// `node-failure`, `zone-outage`: the zone (label topology.kubernetes.io/zone).
     #[serde(default)]
     pub zone: Option<String>,
+    /// The region a fault is injected in (a multi-region scenario; default: the first).
+    #[serde(default)]
+    pub region: Option<String>,
 }
 
 /// What a step does.
@@ -390,6 +511,9 @@ pub enum StepAction {
     NodeFailure,
     ZoneOutage,
     Drain,
+    /// Every node of `region` off at once (its workloads scaled to zero where nodes
+    /// cannot be powered off).
+    RegionOutage,
 }
 
 /// What `wait-for` waits for.
@@ -398,6 +522,10 @@ pub enum StepAction {
 pub enum WaitEvent {
     Failover,
     Failback,
+    /// The gateway moved traffic away from the active region.
+    RegionFailover,
+    /// The gateway moved traffic back to the preferred region.
+    RegionFailback,
 }
 
 /// Checks before and after.
@@ -498,6 +626,7 @@ impl Scenario {
             return Err("load.duration must be more than 0s".to_string());
         }
         self.target.validate()?;
+        self.validate_regions()?;
         if self.target.context.is_some() && self.target.lab {
             // `context` alone means "not the lab"; both set is a contradiction only when
             // the context is not the lab's own.
@@ -576,6 +705,102 @@ impl Scenario {
                     need(step.duration.is_some(), "needs duration")?;
                 }
                 StepAction::Drain => need(step.node.is_some(), "needs node")?,
+                StepAction::RegionOutage => {
+                    need(step.region.is_some(), "needs region")?;
+                    need(step.duration.is_some(), "needs duration")?;
+                }
+            }
+            if let Some(region) = &step.region
+                && !self.regions.iter().any(|r| &r.name == region)
+            {
+                return Err(format!(
+                    "steps[{n}]: region {region:?} is not one of the scenario's regions ({})",
+                    self.region_names()
+                ));
+            }
+            let region_event = matches!(
+                step.event,
+                Some(WaitEvent::RegionFailover | WaitEvent::RegionFailback)
+            );
+            if region_event && self.gateway.is_none() {
+                return Err(format!(
+                    "steps[{n}]: wait-for {:?} waits for the gateway; add a gateway: section",
+                    step.event.unwrap_or(WaitEvent::RegionFailover)
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn region_names(&self) -> String {
+        match self.regions.is_empty() {
+            true => "none: add a regions: section".to_string(),
+            false => (self.regions.iter())
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
+
+    /// Checks `regions`, `gateway` and `replication` together.
+    fn validate_regions(&self) -> Result<(), String> {
+        if self.regions.is_empty() {
+            if self.gateway.is_some() || self.replication.is_some() {
+                return Err(
+                    "gateway and replication work across regions: add a regions: \
+                            section with two or more"
+                        .to_string(),
+                );
+            }
+            return Ok(());
+        }
+        if self.regions.len() < 2 {
+            return Err("regions: give two or more (the first is the active one)".to_string());
+        }
+        if self.target.context.is_some() {
+            return Err("target.context and regions: name each region's context in \
+                        regions: instead"
+                .to_string());
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for r in &self.regions {
+            let ok = !r.name.is_empty()
+                && r.name.len() <= 40
+                && r.name.starts_with(|c: char| c.is_ascii_lowercase())
+                && (r.name.chars())
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !r.name.ends_with('-');
+            if !ok {
+                return Err(format!(
+                    "regions: name {:?} must be lowercase letters, digits and -, starting with \
+                     a letter (it names a lab: resil lab up --name)",
+                    r.name
+                ));
+            }
+            if !seen.insert(r.name.as_str()) {
+                return Err(format!("regions: {:?} appears twice", r.name));
+            }
+            if let Some(url) = &r.url {
+                crate::gateway::parse_region(&format!("{}={url}", r.name), false)
+                    .map_err(|e| format!("regions: {e:#}"))?;
+            }
+            if r.context.is_some() && r.url.is_none() && r.node_port.is_none() {
+                return Err(format!(
+                    "regions: {:?} is a cluster of its own: give url: where its demo Service \
+                     answers (a kind port mapping, `minikube service web --url`) or node_port:",
+                    r.name
+                ));
+            }
+        }
+        if self.load.url.is_some() && self.gateway.is_some() {
+            return Err("load.url: with a gateway the load goes through it; leave url out".into());
+        }
+        if let Some(g) = &self.gateway {
+            if !g.listen.ip().is_loopback() {
+                return Err(format!("gateway.listen {}: loopback only", g.listen));
+            }
+            if g.fail_after == 0 || g.interval.is_zero() {
+                return Err("gateway: fail_after and interval must be above zero".to_string());
             }
         }
         Ok(())
@@ -661,6 +886,72 @@ slos: [\"failover_time<2s\"]
             seen >= 10,
             "expected the ten scenarios in scenarios/, found {seen}"
         );
+    }
+
+    /// Two lab regions, a gateway and replication around `GOOD`'s load.
+    const REGIONS: &str = "\
+name: r
+regions: [{name: region-a, node_port: 32180}, {name: region-b}]
+gateway: {interval: 100ms}
+replication: {mode: sync}
+load: {rate: 50, duration: 30s, write_ratio: 0.5}
+steps:
+  - {at: 5s, do: region-outage, region: region-a, duration: 5s}
+  - {at: 5s, do: wait-for, event: region-failover, timeout: 10s}
+";
+
+    #[test]
+    fn a_multi_region_scenario_names_labs_contexts_and_its_front_door() {
+        let s = Scenario::parse(REGIONS).unwrap();
+        assert_eq!(s.regions[0].context(), "resil-region-a");
+        assert!(s.regions[1].is_lab());
+        let g = s.gateway.as_ref().unwrap();
+        assert_eq!(g.listen.to_string(), "127.0.0.1:8180");
+        assert_eq!(
+            (g.fail_after, g.failback_after),
+            (3, Duration::from_secs(10))
+        );
+        assert_eq!(s.replication.as_ref().unwrap().mode, ReplicationMode::Sync);
+        assert_eq!(s.steps[0].action, StepAction::RegionOutage);
+        // Scaled: the fail-back window, not the health checks.
+        let quick = s.scaled(0.5).unwrap();
+        let g = quick.gateway.unwrap();
+        assert_eq!(g.failback_after, Duration::from_secs(5));
+        assert_eq!(g.interval, Duration::from_millis(100));
+    }
+
+    #[test]
+    fn regions_gateway_and_region_steps_are_checked_together() {
+        let err = |text: &str| Scenario::parse(text).unwrap_err();
+        let one = REGIONS.replace(", {name: region-b}", "");
+        assert!(err(&one).contains("two or more"), "{}", err(&one));
+        let twice = REGIONS.replace("region-b}", "region-a}");
+        assert!(err(&twice).contains("appears twice"));
+        let bad = REGIONS.replace("name: region-b", "name: Region_B");
+        assert!(err(&bad).contains("lowercase"));
+        let unknown = REGIONS.replace("region: region-a", "region: region-c");
+        let e = err(&unknown);
+        assert!(
+            e.contains("region-c") && e.contains("region-a, region-b"),
+            "{e}"
+        );
+        let none = REGIONS.replace("region: region-a, ", "");
+        assert!(err(&none).contains("needs region"));
+        let no_gateway = REGIONS.replace("gateway: {interval: 100ms}\n", "");
+        assert!(err(&no_gateway).contains("add a gateway"));
+        let alone = "name: g\ngateway: {}\nload: {rate: 1, duration: 1s}\n";
+        assert!(err(alone).contains("regions:"));
+        let remote = REGIONS.replace("{name: region-b}", "{name: b, context: kind-b}");
+        assert!(err(&remote).contains("url:"));
+        let far = REGIONS.replace(
+            "{name: region-b}",
+            "{name: b, context: kind-b, url: \"http://10.0.0.9:80\"}",
+        );
+        assert!(err(&far).contains("loopback"), "{}", err(&far));
+        let open = REGIONS.replace("gateway: {", "gateway: {listen: \"0.0.0.0:8180\", ");
+        assert!(err(&open).contains("loopback only"));
+        let url = REGIONS.replace("load: {", "load: {url: \"http://127.0.0.1:1/\", ");
+        assert!(err(&url).contains("through it"));
     }
 
     #[test]

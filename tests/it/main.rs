@@ -37,6 +37,7 @@ mod results_dir;
 mod rollout;
 mod run;
 mod run_infra;
+mod run_regions;
 mod runbooks;
 mod support;
 mod watch;

@@ -49,7 +49,7 @@ async fn lab_for(path: &Path) -> RunLab {
 }
 
 /// `resil report DIR -o json`, parsed.
-fn report_json(dir: &Path) -> Value {
+pub(crate) fn report_json(dir: &Path) -> Value {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_resil"))
         .arg("report")
         .arg(dir)

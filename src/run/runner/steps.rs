@@ -14,17 +14,76 @@ use super::{Progress, lock};
 use crate::chaos::injector::Injector;
 use crate::chaos::journal::Entry;
 use crate::chaos::plan::{Amount, Faults, ProxyFault, Selection};
+use crate::chaos::region::RegionDown;
 use crate::cluster::error_chain;
 use crate::results::Event;
 use crate::run::scenario::{Step, StepAction, WaitEvent};
+
+/// The injectors of a run: the target's, and in a multi-region run one per region (each
+/// journaling with its region's context, so a revert goes back to the same cluster).
+#[derive(Clone)]
+pub(crate) struct Injectors {
+    pub(crate) main: Injector,
+    pub(crate) regions: Vec<(String, Injector)>,
+}
+
+impl Injectors {
+    /// Where a step injects: its region's, else the target's.
+    fn for_step(&self, step: &Step) -> anyhow::Result<&Injector> {
+        match &step.region {
+            None => Ok(&self.main),
+            Some(region) => self
+                .regions
+                .iter()
+                .find(|(name, _)| name == region)
+                .map(|(_, injector)| injector)
+                .with_context(|| format!("no region {region:?} in this run")),
+        }
+    }
+
+    /// The injector of the cluster an entry was injected in.
+    fn for_entry(&self, entry: &Entry) -> &Injector {
+        self.regions
+            .iter()
+            .map(|(_, injector)| injector)
+            .find(|injector| injector.context == entry.context)
+            .unwrap_or(&self.main)
+    }
+}
+
+/// Failovers seen so far, per event `wait-for` waits for (the watcher's and the
+/// gateway's).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Seen([u32; 4]);
+
+impl Seen {
+    fn slot(event: WaitEvent) -> usize {
+        match event {
+            WaitEvent::Failover => 0,
+            WaitEvent::Failback => 1,
+            WaitEvent::RegionFailover => 2,
+            WaitEvent::RegionFailback => 3,
+        }
+    }
+
+    /// How many of `event` were seen.
+    pub(crate) fn of(&self, event: WaitEvent) -> u32 {
+        self.0[Seen::slot(event)]
+    }
+
+    /// One more `event`.
+    pub(crate) fn bump(&mut self, event: WaitEvent) {
+        self.0[Seen::slot(event)] += 1;
+    }
+}
 
 /// Runs the steps at their offsets, adding every fault injected to `injected` as soon as
 /// it is (timed ones are reverted here when their duration runs out).
 pub(super) async fn run_steps(
     steps: &[Step],
-    injector: &Injector,
+    injectors: &Injectors,
     seed: u64,
-    failovers: watch::Receiver<(u32, u32)>,
+    failovers: watch::Receiver<Seen>,
     injected: &Mutex<Vec<Entry>>,
     buckets: &broadcast::Sender<Event>,
     progress: &UnboundedSender<Progress>,
@@ -35,13 +94,14 @@ pub(super) async fn run_steps(
     let mut reverts = tokio::task::JoinSet::new();
     // Failovers already waited for: a `wait-for` waits for the next one, even when it
     // completed before the step's own offset (a fast watcher beats a same-second step).
-    let mut waited = (0u32, 0u32);
+    let mut waited = Seen::default();
     for (i, step) in steps.into_iter().enumerate() {
         tokio::time::sleep_until(start + step.at).await;
         if step.action == StepAction::WaitFor {
             waited = wait_for(step, failovers.clone(), waited, progress).await;
             continue;
         }
+        let injector = injectors.for_step(step)?;
         if step.action == StepAction::Rollout {
             rollout(step, injector, buckets.subscribe(), progress).await?;
             continue;
@@ -129,6 +189,11 @@ async fn inject(step: &Step, injector: &Injector, seed: u64) -> anyhow::Result<E
             let timeout = step.timeout.unwrap_or(Duration::from_secs(120));
             injector.drain(node, timeout, step.duration).await?.0
         }
+        StepAction::RegionOutage => {
+            let region = injector.context.clone();
+            let down = RegionDown::decide(&injector.scope, None, false, &region).await?;
+            down.inject(injector, duration(step)).await?
+        }
         StepAction::WaitFor => anyhow::bail!("a wait-for step injects nothing"),
         StepAction::Rollout => anyhow::bail!("a rollout step injects nothing"),
     })
@@ -170,11 +235,11 @@ async fn rollout(
 
 /// Reverts whatever is still open among `entries` (Ctrl-C, abort, a failed step).
 pub(super) async fn revert_all(
-    injector: &Injector,
+    injectors: &Injectors,
     entries: &[Entry],
     progress: &UnboundedSender<Progress>,
 ) {
-    let open: Vec<String> = match injector.journal.open_entries() {
+    let open: Vec<String> = match injectors.main.journal.open_entries() {
         Ok(open) => open.into_iter().map(|e| e.id).collect(),
         Err(e) => {
             let _ = progress.send(Progress::JournalUnreadable(error_chain(&e)));
@@ -183,29 +248,25 @@ pub(super) async fn revert_all(
     };
     for entry in entries.iter().filter(|e| open.contains(&e.id)) {
         let (action, id) = (entry.action.clone(), entry.id.clone());
-        let _ = progress.send(match injector.revert(entry).await {
+        let _ = progress.send(match injectors.for_entry(entry).revert(entry).await {
             Ok(()) => Progress::Reverted { action, id },
             Err(error) => Progress::RevertFailed { action, id, error },
         });
     }
 }
 
-/// Waits for one more failover (or fail-back) than `before` counted; returns the counts.
+/// Waits for one more of the step's event than `before` counted; returns the counts.
 async fn wait_for(
     step: &Step,
-    mut failovers: watch::Receiver<(u32, u32)>,
-    before: (u32, u32),
+    mut failovers: watch::Receiver<Seen>,
+    before: Seen,
     progress: &UnboundedSender<Progress>,
-) -> (u32, u32) {
+) -> Seen {
     let timeout = step.timeout.unwrap_or(Duration::from_secs(60));
     let event = step.event.unwrap_or(WaitEvent::Failover);
     let seen = tokio::time::timeout(timeout, async {
         loop {
-            let (over, back) = *failovers.borrow();
-            let done = match event {
-                WaitEvent::Failover => over > before.0,
-                WaitEvent::Failback => back > before.1,
-            };
+            let done = failovers.borrow().of(event) > before.of(event);
             if done || failovers.changed().await.is_err() {
                 return done;
             }
@@ -215,11 +276,12 @@ async fn wait_for(
     if !matches!(seen, Ok(true)) {
         let _ = progress.send(Progress::WaitTimedOut { event, timeout });
     }
-    let (over, back) = *failovers.borrow();
-    match event {
-        WaitEvent::Failover => (over.min(before.0 + 1), before.1),
-        WaitEvent::Failback => (before.0, back.min(before.1 + 1)),
+    // Counted as waited for: at most the one more it waited for.
+    let mut waited = before;
+    if failovers.borrow().of(event) > before.of(event) {
+        waited.bump(event);
     }
+    waited
 }
 
 fn selection(step: &Step) -> anyhow::Result<Selection> {
