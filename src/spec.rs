@@ -70,7 +70,7 @@ pub struct DeploySpec {
     pub node_port: Option<i32>,
 
     /// The region the demo pods name (`REGION`: on the page and in the write path's ack
-    /// ids, `region-b:42`); give each region's deploy its own (default: the manifests'
+    /// ids, `region-b@STORE:42`); give each region's deploy its own (default: the manifests'
     /// `region-a`).
     #[arg(long, value_name = "NAME")]
     #[serde(default)]

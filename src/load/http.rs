@@ -123,7 +123,7 @@ pub struct Reply {
     pub color: ShortValue,
     /// `x-resil-pod`, empty when absent.
     pub pod: ShortValue,
-    /// `x-resil-ack` (a write's acknowledgement, `REGION:SEQ`), empty when absent.
+    /// `x-resil-ack` (a write's acknowledgement, `REGION@STORE:SEQ`), empty when absent.
     pub ack: ShortValue,
     /// Whether the connection may carry the next request.
     pub reusable: bool,

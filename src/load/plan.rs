@@ -28,7 +28,7 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Response headers of the demo app naming who served a request.
 pub const POD_HEADER: &str = "x-resil-pod";
 pub const COLOR_HEADER: &str = "x-resil-color";
-/// A write's acknowledgement from the demo app (`REGION:SEQ`).
+/// A write's acknowledgement from the demo app (`REGION@STORE:SEQ`).
 pub const ACK_HEADER: &str = "x-resil-ack";
 pub const VERSION_HEADER: &str = "x-resil-version";
 

@@ -1,5 +1,5 @@
 //! `resil load --write-ratio F`: that fraction of requests are `PUT /kv/{unique key}` to
-//! the demo app's write path; each acknowledgement (`x-resil-ack: REGION:SEQ`, a 2xx) is
+//! the demo app's write path; each acknowledgement (`x-resil-ack: REGION@STORE:SEQ`, a 2xx) is
 //! logged with its time. After the run [`verify`] reads every acknowledged key back from
 //! `--verify-url` (the surviving region, or the gateway) and gives the RPO:
 //!
@@ -104,7 +104,7 @@ pub struct Acked {
     pub n: u64,
     /// Offset of the acknowledgement from the run's start.
     pub at: Duration,
-    /// `REGION:SEQ`.
+    /// `REGION@STORE:SEQ`.
     pub ack: Box<str>,
 }
 

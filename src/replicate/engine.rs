@@ -89,6 +89,8 @@ pub async fn run(
     // The source did not answer last round: when it does again it may be a new process
     // (a region back from an outage), which synchronous mode must name the replica to.
     let mut source_was_down = false;
+    // The source's store id: another one is a new process whose sequence started again.
+    let mut store: Option<String> = None;
     loop {
         if !full_page {
             let pause = tokio::time::sleep(plan.poll);
@@ -113,14 +115,19 @@ pub async fn run(
                 continue;
             }
         };
-        let restarted = feed.last_seq < report.replicated_seq;
+        // A new store id, or (from a source that names none) a sequence behind what was
+        // copied: the source is a new process whose feed starts again at 1.
+        let new_store = match &store {
+            Some(id) => !feed.store.is_empty() && feed.store != *id,
+            None => false,
+        };
+        let restarted = new_store || feed.last_seq < report.replicated_seq;
+        store = Some(feed.store.clone());
         if restarted {
-            // A store younger than what was copied: the source is a new process whose
-            // feed starts again at 1. Copy it from its start.
             report.source_restarts += 1;
             report.last_error = Some(format!(
-                "{} came back with a new store (its feed went back from seq {} to {}); \
-                 copying it from its start",
+                "{} came back with a new store (copied up to seq {} of the old one, the new \
+                 one is at {}); copying it from its start",
                 plan.from, report.replicated_seq, feed.last_seq
             ));
             report.replicated_seq = 0;

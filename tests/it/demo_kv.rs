@@ -47,12 +47,20 @@ async fn a_write_is_acknowledged_in_its_region_and_reads_back_byte_for_byte() {
         .await
         .unwrap();
     assert_eq!(first.status(), 201);
-    assert_eq!(first.headers()["x-resil-ack"], "eu-test:1");
+    // `REGION@STORE:SEQ`: the store id tells a restarted process's acks apart.
+    let ack_header = first.headers()["x-resil-ack"].to_str().unwrap().to_string();
+    let store = ack_header
+        .strip_prefix("eu-test@")
+        .and_then(|rest| rest.strip_suffix(":1"))
+        .unwrap_or_else(|| panic!("{ack_header}"))
+        .to_string();
+    assert_eq!(store.len(), 8, "{ack_header}");
     assert_eq!(first.headers()["x-resil-region"], "eu-test");
     let ack: Value = first.json().await.unwrap();
     assert_eq!(ack["region"], "eu-test");
     assert_eq!(ack["seq"], 1);
-    assert_eq!(ack["ack"], "eu-test:1");
+    assert_eq!(ack["ack"], ack_header);
+    assert_eq!(ack["store"], store.as_str());
     assert_eq!(ack["bytes"], 4);
     assert_eq!(ack["replicated_to"], Value::Null);
 
@@ -62,7 +70,10 @@ async fn a_write_is_acknowledged_in_its_region_and_reads_back_byte_for_byte() {
         .send()
         .await
         .unwrap();
-    assert_eq!(other.headers()["x-resil-ack"], "eu-test:2");
+    assert_eq!(
+        other.headers()["x-resil-ack"],
+        format!("eu-test@{store}:2").as_str()
+    );
     let overwrite = c
         .put(app.url("/kv/order-1"))
         .body("new")
@@ -70,11 +81,17 @@ async fn a_write_is_acknowledged_in_its_region_and_reads_back_byte_for_byte() {
         .await
         .unwrap();
     assert_eq!(overwrite.status(), 200, "an overwrite is not a new key");
-    assert_eq!(overwrite.headers()["x-resil-ack"], "eu-test:3");
+    assert_eq!(
+        overwrite.headers()["x-resil-ack"],
+        format!("eu-test@{store}:3").as_str()
+    );
 
     let read = c.get(app.url("/kv/order-2")).send().await.unwrap();
     assert_eq!(read.status(), 200);
-    assert_eq!(read.headers()["x-resil-ack"], "eu-test:2");
+    assert_eq!(
+        read.headers()["x-resil-ack"],
+        format!("eu-test@{store}:2").as_str()
+    );
     assert_eq!(read.bytes().await.unwrap().as_ref(), b"b");
     let binary = c
         .put(app.url("/kv/bin"))

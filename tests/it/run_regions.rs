@@ -61,15 +61,16 @@ fn explain(out: &Output) -> String {
 
 /// The run directory of `variant` under `out`.
 fn run_dir(out: &Path, variant: &str) -> PathBuf {
-    let prefix = format!("multi-region-failover-{variant}");
+    // `<timestamp>-<scenario>-<variant>`.
+    let suffix = format!("-multi-region-failover-{variant}");
     std::fs::read_dir(out)
         .unwrap()
         .map(|e| e.unwrap().path())
         .find(|p| {
             p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+                .is_some_and(|n| n.to_string_lossy().ends_with(&suffix))
         })
-        .unwrap_or_else(|| panic!("no run directory {prefix}* under {}", out.display()))
+        .unwrap_or_else(|| panic!("no run directory *{suffix} under {}", out.display()))
 }
 
 #[test]

@@ -56,8 +56,8 @@
 //!
 //! # The write path
 //! `PUT /kv/{key}` stores the body (any bytes) and answers `201` (a new key) or `200` (an
-//! overwrite) with `{"key","region","seq","ack":"REGION:SEQ","acked_at","bytes",
-//! "replicated_to"}` and the headers `x-resil-ack: REGION:SEQ` and `x-resil-region`: the
+//! overwrite) with `{"key","region","seq","store","ack":"REGION@STORE:SEQ","acked_at","bytes",
+//! "replicated_to"}` and the headers `x-resil-ack: REGION@STORE:SEQ` and `x-resil-region`: the
 //! write is acknowledged *in this region*, with this region's next sequence number. A key
 //! is 1–256 characters of `A-Z a-z 0-9 - . _ ~`, taken from the raw path (nothing is
 //! percent-decoded, so `/`, `%2F` and non-UTF-8 never reach the store): anything else is

@@ -1,6 +1,6 @@
 //! The demo app's write path, so that a region holds state and RPO can be measured:
 //! `PUT /kv/{key}` stores the body and acknowledges the write in this region (its ack id is
-//! `REGION:SEQ`), `GET /kv/{key}` reads it back, `GET /kv?after=N` is the change feed that
+//! `REGION@STORE:SEQ`: a restarted process has a new store whose sequence starts again), `GET /kv/{key}` reads it back, `GET /kv?after=N` is the change feed that
 //! `resil replicate` copies from, and `/admin/replica` names a replica that every write is
 //! copied to *before* it is acknowledged (synchronous replication). The store itself is
 //! [`store`]; the routes are mounted by `app/routes.rs`. Paths and bodies are documented
@@ -23,7 +23,7 @@ pub use store::{Feed, FeedEntry, KvError, KvLimits, KvSnapshot, KvStore, validat
 
 use super::routes::{AppState, error};
 
-/// The acknowledgement of a write: `REGION:SEQ`.
+/// The acknowledgement of a write: `REGION@STORE:SEQ`.
 pub static ACK_HEADER: HeaderName = HeaderName::from_static("x-resil-ack");
 /// The region that answered a `/kv` request.
 pub static REGION_HEADER: HeaderName = HeaderName::from_static("x-resil-region");
@@ -40,9 +40,11 @@ pub struct WriteAck {
     pub key: String,
     /// The region that acknowledged it.
     pub region: String,
-    /// The region's sequence number for it.
+    /// The store's sequence number for it.
     pub seq: u64,
-    /// `REGION:SEQ`, also in the `x-resil-ack` header.
+    /// The store that holds it (random per process).
+    pub store: String,
+    /// `REGION@STORE:SEQ`, also in the `x-resil-ack` header.
     pub ack: String,
     /// When it was stored (RFC 3339, ms).
     pub acked_at: String,
@@ -228,7 +230,7 @@ pub(crate) async fn put(State(state): State<AppState>, request: Request) -> Resp
         Ok(stored) => stored,
         Err(err) => return kv_error(&err),
     };
-    let ack = format!("{region}:{}", stored.seq);
+    let ack = ack_id(region, &kv.store, stored.seq);
     let status = if stored.created {
         StatusCode::CREATED
     } else {
@@ -238,6 +240,7 @@ pub(crate) async fn put(State(state): State<AppState>, request: Request) -> Resp
         key,
         region: region.clone(),
         seq: stored.seq,
+        store: kv.store.id().to_string(),
         ack: ack.clone(),
         acked_at: stored.at.to_rfc3339_opts(SecondsFormat::Millis, true),
         bytes,
@@ -257,6 +260,11 @@ fn is_length_limit(err: &axum::Error) -> bool {
         source = e.source();
     }
     false
+}
+
+/// `REGION@STORE:SEQ`.
+fn ack_id(region: &str, store: &store::KvStore, seq: u64) -> String {
+    format!("{region}@{}:{seq}", store.id())
 }
 
 fn stamp(headers: &mut HeaderMap, state: &AppState, ack: Option<&str>) {
@@ -291,7 +299,7 @@ pub(crate) async fn get(State(state): State<AppState>, request: Request) -> Resp
     stamp(
         response.headers_mut(),
         &state,
-        Some(&format!("{region}:{}", found.seq)),
+        Some(&ack_id(region, &state.kv.store, found.seq)),
     );
     response
 }

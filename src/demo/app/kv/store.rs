@@ -114,6 +114,10 @@ pub struct Feed {
     pub entries: Vec<FeedEntry>,
     /// The store's latest sequence number (what a reader that took everything is at).
     pub last_seq: u64,
+    /// The store's id: a new store (a restarted process) starts its sequence again, so a
+    /// reader that sees another id starts again from its beginning.
+    #[serde(default)]
+    pub store: String,
     /// Writes after the asked sequence number still held back by `min_age_ms` or the
     /// page size.
     pub pending: u64,
@@ -155,6 +159,8 @@ struct Inner {
 pub struct KvStore {
     limits: KvLimits,
     inner: Mutex<Inner>,
+    /// Random, per process: sequence numbers are unique within one store only.
+    id: String,
 }
 
 /// Checks a key as it appears in the request path. Only unreserved URL characters are
@@ -184,7 +190,13 @@ impl KvStore {
         KvStore {
             limits,
             inner: Mutex::new(Inner::default()),
+            id: format!("{:08x}", rand::random::<u32>()),
         }
+    }
+
+    /// This store's id (ack ids are `REGION@ID:SEQ`).
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     /// The limits in force.
@@ -308,6 +320,7 @@ impl KvStore {
             pending: newer_total - entries.len() as u64,
             entries,
             last_seq: inner.seq,
+            store: self.id.clone(),
         }
     }
 
