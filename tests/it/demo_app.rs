@@ -19,8 +19,19 @@ impl DemoApp {
     }
 
     pub(crate) fn start_with(extra_args: &[&str]) -> DemoApp {
+        DemoApp::start_on(0, extra_args)
+    }
+
+    /// On `port` (0: any free one).
+    pub(crate) fn start_on(port: u16, extra_args: &[&str]) -> DemoApp {
         let mut child = Command::new(env!("CARGO_BIN_EXE_resil"))
-            .args(["demo-app", "--bind", "127.0.0.1", "--port", "0"])
+            .args([
+                "demo-app",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+            ])
             .args(extra_args)
             .env("COLOR", "green")
             .env("VERSION", "v7")

@@ -237,3 +237,87 @@ async fn the_load_counts_lost_writes_and_their_window_from_the_surviving_region(
     assert_eq!((w.lost, w.verified), (0, w.acknowledged));
     assert_eq!(w.rpo_window_ms, None);
 }
+
+/// The port of a demo app's base URL.
+fn port_of(app: &DemoApp) -> u16 {
+    app.base.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_source_back_with_a_new_store_is_replicated_from_its_start_and_stays_synchronous() {
+    for sync in [false, true] {
+        let mut source = DemoApp::start_with(&["--region", "region-a"]);
+        let target = DemoApp::start_with(&["--region", "region-b"]);
+        let cancel = CancellationToken::new();
+        let replicating = {
+            let plan = plan(&source, &target, Duration::ZERO, sync);
+            let cancel = cancel.clone();
+            tokio::spawn(async move { engine::run(&plan, cancel, |_| {}).await })
+        };
+        let before = write_steadily(&source, 30, Duration::from_millis(2)).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !missing(&target, &before).await.is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "sync {sync}: the first writes never arrived"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The region's pod is replaced: a new process on the same address, an empty
+        // store whose sequence starts again at 1.
+        let port = port_of(&source);
+        source.child.kill().unwrap();
+        source.child.wait().unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let source = DemoApp::start_on(port, &["--region", "region-a"]);
+        let c = client();
+        if sync {
+            // The replicator names itself the new process's replica again.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let state: serde_json::Value = c
+                    .get(source.url("/admin/state"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                if state["kv"]["replica"] == target.base.as_str() {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "sync {sync}: {state:#}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let mut after = Vec::new();
+        for i in 0..10 {
+            let key = format!("again-{i}");
+            let put = c
+                .put(source.url(&format!("/kv/{key}")))
+                .body(key.clone())
+                .send()
+                .await
+                .unwrap();
+            assert!(put.status().is_success());
+            let ack: serde_json::Value = put.json().await.unwrap();
+            if sync {
+                assert_eq!(ack["replicated_to"], target.base.as_str(), "{ack:#}");
+            }
+            after.push((key, Instant::now()));
+        }
+        // Asynchronously, the new store's writes (sequence 1 to 10, below what was copied
+        // of the old one) are copied too.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !missing(&target, &after).await.is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "sync {sync}: the new writes never arrived"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        cancel.cancel();
+        let report = replicating.await.unwrap().unwrap();
+        assert_eq!(report.source_restarts, 1, "sync {sync}: {report:#?}");
+    }
+}
