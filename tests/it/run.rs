@@ -177,14 +177,16 @@ fn run_json(dir: &Path) -> serde_json::Value {
 }
 
 /// The scenarios in scenarios/, each run by a test below (through [`shipped`]) or, for
-/// the infrastructure faults, in `run_infra.rs`.
-const SHIPPED: [&str; 13] = [
+/// the infrastructure faults, in `run_infra.rs` (the multi-region one in `run_regions.rs`).
+const SHIPPED: [&str; 14] = [
     "autoscale.yaml",
     "bad-release-rollback.yaml",
     "blue-green-failover.yaml",
     "canary-analysis.yaml",
     "capacity-aware-failover.yaml",
     "drain-with-pdb.yaml",
+    // Run by `run_regions.rs` (two named labs through the real binary).
+    "multi-region-failover.yaml",
     "node-failure.yaml",
     "outage-and-failback.yaml",
     "outlier-ejection.yaml",
