@@ -139,25 +139,7 @@ async fn sync_replication_loses_no_acknowledged_write_when_the_source_dies() {
             tokio::spawn(async move { engine::run(&plan, cancel, |_| {}).await })
         };
         // The source acknowledges through its replica once the replicator set it.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let state: serde_json::Value = c
-                .get(source.url("/admin/state"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if state["kv"]["replica"] == target.base.as_str() {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the replica was never set: {state}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        until_replica_is(&source, &target).await;
         let mut acked = write_steadily(&source, 150, Duration::from_millis(2)).await;
         source.child.kill().unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -238,6 +220,30 @@ async fn the_load_counts_lost_writes_and_their_window_from_the_surviving_region(
     assert_eq!(w.rpo_window_ms, None);
 }
 
+/// Waits (10 s at most) until `source` names `target` its synchronous replica.
+async fn until_replica_is(source: &DemoApp, target: &DemoApp) {
+    let c = client();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let state: serde_json::Value = c
+            .get(source.url("/admin/state"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if state["kv"]["replica"] == target.base.as_str() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replica was never set: {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// The port of a demo app's base URL.
 fn port_of(app: &DemoApp) -> u16 {
     app.base.rsplit(':').next().unwrap().parse().unwrap()
@@ -273,22 +279,7 @@ async fn a_source_back_with_a_new_store_is_replicated_from_its_start_and_stays_s
         let c = client();
         if sync {
             // The replicator names itself the new process's replica again.
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                let state: serde_json::Value = c
-                    .get(source.url("/admin/state"))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                if state["kv"]["replica"] == target.base.as_str() {
-                    break;
-                }
-                assert!(Instant::now() < deadline, "sync {sync}: {state:#}");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            until_replica_is(&source, &target).await;
         }
         let mut after = Vec::new();
         for i in 0..10 {
