@@ -93,6 +93,36 @@ pub struct Region {
     pub base: String,
 }
 
+/// A region as the proxy path uses it: parsed once, not per request.
+struct Upstream {
+    region: Region,
+    /// `host:port`.
+    authority: hyper::http::uri::Authority,
+    /// The region's name as the `x-resil-gateway-region` answer header.
+    header: Option<hyper::header::HeaderValue>,
+    /// Whether the base has a path of its own that requests go under.
+    prefixed: bool,
+}
+
+impl Upstream {
+    fn new(region: Region) -> anyhow::Result<Upstream> {
+        let uri: Uri = region
+            .base
+            .parse()
+            .with_context(|| format!("region {}: {:?} is not a URL", region.name, region.base))?;
+        let authority = uri
+            .authority()
+            .cloned()
+            .with_context(|| format!("region {}: {:?} has no host", region.name, region.base))?;
+        Ok(Upstream {
+            header: region.name.parse().ok(),
+            prefixed: !uri.path().trim_matches('/').is_empty(),
+            authority,
+            region,
+        })
+    }
+}
+
 /// Parses `NAME=URL`, refusing non-loopback hosts unless `allow_remote`.
 pub fn parse_region(text: &str, allow_remote: bool) -> anyhow::Result<Region> {
     let Some((name, url)) = text.split_once('=') else {
@@ -171,7 +201,7 @@ pub fn route(shares: &[u32]) -> Arc<[usize]> {
 type Body = BoxBody<Bytes, hyper::Error>;
 
 struct Shared {
-    regions: Vec<Region>,
+    regions: Vec<Upstream>,
     /// The order requests go through the regions (see [`route`]); swapped on a decision
     /// (with `--dns-ttl`, when the clients' answer expires).
     route: std::sync::RwLock<Arc<[usize]>>,
@@ -266,6 +296,16 @@ impl RunningGateway {
     }
 }
 
+/// The pooled client requests are forwarded with: no Nagle delay on the upstream
+/// connections (a proxy's small writes must not wait for an ACK), idle connections kept.
+fn proxy_client() -> Client<HttpConnector, Incoming> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(usize::MAX)
+        .build(connector)
+}
+
 /// Binds the listener and starts serving and checking.
 pub async fn start(mut plan: GatewayPlan) -> anyhow::Result<RunningGateway> {
     plan.check()?;
@@ -279,10 +319,13 @@ pub async fn start(mut plan: GatewayPlan) -> anyhow::Result<RunningGateway> {
         .with_context(|| format!("cannot listen on {}", plan.listen))?;
     let url = format!("http://{}", listener.local_addr()?);
     let shared = Arc::new(Shared {
-        regions: std::mem::take(&mut plan.regions),
+        regions: std::mem::take(&mut plan.regions)
+            .into_iter()
+            .map(Upstream::new)
+            .collect::<anyhow::Result<_>>()?,
         route: std::sync::RwLock::new(route(&state.shares())),
         next: AtomicUsize::new(0),
-        client: Client::builder(TokioExecutor::new()).build_http(),
+        client: proxy_client(),
         metrics: plan.metrics.take(),
         decisions: plan.decisions.take(),
     });
@@ -405,7 +448,7 @@ async fn check_loop(
         let checks = shared
             .regions
             .iter()
-            .map(|r| ready(&probe, &r.base, interval));
+            .map(|r| ready(&probe, &r.region.base, interval));
         let results = futures::future::join_all(checks).await;
         let now = Instant::now();
         for (i, ok) in results.into_iter().enumerate() {
@@ -451,7 +494,7 @@ fn record_dns(
             .iter()
             .enumerate()
             .filter(|(_, s)| **s > 0)
-            .map(|(i, _)| shared.regions[i].name.as_str())
+            .map(|(i, _)| shared.regions[i].region.name.as_str())
             .collect();
         if on.is_empty() {
             "none".to_string()
@@ -508,7 +551,7 @@ fn record(
     shares: &[u32],
     timeline: &mut Option<TimelineWriter>,
 ) -> anyhow::Result<()> {
-    let name = |i: usize| shared.regions[i].name.clone();
+    let name = |i: usize| shared.regions[i].region.name.clone();
     let split = || {
         let total: u32 = shares.iter().sum::<u32>().max(1);
         shares
@@ -587,9 +630,8 @@ async fn forward(
         return Ok(status(StatusCode::SERVICE_UNAVAILABLE));
     }
     let active = order[shared.next.fetch_add(1, Ordering::Relaxed) % order.len()];
-    let region = &shared.regions[active];
-    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let Ok(uri) = format!("{}{path}", region.base).parse::<Uri>() else {
+    let upstream = &shared.regions[active];
+    let Ok(uri) = upstream_uri(upstream, req.uri()) else {
         return Ok(status(StatusCode::BAD_REQUEST));
     };
     *req.uri_mut() = uri;
@@ -600,13 +642,32 @@ async fn forward(
     }
     match answer {
         Ok(mut response) => {
-            if let Ok(v) = region.name.parse() {
-                response.headers_mut().insert("x-resil-gateway-region", v);
+            if let Some(v) = &upstream.header {
+                response
+                    .headers_mut()
+                    .insert("x-resil-gateway-region", v.clone());
             }
             Ok(response.map(BodyExt::boxed))
         }
         Err(_) => Ok(status(StatusCode::BAD_GATEWAY)),
     }
+}
+
+/// Where a request for `uri` goes in `upstream`: its path and query under the upstream's
+/// base (built from parsed parts; a base with a path of its own is prefixed as text).
+fn upstream_uri(upstream: &Upstream, uri: &Uri) -> Result<Uri, hyper::http::Error> {
+    let path = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/"));
+    if upstream.prefixed {
+        return Ok(format!("{}{path}", upstream.region.base).parse::<Uri>()?);
+    }
+    Uri::builder()
+        .scheme(hyper::http::uri::Scheme::HTTP)
+        .authority(upstream.authority.clone())
+        .path_and_query(path)
+        .build()
 }
 
 fn status(code: StatusCode) -> Response<Body> {
@@ -618,6 +679,28 @@ fn status(code: StatusCode) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_goes_to_the_same_path_and_query_under_the_regions_base() {
+        let to = |base: &str, uri: &str| {
+            let upstream = Upstream::new(parse_region(base, false).unwrap()).unwrap();
+            upstream_uri(&upstream, &uri.parse().unwrap())
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(
+            to("a=http://127.0.0.1:30080", "/kv/k1?x=1"),
+            "http://127.0.0.1:30080/kv/k1?x=1"
+        );
+        assert_eq!(
+            to("a=http://127.0.0.1:30080/", "/"),
+            "http://127.0.0.1:30080/"
+        );
+        assert_eq!(
+            to("a=http://localhost:8081/app", "/readyz"),
+            "http://localhost:8081/app/readyz"
+        );
+    }
 
     #[test]
     fn regions_are_loopback_urls_unless_remote_is_allowed() {
