@@ -270,17 +270,14 @@ fn list(
     table: Option<RowObject>,
 ) -> ApiResult<Response> {
     let sel = selector(target, query)?;
-    let listed = app
+    // Shared objects: a Table reads them in place; a list copies only those selected.
+    let (shared, rv) = app
         .store
-        .list(target.kind.plural, target.namespace.as_deref());
-    let items: Vec<Value> = listed
-        .items
-        .into_iter()
-        .filter(|o| sel.matches(o))
-        .collect();
+        .list_shared(target.kind.plural, target.namespace.as_deref());
+    let items = shared.iter().map(AsRef::as_ref).filter(|o| sel.matches(o));
     let body = match table {
-        Some(include) => table::table(target.kind, &items, Some(listed.rv), include),
-        None => list_body(target.kind, items, listed.rv),
+        Some(include) => table::table(target.kind, items, Some(rv), include),
+        None => list_body(target.kind, items.cloned().collect(), rv),
     };
     Ok(json_response(StatusCode::OK, &body))
 }

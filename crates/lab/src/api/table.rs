@@ -455,7 +455,12 @@ fn row(kind: &Kind, obj: &Value, include: RowObject) -> Value {
 }
 
 /// A Table of `items`, consistent with `rv`.
-pub fn table(kind: &Kind, items: &[Value], rv: Option<u64>, include: RowObject) -> Value {
+pub fn table<'a>(
+    kind: &Kind,
+    items: impl IntoIterator<Item = &'a Value>,
+    rv: Option<u64>,
+    include: RowObject,
+) -> Value {
     let mut meta = json!({});
     if let Some(rv) = rv {
         meta["resourceVersion"] = json!(rv.to_string());
@@ -465,7 +470,7 @@ pub fn table(kind: &Kind, items: &[Value], rv: Option<u64>, include: RowObject) 
         "apiVersion": "meta.k8s.io/v1",
         "metadata": meta,
         "columnDefinitions": columns(kind),
-        "rows": items.iter().map(|o| row(kind, o, include)).collect::<Vec<_>>(),
+        "rows": items.into_iter().map(|o| row(kind, o, include)).collect::<Vec<_>>(),
     })
 }
 

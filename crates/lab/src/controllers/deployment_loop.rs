@@ -62,7 +62,7 @@ pub(crate) fn sync_deployments(store: &Store) -> Option<Duration> {
 /// raw JSON.
 fn pods_per_controller(store: &Store) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
-    for p in store.list("pods", None).items {
+    for p in store.list_shared("pods", None).0 {
         let finished = matches!(
             p.pointer("/status/phase").and_then(Value::as_str),
             Some("Succeeded" | "Failed")

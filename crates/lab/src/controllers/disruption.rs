@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::labels::selects;
 use super::pods::is_ready;
-use super::runtime::{Wake, to_value, typed};
+use super::runtime::{Wake, to_value, typed, typed_shared};
 use crate::store::kinds::kind;
 use crate::store::{Store, WriteMode};
 
@@ -71,7 +71,7 @@ pub fn pass(store: &Store, now: Timestamp) {
     if budgets.is_empty() {
         return;
     }
-    let pods: Vec<Pod> = typed(store.list("pods", None).items);
+    let pods: Vec<Pod> = typed_shared(&store.list_shared("pods", None).0);
     let deploys: Vec<Deployment> = typed(store.list("deployments", None).items);
     for pdb in &budgets {
         let ns = pdb.metadata.namespace.clone().unwrap_or_default();

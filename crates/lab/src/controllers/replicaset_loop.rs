@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::runtime::{
-    BATCH, RESYNC, Wake, controller_uid, selected, to_value, typed, write_status,
+    BATCH, RESYNC, Wake, controller_uid, selected, to_value, typed, typed_shared, write_status,
 };
 use super::{events, pods, replicaset};
 use crate::store::kinds::kind;
@@ -58,14 +58,8 @@ pub(crate) fn sync_replicasets(store: &Store) -> Option<Duration> {
             })
         }),
     };
-    let all: Vec<Pod> = typed(
-        store
-            .list("pods", None)
-            .items
-            .into_iter()
-            .filter(|p| candidate(p))
-            .collect(),
-    );
+    let (pods, _) = store.list_shared("pods", None);
+    let all: Vec<Pod> = typed_shared(pods.iter().filter(|p| candidate(p)));
     let mut requeue: Option<Duration> = None;
     for rs in &rses {
         let ns = rs.metadata.namespace.clone().unwrap_or_default();

@@ -290,13 +290,10 @@ pub(crate) fn sync_endpoints(store: &Store) -> Vec<Endpoints> {
             Some((s.metadata.namespace.as_deref(), sel))
         })
         .collect();
-    let pods: Vec<Pod> = typed(
-        store
-            .list("pods", None)
-            .items
-            .into_iter()
-            .filter(|p| selectors.iter().any(|(ns, sel)| selected(p, *ns, sel)))
-            .collect(),
+    let (pods, _) = store.list_shared("pods", None);
+    let pods: Vec<Pod> = typed_shared(
+        pods.iter()
+            .filter(|p| selectors.iter().any(|(ns, sel)| selected(p, *ns, sel))),
     );
     let stored: Vec<Endpoints> = typed(store.list("endpoints", None).items);
     for svc in &services {
@@ -380,6 +377,23 @@ pub(crate) fn typed<T: DeserializeOwned>(items: Vec<Value>) -> Vec<T> {
     items
         .into_iter()
         .filter_map(|v| match serde_json::from_value(v) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::debug!("skipping an object the controller cannot read: {e}");
+                None
+            }
+        })
+        .collect()
+}
+
+/// [`typed`] over the store's shared objects ([`Store::list_shared`]): each is parsed in
+/// place, never copied as JSON first.
+pub(crate) fn typed_shared<'a, T: DeserializeOwned>(
+    items: impl IntoIterator<Item = &'a Arc<Value>>,
+) -> Vec<T> {
+    items
+        .into_iter()
+        .filter_map(|v| match T::deserialize(v.as_ref()) {
             Ok(t) => Some(t),
             Err(e) => {
                 tracing::debug!("skipping an object the controller cannot read: {e}");

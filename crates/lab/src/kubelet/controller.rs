@@ -31,7 +31,7 @@ use super::pod_worker;
 use super::registry::{PodRegistry, kill_orphans};
 use crate::LabConfig;
 use crate::controllers::events;
-use crate::controllers::runtime::{Wake, to_value, typed, write_status};
+use crate::controllers::runtime::{Wake, to_value, typed_shared, write_status};
 use crate::store::Store;
 
 /// Longest wait without a store change.
@@ -123,7 +123,7 @@ async fn run(node: Arc<Node>, shutdown: CancellationToken) {
 /// One pass over the pods.
 fn sync(node: &Arc<Node>, workers: &mut HashMap<(String, String), Worker>) {
     workers.retain(|_, w| !w.task.is_finished());
-    let pods: Vec<Pod> = typed(node.store.list("pods", None).items);
+    let pods: Vec<Pod> = typed_shared(&node.store.list_shared("pods", None).0);
     let stopped: HashSet<String> = node
         .store
         .list("nodes", None)

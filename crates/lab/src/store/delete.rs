@@ -22,6 +22,7 @@ use super::owners;
 use super::{
     DeleteOptions, Deleted, EventType, Key, Kind, Propagation, Store, StoreError, kinds, meta,
 };
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 /// The finalizer that holds an owner deleted in the foreground.
@@ -124,7 +125,7 @@ impl Store {
             });
         }
         meta::set_rv(&mut obj, state.rv + 1);
-        let previous = state.put(key, obj.clone());
+        let previous = state.put(key, obj.clone()).map(Arc::unwrap_or_clone);
         self.record(
             &mut state,
             EventType::Modified,
@@ -190,7 +191,7 @@ impl Store {
             .owners
             .dependents_of(uid)
             .into_iter()
-            .filter_map(|k| state.objects.get(&k).cloned().map(|v| (k, v)))
+            .filter_map(|k| state.objects.get(&k).map(|v| (k, Value::clone(v))))
             .collect()
     }
 
@@ -230,7 +231,7 @@ impl Store {
             let Some(key) = state.owners.key_of(uid).cloned() else {
                 return;
             };
-            let Some(owner) = state.objects.get(&key).cloned() else {
+            let Some(owner) = state.objects.get(&key).map(|v| Value::clone(v)) else {
                 return;
             };
             let waiting = meta::deletion_timestamp(&owner).is_some()

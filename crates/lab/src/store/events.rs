@@ -27,7 +27,7 @@ pub const MAX_EVENTS: usize = 10_000;
 
 const EVENTS: &str = "events";
 
-fn event_keys(state: &State) -> impl Iterator<Item = (&Key, &Value)> {
+fn event_keys(state: &State) -> impl Iterator<Item = (&Key, &Arc<Value>)> {
     super::objects_of(state, EVENTS, None)
 }
 

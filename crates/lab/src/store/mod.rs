@@ -56,7 +56,7 @@ pub use events::{
 };
 pub use kinds::Kind;
 use kinds::kind;
-pub use watch::{Subscription, WatchStart};
+pub use watch::{Ended, Subscription, WatchStart};
 
 /// How many past events a watch may resume from.
 const HISTORY: usize = 10_000;
@@ -229,7 +229,7 @@ fn objects_of<'a>(
     state: &'a State,
     resource: &'static str,
     namespace: Option<&'a str>,
-) -> impl Iterator<Item = (&'a Key, &'a Value)> + 'a {
+) -> impl Iterator<Item = (&'a Key, &'a Arc<Value>)> + 'a {
     let first: Key = (resource, namespace.unwrap_or("").to_string(), String::new());
     state
         .objects
@@ -242,7 +242,9 @@ fn objects_of<'a>(
 pub const DEFAULT_NODE_PORTS: std::ops::RangeInclusive<u16> = 30000..=32767;
 
 pub(crate) struct State {
-    objects: BTreeMap<Key, Value>,
+    /// Shared, so that a list or a snapshot under the lock copies pointers, not objects;
+    /// a write replaces the whole `Arc`.
+    objects: BTreeMap<Key, Arc<Value>>,
     /// Owner uid → dependents, uid → key (the garbage collector's graph).
     owners: owners::OwnerIndex,
     rv: u64,
@@ -300,9 +302,11 @@ impl Store {
     pub(crate) fn from_parts(objects: BTreeMap<Key, Value>, rv: u64) -> Store {
         let (events, _) = broadcast::channel(FANOUT);
         let (changes, _) = tokio::sync::watch::channel(0);
+        let objects: BTreeMap<Key, Arc<Value>> =
+            objects.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
         Store {
             state: Mutex::new(State {
-                owners: owners::OwnerIndex::build(objects.iter()),
+                owners: owners::OwnerIndex::build(objects.iter().map(|(k, v)| (k, &**v))),
                 objects,
                 rv,
                 history: VecDeque::new(),
@@ -369,11 +373,21 @@ impl Store {
         self.lock()
             .objects
             .get(&(kind.plural, namespace.to_string(), name.to_string()))
-            .cloned()
+            .map(|v| Value::clone(v))
     }
 
     /// All objects of `resource`, in one namespace or (None) all of them.
     pub fn list(&self, resource: &str, namespace: Option<&str>) -> Listed {
+        let (shared, rv) = self.list_shared(resource, namespace);
+        // Copied outside the lock.
+        let items = shared.iter().map(|v| Value::clone(v)).collect();
+        Listed { items, rv }
+    }
+
+    /// [`Store::list`] without copying the objects: what a loop that only reads them
+    /// (or parses them with `T::deserialize(&*value)`) should call; the store's
+    /// resourceVersion with them.
+    pub fn list_shared(&self, resource: &str, namespace: Option<&str>) -> (Vec<Arc<Value>>, u64) {
         let state = self.lock();
         let items = match kinds::stored(resource) {
             Some(kind) => objects_of(&state, kind.plural, namespace)
@@ -381,10 +395,7 @@ impl Store {
                 .collect(),
             None => Vec::new(),
         };
-        Listed {
-            items,
-            rv: state.rv,
-        }
+        (items, state.rv)
     }
 
     /// Object counts per resource (for the lab's status endpoint).
@@ -548,7 +559,7 @@ impl Store {
         }
         let live = &state.objects[&key];
         if meta::same_ignoring_rv(live, &new) {
-            return Ok(live.clone());
+            return Ok(Value::clone(live));
         }
         if dry {
             return Ok(new);
@@ -559,7 +570,7 @@ impl Store {
             && namespaces::spec_finalizers(&new).is_empty()
             && kind.plural != "pods"
         {
-            let previous = live.clone();
+            let previous = Value::clone(live);
             drop(state);
             return self
                 .remove_with(
@@ -573,7 +584,7 @@ impl Store {
                     Deleted::Gone(v) | Deleted::Pending(v) => v,
                 });
         }
-        let previous = live.clone();
+        let previous = Value::clone(live);
         meta::set_rv(&mut new, state.rv + 1);
         state.put(key, new.clone());
         self.record(
@@ -629,7 +640,7 @@ impl Store {
                         kind: EventType::Added,
                         resource: r,
                         namespace: ns.clone(),
-                        object: v.clone(),
+                        object: Value::clone(v),
                         previous: None,
                     })
                 })
@@ -701,7 +712,7 @@ impl Store {
         self.changes.send_modify(|n| *n += 1);
     }
 
-    pub(crate) fn snapshot(&self) -> (Vec<(&'static str, Value)>, u64) {
+    pub(crate) fn snapshot(&self) -> (Vec<(&'static str, Arc<Value>)>, u64) {
         let state = self.lock();
         let objects = state
             .objects

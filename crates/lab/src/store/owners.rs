@@ -6,6 +6,7 @@
 //! `GraphBuilder`, `pkg/controller/garbagecollector/graph_builder.go`).
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -94,8 +95,8 @@ pub(crate) fn blocks(obj: &Value, uid: &str) -> bool {
 
 impl State {
     /// Stores `obj` under `key`, keeping the indexes in step; returns the previous value.
-    pub(crate) fn put(&mut self, key: Key, obj: Value) -> Option<Value> {
-        let previous = self.objects.insert(key.clone(), obj);
+    pub(crate) fn put(&mut self, key: Key, obj: Value) -> Option<Arc<Value>> {
+        let previous = self.objects.insert(key.clone(), Arc::new(obj));
         if let Some(old) = &previous {
             self.owners.forget(&key, old);
         }
@@ -110,6 +111,6 @@ impl State {
     pub(crate) fn take(&mut self, key: &Key) -> Option<Value> {
         let obj = self.objects.remove(key)?;
         self.owners.forget(key, &obj);
-        Some(obj)
+        Some(Arc::unwrap_or_clone(obj))
     }
 }

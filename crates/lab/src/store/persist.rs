@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::{Store, kinds, meta};
@@ -18,6 +18,10 @@ use crate::kubelet::probe::error_chain;
 pub const STATE_FILE: &str = "state.json";
 /// Minimum time between two writes while the store keeps changing.
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
+/// The debounce window is at least this many times the last save: a big store (a thousand
+/// pods and their Events take tens of milliseconds to write) then spends at most about
+/// 1/`SAVE_SHARE` of a core on saving while it keeps changing.
+pub const SAVE_SHARE: u32 = 10;
 
 /// Why the state could not be loaded or saved.
 #[derive(Debug, thiserror::Error)]
@@ -114,22 +118,45 @@ fn parse(bytes: &[u8]) -> Result<(Objects, u64), String> {
     Ok((objects, rv))
 }
 
+/// The state file's document: `{"resourceVersion": "..", "objects": [{"resource": ..,
+/// "object": ..}]}`, serialized straight from the store's shared objects.
+#[derive(serde::Serialize)]
+struct StateDoc<'a> {
+    #[serde(rename = "resourceVersion")]
+    resource_version: String,
+    objects: Vec<StoredObject<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct StoredObject<'a> {
+    resource: &'static str,
+    object: &'a Value,
+}
+
 /// Writes the store to `dir/state.json` now.
 pub fn save(store: &Store, dir: &Path) -> Result<(), PersistError> {
     let (objects, rv) = store.snapshot();
-    let doc = json!({
-        "resourceVersion": rv.to_string(),
-        "objects": objects.into_iter().map(|(r, o)| json!({"resource": r, "object": o})).collect::<Vec<_>>(),
-    });
+    let doc = StateDoc {
+        resource_version: rv.to_string(),
+        objects: objects
+            .iter()
+            .map(|(resource, object)| StoredObject {
+                resource,
+                object: object.as_ref(),
+            })
+            .collect(),
+    };
     let path = dir.join(STATE_FILE);
     resil_common::atomic::write_json(&path, &doc)
         .map_err(|source| PersistError::Io { path, source })
 }
 
-/// Saves after changes, at most every [`DEBOUNCE`], until `shutdown`; then saves once more.
-/// Write errors are logged and retried at the next change (the lab keeps serving).
+/// Saves after changes, at most every [`DEBOUNCE`] or [`SAVE_SHARE`] times the last save's
+/// duration, whichever is longer, until `shutdown`; then saves once more. Write errors are
+/// logged and retried at the next change (the lab keeps serving).
 pub async fn run(store: Arc<Store>, dir: PathBuf, shutdown: CancellationToken) {
     let mut changes = store.changes();
+    let mut window = DEBOUNCE;
     loop {
         tokio::select! {
             // A change: wait out the debounce window so a burst becomes one write.
@@ -138,11 +165,13 @@ pub async fn run(store: Arc<Store>, dir: PathBuf, shutdown: CancellationToken) {
                     break;
                 }
                 tokio::select! {
-                    _ = tokio::time::sleep(DEBOUNCE) => {}
+                    _ = tokio::time::sleep(window) => {}
                     _ = shutdown.cancelled() => break,
                 }
                 changes.borrow_and_update();
+                let started = std::time::Instant::now();
                 save_logged(&store, &dir).await;
+                window = DEBOUNCE.max(started.elapsed() * SAVE_SHARE);
             }
             // Shutdown: leave the loop for the final save.
             _ = shutdown.cancelled() => break,

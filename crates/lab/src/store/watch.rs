@@ -73,18 +73,35 @@ impl Subscription {
         }
         loop {
             match self.rx.recv().await {
-                Ok(e) => {
-                    if e.rv <= self.seen || e.resource != self.resource {
-                        continue;
-                    }
-                    if self.namespace.as_ref().is_some_and(|n| *n != e.namespace) {
-                        continue;
-                    }
-                    return Ok(e);
-                }
+                Ok(e) if self.wants(&e) => return Ok(e),
+                Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(_)) => return Err(Ended::Lagged),
                 Err(broadcast::error::RecvError::Closed) => return Err(Ended::Closed),
             }
         }
+    }
+
+    /// The next event if one is already there, without waiting.
+    pub fn try_next(&mut self) -> Option<Result<Arc<StoredEvent>, Ended>> {
+        if let Some(e) = self.pending.pop_front() {
+            return Some(Ok(e));
+        }
+        loop {
+            match self.rx.try_recv() {
+                Ok(e) if self.wants(&e) => return Some(Ok(e)),
+                Ok(_) => {}
+                Err(broadcast::error::TryRecvError::Empty) => return None,
+                Err(broadcast::error::TryRecvError::Lagged(_)) => return Some(Err(Ended::Lagged)),
+                Err(broadcast::error::TryRecvError::Closed) => return Some(Err(Ended::Closed)),
+            }
+        }
+    }
+
+    /// Whether a live event is this subscription's: newer than what it replayed, of its
+    /// resource and namespace.
+    fn wants(&self, e: &StoredEvent) -> bool {
+        e.rv > self.seen
+            && e.resource == self.resource
+            && self.namespace.as_ref().is_none_or(|n| *n == e.namespace)
     }
 }

@@ -1,44 +1,57 @@
 //! The scheduler: binds pods without `spec.nodeName` to a node, mirroring upstream
 //! `pkg/scheduler` (`schedule_one.go`: filter, then score, then bind; `framework/types.go`
-//! `FitError` for the message). On every change of pods or nodes, one pass:
+//! `FitError` for the message; `eventhandlers.go`, `backend/queue/scheduling_queue.go` and
+//! `backend/cache/cache.go` for what it keeps between pods). One pod at a time:
 //!
-//! 1. Snapshot the nodes and the pods bound to them (`plugins::Snapshot`).
-//! 2. Take the pending pods (no `nodeName`, not being deleted, `schedulerName` ours),
-//!    oldest first.
-//! 3. For each: run the filters on every node (`plugins::filter`). No node fits: the pod
-//!    gets `PodScheduled=False` reason `Unschedulable` and a `FailedScheduling` Event with
-//!    upstream's message (`0/3 nodes are available: 1 node(s) were unschedulable, 2 Too
-//!    many pods. preemption: ...`), written again only when the message changes.
-//! 4. Otherwise score the nodes that fit (LeastAllocated + 2 × PodTopologySpread,
+//! 1. Watch events keep two things up to date (`event_handlers.rs`): the cache of nodes and
+//!    the pods bound to them (`cache.rs`, read by the plugins as a `plugins::Snapshot`),
+//!    and the scheduling queue of pods that need a node (`queue.rs`: no `nodeName`, not
+//!    being deleted, `schedulerName` ours).
+//! 2. Pop the oldest pod of the active queue and run the filters on every node
+//!    (`plugins::filter_by`). No node fits: the pod gets `PodScheduled=False` reason
+//!    `Unschedulable` and a `FailedScheduling` Event with upstream's message (`0/3 nodes
+//!    are available: 1 node(s) were unschedulable, 2 Too many pods. preemption: ...`),
+//!    written again only when the message changes, and is parked until a cluster event
+//!    one of the rejecting plugins cares about (a node added or changed, a bound pod
+//!    deleted, ...), or for at most `queue::MAX_UNSCHEDULABLE`. Nothing is retried in a
+//!    loop: a lab with a pod no node takes stays quiet.
+//! 3. Otherwise score the nodes that fit (LeastAllocated + 2 × PodTopologySpread,
 //!    normalised to 0..=100 each) and bind to the best, a random one among equals, as
 //!    upstream's `selectHost` does. The binding ([`bind`]) is what `POST
-//!    pods/{name}/binding` does too; the snapshot then counts the pod on its node, so one
-//!    pass spreads a whole Deployment.
+//!    pods/{name}/binding` does too; the cache then counts the pod on its node at once
+//!    (upstream's assume), so consecutive pods of a Deployment spread.
+//!
+//! The cost of one pod is the filters and scores over the nodes, each reading sums the
+//! cache keeps (requests per node, pods per topology domain counted once per pod), not a
+//! copy of every pod and node.
 //!
 //! [`decide`] is the pure part; [`run`] the loop. Started by `controllers::runtime::start`.
 
+mod cache;
+mod event_handlers;
 pub mod plugins;
+pub mod queue;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::events;
-use super::runtime::{Wake, to_value, typed, write_status};
+use super::runtime::{to_value, write_status};
 use crate::store::kinds::kind;
-use crate::store::{Store, StoreError, WriteMode};
-use plugins::{Failure, NodeInfo, Snapshot};
+use crate::store::{Ended, Store, StoreError, Subscription, WatchStart, WriteMode};
+use event_handlers::Scheduler;
+use plugins::{Failure, NodeInfo, Plugins, Snapshot};
 
 /// The scheduler's name, on Events and in `spec.schedulerName`.
 pub const SCHEDULER: &str = "default-scheduler";
-/// Longest wait without a change.
-const RESYNC: Duration = Duration::from_secs(1);
-/// Least time between passes under a burst.
-const BATCH: Duration = Duration::from_millis(20);
+
+/// Longest the loop schedules pods without yielding to the rest of the lab.
+const SLICE: Duration = Duration::from_millis(50);
 
 /// What to do with one pending pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,24 +63,34 @@ pub enum Decision {
 }
 
 /// Filters and scores every node for `pod` (pure; `pick` chooses among equal best scores).
+#[cfg(test)]
 pub fn decide(pod: &Pod, snap: &Snapshot, pick: &mut dyn FnMut(usize) -> usize) -> Decision {
+    attempt(pod, snap, pick).0
+}
+
+/// [`decide`], with the plugins that rejected a node (empty when the pod is bound).
+pub fn attempt(
+    pod: &Pod,
+    snap: &Snapshot,
+    pick: &mut dyn FnMut(usize) -> usize,
+) -> (Decision, Plugins) {
     let mut failures: Vec<Vec<Failure>> = Vec::new();
+    let mut rejected_by = Plugins::default();
     let mut feasible: Vec<&NodeInfo> = Vec::new();
     for node in &snap.nodes {
-        let f = plugins::filter(pod, node, snap);
-        if f.is_empty() {
-            feasible.push(node);
-        } else {
-            failures.push(f);
+        match plugins::filter_by(pod, node, snap) {
+            None => feasible.push(node),
+            Some((plugin, f)) => {
+                rejected_by.insert(plugin);
+                failures.push(f);
+            }
         }
     }
     if feasible.is_empty() {
-        return Decision::Unschedulable(fit_error(snap.nodes.len(), &failures));
+        let message = fit_error(snap.nodes.len(), &failures);
+        return (Decision::Unschedulable(message), rejected_by);
     }
-    let spread: Vec<f64> = feasible
-        .iter()
-        .map(|n| plugins::spread_raw(pod, n, snap))
-        .collect();
+    let spread = plugins::spread_raw(pod, &feasible, snap);
     let (lo, hi) = spread
         .iter()
         .fold((f64::MAX, f64::MIN), |(lo, hi), s| (lo.min(*s), hi.max(*s)));
@@ -91,7 +114,7 @@ pub fn decide(pod: &Pod, snap: &Snapshot, pick: &mut dyn FnMut(usize) -> usize) 
         .map(|(n, _)| *n)
         .collect();
     let chosen = top[pick(top.len()).min(top.len() - 1)];
-    Decision::Bind(chosen.name.clone())
+    (Decision::Bind(chosen.name.clone()), Plugins::default())
 }
 
 /// Upstream's FitError text: a histogram of reasons, sorted, then the preemption half.
@@ -129,8 +152,10 @@ pub fn fit_error(total: usize, failures: &[Vec<Failure>]) -> String {
     )
 }
 
-/// Builds the snapshot from the store's nodes and pods.
-pub fn snapshot(nodes: &[Node], pods: &[Pod]) -> Snapshot {
+/// Builds a snapshot from nodes and pods at once (the loop keeps one up to date in its
+/// cache instead).
+#[cfg(test)]
+pub fn snapshot(nodes: &[k8s_openapi::api::core::v1::Node], pods: &[Pod]) -> Snapshot {
     let mut infos: Vec<NodeInfo> = nodes.iter().map(NodeInfo::new).collect();
     infos.sort_by(|a, b| a.name.cmp(&b.name));
     for p in pods {
@@ -138,88 +163,95 @@ pub fn snapshot(nodes: &[Node], pods: &[Pod]) -> Snapshot {
         if let Some(info) = infos.iter_mut().find(|n| Some(n.name.as_str()) == on)
             && !finished(p)
         {
-            info.pods.push(p.clone());
+            info.add_pod(p.clone());
         }
     }
     Snapshot { nodes: infos }
 }
 
 /// Whether the pod ran to its end: it holds no room on its node.
-fn finished(pod: &Pod) -> bool {
+pub(crate) fn finished(pod: &Pod) -> bool {
     matches!(
         pod.status.as_ref().and_then(|s| s.phase.as_deref()),
         Some("Succeeded" | "Failed")
     )
 }
 
-/// The scheduler loop.
+/// The scheduler loop: take in the pod and node events already delivered, then schedule
+/// the next pod of the active queue; with none, wait for an event (or the queue's next
+/// deadline). A lagged watch starts over from a fresh list.
 pub async fn run(store: Arc<Store>, shutdown: CancellationToken) {
-    let wake = Wake::on(&store, &["pods", "nodes"], &shutdown);
-    loop {
-        pass(&store);
-        tokio::select! {
-            // A pod or node changed (bursts folded into one pass).
-            _ = wake.changed() => tokio::time::sleep(BATCH).await,
-            // Safety net.
-            _ = tokio::time::sleep(RESYNC) => {}
-            // The lab stops.
-            _ = shutdown.cancelled() => return,
+    'watch: loop {
+        let (Ok(mut pods), Ok(mut nodes)) = (
+            store.watch("pods", None, WatchStart::Now),
+            store.watch("nodes", None, WatchStart::Now),
+        ) else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        // The watches start with an ADDED event per object: the state is rebuilt from them.
+        let mut sched = Scheduler::new();
+        loop {
+            // Pods one after another for up to a slice, the events in between taken in
+            // (binds are cheap; a burst of them then wakes the other loops once, not once
+            // per pod).
+            let slice = Instant::now();
+            let mut scheduled = false;
+            loop {
+                match take_delivered(&mut sched, &mut pods, &mut nodes) {
+                    Ok(()) => {}
+                    Err(Ended::Lagged) => continue 'watch,
+                    Err(Ended::Closed) => return,
+                }
+                if slice.elapsed() >= SLICE || !sched.schedule_next(&store, Instant::now()) {
+                    break;
+                }
+                scheduled = true;
+            }
+            if scheduled {
+                // Let the API and the other loops run.
+                tokio::task::yield_now().await;
+                continue;
+            }
+            let due = sched.next_due();
+            let event = tokio::select! {
+                // A pod changed.
+                e = pods.next() => e.map(|e| sched.on_pod(&e)),
+                // A node changed.
+                e = nodes.next() => e.map(|e| sched.on_node(&e)),
+                // A backoff ended or a parked pod is due (pop and flush pick them up).
+                _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now).into()),
+                    if due.is_some() => {
+                        sched.flush(Instant::now());
+                        Ok(())
+                    }
+                // The lab stops.
+                _ = shutdown.cancelled() => return,
+            };
+            match event {
+                Ok(()) => {}
+                Err(Ended::Lagged) => continue 'watch,
+                Err(Ended::Closed) => return,
+            }
         }
     }
 }
 
-/// One scheduling pass.
-pub fn pass(store: &Store) {
-    let pods = store.list("pods", None).items;
-    // Most wake-ups are pod status writes with nothing to bind: look before paying for
-    // typed copies of every pod and node.
-    let unbound = |p: &serde_json::Value| {
-        p.pointer("/spec/nodeName")
-            .is_none_or(serde_json::Value::is_null)
-            && p.pointer("/metadata/deletionTimestamp").is_none()
-    };
-    if !pods.iter().any(unbound) {
-        return;
+/// Applies the pod and node events already delivered.
+fn take_delivered(
+    sched: &mut Scheduler,
+    pods: &mut Subscription,
+    nodes: &mut Subscription,
+) -> Result<(), Ended> {
+    while let Some(event) = pods.try_next() {
+        let event = event?;
+        sched.on_pod(&event);
     }
-    let nodes: Vec<Node> = typed(store.list("nodes", None).items);
-    let pods: Vec<Pod> = typed(pods);
-    let mut snap = snapshot(&nodes, &pods);
-    let mut pending: Vec<&Pod> = pods
-        .iter()
-        .filter(|p| {
-            let spec = p.spec.as_ref();
-            spec.is_some_and(|s| s.node_name.is_none())
-                && spec
-                    .and_then(|s| s.scheduler_name.as_deref())
-                    .is_none_or(|s| s == SCHEDULER)
-                && p.metadata.deletion_timestamp.is_none()
-        })
-        .collect();
-    pending.sort_by(|a, b| {
-        let created = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
-        created(a)
-            .cmp(&created(b))
-            .then_with(|| a.metadata.namespace.cmp(&b.metadata.namespace))
-            .then_with(|| a.metadata.name.cmp(&b.metadata.name))
-    });
-    for pod in pending {
-        let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
-        let name = pod.metadata.name.as_deref().unwrap_or_default();
-        match decide(pod, &snap, &mut |n| rand::random_range(0..n)) {
-            Decision::Bind(node) => {
-                if bind(store, ns, name, &node).is_ok()
-                    && let Some(info) = snap.nodes.iter_mut().find(|n| n.name == node)
-                {
-                    let mut bound = pod.clone();
-                    if let Some(s) = bound.spec.as_mut() {
-                        s.node_name = Some(node.clone());
-                    }
-                    info.pods.push(bound);
-                }
-            }
-            Decision::Unschedulable(message) => unschedulable(store, pod, &message),
-        }
+    while let Some(event) = nodes.try_next() {
+        let event = event?;
+        sched.on_node(&event);
     }
+    Ok(())
 }
 
 /// Why a binding was refused.
@@ -269,7 +301,7 @@ pub fn bind(store: &Store, ns: &str, name: &str, node: &str) -> Result<(), BindE
 
 /// Marks a pod no node takes: `PodScheduled=False`, reason `Unschedulable`, and a
 /// `FailedScheduling` Event — again only when the message changes.
-fn unschedulable(store: &Store, pod: &Pod, message: &str) {
+pub(crate) fn unschedulable(store: &Store, pod: &Pod, message: &str) {
     let already = pod
         .status
         .as_ref()

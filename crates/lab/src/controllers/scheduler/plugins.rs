@@ -18,6 +18,8 @@
 //! with the pod's `ScheduleAnyway` constraints, or upstream's system defaults (hostname
 //! skew 3, zone skew 5) for a pod with a controller.
 
+use std::collections::HashMap;
+
 use k8s_openapi::api::core::v1::{Node, Pod, PodAffinityTerm, Taint, TopologySpreadConstraint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
@@ -38,8 +40,17 @@ pub struct NodeInfo {
     pub taints: Vec<Taint>,
     /// Allocatable resources.
     pub allocatable: Resources,
-    /// Pods bound here and not finished (terminating ones included: they still hold room).
-    pub pods: Vec<Pod>,
+    /// Pods bound here and not finished (terminating ones included: they still hold room);
+    /// changed only through [`NodeInfo::add_pod`] and [`NodeInfo::remove_pod`], which keep
+    /// the sums below in step (upstream `NodeInfo.Requested` / `NonZeroRequested`).
+    pods: Vec<Pod>,
+    /// The sum of the pods' requests.
+    requested: Resources,
+    /// The same with upstream's non-zero defaults (for scoring).
+    non_zero_requested: Resources,
+    /// How many of the pods carry required pod anti-affinity (upstream
+    /// `PodsWithRequiredAntiAffinity`): the existing-pods check skips nodes without any.
+    with_required_anti_affinity: usize,
 }
 
 impl NodeInfo {
@@ -59,13 +70,71 @@ impl NodeInfo {
                 pods: quantity("pods").unwrap_or(0) / 1000,
             },
             pods: Vec::new(),
+            requested: Resources::default(),
+            non_zero_requested: Resources::default(),
+            with_required_anti_affinity: 0,
         }
     }
 
+    /// The same node with `node`'s labels, taints, cordon and allocatable, and this one's
+    /// pods.
+    pub fn with_node(&self, node: &Node) -> NodeInfo {
+        let fresh = NodeInfo::new(node);
+        NodeInfo {
+            pods: self.pods.clone(),
+            requested: self.requested,
+            non_zero_requested: self.non_zero_requested,
+            with_required_anti_affinity: self.with_required_anti_affinity,
+            ..fresh
+        }
+    }
+
+    /// Whether the scheduler sees the same node in both: labels, cordon, taints,
+    /// allocatable (status heartbeats change none of them).
+    pub fn same_node(&self, other: &NodeInfo) -> bool {
+        self.name == other.name
+            && self.labels == other.labels
+            && self.unschedulable == other.unschedulable
+            && self.taints == other.taints
+            && self.allocatable == other.allocatable
+    }
+
+    /// The pods bound here.
+    pub fn pods(&self) -> &[Pod] {
+        &self.pods
+    }
+
+    /// Counts `pod` on this node.
+    pub fn add_pod(&mut self, pod: Pod) {
+        self.requested = self.requested.plus(requests(&pod, false));
+        self.non_zero_requested = self.non_zero_requested.plus(requests(&pod, true));
+        if !required_terms(&pod, true).is_empty() {
+            self.with_required_anti_affinity += 1;
+        }
+        self.pods.push(pod);
+    }
+
+    /// Stops counting pod `namespace/name` here; returns it if it was.
+    pub fn remove_pod(&mut self, namespace: &str, name: &str) -> Option<Pod> {
+        let at = self.pods.iter().position(|p| {
+            p.metadata.namespace.as_deref().unwrap_or_default() == namespace
+                && p.metadata.name.as_deref() == Some(name)
+        })?;
+        let pod = self.pods.swap_remove(at);
+        self.requested = self.requested.minus(requests(&pod, false));
+        self.non_zero_requested = self.non_zero_requested.minus(requests(&pod, true));
+        if !required_terms(&pod, true).is_empty() {
+            self.with_required_anti_affinity -= 1;
+        }
+        Some(pod)
+    }
+
     fn requested(&self, non_zero: bool) -> Resources {
-        self.pods.iter().fold(Resources::default(), |acc, p| {
-            acc.plus(requests(p, non_zero))
-        })
+        if non_zero {
+            self.non_zero_requested
+        } else {
+            self.requested
+        }
     }
 }
 
@@ -86,6 +155,14 @@ impl Resources {
             cpu: self.cpu + o.cpu,
             memory: self.memory + o.memory,
             pods: self.pods + o.pods,
+        }
+    }
+
+    fn minus(self, o: Resources) -> Resources {
+        Resources {
+            cpu: self.cpu - o.cpu,
+            memory: self.memory - o.memory,
+            pods: self.pods - o.pods,
         }
     }
 }
@@ -112,6 +189,17 @@ pub fn requests(pod: &Pod, non_zero: bool) -> Resources {
 pub struct Snapshot {
     /// The nodes, in name order.
     pub nodes: Vec<NodeInfo>,
+}
+
+impl Snapshot {
+    /// The node called `name`.
+    pub fn node_mut(&mut self, name: &str) -> Option<&mut NodeInfo> {
+        let at = self
+            .nodes
+            .binary_search_by(|n| n.name.as_str().cmp(name))
+            .ok()?;
+        self.nodes.get_mut(at)
+    }
 }
 
 /// Why a filter rejected a node, and whether evicting lower-priority pods could help
@@ -150,24 +238,69 @@ pub const REASON_EXISTING_ANTI: &str = "node(s) didn't satisfy existing pods ant
 /// Required pod affinity.
 pub const REASON_POD_AFFINITY: &str = "node(s) didn't match pod affinity rules";
 
+/// The filter plugins, in the default profile's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plugin {
+    /// `nodeunschedulable`.
+    NodeUnschedulable,
+    /// `tainttoleration`.
+    TaintToleration,
+    /// `nodeaffinity`.
+    NodeAffinity,
+    /// `noderesources` (Fit).
+    NodeResourcesFit,
+    /// `podtopologyspread`.
+    PodTopologySpread,
+    /// `interpodaffinity`.
+    InterPodAffinity,
+}
+
+/// A set of [`Plugin`]s (upstream's `UnschedulablePlugins` of a queued pod).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Plugins(u8);
+
+impl Plugins {
+    /// Every plugin.
+    pub const ALL: Plugins = Plugins(0b11_1111);
+
+    /// The set of these plugins.
+    pub fn of(plugins: &[Plugin]) -> Plugins {
+        Plugins(plugins.iter().fold(0, |acc, p| acc | 1 << *p as u8))
+    }
+
+    /// Adds one.
+    pub fn insert(&mut self, plugin: Plugin) {
+        self.0 |= 1 << plugin as u8;
+    }
+
+    /// Whether the two sets share a plugin.
+    pub fn intersects(self, other: Plugins) -> bool {
+        self.0 & other.0 != 0
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
 /// One filter plugin: the reasons it rejects the node for, none if it fits.
 type FilterPlugin = fn(&Pod, &NodeInfo, &Snapshot) -> Vec<Failure>;
 
-/// The filter plugins in order; the reasons of the first that rejects `node`, or none.
-pub fn filter(pod: &Pod, node: &NodeInfo, snap: &Snapshot) -> Vec<Failure> {
-    let checks: [FilterPlugin; 6] = [
-        node_unschedulable,
-        taint_toleration,
-        node_affinity_filter,
-        resources_fit,
-        topology_spread_filter,
-        inter_pod_affinity,
+/// The first plugin that rejects `node`, with its reasons; none if the node fits.
+pub fn filter_by(pod: &Pod, node: &NodeInfo, snap: &Snapshot) -> Option<(Plugin, Vec<Failure>)> {
+    let checks: [(Plugin, FilterPlugin); 6] = [
+        (Plugin::NodeUnschedulable, node_unschedulable),
+        (Plugin::TaintToleration, taint_toleration),
+        (Plugin::NodeAffinity, node_affinity_filter),
+        (Plugin::NodeResourcesFit, resources_fit),
+        (Plugin::PodTopologySpread, topology_spread_filter),
+        (Plugin::InterPodAffinity, inter_pod_affinity),
     ];
     checks
         .iter()
-        .map(|check| check(pod, node, snap))
-        .find(|f| !f.is_empty())
-        .unwrap_or_default()
+        .map(|(plugin, check)| (*plugin, check(pod, node, snap)))
+        .find(|(_, f)| !f.is_empty())
 }
 
 fn tolerations(pod: &Pod) -> Vec<k8s_openapi::api::core::v1::Toleration> {
@@ -260,31 +393,43 @@ fn resources_fit(pod: &Pod, node: &NodeInfo, _: &Snapshot) -> Vec<Failure> {
     out
 }
 
-fn pod_labels(pod: &Pod) -> Labels {
-    pod.metadata.labels.clone().unwrap_or_default()
+/// No labels.
+static NO_LABELS: Labels = Labels::new();
+
+fn pod_labels(pod: &Pod) -> &Labels {
+    pod.metadata.labels.as_ref().unwrap_or(&NO_LABELS)
 }
 
 fn same_namespace(a: &Pod, b: &Pod) -> bool {
     a.metadata.namespace == b.metadata.namespace
 }
 
-/// Pods in the pod's namespace that `selector` selects, not being deleted, in the
-/// topology domain `value` of `key`, over the nodes that pass `eligible`.
-fn count_in_domain(
+/// Per topology domain (value of `key`) over the nodes that match the pod's node affinity:
+/// the pods in the pod's namespace that `selector` selects, not being deleted. Every such
+/// domain is present, with 0 if it holds none (upstream's PreFilter/PreScore state).
+fn domain_counts<'a>(
     pod: &Pod,
-    snap: &Snapshot,
+    snap: &'a Snapshot,
     key: &str,
-    value: &str,
     selector: Option<&LabelSelector>,
-) -> i64 {
-    snap.nodes
-        .iter()
-        .filter(|n| n.labels.get(key).map(String::as_str) == Some(value))
-        .filter(|n| node_affinity_matches(pod, n))
-        .flat_map(|n| &n.pods)
-        .filter(|p| p.metadata.deletion_timestamp.is_none() && same_namespace(p, pod))
-        .filter(|p| selects(selector, &pod_labels(p)))
-        .count() as i64
+) -> HashMap<&'a str, i64> {
+    let mut counts: HashMap<&str, i64> = HashMap::new();
+    for n in &snap.nodes {
+        let Some(value) = n.labels.get(key) else {
+            continue;
+        };
+        if !node_affinity_matches(pod, n) {
+            continue;
+        }
+        let here = n
+            .pods
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none() && same_namespace(p, pod))
+            .filter(|p| selects(selector, pod_labels(p)))
+            .count() as i64;
+        *counts.entry(value.as_str()).or_default() += here;
+    }
+    counts
 }
 
 fn constraints(pod: &Pod, when: &str) -> Vec<TopologySpreadConstraint> {
@@ -302,21 +447,11 @@ fn topology_spread_filter(pod: &Pod, node: &NodeInfo, snap: &Snapshot) -> Vec<Fa
             return vec![Failure::Unresolvable(REASON_SPREAD_LABEL.into())];
         };
         let sel = c.label_selector.as_ref();
-        let mut domains: Vec<&String> = snap
-            .nodes
-            .iter()
-            .filter(|n| node_affinity_matches(pod, n))
-            .filter_map(|n| n.labels.get(&c.topology_key))
-            .collect();
-        domains.sort();
-        domains.dedup();
-        let min = domains
-            .iter()
-            .map(|d| count_in_domain(pod, snap, &c.topology_key, d, sel))
-            .min()
-            .unwrap_or(0);
-        let own = i64::from(selects(sel, &pod_labels(pod)));
-        let skew = count_in_domain(pod, snap, &c.topology_key, value, sel) + own - min;
+        let counts = domain_counts(pod, snap, &c.topology_key, sel);
+        let min = counts.values().copied().min().unwrap_or(0);
+        let own = i64::from(selects(sel, pod_labels(pod)));
+        let here = counts.get(value.as_str()).copied().unwrap_or(0);
+        let skew = here + own - min;
         if skew > i64::from(c.max_skew) {
             return vec![Failure::Resolvable(REASON_SPREAD.into())];
         }
@@ -349,7 +484,7 @@ fn term_matches_near(
                     .as_ref()
                     .is_some_and(|ns| namespaces.contains(ns))
             };
-            ns_ok && selects(term.label_selector.as_ref(), &pod_labels(p))
+            ns_ok && selects(term.label_selector.as_ref(), pod_labels(p))
         })
 }
 
@@ -381,17 +516,21 @@ fn inter_pod_affinity(pod: &Pod, node: &NodeInfo, snap: &Snapshot) -> Vec<Failur
         return vec![Failure::Resolvable(REASON_ANTI_AFFINITY.into())];
     }
     // Existing pods whose anti-affinity the incoming pod would break.
-    let breaks_existing = snap.nodes.iter().any(|host| {
-        host.pods.iter().any(|p| {
-            same_namespace(p, pod)
-                && required_terms(p, true).iter().any(|t| {
-                    let here = host.labels.get(&t.topology_key);
-                    here.is_some()
-                        && here == node.labels.get(&t.topology_key)
-                        && selects(t.label_selector.as_ref(), &pod_labels(pod))
-                })
-        })
-    });
+    let breaks_existing = snap
+        .nodes
+        .iter()
+        .filter(|host| host.with_required_anti_affinity > 0)
+        .any(|host| {
+            host.pods.iter().any(|p| {
+                same_namespace(p, pod)
+                    && required_terms(p, true).iter().any(|t| {
+                        let here = host.labels.get(&t.topology_key);
+                        here.is_some()
+                            && here == node.labels.get(&t.topology_key)
+                            && selects(t.label_selector.as_ref(), pod_labels(pod))
+                    })
+            })
+        });
     if breaks_existing {
         return vec![Failure::Resolvable(REASON_EXISTING_ANTI.into())];
     }
@@ -401,7 +540,7 @@ fn inter_pod_affinity(pod: &Pod, node: &NodeInfo, snap: &Snapshot) -> Vec<Failur
             .iter()
             .any(|n| term_matches_near(&t, pod, n, snap));
         // A first pod matching its own term may go anywhere (upstream's special case).
-        let self_match = selects(t.label_selector.as_ref(), &pod_labels(pod));
+        let self_match = selects(t.label_selector.as_ref(), pod_labels(pod));
         if !term_matches_near(&t, pod, node, snap) && (anywhere || !self_match) {
             return vec![Failure::Unresolvable(REASON_POD_AFFINITY.into())];
         }
@@ -451,25 +590,28 @@ fn scoring_constraints(pod: &Pod) -> Vec<(String, Option<LabelSelector>, i64)> {
     ]
 }
 
-/// PodTopologySpread's raw score: matching pods in the node's domains, weighted like
-/// upstream (`log(domains + 2)`); lower is better, normalised by the caller.
-pub fn spread_raw(pod: &Pod, node: &NodeInfo, snap: &Snapshot) -> f64 {
-    scoring_constraints(pod)
-        .iter()
-        .map(|(key, sel, skew)| {
-            let Some(value) = node.labels.get(key) else {
-                return 0.0;
+/// PodTopologySpread's raw score of each of `nodes`: matching pods in the node's domains,
+/// weighted like upstream (`log(domains + 2)`); lower is better, normalised by the caller.
+/// The pods are counted once per constraint, not once per node (upstream's PreScore).
+pub fn spread_raw(pod: &Pod, nodes: &[&NodeInfo], snap: &Snapshot) -> Vec<f64> {
+    let mut raw = vec![0.0; nodes.len()];
+    for (key, sel, skew) in scoring_constraints(pod) {
+        let mut domains: Vec<&String> = snap
+            .nodes
+            .iter()
+            .filter_map(|n| n.labels.get(&key))
+            .collect();
+        domains.sort();
+        domains.dedup();
+        let weight = ((domains.len() + 2) as f64).ln();
+        let counts = domain_counts(pod, snap, &key, sel.as_ref());
+        for (score, node) in raw.iter_mut().zip(nodes) {
+            let Some(value) = node.labels.get(&key) else {
+                continue;
             };
-            let mut domains: Vec<&String> = snap
-                .nodes
-                .iter()
-                .filter_map(|n| n.labels.get(key))
-                .collect();
-            domains.sort();
-            domains.dedup();
-            let weight = ((domains.len() + 2) as f64).ln();
-            let count = count_in_domain(pod, snap, key, value, sel.as_ref());
-            (count + skew - 1) as f64 * weight
-        })
-        .sum()
+            let count = counts.get(value.as_str()).copied().unwrap_or(0);
+            *score += (count + skew - 1) as f64 * weight;
+        }
+    }
+    raw
 }

@@ -41,12 +41,7 @@ fn place(nodes: &[Node], pods: &[Pod]) -> Vec<Decision> {
             if let Decision::Bind(n) = &d {
                 let mut bound = p.clone();
                 bound.spec.as_mut().unwrap().node_name = Some(n.clone());
-                snap.nodes
-                    .iter_mut()
-                    .find(|i| &i.name == n)
-                    .unwrap()
-                    .pods
-                    .push(bound);
+                snap.node_mut(n).unwrap().add_pod(bound);
             }
             d
         })
@@ -184,4 +179,129 @@ fn requests_beyond_allocatable_say_insufficient_cpu() {
         m.starts_with("0/3 nodes are available: 3 Insufficient cpu."),
         "{m}"
     );
+}
+
+/// The loop over a store: `n` nodes of `max_pods` each, and the scheduler running.
+mod queue_loop {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use serde_json::json;
+    use tokio_util::sync::CancellationToken;
+
+    use super::super::run;
+    use crate::nodes::{Capacity, NodeLayout, node_object};
+    use crate::store::kinds::kind;
+    use crate::store::{DeleteOptions, Store, WriteMode};
+
+    /// Registers a node as its agent does: the object, then its status.
+    fn join(store: &Store, spec: &crate::nodes::NodeSpec, max_pods: usize) {
+        let node = node_object(spec, Capacity::for_pods(max_pods), "2026-01-01T00:00:00Z");
+        store.create(kind("nodes"), "", node.clone()).unwrap();
+        store
+            .update(kind("nodes"), "", &spec.name, node, WriteMode::Status)
+            .unwrap();
+    }
+
+    fn lab(n: usize, max_pods: usize) -> (Arc<Store>, CancellationToken) {
+        let store = Arc::new(Store::new());
+        for spec in NodeLayout::new(n).nodes().iter().take(n) {
+            join(&store, spec, max_pods);
+        }
+        let shutdown = CancellationToken::new();
+        tokio::spawn(run(store.clone(), shutdown.clone()));
+        (store, shutdown)
+    }
+
+    fn create_pod(store: &Store, name: &str) {
+        let pod = json!({"metadata": {"name": name},
+            "spec": {"containers": [{"name": "web", "image": "resil-demo:1"}]}});
+        store.create(kind("pods"), "default", pod).unwrap();
+    }
+
+    fn node_of(store: &Store, name: &str) -> Option<String> {
+        let pod = store.get("pods", "default", name)?;
+        pod.pointer("/spec/nodeName")?.as_str().map(str::to_string)
+    }
+
+    /// Waits (bounded) until `name` is bound; its node.
+    async fn bound(store: &Store, name: &str) -> String {
+        for _ in 0..500 {
+            if let Some(n) = node_of(store, name) {
+                return n;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{name} was not bound in 5 s");
+    }
+
+    /// Waits until `name` carries `PodScheduled=False`.
+    async fn parked(store: &Store, name: &str) {
+        for _ in 0..500 {
+            let pod = store.get("pods", "default", name).unwrap();
+            let conditions = pod.pointer("/status/conditions").cloned();
+            if conditions.is_some_and(|c| c.to_string().contains("Unschedulable")) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{name} was not marked unschedulable in 5 s");
+    }
+
+    /// The store's version stays put for a while: nothing writes in a loop.
+    async fn quiet(store: &Store) {
+        let before = store.resource_version();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            store.resource_version(),
+            before,
+            "the scheduler keeps writing"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_parked_pod_is_bound_once_a_bound_pod_is_deleted() {
+        let (store, shutdown) = lab(1, 1);
+        create_pod(&store, "first");
+        assert_eq!(bound(&store, "first").await, "lab-node-1");
+        create_pod(&store, "second");
+        parked(&store, "second").await;
+        quiet(&store).await;
+        store
+            .delete(kind("pods"), "default", "first", &DeleteOptions::default())
+            .unwrap();
+        assert_eq!(bound(&store, "second").await, "lab-node-1");
+        shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_parked_pod_is_bound_once_its_node_is_uncordoned() {
+        let (store, shutdown) = lab(1, 10);
+        let mut node = store.get("nodes", "", "lab-node-1").unwrap();
+        node["spec"]["unschedulable"] = json!(true);
+        store
+            .update(kind("nodes"), "", "lab-node-1", node, WriteMode::Main)
+            .unwrap();
+        create_pod(&store, "web");
+        parked(&store, "web").await;
+        quiet(&store).await;
+        let mut node = store.get("nodes", "", "lab-node-1").unwrap();
+        node["spec"]["unschedulable"] = json!(false);
+        store
+            .update(kind("nodes"), "", "lab-node-1", node, WriteMode::Main)
+            .unwrap();
+        assert_eq!(bound(&store, "web").await, "lab-node-1");
+        shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_node_that_joins_takes_the_pods_no_node_took() {
+        let (store, shutdown) = lab(0, 10);
+        create_pod(&store, "early");
+        parked(&store, "early").await;
+        quiet(&store).await;
+        join(&store, &NodeLayout::new(1).nodes()[0], 10);
+        assert_eq!(bound(&store, "early").await, "lab-node-1");
+        shutdown.cancel();
+    }
 }
