@@ -117,10 +117,9 @@ pub async fn run(
         };
         // A new store id, or (from a source that names none) a sequence behind what was
         // copied: the source is a new process whose feed starts again at 1.
-        let new_store = match &store {
-            Some(id) => !feed.store.is_empty() && feed.store != *id,
-            None => false,
-        };
+        let new_store = store
+            .as_ref()
+            .is_some_and(|id| !feed.store.is_empty() && feed.store != *id);
         let restarted = new_store || feed.last_seq < report.replicated_seq;
         store = Some(feed.store.clone());
         if restarted {

@@ -75,11 +75,13 @@ pub async fn command(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<Exit>
     };
     let lab_settings = lab::applies(&target, &scenario.target).await?;
     if lab_settings {
-        for region in &regions {
-            lab::check_layout(&region.target, &scenario.target).await?;
-        }
-        if regions.is_empty() {
-            lab::check_layout(&target, &scenario.target).await?;
+        // Every region is a lab set up alike; one cluster is the target.
+        let labs: Vec<&Target> = match regions.is_empty() {
+            true => vec![&target],
+            false => regions.iter().map(|r| &r.target).collect(),
+        };
+        for lab in labs {
+            lab::check_layout(lab, &scenario.target).await?;
         }
     }
     eprintln!(

@@ -183,9 +183,10 @@ pub async fn run(
     let injected = injected
         .into_inner()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let (report, aborted) = runner
+    let torn_down = runner
         .teardown(load, watch, autoscaler, &injector, &injected)
-        .await?;
+        .await;
+    // The gateway and the replicator stop whether teardown succeeded or not.
     if let Some(engines) = across {
         match engines.stop(dir).await {
             Ok(Some(r)) => drop(
@@ -200,6 +201,7 @@ pub async fn run(
             })),
         }
     }
+    let (report, aborted) = torn_down?;
 
     let report: LoadReport = report.context("running the load")?;
     let ending = if runner.interrupt.is_cancelled() {

@@ -244,6 +244,15 @@ async fn until_replica_is(source: &DemoApp, target: &DemoApp) {
     }
 }
 
+/// Waits (10 s at most) until `app` holds every one of `acked`; `what` names them.
+async fn until_held(app: &DemoApp, acked: &[(String, Instant)], what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !missing(app, acked).await.is_empty() {
+        assert!(Instant::now() < deadline, "{what} never arrived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The port of a demo app's base URL.
 fn port_of(app: &DemoApp) -> u16 {
     app.base.rsplit(':').next().unwrap().parse().unwrap()
@@ -261,14 +270,7 @@ async fn a_source_back_with_a_new_store_is_replicated_from_its_start_and_stays_s
             tokio::spawn(async move { engine::run(&plan, cancel, |_| {}).await })
         };
         let before = write_steadily(&source, 30, Duration::from_millis(2)).await;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !missing(&target, &before).await.is_empty() {
-            assert!(
-                Instant::now() < deadline,
-                "sync {sync}: the first writes never arrived"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        until_held(&target, &before, &format!("sync {sync}: the first writes")).await;
         // The region's pod is replaced: a new process on the same address, an empty
         // store whose sequence starts again at 1.
         let port = port_of(&source);
@@ -299,14 +301,7 @@ async fn a_source_back_with_a_new_store_is_replicated_from_its_start_and_stays_s
         }
         // Asynchronously, the new store's writes (sequence 1 to 10, below what was copied
         // of the old one) are copied too.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !missing(&target, &after).await.is_empty() {
-            assert!(
-                Instant::now() < deadline,
-                "sync {sync}: the new writes never arrived"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        until_held(&target, &after, &format!("sync {sync}: the new writes")).await;
         cancel.cancel();
         let report = replicating.await.unwrap().unwrap();
         assert_eq!(report.source_restarts, 1, "sync {sync}: {report:#?}");

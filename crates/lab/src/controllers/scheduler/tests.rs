@@ -274,22 +274,23 @@ mod queue_loop {
         shutdown.cancel();
     }
 
+    /// Sets `spec.unschedulable` of `node`, as `kubectl cordon` / `uncordon` do.
+    fn cordon(store: &Store, node: &str, unschedulable: bool) {
+        let mut object = store.get("nodes", "", node).unwrap();
+        object["spec"]["unschedulable"] = json!(unschedulable);
+        store
+            .update(kind("nodes"), "", node, object, WriteMode::Main)
+            .unwrap();
+    }
+
     #[tokio::test]
     async fn a_parked_pod_is_bound_once_its_node_is_uncordoned() {
         let (store, shutdown) = lab(1, 10);
-        let mut node = store.get("nodes", "", "lab-node-1").unwrap();
-        node["spec"]["unschedulable"] = json!(true);
-        store
-            .update(kind("nodes"), "", "lab-node-1", node, WriteMode::Main)
-            .unwrap();
+        cordon(&store, "lab-node-1", true);
         create_pod(&store, "web");
         parked(&store, "web").await;
         quiet(&store).await;
-        let mut node = store.get("nodes", "", "lab-node-1").unwrap();
-        node["spec"]["unschedulable"] = json!(false);
-        store
-            .update(kind("nodes"), "", "lab-node-1", node, WriteMode::Main)
-            .unwrap();
+        cordon(&store, "lab-node-1", false);
         assert_eq!(bound(&store, "web").await, "lab-node-1");
         shutdown.cancel();
     }
