@@ -9,6 +9,7 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::selector::Selector;
@@ -244,14 +245,28 @@ pub(super) fn ns(target: &Target) -> &str {
     target.namespace.as_deref().unwrap_or("")
 }
 
-/// `{Kind}List` with the list's resourceVersion and an `items` array (never omitted).
-pub fn list_body(kind: &Kind, items: Vec<Value>, rv: u64) -> Value {
-    json!({
-        "kind": format!("{}List", kind.kind),
-        "apiVersion": kind.api_version(),
-        "metadata": {"resourceVersion": rv.to_string()},
-        "items": items,
-    })
+/// `{Kind}List` with the list's resourceVersion (none for metrics, as upstream's
+/// metrics server answers) and an `items` array (never omitted), serialized straight from
+/// the items: a list of the store's shared objects is written without copying them.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListBody<T> {
+    kind: String,
+    api_version: String,
+    metadata: Value,
+    items: Vec<T>,
+}
+
+pub fn list_body<T: Serialize>(kind: &Kind, items: Vec<T>, rv: Option<u64>) -> ListBody<T> {
+    ListBody {
+        kind: format!("{}List", kind.kind),
+        api_version: kind.api_version(),
+        metadata: match rv {
+            Some(rv) => json!({"resourceVersion": rv.to_string()}),
+            None => json!({}),
+        },
+        items,
+    }
 }
 
 pub(super) fn selector(target: &Target, query: &HashMap<String, String>) -> ApiResult<Selector> {
@@ -270,16 +285,21 @@ fn list(
     table: Option<RowObject>,
 ) -> ApiResult<Response> {
     let sel = selector(target, query)?;
-    // Shared objects: a Table reads them in place; a list copies only those selected.
+    // The store's shared objects, written into the answer in place, never copied.
     let (shared, rv) = app
         .store
         .list_shared(target.kind.plural, target.namespace.as_deref());
     let items = shared.iter().map(AsRef::as_ref).filter(|o| sel.matches(o));
-    let body = match table {
-        Some(include) => table::table(target.kind, items, Some(rv), include),
-        None => list_body(target.kind, items.cloned().collect(), rv),
-    };
-    Ok(json_response(StatusCode::OK, &body))
+    Ok(match table {
+        Some(include) => json_response(
+            StatusCode::OK,
+            &table::table(target.kind, items, Some(rv), include),
+        ),
+        None => json_response(
+            StatusCode::OK,
+            &list_body(target.kind, items.collect(), Some(rv)),
+        ),
+    })
 }
 
 pub(super) fn live(app: &App, target: &Target, name: &str) -> ApiResult<Value> {
@@ -290,12 +310,14 @@ pub(super) fn live(app: &App, target: &Target, name: &str) -> ApiResult<Value> {
 
 fn get(app: &App, target: &Target, name: &str, table: Option<RowObject>) -> ApiResult<Response> {
     let obj = live(app, target, name)?;
-    let body = match (target.sub.as_deref(), table) {
-        (Some("scale"), _) => subresources::scale_of(&obj),
-        (None, Some(include)) => table::table(target.kind, &[obj], None, include),
-        _ => obj,
-    };
-    Ok(json_response(StatusCode::OK, &body))
+    Ok(match (target.sub.as_deref(), table) {
+        (Some("scale"), _) => json_response(StatusCode::OK, &subresources::scale_of(&obj)),
+        (None, Some(include)) => json_response(
+            StatusCode::OK,
+            &table::table(target.kind, [&obj], None, include),
+        ),
+        _ => json_response(StatusCode::OK, &obj),
+    })
 }
 
 /// 400 when the body names another type or namespace than the URL.
@@ -531,6 +553,6 @@ fn delete_collection(
     let rv = app.store.resource_version();
     Ok(json_response(
         StatusCode::OK,
-        &list_body(target.kind, items, rv),
+        &list_body(target.kind, items, Some(rv)),
     ))
 }

@@ -7,19 +7,27 @@
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::patch::PatchError;
 use crate::store::{Kind, StoreError, kinds};
 
-/// A JSON response.
-pub fn json_response(code: StatusCode, body: &Value) -> Response {
-    (
-        code,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+/// A JSON response, serialized straight from `body` (a Table or a list borrows the
+/// store's objects rather than copying them into one tree first).
+pub fn json_response(code: StatusCode, body: &(impl Serialize + ?Sized)) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => (code, [(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        // Only a map with keys that are not strings fails to serialize, and no answer
+        // holds one; should one ever, the client gets a Status rather than a dropped
+        // connection.
+        Err(e) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            format!("cannot encode the answer: {e}"),
+        )
+        .into_response(),
+    }
 }
 
 /// A failed request, rendered as a Status.

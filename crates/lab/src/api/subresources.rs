@@ -93,9 +93,10 @@ pub(super) fn metrics_list(
         .into_iter()
         .filter(|o| sel.matches(o))
         .collect();
-    let mut body = list_body(target.kind, items, app.store.resource_version());
-    body["metadata"] = json!({});
-    Ok(json_response(StatusCode::OK, &body))
+    Ok(json_response(
+        StatusCode::OK,
+        &list_body(target.kind, items, None),
+    ))
 }
 
 /// The PodMetrics (in the target's namespace, or all) or the NodeMetrics of every node.

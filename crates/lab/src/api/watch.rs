@@ -22,7 +22,7 @@ use super::handlers::Target;
 use super::selector::Selector;
 use super::status::{ApiError, ApiResult};
 use super::table::{self, RowObject};
-use crate::store::{EventType, Kind, Subscription, WatchStart};
+use crate::store::{EventType, Kind, StoredEvent, Subscription, WatchStart, watch_line as line};
 
 /// How long a watch stays open when the client names no timeout (or 0), and the most it
 /// stays open whatever the client names: upstream's `--min-request-timeout` (1800 s). A
@@ -114,12 +114,6 @@ fn watch_timeout(value: Option<&str>) -> ApiResult<Duration> {
     })
 }
 
-fn line(kind: &str, object: &Value) -> Bytes {
-    let mut s = json!({"type": kind, "object": object}).to_string();
-    s.push('\n');
-    Bytes::from(s)
-}
-
 fn expired(requested: &str, oldest: u64) -> Value {
     json!({
         "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
@@ -141,14 +135,15 @@ struct Stream {
 }
 
 impl Stream {
-    fn event_line(&self, ty: &str, obj: &Value) -> Bytes {
-        match self.table {
-            Some(include) => line(
-                ty,
-                &table::table(self.kind, std::slice::from_ref(obj), None, include),
-            ),
+    /// The line this watcher sends for `event`, if any (after its selector): the event's
+    /// own line, encoded once for every watcher, when it goes out as it is.
+    fn event_line(&self, event: &StoredEvent) -> Option<Bytes> {
+        let (ty, obj) = self.translate(event.kind, &event.object, event.previous.as_deref())?;
+        Some(match self.table {
+            Some(include) => line(ty, &table::table(self.kind, [obj], None, include)),
+            None if ty == event.kind.as_str() => event.line(),
             None => line(ty, obj),
-        }
+        })
     }
 
     fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
@@ -187,8 +182,8 @@ impl Stream {
                         return;
                     };
                     last_rv = last_rv.max(event.rv);
-                    if let Some((ty, obj)) = self.translate(event.kind, &event.object, event.previous.as_ref())
-                        && self.tx.send(self.event_line(ty, obj)).await.is_err()
+                    if let Some(bytes) = self.event_line(&event)
+                        && self.tx.send(bytes).await.is_err()
                     {
                         return;
                     }

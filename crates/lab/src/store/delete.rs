@@ -125,16 +125,17 @@ impl Store {
             });
         }
         meta::set_rv(&mut obj, state.rv + 1);
-        let previous = state.put(key, obj.clone()).map(Arc::unwrap_or_clone);
+        let shared = Arc::new(obj);
+        let previous = state.put(key, shared.clone());
         self.record(
             &mut state,
             EventType::Modified,
             kind,
             namespace,
-            obj.clone(),
+            shared.clone(),
             previous,
         );
-        Ok(obj)
+        Ok(Arc::unwrap_or_clone(shared))
     }
 
     pub(super) fn remove_with(
@@ -155,15 +156,16 @@ impl Store {
                 });
             };
             meta::set_rv(&mut obj, state.rv + 1);
+            let shared = Arc::new(obj);
             self.record(
                 &mut state,
                 EventType::Deleted,
                 kind,
                 namespace,
-                obj.clone(),
-                previous,
+                shared.clone(),
+                previous.map(Arc::new),
             );
-            obj
+            Arc::unwrap_or_clone(shared)
         };
         self.set_pod_metrics(namespace, name, None);
         let uid = meta::uid(&removed).to_string();

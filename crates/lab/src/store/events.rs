@@ -8,6 +8,7 @@
 //! is also the last write. Called by the store's create path and by the expiry loop that
 //! `server.rs` runs.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,18 +36,45 @@ fn rv_of(obj: &Value) -> u64 {
     meta::rv(obj).parse().unwrap_or(0)
 }
 
+/// The stored Events ordered by resourceVersion (their last write), kept in step by every
+/// put and take: at the cap, the oldest is the first entry, not the result of a scan over
+/// ten thousand Events under the store's lock for every new one.
+#[derive(Debug, Default)]
+pub(crate) struct EventAges(BTreeSet<(u64, Key)>);
+
+impl EventAges {
+    /// Indexes the Events of a freshly loaded map.
+    pub(crate) fn build<'a>(objects: impl Iterator<Item = (&'a Key, &'a Value)>) -> EventAges {
+        let mut ages = EventAges::default();
+        for (key, obj) in objects {
+            ages.add(key, obj);
+        }
+        ages
+    }
+
+    pub(crate) fn add(&mut self, key: &Key, obj: &Value) {
+        if key.0 == EVENTS {
+            self.0.insert((rv_of(obj), key.clone()));
+        }
+    }
+
+    pub(crate) fn forget(&mut self, key: &Key, obj: &Value) {
+        if key.0 == EVENTS {
+            self.0.remove(&(rv_of(obj), key.clone()));
+        }
+    }
+}
+
 impl Store {
     /// Deletes the oldest Events until one more fits under the cap ([`MAX_EVENTS`]). Runs
     /// under the lock of the create that makes the room.
     pub(super) fn make_room_for_an_event(&self, state: &mut State) {
-        let mut count = event_keys(state).count();
-        while count >= self.event_cap.max(1) {
-            let oldest = event_keys(state)
-                .min_by_key(|(_, v)| rv_of(v))
-                .map(|(k, _)| k.clone());
-            let Some(key) = oldest else { return };
+        while state.event_ages.0.len() >= self.event_cap.max(1) {
+            // Taken off the index first, so the loop ends whatever the map holds.
+            let Some((_, key)) = state.event_ages.0.pop_first() else {
+                return;
+            };
             self.drop_event(state, &key);
-            count -= 1;
         }
     }
 
@@ -78,7 +106,14 @@ impl Store {
         // An Event owns nothing and has no finalizers the lab honours: removing it is the
         // whole deletion.
         meta::set_rv(&mut obj, state.rv + 1);
-        self.record(state, EventType::Deleted, kind(EVENTS), &key.1, obj, None);
+        self.record(
+            state,
+            EventType::Deleted,
+            kind(EVENTS),
+            &key.1,
+            Arc::new(obj),
+            None,
+        );
     }
 }
 
@@ -152,5 +187,35 @@ mod tests {
             assert!(store.get(EVENTS, "default", gone).is_none(), "{gone}");
         }
         assert!(store.get(EVENTS, "default", "e3").is_some());
+    }
+
+    #[test]
+    fn an_event_written_again_is_no_longer_the_oldest() {
+        let mut store = Store::new();
+        store.event_cap = 3;
+        for name in ["a", "b", "c"] {
+            event(&store, name);
+        }
+        // A client updates "a" (a series count, say): its last write is now the newest.
+        let mut a = store.get(EVENTS, "default", "a").unwrap();
+        a["count"] = json!(2);
+        store
+            .update(kind(EVENTS), "default", "a", a, super::super::WriteMode::Main)
+            .unwrap();
+        event(&store, "d");
+        let left: Vec<String> = store
+            .list(EVENTS, None)
+            .items
+            .iter()
+            .map(|e| meta::name(e).to_string())
+            .collect();
+        assert_eq!(left, ["a", "c", "d"], "b, written longest ago, went first");
+        // Deleted by a client, an Event leaves the index too: the next ones fit.
+        store
+            .delete(kind(EVENTS), "default", "c", &Default::default())
+            .unwrap();
+        event(&store, "e");
+        assert_eq!(store.list(EVENTS, None).items.len(), 3);
+        assert!(store.get(EVENTS, "default", "a").is_some());
     }
 }

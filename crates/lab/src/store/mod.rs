@@ -43,11 +43,12 @@ pub mod persist;
 mod services;
 mod watch;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
+use bytes::Bytes;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
@@ -56,7 +57,7 @@ pub use events::{
 };
 pub use kinds::Kind;
 use kinds::kind;
-pub use watch::{Ended, Subscription, WatchStart};
+pub use watch::{Ended, Subscription, WatchStart, line as watch_line};
 
 /// How many past events a watch may resume from.
 const HISTORY: usize = 10_000;
@@ -100,11 +101,44 @@ pub struct StoredEvent {
     pub resource: &'static str,
     /// Namespace; empty for cluster-scoped objects.
     pub namespace: String,
-    /// The object after the change (for `Deleted`: as it was, with the deletion's RV).
-    pub object: Value,
+    /// The object after the change (for `Deleted`: as it was, with the deletion's RV);
+    /// shared with the store and every watcher, never copied.
+    pub object: Arc<Value>,
     /// The object before a `Modified` change (lets selector watches turn a change that
     /// leaves the selection into DELETED).
-    pub previous: Option<Value>,
+    pub previous: Option<Arc<Value>>,
+    /// The event as one watch line, encoded by the first watcher that sends it whole.
+    line: OnceLock<Bytes>,
+}
+
+impl StoredEvent {
+    fn new(
+        rv: u64,
+        kind: EventType,
+        resource: &'static str,
+        namespace: String,
+        object: Arc<Value>,
+        previous: Option<Arc<Value>>,
+    ) -> StoredEvent {
+        StoredEvent {
+            rv,
+            kind,
+            resource,
+            namespace,
+            object,
+            previous,
+            line: OnceLock::new(),
+        }
+    }
+
+    /// The event as one line of a watch stream (`{"type":...,"object":...}` and a
+    /// newline), encoded once however many watchers send it: a hundred watches of one
+    /// resource cost one encoding per change, not a hundred.
+    pub fn line(&self) -> Bytes {
+        self.line
+            .get_or_init(|| watch::line(self.kind.as_str(), &*self.object))
+            .clone()
+    }
 }
 
 /// Why a store operation was refused.
@@ -247,6 +281,8 @@ pub(crate) struct State {
     objects: BTreeMap<Key, Arc<Value>>,
     /// Owner uid → dependents, uid → key (the garbage collector's graph).
     owners: owners::OwnerIndex,
+    /// Events by resourceVersion (which to drop first at the cap).
+    event_ages: events::EventAges,
     rv: u64,
     /// Past events with their estimated size in bytes.
     history: VecDeque<(Arc<StoredEvent>, usize)>,
@@ -257,6 +293,10 @@ pub(crate) struct State {
     /// Where node ports are allocated from (the API server's
     /// `--service-node-port-range`; a named lab gets a slice of its own).
     node_ports: std::ops::RangeInclusive<u16>,
+    /// Live events, one channel per resource (made by its first watch), so a change
+    /// wakes only the watchers of its resource: a pod's status write does not wake a
+    /// hundred ConfigMap watches, nor every controller's pumps.
+    channels: HashMap<&'static str, broadcast::Sender<Arc<StoredEvent>>>,
 }
 
 /// The store. Share it as `Arc<Store>`; every method is synchronous and short.
@@ -264,7 +304,6 @@ pub struct Store {
     // A std Mutex: no critical section awaits, and events are sent to watchers under it
     // so that a watch start (snapshot + subscribe) can never miss or repeat an event.
     state: Mutex<State>,
-    events: broadcast::Sender<Arc<StoredEvent>>,
     changes: tokio::sync::watch::Sender<u64>,
     pod_terminator: AtomicBool,
     /// `tolerationSeconds` of the default `not-ready`/`unreachable` tolerations new pods
@@ -300,21 +339,21 @@ impl Store {
     }
 
     pub(crate) fn from_parts(objects: BTreeMap<Key, Value>, rv: u64) -> Store {
-        let (events, _) = broadcast::channel(FANOUT);
         let (changes, _) = tokio::sync::watch::channel(0);
         let objects: BTreeMap<Key, Arc<Value>> =
             objects.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
         Store {
             state: Mutex::new(State {
                 owners: owners::OwnerIndex::build(objects.iter().map(|(k, v)| (k, &**v))),
+                event_ages: events::EventAges::build(objects.iter().map(|(k, v)| (k, &**v))),
                 objects,
                 rv,
                 history: VecDeque::new(),
                 history_bytes: 0,
                 floor: rv,
                 node_ports: DEFAULT_NODE_PORTS,
+                channels: HashMap::new(),
             }),
-            events,
             changes,
             pod_terminator: AtomicBool::new(false),
             default_toleration_seconds: std::sync::atomic::AtomicI64::new(-1),
@@ -483,16 +522,17 @@ impl Store {
         }
         let rv = state.rv + 1;
         meta::set_rv(&mut obj, rv);
-        state.put(key, obj.clone());
+        let shared = Arc::new(obj);
+        state.put(key, shared.clone());
         self.record(
             &mut state,
             EventType::Added,
             kind,
             namespace,
-            obj.clone(),
+            shared.clone(),
             None,
         );
-        Ok(obj)
+        Ok(Arc::unwrap_or_clone(shared))
     }
 
     /// Replaces an object (or only its status). A non-empty `metadata.resourceVersion`
@@ -584,18 +624,18 @@ impl Store {
                     Deleted::Gone(v) | Deleted::Pending(v) => v,
                 });
         }
-        let previous = Value::clone(live);
         meta::set_rv(&mut new, state.rv + 1);
-        state.put(key, new.clone());
+        let shared = Arc::new(new);
+        let previous = state.put(key, shared.clone());
         self.record(
             &mut state,
             EventType::Modified,
             kind,
             namespace,
-            new.clone(),
-            Some(previous),
+            shared.clone(),
+            previous,
         );
-        Ok(new)
+        Ok(Arc::unwrap_or_clone(shared))
     }
 
     /// Latest metrics of one pod (metrics.k8s.io PodMetrics object), set by the kubelet.
@@ -631,18 +671,18 @@ impl Store {
         namespace: Option<&str>,
         start: WatchStart,
     ) -> Result<Subscription, u64> {
-        let state = self.lock();
+        let mut state = self.lock();
         let initial: Vec<Arc<StoredEvent>> = match start {
             WatchStart::Now => objects_of(&state, resource, namespace)
                 .map(|((r, ns, _), v)| {
-                    Arc::new(StoredEvent {
-                        rv: state.rv,
-                        kind: EventType::Added,
-                        resource: r,
-                        namespace: ns.clone(),
-                        object: Value::clone(v),
-                        previous: None,
-                    })
+                    Arc::new(StoredEvent::new(
+                        state.rv,
+                        EventType::Added,
+                        r,
+                        ns.clone(),
+                        v.clone(),
+                        None,
+                    ))
                 })
                 .collect(),
             WatchStart::After(rv) => {
@@ -665,7 +705,11 @@ impl Store {
             resource,
             namespace.map(str::to_string),
             initial,
-            self.events.subscribe(),
+            state
+                .channels
+                .entry(resource)
+                .or_insert_with(|| broadcast::channel(FANOUT).0)
+                .subscribe(),
             match start {
                 // A client that asks for events after a version it has not seen yet (ahead
                 // of this store) gets only events after that version.
@@ -681,20 +725,20 @@ impl Store {
         kind: EventType,
         k: &'static Kind,
         namespace: &str,
-        object: Value,
-        previous: Option<Value>,
+        object: Arc<Value>,
+        previous: Option<Arc<Value>>,
     ) {
         state.rv += 1;
-        let event = Arc::new(StoredEvent {
-            rv: state.rv,
+        let event = Arc::new(StoredEvent::new(
+            state.rv,
             kind,
-            resource: k.plural,
-            namespace: namespace.to_string(),
+            k.plural,
+            namespace.to_string(),
             object,
             previous,
-        });
+        ));
         let size = bounds::encoded_len(&event.object)
-            + event.previous.as_ref().map_or(0, bounds::encoded_len);
+            + event.previous.as_deref().map_or(0, bounds::encoded_len);
         state.history.push_back((event.clone(), size));
         state.history_bytes += size;
         // The newest event always stays, however large: a watch from the current version
@@ -707,8 +751,10 @@ impl Store {
                 state.history_bytes -= old_size;
             }
         }
-        // No receivers is normal (nobody watching).
-        let _ = self.events.send(event);
+        // No channel or no receivers is normal (nobody watching).
+        if let Some(channel) = state.channels.get(k.plural) {
+            let _ = channel.send(event);
+        }
         self.changes.send_modify(|n| *n += 1);
     }
 

@@ -95,14 +95,15 @@ pub(crate) fn blocks(obj: &Value, uid: &str) -> bool {
 
 impl State {
     /// Stores `obj` under `key`, keeping the indexes in step; returns the previous value.
-    pub(crate) fn put(&mut self, key: Key, obj: Value) -> Option<Arc<Value>> {
-        let previous = self.objects.insert(key.clone(), Arc::new(obj));
+    pub(crate) fn put(&mut self, key: Key, obj: Arc<Value>) -> Option<Arc<Value>> {
+        let previous = self.objects.insert(key.clone(), obj);
         if let Some(old) = &previous {
             self.owners.forget(&key, old);
+            self.event_ages.forget(&key, old);
         }
-        let index = &mut self.owners;
         if let Some(new) = self.objects.get(&key) {
-            index.add(&key, new);
+            self.owners.add(&key, new);
+            self.event_ages.add(&key, new);
         }
         previous
     }
@@ -111,6 +112,7 @@ impl State {
     pub(crate) fn take(&mut self, key: &Key) -> Option<Value> {
         let obj = self.objects.remove(key)?;
         self.owners.forget(key, &obj);
+        self.event_ages.forget(key, &obj);
         Some(Arc::unwrap_or_clone(obj))
     }
 }

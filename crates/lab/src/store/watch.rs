@@ -5,9 +5,26 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use bytes::Bytes;
+use serde::Serialize;
 use tokio::sync::broadcast;
 
 use super::StoredEvent;
+
+/// One line of a watch stream: `{"type":TYPE,"object":OBJECT}` and a newline, encoded
+/// straight from the borrowed object.
+pub fn line(ty: &str, object: &(impl Serialize + ?Sized)) -> Bytes {
+    #[derive(Serialize)]
+    struct Event<'a, T: ?Sized> {
+        #[serde(rename = "type")]
+        ty: &'a str,
+        object: &'a T,
+    }
+    // Cannot fail: the objects are JSON values and Tables, whose map keys are strings.
+    let mut bytes = serde_json::to_vec(&Event { ty, object }).unwrap_or_default();
+    bytes.push(b'\n');
+    Bytes::from(bytes)
+}
 
 /// Where a watch starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,7 +16,8 @@
 
 use std::time::Instant;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::cache::Cache;
@@ -44,7 +45,7 @@ impl Scheduler {
         {
             return;
         }
-        let Ok(pod) = serde_json::from_value::<Pod>(e.object.clone()) else {
+        let Ok(pod) = Pod::deserialize(&*e.object) else {
             return;
         };
         let k = key(&pod);
@@ -75,7 +76,7 @@ impl Scheduler {
             self.cache.remove_node(name.unwrap_or_default());
             return;
         }
-        let Ok(node) = serde_json::from_value(e.object.clone()) else {
+        let Ok(node) = Node::deserialize(&*e.object) else {
             return;
         };
         let event = self.cache.set_node(&node);
