@@ -4,6 +4,8 @@
 
 use serde_json::{Value, json};
 
+use super::table::{at, text};
+
 fn column(name: &str, ty: &str, priority: u8) -> Value {
     json!({"name": name, "type": ty, "format": if name == "Name" { "name" } else { "" },
         "description": name, "priority": priority})
@@ -25,12 +27,8 @@ pub(super) fn columns() -> Vec<Value> {
     ]
 }
 
-fn text<'a>(o: &'a Value, pointer: &str) -> &'a str {
-    o.pointer(pointer).and_then(Value::as_str).unwrap_or("")
-}
-
 fn condition(o: &Value, type_: &str) -> bool {
-    o.pointer("/status/conditions")
+    at(o, "/status/conditions")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
@@ -45,7 +43,7 @@ fn status(o: &Value) -> &'static str {
         "Complete"
     } else if condition(o, "Failed") {
         "Failed"
-    } else if o.pointer("/metadata/deletionTimestamp").is_some() {
+    } else if at(o, "/metadata/deletionTimestamp").is_some() {
         "Terminating"
     } else {
         "Running"
@@ -54,15 +52,13 @@ fn status(o: &Value) -> &'static str {
 
 /// `succeeded/completions`, or without completions `succeeded/1 of parallelism`.
 fn completions(o: &Value) -> String {
-    let succeeded = o
-        .pointer("/status/succeeded")
+    let succeeded = at(o, "/status/succeeded")
         .and_then(Value::as_i64)
         .unwrap_or(0);
-    match o.pointer("/spec/completions").and_then(Value::as_i64) {
+    match at(o, "/spec/completions").and_then(Value::as_i64) {
         Some(n) => format!("{succeeded}/{n}"),
         None => {
-            let parallelism = o
-                .pointer("/spec/parallelism")
+            let parallelism = at(o, "/spec/parallelism")
                 .and_then(Value::as_i64)
                 .unwrap_or(1);
             if parallelism > 1 {
@@ -91,9 +87,7 @@ fn duration(o: &Value) -> String {
 
 /// One row of `kubectl get jobs`.
 pub(super) fn cells(o: &Value, age: String) -> Vec<Value> {
-    let containers = o
-        .pointer("/spec/template/spec/containers")
-        .and_then(Value::as_array);
+    let containers = at(o, "/spec/template/spec/containers").and_then(Value::as_array);
     let list = |key: &str| {
         containers
             .into_iter()
@@ -102,8 +96,7 @@ pub(super) fn cells(o: &Value, age: String) -> Vec<Value> {
             .collect::<Vec<_>>()
             .join(",")
     };
-    let selector = o
-        .pointer("/spec/selector/matchLabels")
+    let selector = at(o, "/spec/selector/matchLabels")
         .and_then(Value::as_object)
         .map(|m| {
             m.iter()

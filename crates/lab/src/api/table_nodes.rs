@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use super::table::age;
+use super::table::{age, at, text};
 
 fn column(name: &str, ty: &str, priority: u8) -> Value {
     let format = if name == "Name" { "name" } else { "" };
@@ -30,14 +30,9 @@ pub fn node_columns() -> Vec<Value> {
     ]
 }
 
-fn text<'a>(o: &'a Value, pointer: &str) -> &'a str {
-    o.pointer(pointer).and_then(Value::as_str).unwrap_or("")
-}
-
 /// `Ready`, `NotReady` or `Unknown`, then `,SchedulingDisabled` when cordoned.
 pub fn node_status(o: &Value) -> String {
-    let ready = o
-        .pointer("/status/conditions")
+    let ready = at(o, "/status/conditions")
         .and_then(Value::as_array)
         .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
         .map(|c| c["status"].as_str().unwrap_or(""));
@@ -47,14 +42,14 @@ pub fn node_status(o: &Value) -> String {
         _ => "Unknown",
     }
     .to_string();
-    if o.pointer("/spec/unschedulable") == Some(&json!(true)) {
+    if at(o, "/spec/unschedulable") == Some(&json!(true)) {
         status.push_str(",SchedulingDisabled");
     }
     status
 }
 
 fn address(o: &Value, type_: &str) -> String {
-    o.pointer("/status/addresses")
+    at(o, "/status/addresses")
         .and_then(Value::as_array)
         .and_then(|a| a.iter().find(|a| a["type"] == type_))
         .and_then(|a| a["address"].as_str())
@@ -63,8 +58,7 @@ fn address(o: &Value, type_: &str) -> String {
 }
 
 fn roles(o: &Value) -> String {
-    let mut roles: Vec<&str> = o
-        .pointer("/metadata/labels")
+    let mut roles: Vec<&str> = at(o, "/metadata/labels")
         .and_then(Value::as_object)
         .into_iter()
         .flatten()
@@ -108,7 +102,7 @@ pub fn pdb_columns() -> Vec<Value> {
 
 /// One budget's cells; an unset bound prints `N/A`.
 pub fn pdb_cells(o: &Value) -> Vec<Value> {
-    let bound = |k: &str| match o.pointer(&format!("/spec/{k}")) {
+    let bound = |k: &str| match at(o, &format!("/spec/{k}")) {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Number(n)) => n.to_string(),
         _ => "N/A".to_string(),
@@ -118,7 +112,7 @@ pub fn pdb_cells(o: &Value) -> Vec<Value> {
         json!(bound("minAvailable")),
         json!(bound("maxUnavailable")),
         json!(
-            o.pointer("/status/disruptionsAllowed")
+            at(o, "/status/disruptionsAllowed")
                 .and_then(Value::as_i64)
                 .unwrap_or(0)
         ),

@@ -200,7 +200,13 @@ mod tests {
         let mut a = store.get(EVENTS, "default", "a").unwrap();
         a["count"] = json!(2);
         store
-            .update(kind(EVENTS), "default", "a", a, super::super::WriteMode::Main)
+            .update(
+                kind(EVENTS),
+                "default",
+                "a",
+                a,
+                super::super::WriteMode::Main,
+            )
             .unwrap();
         event(&store, "d");
         let left: Vec<String> = store
