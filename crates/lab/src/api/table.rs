@@ -445,8 +445,7 @@ fn hpa_targets(o: &Value) -> String {
 pub struct Table<'a> {
     kind: &'a Kind,
     rv: Option<u64>,
-    include: RowObject,
-    rows: Vec<(Vec<Value>, &'a Value)>,
+    rows: Vec<Row<'a>>,
 }
 
 /// A Table of `items`, consistent with `rv` (a list's; `None` for a single object or a
@@ -460,8 +459,14 @@ pub fn table<'a>(
     Table {
         kind,
         rv,
-        include,
-        rows: items.into_iter().map(|o| (cells(kind, o), o)).collect(),
+        rows: items
+            .into_iter()
+            .map(|object| Row {
+                cells: cells(kind, object),
+                object,
+                include,
+            })
+            .collect(),
     }
 }
 
@@ -477,19 +482,14 @@ impl Serialize for Table<'_> {
             None => m.serialize_entry("metadata", &Map::new())?,
         }
         m.serialize_entry("columnDefinitions", &columns(self.kind))?;
-        let rows = self.rows.iter().map(|(cells, object)| Row {
-            cells,
-            object,
-            include: self.include,
-        });
-        m.serialize_entry("rows", &Seq(std::cell::Cell::new(Some(rows))))?;
+        m.serialize_entry("rows", &self.rows)?;
         m.end()
     }
 }
 
 /// One row: its cells and, as the client asked, the object or its metadata.
 struct Row<'a> {
-    cells: &'a [Value],
+    cells: Vec<Value>,
     object: &'a Value,
     include: RowObject,
 }
@@ -497,7 +497,7 @@ struct Row<'a> {
 impl Serialize for Row<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(None)?;
-        m.serialize_entry("cells", self.cells)?;
+        m.serialize_entry("cells", &self.cells)?;
         match self.include {
             RowObject::Object => m.serialize_entry("object", self.object)?,
             RowObject::Metadata => {
@@ -522,15 +522,6 @@ impl Serialize for PartialObjectMetadata<'_> {
             None => m.serialize_entry("metadata", &Map::new())?,
         }
         m.end()
-    }
-}
-
-/// An iterator serialized as a JSON array, once.
-struct Seq<I>(std::cell::Cell<Option<I>>);
-
-impl<I: Iterator<Item = T>, T: Serialize> Serialize for Seq<I> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.take().into_iter().flatten())
     }
 }
 

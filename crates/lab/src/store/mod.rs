@@ -702,7 +702,6 @@ impl Store {
             }
         };
         Ok(Subscription::new(
-            resource,
             namespace.map(str::to_string),
             initial,
             state

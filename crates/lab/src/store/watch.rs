@@ -47,7 +47,6 @@ pub enum Ended {
 /// A live subscription; see [`super::Store::watch`].
 #[derive(Debug)]
 pub struct Subscription {
-    resource: &'static str,
     namespace: Option<String>,
     pending: VecDeque<Arc<StoredEvent>>,
     rx: broadcast::Receiver<Arc<StoredEvent>>,
@@ -57,14 +56,12 @@ pub struct Subscription {
 
 impl Subscription {
     pub(super) fn new(
-        resource: &'static str,
         namespace: Option<String>,
         initial: Vec<Arc<StoredEvent>>,
         rx: broadcast::Receiver<Arc<StoredEvent>>,
         seen: u64,
     ) -> Subscription {
         Subscription {
-            resource,
             namespace,
             pending: initial.into(),
             rx,
@@ -114,11 +111,9 @@ impl Subscription {
         }
     }
 
-    /// Whether a live event is this subscription's: newer than what it replayed, of its
-    /// resource and namespace.
+    /// Whether a live event is this subscription's: newer than what it replayed, in its
+    /// namespace (its channel carries only its resource's events).
     fn wants(&self, e: &StoredEvent) -> bool {
-        e.rv > self.seen
-            && e.resource == self.resource
-            && self.namespace.as_ref().is_none_or(|n| *n == e.namespace)
+        e.rv > self.seen && self.namespace.as_ref().is_none_or(|n| *n == e.namespace)
     }
 }
