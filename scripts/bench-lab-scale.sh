@@ -4,7 +4,10 @@
 #   1. PODS demo pods (default 1000) over NODES nodes (default 10) all available, from the
 #      apply of one Deployment;                                    target 10 s
 #   2. proportional set size (PSS) of the lab and every pod process; target 2 GiB
+#      and the CPU they use at rest once all are available (no target; lower is better)
 #   3. `kubectl get pods -A` with those pods, median of 5;          target 100 ms
+#      with, in the same run, the same answer replayed by a static server (kubectl's own
+#      share) and `kubectl version --client` (its start-up alone)
 #   4. p99 of a write (PATCH of a ConfigMap, curl, 200 samples) with WATCHES (default 100)
 #      watches open (from one client process), against the same write with none in the
 #      same run;                                                   target +5 ms
@@ -76,41 +79,102 @@ done
 ready_ms=$(( $(now_ms) - start ))
 [[ "${available:-0}" -ge "$pods" ]] || { echo "only ${available:-0}/$pods available after ${budget}s" >&2; exit 1; }
 
-# 2. PSS of the lab and its pods (pods are the lab's children).
+# 2. PSS of the lab and its pods (pods are the lab's children), and the CPU they use at
+# rest (readiness probes every second, usage samples, control loops) over IDLE_S seconds.
 lab_pid=$(cat "$state/lab.pid")
-pss_kib=$(python3 - "$lab_pid" <<'PY'
-import os, sys
-root = int(sys.argv[1])
-children = {}
-for d in os.listdir('/proc'):
-    if d.isdigit():
+read -r pss_kib idle_pct < <(python3 - "$lab_pid" "${IDLE_S:-5}" <<'PY'
+import os, sys, time
+root, idle = int(sys.argv[1]), float(sys.argv[2])
+def tree():
+    children = {}
+    for d in os.listdir('/proc'):
+        if d.isdigit():
+            try:
+                ppid = int(open(f'/proc/{d}/stat').read().rsplit(')', 1)[1].split()[1])
+            except OSError:
+                continue
+            children.setdefault(ppid, []).append(int(d))
+    todo, pids = [root], []
+    while todo:
+        pid = todo.pop()
+        pids.append(pid)
+        todo += children.get(pid, [])
+    return pids
+def ticks(pids):
+    total = {}
+    for pid in pids:
         try:
-            ppid = int(open(f'/proc/{d}/stat').read().rsplit(')', 1)[1].split()[1])
+            f = open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()
+            total[pid] = int(f[11]) + int(f[12])
         except OSError:
-            continue
-        children.setdefault(ppid, []).append(int(d))
-todo, total = [root], 0
-while todo:
-    pid = todo.pop()
-    todo += children.get(pid, [])
+            pass
+    return total
+pids = tree()
+pss = 0
+for pid in pids:
     try:
         for line in open(f'/proc/{pid}/smaps_rollup'):
             if line.startswith('Pss:'):
-                total += int(line.split()[1])
+                pss += int(line.split()[1])
     except OSError:
         pass
-print(total)
+before, start = ticks(pids), time.monotonic()
+time.sleep(idle)
+after, took = ticks(pids), time.monotonic() - start
+used = sum(after[p] - before[p] for p in after if p in before) / os.sysconf('SC_CLK_TCK')
+print(pss, round(100 * used / took))
 PY
 )
 
-# 3. kubectl get pods -A, median of 5 (after one warm-up for kubectl's discovery cache).
+# 3. kubectl get pods -A, median of 5 (after one warm-up for kubectl's discovery cache),
+# against a peer in the same run: the lab's own Table answer (the same bytes, certificate
+# and discovery cache) replayed by a static HTTPS server that does no work per request,
+# so the ratio lab / replay is the share of the figure the lab adds over kubectl's own
+# start-up, decoding and printing; `kubectl version --client` is kubectl's start alone.
 kubectl get pods -A >/dev/null
-gets=()
+api -H 'Accept: application/json;as=Table;v=v1;g=meta.k8s.io,application/json' \
+  -o "$work/table.json" "https://$addr/api/v1/pods?limit=500"
+python3 - "$work/table.json" "$state/server.crt" "$state/server.key" "$work/replay.port" <<'PY' &
+import http.server, os, ssl, sys
+body_path, cert, key, port_file = sys.argv[1:5]
+body = open(body_path, 'rb').read()
+class Replay(http.server.BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header('Content-Type', 'application/json')
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Replay)
+tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+tls.load_cert_chain(cert, key)
+server.socket = tls.wrap_socket(server.socket, server_side=True)
+with open(port_file + '.tmp', 'w') as f:
+    f.write(str(server.server_address[1]))
+os.rename(port_file + '.tmp', port_file)
+server.serve_forever()
+PY
+watchers+=($!)
+for _ in $(seq 1 50); do [[ -s "$work/replay.port" ]] && break; sleep 0.1; done
+[[ -s "$work/replay.port" ]] || { echo "the replay server did not start" >&2; exit 1; }
+replay="127.0.0.1:$(cat "$work/replay.port")"
+cache="$HOME/.kube/cache/discovery"
+cp -r "$cache/${addr/:/_}" "$cache/${replay/:/_}"
+kubectl --server "https://$replay" get pods -A >/dev/null
+gets=(); replays=(); starts=()
+elapsed_ms() { local s e; s=$(date +%s%N); "$@" >/dev/null; e=$(date +%s%N); echo $(( (e - s) / 1000000 )); }
 for _ in 1 2 3 4 5; do
-  s=$(date +%s%N); kubectl get pods -A >/dev/null; e=$(date +%s%N)
-  gets+=($(( (e - s) / 1000000 )))
+  gets+=("$(elapsed_ms kubectl get pods -A)")
+  replays+=("$(elapsed_ms kubectl --server "https://$replay" get pods -A)")
+  starts+=("$(elapsed_ms kubectl version --client)")
 done
-get_ms=$(printf '%s\n' "${gets[@]}" | sort -n | sed -n 3p)
+median() { printf '%s\n' "$@" | sort -n | sed -n 3p; }
+get_ms=$(median "${gets[@]}")
+replay_ms=$(median "${replays[@]}")
+start_ms=$(median "${starts[@]}")
 
 # 4. Write p99 without and with watches.
 kubectl create configmap probe --from-literal=n=0 >/dev/null
@@ -143,5 +207,8 @@ added_ms=$(python3 -c "print(f'{max(0.0, ($busy - $quiet) * 1000):.2f}')")
 
 echo "pods available:       ${ready_ms} ms for $pods pods on $nodes nodes   ratio to 10 s:   $(ratio "$ready_ms" 10000)"
 echo "lab + pods PSS:       $(( pss_kib / 1024 )) MiB                      ratio to 2 GiB:  $(ratio "$pss_kib" 2097152)"
+echo "lab + pods at rest:   ${idle_pct} % of one core (over ${IDLE_S:-5} s)"
 echo "kubectl get pods -A:  ${get_ms} ms (median of 5)               ratio to 100 ms: $(ratio "$get_ms" 100)"
+echo "  same answer replayed by a static server: ${replay_ms} ms     lab / replay:    $(ratio "$get_ms" "$replay_ms")"
+echo "  kubectl version --client (start alone):  ${start_ms} ms"
 echo "write p99:            $(python3 -c "print(f'{$quiet*1000:.2f}')") ms quiet, $(python3 -c "print(f'{$busy*1000:.2f}')") ms with $watches watches: +${added_ms} ms   ratio to 5 ms: $(ratio "$added_ms" 5)"

@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::labels::selects;
 use super::pods::is_ready;
-use super::runtime::{Wake, to_value, typed, typed_shared};
+use super::runtime::{Wake, to_value, typed};
 use crate::store::kinds::kind;
 use crate::store::{Store, WriteMode};
 
@@ -71,12 +71,13 @@ pub fn pass(store: &Store, now: Timestamp) {
     if budgets.is_empty() {
         return;
     }
-    let pods: Vec<Pod> = typed_shared(&store.list_shared("pods", None).0);
+    let pods: Vec<Arc<Pod>> = store.list_parsed("pods");
     let deploys: Vec<Deployment> = typed(store.list("deployments", None).items);
     for pdb in &budgets {
         let ns = pdb.metadata.namespace.clone().unwrap_or_default();
         let mine: Vec<&Pod> = pods
             .iter()
+            .map(|p| &**p)
             .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
             .filter(|p| {
                 selects(

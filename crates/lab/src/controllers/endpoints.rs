@@ -28,14 +28,17 @@ use super::pods::{is_active, is_ready, lab_port};
 
 /// The Endpoints for `service`, or `None` when it has no selector (such Services'
 /// Endpoints are managed by hand upstream, and left alone here).
-pub fn endpoints_for(service: &Service, pods: &[Pod]) -> Option<Endpoints> {
+pub fn endpoints_for<P: std::borrow::Borrow<Pod>>(
+    service: &Service,
+    pods: &[P],
+) -> Option<Endpoints> {
     let spec = service.spec.as_ref()?;
     let selector = spec.selector.as_ref().filter(|s| !s.is_empty())?;
     let namespace = service.metadata.namespace.clone();
     let service_ports = spec.ports.clone().unwrap_or_default();
     // Ports → (ready, not ready) addresses; BTreeMap keeps subsets in a stable order.
     let mut subsets: BTreeMap<Vec<PortKey>, Subset> = BTreeMap::new();
-    for pod in pods {
+    for pod in pods.iter().map(P::borrow) {
         if pod.metadata.namespace != namespace || !selects(selector, pod) || !is_active(pod) {
             continue;
         }

@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::endpoints::{resolve_target_port, selects};
 use super::pods::{is_ready, lab_port};
-use super::runtime::{Wake, typed, typed_shared};
+use super::runtime::{Wake, typed};
 use crate::store::kinds::kind;
 use crate::store::{DeleteOptions, Store, WriteMode};
 
@@ -63,16 +63,16 @@ pub struct DesiredSlice {
 
 /// The slices `service` should have, or `None` when it has no selector (upstream leaves
 /// such Services' slices to their owners). `zone_of` maps a node name to its zone.
-pub fn slices_for(
+pub fn slices_for<P: std::borrow::Borrow<Pod>>(
     service: &Service,
-    pods: &[Pod],
+    pods: &[P],
     zone_of: &dyn Fn(&str) -> Option<String>,
 ) -> Option<Vec<DesiredSlice>> {
     let spec = service.spec.as_ref()?;
     let selector = spec.selector.as_ref().filter(|s| !s.is_empty())?;
     let service_ports = spec.ports.clone().unwrap_or_default();
     let mut groups: BTreeMap<String, (Value, Vec<Value>)> = BTreeMap::new();
-    for pod in pods {
+    for pod in pods.iter().map(P::borrow) {
         if pod.metadata.namespace != service.metadata.namespace || !selects(selector, pod) {
             continue;
         }
@@ -190,8 +190,8 @@ pub fn sync(store: &Store) {
             .and_then(|s| s.selector.as_ref())
             .is_some_and(|m| !m.is_empty())
     });
-    let pods: Vec<Pod> = if selecting {
-        typed_shared(&store.list_shared("pods", None).0)
+    let pods: Vec<Arc<Pod>> = if selecting {
+        store.list_parsed("pods")
     } else {
         Vec::new()
     };
@@ -333,7 +333,7 @@ mod tests {
 
     #[test]
     fn a_service_without_pods_keeps_one_empty_slice() {
-        let slices = slices_for(&service(), &[], &|_| None).unwrap();
+        let slices = slices_for::<Pod>(&service(), &[], &|_| None).unwrap();
         assert_eq!(slices.len(), 1);
         assert!(slices[0].endpoints.is_empty());
         assert!(slice_object(&service(), &slices[0]).get("ports").is_none());

@@ -34,7 +34,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::events;
-use super::runtime::{Wake, to_value, typed, typed_shared, write_status};
+use super::runtime::{Wake, to_value, typed, write_status};
 use super::taints::{NOT_READY, UNREACHABLE, UNSCHEDULABLE, toleration_time};
 use crate::nodes::LEASE_NAMESPACE;
 use crate::store::kinds::kind;
@@ -179,7 +179,7 @@ pub async fn run(store: Arc<Store>, lifecycle: Lifecycle, shutdown: Cancellation
 pub fn pass(store: &Store, lifecycle: &Lifecycle, now: Timestamp) {
     let nodes: Vec<Node> = typed(store.list("nodes", None).items);
     let leases: Vec<Lease> = typed(store.list("leases", Some(LEASE_NAMESPACE)).items);
-    let pods: Vec<Pod> = typed_shared(&store.list_shared("pods", None).0);
+    let pods: Vec<Arc<Pod>> = store.list_parsed("pods");
     for node in &nodes {
         let name = node.metadata.name.clone().unwrap_or_default();
         let lease = leases
@@ -187,6 +187,7 @@ pub fn pass(store: &Store, lifecycle: &Lifecycle, now: Timestamp) {
             .find(|l| l.metadata.name.as_deref() == Some(&name));
         let on_node: Vec<&Pod> = pods
             .iter()
+            .map(|p| &**p)
             .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(&name))
             .collect();
         let silent = last_heartbeat(node, lease)

@@ -52,9 +52,9 @@ pub fn controller_ref(kind: &str, meta: &ObjectMeta) -> OwnerReference {
 
 /// One sync. `pods` may hold any pods of the namespace. `suffix` makes pod name suffixes
 /// (random in the loop, fixed in tests).
-pub fn reconcile(
+pub fn reconcile<P: std::borrow::Borrow<Pod>>(
     rs: &ReplicaSet,
-    pods: &[Pod],
+    pods: &[P],
     now: Timestamp,
     suffix: &mut dyn FnMut() -> String,
 ) -> ReplicaSetPlan {
@@ -67,6 +67,7 @@ pub fn reconcile(
     let mut owned: Vec<&Pod> = Vec::new();
     for pod in pods
         .iter()
+        .map(P::borrow)
         .filter(|p| p.metadata.namespace == rs.metadata.namespace)
     {
         let matches = selects(&selector, pod.metadata.labels.as_ref());

@@ -3,7 +3,6 @@
 //! writes it through the store: adoptions and releases, pods created and deleted (with
 //! upstream's `SuccessfulCreate` / `SuccessfulDelete` Events), the status.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,9 +13,7 @@ use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::runtime::{
-    BATCH, RESYNC, Wake, controller_uid, selected, to_value, typed, typed_shared, write_status,
-};
+use super::runtime::{BATCH, RESYNC, Wake, to_value, typed, write_status};
 use super::{events, pods, replicaset};
 use crate::store::kinds::kind;
 use crate::store::{DeleteOptions, Store, WriteMode};
@@ -44,29 +41,15 @@ pub(crate) fn sync_replicasets(store: &Store) -> Option<Duration> {
     if rses.is_empty() {
         return None;
     }
-    let uids: HashSet<&str> = rses
-        .iter()
-        .filter_map(|r| r.metadata.uid.as_deref())
-        .collect();
-    // Only pods some ReplicaSet controls or may adopt matter; skip parsing the others.
-    let candidate = |p: &Value| match controller_uid(p) {
-        Some(u) => uids.contains(u),
-        None => rses.iter().any(|r| {
-            let sel = r.spec.selector.match_labels.as_ref();
-            sel.is_some_and(|sel| {
-                !sel.is_empty() && selected(p, r.metadata.namespace.as_deref(), sel)
-            })
-        }),
-    };
-    let (pods, _) = store.list_shared("pods", None);
-    let all: Vec<Pod> = typed_shared(pods.iter().filter(|p| candidate(p)));
+    // Parsed once per write to a pod (the store keeps the parse), not on every pass.
+    let all: Vec<Arc<Pod>> = store.list_parsed("pods");
     let mut requeue: Option<Duration> = None;
     for rs in &rses {
         let ns = rs.metadata.namespace.clone().unwrap_or_default();
-        let mine: Vec<Pod> = all
+        let mine: Vec<&Pod> = all
             .iter()
             .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
-            .cloned()
+            .map(|p| &**p)
             .collect();
         let plan = replicaset::reconcile(rs, &mine, now, &mut pods::random_suffix);
         apply(store, rs, &ns, &plan);

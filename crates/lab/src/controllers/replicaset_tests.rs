@@ -48,7 +48,7 @@ fn ready(mut pod: Pod, at: i64) -> Pod {
 }
 
 fn pods_of(set: &ReplicaSet, n: usize, at: i64) -> Vec<Pod> {
-    reconcile(set, &[], t(0), &mut counter())
+    reconcile::<Pod>(set, &[], t(0), &mut counter())
         .create
         .into_iter()
         .take(n)
@@ -59,7 +59,7 @@ fn pods_of(set: &ReplicaSet, n: usize, at: i64) -> Vec<Pod> {
 
 #[test]
 fn missing_replicas_are_created_owned_by_the_replicaset_with_its_labels() {
-    let plan = reconcile(&rs(2, 0), &[], t(0), &mut counter());
+    let plan = reconcile::<Pod>(&rs(2, 0), &[], t(0), &mut counter());
     assert_eq!(plan.create.len(), 2);
     let pod = &plan.create[0];
     assert_eq!(pod.metadata.name.as_deref(), Some("web-abc-p0001"));
@@ -82,7 +82,7 @@ fn missing_replicas_are_created_owned_by_the_replicaset_with_its_labels() {
 fn surplus_goes_not_ready_first_then_newest() {
     let set = rs(3, 0);
     let mut pods = pods_of(&set, 3, 0);
-    let mut pending = reconcile(&set, &[], t(0), &mut || "pend1".into())
+    let mut pending = reconcile::<Pod>(&set, &[], t(0), &mut || "pend1".into())
         .create
         .remove(0);
     pending.metadata.creation_timestamp = Some(Time(t(1)));

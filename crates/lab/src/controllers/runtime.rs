@@ -277,24 +277,18 @@ fn show_node_ports(
 /// removes Endpoints whose Service is gone, and returns the Endpoints now stored.
 pub(crate) fn sync_endpoints(store: &Store) -> Vec<Endpoints> {
     let services: Vec<Service> = typed(store.list("services", None).items);
-    // Only pods some Service selects matter; skip parsing the others.
-    let selectors: Vec<(Option<&str>, &std::collections::BTreeMap<String, String>)> = services
-        .iter()
-        .filter_map(|s| {
-            let sel = s
-                .spec
-                .as_ref()?
-                .selector
-                .as_ref()
-                .filter(|m| !m.is_empty())?;
-            Some((s.metadata.namespace.as_deref(), sel))
-        })
-        .collect();
-    let (pods, _) = store.list_shared("pods", None);
-    let pods: Vec<Pod> = typed_shared(
-        pods.iter()
-            .filter(|p| selectors.iter().any(|(ns, sel)| selected(p, *ns, sel))),
-    );
+    // Pods only matter to a Service that selects some.
+    let selecting = services.iter().any(|s| {
+        s.spec
+            .as_ref()
+            .and_then(|s| s.selector.as_ref())
+            .is_some_and(|m| !m.is_empty())
+    });
+    let pods: Vec<Arc<Pod>> = if selecting {
+        store.list_parsed("pods")
+    } else {
+        Vec::new()
+    };
     let stored: Vec<Endpoints> = typed(store.list("endpoints", None).items);
     for svc in &services {
         let Some(want) = endpoints::endpoints_for(svc, &pods) else {
@@ -347,21 +341,6 @@ pub(crate) fn controller_uid(pod: &Value) -> Option<&str> {
         .as_str()
 }
 
-/// Whether a selector in namespace `ns` selects the pod, on raw JSON.
-pub(crate) fn selected(
-    pod: &Value,
-    ns: Option<&str>,
-    selector: &std::collections::BTreeMap<String, String>,
-) -> bool {
-    pod.pointer("/metadata/namespace").and_then(Value::as_str) == ns
-        && selector.iter().all(|(k, v)| {
-            pod.pointer("/metadata/labels")
-                .and_then(|l| l.get(k))
-                .and_then(Value::as_str)
-                == Some(v)
-        })
-}
-
 /// Writes `status` to the object's status subresource, unconditionally (the status is
 /// this controller's to own).
 pub(crate) fn write_status(store: &Store, resource: &str, ns: &str, name: &str, status: Value) {
@@ -377,23 +356,6 @@ pub(crate) fn typed<T: DeserializeOwned>(items: Vec<Value>) -> Vec<T> {
     items
         .into_iter()
         .filter_map(|v| match serde_json::from_value(v) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                tracing::debug!("skipping an object the controller cannot read: {e}");
-                None
-            }
-        })
-        .collect()
-}
-
-/// [`typed`] over the store's shared objects ([`Store::list_shared`]): each is parsed in
-/// place, never copied as JSON first.
-pub(crate) fn typed_shared<'a, T: DeserializeOwned>(
-    items: impl IntoIterator<Item = &'a Arc<Value>>,
-) -> Vec<T> {
-    items
-        .into_iter()
-        .filter_map(|v| match T::deserialize(v.as_ref()) {
             Ok(t) => Some(t),
             Err(e) => {
                 tracing::debug!("skipping an object the controller cannot read: {e}");

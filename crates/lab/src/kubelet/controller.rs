@@ -31,7 +31,7 @@ use super::pod_worker;
 use super::registry::{PodRegistry, kill_orphans};
 use crate::LabConfig;
 use crate::controllers::events;
-use crate::controllers::runtime::{Wake, to_value, typed_shared, write_status};
+use crate::controllers::runtime::{Wake, to_value, write_status};
 use crate::store::Store;
 
 /// Longest wait without a store change.
@@ -123,7 +123,7 @@ async fn run(node: Arc<Node>, shutdown: CancellationToken) {
 /// One pass over the pods.
 fn sync(node: &Arc<Node>, workers: &mut HashMap<(String, String), Worker>) {
     workers.retain(|_, w| !w.task.is_finished());
-    let pods: Vec<Pod> = typed_shared(&node.store.list_shared("pods", None).0);
+    let pods: Vec<Arc<Pod>> = node.store.list_parsed("pods");
     let stopped: HashSet<String> = node
         .store
         .list("nodes", None)
@@ -190,7 +190,7 @@ fn bound_to(pod: &Pod) -> Option<String> {
 fn sync_pod(
     node: &Arc<Node>,
     workers: &mut HashMap<(String, String), Worker>,
-    pod: Pod,
+    pod: Arc<Pod>,
     running: &mut usize,
 ) {
     let key = pod_key(&pod);
@@ -224,6 +224,7 @@ fn sync_pod(
                 let _ = old.stop.send(Some(Duration::ZERO));
             }
             let (stop, stop_rx) = watch::channel(None);
+            let pod = Arc::unwrap_or_clone(pod);
             let task = tokio::spawn(pod_worker::run(node.clone(), pod, stop_rx));
             workers.insert(key, Worker { uid, stop, task });
         }

@@ -3,10 +3,12 @@
 //! far, resident memory); two samples give CPU usage in nanocores over their window, as
 //! metrics-server reports it.
 //!
-//! Linux reads `/proc/<pid>/stat` (utime + stime, in `sysconf(_SC_CLK_TCK)` ticks) and
-//! `/proc/<pid>/statm` (resident pages × page size). On other systems (macOS) there is no
-//! /proc and [`sample`] returns `None`: the lab then serves no pod metrics and the HPA
-//! reports it cannot read CPU, as upstream does without metrics-server.
+//! Linux reads `/proc/<pid>/stat` once per sample: utime + stime (in
+//! `sysconf(_SC_CLK_TCK)` ticks) and rss (resident pages × page size; the same figure as
+//! `statm`'s second field). One file, not two: the lab samples every pod every second.
+//! On other systems (macOS) there is no /proc and [`sample`] returns `None`: the lab then
+//! serves no pod metrics and the HPA reports it cannot read CPU, as upstream does without
+//! metrics-server.
 
 use std::time::{Duration, Instant};
 
@@ -75,21 +77,17 @@ impl UsageMeter {
     }
 }
 
-/// Parses utime + stime (in ticks) from the text of `/proc/<pid>/stat`. The command name
-/// (field 2) is in parentheses and may contain spaces or `)`, so fields are counted from
-/// the last `)`.
-fn cpu_ticks(stat: &str) -> Option<u64> {
+/// CPU ticks (utime + stime) and resident pages (rss) from the text of `/proc/<pid>/stat`.
+/// The command name (field 2) is in parentheses and may contain spaces or `)`, so fields
+/// are counted from the last `)`.
+fn stat_fields(stat: &str) -> Option<(u64, u64)> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let mut fields = rest.split_whitespace();
-    // After ")" come field 3 (state) onwards; utime is field 14, stime field 15.
+    // After ")" come field 3 (state) onwards: utime is field 14, stime 15, rss 24.
     let utime: u64 = fields.nth(11)?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
-}
-
-/// Resident pages (field 2) from the text of `/proc/<pid>/statm`.
-fn resident_pages(statm: &str) -> Option<u64> {
-    statm.split_whitespace().nth(1)?.parse().ok()
+    let rss: i64 = fields.nth(8)?.parse().ok()?;
+    Some((utime + stime, u64::try_from(rss).unwrap_or(0)))
 }
 
 #[cfg(target_os = "linux")]
@@ -99,7 +97,7 @@ mod imp {
 
     use nix::unistd::{SysconfVar, sysconf};
 
-    use super::{UsageSample, cpu_ticks, resident_pages};
+    use super::{UsageSample, stat_fields};
 
     /// (ticks per second, page size), read once.
     fn units() -> Option<(u64, u64)> {
@@ -115,13 +113,12 @@ mod imp {
         let (ticks_per_sec, page_size) = units()?;
         let at = Instant::now();
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
-        let ticks = cpu_ticks(&stat)?;
+        let (ticks, pages) = stat_fields(&stat)?;
         let cpu = Duration::from_nanos(ticks * 1_000_000_000 / ticks_per_sec.max(1));
         Some(UsageSample {
             at,
             cpu,
-            memory_bytes: resident_pages(&statm)? * page_size,
+            memory_bytes: pages * page_size,
         })
     }
 }
@@ -143,10 +140,14 @@ mod tests {
     #[test]
     fn stat_parsing_survives_odd_command_names() {
         let stat = "4242 (we ird) name)) S 1 4242 4242 0 -1 4194560 100 0 0 0 \
-                    250 50 0 0 20 0 3 0 12345 1000000 500 18446744073709551615";
-        assert_eq!(cpu_ticks(stat), Some(300));
-        assert_eq!(resident_pages("2000 512 300 10 0 400 0"), Some(512));
-        assert_eq!(cpu_ticks("garbage"), None);
+                    250 50 0 0 20 0 3 0 12345 1000000 512 18446744073709551615";
+        assert_eq!(stat_fields(stat), Some((300, 512)));
+        assert_eq!(stat_fields("garbage"), None);
+        // A truncated line (no rss) is no sample, not a zero.
+        assert_eq!(
+            stat_fields("1 (x) S 1 1 1 0 -1 0 0 0 0 0 250 50 0 0 20 0 3 0 1 2"),
+            None
+        );
     }
 
     #[test]

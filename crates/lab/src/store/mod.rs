@@ -36,6 +36,7 @@ mod delete;
 mod events;
 pub mod jobs;
 pub mod kinds;
+mod memo;
 mod meta;
 mod namespaces;
 mod owners;
@@ -312,6 +313,8 @@ pub struct Store {
     metrics: Mutex<BTreeMap<(String, String), Value>>,
     /// Most Events kept ([`MAX_EVENTS`]; tests lower it).
     event_cap: usize,
+    /// The typed forms [`Store::list_parsed`] keeps between passes.
+    parsed: memo::Parsed,
 }
 
 impl std::fmt::Debug for Store {
@@ -358,6 +361,7 @@ impl Store {
             pod_terminator: AtomicBool::new(false),
             default_toleration_seconds: std::sync::atomic::AtomicI64::new(-1),
             metrics: Mutex::new(BTreeMap::new()),
+            parsed: memo::Parsed::default(),
             event_cap: MAX_EVENTS,
         }
     }
@@ -435,6 +439,20 @@ impl Store {
             None => Vec::new(),
         };
         (items, state.rv)
+    }
+
+    /// Every object of `resource` as `T`, for a loop that reads them all on each pass: an
+    /// object is parsed once after each write to it, not on every call (objects that do not
+    /// parse as `T` are left out).
+    pub fn list_parsed<T>(&self, resource: &str) -> Vec<Arc<T>>
+    where
+        T: serde::de::DeserializeOwned + Send + Sync + 'static,
+    {
+        let Some(kind) = kinds::stored(resource) else {
+            return Vec::new();
+        };
+        let (objects, _) = self.list_shared(kind.plural, None);
+        self.parsed.of(kind.plural, &objects)
     }
 
     /// Object counts per resource (for the lab's status endpoint).

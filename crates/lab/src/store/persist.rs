@@ -8,9 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use super::memo::Memo;
 use super::{Store, kinds, meta};
 use crate::kubelet::probe::error_chain;
 
@@ -118,43 +120,59 @@ fn parse(bytes: &[u8]) -> Result<(Objects, u64), String> {
     Ok((objects, rv))
 }
 
-/// The state file's document: `{"resourceVersion": "..", "objects": [{"resource": ..,
-/// "object": ..}]}`, serialized straight from the store's shared objects.
-#[derive(serde::Serialize)]
-struct StateDoc<'a> {
-    #[serde(rename = "resourceVersion")]
-    resource_version: String,
-    objects: Vec<StoredObject<'a>>,
-}
-
-#[derive(serde::Serialize)]
-struct StoredObject<'a> {
-    resource: &'static str,
-    object: &'a Value,
-}
-
 /// Writes the store to `dir/state.json` now.
 pub fn save(store: &Store, dir: &Path) -> Result<(), PersistError> {
-    let (objects, rv) = store.snapshot();
-    let doc = StateDoc {
-        resource_version: rv.to_string(),
-        objects: objects
-            .iter()
-            .map(|(resource, object)| StoredObject {
-                resource,
-                object: object.as_ref(),
-            })
-            .collect(),
-    };
-    let path = dir.join(STATE_FILE);
-    resil_common::atomic::write_json(&path, &doc)
-        .map_err(|source| PersistError::Io { path, source })
+    Saver::default().save(store, dir)
+}
+
+/// Writes the state file, encoding again only the objects written since its last save:
+/// a thousand pods and their Events make a state file of many megabytes that the lab
+/// rewrites while anything changes (node heartbeats do, every few seconds).
+///
+/// The file is one JSON document, `{"resourceVersion": "..", "objects": [{"resource": ..,
+/// "object": ..}, ..]}`, one object per line.
+#[derive(Default)]
+pub struct Saver {
+    lines: Memo<Bytes>,
+    /// The last file's size, to allocate the next at once.
+    last_len: usize,
+}
+
+impl Saver {
+    /// Writes the store to `dir/state.json` now.
+    pub fn save(&mut self, store: &Store, dir: &Path) -> Result<(), PersistError> {
+        let (objects, rv) = store.snapshot();
+        let lines = self
+            .lines
+            .refresh(objects.iter().map(|(_, object)| object), |object| {
+                // Encoding a `Value` cannot fail: its maps have string keys.
+                Bytes::from(serde_json::to_vec(object).unwrap_or_default())
+            });
+        let mut doc = Vec::with_capacity(self.last_len + 64);
+        doc.extend_from_slice(
+            format!("{{\"resourceVersion\": \"{rv}\", \"objects\": [").as_bytes(),
+        );
+        for (i, ((resource, _), line)) in objects.iter().zip(&lines).enumerate() {
+            doc.extend_from_slice(if i == 0 { b"\n" } else { b",\n" });
+            // Resource names are plain lowercase plurals: nothing to escape.
+            doc.extend_from_slice(b"{\"resource\": \"");
+            doc.extend_from_slice(resource.as_bytes());
+            doc.extend_from_slice(b"\", \"object\": ");
+            doc.extend_from_slice(line);
+            doc.push(b'}');
+        }
+        doc.extend_from_slice(b"\n]}\n");
+        self.last_len = doc.len();
+        let path = dir.join(STATE_FILE);
+        resil_common::atomic::write(&path, &doc).map_err(|source| PersistError::Io { path, source })
+    }
 }
 
 /// Saves after changes, at most every [`DEBOUNCE`] or [`SAVE_SHARE`] times the last save's
 /// duration, whichever is longer, until `shutdown`; then saves once more. Write errors are
 /// logged and retried at the next change (the lab keeps serving).
 pub async fn run(store: Arc<Store>, dir: PathBuf, shutdown: CancellationToken) {
+    let mut saver = Saver::default();
     let mut changes = store.changes();
     let mut window = DEBOUNCE;
     loop {
@@ -170,23 +188,34 @@ pub async fn run(store: Arc<Store>, dir: PathBuf, shutdown: CancellationToken) {
                 }
                 changes.borrow_and_update();
                 let started = std::time::Instant::now();
-                save_logged(&store, &dir).await;
+                saver = save_logged(saver, &store, &dir).await;
                 window = DEBOUNCE.max(started.elapsed() * SAVE_SHARE);
             }
             // Shutdown: leave the loop for the final save.
             _ = shutdown.cancelled() => break,
         }
     }
-    save_logged(&store, &dir).await;
+    save_logged(saver, &store, &dir).await;
 }
 
-async fn save_logged(store: &Arc<Store>, dir: &Path) {
+/// Saves on a blocking thread; hands the saver back for the next save.
+async fn save_logged(mut saver: Saver, store: &Arc<Store>, dir: &Path) -> Saver {
     let store = store.clone();
     let dir = dir.to_path_buf();
-    let result = tokio::task::spawn_blocking(move || save(&store, &dir)).await;
+    let result = tokio::task::spawn_blocking(move || {
+        let result = saver.save(&store, &dir);
+        (saver, result)
+    })
+    .await;
     match result {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!("{}", error_chain(&e)),
-        Err(e) => tracing::error!("saving the lab state failed: {e}"),
+        Ok((saver, Ok(()))) => saver,
+        Ok((saver, Err(e))) => {
+            tracing::error!("{}", error_chain(&e));
+            saver
+        }
+        Err(e) => {
+            tracing::error!("saving the lab state failed: {e}");
+            Saver::default()
+        }
     }
 }
