@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::endpoints::{resolve_target_port, selects};
 use super::pods::{is_ready, lab_port};
-use super::runtime::{Wake, typed};
+use super::runtime::{Wake, selected_pods, typed};
 use crate::store::kinds::kind;
 use crate::store::{DeleteOptions, Store, WriteMode};
 
@@ -183,18 +183,7 @@ pub async fn run(store: Arc<Store>, shutdown: CancellationToken) {
 /// One pass over every Service.
 pub fn sync(store: &Store) {
     let services: Vec<Service> = typed(store.list("services", None).items);
-    // Pods only matter to a Service that selects some.
-    let selecting = services.iter().any(|s| {
-        s.spec
-            .as_ref()
-            .and_then(|s| s.selector.as_ref())
-            .is_some_and(|m| !m.is_empty())
-    });
-    let pods: Vec<Arc<Pod>> = if selecting {
-        store.list_parsed("pods")
-    } else {
-        Vec::new()
-    };
+    let pods = selected_pods(store, &services);
     let slices = store.list("endpointslices", None).items;
     let zone_of = |node: &str| {
         store

@@ -273,22 +273,26 @@ fn show_node_ports(
     }
 }
 
-/// One pass: writes the Endpoints of every Service with a selector (when they differ),
-/// removes Endpoints whose Service is gone, and returns the Endpoints now stored.
-pub(crate) fn sync_endpoints(store: &Store) -> Vec<Endpoints> {
-    let services: Vec<Service> = typed(store.list("services", None).items);
-    // Pods only matter to a Service that selects some.
+/// Every pod, when some of `services` selects pods (none otherwise: nothing to read).
+pub(crate) fn selected_pods(store: &Store, services: &[Service]) -> Vec<Arc<Pod>> {
     let selecting = services.iter().any(|s| {
         s.spec
             .as_ref()
             .and_then(|s| s.selector.as_ref())
             .is_some_and(|m| !m.is_empty())
     });
-    let pods: Vec<Arc<Pod>> = if selecting {
+    if selecting {
         store.list_parsed("pods")
     } else {
         Vec::new()
-    };
+    }
+}
+
+/// One pass: writes the Endpoints of every Service with a selector (when they differ),
+/// removes Endpoints whose Service is gone, and returns the Endpoints now stored.
+pub(crate) fn sync_endpoints(store: &Store) -> Vec<Endpoints> {
+    let services: Vec<Service> = typed(store.list("services", None).items);
+    let pods = selected_pods(store, &services);
     let stored: Vec<Endpoints> = typed(store.list("endpoints", None).items);
     for svc in &services {
         let Some(want) = endpoints::endpoints_for(svc, &pods) else {
