@@ -165,7 +165,7 @@ cache="$HOME/.kube/cache/discovery"
 cp -r "$cache/${addr/:/_}" "$cache/${replay/:/_}"
 kubectl --server "https://$replay" get pods -A >/dev/null
 gets=(); replays=(); starts=()
-elapsed_ms() { local s e; s=$(date +%s%N); "$@" >/dev/null; e=$(date +%s%N); echo $(( (e - s) / 1000000 )); }
+elapsed_ms() { local s; s=$(now_ms); "$@" >/dev/null; echo $(( $(now_ms) - s )); }
 for _ in 1 2 3 4 5; do
   gets+=("$(elapsed_ms kubectl get pods -A)")
   replays+=("$(elapsed_ms kubectl --server "https://$replay" get pods -A)")

@@ -46,12 +46,8 @@ pub(crate) fn sync_replicasets(store: &Store) -> Option<Duration> {
     let mut requeue: Option<Duration> = None;
     for rs in &rses {
         let ns = rs.metadata.namespace.clone().unwrap_or_default();
-        let mine: Vec<&Pod> = all
-            .iter()
-            .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()))
-            .map(|p| &**p)
-            .collect();
-        let plan = replicaset::reconcile(rs, &mine, now, &mut pods::random_suffix);
+        // `reconcile` reads only the pods of the ReplicaSet's namespace.
+        let plan = replicaset::reconcile(rs, &all, now, &mut pods::random_suffix);
         apply(store, rs, &ns, &plan);
         if let Some(r) = plan.requeue_after {
             requeue = Some(requeue.map_or(r, |q| q.min(r)));

@@ -134,8 +134,6 @@ pub fn save(store: &Store, dir: &Path) -> Result<(), PersistError> {
 #[derive(Default)]
 pub struct Saver {
     lines: Memo<Bytes>,
-    /// The last file's size, to allocate the next at once.
-    last_len: usize,
 }
 
 impl Saver {
@@ -148,7 +146,9 @@ impl Saver {
                 // Encoding a `Value` cannot fail: its maps have string keys.
                 Bytes::from(serde_json::to_vec(object).unwrap_or_default())
             });
-        let mut doc = Vec::with_capacity(self.last_len + 64);
+        // Each line plus its envelope (`{"resource": "..", "object": ..},\n`).
+        let size: usize = lines.iter().map(|l| l.len() + 64).sum();
+        let mut doc = Vec::with_capacity(size + 64);
         doc.extend_from_slice(
             format!("{{\"resourceVersion\": \"{rv}\", \"objects\": [").as_bytes(),
         );
@@ -162,7 +162,6 @@ impl Saver {
             doc.push(b'}');
         }
         doc.extend_from_slice(b"\n]}\n");
-        self.last_len = doc.len();
         let path = dir.join(STATE_FILE);
         resil_common::atomic::write(&path, &doc).map_err(|source| PersistError::Io { path, source })
     }
