@@ -4,7 +4,9 @@
 //! - **Failover time (control plane)**: from the moment the selected colour drops below
 //!   `ready_min` ready pods (or the chaos injection, when one was announced just before) to
 //!   the moment the Service selects the other colour *and* its Endpoints hold a ready
-//!   address of that colour. A fail-back is timed from the switch to the same condition.
+//!   address of that colour. A switch seen before the selected colour's loss (its pods'
+//!   watch behind the Service's, or a switch made by hand) starts the clock at the switch.
+//!   A fail-back is timed from the switch to the same condition.
 //! - **Scaling latency**: per scale-up of a colour's Deployment (`spec.replicas` up; its
 //!   start moved back to the HPA's `desiredReplicas` rise when the HPA asked first) until
 //!   that many pods of the colour are Ready.
@@ -173,6 +175,14 @@ impl Recorder {
             });
         }
 
+        // A switch away from a colour the recorder still sees as ready: its pods' watch is
+        // behind the Service's (separate streams keep no order between them), or the switch
+        // was made by hand. Either way traffic moved; the switch is the first sign of it.
+        if let Some(from) = previous.filter(|_| switched && self.outage.is_none() && !failing_back)
+        {
+            self.start_outage(from, now);
+        }
+
         if let Some(outage) = self.outage.clone() {
             if active != outage.from && state.serving(active) >= 1 {
                 let prepared = self.prepared.take().filter(|(c, _)| *c == active);
@@ -196,15 +206,7 @@ impl Recorder {
                 });
             }
         } else if state.ready(active) < self.ready_min {
-            let started_at = match self.injected_at.take() {
-                Some(at) if at <= now && millis(at, now) <= INJECTION_WINDOW_MS as u64 => at,
-                _ => now,
-            };
-            self.outage = Some(Outage {
-                from: active,
-                started_at,
-            });
-            self.failback = None;
+            self.start_outage(active, now);
         }
 
         if let Some(pending) = self.failback.clone() {
@@ -222,6 +224,16 @@ impl Recorder {
                 self.failback = None;
             }
         }
+    }
+
+    /// `from` stopped serving at `now`, or at the injection announced just before.
+    fn start_outage(&mut self, from: Color, now: DateTime<Utc>) {
+        let started_at = match self.injected_at.take() {
+            Some(at) if at <= now && millis(at, now) <= INJECTION_WINDOW_MS as u64 => at,
+            _ => now,
+        };
+        self.outage = Some(Outage { from, started_at });
+        self.failback = None;
     }
 
     fn complete(
@@ -395,6 +407,41 @@ mod tests {
         state.apply_endpoints(&endpoints(&["g1"]));
         rec.observe(&state, t(1_100));
         assert_eq!(rec.failovers()[0].duration_ms, 600);
+    }
+
+    #[test]
+    fn a_switch_seen_before_the_pods_it_follows_is_still_a_failover() {
+        let (mut state, mut rec) = steady();
+        rec.injection(t(900));
+        // The Service's watch delivers the switch while the pods' watch still shows blue
+        // ready (the two streams keep no order between them).
+        state.apply_service(&service("green"));
+        state.apply_endpoints(&endpoints(&["g1"]));
+        let done = rec.observe(&state, t(1_000));
+        assert!(
+            matches!(
+                &done[..],
+                [EventKind::FailoverCompleted {
+                    duration_ms: 100,
+                    ..
+                }]
+            ),
+            "{done:?}"
+        );
+        // The late pod events change nothing; blue's return is the fail-back.
+        state.apply_pod(&pod("b1", "blue", false));
+        assert!(rec.observe(&state, t(1_010)).is_empty());
+        state.apply_pod(&pod("b1", "blue", true));
+        rec.observe(&state, t(5_000));
+        state.apply_service(&service("blue"));
+        state.apply_endpoints(&endpoints(&["b1"]));
+        rec.observe(&state, t(25_000));
+        let directions: Vec<&str> = rec
+            .failovers()
+            .iter()
+            .map(|f| f.direction.as_str())
+            .collect();
+        assert_eq!(directions, ["failover", "failback"]);
     }
 
     #[test]
