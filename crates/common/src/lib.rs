@@ -1,7 +1,7 @@
 //! The few pieces the lab and the toolkit both stand on, and nothing else: atomic file
 //! writes, the process-wide rustls provider, exit codes, the duration parser their
-//! command lines share, and Prometheus exposition (format negotiation, encoding). Knows
-//! neither the lab nor the toolkit.
+//! command lines share, Prometheus exposition (format negotiation, encoding), the pod's
+//! lifeline and the open-file limit. Knows neither the lab nor the toolkit.
 
 pub mod args;
 pub mod atomic;
@@ -9,5 +9,6 @@ pub mod crypto;
 pub mod exit;
 pub mod exposition;
 pub mod lifeline;
+pub mod limits;
 
 pub use exit::Exit;

@@ -54,6 +54,9 @@ pub async fn run(args: LabArgs, global: &Globals) -> anyhow::Result<Exit> {
     match args.command {
         LabCommand::Up(up) => {
             let plan = LabUpPlan::new(up, global)?;
+            if let Some(warning) = files_short(&plan, open_file_limit()) {
+                eprintln!("{warning}");
+            }
             if plan.foreground {
                 foreground(&target, &plan).await
             } else {
@@ -73,6 +76,34 @@ pub async fn run(args: LabArgs, global: &Globals) -> anyhow::Result<Exit> {
         LabCommand::Status => status(&target).await,
         LabCommand::Kubeconfig => print_kubeconfig(&target).await,
     }
+}
+
+/// Open files the lab holds besides its pods' (listeners, state, clients' connections,
+/// probes in flight).
+const FILES_BESIDE_PODS: u64 = 200;
+
+/// This process's open-file limit (the lab it starts inherits it; `main` has raised it to
+/// the hard limit already).
+fn open_file_limit() -> Option<u64> {
+    use nix::sys::resource::{Resource, getrlimit};
+    getrlimit(Resource::RLIMIT_NOFILE)
+        .ok()
+        .map(|(soft, _)| soft)
+}
+
+/// A warning when an open-file limit of `limit` cannot hold the pods the nodes take.
+fn files_short(plan: &LabUpPlan, limit: Option<u64>) -> Option<String> {
+    let limit = limit?;
+    let capacity = plan.nodes.count as u64 * u64::from(plan.max_pods);
+    let room = limit.saturating_sub(FILES_BESIDE_PODS) / crate::kubelet::FILES_PER_POD;
+    (room < capacity).then(|| {
+        format!(
+            "warning: the open-file limit ({limit}) holds about {room} pods; the nodes take \
+             {capacity} ({} × --max-pods {}). Pods past that fail to start. Raise the hard \
+             limit (`ulimit -Hn`, LimitNOFILE= for a service) or ask for fewer.",
+            plan.nodes.count, plan.max_pods
+        )
+    })
 }
 
 /// `lab up`, resolved.
@@ -722,6 +753,32 @@ mod tests {
         assert_eq!(up.zones, ["x", "y"]);
         assert_eq!(up.node_monitor_grace_period, plan.node_monitor_grace_period);
         assert_eq!(up.default_toleration_seconds, 3);
+    }
+
+    #[test]
+    fn a_lab_whose_pods_need_more_files_than_the_limit_is_warned_of() {
+        let argv = [
+            "resil",
+            "lab",
+            "up",
+            "--no-kubeconfig",
+            "--nodes",
+            "3",
+            "--max-pods",
+            "110",
+        ];
+        let Command::Lab(lab) = Cli::try_parse_from(argv).unwrap().command;
+        let LabCommand::Up(up) = lab.command else {
+            panic!("not lab up");
+        };
+        let plan = LabUpPlan::new(up, &Globals::default()).unwrap();
+        let warning = files_short(&plan, Some(1024)).expect("330 pods need more than 1024");
+        assert!(
+            warning.contains("(1024) holds about 206 pods") && warning.contains("take 330"),
+            "{warning}"
+        );
+        assert_eq!(files_short(&plan, Some(2000)), None);
+        assert_eq!(files_short(&plan, None), None);
     }
 
     #[test]

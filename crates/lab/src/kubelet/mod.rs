@@ -50,11 +50,31 @@ pub use registry::{PodRecord, PodRegistry, kill_orphans};
 pub use supervisor::{ContainerEvent, ContainerHandle, ContainerSpec, Restart};
 pub use usage::{Usage, UsageMeter};
 
+/// Open files a running pod holds in the lab: its two output pipes, its pidfd, its log.
+pub const FILES_PER_POD: u64 = 4;
+
+/// What to do about a failed spawn: the lab out of file descriptors is the lab's limit,
+/// not a wrong program.
+fn spawn_hint(error: &io::Error) -> String {
+    let errno = error.raw_os_error().map(nix::errno::Errno::from_raw);
+    match errno {
+        Some(nix::errno::Errno::EMFILE) => format!(
+            "the lab has as many files open as its limit allows (each pod holds {FILES_PER_POD}); \
+             start the lab again with a higher limit (`ulimit -n` before `resil lab up`, \
+             LimitNOFILE= for a service)"
+        ),
+        Some(nix::errno::Errno::ENFILE) => {
+            "the system is out of open files (fs.file-max); stop some pods or processes".into()
+        }
+        _ => "is it the resil binary?".into(),
+    }
+}
+
 /// Why a pod process could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum KubeletError {
     /// The program could not be executed.
-    #[error("cannot start {program}: is it the resil binary?", program = program.display())]
+    #[error("cannot start {program}: {hint}", program = program.display(), hint = spawn_hint(source))]
     Spawn {
         /// The program.
         program: PathBuf,

@@ -275,7 +275,28 @@ async fn a_program_that_cannot_start_is_a_spawn_error() {
     let missing = launch(dir.path(), dir.path().join("no-such-program"), "x");
     let err = PodProcess::spawn(&missing, &registry).unwrap_err();
     assert!(matches!(err, KubeletError::Spawn { .. }), "{err}");
+    assert!(
+        err.to_string().ends_with("is it the resil binary?"),
+        "{err}"
+    );
     assert!(registry.pods().is_empty());
+}
+
+#[test]
+fn a_lab_out_of_file_descriptors_says_to_raise_its_limit_not_to_check_the_program() {
+    let spawn = |errno: nix::errno::Errno| KubeletError::Spawn {
+        program: PathBuf::from("/usr/bin/resil"),
+        source: std::io::Error::from_raw_os_error(errno as i32),
+    };
+    let emfile = spawn(nix::errno::Errno::EMFILE).to_string();
+    assert!(
+        emfile.starts_with("cannot start /usr/bin/resil: the lab has as many files open")
+            && emfile.contains("ulimit -n")
+            && !emfile.contains("resil binary?"),
+        "{emfile}"
+    );
+    let enfile = spawn(nix::errno::Errno::ENFILE).to_string();
+    assert!(enfile.contains("fs.file-max"), "{enfile}");
 }
 
 #[cfg(target_os = "linux")]
