@@ -35,7 +35,7 @@ use crate::Exit;
 use crate::cli::{DashboardArgs, GlobalArgs};
 use crate::cluster::{self, ConnectOptions};
 use crate::domain::Color;
-use crate::watch::controller::{self, WatchPlan};
+use crate::watch::controller::{self, Update, WatchPlan};
 use crate::watch::failover::Policy;
 use board::{Board, Input};
 use replay::{Recording, ReplayClock};
@@ -233,6 +233,10 @@ async fn observe(
     let (tx, mut rx) = mpsc::unbounded_channel();
     let forward = tokio::spawn(async move {
         while let Some(update) = rx.recv().await {
+            // The page has no place for them; the terminal the dashboard runs in does.
+            if let Update::Warning(w) = &update {
+                tracing::warn!("watch: {w}");
+            }
             if inputs.send(Input::Watch(update)).is_err() {
                 return;
             }

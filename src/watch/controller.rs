@@ -415,8 +415,10 @@ impl Watcher {
         }])
     }
 
+    /// Hands a warning to whoever shows the updates (`resil watch`, a run's progress, the
+    /// dashboard), once: the log has it only at debug level, or it would print twice.
     fn warn(&self, message: String) {
-        tracing::warn!("{message}");
+        tracing::debug!("{message}");
         let _ = self.updates.send(Update::Warning(message));
     }
 
