@@ -5,7 +5,8 @@
 //! with it, as an asynchronously replicated database does. In synchronous mode the source
 //! itself copies each write to the target before acknowledging it (its `/admin/replica`,
 //! set at start and cleared at the end); the loop then only catches up on writes made
-//! before. Called by [`super::command`] and by tests; it prints nothing.
+//! before, passing over those the feed marks as copied to its target already. Called by
+//! [`super::command`] and by tests; it prints nothing.
 
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,12 @@ const PAGE: usize = 500;
 pub struct ReplicaReport {
     /// Writes copied to the target.
     pub copied: u64,
+    /// Of those, writes acknowledged before this replicator started (its catch-up): not
+    /// in the lag figures, which would measure the time before it ran.
+    pub caught_up: u64,
+    /// Writes the source had copied to the target itself before acknowledging them
+    /// (synchronous mode): not copied again, and not in the lag figures.
+    pub held_already: u64,
     /// Value bytes copied.
     pub bytes: u64,
     /// The source's sequence number the target holds everything up to.
@@ -35,7 +42,7 @@ pub struct ReplicaReport {
     /// beyond the page).
     pub pending: u64,
     /// From a write's acknowledgement in the source to its copy in the target: the
-    /// latest, the mean and the largest, in ms.
+    /// latest, the mean and the largest, in ms (writes acknowledged while it ran).
     pub lag_last_ms: u64,
     pub lag_mean_ms: u64,
     pub lag_max_ms: u64,
@@ -55,11 +62,18 @@ pub struct ReplicaReport {
 }
 
 impl ReplicaReport {
-    fn copied_one(&mut self, lag: Duration, bytes: usize) {
-        let ms = lag.as_millis() as u64;
-        self.lag_mean_ms = (self.lag_mean_ms * self.copied + ms) / (self.copied + 1);
+    /// One write copied: `lag` after its acknowledgement, or `None` for one acknowledged
+    /// before the replicator started.
+    fn copied_one(&mut self, lag: Option<Duration>, bytes: usize) {
         self.copied += 1;
         self.bytes += bytes as u64;
+        let Some(lag) = lag else {
+            self.caught_up += 1;
+            return;
+        };
+        let ms = lag.as_millis() as u64;
+        let timed = self.copied - self.caught_up;
+        self.lag_mean_ms = (self.lag_mean_ms * (timed - 1) + ms) / timed;
         self.lag_last_ms = ms;
         self.lag_max_ms = self.lag_max_ms.max(ms);
     }
@@ -77,6 +91,7 @@ pub async fn run(
         .build()
         .map_err(|e| ReplicateError::Client(e.to_string()))?;
     let started = Instant::now();
+    let started_at = Utc::now();
     let mut report = ReplicaReport {
         sync: plan.sync,
         ..ReplicaReport::default()
@@ -146,10 +161,17 @@ pub async fn run(
         }
         report.source_seq = feed.last_seq;
         report.pending = feed.pending;
-        let mut copied = 0;
+        let mut taken = 0;
         for entry in &feed.entries {
             if cancel.is_cancelled() {
                 break;
+            }
+            if entry.copied_to.as_deref() == Some(plan.to.as_str()) {
+                report.held_already += 1;
+                report.replicated_seq = entry.seq;
+                report.pending = report.pending.saturating_sub(1);
+                taken += 1;
+                continue;
             }
             let Ok(value) = base64::engine::general_purpose::STANDARD.decode(&entry.value) else {
                 report.source_errors += 1;
@@ -165,11 +187,12 @@ pub async fn run(
                 .await;
             match put {
                 Ok(r) if r.status().is_success() => {
-                    let lag = (Utc::now() - entry.acked_at).to_std().unwrap_or_default();
+                    let lag = (entry.acked_at >= started_at)
+                        .then(|| (Utc::now() - entry.acked_at).to_std().unwrap_or_default());
                     report.copied_one(lag, bytes);
                     report.replicated_seq = entry.seq;
                     report.pending = report.pending.saturating_sub(1);
-                    copied += 1;
+                    taken += 1;
                 }
                 // Not copied: the same entry is the first of the next round.
                 Ok(r) => {
@@ -189,8 +212,8 @@ pub async fn run(
                 }
             }
         }
-        full_page = copied == PAGE;
-        if copied > 0 || !feed.entries.is_empty() {
+        full_page = taken == PAGE;
+        if taken > 0 || !feed.entries.is_empty() {
             progress(&report);
         }
     }
@@ -286,11 +309,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_report_keeps_the_mean_and_the_largest_lag() {
+    fn the_report_keeps_the_mean_and_the_largest_lag_of_writes_made_while_it_ran() {
         let mut r = ReplicaReport::default();
-        r.copied_one(Duration::from_millis(100), 3);
-        r.copied_one(Duration::from_millis(300), 4);
-        assert_eq!((r.copied, r.bytes), (2, 7));
+        r.copied_one(None, 5);
+        r.copied_one(Some(Duration::from_millis(100)), 3);
+        r.copied_one(Some(Duration::from_millis(300)), 4);
+        assert_eq!((r.copied, r.caught_up, r.bytes), (3, 1, 12));
         assert_eq!(
             (r.lag_last_ms, r.lag_mean_ms, r.lag_max_ms),
             (300, 200, 300)

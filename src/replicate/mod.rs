@@ -165,8 +165,12 @@ pub async fn command(args: ReplicateArgs, _global: &GlobalArgs) -> anyhow::Resul
 /// The figures in one line (the progress each second; a scenario's timeline note).
 pub fn progress_line(r: &ReplicaReport) -> String {
     format!(
-        "copied {} (up to seq {} of {}), {} pending, lag {} ms (max {} ms){}{}",
+        "copied {}{} (up to seq {} of {}), {} pending, lag {} ms (max {} ms){}{}",
         r.copied,
+        match r.held_already {
+            0 => String::new(),
+            n => format!(" + {n} held already"),
+        },
         r.replicated_seq,
         r.source_seq,
         r.pending,
@@ -186,13 +190,22 @@ pub fn progress_line(r: &ReplicaReport) -> String {
 /// The final figures as text.
 pub fn summary(r: &ReplicaReport) -> String {
     format!(
-        "copied       {} writes, {} bytes\n\
+        "copied       {} writes, {} bytes{}\n\
          replicated   up to seq {} of the source's {} ({} pending)\n\
          lag          last {} ms, mean {} ms, max {} ms\n\
          errors       {} reading the source, {} writing the target{}\n\
          mode         {}, ran {:.1} s",
         r.copied,
         r.bytes,
+        match (r.caught_up, r.held_already) {
+            (0, 0) => String::new(),
+            (c, 0) => format!(" ({c} of them made before it started)"),
+            (0, h) => format!(" ({h} more copied by the source before acknowledging)"),
+            (c, h) => format!(
+                " ({c} of them made before it started; {h} more copied by the source before \
+                 acknowledging)"
+            ),
+        },
         r.replicated_seq,
         r.source_seq,
         r.pending,

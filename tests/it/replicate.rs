@@ -146,6 +146,10 @@ async fn sync_replication_loses_no_acknowledged_write_when_the_source_dies() {
         cancel.cancel();
         let report = replicating.await.unwrap().unwrap();
         assert!(report.sync);
+        // The loop copied the early write only: the source had copied the others itself,
+        // and the feed says so.
+        assert_eq!(report.copied, 1, "round {round}: {report:#?}");
+        assert!(report.held_already > 0, "round {round}: {report:#?}");
         acked.push(("early".into(), Instant::now()));
         let gone = missing(&target, &acked).await;
         assert!(

@@ -57,7 +57,7 @@ pub struct WriteAck {
 /// A synchronous replica: the base URL of another demo app.
 #[derive(Debug)]
 pub struct Replica {
-    url: String,
+    url: Arc<str>,
     client: reqwest::Client,
 }
 
@@ -90,7 +90,7 @@ impl Replica {
             .build()
             .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
         Ok(Replica {
-            url: url.to_string(),
+            url: url.into(),
             client,
         })
     }
@@ -148,7 +148,7 @@ impl Kv {
     /// Counts and the replica for `/admin/state`.
     pub fn snapshot(&self) -> KvSnapshot {
         KvSnapshot {
-            replica: self.replica().map(|r| r.url.clone()),
+            replica: self.replica().map(|r| r.url.to_string()),
             ..self.store.snapshot()
         }
     }
@@ -226,7 +226,8 @@ pub(crate) async fn put(State(state): State<AppState>, request: Request) -> Resp
         }
     }
     let bytes = value.len() as u64;
-    let stored = match kv.store.put(&key, value, Utc::now()) {
+    let copied_to = replica.as_ref().map(|r| r.url.clone());
+    let stored = match kv.store.put_copied(&key, value, Utc::now(), copied_to) {
         Ok(stored) => stored,
         Err(err) => return kv_error(&err),
     };
@@ -244,7 +245,7 @@ pub(crate) async fn put(State(state): State<AppState>, request: Request) -> Resp
         ack: ack.clone(),
         acked_at: stored.at.to_rfc3339_opts(SecondsFormat::Millis, true),
         bytes,
-        replicated_to: replica.map(|r| r.url.clone()),
+        replicated_to: replica.map(|r| r.url.to_string()),
     };
     let mut response = (status, axum::Json(body)).into_response();
     stamp(response.headers_mut(), &state, Some(&ack));

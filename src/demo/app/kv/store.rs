@@ -6,7 +6,7 @@
 //! in `kv/routes.rs` call it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -105,6 +105,10 @@ pub struct FeedEntry {
     pub acked_at: DateTime<Utc>,
     /// The value, base64 (standard alphabet, padded).
     pub value: String,
+    /// The replica the source copied it to before acknowledging it (synchronous
+    /// replication), as `/admin/replica` named it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copied_to: Option<String>,
 }
 
 /// A page of the change feed.
@@ -142,6 +146,8 @@ struct Entry {
     value: Bytes,
     seq: u64,
     at: DateTime<Utc>,
+    /// The replica this write was copied to before it was acknowledged.
+    copied_to: Option<Arc<str>>,
 }
 
 #[derive(Debug, Default)]
@@ -249,6 +255,19 @@ impl KvStore {
     /// Stores `key = value` (a valid key: see [`validate_key`]) and gives it the next
     /// sequence number.
     pub fn put(&self, key: &str, value: Bytes, now: DateTime<Utc>) -> Result<Stored, KvError> {
+        self.put_copied(key, value, now, None)
+    }
+
+    /// [`KvStore::put`] of a write already copied to the replica at `copied_to`
+    /// (synchronous replication): the feed says so, and a replicator copying to that
+    /// replica does not copy it again.
+    pub fn put_copied(
+        &self,
+        key: &str,
+        value: Bytes,
+        now: DateTime<Utc>,
+        copied_to: Option<Arc<str>>,
+    ) -> Result<Stored, KvError> {
         self.check_size(value.len() as u64)?;
         let mut inner = self.lock();
         self.fits(&inner, key, value.len())?;
@@ -261,6 +280,7 @@ impl KvStore {
                 value,
                 seq,
                 at: now,
+                copied_to,
             },
         );
         if let Some(old) = &old {
@@ -313,6 +333,7 @@ impl KvStore {
                 seq: *seq,
                 acked_at: entry.at,
                 value: base64::engine::general_purpose::STANDARD.encode(&entry.value),
+                copied_to: entry.copied_to.as_deref().map(str::to_string),
             });
         }
         let newer_total = inner.log.range(after + 1..).count() as u64;
@@ -446,5 +467,26 @@ mod tests {
         assert_eq!(rest.entries[0].key, "c");
         let page = kv.feed(0, 1, Duration::ZERO, t(1000));
         assert_eq!((page.entries.len(), page.pending), (1, 2));
+    }
+
+    #[test]
+    fn the_feed_marks_a_write_the_replica_holds_already_until_it_is_overwritten() {
+        let kv = KvStore::new(KvLimits::default());
+        let replica: Arc<str> = "http://127.0.0.1:8081".into();
+        kv.put_copied("a", Bytes::from_static(b"1"), t(0), Some(replica.clone()))
+            .unwrap();
+        kv.put("b", Bytes::from_static(b"2"), t(0)).unwrap();
+        let copied_to = |feed: &Feed| -> Vec<Option<String>> {
+            feed.entries.iter().map(|e| e.copied_to.clone()).collect()
+        };
+        let feed = kv.feed(0, 10, Duration::ZERO, t(1));
+        assert_eq!(copied_to(&feed), [Some(replica.to_string()), None]);
+        // Overwritten without the replica: the feed's latest write of `a` is not held.
+        kv.put("a", Bytes::from_static(b"3"), t(2)).unwrap();
+        let feed = kv.feed(0, 10, Duration::ZERO, t(3));
+        assert_eq!(copied_to(&feed), [None, None]);
+        // A reader that predates the field reads the feed as before.
+        let json = serde_json::to_value(&feed).unwrap();
+        assert!(json["entries"][0].get("copied_to").is_none(), "{json}");
     }
 }
