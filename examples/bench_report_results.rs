@@ -185,6 +185,7 @@ fn main() -> anyhow::Result<()> {
                     )
                 })
                 .collect(),
+            by_region: BTreeMap::new(),
             late_sends: 0,
             dropped_sends: 0,
             downtime_episodes: 1,

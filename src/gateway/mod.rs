@@ -645,7 +645,7 @@ async fn forward(
             if let Some(v) = &upstream.header {
                 response
                     .headers_mut()
-                    .insert("x-resil-gateway-region", v.clone());
+                    .insert(crate::load::plan::REGION_HEADER, v.clone());
             }
             Ok(response.map(BodyExt::boxed))
         }

@@ -264,6 +264,7 @@ mod tests {
             },
             latency_uncorrected: None,
             by_color: Default::default(),
+            by_region: Default::default(),
             late_sends: 0,
             dropped_sends: 0,
             downtime: Vec::new(),

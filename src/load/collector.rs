@@ -38,6 +38,8 @@ pub struct Collector {
     pub kinds: [u64; 6],
     pub status_codes: BTreeMap<u16, u64>,
     pub by_color: BTreeMap<String, (Served, Histogram<u64>)>,
+    /// Per region a gateway named (all [`UNKNOWN`](super::stats::UNKNOWN) without one).
+    pub by_region: BTreeMap<String, (Served, Histogram<u64>)>,
     /// The first [`MAX_EPISODES`] downtime episodes.
     pub episodes: Vec<Episode>,
     /// All downtime episodes, and the summed length of the ended ones.
@@ -64,6 +66,7 @@ impl Collector {
             kinds: [0; 6],
             status_codes: BTreeMap::new(),
             by_color: BTreeMap::new(),
+            by_region: BTreeMap::new(),
             episodes: Vec::new(),
             episodes_total: 0,
             downtime_total: Duration::ZERO,
@@ -136,14 +139,8 @@ impl Collector {
                     *self.status_codes.entry(code).or_default() += n;
                 }
                 let _ = self.uncorrected.add(&totals.uncorrected);
-                for (color, (served, hist)) in totals.by_color {
-                    let entry = self
-                        .by_color
-                        .entry(color)
-                        .or_insert_with(|| (Served::default(), new_histogram()));
-                    add_served(&mut entry.0, served);
-                    let _ = entry.1.add(&hist);
-                }
+                add_totals(&mut self.by_color, totals.by_color);
+                add_totals(&mut self.by_region, totals.by_region);
                 Vec::new()
             }
         }
@@ -178,19 +175,15 @@ impl Collector {
 
     /// The run's per-colour figures.
     pub fn color_summary(&self) -> BTreeMap<String, ColorLoad> {
-        self.by_color
-            .iter()
-            .map(|(c, (s, h))| {
-                (
-                    c.clone(),
-                    ColorLoad {
-                        requests: s.requests,
-                        errors: s.errors,
-                        latency: percentiles(h),
-                    },
-                )
-            })
-            .collect()
+        figures(&self.by_color)
+    }
+
+    /// The run's per-region figures; none when no answer named a region (no gateway).
+    pub fn region_summary(&self) -> BTreeMap<String, ColorLoad> {
+        if self.by_region.keys().all(|r| r == super::stats::UNKNOWN) {
+            return BTreeMap::new();
+        }
+        figures(&self.by_region)
     }
 
     /// Error counts by kind name (kinds that occurred).
@@ -215,6 +208,38 @@ pub fn episode_at(start: DateTime<Utc>, e: &Episode) -> DowntimeEpisode {
             .map(|end| end.saturating_sub(e.started).as_millis() as u64),
         failed_requests: e.failed_requests,
     }
+}
+
+/// Adds a thread's run totals per name into the run's.
+fn add_totals(
+    into: &mut BTreeMap<String, (Served, Histogram<u64>)>,
+    from: BTreeMap<String, (Served, Histogram<u64>)>,
+) {
+    for (name, (served, hist)) in from {
+        let entry = into
+            .entry(name)
+            .or_insert_with(|| (Served::default(), new_histogram()));
+        add_served(&mut entry.0, served);
+        // Same bounds on both sides, so adding cannot fail.
+        let _ = entry.1.add(&hist);
+    }
+}
+
+/// Counts and percentiles per name.
+fn figures(totals: &BTreeMap<String, (Served, Histogram<u64>)>) -> BTreeMap<String, ColorLoad> {
+    totals
+        .iter()
+        .map(|(name, (s, h))| {
+            (
+                name.clone(),
+                ColorLoad {
+                    requests: s.requests,
+                    errors: s.errors,
+                    latency: percentiles(h),
+                },
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use std::task::{Poll, ready};
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
-use super::plan::{ACK_HEADER, COLOR_HEADER, POD_HEADER};
+use super::plan::{ACK_HEADER, COLOR_HEADER, POD_HEADER, REGION_HEADER};
 
 /// Read buffer size; responses whose headers exceed it are refused.
 const BUF_SIZE: usize = 16 * 1024;
@@ -125,6 +125,8 @@ pub struct Reply {
     pub pod: ShortValue,
     /// `x-resil-ack` (a write's acknowledgement, `REGION@STORE:SEQ`), empty when absent.
     pub ack: ShortValue,
+    /// `x-resil-gateway-region` (the region `resil gateway` sent it to), empty when absent.
+    pub region: ShortValue,
     /// Whether the connection may carry the next request.
     pub reusable: bool,
 }
@@ -352,6 +354,7 @@ fn interpret(response: &httparse::Response<'_, '_>, head: bool) -> (Reply, Frami
         color: ShortValue::EMPTY,
         pod: ShortValue::EMPTY,
         ack: ShortValue::EMPTY,
+        region: ShortValue::EMPTY,
         // HTTP/1.0 closes unless it says keep-alive.
         reusable: response.version == Some(1),
     };
@@ -384,6 +387,8 @@ fn interpret(response: &httparse::Response<'_, '_>, head: bool) -> (Reply, Frami
             reply.pod = ShortValue::copy(h.value.trim_ascii());
         } else if name.eq_ignore_ascii_case(ACK_HEADER) {
             reply.ack = ShortValue::copy(h.value.trim_ascii());
+        } else if name.eq_ignore_ascii_case(REGION_HEADER) {
+            reply.region = ShortValue::copy(h.value.trim_ascii());
         }
     }
     let framing = if head || status == 204 || status == 304 || (100..200).contains(&status) {

@@ -31,6 +31,8 @@ pub const COLOR_HEADER: &str = "x-resil-color";
 /// A write's acknowledgement from the demo app (`REGION@STORE:SEQ`).
 pub const ACK_HEADER: &str = "x-resil-ack";
 pub const VERSION_HEADER: &str = "x-resil-version";
+/// The region `resil gateway` sent a request to, on its answer.
+pub const REGION_HEADER: &str = "x-resil-gateway-region";
 
 /// When a run ends: after `requests` sends, after `duration`, or whichever comes first.
 /// At least one is set (the plan refuses an unbounded run).

@@ -7,8 +7,9 @@ use std::time::Duration;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::stats::UNKNOWN;
 use super::thresholds::Breach;
-use crate::results::summary::{LoadSummary, Percentiles};
+use crate::results::summary::{ColorLoad, LoadSummary, Percentiles};
 use crate::results::{Event, EventKind};
 
 /// A latency in µs as `842µs`, `12.4ms` or `1.52s`.
@@ -159,16 +160,23 @@ pub fn table(
             ]);
         }
     }
+    let served = |c: &ColorLoad| {
+        format!(
+            "{} requests, {} errors, p99 {}",
+            c.requests,
+            c.errors,
+            duration_us(c.latency.p99_us)
+        )
+    };
     for (color, c) in &s.by_color {
-        t.add_row(vec![
-            format!("served by {color}"),
-            format!(
-                "{} requests, {} errors, p99 {}",
-                c.requests,
-                c.errors,
-                duration_us(c.latency.p99_us)
-            ),
-        ]);
+        t.add_row(vec![format!("served by {color}"), served(c)]);
+    }
+    for (region, c) in &s.by_region {
+        let name = match region.as_str() {
+            UNKNOWN => "through no region".to_string(),
+            region => format!("through {region}"),
+        };
+        t.add_row(vec![name, served(c)]);
     }
     if let Some(w) = &s.writes {
         for (name, value) in write_rows(w) {

@@ -66,6 +66,7 @@ pub(super) fn build(
         latency: percentiles(&collector.overall),
         latency_uncorrected: open.then(|| percentiles(&collector.uncorrected)),
         by_color: collector.color_summary(),
+        by_region: collector.region_summary(),
         late_sends: collector.late_sends,
         dropped_sends: collector.dropped_sends,
         downtime: collector

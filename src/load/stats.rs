@@ -34,6 +34,9 @@ pub const MAX_EPISODES: usize = 1000;
 const MAX_PODS: usize = 1024;
 
 /// How one request ended.
+// A reply holds its four short header values inline (no allocation per request); it
+// lives on the stack for one request and is never stored, so its size costs a copy.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Copy)]
 pub enum Outcome {
     Reply(Reply),
@@ -185,6 +188,9 @@ pub struct ThreadTotals {
     /// Latency from the actual send (open model; equals the corrected one when closed).
     pub uncorrected: Histogram<u64>,
     pub by_color: BTreeMap<String, (Served, Histogram<u64>)>,
+    /// Per region the gateway named (`x-resil-gateway-region`); all under [`UNKNOWN`]
+    /// when no answer named one.
+    pub by_region: BTreeMap<String, (Served, Histogram<u64>)>,
 }
 
 /// What worker threads tell the collector.
@@ -370,6 +376,9 @@ pub struct ThreadStats {
     colors: Names,
     pods: Names,
     totals_by_color: Vec<(Served, Histogram<u64>)>,
+    regions: Names,
+    /// All under [`UNKNOWN`] when no answer names a region (no gateway in front).
+    totals_by_region: Vec<(Served, Histogram<u64>)>,
     requests: u64,
     successes: u64,
     errors: u64,
@@ -417,6 +426,19 @@ fn count(slots: &mut Vec<Served>, id: usize, error: bool) {
     slots[id].errors += u64::from(error);
 }
 
+/// One request in a name's run totals: counted, and timed when it had a response.
+fn tally(totals: &mut Vec<(Served, Histogram<u64>)>, id: usize, error: bool, latency: Option<u64>) {
+    if totals.len() <= id {
+        totals.resize_with(id + 1, || (Served::default(), new_histogram()));
+    }
+    let (served, histogram) = &mut totals[id];
+    served.requests += 1;
+    served.errors += u64::from(error);
+    if let Some(us) = latency {
+        histogram.saturating_record(us);
+    }
+}
+
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
@@ -431,6 +453,8 @@ impl ThreadStats {
             colors: Names::new(64),
             pods: Names::new(MAX_PODS),
             totals_by_color: Vec::new(),
+            regions: Names::new(64),
+            totals_by_region: Vec::new(),
             requests: 0,
             successes: 0,
             errors: 0,
@@ -514,39 +538,35 @@ impl ThreadStats {
                 downtime.failure(done);
             }
         }
-        let (color, pod) = match outcome {
+        let (color, pod, region) = match outcome {
             Outcome::Reply(reply) => {
                 let slot = usize::from(reply.status).min(599);
                 self.status_codes[slot] += 1;
                 (
                     self.colors.id(reply.color.as_bytes()),
                     self.pods.id(reply.pod.as_bytes()),
+                    self.regions.id(reply.region.as_bytes()),
                 )
             }
-            Outcome::Failed(_) => (0, 0),
+            Outcome::Failed(_) => (0, 0, 0),
         };
         count(&mut self.bucket.by_color, color, error);
         count(&mut self.bucket.by_pod, pod, error);
-        while self.totals_by_color.len() <= color {
-            self.totals_by_color
-                .push((Served::default(), new_histogram()));
-        }
-        let totals = &mut self.totals_by_color[color];
-        totals.0.requests += 1;
-        totals.0.errors += u64::from(error);
         // Latency is a response's: failures without one are counted, not timed.
-        if let Outcome::Reply(_) = outcome {
-            let corrected = micros(done.saturating_duration_since(intended));
+        let corrected = matches!(outcome, Outcome::Reply(_))
+            .then(|| micros(done.saturating_duration_since(intended)).max(1));
+        tally(&mut self.totals_by_color, color, error, corrected);
+        tally(&mut self.totals_by_region, region, error, corrected);
+        if let Some(corrected) = corrected {
             let service = micros(done.saturating_duration_since(sent));
-            self.bucket.latency.saturating_record(corrected.max(1));
-            totals.1.saturating_record(corrected.max(1));
+            self.bucket.latency.saturating_record(corrected);
             let slots = &mut self.bucket.latency_by_color;
             if slots.len() <= color {
                 slots.resize_with(color + 1, || None);
             }
             slots[color]
                 .get_or_insert_with(new_histogram)
-                .saturating_record(corrected.max(1));
+                .saturating_record(corrected);
             self.uncorrected.saturating_record(service.max(1));
             // Per pod, the pod's own time: a late send is the client's queue, not the pod.
             // `count` above made the slot exist.
@@ -631,12 +651,16 @@ impl ThreadStats {
             .filter(|(_, n)| **n > 0)
             .map(|(code, n)| (code as u16, *n))
             .collect();
-        let by_color = std::mem::take(&mut self.totals_by_color)
-            .into_iter()
-            .enumerate()
-            .filter(|(_, (s, _))| s.requests > 0)
-            .map(|(i, t)| (self.colors.name(i), t))
-            .collect();
+        let named = |names: &Names, totals: Vec<(Served, Histogram<u64>)>| {
+            totals
+                .into_iter()
+                .enumerate()
+                .filter(|(_, (s, _))| s.requests > 0)
+                .map(|(i, t)| (names.name(i), t))
+                .collect()
+        };
+        let by_color = named(&self.colors, std::mem::take(&mut self.totals_by_color));
+        let by_region = named(&self.regions, std::mem::take(&mut self.totals_by_region));
         let totals = ThreadTotals {
             requests: self.requests,
             successes: self.successes,
@@ -648,6 +672,7 @@ impl ThreadStats {
             status_codes,
             uncorrected: std::mem::replace(&mut self.uncorrected, new_histogram()),
             by_color,
+            by_region,
         };
         let _ = self.tx.send(Message::Done {
             thread: self.thread,
@@ -667,6 +692,7 @@ mod tests {
             color: ShortValue::EMPTY,
             pod: ShortValue::EMPTY,
             ack: ShortValue::EMPTY,
+            region: ShortValue::EMPTY,
             reusable: true,
         })
     }
@@ -699,6 +725,7 @@ mod tests {
                 color: ShortValue::copy(b"blue"),
                 pod: ShortValue::copy(pod),
                 ack: ShortValue::EMPTY,
+                region: ShortValue::EMPTY,
                 reusable: true,
             })
         };

@@ -92,6 +92,9 @@ pub struct Totals {
     pub status_codes: BTreeMap<String, u64>,
     pub uncorrected: String,
     pub by_color: BTreeMap<String, (Served, String)>,
+    /// Per region a gateway named (absent from a worker that predates it).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_region: BTreeMap<String, (Served, String)>,
     pub elapsed_us: u64,
     pub interrupted: bool,
 }
@@ -177,11 +180,8 @@ impl Line {
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect(),
             uncorrected: encode(&c.uncorrected),
-            by_color: c
-                .by_color
-                .iter()
-                .map(|(k, (s, h))| (k.clone(), (*s, encode(h))))
-                .collect(),
+            by_color: encode_named(&c.by_color),
+            by_region: encode_named(&c.by_region),
             elapsed_us: micros(elapsed),
             interrupted,
         }))
@@ -191,10 +191,6 @@ impl Line {
 impl Totals {
     /// As one engine thread's totals, for the coordinator's collector.
     pub fn thread_totals(&self) -> Result<ThreadTotals, String> {
-        let mut by_color = BTreeMap::new();
-        for (k, (s, h)) in &self.by_color {
-            by_color.insert(k.clone(), (*s, decode(h)?));
-        }
         Ok(ThreadTotals {
             requests: self.requests,
             successes: self.successes,
@@ -209,9 +205,29 @@ impl Totals {
                 .filter_map(|(k, v)| Some((k.parse().ok()?, *v)))
                 .collect(),
             uncorrected: decode(&self.uncorrected)?,
-            by_color,
+            by_color: decode_named(&self.by_color)?,
+            by_region: decode_named(&self.by_region)?,
         })
     }
+}
+
+/// Run totals per name, with their histograms encoded.
+fn encode_named(
+    totals: &BTreeMap<String, (Served, Histogram<u64>)>,
+) -> BTreeMap<String, (Served, String)> {
+    totals
+        .iter()
+        .map(|(k, (s, h))| (k.clone(), (*s, encode(h))))
+        .collect()
+}
+
+fn decode_named(
+    totals: &BTreeMap<String, (Served, String)>,
+) -> Result<BTreeMap<String, (Served, Histogram<u64>)>, String> {
+    totals
+        .iter()
+        .map(|(k, (s, h))| Ok((k.clone(), (*s, decode(h)?))))
+        .collect()
 }
 
 /// A `second` line back as a bucket.
@@ -308,6 +324,10 @@ mod tests {
             "blue".into(),
             (Served::counts(7, 1), crate::results::hdr::new_histogram()),
         );
+        let mut h = crate::results::hdr::new_histogram();
+        h.record(2_000).unwrap();
+        c.by_region
+            .insert("region-b".into(), (Served::counts(5, 0), h.clone()));
         let line = Line::done(&c, Duration::from_secs(3), false);
         let back: Line = serde_json::from_str(&serde_json::to_string(&line).unwrap()).unwrap();
         let Line::Done(totals) = back else {
@@ -317,5 +337,6 @@ mod tests {
         assert_eq!(t.requests, 7);
         assert_eq!(t.status_codes.get(&503), Some(&1));
         assert_eq!(t.by_color["blue"].0.errors, 1);
+        assert_eq!(t.by_region["region-b"], (Served::counts(5, 0), h));
     }
 }

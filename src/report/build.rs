@@ -178,6 +178,17 @@ fn load_figures(data: &RunData) -> Option<LoadFigures> {
                     .or_else(|| (c.requests > c.errors).then_some(c.latency)),
             })
             .collect();
+        let by_region = s
+            .by_region
+            .iter()
+            .map(|(region, c)| RegionFigures {
+                region: region.clone(),
+                requests: c.requests,
+                errors: c.errors,
+                error_rate: rate(c.errors, c.requests),
+                latency: (c.requests > c.errors).then_some(c.latency),
+            })
+            .collect();
         return Some(LoadFigures {
             source: "summary".into(),
             requests: s.requests,
@@ -189,6 +200,7 @@ fn load_figures(data: &RunData) -> Option<LoadFigures> {
             error_kinds: s.error_kinds.clone(),
             latency: hist("overall").or_else(|| (s.requests > s.errors).then_some(s.latency)),
             by_color,
+            by_region,
         });
     }
     // No summary section: sum the per-second buckets the load engine did write.
@@ -237,6 +249,8 @@ fn load_figures(data: &RunData) -> Option<LoadFigures> {
                 error_rate: rate(e, r),
             })
             .collect(),
+        // The seconds do not keep regions: the summary alone has them.
+        by_region: Vec::new(),
     })
 }
 

@@ -105,6 +105,21 @@ pub struct LoadFigures {
     pub latency: Option<Percentiles>,
     /// Per served-by colour, sorted by colour.
     pub by_color: Vec<ColorFigures>,
+    /// Through `resil gateway`: per region it sent requests to, sorted by name
+    /// (`unknown`: the gateway's own answers and failures without one). Absent without
+    /// a gateway.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub by_region: Vec<RegionFigures>,
+}
+
+/// One region's share of the load through the gateway.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegionFigures {
+    pub region: String,
+    pub requests: u64,
+    pub errors: u64,
+    pub error_rate: f64,
+    pub latency: Option<Percentiles>,
 }
 
 /// One colour's share of the load.

@@ -192,6 +192,19 @@ fn load_section(report: &Report) -> Option<Section> {
             c.latency.as_ref(),
         ));
     }
+    for r in &load.by_region {
+        let who = match r.region.as_str() {
+            crate::load::stats::UNKNOWN => "through no region".to_string(),
+            region => format!("through {region}"),
+        };
+        rows.push(row(
+            &who,
+            r.requests,
+            r.errors,
+            r.error_rate,
+            r.latency.as_ref(),
+        ));
+    }
     let mut notes = vec![format!(
         "{} requests in {:.1}s ({:.1}/s), {} errors ({}); from the {}",
         load.requests,

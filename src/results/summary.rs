@@ -81,6 +81,10 @@ pub struct LoadSummary {
     pub latency_uncorrected: Option<Percentiles>,
     /// Per served-by colour.
     pub by_color: BTreeMap<String, ColorLoad>,
+    /// Through `resil gateway`: per region it sent requests to (`unknown`: the gateway's
+    /// own answers and failures without one). Absent without a gateway.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_region: BTreeMap<String, ColorLoad>,
     /// Open model: sends that left later than their intended time by more than 1 ms.
     #[serde(default)]
     pub late_sends: u64,

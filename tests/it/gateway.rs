@@ -2,7 +2,8 @@
 //! goes to the first, moves to the second within fail-after × interval of the first going
 //! unready, and returns after the fail-back window; both decisions are in the timeline.
 //! By weight, traffic is shared and a failing region ejected; with a DNS TTL, clients
-//! follow a failover only when their cached answer expires.
+//! follow a failover only when their cached answer expires. Load through it is counted
+//! per region.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -322,4 +323,64 @@ async fn traffic_fails_over_within_k_intervals_and_fails_back_after_the_window()
         .map(|e| e["action"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(actions, ["failover a → b", "failback b → a"], "{text}");
+}
+
+#[tokio::test]
+async fn load_through_the_gateway_counts_each_request_under_the_region_that_served_it() {
+    let (_a, a) = demo_app("pod-a");
+    let (_b, b) = demo_app("pod-b");
+    let tmp = tempfile::tempdir().unwrap();
+    let timeline = tmp.path().join("timeline.jsonl");
+    let flags = ["--weight", "a=3", "--failback-after", "30s"];
+    let (_gw, url) = gateway(&[("a", &a), ("b", &b)], &flags, &timeline);
+    let client = reqwest::Client::new();
+    let limit = Duration::from_secs(10);
+    assert!(
+        until_served_by(&client, &url, "pod-a", limit)
+            .await
+            .is_some()
+    );
+    let out = tmp.path().join("run");
+    let load = Command::new(env!("CARGO_BIN_EXE_resil"))
+        .args(["load", &url, "-r", "400", "-c", "1", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&load.stdout);
+    assert!(
+        load.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+    // One client in sequence through 3:1 weights: exactly 300 and 100, none unnamed.
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let by_region = &summary["load"]["by_region"];
+    assert_eq!(by_region["a"]["requests"], 300, "{by_region:#}");
+    assert_eq!(by_region["b"]["requests"], 100, "{by_region:#}");
+    assert_eq!(by_region.as_object().unwrap().len(), 2, "{by_region:#}");
+    assert!(
+        stdout.contains("through a") && stdout.contains("through b"),
+        "{stdout}"
+    );
+    // The report carries them too.
+    let report = Command::new(env!("CARGO_BIN_EXE_resil"))
+        .args(["report", "-o", "json"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(report.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    let regions: Vec<(&str, u64)> = report["load"]["by_region"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["region"].as_str().unwrap(),
+                r["requests"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(regions, [("a", 300), ("b", 100)]);
 }

@@ -120,6 +120,17 @@ fn the_multi_region_scenario_fails_over_and_back_and_measures_rto_and_rpo_per_re
         );
         let control = recovery["control_plane"].to_string();
         assert!(control.contains("gateway: failover"), "{name}: {control}");
+        // The load is counted per region that served it: both did, around the outage.
+        let regions = &report["load"]["by_region"];
+        for region in ["region-a", "region-b"] {
+            let served = regions
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["region"] == region)
+                .map_or(0, |r| r["requests"].as_u64().unwrap());
+            assert!(served > 0, "{name}: {region}: {regions:#}");
+        }
         let writes = &report["writes"];
         assert!(
             writes["acknowledged"].as_u64().unwrap() > 100,
