@@ -1,6 +1,6 @@
 //! The demo app's write path as a real process: writes acknowledged per region, read
 //! back, bounded, safe against hostile keys and bodies, and copied to a synchronous
-//! replica before they are acknowledged.
+//! replica before they are acknowledged, in the order the source stores them.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -293,4 +293,29 @@ async fn with_a_replica_a_write_is_acknowledged_only_after_the_copy() {
         .await
         .unwrap();
     assert_eq!(bad.status(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_of_one_key_leave_the_replica_with_the_value_the_source_keeps() {
+    let replica = DemoApp::start();
+    let primary = DemoApp::start_with(&["--replica-url", &replica.base]);
+    let c = client();
+    for key in ["hot-1", "hot-2", "hot-3"] {
+        let url = primary.url(&format!("/kv/{key}"));
+        let writes = (0..40).map(|i| {
+            let put = c.put(&url).body(format!("value-{i}"));
+            async move { put.send().await.unwrap().status() }
+        });
+        let statuses = futures::future::join_all(writes).await;
+        assert!(statuses.iter().all(|s| s.is_success()), "{statuses:?}");
+        let read = |base: &DemoApp| {
+            let get = c.get(base.url(&format!("/kv/{key}")));
+            async move { get.send().await.unwrap().text().await.unwrap() }
+        };
+        let (kept, copied) = (read(&primary).await, read(&replica).await);
+        assert_eq!(
+            kept, copied,
+            "{key}: the replica must hold the value the source kept"
+        );
+    }
 }

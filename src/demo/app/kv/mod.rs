@@ -115,12 +115,19 @@ impl Replica {
     }
 }
 
+/// Locks that order a synchronous write's copy and store per key (by the key's hash).
+const WRITE_STRIPES: usize = 64;
+
 /// The write path's state: the store and the synchronous replica.
 #[derive(Debug)]
 pub struct Kv {
     pub store: KvStore,
     /// Read on every write, set by the admin API: a std `RwLock` held for a clone only.
     replica: RwLock<Option<Arc<Replica>>>,
+    /// A synchronous write holds its key's stripe from the copy to the store, so two
+    /// writes of one key reach the replica in the order the store keeps them (the feed
+    /// marks both as held by the replica, and the replicator does not copy them again).
+    stripes: Box<[tokio::sync::Mutex<()>]>,
 }
 
 impl Kv {
@@ -128,7 +135,18 @@ impl Kv {
         Kv {
             store: KvStore::new(limits),
             replica: RwLock::new(replica.map(Arc::new)),
+            stripes: (0..WRITE_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
         }
+    }
+
+    /// The lock that orders synchronous writes of `key`.
+    fn stripe(&self, key: &str) -> &tokio::sync::Mutex<()> {
+        let mut hasher = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(key, &mut hasher);
+        let hash = std::hash::Hasher::finish(&hasher);
+        &self.stripes[(hash % self.stripes.len() as u64) as usize]
     }
 
     fn replica(&self) -> Option<Arc<Replica>> {
@@ -206,6 +224,11 @@ pub(crate) async fn put(State(state): State<AppState>, request: Request) -> Resp
         kv.replica()
     } else {
         None
+    };
+    // Held until the write is stored (dropped at the end of this function).
+    let _ordered = match &replica {
+        Some(_) => Some(kv.stripe(&key).lock().await),
+        None => None,
     };
     if let Some(replica) = &replica {
         if let Err(err) = kv.store.check(&key, value.len()) {
