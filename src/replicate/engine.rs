@@ -5,9 +5,13 @@
 //! with it, as an asynchronously replicated database does. In synchronous mode the source
 //! itself copies each write to the target before acknowledging it (its `/admin/replica`,
 //! set at start and cleared at the end); the loop then only catches up on writes made
-//! before, passing over those the feed marks as copied to its target already. Called by
-//! [`super::command`] and by tests; it prints nothing.
+//! before, passing over those the feed marks as copied to its target since it named the
+//! replica (a mark from an earlier setting is not trusted: that replica may have lost the
+//! write since). A key the loop copied itself is copied again at its next marked write, as
+//! the loop's older value may have reached the target after the source's newer one. Called
+//! by [`super::command`] and by tests; it prints nothing.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -91,14 +95,18 @@ pub async fn run(
         .build()
         .map_err(|e| ReplicateError::Client(e.to_string()))?;
     let started = Instant::now();
-    let started_at = Utc::now();
     let mut report = ReplicaReport {
         sync: plan.sync,
         ..ReplicaReport::default()
     };
+    // Writes up to this sequence number were acknowledged before the replicator ran (its
+    // catch-up, not timed); in sync mode the feed's marks above it are this run's.
+    let mut since: Option<u64> = None;
     if plan.sync {
-        set_replica(&client, plan).await?;
+        since = Some(set_replica(&client, plan).await?);
     }
+    // Sync mode: keys the loop copied itself (see the module's note).
+    let mut copied_keys: HashSet<String> = HashSet::new();
     let deadline = plan.duration.map(|d| started + d);
     let mut full_page = false;
     // The source did not answer last round: when it does again it may be a new process
@@ -145,28 +153,38 @@ pub async fn run(
                 plan.from, report.replicated_seq, feed.last_seq
             ));
             report.replicated_seq = 0;
+            // Every write of the new store is made while this replicator runs.
+            since = Some(0);
             // Read again at once, from the start.
             full_page = true;
             source_was_down = true;
         }
-        if std::mem::take(&mut source_was_down)
-            && plan.sync
-            && let Err(e) = set_replica(&client, plan).await
-        {
-            report.last_error = Some(e.to_string());
-            source_was_down = true;
+        if std::mem::take(&mut source_was_down) && plan.sync {
+            match set_replica(&client, plan).await {
+                // A new process's marks start with this setting.
+                Ok(seq) if restarted => since = Some(seq),
+                Ok(_) => {}
+                Err(e) => {
+                    report.last_error = Some(e.to_string());
+                    source_was_down = true;
+                }
+            }
         }
         if restarted {
             continue;
         }
         report.source_seq = feed.last_seq;
         report.pending = feed.pending;
+        let boundary = *since.get_or_insert(feed.last_seq);
         let mut taken = 0;
         for entry in &feed.entries {
             if cancel.is_cancelled() {
                 break;
             }
-            if entry.copied_to.as_deref() == Some(plan.to.as_str()) {
+            let held = entry.seq > boundary
+                && entry.copied_to.as_deref() == Some(plan.to.as_str())
+                && !copied_keys.contains(&entry.key);
+            if held {
                 report.held_already += 1;
                 report.replicated_seq = entry.seq;
                 report.pending = report.pending.saturating_sub(1);
@@ -187,9 +205,12 @@ pub async fn run(
                 .await;
             match put {
                 Ok(r) if r.status().is_success() => {
-                    let lag = (entry.acked_at >= started_at)
+                    let lag = (entry.seq > boundary)
                         .then(|| (Utc::now() - entry.acked_at).to_std().unwrap_or_default());
                     report.copied_one(lag, bytes);
+                    if plan.sync {
+                        copied_keys.insert(entry.key.clone());
+                    }
                     report.replicated_seq = entry.seq;
                     report.pending = report.pending.saturating_sub(1);
                     taken += 1;
@@ -258,7 +279,12 @@ async fn read_feed(
     Ok((feed, region))
 }
 
-async fn set_replica(client: &reqwest::Client, plan: &ReplicatePlan) -> Result<(), ReplicateError> {
+/// Names the target the source's synchronous replica; returns the source's `since_seq`
+/// (0 from a demo app that does not say).
+async fn set_replica(
+    client: &reqwest::Client,
+    plan: &ReplicatePlan,
+) -> Result<u64, ReplicateError> {
     let body = serde_json::json!({
         "url": plan.to,
         "timeout": humantime::format_duration(plan.timeout).to_string(),
@@ -280,7 +306,8 @@ async fn set_replica(client: &reqwest::Client, plan: &ReplicatePlan) -> Result<(
             reason: format!("{status}: {}", text.trim()),
         });
     }
-    Ok(())
+    let answer: serde_json::Value = response.json().await.unwrap_or_default();
+    Ok(answer["since_seq"].as_u64().unwrap_or(0))
 }
 
 async fn clear_replica(

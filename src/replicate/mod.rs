@@ -165,7 +165,7 @@ pub async fn command(args: ReplicateArgs, _global: &GlobalArgs) -> anyhow::Resul
 /// The figures in one line (the progress each second; a scenario's timeline note).
 pub fn progress_line(r: &ReplicaReport) -> String {
     format!(
-        "copied {}{} (up to seq {} of {}), {} pending, lag {} ms (max {} ms){}{}",
+        "copied {}{} (up to seq {} of {}), {} pending, {}{}{}",
         r.copied,
         match r.held_already {
             0 => String::new(),
@@ -174,8 +174,10 @@ pub fn progress_line(r: &ReplicaReport) -> String {
         r.replicated_seq,
         r.source_seq,
         r.pending,
-        r.lag_last_ms,
-        r.lag_max_ms,
+        match timed(r) {
+            true => format!("lag {} ms (max {} ms)", r.lag_last_ms, r.lag_max_ms),
+            false => "no lag measured".to_string(),
+        },
         match r.source_restarts {
             0 => String::new(),
             n => format!(", source restarted {n}×"),
@@ -187,12 +189,17 @@ pub fn progress_line(r: &ReplicaReport) -> String {
     )
 }
 
+/// Whether the lag figures measure anything: a write made while it ran, copied by it.
+fn timed(r: &ReplicaReport) -> bool {
+    r.copied > r.caught_up
+}
+
 /// The final figures as text.
 pub fn summary(r: &ReplicaReport) -> String {
     format!(
         "copied       {} writes, {} bytes{}\n\
          replicated   up to seq {} of the source's {} ({} pending)\n\
-         lag          last {} ms, mean {} ms, max {} ms\n\
+         lag          {}\n\
          errors       {} reading the source, {} writing the target{}\n\
          mode         {}, ran {:.1} s",
         r.copied,
@@ -209,9 +216,13 @@ pub fn summary(r: &ReplicaReport) -> String {
         r.replicated_seq,
         r.source_seq,
         r.pending,
-        r.lag_last_ms,
-        r.lag_mean_ms,
-        r.lag_max_ms,
+        match timed(r) {
+            true => format!(
+                "last {} ms, mean {} ms, max {} ms",
+                r.lag_last_ms, r.lag_mean_ms, r.lag_max_ms
+            ),
+            false => "none measured: no write made while it ran was copied by it".to_string(),
+        },
         r.source_errors,
         r.target_errors,
         r.last_error

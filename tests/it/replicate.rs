@@ -311,3 +311,101 @@ async fn a_source_back_with_a_new_store_is_replicated_from_its_start_and_stays_s
         assert_eq!(report.source_restarts, 1, "sync {sync}: {report:#?}");
     }
 }
+
+#[tokio::test]
+async fn writes_marked_for_a_replica_that_restarted_empty_since_are_copied_again() {
+    // A synchronous source whose replica took five writes...
+    let mut target = DemoApp::start_with(&["--region", "region-b"]);
+    let source = DemoApp::start_with(&["--region", "region-a", "--replica-url", &target.base]);
+    let early = write_steadily(&source, 5, Duration::from_millis(1)).await;
+    assert_eq!(early.len(), 5);
+    assert!(missing(&target, &early).await.is_empty());
+    // ...then lost them: the replica's pod replaced by an empty one at the same address.
+    let port = port_of(&target);
+    target.child.kill().unwrap();
+    target.child.wait().unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let target = DemoApp::start_on(port, &["--region", "region-b"]);
+
+    // The feed still marks them as copied to that address; a new replicator does not take
+    // the word of a setting older than its own, and copies them.
+    let cancel = CancellationToken::new();
+    let replicating = {
+        let plan = plan(&source, &target, Duration::ZERO, true);
+        let cancel = cancel.clone();
+        tokio::spawn(async move { engine::run(&plan, cancel, |_| {}).await })
+    };
+    until_held(&target, &early, "the writes the old replica lost").await;
+    // Later writes are the source's own synchronous copies: held already, not copied.
+    let c = client();
+    let mut later = Vec::new();
+    for i in 0..5 {
+        let key = format!("later-{i}");
+        let put = c.put(source.url(&format!("/kv/{key}"))).body(key.clone());
+        let status = put.send().await.unwrap().status();
+        assert!(status.is_success(), "{key}: {status}");
+        later.push((key, Instant::now()));
+    }
+    until_held(&target, &later, "the later writes").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    cancel.cancel();
+    let report = replicating.await.unwrap().unwrap();
+    assert_eq!(
+        (report.copied, report.caught_up, report.held_already),
+        (5, 5, 5),
+        "{report:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_overwritten_while_the_replicator_catches_up_end_with_the_sources_values() {
+    let source = DemoApp::start_with(&["--region", "region-a"]);
+    let target = DemoApp::start_with(&["--region", "region-b"]);
+    let c = client();
+    let keys: Vec<String> = (0..300).map(|i| format!("hot-{i}")).collect();
+    for key in &keys {
+        let put = c.put(source.url(&format!("/kv/{key}"))).body("old");
+        assert!(put.send().await.unwrap().status().is_success());
+    }
+    // Synchronous replication starts with a catch-up of the 300 old values, while every
+    // key is written again: the source copies the new values itself, and the loop's older
+    // copies of the same keys may land after them.
+    let cancel = CancellationToken::new();
+    let replicating = {
+        let plan = plan(&source, &target, Duration::ZERO, true);
+        let cancel = cancel.clone();
+        tokio::spawn(async move { engine::run(&plan, cancel, |_| {}).await })
+    };
+    until_replica_is(&source, &target).await;
+    for key in &keys {
+        let put = c.put(source.url(&format!("/kv/{key}"))).body("new");
+        assert!(put.send().await.unwrap().status().is_success());
+    }
+    // The target ends with the value the source keeps, for every key.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut stale = Vec::new();
+        for key in &keys {
+            let r = c
+                .get(target.url(&format!("/kv/{key}")))
+                .send()
+                .await
+                .unwrap();
+            if r.text().await.unwrap() != "new" {
+                stale.push(key.clone());
+            }
+        }
+        if stale.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the target kept older values of {} keys: {:?}",
+            stale.len(),
+            &stale[..stale.len().min(10)]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cancel.cancel();
+    replicating.await.unwrap().unwrap();
+}

@@ -19,8 +19,8 @@
 //! | `DELETE /admin/faults` | clear every fault (and stop a CPU burn); answers the cleared faults |
 //! | `PUT /kv/{key}` | store the body as the key's value and acknowledge the write in this region (below) |
 //! | `GET /kv/{key}` | the value stored (`application/octet-stream`), or `404` |
-//! | `GET /kv?after=N&limit=M&min_age_ms=L` | the change feed: the latest write of each key with a sequence number above N, oldest first, at most M (≤ 1000), none younger than L ms |
-//! | `GET/PUT/DELETE /admin/replica` | the synchronous replica: `{"url":"http://HOST:PORT","timeout":"2s"}` |
+//! | `GET /kv?after=N&limit=M&min_age_ms=L` | the change feed: the latest write of each key with a sequence number above N, oldest first, at most M (≤ 1000), none younger than L ms; a write copied to the synchronous replica says so (`copied_to`) |
+//! | `GET/PUT/DELETE /admin/replica` | the synchronous replica: `{"url":"http://HOST:PORT","timeout":"2s"}`; a PUT answers `since_seq`, the last sequence number when it took effect |
 //!
 //! Every response, errors and 404s included, carries `x-resil-pod`, `x-resil-color` and
 //! `x-resil-version`; the load engine counts responses per colour from these names.

@@ -60,8 +60,8 @@ fn spawn_hint(error: &io::Error) -> String {
     match errno {
         Some(nix::errno::Errno::EMFILE) => format!(
             "the lab has as many files open as its limit allows (each pod holds {FILES_PER_POD}); \
-             start the lab again with a higher limit (`ulimit -n` before `resil lab up`, \
-             LimitNOFILE= for a service)"
+             start the lab again with a higher hard limit (resil raises its soft limit to it: \
+             `ulimit -Hn` before `resil lab up`, LimitNOFILE= for a service)"
         ),
         Some(nix::errno::Errno::ENFILE) => {
             "the system is out of open files (fs.file-max); stop some pods or processes".into()

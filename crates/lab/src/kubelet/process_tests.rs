@@ -291,7 +291,7 @@ fn a_lab_out_of_file_descriptors_says_to_raise_its_limit_not_to_check_the_progra
     let emfile = spawn(nix::errno::Errno::EMFILE).to_string();
     assert!(
         emfile.starts_with("cannot start /usr/bin/resil: the lab has as many files open")
-            && emfile.contains("ulimit -n")
+            && emfile.contains("ulimit -Hn")
             && !emfile.contains("resil binary?"),
         "{emfile}"
     );

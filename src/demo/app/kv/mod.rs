@@ -59,6 +59,8 @@ pub struct WriteAck {
 pub struct Replica {
     url: Arc<str>,
     client: reqwest::Client,
+    /// Bounds each copy, and the wait for an earlier write of the same key.
+    timeout: Duration,
 }
 
 /// The body of `PUT /admin/replica`.
@@ -92,6 +94,7 @@ impl Replica {
         Ok(Replica {
             url: url.into(),
             client,
+            timeout,
         })
     }
 
@@ -128,6 +131,8 @@ pub struct Kv {
     /// writes of one key reach the replica in the order the store keeps them (the feed
     /// marks both as held by the replica, and the replicator does not copy them again).
     stripes: Box<[tokio::sync::Mutex<()>]>,
+    /// Keyed per process, so keys cannot be chosen to share a stripe with a given one.
+    stripe_hasher: std::hash::RandomState,
 }
 
 impl Kv {
@@ -138,14 +143,13 @@ impl Kv {
             stripes: (0..WRITE_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
+            stripe_hasher: std::hash::RandomState::new(),
         }
     }
 
     /// The lock that orders synchronous writes of `key`.
     fn stripe(&self, key: &str) -> &tokio::sync::Mutex<()> {
-        let mut hasher = std::hash::DefaultHasher::new();
-        std::hash::Hash::hash(key, &mut hasher);
-        let hash = std::hash::Hasher::finish(&hasher);
+        let hash = std::hash::BuildHasher::hash_one(&self.stripe_hasher, key);
         &self.stripes[(hash % self.stripes.len() as u64) as usize]
     }
 
@@ -225,9 +229,26 @@ pub(crate) async fn put(State(state): State<AppState>, request: Request) -> Resp
     } else {
         None
     };
-    // Held until the write is stored (dropped at the end of this function).
+    // Held until the write is stored (dropped at the end of this function); the wait is
+    // bounded like a copy, so writes queued behind a replica that does not answer fail
+    // after one timeout each, not after all the copies before them.
     let _ordered = match &replica {
-        Some(_) => Some(kv.stripe(&key).lock().await),
+        Some(replica) => {
+            match tokio::time::timeout(replica.timeout, kv.stripe(&key).lock()).await {
+                Ok(guard) => Some(guard),
+                Err(_) => {
+                    return error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &format!(
+                            "not acknowledged: the writes ahead of this one (of this key, or of one \
+                             sharing its turn) held the replica {} for the whole timeout ({}); retry",
+                            replica.url,
+                            humantime::format_duration(replica.timeout)
+                        ),
+                    );
+                }
+            }
+        }
         None => None,
     };
     if let Some(replica) = &replica {
@@ -390,7 +411,10 @@ pub(crate) async fn get_replica(State(state): State<AppState>) -> Response {
     axum::Json(json!({ "replica": state.kv.snapshot().replica })).into_response()
 }
 
-/// `PUT /admin/replica`: `{"url":"http://host:port","timeout":"2s"}`.
+/// `PUT /admin/replica`: `{"url":"http://host:port","timeout":"2s"}`. The answer names
+/// the replica and `since_seq`, the store's last sequence number once it was set: the feed's
+/// `copied_to` marks of later writes are this setting's (earlier ones may be from an
+/// earlier setting, whose replica may have lost them since).
 pub(crate) async fn put_replica(State(state): State<AppState>, body: Bytes) -> Response {
     let spec: ReplicaSpec = match serde_json::from_slice(&body) {
         Ok(spec) => spec,
@@ -407,7 +431,9 @@ pub(crate) async fn put_replica(State(state): State<AppState>, body: Bytes) -> R
         Ok(replica) => {
             tracing::info!(url = %replica.url, "synchronous replica set");
             state.kv.set_replica(Some(replica));
-            get_replica(State(state)).await
+            let snapshot = state.kv.snapshot();
+            axum::Json(json!({ "replica": snapshot.replica, "since_seq": snapshot.last_seq }))
+                .into_response()
         }
         Err(message) => error(StatusCode::BAD_REQUEST, &message),
     }
