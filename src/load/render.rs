@@ -12,6 +12,14 @@ use super::thresholds::Breach;
 use crate::results::summary::{ColorLoad, LoadSummary, Percentiles};
 use crate::results::{Event, EventKind};
 
+/// A region's row name (`through a`); [`UNKNOWN`] holds the answers that named none.
+pub fn through(region: &str) -> String {
+    match region {
+        UNKNOWN => "through no region".to_string(),
+        region => format!("through {region}"),
+    }
+}
+
 /// A latency in µs as `842µs`, `12.4ms` or `1.52s`.
 pub fn duration_us(us: u64) -> String {
     if us >= 1_000_000 {
@@ -172,11 +180,7 @@ pub fn table(
         t.add_row(vec![format!("served by {color}"), served(c)]);
     }
     for (region, c) in &s.by_region {
-        let name = match region.as_str() {
-            UNKNOWN => "through no region".to_string(),
-            region => format!("through {region}"),
-        };
-        t.add_row(vec![name, served(c)]);
+        t.add_row(vec![through(region), served(c)]);
     }
     if let Some(w) = &s.writes {
         for (name, value) in write_rows(w) {

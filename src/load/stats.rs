@@ -439,6 +439,16 @@ fn tally(totals: &mut Vec<(Served, Histogram<u64>)>, id: usize, error: bool, lat
     }
 }
 
+/// Slots indexed by interned name, keyed by the name; those that served no request left out.
+fn named<T>(names: &Names, slots: Vec<T>, requests: impl Fn(&T) -> u64) -> BTreeMap<String, T> {
+    slots
+        .into_iter()
+        .enumerate()
+        .filter(|(_, slot)| requests(slot) > 0)
+        .map(|(i, slot)| (names.name(i), slot))
+        .collect()
+}
+
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
@@ -599,15 +609,7 @@ impl ThreadStats {
         if b.requests == 0 {
             return None;
         }
-        let named = |names: &Names, slots: Vec<Served>| {
-            slots
-                .into_iter()
-                .enumerate()
-                .filter(|(_, s)| s.requests > 0)
-                .map(|(i, s)| (names.name(i), s))
-                .collect()
-        };
-        let mut by_pod: BTreeMap<String, Served> = named(&self.pods, b.by_pod);
+        let mut by_pod = named(&self.pods, b.by_pod, |s| s.requests);
         // Pods are only worth listing when the target names them.
         if by_pod.len() == 1 && by_pod.contains_key(UNKNOWN) {
             by_pod.clear();
@@ -623,7 +625,7 @@ impl ThreadStats {
             requests: b.requests,
             errors: b.errors,
             latency: b.latency,
-            by_color: named(&self.colors, b.by_color),
+            by_color: named(&self.colors, b.by_color, |s| s.requests),
             by_pod,
             latency_by_color,
         })
@@ -651,16 +653,17 @@ impl ThreadStats {
             .filter(|(_, n)| **n > 0)
             .map(|(code, n)| (code as u16, *n))
             .collect();
-        let named = |names: &Names, totals: Vec<(Served, Histogram<u64>)>| {
-            totals
-                .into_iter()
-                .enumerate()
-                .filter(|(_, (s, _))| s.requests > 0)
-                .map(|(i, t)| (names.name(i), t))
-                .collect()
-        };
-        let by_color = named(&self.colors, std::mem::take(&mut self.totals_by_color));
-        let by_region = named(&self.regions, std::mem::take(&mut self.totals_by_region));
+        let requests = |t: &(Served, Histogram<u64>)| t.0.requests;
+        let by_color = named(
+            &self.colors,
+            std::mem::take(&mut self.totals_by_color),
+            requests,
+        );
+        let by_region = named(
+            &self.regions,
+            std::mem::take(&mut self.totals_by_region),
+            requests,
+        );
         let totals = ThreadTotals {
             requests: self.requests,
             successes: self.successes,

@@ -66,6 +66,12 @@ pub struct ReplicaReport {
 }
 
 impl ReplicaReport {
+    /// The target holds the source's writes up to `seq` (copied, or held already).
+    fn passed(&mut self, seq: u64) {
+        self.replicated_seq = seq;
+        self.pending = self.pending.saturating_sub(1);
+    }
+
     /// One write copied: `lag` after its acknowledgement, or `None` for one acknowledged
     /// before the replicator started.
     fn copied_one(&mut self, lag: Option<Duration>, bytes: usize) {
@@ -186,8 +192,7 @@ pub async fn run(
                 && !copied_keys.contains(&entry.key);
             if held {
                 report.held_already += 1;
-                report.replicated_seq = entry.seq;
-                report.pending = report.pending.saturating_sub(1);
+                report.passed(entry.seq);
                 taken += 1;
                 continue;
             }
@@ -211,8 +216,7 @@ pub async fn run(
                     if plan.sync {
                         copied_keys.insert(entry.key.clone());
                     }
-                    report.replicated_seq = entry.seq;
-                    report.pending = report.pending.saturating_sub(1);
+                    report.passed(entry.seq);
                     taken += 1;
                 }
                 // Not copied: the same entry is the first of the next round.

@@ -193,12 +193,8 @@ fn load_section(report: &Report) -> Option<Section> {
         ));
     }
     for r in &load.by_region {
-        let who = match r.region.as_str() {
-            crate::load::stats::UNKNOWN => "through no region".to_string(),
-            region => format!("through {region}"),
-        };
         rows.push(row(
-            &who,
+            &crate::load::render::through(&r.region),
             r.requests,
             r.errors,
             r.error_rate,

@@ -24,6 +24,19 @@ fn plan(from: &DemoApp, to: &DemoApp, lag: Duration, sync: bool) -> ReplicatePla
     }
 }
 
+/// Runs `plan` in the background until the token is cancelled.
+fn replicate(
+    plan: ReplicatePlan,
+) -> (
+    tokio::task::JoinHandle<Result<engine::ReplicaReport, resil::replicate::ReplicateError>>,
+    CancellationToken,
+) {
+    let cancel = CancellationToken::new();
+    let stop = cancel.clone();
+    let task = tokio::spawn(async move { engine::run(&plan, stop, |_| {}).await });
+    (task, cancel)
+}
+
 /// Writes `count` keys to `app`, one every `every`; returns each acknowledged key with
 /// the instant its acknowledgement arrived.
 async fn write_steadily(app: &DemoApp, count: usize, every: Duration) -> Vec<(String, Instant)> {
@@ -67,12 +80,7 @@ async fn async_lag_loses_the_writes_of_the_last_lag_when_the_source_dies() {
     let mut source = DemoApp::start_with(&["--region", "region-a"]);
     let target = DemoApp::start_with(&["--region", "region-b"]);
     let lag = Duration::from_millis(500);
-    let cancel = CancellationToken::new();
-    let replicating = {
-        let plan = plan(&source, &target, lag, false);
-        let cancel = cancel.clone();
-        tokio::spawn(async move { engine::run(&plan, cancel, |_| {}).await })
-    };
+    let (replicating, cancel) = replicate(plan(&source, &target, lag, false));
     let started = Instant::now();
     let acked = write_steadily(&source, 300, Duration::from_millis(5)).await;
     let rate = acked.len() as f64 / started.elapsed().as_secs_f64();
@@ -132,12 +140,7 @@ async fn sync_replication_loses_no_acknowledged_write_when_the_source_dies() {
             .send()
             .await
             .unwrap();
-        let cancel = CancellationToken::new();
-        let replicating = {
-            let plan = plan(&source, &target, Duration::ZERO, true);
-            let cancel = cancel.clone();
-            tokio::spawn(async move { engine::run(&plan, cancel, |_| {}).await })
-        };
+        let (replicating, cancel) = replicate(plan(&source, &target, Duration::ZERO, true));
         // The source acknowledges through its replica once the replicator set it.
         until_replica_is(&source, &target).await;
         let mut acked = write_steadily(&source, 150, Duration::from_millis(2)).await;
@@ -267,12 +270,7 @@ async fn a_source_back_with_a_new_store_is_replicated_from_its_start_and_stays_s
     for sync in [false, true] {
         let mut source = DemoApp::start_with(&["--region", "region-a"]);
         let target = DemoApp::start_with(&["--region", "region-b"]);
-        let cancel = CancellationToken::new();
-        let replicating = {
-            let plan = plan(&source, &target, Duration::ZERO, sync);
-            let cancel = cancel.clone();
-            tokio::spawn(async move { engine::run(&plan, cancel, |_| {}).await })
-        };
+        let (replicating, cancel) = replicate(plan(&source, &target, Duration::ZERO, sync));
         let before = write_steadily(&source, 30, Duration::from_millis(2)).await;
         until_held(&target, &before, &format!("sync {sync}: the first writes")).await;
         // The region's pod is replaced: a new process on the same address, an empty
@@ -329,12 +327,7 @@ async fn writes_marked_for_a_replica_that_restarted_empty_since_are_copied_again
 
     // The feed still marks them as copied to that address; a new replicator does not take
     // the word of a setting older than its own, and copies them.
-    let cancel = CancellationToken::new();
-    let replicating = {
-        let plan = plan(&source, &target, Duration::ZERO, true);
-        let cancel = cancel.clone();
-        tokio::spawn(async move { engine::run(&plan, cancel, |_| {}).await })
-    };
+    let (replicating, cancel) = replicate(plan(&source, &target, Duration::ZERO, true));
     until_held(&target, &early, "the writes the old replica lost").await;
     // Later writes are the source's own synchronous copies: held already, not copied.
     let c = client();
@@ -370,12 +363,7 @@ async fn keys_overwritten_while_the_replicator_catches_up_end_with_the_sources_v
     // Synchronous replication starts with a catch-up of the 300 old values, while every
     // key is written again: the source copies the new values itself, and the loop's older
     // copies of the same keys may land after them.
-    let cancel = CancellationToken::new();
-    let replicating = {
-        let plan = plan(&source, &target, Duration::ZERO, true);
-        let cancel = cancel.clone();
-        tokio::spawn(async move { engine::run(&plan, cancel, |_| {}).await })
-    };
+    let (replicating, cancel) = replicate(plan(&source, &target, Duration::ZERO, true));
     until_replica_is(&source, &target).await;
     for key in &keys {
         let put = c.put(source.url(&format!("/kv/{key}"))).body("new");

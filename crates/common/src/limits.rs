@@ -21,24 +21,22 @@ pub fn raise_open_files() -> Option<(u64, u64)> {
     } else {
         hard
     };
-    if want <= soft {
-        return Some((soft, soft));
-    }
-    if setrlimit(Resource::RLIMIT_NOFILE, want, hard).is_ok() {
-        return Some((soft, want));
-    }
     // Linux refuses a soft limit above fs.nr_open, which an unlimited hard limit is.
-    let nr_open: u64 = std::fs::read_to_string("/proc/sys/fs/nr_open")
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    let want = want.min(nr_open);
-    if want <= soft {
-        return Some((soft, soft));
+    let nr_open = || -> Option<u64> {
+        std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    if want > soft && setrlimit(Resource::RLIMIT_NOFILE, want, hard).is_err() {
+        let capped = want.min(nr_open()?);
+        if capped > soft {
+            setrlimit(Resource::RLIMIT_NOFILE, capped, hard).ok()?;
+        }
+        return Some((soft, capped.max(soft)));
     }
-    setrlimit(Resource::RLIMIT_NOFILE, want, hard).ok()?;
-    Some((soft, want))
+    Some((soft, want.max(soft)))
 }
 
 #[cfg(test)]
